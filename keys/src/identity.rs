@@ -1,0 +1,277 @@
+//! Ed25519 identities, public keys, key ids and signatures.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::{context, Error, Result};
+
+/// Length of an Ed25519 signature in bytes.
+pub const SIGNATURE_BYTES: usize = 64;
+
+/// An Ed25519 signature.
+pub type Signature = ed25519_dalek::Signature;
+
+/// A private signing identity. The secret never appears in `Debug` output.
+#[derive(Clone)]
+pub struct Identity {
+    signing_key: SigningKey,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("key_id", &self.public_key().key_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// Generates a new identity from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        Self::from_seed(rand::random())
+    }
+
+    /// Builds an identity from a 32-byte Ed25519 seed (the RFC 8032 private key).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self {
+            signing_key: SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// The 32-byte seed. Callers must treat it as secret.
+    pub fn seed(&self) -> [u8; 32] {
+        self.signing_key.to_bytes()
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(self.signing_key.verifying_key())
+    }
+
+    /// Signs `context || 0x00 || body`.
+    pub fn sign(&self, context: &str, body: &[u8]) -> Signature {
+        self.signing_key.sign(&context::message(context, body))
+    }
+
+    /// Signs raw bytes with no context; only for formats that define their own
+    /// framing (C2SP signed notes).
+    pub fn sign_raw(&self, message: &[u8]) -> Signature {
+        self.signing_key.sign(message)
+    }
+
+    /// PKCS#8 PEM ("BEGIN PRIVATE KEY"), as written by `openssl genpkey -algorithm ed25519`.
+    pub fn to_pkcs8_pem(&self) -> Result<String> {
+        self.signing_key
+            .to_pkcs8_pem(Default::default())
+            .map(|pem| pem.to_string())
+            .map_err(|e| Error::InvalidKey(format!("cannot encode private key: {e}")))
+    }
+
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self> {
+        SigningKey::from_pkcs8_pem(pem)
+            .map(|signing_key| Self { signing_key })
+            .map_err(|e| Error::InvalidKey(format!("not an Ed25519 PKCS#8 private key: {e}")))
+    }
+}
+
+/// An Ed25519 public key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKey(VerifyingKey);
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PublicKey({})", self.to_base64())
+    }
+}
+
+impl PublicKey {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let array: [u8; 32] = bytes.try_into().map_err(|_| {
+            Error::InvalidKey(format!("public key must be 32 bytes, got {}", bytes.len()))
+        })?;
+        VerifyingKey::from_bytes(&array)
+            .map(PublicKey)
+            .map_err(|e| Error::InvalidKey(format!("not an Ed25519 point: {e}")))
+    }
+
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        &self.0
+    }
+
+    /// The key id: SHA-256(KEY_ID context || 0x00 || public key).
+    pub fn key_id(&self) -> KeyId {
+        let digest = Sha256::digest(context::message(context::KEY_ID, &self.to_bytes()));
+        KeyId(digest.into())
+    }
+
+    /// Raw 32-byte key in standard base64 (44 characters).
+    pub fn to_base64(&self) -> String {
+        BASE64.encode(self.to_bytes())
+    }
+
+    pub fn from_base64(text: &str) -> Result<Self> {
+        let bytes = BASE64
+            .decode(text.trim())
+            .map_err(|e| Error::InvalidKey(format!("bad base64: {e}")))?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// SubjectPublicKeyInfo PEM ("BEGIN PUBLIC KEY"), readable by OpenSSL.
+    pub fn to_spki_pem(&self) -> Result<String> {
+        self.0
+            .to_public_key_pem(Default::default())
+            .map_err(|e| Error::InvalidKey(format!("cannot encode public key: {e}")))
+    }
+
+    pub fn from_spki_pem(pem: &str) -> Result<Self> {
+        VerifyingKey::from_public_key_pem(pem)
+            .map(PublicKey)
+            .map_err(|e| Error::InvalidKey(format!("not an Ed25519 SPKI public key: {e}")))
+    }
+
+    /// Parses any of the public key forms we write or accept: SPKI PEM, raw
+    /// base64, or a C2SP note verifier key (`name+hexid+base64(0x01||key)`).
+    pub fn parse_any(text: &str) -> Result<Self> {
+        let text = text.trim();
+        if text.starts_with("-----BEGIN PUBLIC KEY-----") {
+            return Self::from_spki_pem(text);
+        }
+        if text.contains('+') && !text.contains('\n') {
+            if let Ok(verifier) = crate::note::Verifier::parse(text) {
+                return Ok(verifier.public_key());
+            }
+        }
+        Self::from_base64(text)
+    }
+
+    /// Verifies a signature over `context || 0x00 || body`.
+    pub fn verify(&self, context: &str, body: &[u8], signature: &Signature) -> Result<()> {
+        self.verify_raw(&context::message(context, body), signature)
+    }
+
+    /// Verifies a signature over raw bytes (signed notes only).
+    pub fn verify_raw(&self, message: &[u8], signature: &Signature) -> Result<()> {
+        self.0
+            .verify_strict(message, signature)
+            .map_err(|_| Error::BadSignature)
+    }
+}
+
+/// Verifies many signatures at once (ed25519 batch verification). Returns
+/// `Ok` only if every signature is valid; on failure the caller must verify
+/// one by one to find which. Messages are the full signed bytes.
+pub fn verify_batch(
+    messages: &[&[u8]],
+    signatures: &[Signature],
+    keys: &[PublicKey],
+) -> Result<()> {
+    let keys: Vec<VerifyingKey> = keys.iter().map(|k| k.0).collect();
+    ed25519_dalek::verify_batch(messages, signatures, &keys).map_err(|_| Error::BadSignature)
+}
+
+/// The 32-byte identifier of a public key, as carried in ledger entries.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub [u8; 32]);
+
+impl KeyId {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(text: &str) -> Result<Self> {
+        let bytes = hex::decode(text).map_err(|e| Error::InvalidKey(format!("bad key id: {e}")))?;
+        bytes
+            .try_into()
+            .map(KeyId)
+            .map_err(|_| Error::InvalidKey("key id must be 32 bytes".into()))
+    }
+
+    /// The first 8 bytes in hex, for messages meant for people.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..8])
+    }
+}
+
+impl std::fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyId({})", self.short())
+    }
+}
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_and_verify_with_context() {
+        let identity = Identity::from_seed([7; 32]);
+        let public = identity.public_key();
+        let signature = identity.sign(context::LEDGER_RECORD, b"hello");
+        public
+            .verify(context::LEDGER_RECORD, b"hello", &signature)
+            .expect("valid signature");
+        assert!(public
+            .verify(context::KEY_ID, b"hello", &signature)
+            .is_err());
+        assert!(public
+            .verify(context::LEDGER_RECORD, b"hellO", &signature)
+            .is_err());
+    }
+
+    #[test]
+    fn pem_round_trips() {
+        let identity = Identity::from_seed([9; 32]);
+        let pem = identity.to_pkcs8_pem().expect("encode");
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let back = Identity::from_pkcs8_pem(&pem).expect("decode");
+        assert_eq!(back.seed(), identity.seed());
+        let public_pem = identity.public_key().to_spki_pem().expect("encode");
+        assert_eq!(
+            PublicKey::parse_any(&public_pem).expect("parse"),
+            identity.public_key()
+        );
+        let b64 = identity.public_key().to_base64();
+        assert_eq!(
+            PublicKey::parse_any(&b64).expect("parse"),
+            identity.public_key()
+        );
+    }
+
+    #[test]
+    fn key_id_is_sha256_of_context_and_key() {
+        let public = Identity::from_seed([1; 32]).public_key();
+        let mut hasher = Sha256::new();
+        hasher.update(b"caseledger/v1/key-id\0");
+        hasher.update(public.to_bytes());
+        let expected: [u8; 32] = hasher.finalize().into();
+        assert_eq!(public.key_id().0, expected);
+    }
+
+    #[test]
+    fn batch_detects_one_bad_signature() {
+        let ids: Vec<Identity> = (0..4u8).map(|i| Identity::from_seed([i; 32])).collect();
+        let messages: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 10]).collect();
+        let mut signatures: Vec<Signature> = ids
+            .iter()
+            .zip(&messages)
+            .map(|(id, m)| id.sign_raw(m))
+            .collect();
+        let keys: Vec<PublicKey> = ids.iter().map(Identity::public_key).collect();
+        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        verify_batch(&refs, &signatures, &keys).expect("all valid");
+        signatures[2] = ids[2].sign_raw(b"other");
+        assert!(verify_batch(&refs, &signatures, &keys).is_err());
+    }
+}

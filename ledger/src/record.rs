@@ -1,0 +1,118 @@
+//! The record kinds the ledger core itself understands, and their payloads.
+//!
+//! Payloads are JSON objects (unknown fields refused). They are stored and
+//! hashed exactly as the signer sent them, so nobody ever re-serialises them
+//! to verify. Kinds from 0x0100 up belong to the case-fund layer.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use caseledger_keys::{KeyId, PublicKey};
+use serde::{Deserialize, Serialize};
+
+/// The first entry: names the ledger and its node key, lists the first administrators.
+pub const KIND_GENESIS: u16 = 0x0001;
+/// An administrator registers a key that may sign records from the next entry on.
+pub const KIND_KEY_REGISTERED: u16 = 0x0002;
+/// An administrator revokes a key; it signs nothing after this entry.
+pub const KIND_KEY_REVOKED: u16 = 0x0003;
+/// A synthetic record written by `caseledger demo --entries`.
+pub const KIND_DEMO_NOTE: u16 = 0x0010;
+
+/// A human-readable name for a kind, for reports.
+pub fn kind_name(kind: u16) -> &'static str {
+    match kind {
+        KIND_GENESIS => "genesis",
+        KIND_KEY_REGISTERED => "key_registered",
+        KIND_KEY_REVOKED => "key_revoked",
+        KIND_DEMO_NOTE => "demo_note",
+        _ => "other",
+    }
+}
+
+/// A public key as it appears in payloads: standard base64 of the 32 raw bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyText(pub String);
+
+impl KeyText {
+    pub fn from_key(key: &PublicKey) -> Self {
+        Self(key.to_base64())
+    }
+
+    pub fn key(&self) -> Result<PublicKey, String> {
+        let bytes = BASE64
+            .decode(&self.0)
+            .map_err(|e| format!("bad key base64: {e}"))?;
+        PublicKey::from_bytes(&bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// An administrator listed in the genesis entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisKey {
+    pub name: String,
+    pub public_key: KeyText,
+}
+
+/// Payload of [`KIND_GENESIS`], signed by the node key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// The checkpoint origin line and signed-note key name of this ledger.
+    pub origin: String,
+    /// The node key that signs checkpoints.
+    pub node_key: KeyText,
+    /// Administrators who may register and revoke keys.
+    pub administrators: Vec<GenesisKey>,
+}
+
+/// Payload of [`KIND_KEY_REGISTERED`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRegistered {
+    pub name: String,
+    pub public_key: KeyText,
+    /// Whether the key may itself register and revoke keys.
+    pub administrator: bool,
+}
+
+/// Payload of [`KIND_KEY_REVOKED`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRevoked {
+    /// Hex key id of the revoked key.
+    pub key_id: String,
+    pub reason: String,
+}
+
+impl KeyRevoked {
+    pub fn key_id(&self) -> Result<KeyId, String> {
+        KeyId::from_hex(&self.key_id).map_err(|e| e.to_string())
+    }
+}
+
+/// Payload of [`KIND_DEMO_NOTE`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoNote {
+    pub number: u64,
+    pub text: String,
+}
+
+/// Checks an origin: printable, no whitespace, no '+', at most 255 bytes.
+/// It is both the checkpoint's first line and the signed-note key name.
+pub fn check_origin(origin: &str) -> Result<(), String> {
+    if origin.is_empty() || origin.len() > 255 {
+        return Err("origin must be 1 to 255 bytes".into());
+    }
+    if origin
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+    {
+        return Err(format!(
+            "origin {origin:?} must not contain whitespace, control characters or '+'"
+        ));
+    }
+    Ok(())
+}

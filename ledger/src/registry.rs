@@ -1,0 +1,321 @@
+//! Which keys may sign which records, derived from the ledger itself.
+//!
+//! The genesis entry names the node key and the first administrators; key
+//! registrations and revocations follow as entries. Writers and the auditor
+//! run the same [`Registry::admit`], so a record forced into storage behind
+//! the writer's back is judged by the same rules when the chain is replayed.
+
+use std::collections::BTreeMap;
+
+use caseledger_keys::{KeyId, PublicKey};
+use serde::{Deserialize, Serialize};
+
+use crate::entry::Record;
+use crate::record::{self, Genesis, KeyRegistered, KeyRevoked, KeyText};
+
+/// Names longer than this are refused.
+pub const KEY_NAME_BYTES_MAX: usize = 200;
+
+/// A rule that a record broke.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("signer key {0} is not registered")]
+    UnknownKey(String),
+    #[error("signer key {key} was revoked at seq {revoked_seq}")]
+    RevokedKey { key: String, revoked_seq: u64 },
+    #[error("not authorized: {0}")]
+    NotAuthorized(String),
+    #[error("invalid {kind} payload: {detail}")]
+    BadPayload { kind: &'static str, detail: String },
+    #[error("genesis: {0}")]
+    Genesis(String),
+}
+
+impl RuleError {
+    /// Stable check name for reports.
+    pub fn check(&self) -> &'static str {
+        match self {
+            RuleError::UnknownKey(_) => "unknown_key",
+            RuleError::RevokedKey { .. } => "revoked_key",
+            RuleError::NotAuthorized(_) => "not_authorized",
+            RuleError::BadPayload { .. } => "record_payload",
+            RuleError::Genesis(_) => "genesis",
+        }
+    }
+}
+
+/// What the ledger knows about one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub name: String,
+    pub public_key: KeyText,
+    pub administrator: bool,
+    pub registered_seq: u64,
+    pub revoked_seq: Option<u64>,
+}
+
+/// The key registry at some point of the chain.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    node_key: PublicKey,
+    origin: Option<String>,
+    keys: BTreeMap<KeyId, (KeyInfo, PublicKey)>,
+}
+
+/// The outcome of admitting a record.
+#[derive(Clone, Debug)]
+pub struct Admitted {
+    /// The key to verify the record's signature with.
+    pub key: PublicKey,
+    /// Keys whose [`KeyInfo`] this record created or changed.
+    pub changed: Vec<KeyId>,
+}
+
+fn bad_payload(kind: u16, detail: impl ToString) -> RuleError {
+    RuleError::BadPayload {
+        kind: record::kind_name(kind),
+        detail: detail.to_string(),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(record: &Record) -> Result<T, RuleError> {
+    serde_json::from_slice(&record.payload).map_err(|e| bad_payload(record.kind, e))
+}
+
+fn check_name(kind: u16, name: &str) -> Result<(), RuleError> {
+    if name.trim().is_empty()
+        || name.len() > KEY_NAME_BYTES_MAX
+        || name.chars().any(char::is_control)
+    {
+        return Err(bad_payload(
+            kind,
+            format!("key name must be 1 to {KEY_NAME_BYTES_MAX} printable bytes"),
+        ));
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// An empty registry that expects a genesis entry signed by `node_key`.
+    pub fn new(node_key: PublicKey) -> Self {
+        Self {
+            node_key,
+            origin: None,
+            keys: BTreeMap::new(),
+        }
+    }
+
+    /// Rebuilds a registry from stored state (the store keeps it so that
+    /// opening a ledger does not replay the chain).
+    pub fn from_parts(
+        node_key: PublicKey,
+        origin: String,
+        infos: Vec<(KeyId, KeyInfo)>,
+    ) -> Result<Self, String> {
+        let mut keys = BTreeMap::new();
+        for (id, info) in infos {
+            let key = info.public_key.key()?;
+            if key.key_id() != id {
+                return Err(format!("stored key {} does not match its id", id.short()));
+            }
+            keys.insert(id, (info, key));
+        }
+        Ok(Self {
+            node_key,
+            origin: Some(origin),
+            keys,
+        })
+    }
+
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
+    }
+
+    pub fn node_key(&self) -> PublicKey {
+        self.node_key
+    }
+
+    pub fn info(&self, id: &KeyId) -> Option<&KeyInfo> {
+        self.keys.get(id).map(|(info, _)| info)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = (&KeyId, &KeyInfo)> {
+        self.keys.iter().map(|(id, (info, _))| (id, info))
+    }
+
+    /// Checks that `record` may stand at `seq` and applies its effect on the
+    /// registry. The caller must still verify the signature with the key
+    /// returned; a record is admitted only if that succeeds too.
+    pub fn admit(&mut self, seq: u64, record: &Record) -> Result<Admitted, RuleError> {
+        if seq == 0 || record.kind == record::KIND_GENESIS {
+            return self.admit_genesis(seq, record);
+        }
+        let signer = self.active_key(seq, &record.signer)?;
+        match record.kind {
+            record::KIND_KEY_REGISTERED => self.admit_registration(seq, record, signer),
+            record::KIND_KEY_REVOKED => self.admit_revocation(seq, record, signer),
+            _ => Ok(Admitted {
+                key: signer.1,
+                changed: Vec::new(),
+            }),
+        }
+    }
+
+    fn active_key(&self, seq: u64, id: &KeyId) -> Result<(KeyInfo, PublicKey), RuleError> {
+        if *id == self.node_key.key_id() {
+            return Err(RuleError::NotAuthorized(format!(
+                "the node key signs only the genesis entry and checkpoints (seq {seq})"
+            )));
+        }
+        let (info, key) = self
+            .keys
+            .get(id)
+            .ok_or_else(|| RuleError::UnknownKey(id.short()))?;
+        if let Some(revoked_seq) = info.revoked_seq {
+            return Err(RuleError::RevokedKey {
+                key: id.short(),
+                revoked_seq,
+            });
+        }
+        Ok((info.clone(), *key))
+    }
+
+    fn require_administrator(signer: &KeyInfo, what: &str) -> Result<(), RuleError> {
+        if signer.administrator {
+            Ok(())
+        } else {
+            Err(RuleError::NotAuthorized(format!(
+                "{what} must be signed by an administrator; {:?} is not one",
+                signer.name
+            )))
+        }
+    }
+
+    fn admit_genesis(&mut self, seq: u64, record: &Record) -> Result<Admitted, RuleError> {
+        if seq != 0 || record.kind != record::KIND_GENESIS || self.origin.is_some() {
+            return Err(RuleError::Genesis(format!(
+                "the genesis entry must be exactly the entry at seq 0 (seq {seq}, kind {})",
+                record.kind
+            )));
+        }
+        if record.signer != self.node_key.key_id() {
+            return Err(RuleError::Genesis(
+                "genesis must be signed by the node key".into(),
+            ));
+        }
+        let genesis: Genesis = parse(record)?;
+        record::check_origin(&genesis.origin).map_err(RuleError::Genesis)?;
+        let node_key = genesis.node_key.key().map_err(RuleError::Genesis)?;
+        if node_key != self.node_key {
+            return Err(RuleError::Genesis(
+                "genesis names a different node key".into(),
+            ));
+        }
+        if genesis.administrators.is_empty() {
+            return Err(RuleError::Genesis(
+                "genesis must list at least one administrator".into(),
+            ));
+        }
+        let mut changed = Vec::new();
+        for admin in &genesis.administrators {
+            let added = self.add_key(seq, record.kind, &admin.name, &admin.public_key, true)?;
+            changed.push(added);
+        }
+        self.origin = Some(genesis.origin);
+        Ok(Admitted {
+            key: self.node_key,
+            changed,
+        })
+    }
+
+    fn add_key(
+        &mut self,
+        seq: u64,
+        kind: u16,
+        name: &str,
+        text: &KeyText,
+        administrator: bool,
+    ) -> Result<KeyId, RuleError> {
+        check_name(kind, name)?;
+        let key = text.key().map_err(|e| bad_payload(kind, e))?;
+        let id = key.key_id();
+        if key == self.node_key {
+            return Err(bad_payload(
+                kind,
+                "the node key cannot be registered as a member key",
+            ));
+        }
+        if self.keys.contains_key(&id) {
+            return Err(bad_payload(
+                kind,
+                format!("key {} is already registered", id.short()),
+            ));
+        }
+        let info = KeyInfo {
+            name: name.to_owned(),
+            public_key: text.clone(),
+            administrator,
+            registered_seq: seq,
+            revoked_seq: None,
+        };
+        self.keys.insert(id, (info, key));
+        Ok(id)
+    }
+
+    fn admit_registration(
+        &mut self,
+        seq: u64,
+        record: &Record,
+        signer: (KeyInfo, PublicKey),
+    ) -> Result<Admitted, RuleError> {
+        Self::require_administrator(&signer.0, "a key registration")?;
+        let payload: KeyRegistered = parse(record)?;
+        let id = self.add_key(
+            seq,
+            record.kind,
+            &payload.name,
+            &payload.public_key,
+            payload.administrator,
+        )?;
+        Ok(Admitted {
+            key: signer.1,
+            changed: vec![id],
+        })
+    }
+
+    fn admit_revocation(
+        &mut self,
+        seq: u64,
+        record: &Record,
+        signer: (KeyInfo, PublicKey),
+    ) -> Result<Admitted, RuleError> {
+        Self::require_administrator(&signer.0, "a key revocation")?;
+        let payload: KeyRevoked = parse(record)?;
+        let id = payload.key_id().map_err(|e| bad_payload(record.kind, e))?;
+        let active_administrators = self
+            .keys
+            .values()
+            .filter(|(info, _)| info.administrator && info.revoked_seq.is_none())
+            .count();
+        let (info, _) = self.keys.get_mut(&id).ok_or_else(|| {
+            bad_payload(record.kind, format!("key {} is not registered", id.short()))
+        })?;
+        if info.revoked_seq.is_some() {
+            return Err(bad_payload(
+                record.kind,
+                format!("key {} is already revoked", id.short()),
+            ));
+        }
+        if info.administrator && active_administrators == 1 {
+            return Err(bad_payload(
+                record.kind,
+                "the last active administrator cannot be revoked",
+            ));
+        }
+        info.revoked_seq = Some(seq);
+        Ok(Admitted {
+            key: signer.1,
+            changed: vec![id],
+        })
+    }
+}

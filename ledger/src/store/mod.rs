@@ -1,0 +1,930 @@
+//! The RocksDB store: the only module of the ledger crate that does I/O.
+//!
+//! Storage contract:
+//! * Every append, single or batch, is one atomic `WriteBatch` holding the
+//!   entries, their Merkle nodes, key-registry changes, the new head and, when
+//!   due, a checkpoint. An append MUST NOT be acknowledged before that batch
+//!   is durable (WAL synced).
+//! * Concurrent appends are committed together by one writer thread (group
+//!   commit): one signature batch and one sync serve many callers.
+//! * Nothing is ever overwritten or deleted; the writer refuses further
+//!   writes after a failed commit rather than guess what reached the disk.
+//! * Opening checks the head against the last entry, the stored frontier and
+//!   the newest checkpoint without replaying the chain; a mismatch opens the
+//!   ledger read-only with the first bad sequence number.
+
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use caseledger_keys::{files, note, Identity, PublicKey};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options as DbOptions, ReadOptions, DB,
+};
+
+use crate::audit::{AuditReport, Auditor};
+use crate::bundle::ProofBundle;
+use crate::checkpoint::Checkpoint;
+use crate::entry::{Entry, Record};
+use crate::hash::Hash;
+use crate::merkle::{self, Frontier, NodeSource};
+use crate::record::{self, Genesis, GenesisKey, KeyText};
+use crate::registry::{KeyInfo, Registry};
+use crate::{Error, Result};
+
+use schema::*;
+pub use schema::{Head, LedgerMeta, COLUMN_FAMILIES};
+
+/// File name of the node's private key inside the ledger folder.
+pub const NODE_KEY_FILE: &str = "node.key";
+/// File name of the node's public key inside the ledger folder.
+pub const NODE_PUB_FILE: &str = "node.pub";
+/// RocksDB lives in this subfolder of the ledger folder.
+pub const DB_DIR: &str = "db";
+
+/// Where the ledger's timestamps come from. Injected so tests and
+/// simulations control time; the ledger core never reads a clock itself.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> u64;
+}
+
+/// Wall-clock time.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// Tunables of a writable ledger.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Make a checkpoint once this many entries are not covered by one.
+    pub checkpoint_every_entries: u64,
+    /// Make a checkpoint once uncovered entries are this old.
+    pub checkpoint_every_ms: u64,
+    /// Most entries committed in one group.
+    pub batch_entries_max: usize,
+    /// Threads that verify signatures (group commit and audit).
+    pub verify_threads: usize,
+    /// Node private key file; defaults to `<folder>/node.key`.
+    pub node_key_path: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            checkpoint_every_entries: 1024,
+            checkpoint_every_ms: 10_000,
+            batch_entries_max: 8192,
+            verify_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            node_key_path: None,
+        }
+    }
+}
+
+/// The result of an append: the sequence numbers given to the records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub first_seq: u64,
+    pub count: u64,
+}
+
+/// Why the ledger refuses writes.
+#[derive(Clone, Debug)]
+enum Mode {
+    Writable,
+    ReadOnly,
+    Corrupt { first_bad_seq: u64, detail: String },
+}
+
+/// What readers see of the head: updated by the writer after each commit.
+#[derive(Clone, Debug)]
+struct Published {
+    size: u64,
+    root: Hash,
+    checkpoint_size: u64,
+}
+
+struct Shared {
+    db: DB,
+    path: PathBuf,
+    meta: LedgerMeta,
+    node_key: PublicKey,
+    published: RwLock<Published>,
+}
+
+impl Shared {
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created with the database")
+    }
+}
+
+fn storage(e: rocksdb::Error) -> Error {
+    Error::Storage(e.into_string())
+}
+
+/// An open ledger folder.
+pub struct Ledger {
+    shared: Arc<Shared>,
+    mode: Mode,
+    writer: Option<writer::Handle>,
+}
+
+fn db_options(create: bool) -> DbOptions {
+    let mut options = DbOptions::default();
+    options.create_if_missing(create);
+    options.create_missing_column_families(create);
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    options
+}
+
+fn open_db(path: &Path, create: bool) -> Result<DB> {
+    let descriptors = COLUMN_FAMILIES
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(*name, db_options(create)));
+    DB::open_cf_descriptors(&db_options(create), path.join(DB_DIR), descriptors).map_err(|e| {
+        let text = e.into_string();
+        if text.contains("lock") || text.contains("LOCK") {
+            Error::Locked {
+                path: path.display().to_string(),
+                detail: text,
+            }
+        } else if !create && text.contains("does not exist") {
+            Error::NotFound(format!("no ledger in {} ({text})", path.display()))
+        } else {
+            Error::Storage(text)
+        }
+    })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(
+    db: &DB,
+    cf: &ColumnFamily,
+    key: &[u8],
+    what: &str,
+) -> Result<Option<T>> {
+    match db.get_pinned_cf(cf, key).map_err(storage)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Storage(format!("stored {what} is unreadable: {e}"))),
+    }
+}
+
+impl Ledger {
+    /// Creates a new ledger in `path` (which must not hold one): writes the
+    /// node key files, the genesis entry and the first checkpoint.
+    pub fn create(
+        path: &Path,
+        origin: &str,
+        node: &Identity,
+        administrators: &[(String, PublicKey)],
+        clock: Arc<dyn Clock>,
+        options: Options,
+    ) -> Result<Self> {
+        record::check_origin(origin).map_err(Error::InvalidArgument)?;
+        if path.join(DB_DIR).exists() {
+            return Err(Error::InvalidArgument(format!(
+                "{} already holds a ledger",
+                path.display()
+            )));
+        }
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
+        if options.node_key_path.is_none() {
+            files::write_private_key(&path.join(NODE_KEY_FILE), node)?;
+        }
+        files::write_public_key(&path.join(NODE_PUB_FILE), &node.public_key())?;
+        let db = open_db(path, true)?;
+        let meta = LedgerMeta {
+            storage_version: STORAGE_VERSION,
+            origin: origin.to_owned(),
+            node_key: node.public_key().to_base64(),
+        };
+        let meta_cf = db.cf_handle(CF_META).expect("created");
+        let head = Head::new(&Frontier::new(), &[0; 32], 0, 0);
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(
+            meta_cf,
+            META_LEDGER,
+            serde_json::to_vec(&meta).expect("serialisable"),
+        );
+        batch.put_cf(
+            meta_cf,
+            META_HEAD,
+            serde_json::to_vec(&head).expect("serialisable"),
+        );
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        db.write_opt(batch, &sync).map_err(storage)?;
+        drop(db);
+        let ledger = Self::open_with_identity(path, Some(node.clone()), clock, options)?;
+        let genesis = Genesis {
+            origin: origin.to_owned(),
+            node_key: KeyText::from_key(&node.public_key()),
+            administrators: administrators
+                .iter()
+                .map(|(name, key)| GenesisKey {
+                    name: name.clone(),
+                    public_key: KeyText::from_key(key),
+                })
+                .collect(),
+        };
+        let payload = serde_json::to_vec(&genesis).expect("serialisable");
+        ledger.append(vec![Record::sign(record::KIND_GENESIS, payload, node)])?;
+        ledger.checkpoint_now()?;
+        Ok(ledger)
+    }
+
+    /// Opens a ledger for writing. Fails with [`Error::Locked`] if another
+    /// process has it open; opens read-only (writes fail with
+    /// [`Error::Corrupt`]) if the integrity check on open fails.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>, options: Options) -> Result<Self> {
+        Self::open_with_identity(path, None, clock, options)
+    }
+
+    fn open_with_identity(
+        path: &Path,
+        node: Option<Identity>,
+        clock: Arc<dyn Clock>,
+        options: Options,
+    ) -> Result<Self> {
+        let node = match node {
+            Some(node) => node,
+            None => {
+                let key_path = options
+                    .node_key_path
+                    .clone()
+                    .unwrap_or_else(|| path.join(NODE_KEY_FILE));
+                files::read_private_key(&key_path)?
+            }
+        };
+        let db = open_db(path, false)?;
+        let shared = Arc::new(Self::load_shared(db, path)?);
+        if shared.node_key != node.public_key() {
+            return Err(Error::InvalidArgument(
+                "the node key file does not match the ledger's node key".into(),
+            ));
+        }
+        match check_on_open(&shared) {
+            Ok(state) => {
+                let signer = note::Signer::new(&shared.meta.origin, node)?;
+                let writer =
+                    writer::Handle::start(Arc::clone(&shared), state, signer, clock, options);
+                Ok(Self {
+                    shared,
+                    mode: Mode::Writable,
+                    writer: Some(writer),
+                })
+            }
+            Err(Error::Integrity { seq, check, detail }) => Ok(Self {
+                shared,
+                mode: Mode::Corrupt {
+                    first_bad_seq: seq,
+                    detail: format!("{check}: {detail}"),
+                },
+                writer: None,
+            }),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Opens a ledger read-only (it may be open for writing elsewhere).
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        if !path.join(DB_DIR).exists() {
+            return Err(Error::NotFound(format!("no ledger in {}", path.display())));
+        }
+        let db = DB::open_cf_for_read_only(
+            &db_options(false),
+            path.join(DB_DIR),
+            COLUMN_FAMILIES,
+            false,
+        )
+        .map_err(storage)?;
+        let shared = Arc::new(Self::load_shared(db, path)?);
+        Ok(Self {
+            shared,
+            mode: Mode::ReadOnly,
+            writer: None,
+        })
+    }
+
+    fn load_shared(db: DB, path: &Path) -> Result<Shared> {
+        let meta_cf = db
+            .cf_handle(CF_META)
+            .ok_or_else(|| Error::Storage("meta column family missing".into()))?;
+        let meta: LedgerMeta =
+            read_json(&db, meta_cf, META_LEDGER, "ledger meta")?.ok_or_else(|| {
+                Error::NotFound(format!("{} is not a caseledger ledger", path.display()))
+            })?;
+        if meta.storage_version != STORAGE_VERSION {
+            return Err(Error::Storage(format!(
+                "unknown storage version {}",
+                meta.storage_version
+            )));
+        }
+        let head: Head =
+            read_json(&db, meta_cf, META_HEAD, "head")?.ok_or_else(|| Error::Integrity {
+                seq: 0,
+                check: "head".into(),
+                detail: "the head record is missing".into(),
+            })?;
+        let node_key = PublicKey::from_base64(&meta.node_key)?;
+        let published = Published {
+            size: head.size,
+            root: head.root().unwrap_or([0; 32]),
+            checkpoint_size: head.checkpoint_size,
+        };
+        Ok(Shared {
+            db,
+            path: path.to_owned(),
+            meta,
+            node_key,
+            published: RwLock::new(published),
+        })
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.shared.meta.origin
+    }
+
+    pub fn node_key(&self) -> PublicKey {
+        self.shared.node_key
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    fn published(&self) -> Published {
+        self.shared
+            .published
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Number of entries.
+    pub fn size(&self) -> u64 {
+        self.published().size
+    }
+
+    /// Merkle root of all entries.
+    pub fn root(&self) -> Hash {
+        self.published().root
+    }
+
+    /// `Some(first bad seq, detail)` if the open-time integrity check failed.
+    pub fn corruption(&self) -> Option<(u64, &str)> {
+        match &self.mode {
+            Mode::Corrupt {
+                first_bad_seq,
+                detail,
+            } => Some((*first_bad_seq, detail)),
+            _ => None,
+        }
+    }
+
+    fn writer(&self) -> Result<&writer::Handle> {
+        match (&self.mode, &self.writer) {
+            (Mode::Writable, Some(writer)) => Ok(writer),
+            (
+                Mode::Corrupt {
+                    first_bad_seq,
+                    detail,
+                },
+                _,
+            ) => Err(Error::Corrupt {
+                first_bad_seq: *first_bad_seq,
+                detail: detail.clone(),
+            }),
+            _ => Err(Error::ReadOnly),
+        }
+    }
+
+    /// Appends records atomically, all or none, after checking each against
+    /// the key registry and verifying its signature. Returns once durable.
+    pub fn append(&self, records: Vec<Record>) -> Result<Appended> {
+        if records.is_empty() {
+            return Err(Error::InvalidArgument("nothing to append".into()));
+        }
+        self.writer()?.append(records)
+    }
+
+    /// Appends one record; returns its sequence number once durable.
+    pub fn append_one(&self, record: Record) -> Result<u64> {
+        self.append(vec![record]).map(|a| a.first_seq)
+    }
+
+    /// Signs a checkpoint of the current size now (if it has none yet) and returns it.
+    pub fn checkpoint_now(&self) -> Result<String> {
+        self.writer()?.checkpoint()
+    }
+
+    /// The stored bytes of entry `seq`.
+    pub fn entry_bytes(&self, seq: u64) -> Result<Vec<u8>> {
+        if seq >= self.size() {
+            return Err(Error::NotFound(format!(
+                "entry {seq} (the ledger has {} entries)",
+                self.size()
+            )));
+        }
+        self.shared
+            .db
+            .get_cf(self.shared.cf(CF_ENTRIES), seq_key(seq))
+            .map_err(storage)?
+            .ok_or_else(|| Error::Integrity {
+                seq,
+                check: "entry_missing".into(),
+                detail: "entry is below the head but not stored".into(),
+            })
+    }
+
+    /// The entry `seq`, decoded.
+    pub fn entry(&self, seq: u64) -> Result<Entry> {
+        let bytes = self.entry_bytes(seq)?;
+        Entry::decode(&bytes).map_err(|e| Error::Integrity {
+            seq,
+            check: "entry_decode".into(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// The signed checkpoint of exactly `size` entries, if one was made.
+    pub fn checkpoint_at(&self, size: u64) -> Result<Option<String>> {
+        let value = self
+            .shared
+            .db
+            .get_cf(self.shared.cf(CF_CHECKPOINTS), seq_key(size))
+            .map_err(storage)?;
+        value
+            .map(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|_| Error::Storage("checkpoint is not UTF-8".into()))
+            })
+            .transpose()
+    }
+
+    /// The newest signed checkpoint: (size, note).
+    pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>> {
+        let size = self.published().checkpoint_size;
+        if size == 0 {
+            return Ok(None);
+        }
+        Ok(self.checkpoint_at(size)?.map(|note| (size, note)))
+    }
+
+    /// Every checkpoint, oldest first: (size, note).
+    pub fn checkpoints(&self) -> Result<Vec<(u64, String)>> {
+        let cf = self.shared.cf(CF_CHECKPOINTS);
+        let mut out = Vec::new();
+        for item in self.shared.db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = item.map_err(storage)?;
+            let size =
+                decode_seq_key(&key).ok_or_else(|| Error::Storage("bad checkpoint key".into()))?;
+            out.push((size, String::from_utf8_lossy(&value).into_owned()));
+        }
+        Ok(out)
+    }
+
+    /// Inclusion proof of entry `seq` in the tree of `size` entries.
+    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
+        self.check_size(size)?;
+        merkle::inclusion_proof(self, seq, size)
+    }
+
+    /// Consistency proof from `first` to `second` entries.
+    pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>> {
+        self.check_size(second)?;
+        merkle::consistency_proof(self, first, second)
+    }
+
+    /// Merkle root of the first `size` entries.
+    pub fn root_at(&self, size: u64) -> Result<Hash> {
+        self.check_size(size)?;
+        merkle::root_at(self, size)
+    }
+
+    fn check_size(&self, size: u64) -> Result<()> {
+        let current = self.size();
+        if size > current {
+            return Err(Error::InvalidArgument(format!(
+                "tree size {size} is beyond the ledger's {current} entries"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A proof bundle for entry `seq` against the newest checkpoint. If that
+    /// checkpoint does not cover the entry yet, a writable ledger makes one.
+    pub fn proof_bundle(&self, seq: u64) -> Result<ProofBundle> {
+        let entry = self.entry_bytes(seq)?;
+        let (size, note) = match self.latest_checkpoint()? {
+            Some((size, note)) if size > seq => (size, note),
+            _ if matches!(self.mode, Mode::Writable) => {
+                let note = self.checkpoint_now()?;
+                let size = Checkpoint::parse_body(&note)
+                    .map_err(|e| Error::Storage(e.to_string()))?
+                    .size;
+                (size, note)
+            }
+            _ => {
+                return Err(Error::NotFound(format!(
+                    "no checkpoint covers entry {seq} yet; open the ledger for writing to make one"
+                )))
+            }
+        };
+        let proof = self.inclusion_proof(seq, size)?;
+        Ok(ProofBundle::new(&entry, seq, size, &proof, note))
+    }
+
+    /// The key registry as stored (current state).
+    pub fn registry(&self) -> Result<Registry> {
+        load_registry(&self.shared)
+    }
+
+    /// Replays and checks the whole ledger; see [`Auditor`]. `node_key`
+    /// defaults to the one recorded in the ledger; an auditor should pass the
+    /// key it trusts. `progress` is called with the entries checked so far.
+    pub fn audit(
+        &self,
+        node_key: Option<PublicKey>,
+        threads: usize,
+        progress: &dyn Fn(u64),
+    ) -> Result<AuditReport> {
+        audit_driver(
+            self,
+            node_key.unwrap_or(self.shared.node_key),
+            threads,
+            progress,
+        )
+    }
+
+    /// Stops the writer after it has committed everything queued.
+    pub fn close(mut self) -> Result<()> {
+        match self.writer.take() {
+            Some(writer) => writer.stop(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.stop();
+        }
+    }
+}
+
+impl NodeSource for Ledger {
+    fn perfect_node(&self, level: u32, index: u64) -> Result<Hash> {
+        read_node(&self.shared, level, index)
+    }
+}
+
+fn read_node(shared: &Shared, level: u32, index: u64) -> Result<Hash> {
+    let value = shared
+        .db
+        .get_pinned_cf(shared.cf(CF_NODES), node_key(level, index))
+        .map_err(storage)?;
+    let last_leaf = ((index + 1) << level) - 1;
+    value
+        .and_then(|bytes| <Hash>::try_from(&bytes[..]).ok())
+        .ok_or_else(|| Error::Integrity {
+            seq: last_leaf,
+            check: "merkle_node".into(),
+            detail: format!("stored node (level {level}, index {index}) is missing or malformed"),
+        })
+}
+
+struct SharedNodes<'a>(&'a Shared);
+
+impl NodeSource for SharedNodes<'_> {
+    fn perfect_node(&self, level: u32, index: u64) -> Result<Hash> {
+        read_node(self.0, level, index)
+    }
+}
+
+fn load_registry(shared: &Shared) -> Result<Registry> {
+    let mut infos = Vec::new();
+    for item in shared
+        .db
+        .iterator_cf(shared.cf(CF_KEYS), IteratorMode::Start)
+    {
+        let (key, value) = item.map_err(storage)?;
+        let id = caseledger_keys::KeyId(
+            key.as_ref()
+                .try_into()
+                .map_err(|_| Error::Storage("bad key id in keys column family".into()))?,
+        );
+        let info: KeyInfo = serde_json::from_slice(&value)
+            .map_err(|e| Error::Storage(format!("stored key info unreadable: {e}")))?;
+        infos.push((id, info));
+    }
+    Registry::from_parts(shared.node_key, shared.meta.origin.clone(), infos).map_err(Error::Storage)
+}
+
+fn integrity(seq: u64, check: &str, detail: impl Into<String>) -> Error {
+    Error::Integrity {
+        seq,
+        check: check.into(),
+        detail: detail.into(),
+    }
+}
+
+/// The last stored entry key below `bound`, if any.
+fn last_entry_below(shared: &Shared, bound: u64) -> Result<Option<u64>> {
+    let mut iter = shared.db.raw_iterator_cf(shared.cf(CF_ENTRIES));
+    if bound == 0 {
+        return Ok(None);
+    }
+    iter.seek_for_prev(seq_key(bound - 1));
+    iter.status().map_err(storage)?;
+    Ok(if iter.valid() {
+        iter.key().and_then(decode_seq_key)
+    } else {
+        None
+    })
+}
+
+/// The writer's starting state, checked against storage on open.
+pub(crate) struct WriterState {
+    pub registry: Registry,
+    pub frontier: Frontier,
+    pub last_hash: Hash,
+    pub last_timestamp_ms: u64,
+    pub last_checkpoint: Option<Checkpoint>,
+}
+
+/// Cheap integrity checks on open: O(log n) reads, no replay.
+fn check_on_open(shared: &Shared) -> Result<WriterState> {
+    let meta_cf = shared.cf(CF_META);
+    let head: Head = read_json(&shared.db, meta_cf, META_HEAD, "head")?
+        .ok_or_else(|| integrity(0, "head", "the head record is missing"))?;
+    let size = head.size;
+    let last_seq = size.saturating_sub(1);
+    // Nothing may be stored beyond the head.
+    if let Some(beyond) = last_entry_below(shared, u64::MAX)? {
+        if beyond >= size {
+            return Err(integrity(
+                size,
+                "extra_entry",
+                format!("entry {beyond} is stored beyond the head ({size} entries)"),
+            ));
+        }
+    }
+    let mut last_hash = [0; 32];
+    if size > 0 {
+        let last = last_entry_below(shared, size)?;
+        if last != Some(size - 1) {
+            let first_missing = last.map_or(0, |s| s + 1);
+            return Err(integrity(
+                first_missing,
+                "entry_missing",
+                format!(
+                    "the head says {size} entries but entry {first_missing} onwards is missing"
+                ),
+            ));
+        }
+        let bytes = shared
+            .db
+            .get_cf(shared.cf(CF_ENTRIES), seq_key(size - 1))
+            .map_err(storage)?
+            .ok_or_else(|| integrity(last_seq, "entry_missing", "last entry vanished"))?;
+        last_hash = Entry::hash_of(&bytes);
+        if Some(last_hash) != head.last_hash() {
+            return Err(integrity(
+                last_seq,
+                "head",
+                "the last entry's hash is not the head's",
+            ));
+        }
+    }
+    let frontier = head
+        .frontier()
+        .ok_or_else(|| integrity(last_seq, "head", "the stored frontier is malformed"))?;
+    if Some(frontier.root()) != head.root() {
+        return Err(integrity(
+            last_seq,
+            "head",
+            "the head's root does not match its frontier",
+        ));
+    }
+    let stored_frontier = Frontier::load(&SharedNodes(shared), size)?;
+    if stored_frontier != frontier {
+        return Err(integrity(
+            last_seq,
+            "merkle_node",
+            "stored Merkle nodes do not match the head",
+        ));
+    }
+    let last_checkpoint = check_last_checkpoint(shared, &head)?;
+    Ok(WriterState {
+        registry: load_registry(shared)?,
+        frontier,
+        last_hash,
+        last_timestamp_ms: head.last_timestamp_ms,
+        last_checkpoint,
+    })
+}
+
+fn check_last_checkpoint(shared: &Shared, head: &Head) -> Result<Option<Checkpoint>> {
+    let mut iter = shared.db.raw_iterator_cf(shared.cf(CF_CHECKPOINTS));
+    iter.seek_to_last();
+    iter.status().map_err(storage)?;
+    if !iter.valid() {
+        if head.checkpoint_size != 0 {
+            return Err(integrity(
+                head.checkpoint_size - 1,
+                "checkpoint_missing",
+                "the head names a checkpoint that is not stored",
+            ));
+        }
+        return Ok(None);
+    }
+    let size = iter
+        .key()
+        .and_then(decode_seq_key)
+        .ok_or_else(|| Error::Storage("bad checkpoint key".into()))?;
+    let seq = size.saturating_sub(1);
+    if size != head.checkpoint_size {
+        return Err(integrity(
+            seq,
+            "checkpoint_missing",
+            format!(
+                "newest checkpoint has size {size}, the head says {}",
+                head.checkpoint_size
+            ),
+        ));
+    }
+    if size > head.size {
+        return Err(integrity(
+            head.size,
+            "entry_missing",
+            format!(
+                "a checkpoint covers {size} entries but the head has {}",
+                head.size
+            ),
+        ));
+    }
+    let note = std::str::from_utf8(iter.value().unwrap_or_default())
+        .map_err(|_| integrity(seq, "checkpoint_signature", "checkpoint is not UTF-8"))?;
+    let verifier = note::Verifier::new(&shared.meta.origin, shared.node_key)?;
+    let checkpoint = Checkpoint::open(note, &verifier)
+        .map_err(|e| integrity(seq, "checkpoint_signature", e.to_string()))?;
+    if checkpoint.size != size || checkpoint.root != merkle::root_at(&SharedNodes(shared), size)? {
+        return Err(integrity(
+            seq,
+            "checkpoint_root",
+            format!("checkpoint of size {size} does not match the stored tree"),
+        ));
+    }
+    Ok(Some(checkpoint))
+}
+
+/// Feeds every stored entry, node and checkpoint to an [`Auditor`].
+fn audit_driver(
+    ledger: &Ledger,
+    node_key: PublicKey,
+    threads: usize,
+    progress: &dyn Fn(u64),
+) -> Result<AuditReport> {
+    let shared = &ledger.shared;
+    let mut auditor = Auditor::new(node_key, threads);
+    if node_key != shared.node_key {
+        auditor.fail(
+            0,
+            "node_key",
+            "the ledger records a different node key than the one trusted",
+        );
+    }
+    let checkpoints = ledger.checkpoints()?;
+    let mut next_checkpoint = checkpoints.iter().peekable();
+    let mut scan = ReadOptions::default();
+    scan.fill_cache(false);
+    scan.set_readahead_size(4 << 20);
+    let mut entries = shared.db.raw_iterator_cf_opt(shared.cf(CF_ENTRIES), scan);
+    let mut node_scan = ReadOptions::default();
+    node_scan.fill_cache(false);
+    let mut nodes = shared
+        .db
+        .raw_iterator_cf_opt(shared.cf(CF_NODES), node_scan);
+    entries.seek_to_first();
+    nodes.seek_to_first();
+    while entries.valid() && !auditor.failed() {
+        let (Some(key), Some(value)) = (entries.key(), entries.value()) else {
+            break;
+        };
+        let Some(seq) = decode_seq_key(key) else {
+            auditor.fail(auditor.size(), "entry_missing", "malformed entry key");
+            break;
+        };
+        let Some(completed) = auditor.push_entry(seq, value) else {
+            break;
+        };
+        for node in &completed {
+            let expected_key = schema::node_key(node.0, node.1);
+            let stored = (nodes.valid() && nodes.key() == Some(&expected_key[..]))
+                .then(|| nodes.value().and_then(|v| <Hash>::try_from(v).ok()))
+                .flatten();
+            auditor.check_stored_node(node, stored.as_ref());
+            if nodes.valid() && nodes.key() == Some(&expected_key[..]) {
+                nodes.next();
+            }
+        }
+        while let Some((size, note)) = next_checkpoint.peek() {
+            if *size > auditor.size() {
+                break;
+            }
+            if *size < auditor.size() {
+                auditor.fail(
+                    size.saturating_sub(1),
+                    "checkpoint_size",
+                    format!("checkpoint key {size} is out of order"),
+                );
+            } else {
+                auditor.check_checkpoint(note, |m, n| {
+                    merkle::consistency_proof(&SharedNodes(shared), m, n)
+                });
+            }
+            next_checkpoint.next();
+        }
+        if auditor.size() % 4096 == 0 {
+            progress(auditor.size());
+        }
+        entries.next();
+    }
+    entries.status().map_err(storage)?;
+    if !auditor.failed() {
+        check_tail(
+            shared,
+            &mut auditor,
+            next_checkpoint.next().map(|(size, _)| *size),
+            nodes.valid(),
+        )?;
+    }
+    progress(auditor.size());
+    Ok(auditor.finish())
+}
+
+/// After the last entry: the head, leftover checkpoints and nodes must agree.
+fn check_tail(
+    shared: &Shared,
+    auditor: &mut Auditor,
+    leftover_checkpoint: Option<u64>,
+    leftover_node: bool,
+) -> Result<()> {
+    let size = auditor.size();
+    let head: Option<Head> = read_json(&shared.db, shared.cf(CF_META), META_HEAD, "head")?;
+    let Some(head) = head else {
+        auditor.fail(size, "head", "the head record is missing");
+        return Ok(());
+    };
+    if head.size > size {
+        auditor.fail(
+            size,
+            "entry_missing",
+            format!(
+                "the head says {} entries but only {size} are stored",
+                head.size
+            ),
+        );
+    } else if let Some(checkpoint_size) = leftover_checkpoint {
+        auditor.fail(
+            size,
+            "entry_missing",
+            format!("a checkpoint covers {checkpoint_size} entries but only {size} are stored"),
+        );
+    } else if head.size < size {
+        auditor.fail(
+            head.size,
+            "extra_entry",
+            format!("{size} entries are stored but the head says {}", head.size),
+        );
+    } else if head.last_hash() != Some(auditor.last_hash()) || head.root() != Some(auditor.root()) {
+        auditor.fail(
+            size.saturating_sub(1),
+            "head",
+            "the head's last hash or root does not match the entries",
+        );
+    } else if leftover_node {
+        auditor.fail(
+            size,
+            "merkle_node",
+            "Merkle nodes are stored beyond the last entry",
+        );
+    } else if size == 0 {
+        auditor.fail(0, "entry_missing", "the ledger has no genesis entry");
+    }
+    Ok(())
+}

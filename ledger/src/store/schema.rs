@@ -1,0 +1,112 @@
+//! How the ledger lays out its data in RocksDB column families.
+//!
+//! | column family | key                                   | value                         |
+//! |---------------|---------------------------------------|-------------------------------|
+//! | `entries`     | seq (u64 BE)                          | entry bytes, as hashed        |
+//! | `nodes`       | last leaf index (u64 BE) ‖ level (u8) | perfect Merkle node (32 B)    |
+//! | `checkpoints` | tree size (u64 BE)                    | signed checkpoint note (UTF-8)|
+//! | `keys`        | key id (32 B)                         | [`KeyInfo`] JSON              |
+//! | `meta`        | `ledger`, `head`                      | [`LedgerMeta`], [`Head`] JSON |
+//!
+//! Nodes are keyed by their last leaf so that they sort in the order a
+//! replay completes them: the auditor compares them with one forward scan.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::Hash;
+use crate::merkle::Frontier;
+
+pub const CF_ENTRIES: &str = "entries";
+pub const CF_NODES: &str = "nodes";
+pub const CF_CHECKPOINTS: &str = "checkpoints";
+pub const CF_KEYS: &str = "keys";
+pub const CF_META: &str = "meta";
+pub const COLUMN_FAMILIES: [&str; 5] = [CF_ENTRIES, CF_NODES, CF_CHECKPOINTS, CF_KEYS, CF_META];
+
+pub const META_LEDGER: &[u8] = b"ledger";
+pub const META_HEAD: &[u8] = b"head";
+
+/// Version of this storage layout.
+pub const STORAGE_VERSION: u32 = 1;
+
+pub fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+pub fn decode_seq_key(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+/// Key of the perfect node (level, index).
+pub fn node_key(level: u32, index: u64) -> [u8; 9] {
+    let last_leaf = ((index + 1) << level) - 1;
+    let mut key = [0u8; 9];
+    key[..8].copy_from_slice(&last_leaf.to_be_bytes());
+    key[8] = level as u8;
+    key
+}
+
+/// Facts fixed at creation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerMeta {
+    pub storage_version: u32,
+    pub origin: String,
+    /// Node public key, standard base64.
+    pub node_key: String,
+}
+
+/// The head: written in the same batch as every append.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Head {
+    pub size: u64,
+    /// Hex leaf hash of the last entry (zeros for an empty ledger).
+    pub last_hash: String,
+    /// Hex root of the tree of `size` entries.
+    pub root: String,
+    /// Hex roots of the perfect subtrees on the right edge, largest first.
+    pub frontier: Vec<String>,
+    pub last_timestamp_ms: u64,
+    /// Size of the newest checkpoint (0 when there is none).
+    pub checkpoint_size: u64,
+}
+
+fn hex_hash(text: &str) -> Option<Hash> {
+    hex::decode(text).ok()?.try_into().ok()
+}
+
+impl Head {
+    pub fn new(
+        frontier: &Frontier,
+        last_hash: &Hash,
+        last_timestamp_ms: u64,
+        checkpoint_size: u64,
+    ) -> Self {
+        Self {
+            size: frontier.size(),
+            last_hash: hex::encode(last_hash),
+            root: hex::encode(frontier.root()),
+            frontier: frontier.nodes().iter().map(hex::encode).collect(),
+            last_timestamp_ms,
+            checkpoint_size,
+        }
+    }
+
+    pub fn last_hash(&self) -> Option<Hash> {
+        hex_hash(&self.last_hash)
+    }
+
+    pub fn root(&self) -> Option<Hash> {
+        hex_hash(&self.root)
+    }
+
+    pub fn frontier(&self) -> Option<Frontier> {
+        let nodes = self
+            .frontier
+            .iter()
+            .map(|h| hex_hash(h))
+            .collect::<Option<Vec<_>>>()?;
+        Frontier::from_parts(self.size, nodes)
+    }
+}

@@ -1,0 +1,190 @@
+//! `caseledger demo`: synthetic signed entries for tests and benchmarks.
+//!
+//! Keys are derived from `--seed`, so a later run with the same seed can add
+//! to the same ledger. Demo keys are not secret: never use them for a court.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use caseledger_keys::Identity;
+use caseledger_ledger::entry::Record;
+use caseledger_ledger::record::{self, DemoNote, KeyRegistered, KeyText};
+use caseledger_ledger::store::{Ledger, Options, SystemClock};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+
+/// Entries appended per batch.
+const DEMO_BATCH_ENTRIES: usize = 1024;
+/// Writer keys that take turns signing demo entries.
+const DEMO_WRITERS: usize = 4;
+/// Origin of a demo ledger.
+pub const DEMO_ORIGIN: &str = "demo.caseledger.local/ledger";
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Ledger folder.
+    #[arg(long)]
+    data: PathBuf,
+    /// Number of synthetic entries to append.
+    #[arg(long)]
+    entries: u64,
+    /// Seed for keys and payloads (random when absent).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+struct DemoKeys {
+    node: Identity,
+    admin: Identity,
+    writers: Vec<Identity>,
+}
+
+impl DemoKeys {
+    fn from_seed(seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        Self {
+            node: Identity::from_seed(rng.gen()),
+            admin: Identity::from_seed(rng.gen()),
+            writers: (0..DEMO_WRITERS)
+                .map(|_| Identity::from_seed(rng.gen()))
+                .collect(),
+        }
+    }
+}
+
+fn open_or_create(args: &DemoArgs, keys: &DemoKeys) -> anyhow::Result<Ledger> {
+    let clock = Arc::new(SystemClock);
+    if args.data.join(caseledger_ledger::store::DB_DIR).exists() {
+        return Ledger::open(&args.data, clock, Options::default())
+            .with_context(|| format!("opening {}", args.data.display()));
+    }
+    let admins = [("demo administrator".to_owned(), keys.admin.public_key())];
+    Ledger::create(
+        &args.data,
+        DEMO_ORIGIN,
+        &keys.node,
+        &admins,
+        clock,
+        Options::default(),
+    )
+    .with_context(|| format!("creating {}", args.data.display()))
+}
+
+/// Registers the writer keys that the ledger does not know yet.
+fn register_writers(ledger: &Ledger, keys: &DemoKeys) -> anyhow::Result<()> {
+    let registry = ledger.registry()?;
+    let mut records = Vec::new();
+    for (i, writer) in keys.writers.iter().enumerate() {
+        if registry.info(&writer.public_key().key_id()).is_none() {
+            let payload = KeyRegistered {
+                name: format!("demo writer {i}"),
+                public_key: KeyText::from_key(&writer.public_key()),
+                administrator: false,
+            };
+            let bytes = serde_json::to_vec(&payload)?;
+            records.push(Record::sign(
+                record::KIND_KEY_REGISTERED,
+                bytes,
+                &keys.admin,
+            ));
+        }
+    }
+    if !records.is_empty() {
+        ledger.append(records).context(
+            "registering demo writer keys (was this ledger made by demo with the same --seed?)",
+        )?;
+    }
+    Ok(())
+}
+
+fn note_text(rng: &mut StdRng) -> String {
+    const WORDS: &[&str] = &[
+        "receipt",
+        "case",
+        "applicant",
+        "transfer",
+        "approval",
+        "finance",
+        "bureau",
+        "court",
+        "account",
+        "amount",
+        "payment",
+        "deadline",
+        "officer",
+        "ledger",
+        "seizure",
+        "reference",
+    ];
+    let mut text = String::with_capacity(260);
+    while text.len() < 240 {
+        text.push_str(WORDS[rng.gen_range(0..WORDS.len())]);
+        text.push(' ');
+    }
+    text
+}
+
+/// Signs one batch of demo notes, spread over the available cores.
+fn sign_batch(keys: &DemoKeys, first_number: u64, payloads: Vec<Vec<u8>>) -> Vec<Record> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = payloads.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = payloads
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, part)| {
+                scope.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(i, payload)| {
+                            let n = first_number as usize + c * chunk + i;
+                            let writer = &keys.writers[n % keys.writers.len()];
+                            Record::sign(record::KIND_DEMO_NOTE, payload.clone(), writer)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("signing thread"))
+            .collect()
+    })
+}
+
+pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let keys = DemoKeys::from_seed(seed);
+    let ledger = open_or_create(args, &keys)?;
+    register_writers(&ledger, &keys)?;
+    let mut rng = StdRng::seed_from_u64(seed ^ ledger.size());
+    let progress = indicatif::ProgressBar::new(args.entries);
+    let mut written = 0u64;
+    while written < args.entries {
+        let count = (args.entries - written).min(DEMO_BATCH_ENTRIES as u64);
+        let payloads = (0..count)
+            .map(|i| {
+                let note = DemoNote {
+                    number: written + i,
+                    text: note_text(&mut rng),
+                };
+                serde_json::to_vec(&note).expect("serialisable")
+            })
+            .collect();
+        ledger.append(sign_batch(&keys, written, payloads))?;
+        written += count;
+        progress.set_position(written);
+    }
+    progress.finish_and_clear();
+    let checkpoint = ledger.checkpoint_now()?;
+    println!(
+        "wrote {written} demo entries to {} (seed {seed}); the ledger has {} entries",
+        args.data.display(),
+        ledger.size()
+    );
+    println!("latest checkpoint:\n{checkpoint}");
+    ledger.close()?;
+    Ok(ExitCode::SUCCESS)
+}

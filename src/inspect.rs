@@ -1,0 +1,126 @@
+//! `verify`, `proof` and `verify-proof`: the auditor's and applicant's commands.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use caseledger_keys::files;
+use caseledger_ledger::bundle::ProofBundle;
+use caseledger_ledger::record::kind_name;
+use caseledger_ledger::store::{Ledger, Options, SystemClock, NODE_PUB_FILE};
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Ledger folder (opened read-only).
+    #[arg(long)]
+    data: PathBuf,
+    /// Node public key to trust (PEM, base64, note verifier key, or node.key).
+    /// Defaults to <data>/node.pub.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Print exactly one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProofArgs {
+    /// Ledger folder.
+    #[arg(long)]
+    data: PathBuf,
+    /// Sequence number of the entry to prove.
+    #[arg(long)]
+    seq: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyProofArgs {
+    /// Proof bundle JSON file, as printed by `caseledger proof`.
+    file: PathBuf,
+    /// The ledger's node public key (PEM, base64, note verifier key, or node.key).
+    #[arg(long)]
+    key: PathBuf,
+}
+
+pub fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let key_path = args
+        .key
+        .clone()
+        .unwrap_or_else(|| args.data.join(NODE_PUB_FILE));
+    let node_key = files::read_public_key(&key_path)
+        .with_context(|| format!("reading node key {}", key_path.display()))?;
+    let ledger = Ledger::open_read_only(&args.data)
+        .with_context(|| format!("opening {}", args.data.display()))?;
+    let progress = if args.json || !std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(ledger.size())
+    };
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let report = ledger.audit(Some(node_key), threads, &|done| progress.set_position(done))?;
+    progress.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else if let Some(error) = &report.first_error {
+        println!(
+            "FAILED at seq {}: {}: {}",
+            error.seq, error.check, error.detail
+        );
+        println!(
+            "checked {} entries and {} checkpoints before the failure",
+            report.entries, report.checkpoints
+        );
+    } else {
+        println!(
+            "OK: {} entries, {} checkpoints; every hash link, signature, checkpoint and Merkle root verified",
+            report.entries, report.checkpoints
+        );
+        println!("root: {}", hex::encode(ledger.root()));
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn proof(args: &ProofArgs) -> anyhow::Result<ExitCode> {
+    let ledger = match Ledger::open(&args.data, Arc::new(SystemClock), Options::default()) {
+        Ok(ledger) => ledger,
+        Err(caseledger_ledger::Error::Locked { .. }) => Ledger::open_read_only(&args.data)?,
+        Err(e) => return Err(e).with_context(|| format!("opening {}", args.data.display())),
+    };
+    let bundle = ledger.proof_bundle(args.seq)?;
+    println!("{}", serde_json::to_string_pretty(&bundle)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify_proof(args: &VerifyProofArgs) -> anyhow::Result<ExitCode> {
+    let node_key = files::read_public_key(&args.key)
+        .with_context(|| format!("reading {}", args.key.display()))?;
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let bundle: ProofBundle =
+        serde_json::from_str(&text).context("the file is not a proof bundle")?;
+    match bundle.verify(&node_key) {
+        Ok(proven) => {
+            let entry = &proven.entry;
+            println!(
+                "OK: entry {} ({}, signed by key {}) is entry {} of the {} entries of ledger {:?}, as signed by its node key",
+                entry.seq,
+                kind_name(entry.record.kind),
+                entry.record.signer.short(),
+                entry.seq,
+                proven.tree_size,
+                proven.origin
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(reason) => {
+            println!("FAILED: {reason}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The `caseledger` binary: command-line entry point.
+//!
+//! Exit codes: 0 success, 1 a verification found a problem, 2 usage or I/O error.
+
+mod cli;
+mod demo;
+mod inspect;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.run() {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Helpers shared by the integration tests: a ledger in a temp dir with
+//! known keys, signed demo records, and raw RocksDB access for tampering.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use caseledger_keys::Identity;
+use caseledger_ledger::entry::Record;
+use caseledger_ledger::record::{self, DemoNote, KeyRegistered, KeyText};
+use caseledger_ledger::store::{Clock, Ledger, Options, COLUMN_FAMILIES, DB_DIR};
+
+pub const ORIGIN: &str = "test.caseledger.local/ledger";
+
+/// A clock the test moves by hand.
+#[derive(Default)]
+pub struct TestClock(pub AtomicU64);
+
+impl Clock for TestClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+pub struct Keys {
+    pub node: Identity,
+    pub admin: Identity,
+    pub writer: Identity,
+    pub other: Identity,
+}
+
+impl Keys {
+    pub fn new() -> Self {
+        Self {
+            node: Identity::from_seed([1; 32]),
+            admin: Identity::from_seed([2; 32]),
+            writer: Identity::from_seed([3; 32]),
+            other: Identity::from_seed([4; 32]),
+        }
+    }
+}
+
+pub fn clock() -> Arc<TestClock> {
+    Arc::new(TestClock(AtomicU64::new(1_700_000_000_000)))
+}
+
+pub fn options() -> Options {
+    Options {
+        checkpoint_every_entries: 16,
+        checkpoint_every_ms: 60_000,
+        ..Options::default()
+    }
+}
+
+/// Creates a ledger with `keys.admin` as administrator and `keys.writer`
+/// registered (entries 0 and 1).
+pub fn create(dir: &Path, keys: &Keys) -> Ledger {
+    let ledger = Ledger::create(
+        dir,
+        ORIGIN,
+        &keys.node,
+        &[("admin".to_owned(), keys.admin.public_key())],
+        clock(),
+        options(),
+    )
+    .expect("create ledger");
+    ledger.append_one(register(&keys.admin, &keys.writer, "writer", false)).expect("register writer");
+    ledger
+}
+
+pub fn register(admin: &Identity, key: &Identity, name: &str, administrator: bool) -> Record {
+    let payload = KeyRegistered {
+        name: name.to_owned(),
+        public_key: KeyText::from_key(&key.public_key()),
+        administrator,
+    };
+    Record::sign(record::KIND_KEY_REGISTERED, serde_json::to_vec(&payload).expect("json"), admin)
+}
+
+pub fn note(writer: &Identity, number: u64) -> Record {
+    let payload = DemoNote {
+        number,
+        text: format!("note number {number} with some words to make it longer than a few bytes"),
+    };
+    Record::sign(record::KIND_DEMO_NOTE, serde_json::to_vec(&payload).expect("json"), writer)
+}
+
+/// Appends `count` notes signed by `writer`, one append per note.
+pub fn fill(ledger: &Ledger, writer: &Identity, count: u64) {
+    for n in 0..count {
+        ledger.append_one(note(writer, n)).expect("append note");
+    }
+}
+
+/// Opens the ledger's RocksDB directly, as an attacker with disk access would.
+pub fn raw_db(dir: &Path) -> rocksdb::DB {
+    let mut options = rocksdb::Options::default();
+    options.create_if_missing(false);
+    rocksdb::DB::open_cf(&options, dir.join(DB_DIR), COLUMN_FAMILIES).expect("open raw db")
+}
+
+pub fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
