@@ -127,7 +127,7 @@ impl<'a> SubtreeHasher<'a> {
     /// MTH(D[begin:end]) for a range that appears in RFC 6962 recursions.
     fn hash(&mut self, begin: u64, end: u64) -> Result<Hash> {
         let n = end - begin;
-        if n.is_power_of_two() && begin % n == 0 {
+        if n.is_power_of_two() && begin.is_multiple_of(n) {
             let level = n.trailing_zeros();
             return self.source.perfect_node(level, begin >> level);
         }

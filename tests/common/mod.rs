@@ -65,7 +65,9 @@ pub fn create(dir: &Path, keys: &Keys) -> Ledger {
         options(),
     )
     .expect("create ledger");
-    ledger.append_one(register(&keys.admin, &keys.writer, "writer", false)).expect("register writer");
+    ledger
+        .append_one(register(&keys.admin, &keys.writer, "writer", false))
+        .expect("register writer");
     ledger
 }
 
@@ -75,7 +77,11 @@ pub fn register(admin: &Identity, key: &Identity, name: &str, administrator: boo
         public_key: KeyText::from_key(&key.public_key()),
         administrator,
     };
-    Record::sign(record::KIND_KEY_REGISTERED, serde_json::to_vec(&payload).expect("json"), admin)
+    Record::sign(
+        record::KIND_KEY_REGISTERED,
+        serde_json::to_vec(&payload).expect("json"),
+        admin,
+    )
 }
 
 pub fn note(writer: &Identity, number: u64) -> Record {
@@ -83,7 +89,11 @@ pub fn note(writer: &Identity, number: u64) -> Record {
         number,
         text: format!("note number {number} with some words to make it longer than a few bytes"),
     };
-    Record::sign(record::KIND_DEMO_NOTE, serde_json::to_vec(&payload).expect("json"), writer)
+    Record::sign(
+        record::KIND_DEMO_NOTE,
+        serde_json::to_vec(&payload).expect("json"),
+        writer,
+    )
 }
 
 /// Appends `count` notes signed by `writer`, one append per note.

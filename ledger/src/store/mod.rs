@@ -729,8 +729,14 @@ fn check_on_open(shared: &Shared) -> Result<WriterState> {
         ));
     }
     let last_checkpoint = check_last_checkpoint(shared, &head)?;
+    // Before genesis the registry is empty and waits for the genesis entry.
+    let registry = if size == 0 {
+        Registry::new(shared.node_key)
+    } else {
+        load_registry(shared)?
+    };
     Ok(WriterState {
-        registry: load_registry(shared)?,
+        registry,
         frontier,
         last_hash,
         last_timestamp_ms: head.last_timestamp_ms,
@@ -859,7 +865,7 @@ fn audit_driver(
             }
             next_checkpoint.next();
         }
-        if auditor.size() % 4096 == 0 {
+        if auditor.size().is_multiple_of(4096) {
             progress(auditor.size());
         }
         entries.next();
