@@ -1,0 +1,242 @@
+//! The `caseledger` binary end to end: demo, verify (text and JSON, exit
+//! codes), proof and verify-proof, the single-writer lock across processes,
+//! and OpenSSL checking our signatures with our exported public key.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+use caseledger_ledger::entry::Entry;
+use serde_json::Value;
+
+fn caseledger(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(args)
+        .output()
+        .expect("run caseledger")
+}
+
+fn demo(dir: &Path, entries: u64) -> Output {
+    let out = caseledger(&[
+        "demo",
+        "--data",
+        dir.to_str().expect("utf8"),
+        "--entries",
+        &entries.to_string(),
+        "--seed",
+        "7",
+    ]);
+    assert!(
+        out.status.success(),
+        "demo failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn verify_json(dir: &Path) -> (i32, Value) {
+    let out = caseledger(&["verify", "--data", dir.to_str().expect("utf8"), "--json"]);
+    let stdout = String::from_utf8(out.stdout).expect("utf8");
+    assert_eq!(
+        stdout.trim().lines().count(),
+        1,
+        "exactly one JSON object: {stdout}"
+    );
+    (
+        out.status.code().expect("exit code"),
+        serde_json::from_str(&stdout).expect("json"),
+    )
+}
+
+#[test]
+fn demo_then_verify_reports_an_intact_ledger() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    demo(dir.path(), 300);
+    demo(dir.path(), 50); // the same seed adds to the same ledger
+    let (code, report) = verify_json(dir.path());
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["ok"], true);
+    // genesis + 4 writer registrations + 350 notes
+    assert_eq!(report["entries"], 355);
+    assert!(report["checkpoints"].as_u64().expect("number") >= 2);
+    assert_eq!(report["first_error"], Value::Null);
+    let text = caseledger(&["verify", "--data", dir.path().to_str().expect("utf8")]);
+    assert!(String::from_utf8_lossy(&text.stdout).starts_with("OK: 355 entries"));
+}
+
+#[test]
+fn verify_exits_1_on_tampering_and_2_on_io_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    demo(dir.path(), 100);
+    {
+        let db = common::raw_db(dir.path());
+        let cf = db.cf_handle("entries").expect("cf");
+        let mut bytes = db
+            .get_cf(cf, common::seq_key(60))
+            .expect("get")
+            .expect("entry");
+        bytes[120] ^= 0x40;
+        db.put_cf(cf, common::seq_key(60), bytes).expect("put");
+    }
+    let (code, report) = verify_json(dir.path());
+    assert_eq!(code, 1);
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["first_error"]["seq"], 60);
+    assert!(report["first_error"]["check"].is_string());
+
+    let missing = caseledger(&["verify", "--data", "/nonexistent/ledger", "--json"]);
+    assert_eq!(missing.status.code(), Some(2));
+    let usage = caseledger(&["verify"]);
+    assert_eq!(usage.status.code(), Some(2));
+}
+
+#[test]
+fn proof_bundle_verifies_offline_and_fails_when_altered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    demo(dir.path(), 40);
+    let data = dir.path().to_str().expect("utf8");
+    let out = caseledger(&["proof", "--data", data, "--seq", "17"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle_path = dir.path().join("bundle.json");
+    std::fs::write(&bundle_path, &out.stdout).expect("write bundle");
+    let key = dir.path().join("node.pub");
+    let ok = caseledger(&[
+        "verify-proof",
+        bundle_path.to_str().expect("utf8"),
+        "--key",
+        key.to_str().expect("utf8"),
+    ]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("entry 17"));
+
+    let mut bundle: Value = serde_json::from_slice(&out.stdout).expect("json");
+    bundle["leaf_index"] = 18.into();
+    std::fs::write(&bundle_path, serde_json::to_vec(&bundle).expect("json")).expect("write");
+    let bad = caseledger(&[
+        "verify-proof",
+        bundle_path.to_str().expect("utf8"),
+        "--key",
+        key.to_str().expect("utf8"),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    let no_key = caseledger(&[
+        "verify-proof",
+        bundle_path.to_str().expect("utf8"),
+        "--key",
+        "/nonexistent",
+    ]);
+    assert_eq!(no_key.status.code(), Some(2));
+}
+
+#[test]
+fn a_second_process_cannot_open_the_ledger_for_writing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    demo(dir.path(), 5);
+    let holder = caseledger_ledger::store::Ledger::open(
+        dir.path(),
+        std::sync::Arc::new(caseledger_ledger::store::SystemClock),
+        Default::default(),
+    )
+    .expect("first writer");
+    let out = caseledger(&[
+        "demo",
+        "--data",
+        dir.path().to_str().expect("utf8"),
+        "--entries",
+        "1",
+        "--seed",
+        "7",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already open for writing"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Readers are not blocked by the writer.
+    let (code, _) = verify_json(dir.path());
+    assert_eq!(code, 0);
+    drop(holder);
+}
+
+#[test]
+fn openssl_verifies_a_record_signature_with_our_pem_key() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        panic!("openssl is required for this test (.ci/run installs it)");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    demo(dir.path(), 1);
+    // Entry 0, the genesis, is signed by the node key exported as node.pub.
+    let out = caseledger(&[
+        "proof",
+        "--data",
+        dir.path().to_str().expect("utf8"),
+        "--seq",
+        "0",
+    ]);
+    let bundle: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(bundle["entry"].as_str().expect("entry"))
+        .expect("base64");
+    let entry = Entry::decode(&bytes).expect("decode");
+    let message = dir.path().join("message.bin");
+    let signature = dir.path().join("signature.bin");
+    std::fs::write(&message, Entry::signed_message_of(&bytes)).expect("write");
+    std::fs::write(&signature, entry.record.signature.to_bytes()).expect("write");
+    let check = |msg: &Path| {
+        Command::new("openssl")
+            .args(["pkeyutl", "-verify", "-pubin", "-rawin", "-inkey"])
+            .arg(dir.path().join("node.pub"))
+            .arg("-in")
+            .arg(msg)
+            .arg("-sigfile")
+            .arg(&signature)
+            .output()
+            .expect("openssl")
+    };
+    let good = check(&message);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stdout)
+    );
+    let altered = dir.path().join("altered.bin");
+    let mut changed = Entry::signed_message_of(&bytes);
+    changed[40] ^= 1;
+    std::fs::write(&altered, changed).expect("write");
+    assert!(
+        !check(&altered).status.success(),
+        "openssl must reject an altered message"
+    );
+}
+
+#[test]
+fn keygen_writes_a_private_key_only_its_owner_can_read() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("officer.key");
+    let out = caseledger(&["keygen", "--out", path.to_str().expect("utf8")]);
+    assert!(out.status.success());
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(std::fs::read_to_string(dir.path().join("officer.key.pub"))
+        .expect("pub")
+        .starts_with("-----BEGIN PUBLIC KEY-----"));
+    let again = caseledger(&["keygen", "--out", path.to_str().expect("utf8")]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "an existing key is never overwritten"
+    );
+}
