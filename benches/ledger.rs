@@ -1,0 +1,297 @@
+//! Ledger benchmarks, each next to the raw limit it is judged against,
+//! measured in the same run (see BENCHMARKS.md for figures and targets).
+//!
+//! `cargo bench --bench ledger` runs everything; the 1M-entry ledger used by
+//! the verify, proof and open benchmarks is made once with `caseledger demo`
+//! and kept under the cargo target folder (`CASELEDGER_BENCH_ENTRIES`
+//! changes its size).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use caseledger_keys::{verify_batch, Identity, PublicKey, Signature};
+use caseledger_ledger::entry::{Entry, Record};
+use caseledger_ledger::record::{self, KeyRegistered, KeyText};
+use caseledger_ledger::store::{Ledger, Options, SystemClock};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+const PAYLOAD_BYTES: usize = 300;
+
+fn payload(n: u64) -> Vec<u8> {
+    let mut text = format!("{{\"number\":{n},\"text\":\"");
+    while text.len() < PAYLOAD_BYTES - 2 {
+        text.push('x');
+    }
+    text.push_str("\"}");
+    text.into_bytes()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    ledger: Ledger,
+    writer: Identity,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Identity::from_seed([1; 32]);
+    let admin = Identity::from_seed([2; 32]);
+    let writer = Identity::from_seed([3; 32]);
+    let ledger = Ledger::create(
+        dir.path(),
+        "bench.caseledger.local/ledger",
+        &node,
+        &[("admin".into(), admin.public_key())],
+        Arc::new(SystemClock),
+        Options::default(),
+    )
+    .expect("create");
+    let registration = KeyRegistered {
+        name: "writer".into(),
+        public_key: KeyText::from_key(&writer.public_key()),
+        administrator: false,
+    };
+    let bytes = serde_json::to_vec(&registration).expect("json");
+    ledger
+        .append_one(Record::sign(record::KIND_KEY_REGISTERED, bytes, &admin))
+        .expect("register");
+    Fixture { _dir: dir, ledger, writer }
+}
+
+fn signed(writer: &Identity, count: usize) -> Vec<Record> {
+    (0..count as u64)
+        .map(|n| Record::sign(record::KIND_DEMO_NOTE, payload(n), writer))
+        .collect()
+}
+
+/// Raw limit 1: a synced RocksDB WriteBatch of `count` entry-sized values.
+fn raw_rocksdb(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut options = rocksdb::Options::default();
+    options.create_if_missing(true);
+    let db = rocksdb::DB::open(&options, dir.path()).expect("open");
+    let entry_bytes = sample_entry_bytes();
+    let mut sync = rocksdb::WriteOptions::default();
+    sync.set_sync(true);
+    let mut group = c.benchmark_group("raw");
+    let mut key = 0u64;
+    for count in [1usize, 1024] {
+        group.throughput(Throughput::Elements(count as u64));
+        group.bench_with_input(BenchmarkId::new("rocksdb_synced_writebatch", count), &count, |b, &count| {
+            b.iter(|| {
+                let mut batch = rocksdb::WriteBatch::default();
+                for _ in 0..count {
+                    key += 1;
+                    batch.put(key.to_be_bytes(), &entry_bytes);
+                }
+                db.write_opt(batch, &sync).expect("write");
+            })
+        });
+    }
+    group.finish();
+}
+
+fn sample_entry_bytes() -> Vec<u8> {
+    let writer = Identity::from_seed([3; 32]);
+    Entry {
+        seq: 1,
+        timestamp_ms: 0,
+        prev_hash: [0; 32],
+        record: Record::sign(record::KIND_DEMO_NOTE, payload(0), &writer),
+    }
+    .encode()
+}
+
+/// Raw limit 2: ed25519 batch verification of `count` signatures on all cores.
+fn verify_on_all_cores(messages: &[Vec<u8>], signatures: &[Signature], keys: &[PublicKey]) {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = messages.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        for start in (0..messages.len()).step_by(chunk) {
+            let end = (start + chunk).min(messages.len());
+            scope.spawn(move || {
+                let refs: Vec<&[u8]> = messages[start..end].iter().map(Vec::as_slice).collect();
+                verify_batch(&refs, &signatures[start..end], &keys[start..end]).expect("valid");
+            });
+        }
+    });
+}
+
+fn raw_ed25519(c: &mut Criterion) {
+    let writer = Identity::from_seed([3; 32]);
+    let records = signed(&writer, 1024);
+    let messages: Vec<Vec<u8>> = records.iter().map(Record::signed_message).collect();
+    let signatures: Vec<Signature> = records.iter().map(|r| r.signature).collect();
+    let keys = vec![writer.public_key(); records.len()];
+    let mut group = c.benchmark_group("raw");
+    group.throughput(Throughput::Elements(1024));
+    group.bench_function("ed25519_batch_verify_all_cores/1024", |b| {
+        b.iter(|| verify_on_all_cores(&messages, &signatures, &keys))
+    });
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("ed25519_verify_single", |b| {
+        b.iter(|| writer.public_key().verify_raw(&messages[0], &signatures[0]).expect("valid"))
+    });
+    group.finish();
+}
+
+fn durable_append(c: &mut Criterion) {
+    let fixture = fixture();
+    let mut group = c.benchmark_group("append");
+    for batch in [1usize, 64, 1024] {
+        let pool = signed(&fixture.writer, batch * 64);
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::new("durable_batch", batch), &batch, |b, &batch| {
+            let mut next = 0usize;
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = (next % 64) * batch;
+                    next += 1;
+                    let records = pool[start..start + batch].to_vec();
+                    let began = Instant::now();
+                    fixture.ledger.append(records).expect("append");
+                    total += began.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+fn concurrent_append(c: &mut Criterion) {
+    let fixture = Arc::new(fixture());
+    let mut group = c.benchmark_group("append");
+    group.sample_size(20);
+    for clients in [1usize, 64] {
+        let per_client = 2048 / clients;
+        let pools: Vec<Vec<Record>> = (0..clients).map(|_| signed(&fixture.writer, per_client)).collect();
+        group.throughput(Throughput::Elements((clients * per_client) as u64));
+        group.bench_with_input(BenchmarkId::new("single_entry_clients", clients), &clients, |b, &clients| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let barrier = Arc::new(Barrier::new(clients + 1));
+                    let handles: Vec<_> = pools
+                        .iter()
+                        .cloned()
+                        .map(|pool| {
+                            let fixture = Arc::clone(&fixture);
+                            let barrier = Arc::clone(&barrier);
+                            std::thread::spawn(move || {
+                                barrier.wait();
+                                for record in pool {
+                                    fixture.ledger.append_one(record).expect("append");
+                                }
+                            })
+                        })
+                        .collect();
+                    barrier.wait();
+                    let began = Instant::now();
+                    handles.into_iter().for_each(|h| h.join().expect("client"));
+                    total += began.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+fn single_put_vs_append(c: &mut Criterion) {
+    let fixture = fixture();
+    let pool = signed(&fixture.writer, 4096);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut options = rocksdb::Options::default();
+    options.create_if_missing(true);
+    let db = rocksdb::DB::open(&options, dir.path()).expect("open");
+    let mut sync = rocksdb::WriteOptions::default();
+    sync.set_sync(true);
+    let entry_bytes = sample_entry_bytes();
+    let mut group = c.benchmark_group("latency");
+    // Back to back in one group so both see the same disk.
+    let mut key = 0u64;
+    group.bench_function("raw_synced_put", |b| {
+        b.iter(|| {
+            key += 1;
+            db.put_opt(key.to_be_bytes(), &entry_bytes, &sync).expect("put")
+        })
+    });
+    let mut next = 0usize;
+    group.bench_function("append_one_entry", |b| {
+        b.iter(|| {
+            next += 1;
+            fixture.ledger.append_one(pool[next % pool.len()].clone()).expect("append")
+        })
+    });
+    group.finish();
+}
+
+/// A large demo ledger kept between runs, made with the `caseledger` binary.
+fn big_ledger() -> PathBuf {
+    let entries: u64 = std::env::var("CASELEDGER_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-ledger-{entries}"));
+    let done = dir.join("complete");
+    if !done.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let started = Instant::now();
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+            .args(["demo", "--entries", &entries.to_string(), "--seed", "1", "--data"])
+            .arg(&dir)
+            .status()
+            .expect("run caseledger demo");
+        assert!(status.success(), "demo failed");
+        std::fs::write(&done, b"").expect("mark complete");
+        eprintln!("made a {entries}-entry ledger in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    dir
+}
+
+fn big_ledger_benches(c: &mut Criterion) {
+    let dir = big_ledger();
+    let mut group = c.benchmark_group("big");
+    group.sample_size(10);
+    group.bench_function("open_writable_and_close", |b| {
+        b.iter(|| {
+            let ledger = Ledger::open(&dir, Arc::new(SystemClock), Options::default()).expect("open");
+            assert!(ledger.corruption().is_none());
+            ledger.close().expect("close")
+        })
+    });
+    let ledger = Ledger::open_read_only(&dir).expect("open");
+    let size = ledger.size();
+    let mut seq = 12_345u64;
+    group.bench_function("inclusion_proof_build", |b| {
+        b.iter(|| {
+            seq = (seq * 6_364_136_223_846_793_005 + 1) % size;
+            ledger.inclusion_proof(seq, size).expect("proof")
+        })
+    });
+    group.throughput(Throughput::Elements(size));
+    group.measurement_time(Duration::from_secs(60));
+    group.bench_function("full_verify", |b| {
+        b.iter(|| {
+            let report = ledger.audit(None, 2, &|_| {}).expect("audit");
+            assert!(report.ok, "{:?}", report.first_error);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    name = raw;
+    config = Criterion::default().measurement_time(Duration::from_secs(5));
+    targets = raw_rocksdb, raw_ed25519
+);
+criterion_group!(
+    name = append;
+    config = Criterion::default().measurement_time(Duration::from_secs(5));
+    targets = durable_append, concurrent_append, single_put_vs_append
+);
+criterion_group!(big, big_ledger_benches);
+criterion_main!(raw, append, big);

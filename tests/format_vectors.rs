@@ -1,0 +1,92 @@
+//! Known-answer vectors for every hashed or signed byte layout in
+//! docs/FORMAT.md. The values are rebuilt from fixed keys and compared with
+//! tests/data/format-vectors.json, and docs/FORMAT.md must quote them, so the
+//! code, the golden file and the specification cannot drift apart.
+//! Set CASELEDGER_WRITE_VECTORS=1 to rewrite the golden file after a
+//! deliberate format change.
+
+use caseledger_keys::{context, note, Identity};
+use caseledger_ledger::checkpoint::Checkpoint;
+use caseledger_ledger::entry::{Entry, Record};
+use caseledger_ledger::hash::{leaf_hash, node_hash};
+use caseledger_ledger::record;
+use serde_json::{json, Value};
+
+fn vectors() -> Value {
+    let seed: [u8; 32] = core::array::from_fn(|i| i as u8);
+    let signer = Identity::from_seed(seed);
+    let public = signer.public_key();
+    let payload = br#"{"number":1,"text":"first demo note"}"#.to_vec();
+    let record = Record::sign(record::KIND_DEMO_NOTE, payload.clone(), &signer);
+    let entry = Entry {
+        seq: 5,
+        timestamp_ms: 1_764_115_200_000,
+        prev_hash: [0xab; 32],
+        record,
+    };
+    let bytes = entry.encode();
+    let leaf = leaf_hash(&bytes);
+    let node_seed: [u8; 32] = [0x42; 32];
+    let node = note::Signer::new("court.example/ledger", Identity::from_seed(node_seed)).expect("signer");
+    let checkpoint = Checkpoint {
+        origin: "court.example/ledger".into(),
+        size: 6,
+        root: node_hash(&leaf, &leaf),
+    };
+    json!({
+        "signer_seed_hex": hex::encode(seed),
+        "signer_public_key_base64": public.to_base64(),
+        "signer_key_id_hex": public.key_id().to_hex(),
+        "record_context": context::LEDGER_RECORD,
+        "record_kind": record::KIND_DEMO_NOTE,
+        "record_payload": String::from_utf8(payload).expect("utf8"),
+        "record_signed_message_hex": hex::encode(entry.record.signed_message()),
+        "record_signature_hex": hex::encode(entry.record.signature.to_bytes()),
+        "entry_seq": entry.seq,
+        "entry_timestamp_ms": entry.timestamp_ms,
+        "entry_prev_hash_hex": hex::encode(entry.prev_hash),
+        "entry_bytes_hex": hex::encode(&bytes),
+        "entry_leaf_hash_hex": hex::encode(leaf),
+        "node_hash_of_leaf_leaf_hex": hex::encode(node_hash(&leaf, &leaf)),
+        "node_seed_hex": hex::encode(node_seed),
+        "node_verifier_key": node.verifier().to_string(),
+        "checkpoint_body": checkpoint.body(),
+        "checkpoint_signed_note": checkpoint.sign(&node).expect("sign"),
+    })
+}
+
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/format-vectors.json");
+const FORMAT_MD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/FORMAT.md");
+
+#[test]
+fn format_vectors_match_the_golden_file() {
+    let computed = vectors();
+    if std::env::var("CASELEDGER_WRITE_VECTORS").is_ok() {
+        let text = serde_json::to_string_pretty(&computed).expect("json") + "\n";
+        std::fs::write(GOLDEN, text).expect("write golden file");
+    }
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(GOLDEN).expect("golden file")).expect("json");
+    assert_eq!(computed, golden, "the byte format changed; update docs/FORMAT.md and the golden file together");
+}
+
+#[test]
+fn format_md_quotes_the_vectors() {
+    let computed = vectors();
+    let format = std::fs::read_to_string(FORMAT_MD).expect("docs/FORMAT.md");
+    for field in [
+        "signer_key_id_hex",
+        "record_signature_hex",
+        "entry_bytes_hex",
+        "entry_leaf_hash_hex",
+        "node_verifier_key",
+    ] {
+        let value = computed[field].as_str().expect("string");
+        assert!(format.contains(value), "docs/FORMAT.md does not quote {field} = {value}");
+    }
+    for line in computed["checkpoint_signed_note"].as_str().expect("string").lines() {
+        assert!(format.contains(line), "docs/FORMAT.md does not quote checkpoint line {line:?}");
+    }
+    for context in context::ALL {
+        assert!(format.contains(context), "docs/FORMAT.md does not list context {context}");
+    }
+}
