@@ -56,7 +56,11 @@ fn fixture() -> Fixture {
     ledger
         .append_one(Record::sign(record::KIND_KEY_REGISTERED, bytes, &admin))
         .expect("register");
-    Fixture { _dir: dir, ledger, writer }
+    Fixture {
+        _dir: dir,
+        ledger,
+        writer,
+    }
 }
 
 fn signed(writer: &Identity, count: usize) -> Vec<Record> {
@@ -78,16 +82,20 @@ fn raw_rocksdb(c: &mut Criterion) {
     let mut key = 0u64;
     for count in [1usize, 1024] {
         group.throughput(Throughput::Elements(count as u64));
-        group.bench_with_input(BenchmarkId::new("rocksdb_synced_writebatch", count), &count, |b, &count| {
-            b.iter(|| {
-                let mut batch = rocksdb::WriteBatch::default();
-                for _ in 0..count {
-                    key += 1;
-                    batch.put(key.to_be_bytes(), &entry_bytes);
-                }
-                db.write_opt(batch, &sync).expect("write");
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("rocksdb_synced_writebatch", count),
+            &count,
+            |b, &count| {
+                b.iter(|| {
+                    let mut batch = rocksdb::WriteBatch::default();
+                    for _ in 0..count {
+                        key += 1;
+                        batch.put(key.to_be_bytes(), &entry_bytes);
+                    }
+                    db.write_opt(batch, &sync).expect("write");
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -131,7 +139,12 @@ fn raw_ed25519(c: &mut Criterion) {
     });
     group.throughput(Throughput::Elements(1));
     group.bench_function("ed25519_verify_single", |b| {
-        b.iter(|| writer.public_key().verify_raw(&messages[0], &signatures[0]).expect("valid"))
+        b.iter(|| {
+            writer
+                .public_key()
+                .verify_raw(&messages[0], &signatures[0])
+                .expect("valid")
+        })
     });
     group.finish();
 }
@@ -142,21 +155,25 @@ fn durable_append(c: &mut Criterion) {
     for batch in [1usize, 64, 1024] {
         let pool = signed(&fixture.writer, batch * 64);
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_with_input(BenchmarkId::new("durable_batch", batch), &batch, |b, &batch| {
-            let mut next = 0usize;
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let start = (next % 64) * batch;
-                    next += 1;
-                    let records = pool[start..start + batch].to_vec();
-                    let began = Instant::now();
-                    fixture.ledger.append(records).expect("append");
-                    total += began.elapsed();
-                }
-                total
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("durable_batch", batch),
+            &batch,
+            |b, &batch| {
+                let mut next = 0usize;
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let start = (next % 64) * batch;
+                        next += 1;
+                        let records = pool[start..start + batch].to_vec();
+                        let began = Instant::now();
+                        fixture.ledger.append(records).expect("append");
+                        total += began.elapsed();
+                    }
+                    total
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -167,35 +184,41 @@ fn concurrent_append(c: &mut Criterion) {
     group.sample_size(20);
     for clients in [1usize, 64] {
         let per_client = 2048 / clients;
-        let pools: Vec<Vec<Record>> = (0..clients).map(|_| signed(&fixture.writer, per_client)).collect();
+        let pools: Vec<Vec<Record>> = (0..clients)
+            .map(|_| signed(&fixture.writer, per_client))
+            .collect();
         group.throughput(Throughput::Elements((clients * per_client) as u64));
-        group.bench_with_input(BenchmarkId::new("single_entry_clients", clients), &clients, |b, &clients| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let barrier = Arc::new(Barrier::new(clients + 1));
-                    let handles: Vec<_> = pools
-                        .iter()
-                        .cloned()
-                        .map(|pool| {
-                            let fixture = Arc::clone(&fixture);
-                            let barrier = Arc::clone(&barrier);
-                            std::thread::spawn(move || {
-                                barrier.wait();
-                                for record in pool {
-                                    fixture.ledger.append_one(record).expect("append");
-                                }
+        group.bench_with_input(
+            BenchmarkId::new("single_entry_clients", clients),
+            &clients,
+            |b, &clients| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let barrier = Arc::new(Barrier::new(clients + 1));
+                        let handles: Vec<_> = pools
+                            .iter()
+                            .cloned()
+                            .map(|pool| {
+                                let fixture = Arc::clone(&fixture);
+                                let barrier = Arc::clone(&barrier);
+                                std::thread::spawn(move || {
+                                    barrier.wait();
+                                    for record in pool {
+                                        fixture.ledger.append_one(record).expect("append");
+                                    }
+                                })
                             })
-                        })
-                        .collect();
-                    barrier.wait();
-                    let began = Instant::now();
-                    handles.into_iter().for_each(|h| h.join().expect("client"));
-                    total += began.elapsed();
-                }
-                total
-            })
-        });
+                            .collect();
+                        barrier.wait();
+                        let began = Instant::now();
+                        handles.into_iter().for_each(|h| h.join().expect("client"));
+                        total += began.elapsed();
+                    }
+                    total
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -216,14 +239,18 @@ fn single_put_vs_append(c: &mut Criterion) {
     group.bench_function("raw_synced_put", |b| {
         b.iter(|| {
             key += 1;
-            db.put_opt(key.to_be_bytes(), &entry_bytes, &sync).expect("put")
+            db.put_opt(key.to_be_bytes(), &entry_bytes, &sync)
+                .expect("put")
         })
     });
     let mut next = 0usize;
     group.bench_function("append_one_entry", |b| {
         b.iter(|| {
             next += 1;
-            fixture.ledger.append_one(pool[next % pool.len()].clone()).expect("append")
+            fixture
+                .ledger
+                .append_one(pool[next % pool.len()].clone())
+                .expect("append")
         })
     });
     group.finish();
@@ -241,13 +268,23 @@ fn big_ledger() -> PathBuf {
         let _ = std::fs::remove_dir_all(&dir);
         let started = Instant::now();
         let status = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
-            .args(["demo", "--entries", &entries.to_string(), "--seed", "1", "--data"])
+            .args([
+                "demo",
+                "--entries",
+                &entries.to_string(),
+                "--seed",
+                "1",
+                "--data",
+            ])
             .arg(&dir)
             .status()
             .expect("run caseledger demo");
         assert!(status.success(), "demo failed");
         std::fs::write(&done, b"").expect("mark complete");
-        eprintln!("made a {entries}-entry ledger in {:.1} s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "made a {entries}-entry ledger in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
     dir
 }
@@ -258,7 +295,8 @@ fn big_ledger_benches(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("open_writable_and_close", |b| {
         b.iter(|| {
-            let ledger = Ledger::open(&dir, Arc::new(SystemClock), Options::default()).expect("open");
+            let ledger =
+                Ledger::open(&dir, Arc::new(SystemClock), Options::default()).expect("open");
             assert!(ledger.corruption().is_none());
             ledger.close().expect("close")
         })

@@ -27,7 +27,8 @@ fn vectors() -> Value {
     let bytes = entry.encode();
     let leaf = leaf_hash(&bytes);
     let node_seed: [u8; 32] = [0x42; 32];
-    let node = note::Signer::new("court.example/ledger", Identity::from_seed(node_seed)).expect("signer");
+    let node =
+        note::Signer::new("court.example/ledger", Identity::from_seed(node_seed)).expect("signer");
     let checkpoint = Checkpoint {
         origin: "court.example/ledger".into(),
         size: 6,
@@ -55,7 +56,10 @@ fn vectors() -> Value {
     })
 }
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/format-vectors.json");
+const GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/format-vectors.json"
+);
 const FORMAT_MD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/FORMAT.md");
 
 #[test]
@@ -65,8 +69,12 @@ fn format_vectors_match_the_golden_file() {
         let text = serde_json::to_string_pretty(&computed).expect("json") + "\n";
         std::fs::write(GOLDEN, text).expect("write golden file");
     }
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(GOLDEN).expect("golden file")).expect("json");
-    assert_eq!(computed, golden, "the byte format changed; update docs/FORMAT.md and the golden file together");
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(GOLDEN).expect("golden file")).expect("json");
+    assert_eq!(
+        computed, golden,
+        "the byte format changed; update docs/FORMAT.md and the golden file together"
+    );
 }
 
 #[test]
@@ -81,12 +89,25 @@ fn format_md_quotes_the_vectors() {
         "node_verifier_key",
     ] {
         let value = computed[field].as_str().expect("string");
-        assert!(format.contains(value), "docs/FORMAT.md does not quote {field} = {value}");
+        assert!(
+            format.contains(value),
+            "docs/FORMAT.md does not quote {field} = {value}"
+        );
     }
-    for line in computed["checkpoint_signed_note"].as_str().expect("string").lines() {
-        assert!(format.contains(line), "docs/FORMAT.md does not quote checkpoint line {line:?}");
+    for line in computed["checkpoint_signed_note"]
+        .as_str()
+        .expect("string")
+        .lines()
+    {
+        assert!(
+            format.contains(line),
+            "docs/FORMAT.md does not quote checkpoint line {line:?}"
+        );
     }
     for context in context::ALL {
-        assert!(format.contains(context), "docs/FORMAT.md does not list context {context}");
+        assert!(
+            format.contains(context),
+            "docs/FORMAT.md does not list context {context}"
+        );
     }
 }

@@ -18,6 +18,11 @@ pub const KIND_KEY_REVOKED: u16 = 0x0003;
 /// A synthetic record written by `caseledger demo --entries`.
 pub const KIND_DEMO_NOTE: u16 = 0x0010;
 
+/// Whether records of this kind change the key registry.
+pub fn changes_registry(kind: u16) -> bool {
+    matches!(kind, KIND_GENESIS | KIND_KEY_REGISTERED | KIND_KEY_REVOKED)
+}
+
 /// A human-readable name for a kind, for reports.
 pub fn kind_name(kind: u16) -> &'static str {
     match kind {

@@ -135,6 +135,14 @@ impl Registry {
         self.node_key
     }
 
+    /// The public key behind a key id, registered at any time (revoked or not).
+    pub fn public_key(&self, id: &KeyId) -> Option<PublicKey> {
+        if *id == self.node_key.key_id() {
+            return Some(self.node_key);
+        }
+        self.keys.get(id).map(|(_, key)| *key)
+    }
+
     pub fn info(&self, id: &KeyId) -> Option<&KeyInfo> {
         self.keys.get(id).map(|(info, _)| info)
     }

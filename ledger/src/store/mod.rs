@@ -41,6 +41,9 @@ pub use schema::{Head, LedgerMeta, COLUMN_FAMILIES};
 pub const NODE_KEY_FILE: &str = "node.key";
 /// File name of the node's public key inside the ledger folder.
 pub const NODE_PUB_FILE: &str = "node.pub";
+/// Requests of at most this many records have their signatures checked in
+/// the caller's thread; larger ones are batch-verified by the writer.
+const PREVERIFY_RECORDS_MAX: usize = 8;
 /// RocksDB lives in this subfolder of the ledger folder.
 pub const DB_DIR: &str = "db";
 
@@ -118,9 +121,27 @@ struct Shared {
     meta: LedgerMeta,
     node_key: PublicKey,
     published: RwLock<Published>,
+    /// Keys as of the last commit, for checking signatures in the caller's
+    /// thread before the writer sees the records.
+    keys: RwLock<Arc<Registry>>,
 }
 
 impl Shared {
+    fn publish_keys(&self, registry: &Registry) {
+        let registry = Arc::new(registry.clone());
+        match self.keys.write() {
+            Ok(mut guard) => *guard = registry,
+            Err(poisoned) => *poisoned.into_inner() = registry,
+        }
+    }
+
+    fn known_keys(&self) -> Arc<Registry> {
+        match self.keys.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
     fn cf(&self, name: &str) -> &ColumnFamily {
         self.db
             .cf_handle(name)
@@ -277,6 +298,7 @@ impl Ledger {
         }
         match check_on_open(&shared) {
             Ok(state) => {
+                shared.publish_keys(&state.registry);
                 let signer = note::Signer::new(&shared.meta.origin, node)?;
                 let writer =
                     writer::Handle::start(Arc::clone(&shared), state, signer, clock, options);
@@ -350,6 +372,7 @@ impl Ledger {
             meta,
             node_key,
             published: RwLock::new(published),
+            keys: RwLock::new(Arc::new(Registry::new(node_key))),
         })
     }
 
@@ -417,7 +440,33 @@ impl Ledger {
         if records.is_empty() {
             return Err(Error::InvalidArgument("nothing to append".into()));
         }
-        self.writer()?.append(records)
+        let writer = self.writer()?;
+        let preverified = records.len() <= PREVERIFY_RECORDS_MAX && self.preverify(&records)?;
+        writer.append(records, preverified)
+    }
+
+    /// Verifies the signatures of a small request here, in the caller's
+    /// thread, so that many concurrent callers verify in parallel while the
+    /// writer syncs. Returns false if a signer is not known yet (the writer
+    /// then verifies). Whether the signer may sign is still the writer's call.
+    fn preverify(&self, records: &[Record]) -> Result<bool> {
+        let keys = self.shared.known_keys();
+        let Some(found) = records
+            .iter()
+            .map(|record| keys.public_key(&record.signer))
+            .collect::<Option<Vec<PublicKey>>>()
+        else {
+            return Ok(false);
+        };
+        for (index, (record, key)) in records.iter().zip(&found).enumerate() {
+            if key
+                .verify_raw(&record.signed_message(), &record.signature)
+                .is_err()
+            {
+                return Err(Error::BadSignature { index });
+            }
+        }
+        Ok(true)
     }
 
     /// Appends one record; returns its sequence number once durable.

@@ -25,11 +25,12 @@ use crate::registry::Registry;
 use crate::{Error, Result};
 
 /// Below this many signatures a group is verified on the writer thread alone.
-const PARALLEL_VERIFY_MIN: usize = 64;
+const PARALLEL_VERIFY_MIN: usize = 16;
 
 enum Command {
     Append {
         records: Vec<Record>,
+        preverified: bool,
         reply: mpsc::SyncSender<Result<Appended>>,
     },
     Checkpoint {
@@ -94,10 +95,14 @@ impl Handle {
         Self { sender, thread }
     }
 
-    pub(crate) fn append(&self, records: Vec<Record>) -> Result<Appended> {
+    pub(crate) fn append(&self, records: Vec<Record>, preverified: bool) -> Result<Appended> {
         let (reply, answer) = mpsc::sync_channel(1);
         self.sender
-            .send(Command::Append { records, reply })
+            .send(Command::Append {
+                records,
+                preverified,
+                reply,
+            })
             .map_err(|_| stopped())?;
         answer.recv().map_err(|_| stopped())?
     }
@@ -132,6 +137,8 @@ struct Writer {
 /// One caller's request inside a group, and what became of it.
 struct Pending {
     records: Vec<Record>,
+    /// Signatures already checked by the caller against the same keys.
+    preverified: bool,
     reply: mpsc::SyncSender<Result<Appended>>,
     /// `None` while the request is still going ahead.
     outcome: Option<Result<Appended>>,
@@ -186,8 +193,13 @@ impl Writer {
             let mut checkpoint_replies = Vec::new();
             for command in group {
                 match command {
-                    Command::Append { records, reply } => appends.push(Pending {
+                    Command::Append {
                         records,
+                        preverified,
+                        reply,
+                    } => appends.push(Pending {
+                        records,
+                        preverified,
                         reply,
                         outcome: None,
                         keys: Vec::new(),
@@ -227,7 +239,12 @@ impl Writer {
         let mut changed = Vec::new();
         let mut seq = self.state.frontier.size();
         for pending in appends.iter_mut().filter(|p| p.outcome.is_none()) {
-            let snapshot = registry.clone();
+            // Only records that change the registry need a way back.
+            let changes_keys = pending
+                .records
+                .iter()
+                .any(|r| crate::record::changes_registry(r.kind));
+            let snapshot = changes_keys.then(|| registry.clone());
             let mut keys = Vec::with_capacity(pending.records.len());
             let mut request_changes = Vec::new();
             for (index, record) in pending.records.iter().enumerate() {
@@ -243,7 +260,9 @@ impl Writer {
                 }
             }
             if pending.outcome.is_some() {
-                registry = snapshot;
+                if let Some(snapshot) = snapshot {
+                    registry = snapshot;
+                }
                 continue;
             }
             seq += pending.records.len() as u64;
@@ -257,7 +276,10 @@ impl Writer {
     /// changed keys. Refused requests get their outcome set.
     fn admit_and_verify(&self, appends: &mut [Pending]) -> (Registry, Vec<KeyId>) {
         let (registry, changed) = self.admit(appends);
-        let live: Vec<&Pending> = appends.iter().filter(|p| p.outcome.is_none()).collect();
+        let live: Vec<&Pending> = appends
+            .iter()
+            .filter(|p| p.outcome.is_none() && !p.preverified)
+            .collect();
         let mut messages = Vec::new();
         let mut signatures = Vec::new();
         let mut keys = Vec::new();
@@ -273,7 +295,10 @@ impl Writer {
         }
         // Someone sent a bad signature: find whose, refuse them, and admit
         // the rest again (a refused key registration changes what follows).
-        for pending in appends.iter_mut().filter(|p| p.outcome.is_none()) {
+        for pending in appends
+            .iter_mut()
+            .filter(|p| p.outcome.is_none() && !p.preverified)
+        {
             let bad = pending
                 .records
                 .iter()
@@ -308,7 +333,12 @@ impl Writer {
         let want_checkpoint = force_checkpoint || !checkpoint_replies.is_empty();
         let result = self.write(&mut appends, &registry, &changed, want_checkpoint);
         match result {
-            Ok(()) => self.state.registry = registry,
+            Ok(()) => {
+                if !changed.is_empty() {
+                    self.shared.publish_keys(&registry);
+                }
+                self.state.registry = registry;
+            }
             Err(e) => {
                 let reason =
                     format!("commit failed, writes refused until the ledger is reopened: {e}");
@@ -513,15 +543,18 @@ fn verify_parallel(
     if n < PARALLEL_VERIFY_MIN || threads <= 1 {
         return verify(0..n);
     }
+    // The writer thread verifies the first chunk itself and spawns helpers
+    // for the rest.
     let chunk = n.div_ceil(threads);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..n)
+        let helpers: Vec<_> = (chunk..n)
             .step_by(chunk)
             .map(|start| {
                 let range = start..(start + chunk).min(n);
                 scope.spawn(move || verify(range))
             })
             .collect();
-        handles.into_iter().all(|h| h.join().unwrap_or(false))
+        let own = verify(0..chunk);
+        helpers.into_iter().all(|h| h.join().unwrap_or(false)) && own
     })
 }
