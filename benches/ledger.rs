@@ -51,6 +51,7 @@ fn fixture() -> Fixture {
         name: "writer".into(),
         public_key: KeyText::from_key(&writer.public_key()),
         administrator: false,
+        member: None,
     };
     let bytes = serde_json::to_vec(&registration).expect("json");
     ledger
@@ -155,25 +156,21 @@ fn durable_append(c: &mut Criterion) {
     for batch in [1usize, 64, 1024] {
         let pool = signed(&fixture.writer, batch * 64);
         group.throughput(Throughput::Elements(batch as u64));
-        group.bench_with_input(
-            BenchmarkId::new("durable_batch", batch),
-            &batch,
-            |b, &batch| {
-                let mut next = 0usize;
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let start = (next % 64) * batch;
-                        next += 1;
-                        let records = pool[start..start + batch].to_vec();
-                        let began = Instant::now();
-                        fixture.ledger.append(records).expect("append");
-                        total += began.elapsed();
-                    }
-                    total
-                })
-            },
-        );
+        group.bench_with_input(BenchmarkId::new("durable_batch", batch), &batch, |b, &batch| {
+            let mut next = 0usize;
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = (next % 64) * batch;
+                    next += 1;
+                    let records = pool[start..start + batch].to_vec();
+                    let began = Instant::now();
+                    fixture.ledger.append(records).expect("append");
+                    total += began.elapsed();
+                }
+                total
+            })
+        });
     }
     group.finish();
 }
@@ -184,9 +181,7 @@ fn concurrent_append(c: &mut Criterion) {
     group.sample_size(20);
     for clients in [1usize, 64] {
         let per_client = 2048 / clients;
-        let pools: Vec<Vec<Record>> = (0..clients)
-            .map(|_| signed(&fixture.writer, per_client))
-            .collect();
+        let pools: Vec<Vec<Record>> = (0..clients).map(|_| signed(&fixture.writer, per_client)).collect();
         group.throughput(Throughput::Elements((clients * per_client) as u64));
         group.bench_with_input(
             BenchmarkId::new("single_entry_clients", clients),
@@ -239,8 +234,7 @@ fn single_put_vs_append(c: &mut Criterion) {
     group.bench_function("raw_synced_put", |b| {
         b.iter(|| {
             key += 1;
-            db.put_opt(key.to_be_bytes(), &entry_bytes, &sync)
-                .expect("put")
+            db.put_opt(key.to_be_bytes(), &entry_bytes, &sync).expect("put")
         })
     });
     let mut next = 0usize;
@@ -268,14 +262,7 @@ fn big_ledger() -> PathBuf {
         let _ = std::fs::remove_dir_all(&dir);
         let started = Instant::now();
         let status = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
-            .args([
-                "demo",
-                "--entries",
-                &entries.to_string(),
-                "--seed",
-                "1",
-                "--data",
-            ])
+            .args(["demo", "--entries", &entries.to_string(), "--seed", "1", "--data"])
             .arg(&dir)
             .status()
             .expect("run caseledger demo");
@@ -295,8 +282,7 @@ fn big_ledger_benches(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("open_writable_and_close", |b| {
         b.iter(|| {
-            let ledger =
-                Ledger::open(&dir, Arc::new(SystemClock), Options::default()).expect("open");
+            let ledger = Ledger::open(&dir, Arc::new(SystemClock), Options::default()).expect("open");
             assert!(ledger.corruption().is_none());
             ledger.close().expect("close")
         })

@@ -47,9 +47,7 @@ impl DemoKeys {
         Self {
             node: Identity::from_seed(rng.gen()),
             admin: Identity::from_seed(rng.gen()),
-            writers: (0..DEMO_WRITERS)
-                .map(|_| Identity::from_seed(rng.gen()))
-                .collect(),
+            writers: (0..DEMO_WRITERS).map(|_| Identity::from_seed(rng.gen())).collect(),
         }
     }
 }
@@ -61,15 +59,8 @@ fn open_or_create(args: &DemoArgs, keys: &DemoKeys) -> anyhow::Result<Ledger> {
             .with_context(|| format!("opening {}", args.data.display()));
     }
     let admins = [("demo administrator".to_owned(), keys.admin.public_key())];
-    Ledger::create(
-        &args.data,
-        DEMO_ORIGIN,
-        &keys.node,
-        &admins,
-        clock,
-        Options::default(),
-    )
-    .with_context(|| format!("creating {}", args.data.display()))
+    Ledger::create(&args.data, DEMO_ORIGIN, &keys.node, &admins, clock, Options::default())
+        .with_context(|| format!("creating {}", args.data.display()))
 }
 
 /// Registers the writer keys that the ledger does not know yet.
@@ -82,19 +73,16 @@ fn register_writers(ledger: &Ledger, keys: &DemoKeys) -> anyhow::Result<()> {
                 name: format!("demo writer {i}"),
                 public_key: KeyText::from_key(&writer.public_key()),
                 administrator: false,
+                member: None,
             };
             let bytes = serde_json::to_vec(&payload)?;
-            records.push(Record::sign(
-                record::KIND_KEY_REGISTERED,
-                bytes,
-                &keys.admin,
-            ));
+            records.push(Record::sign(record::KIND_KEY_REGISTERED, bytes, &keys.admin));
         }
     }
     if !records.is_empty() {
-        ledger.append(records).context(
-            "registering demo writer keys (was this ledger made by demo with the same --seed?)",
-        )?;
+        ledger
+            .append(records)
+            .context("registering demo writer keys (was this ledger made by demo with the same --seed?)")?;
     }
     Ok(())
 }

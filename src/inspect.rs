@@ -45,14 +45,10 @@ pub struct VerifyProofArgs {
 }
 
 pub fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    let key_path = args
-        .key
-        .clone()
-        .unwrap_or_else(|| args.data.join(NODE_PUB_FILE));
-    let node_key = files::read_public_key(&key_path)
-        .with_context(|| format!("reading node key {}", key_path.display()))?;
-    let ledger = Ledger::open_read_only(&args.data)
-        .with_context(|| format!("opening {}", args.data.display()))?;
+    let key_path = args.key.clone().unwrap_or_else(|| args.data.join(NODE_PUB_FILE));
+    let node_key =
+        files::read_public_key(&key_path).with_context(|| format!("reading node key {}", key_path.display()))?;
+    let ledger = Ledger::open_read_only(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
     let progress = if args.json || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()
     } else {
@@ -64,10 +60,7 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else if let Some(error) = &report.first_error {
-        println!(
-            "FAILED at seq {}: {}: {}",
-            error.seq, error.check, error.detail
-        );
+        println!("FAILED at seq {}: {}: {}", error.seq, error.check, error.detail);
         println!(
             "checked {} entries and {} checkpoints before the failure",
             report.entries, report.checkpoints
@@ -98,12 +91,9 @@ pub fn proof(args: &ProofArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn verify_proof(args: &VerifyProofArgs) -> anyhow::Result<ExitCode> {
-    let node_key = files::read_public_key(&args.key)
-        .with_context(|| format!("reading {}", args.key.display()))?;
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?;
-    let bundle: ProofBundle =
-        serde_json::from_str(&text).context("the file is not a proof bundle")?;
+    let node_key = files::read_public_key(&args.key).with_context(|| format!("reading {}", args.key.display()))?;
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let bundle: ProofBundle = serde_json::from_str(&text).context("the file is not a proof bundle")?;
     match bundle.verify(&node_key) {
         Ok(proven) => {
             let entry = &proven.entry;

@@ -39,11 +39,7 @@ fn demo(dir: &Path, entries: u64) -> Output {
 fn verify_json(dir: &Path) -> (i32, Value) {
     let out = caseledger(&["verify", "--data", dir.to_str().expect("utf8"), "--json"]);
     let stdout = String::from_utf8(out.stdout).expect("utf8");
-    assert_eq!(
-        stdout.trim().lines().count(),
-        1,
-        "exactly one JSON object: {stdout}"
-    );
+    assert_eq!(stdout.trim().lines().count(), 1, "exactly one JSON object: {stdout}");
     (
         out.status.code().expect("exit code"),
         serde_json::from_str(&stdout).expect("json"),
@@ -73,10 +69,7 @@ fn verify_exits_1_on_tampering_and_2_on_io_errors() {
     {
         let db = common::raw_db(dir.path());
         let cf = db.cf_handle("entries").expect("cf");
-        let mut bytes = db
-            .get_cf(cf, common::seq_key(60))
-            .expect("get")
-            .expect("entry");
+        let mut bytes = db.get_cf(cf, common::seq_key(60)).expect("get").expect("entry");
         bytes[120] ^= 0x40;
         db.put_cf(cf, common::seq_key(60), bytes).expect("put");
     }
@@ -98,11 +91,7 @@ fn proof_bundle_verifies_offline_and_fails_when_altered() {
     demo(dir.path(), 40);
     let data = dir.path().to_str().expect("utf8");
     let out = caseledger(&["proof", "--data", data, "--seq", "17"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let bundle_path = dir.path().join("bundle.json");
     std::fs::write(&bundle_path, &out.stdout).expect("write bundle");
     let key = dir.path().join("node.pub");
@@ -112,12 +101,7 @@ fn proof_bundle_verifies_offline_and_fails_when_altered() {
         "--key",
         key.to_str().expect("utf8"),
     ]);
-    assert_eq!(
-        ok.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ok.stdout)
-    );
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("entry 17"));
 
     let mut bundle: Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -178,13 +162,7 @@ fn openssl_verifies_a_record_signature_with_our_pem_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     demo(dir.path(), 1);
     // Entry 0, the genesis, is signed by the node key exported as node.pub.
-    let out = caseledger(&[
-        "proof",
-        "--data",
-        dir.path().to_str().expect("utf8"),
-        "--seq",
-        "0",
-    ]);
+    let out = caseledger(&["proof", "--data", dir.path().to_str().expect("utf8"), "--seq", "0"]);
     let bundle: Value = serde_json::from_slice(&out.stdout).expect("json");
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(bundle["entry"].as_str().expect("entry"))
@@ -206,11 +184,7 @@ fn openssl_verifies_a_record_signature_with_our_pem_key() {
             .expect("openssl")
     };
     let good = check(&message);
-    assert!(
-        good.status.success(),
-        "{}",
-        String::from_utf8_lossy(&good.stdout)
-    );
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stdout));
     let altered = dir.path().join("altered.bin");
     let mut changed = Entry::signed_message_of(&bytes);
     changed[40] ^= 1;
@@ -234,9 +208,5 @@ fn keygen_writes_a_private_key_only_its_owner_can_read() {
         .expect("pub")
         .starts_with("-----BEGIN PUBLIC KEY-----"));
     let again = caseledger(&["keygen", "--out", path.to_str().expect("utf8")]);
-    assert_eq!(
-        again.status.code(),
-        Some(2),
-        "an existing key is never overwritten"
-    );
+    assert_eq!(again.status.code(), Some(2), "an existing key is never overwritten");
 }

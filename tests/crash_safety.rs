@@ -29,17 +29,14 @@ fn crash_child() {
         return;
     };
     let keys = Arc::new(Keys::new());
-    let ledger =
-        Arc::new(Ledger::open(Path::new(&dir), clock(), options()).expect("child opens ledger"));
+    let ledger = Arc::new(Ledger::open(Path::new(&dir), clock(), options()).expect("child opens ledger"));
     let threads: Vec<_> = (0..4u64)
         .map(|t| {
             let ledger = Arc::clone(&ledger);
             let keys = Arc::clone(&keys);
             std::thread::spawn(move || {
                 for i in 0.. {
-                    let batch: Vec<_> = (0..1 + (i % 3) * t)
-                        .map(|k| note(&keys.writer, i * 10 + k))
-                        .collect();
+                    let batch: Vec<_> = (0..1 + (i % 3) * t).map(|k| note(&keys.writer, i * 10 + k)).collect();
                     let appended = ledger.append(batch).expect("append");
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "ack {} {}", appended.first_seq, appended.count).expect("stdout");
@@ -55,13 +52,7 @@ fn crash_child() {
 
 fn run_child_and_kill(dir: &Path, run_for: Duration) -> Vec<(u64, u64)> {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "crash_child",
-            "--exact",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
+        .args(["crash_child", "--exact", "--nocapture", "--test-threads", "1"])
         .env(CHILD_ENV, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -99,10 +90,7 @@ fn acknowledged_appends_survive_sigkill() {
     for round in 0..ROUNDS {
         let acks = run_child_and_kill(dir.path(), Duration::from_millis(rng.gen_range(150..600)));
         total_acked += acks.len();
-        eprintln!(
-            "round {round}: {} acknowledged appends before SIGKILL",
-            acks.len()
-        );
+        eprintln!("round {round}: {} acknowledged appends before SIGKILL", acks.len());
         let ledger = Ledger::open(dir.path(), clock(), options()).expect("reopen after kill");
         assert!(
             ledger.corruption().is_none(),

@@ -27,8 +27,7 @@ fn vectors() -> Value {
     let bytes = entry.encode();
     let leaf = leaf_hash(&bytes);
     let node_seed: [u8; 32] = [0x42; 32];
-    let node =
-        note::Signer::new("court.example/ledger", Identity::from_seed(node_seed)).expect("signer");
+    let node = note::Signer::new("court.example/ledger", Identity::from_seed(node_seed)).expect("signer");
     let checkpoint = Checkpoint {
         origin: "court.example/ledger".into(),
         size: 6,
@@ -56,10 +55,7 @@ fn vectors() -> Value {
     })
 }
 
-const GOLDEN: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/data/format-vectors.json"
-);
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/format-vectors.json");
 const FORMAT_MD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/FORMAT.md");
 
 #[test]
@@ -69,8 +65,7 @@ fn format_vectors_match_the_golden_file() {
         let text = serde_json::to_string_pretty(&computed).expect("json") + "\n";
         std::fs::write(GOLDEN, text).expect("write golden file");
     }
-    let golden: Value =
-        serde_json::from_str(&std::fs::read_to_string(GOLDEN).expect("golden file")).expect("json");
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(GOLDEN).expect("golden file")).expect("json");
     assert_eq!(
         computed, golden,
         "the byte format changed; update docs/FORMAT.md and the golden file together"
@@ -94,11 +89,7 @@ fn format_md_quotes_the_vectors() {
             "docs/FORMAT.md does not quote {field} = {value}"
         );
     }
-    for line in computed["checkpoint_signed_note"]
-        .as_str()
-        .expect("string")
-        .lines()
-    {
+    for line in computed["checkpoint_signed_note"].as_str().expect("string").lines() {
         assert!(
             format.contains(line),
             "docs/FORMAT.md does not quote checkpoint line {line:?}"

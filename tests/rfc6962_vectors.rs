@@ -68,15 +68,10 @@ fn data(sub: &str) -> PathBuf {
 #[test]
 fn inclusion_vectors() {
     let files = json_files(&data("inclusion"));
-    assert!(
-        files.len() > 50,
-        "expected the full vector set, found {}",
-        files.len()
-    );
+    assert!(files.len() > 50, "expected the full vector set, found {}", files.len());
     let mut happy = 0;
     for file in files {
-        let v: Inclusion =
-            serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("parse");
+        let v: Inclusion = serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("parse");
         let result = match (hash(&v.leaf_hash), proof(&v.proof)) {
             (Some(leaf), Some(proof)) => {
                 verify_inclusion(&leaf, v.leaf_idx, v.tree_size, &proof, &bytes(&v.root)).is_ok()
@@ -92,15 +87,10 @@ fn inclusion_vectors() {
 #[test]
 fn consistency_vectors() {
     let files = json_files(&data("consistency"));
-    assert!(
-        files.len() > 50,
-        "expected the full vector set, found {}",
-        files.len()
-    );
+    assert!(files.len() > 50, "expected the full vector set, found {}", files.len());
     let mut happy = 0;
     for file in files {
-        let v: Consistency =
-            serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("parse");
+        let v: Consistency = serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("parse");
         let (root1, root2) = (bytes(&v.root1), bytes(&v.root2));
         let result = match proof(&v.proof) {
             Some(proof) => verify_consistency(v.size1, v.size2, &proof, &root1, &root2).is_ok(),

@@ -17,8 +17,7 @@ struct Vector {
 
 fn vector() -> Vector {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/signed-note.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("read vector"))
-        .expect("parse vector")
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read vector")).expect("parse vector")
 }
 
 #[test]
@@ -38,17 +37,8 @@ fn verifier_accepts_the_vector_and_ignores_unknown_cosigners() {
     let cosigned = format!("{}{}", v.signed_note, v.second_signature_line);
     let opened = note::open(&cosigned, std::slice::from_ref(&verifier)).expect("cosigned note");
     assert_eq!(opened.unknown_signatures, 1);
-    let both = [
-        verifier,
-        Verifier::parse(&v.second_verifier_key).expect("second key"),
-    ];
-    assert_eq!(
-        note::open(&cosigned, &both)
-            .expect("both")
-            .verified_by
-            .len(),
-        2
-    );
+    let both = [verifier, Verifier::parse(&v.second_verifier_key).expect("second key")];
+    assert_eq!(note::open(&cosigned, &both).expect("both").verified_by.len(), 2);
 }
 
 #[test]

@@ -55,9 +55,7 @@ fn refused_records_change_nothing() {
     let size = ledger.size();
     let root = ledger.root();
 
-    let unknown = ledger
-        .append_one(note(&keys.other, 1))
-        .expect_err("unknown key");
+    let unknown = ledger.append_one(note(&keys.other, 1)).expect_err("unknown key");
     assert!(
         matches!(
             unknown,
@@ -71,9 +69,7 @@ fn refused_records_change_nothing() {
 
     let mut forged = note(&keys.writer, 2);
     forged.payload[5] ^= 1;
-    let bad = ledger
-        .append_one(forged.clone())
-        .expect_err("bad signature");
+    let bad = ledger.append_one(forged.clone()).expect_err("bad signature");
     assert!(matches!(bad, Error::BadSignature { index: 0 }), "{bad}");
 
     let not_admin = ledger
@@ -92,22 +88,12 @@ fn refused_records_change_nothing() {
 
     // One bad record refuses the whole batch.
     let batch = vec![note(&keys.writer, 3), note(&keys.writer, 4), forged];
-    assert!(matches!(
-        ledger.append(batch),
-        Err(Error::BadSignature { index: 2 })
-    ));
+    assert!(matches!(ledger.append(batch), Err(Error::BadSignature { index: 2 })));
 
     let node_signed = Record::sign(record::KIND_DEMO_NOTE, b"{}".to_vec(), &keys.node);
-    assert!(matches!(
-        ledger.append_one(node_signed),
-        Err(Error::Rejected { .. })
-    ));
+    assert!(matches!(ledger.append_one(node_signed), Err(Error::Rejected { .. })));
 
-    assert_eq!(
-        (ledger.size(), ledger.root()),
-        (size, root),
-        "nothing was written"
-    );
+    assert_eq!((ledger.size(), ledger.root()), (size, root), "nothing was written");
     audit_ok(&ledger);
 }
 
@@ -133,9 +119,7 @@ fn revoked_keys_sign_nothing_and_registrations_apply_in_order() {
         &keys.admin,
     );
     ledger.append_one(revocation.clone()).expect("revoke");
-    let error = ledger
-        .append_one(note(&keys.other, 2))
-        .expect_err("revoked");
+    let error = ledger.append_one(note(&keys.other, 2)).expect_err("revoked");
     assert!(
         matches!(
             error,
@@ -146,10 +130,7 @@ fn revoked_keys_sign_nothing_and_registrations_apply_in_order() {
         ),
         "{error}"
     );
-    assert!(
-        ledger.append_one(revocation).is_err(),
-        "revoking twice is refused"
-    );
+    assert!(ledger.append_one(revocation).is_err(), "revoking twice is refused");
     let last_admin = KeyRevoked {
         key_id: keys.admin.public_key().key_id().to_hex(),
         reason: "oops".into(),
@@ -178,19 +159,12 @@ fn concurrent_appenders_share_commits_and_get_distinct_sequence_numbers() {
             let writer = Arc::clone(&writer);
             std::thread::spawn(move || {
                 (0..40u64)
-                    .map(|i| {
-                        ledger
-                            .append_one(note(&writer, t * 1000 + i))
-                            .expect("append")
-                    })
+                    .map(|i| ledger.append_one(note(&writer, t * 1000 + i)).expect("append"))
                     .collect::<Vec<u64>>()
             })
         })
         .collect();
-    let mut seqs: Vec<u64> = handles
-        .into_iter()
-        .flat_map(|h| h.join().expect("thread"))
-        .collect();
+    let mut seqs: Vec<u64> = handles.into_iter().flat_map(|h| h.join().expect("thread")).collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (2..2 + 640).collect::<Vec<u64>>());
     audit_ok(&ledger);
@@ -202,19 +176,11 @@ fn checkpoints_every_n_entries_and_on_demand_are_consistent() {
     let keys = Keys::new();
     let ledger = create(dir.path(), &keys);
     fill(&ledger, &keys.writer, 40);
-    let sizes: Vec<u64> = ledger
-        .checkpoints()
-        .expect("list")
-        .iter()
-        .map(|(s, _)| *s)
-        .collect();
+    let sizes: Vec<u64> = ledger.checkpoints().expect("list").iter().map(|(s, _)| *s).collect();
     // Genesis checkpoint at 1, then one each time 16 entries are uncovered.
     assert_eq!(sizes, vec![1, 17, 33]);
     let on_demand = ledger.checkpoint_now().expect("checkpoint");
-    assert!(
-        on_demand.starts_with(&format!("{ORIGIN}\n42\n")),
-        "{on_demand}"
-    );
+    assert!(on_demand.starts_with(&format!("{ORIGIN}\n42\n")), "{on_demand}");
     assert_eq!(
         ledger.checkpoint_now().expect("again"),
         on_demand,
@@ -224,10 +190,7 @@ fn checkpoints_every_n_entries_and_on_demand_are_consistent() {
     for pair in all.windows(2) {
         let (m, n) = (pair[0].0, pair[1].0);
         let proof = ledger.consistency_proof(m, n).expect("proof");
-        let (rm, rn) = (
-            ledger.root_at(m).expect("root"),
-            ledger.root_at(n).expect("root"),
-        );
+        let (rm, rn) = (ledger.root_at(m).expect("root"), ledger.root_at(n).expect("root"));
         merkle::verify_consistency(m, n, &proof, &rm, &rn).expect("consistent");
     }
 }
@@ -255,10 +218,7 @@ fn time_based_checkpoint_covers_a_quiet_ledger() {
         .expect("append");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while ledger.latest_checkpoint().expect("read").map(|(s, _)| s) != Some(2) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no timed checkpoint within 10 s"
-        );
+        assert!(std::time::Instant::now() < deadline, "no timed checkpoint within 10 s");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
@@ -285,10 +245,7 @@ fn proof_bundles_verify_for_every_entry_and_fail_when_altered() {
     let mut other_entry = bundle.clone();
     other_entry.entry = ledger.proof_bundle(6).expect("bundle").entry;
     assert!(other_entry.verify(&node).is_err());
-    assert!(
-        bundle.verify(&keys.admin.public_key()).is_err(),
-        "wrong node key"
-    );
+    assert!(bundle.verify(&keys.admin.public_key()).is_err(), "wrong node key");
 }
 
 #[test]
@@ -303,8 +260,5 @@ fn a_second_writer_is_refused_while_readers_may_open() {
     assert!(error.to_string().contains("already open for writing"));
     let reader = Ledger::open_read_only(dir.path()).expect("reader");
     assert_eq!(reader.size(), ledger.size());
-    assert!(matches!(
-        reader.append_one(note(&keys.writer, 1)),
-        Err(Error::ReadOnly)
-    ));
+    assert!(matches!(reader.append_one(note(&keys.writer, 1)), Err(Error::ReadOnly)));
 }

@@ -67,10 +67,7 @@ fn untouched_fixture_verifies() {
 #[test]
 fn flipped_byte_in_payload_is_located() {
     let dir = tampered(|db, _| {
-        let mut bytes = db
-            .get_cf(entries(db), seq_key(40))
-            .expect("get")
-            .expect("entry 40");
+        let mut bytes = db.get_cf(entries(db), seq_key(40)).expect("get").expect("entry 40");
         bytes[100] ^= 0x01;
         db.put_cf(entries(db), seq_key(40), bytes).expect("put");
     });
@@ -80,10 +77,7 @@ fn flipped_byte_in_payload_is_located() {
 #[test]
 fn flipped_byte_in_timestamp_is_located() {
     let dir = tampered(|db, _| {
-        let mut bytes = db
-            .get_cf(entries(db), seq_key(55))
-            .expect("get")
-            .expect("entry 55");
+        let mut bytes = db.get_cf(entries(db), seq_key(55)).expect("get").expect("entry 55");
         bytes[16] ^= 0x01;
         db.put_cf(entries(db), seq_key(55), bytes).expect("put");
     });
@@ -99,14 +93,8 @@ fn deleted_entry_is_located() {
 #[test]
 fn swapped_entries_are_located() {
     let dir = tampered(|db, _| {
-        let a = db
-            .get_cf(entries(db), seq_key(40))
-            .expect("get")
-            .expect("40");
-        let b = db
-            .get_cf(entries(db), seq_key(41))
-            .expect("get")
-            .expect("41");
+        let a = db.get_cf(entries(db), seq_key(40)).expect("get").expect("40");
+        let b = db.get_cf(entries(db), seq_key(41)).expect("get").expect("41");
         db.put_cf(entries(db), seq_key(40), b).expect("put");
         db.put_cf(entries(db), seq_key(41), a).expect("put");
     });
@@ -114,14 +102,10 @@ fn swapped_entries_are_located() {
 }
 
 fn resign(db: &rocksdb::DB, seq: u64, signer: &caseledger_keys::Identity) {
-    let bytes = db
-        .get_cf(entries(db), seq_key(seq))
-        .expect("get")
-        .expect("entry");
+    let bytes = db.get_cf(entries(db), seq_key(seq)).expect("get").expect("entry");
     let mut entry = Entry::decode(&bytes).expect("decode");
     entry.record = Record::sign(entry.record.kind, entry.record.payload.clone(), signer);
-    db.put_cf(entries(db), seq_key(seq), entry.encode())
-        .expect("put");
+    db.put_cf(entries(db), seq_key(seq), entry.encode()).expect("put");
 }
 
 #[test]
@@ -142,25 +126,17 @@ fn rewritten_chain_after_an_entry_is_still_caught_by_the_signature() {
     // hash link and node; without the writer's private key the record
     // signature still gives it away at 40.
     let dir = tampered(|db, _| {
-        let bytes = db
-            .get_cf(entries(db), seq_key(40))
-            .expect("get")
-            .expect("entry");
+        let bytes = db.get_cf(entries(db), seq_key(40)).expect("get").expect("entry");
         let mut entry = Entry::decode(&bytes).expect("decode");
         entry.record.payload[20] ^= 0x02;
         let mut prev = caseledger_ledger::hash::leaf_hash(&entry.encode());
-        db.put_cf(entries(db), seq_key(40), entry.encode())
-            .expect("put");
+        db.put_cf(entries(db), seq_key(40), entry.encode()).expect("put");
         for seq in 41..SIZE {
-            let bytes = db
-                .get_cf(entries(db), seq_key(seq))
-                .expect("get")
-                .expect("entry");
+            let bytes = db.get_cf(entries(db), seq_key(seq)).expect("get").expect("entry");
             let mut later = Entry::decode(&bytes).expect("decode");
             later.prev_hash = prev;
             prev = caseledger_ledger::hash::leaf_hash(&later.encode());
-            db.put_cf(entries(db), seq_key(seq), later.encode())
-                .expect("put");
+            db.put_cf(entries(db), seq_key(seq), later.encode()).expect("put");
         }
     });
     assert_eq!(first_error(dir.path()).0, 40);
@@ -170,20 +146,13 @@ fn rewritten_chain_after_an_entry_is_still_caught_by_the_signature() {
 fn checkpoint_with_a_changed_root_is_located() {
     let dir = tampered(|db, _| {
         let cf = db.cf_handle("checkpoints").expect("cf");
-        let note = String::from_utf8(
-            db.get_cf(cf, seq_key(49))
-                .expect("get")
-                .expect("checkpoint at 49"),
-        )
-        .expect("utf8");
+        let note =
+            String::from_utf8(db.get_cf(cf, seq_key(49)).expect("get").expect("checkpoint at 49")).expect("utf8");
         let mut lines: Vec<String> = note.split('\n').map(str::to_owned).collect();
         lines[2] = base64_root([9; 32]);
         db.put_cf(cf, seq_key(49), lines.join("\n")).expect("put");
     });
-    assert_eq!(
-        first_error(dir.path()),
-        (48, "checkpoint_signature".to_owned())
-    );
+    assert_eq!(first_error(dir.path()), (48, "checkpoint_signature".to_owned()));
 }
 
 #[test]
@@ -216,9 +185,7 @@ fn truncated_tail_is_located_and_refuses_writes_on_open() {
     assert_eq!(ledger.corruption().map(|(seq, _)| seq), Some(90));
     let keys = Keys::new();
     match ledger.append_one(note(&keys.writer, 1)) {
-        Err(Error::Corrupt {
-            first_bad_seq: 90, ..
-        }) => {}
+        Err(Error::Corrupt { first_bad_seq: 90, .. }) => {}
         other => panic!("expected Corrupt at 90, got {other:?}"),
     }
 }
@@ -237,18 +204,10 @@ fn changed_last_entry_refuses_writes_on_open() {
 #[test]
 fn a_record_kind_changed_to_genesis_is_located() {
     let dir = tampered(|db, keys| {
-        let bytes = db
-            .get_cf(entries(db), seq_key(30))
-            .expect("get")
-            .expect("entry");
+        let bytes = db.get_cf(entries(db), seq_key(30)).expect("get").expect("entry");
         let mut entry = Entry::decode(&bytes).expect("decode");
-        entry.record = Record::sign(
-            record::KIND_GENESIS,
-            entry.record.payload.clone(),
-            &keys.writer,
-        );
-        db.put_cf(entries(db), seq_key(30), entry.encode())
-            .expect("put");
+        entry.record = Record::sign(record::KIND_GENESIS, entry.record.payload.clone(), &keys.writer);
+        db.put_cf(entries(db), seq_key(30), entry.encode()).expect("put");
     });
     assert_eq!(first_error(dir.path()), (30, "genesis".to_owned()));
 }

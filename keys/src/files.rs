@@ -74,18 +74,9 @@ mod tests {
         write_private_key(&path, &identity).expect("write");
         let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert_eq!(
-            read_private_key(&path).expect("read").seed(),
-            identity.seed()
-        );
-        assert_eq!(
-            read_public_key(&path).expect("public half"),
-            identity.public_key()
-        );
-        assert!(
-            write_private_key(&path, &identity).is_err(),
-            "must not overwrite"
-        );
+        assert_eq!(read_private_key(&path).expect("read").seed(), identity.seed());
+        assert_eq!(read_public_key(&path).expect("public half"), identity.public_key());
+        assert!(write_private_key(&path, &identity).is_err(), "must not overwrite");
     }
 
     #[test]
@@ -95,10 +86,7 @@ mod tests {
         write_private_key(&path, &Identity::generate()).expect("write");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).expect("chmod");
         let error = read_private_key(&path).expect_err("must refuse");
-        assert!(matches!(
-            error,
-            Error::InsecurePermissions { mode: 0o640, .. }
-        ));
+        assert!(matches!(error, Error::InsecurePermissions { mode: 0o640, .. }));
         assert!(error.to_string().contains("chmod 600"));
     }
 

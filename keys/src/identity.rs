@@ -88,9 +88,9 @@ impl std::fmt::Debug for PublicKey {
 
 impl PublicKey {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let array: [u8; 32] = bytes.try_into().map_err(|_| {
-            Error::InvalidKey(format!("public key must be 32 bytes, got {}", bytes.len()))
-        })?;
+        let array: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| Error::InvalidKey(format!("public key must be 32 bytes, got {}", bytes.len())))?;
         VerifyingKey::from_bytes(&array)
             .map(PublicKey)
             .map_err(|e| Error::InvalidKey(format!("not an Ed25519 point: {e}")))
@@ -166,11 +166,7 @@ impl PublicKey {
 /// Verifies many signatures at once (ed25519 batch verification). Returns
 /// `Ok` only if every signature is valid; on failure the caller must verify
 /// one by one to find which. Messages are the full signed bytes.
-pub fn verify_batch(
-    messages: &[&[u8]],
-    signatures: &[Signature],
-    keys: &[PublicKey],
-) -> Result<()> {
+pub fn verify_batch(messages: &[&[u8]], signatures: &[Signature], keys: &[PublicKey]) -> Result<()> {
     let keys: Vec<VerifyingKey> = keys.iter().map(|k| k.0).collect();
     ed25519_dalek::verify_batch(messages, signatures, &keys).map_err(|_| Error::BadSignature)
 }
@@ -222,12 +218,8 @@ mod tests {
         public
             .verify(context::LEDGER_RECORD, b"hello", &signature)
             .expect("valid signature");
-        assert!(public
-            .verify(context::KEY_ID, b"hello", &signature)
-            .is_err());
-        assert!(public
-            .verify(context::LEDGER_RECORD, b"hellO", &signature)
-            .is_err());
+        assert!(public.verify(context::KEY_ID, b"hello", &signature).is_err());
+        assert!(public.verify(context::LEDGER_RECORD, b"hellO", &signature).is_err());
     }
 
     #[test]
@@ -238,15 +230,9 @@ mod tests {
         let back = Identity::from_pkcs8_pem(&pem).expect("decode");
         assert_eq!(back.seed(), identity.seed());
         let public_pem = identity.public_key().to_spki_pem().expect("encode");
-        assert_eq!(
-            PublicKey::parse_any(&public_pem).expect("parse"),
-            identity.public_key()
-        );
+        assert_eq!(PublicKey::parse_any(&public_pem).expect("parse"), identity.public_key());
         let b64 = identity.public_key().to_base64();
-        assert_eq!(
-            PublicKey::parse_any(&b64).expect("parse"),
-            identity.public_key()
-        );
+        assert_eq!(PublicKey::parse_any(&b64).expect("parse"), identity.public_key());
     }
 
     #[test]
@@ -263,11 +249,7 @@ mod tests {
     fn batch_detects_one_bad_signature() {
         let ids: Vec<Identity> = (0..4u8).map(|i| Identity::from_seed([i; 32])).collect();
         let messages: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 10]).collect();
-        let mut signatures: Vec<Signature> = ids
-            .iter()
-            .zip(&messages)
-            .map(|(id, m)| id.sign_raw(m))
-            .collect();
+        let mut signatures: Vec<Signature> = ids.iter().zip(&messages).map(|(id, m)| id.sign_raw(m)).collect();
         let keys: Vec<PublicKey> = ids.iter().map(Identity::public_key).collect();
         let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
         verify_batch(&refs, &signatures, &keys).expect("all valid");

@@ -32,7 +32,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A private key file is readable by group or others.
-    #[error("private key file {path} has mode {mode:o}; it must not be readable by group or others (chmod 600 {path})")]
+    #[error(
+        "private key file {path} has mode {mode:o}; it must not be readable by group or others (chmod 600 {path})"
+    )]
     InsecurePermissions { path: String, mode: u32 },
     /// A key could not be parsed.
     #[error("invalid key: {0}")]

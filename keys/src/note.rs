@@ -25,11 +25,7 @@ fn note_error(text: impl Into<String>) -> Error {
 
 /// Key names may not be empty or contain whitespace or '+'.
 fn check_name(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name
-            .chars()
-            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
-    {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control()) {
         return Err(note_error(format!("invalid key name {name:?}")));
     }
     Ok(())
@@ -66,16 +62,13 @@ impl Verifier {
     /// Parses `name+hexid+base64(0x01 || key)`, checking that the id matches.
     pub fn parse(text: &str) -> Result<Self> {
         let mut parts = text.trim().splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(note_error("verifier key must be name+hexid+base64"));
         };
         let key_bytes = decode_typed_key(key_b64)?;
         let verifier = Self::new(name, PublicKey::from_bytes(&key_bytes)?)?;
         if id_hex.len() != 8 || u32::from_str_radix(id_hex, 16).ok() != Some(verifier.key_id) {
-            return Err(note_error(format!(
-                "verifier key id {id_hex} does not match the key"
-            )));
+            return Err(note_error(format!("verifier key id {id_hex} does not match the key")));
         }
         Ok(verifier)
     }
@@ -97,13 +90,7 @@ impl std::fmt::Display for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut typed = vec![ALGORITHM_ED25519];
         typed.extend_from_slice(&self.key.to_bytes());
-        write!(
-            f,
-            "{}+{:08x}+{}",
-            self.name,
-            self.key_id,
-            BASE64.encode(typed)
-        )
+        write!(f, "{}+{:08x}+{}", self.name, self.key_id, BASE64.encode(typed))
     }
 }
 
@@ -139,11 +126,8 @@ impl Signer {
             .strip_prefix("PRIVATE+KEY+")
             .ok_or_else(|| note_error("signer key must start with PRIVATE+KEY+"))?;
         let mut parts = rest.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(seed_b64)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(note_error(
-                "signer key must be PRIVATE+KEY+name+hexid+base64",
-            ));
+        let (Some(name), Some(id_hex), Some(seed_b64)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(note_error("signer key must be PRIVATE+KEY+name+hexid+base64"));
         };
         let seed: [u8; 32] = decode_typed_key(seed_b64)?
             .try_into()
@@ -234,11 +218,7 @@ pub fn open<'a>(note: &'a str, verifiers: &[Verifier]) -> Result<Opened<'a>> {
                     .map_err(|_| note_error(format!("signature by {name} does not verify")))?;
                 opened.verified_by.push(name.to_owned());
             }
-            (Some(_), None) => {
-                return Err(note_error(format!(
-                    "signature by {name} has the wrong length"
-                )))
-            }
+            (Some(_), None) => return Err(note_error(format!("signature by {name} has the wrong length"))),
             (None, _) => opened.unknown_signatures += 1,
         }
     }
@@ -283,10 +263,7 @@ mod tests {
         let tampered = note.replace("world", "w0rld");
         assert!(open(&tampered, &[signer.verifier().clone()]).is_err());
         let other = Signer::new("example.org/log", Identity::from_seed([4; 32])).expect("signer");
-        assert!(
-            open(&note, &[other.verifier().clone()]).is_err(),
-            "unknown key only"
-        );
+        assert!(open(&note, &[other.verifier().clone()]).is_err(), "unknown key only");
     }
 
     #[test]
@@ -298,10 +275,7 @@ mod tests {
         assert_eq!(wrong_id, text);
         let mut bad = text.clone();
         bad.replace_range(6..7, if &text[6..7] == "0" { "1" } else { "0" });
-        assert!(
-            Verifier::parse(&bad).is_err(),
-            "changed key id must be refused"
-        );
+        assert!(Verifier::parse(&bad).is_err(), "changed key id must be refused");
     }
 
     #[test]

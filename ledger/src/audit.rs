@@ -15,9 +15,14 @@ use serde::Serialize;
 
 use crate::checkpoint::Checkpoint;
 use crate::entry::Entry;
+use crate::funds::Outcome;
 use crate::hash::{to_hex, Hash};
 use crate::merkle::{self, CompletedNode, Frontier};
-use crate::registry::Registry;
+use crate::registry::{admit_record, Admitted, Registry, RuleError};
+use crate::state::{MemoryState, Overlay};
+
+/// Violations listed in a report; more are counted, not listed.
+pub const VIOLATIONS_LISTED_MAX: usize = 1000;
 
 /// Signatures verified together by one worker; batch verification pays off
 /// from about 190 signatures on this hardware.
@@ -33,13 +38,28 @@ pub struct Finding {
     pub detail: String,
 }
 
+/// A broken case-fund rule found by replaying the chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    pub seq: u64,
+    pub rule: String,
+    pub detail: String,
+}
+
 /// The outcome of an audit; serialises to the `verify --json` object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AuditReport {
+    /// Integrity intact and every rule held.
     pub ok: bool,
     pub entries: u64,
     pub checkpoints: u64,
+    /// The first integrity failure (hash chain, signature, key, checkpoint).
     pub first_error: Option<Finding>,
+    /// Every case-fund rule held on replay, derived state and reconciliation included.
+    pub rules_ok: bool,
+    pub cases: u64,
+    pub violations_total: u64,
+    pub violations: Vec<Violation>,
 }
 
 struct SignatureJob {
@@ -66,11 +86,7 @@ impl SignatureJob {
             return None;
         }
         (0..self.seqs.len())
-            .find(|&i| {
-                self.keys[i]
-                    .verify_raw(&self.messages[i], &self.signatures[i])
-                    .is_err()
-            })
+            .find(|&i| self.keys[i].verify_raw(&self.messages[i], &self.signatures[i]).is_err())
             .map(|i| self.seqs[i])
     }
 }
@@ -174,6 +190,9 @@ pub struct Auditor {
     signatures: SignaturePool,
     checkpoints: u64,
     last_checkpoint: Option<Checkpoint>,
+    state: MemoryState,
+    violations: Vec<Violation>,
+    violations_total: u64,
 }
 
 impl Auditor {
@@ -188,7 +207,27 @@ impl Auditor {
             signatures: SignaturePool::new(signature_threads),
             checkpoints: 0,
             last_checkpoint: None,
+            state: MemoryState::default(),
+            violations: Vec::new(),
+            violations_total: 0,
         }
+    }
+
+    /// Records a broken case-fund rule; the replay goes on.
+    pub fn violate(&mut self, seq: u64, rule: &str, detail: impl Into<String>) {
+        self.violations_total += 1;
+        if self.violations.len() < VIOLATIONS_LISTED_MAX {
+            self.violations.push(Violation {
+                seq,
+                rule: rule.to_owned(),
+                detail: detail.into(),
+            });
+        }
+    }
+
+    /// The derived state the replay produced.
+    pub fn state(&self) -> &MemoryState {
+        &self.state
     }
 
     /// Entries replayed so far.
@@ -267,15 +306,43 @@ impl Auditor {
             return None;
         }
         if entry.timestamp_ms < self.last_timestamp_ms {
-            self.fail(
-                seq,
-                "timestamp_order",
-                "timestamp is earlier than the previous entry's",
-            );
+            self.fail(seq, "timestamp_order", "timestamp is earlier than the previous entry's");
             return None;
         }
-        let admitted = match self.registry.admit(seq, &entry.record) {
-            Ok(admitted) => admitted,
+        let mut overlay = Overlay::new(&self.state);
+        let admitted = match admit_record(&mut self.registry, &mut overlay, seq, entry.timestamp_ms, &entry.record) {
+            Ok((admitted, Outcome::New)) => {
+                let changes = overlay.into_changes();
+                self.state.apply(changes);
+                admitted
+            }
+            Ok((admitted, Outcome::Duplicate(original))) => {
+                self.violate(
+                    seq,
+                    "duplicate_request",
+                    format!("repeats the record at seq {original}"),
+                );
+                admitted
+            }
+            // A case-fund rule broken by a record forced into storage: the
+            // record has no effect and the replay goes on to find the rest.
+            Err(RuleError::Rule { rule, detail }) => {
+                self.violate(seq, rule, detail);
+                match self
+                    .registry
+                    .info(&entry.record.signer)
+                    .and_then(|i| i.public_key.key().ok())
+                {
+                    Some(key) => Admitted {
+                        key,
+                        changed: Vec::new(),
+                    },
+                    None => {
+                        self.fail(seq, "unknown_key", "signer of a refused record is unknown");
+                        return None;
+                    }
+                }
+            }
             Err(rule) => {
                 self.fail(seq, rule.check(), rule.to_string());
                 return None;
@@ -297,11 +364,7 @@ impl Auditor {
     pub fn check_stored_node(&mut self, computed: &CompletedNode, stored: Option<&Hash>) {
         let (level, index, hash) = computed;
         let seq = ((index + 1) << level) - 1;
-        let check = if *level == 0 {
-            "leaf_hash"
-        } else {
-            "merkle_node"
-        };
+        let check = if *level == 0 { "leaf_hash" } else { "merkle_node" };
         match stored {
             Some(stored) if stored == hash => {}
             Some(_) => self.fail(
@@ -331,11 +394,7 @@ impl Auditor {
         let size = self.size();
         let seq = size.saturating_sub(1);
         let Some(origin) = self.registry.origin().map(str::to_owned) else {
-            self.fail(
-                seq,
-                "checkpoint_signature",
-                "checkpoint before the genesis entry",
-            );
+            self.fail(seq, "checkpoint_signature", "checkpoint before the genesis entry");
             return;
         };
         let verifier = match note::Verifier::new(&origin, self.registry.node_key()) {
@@ -356,10 +415,7 @@ impl Auditor {
             return self.fail(
                 seq,
                 "checkpoint_size",
-                format!(
-                    "checkpoint stored for size {size} says size {}",
-                    checkpoint.size
-                ),
+                format!("checkpoint stored for size {size} says size {}", checkpoint.size),
             );
         }
         if checkpoint.root != self.root() {
@@ -373,14 +429,8 @@ impl Auditor {
             let verified = consistency_proof(previous.size, size)
                 .map_err(|e| e.to_string())
                 .and_then(|proof| {
-                    merkle::verify_consistency(
-                        previous.size,
-                        size,
-                        &proof,
-                        &previous.root,
-                        &checkpoint.root,
-                    )
-                    .map_err(|e| e.to_string())
+                    merkle::verify_consistency(previous.size, size, &proof, &previous.root, &checkpoint.root)
+                        .map_err(|e| e.to_string())
                 });
             if let Err(e) = verified {
                 return self.fail(
@@ -407,16 +457,21 @@ impl Auditor {
                 first_error = Some(Finding {
                     seq,
                     check: "signature".into(),
-                    detail: "record signature does not verify with the signer's registered key"
-                        .into(),
+                    detail: "record signature does not verify with the signer's registered key".into(),
                 });
             }
         }
+        let rules_ok = self.violations_total == 0;
+        let cases = crate::funds::views::totals(&self.state).map_or(0, |t| t.cases);
         AuditReport {
-            ok: first_error.is_none(),
+            ok: first_error.is_none() && rules_ok,
             entries,
             checkpoints: self.checkpoints,
             first_error,
+            rules_ok,
+            cases,
+            violations_total: self.violations_total,
+            violations: self.violations,
         }
     }
 }

@@ -53,13 +53,7 @@ fn decode_hash(text: &str) -> Result<Hash, String> {
 }
 
 impl ProofBundle {
-    pub fn new(
-        entry_bytes: &[u8],
-        leaf_index: u64,
-        tree_size: u64,
-        proof: &[Hash],
-        checkpoint: String,
-    ) -> Self {
+    pub fn new(entry_bytes: &[u8], leaf_index: u64, tree_size: u64, proof: &[Hash], checkpoint: String) -> Self {
         Self {
             format: PROOF_BUNDLE_FORMAT.to_owned(),
             entry: BASE64.encode(entry_bytes),
@@ -76,11 +70,9 @@ impl ProofBundle {
         if self.format != PROOF_BUNDLE_FORMAT {
             return Err(format!("unknown bundle format {:?}", self.format));
         }
-        let origin =
-            Checkpoint::origin_of(&self.checkpoint).ok_or("checkpoint has no origin line")?;
+        let origin = Checkpoint::origin_of(&self.checkpoint).ok_or("checkpoint has no origin line")?;
         let verifier = note::Verifier::new(origin, *node_key).map_err(|e| e.to_string())?;
-        let checkpoint =
-            Checkpoint::open(&self.checkpoint, &verifier).map_err(|e| e.to_string())?;
+        let checkpoint = Checkpoint::open(&self.checkpoint, &verifier).map_err(|e| e.to_string())?;
         if checkpoint.size != self.tree_size {
             return Err(format!(
                 "bundle says tree size {} but the checkpoint is for size {}",
@@ -92,10 +84,7 @@ impl ProofBundle {
             .map_err(|e| format!("entry is not base64: {e}"))?;
         let entry = Entry::decode(&bytes).map_err(|e| format!("entry: {e}"))?;
         if entry.seq != self.leaf_index {
-            return Err(format!(
-                "entry {} is not at leaf index {}",
-                entry.seq, self.leaf_index
-            ));
+            return Err(format!("entry {} is not at leaf index {}", entry.seq, self.leaf_index));
         }
         let proof = self
             .inclusion_proof

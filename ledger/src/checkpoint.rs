@@ -35,12 +35,7 @@ pub enum CheckpointError {
 impl Checkpoint {
     /// The note text (the body that is signed).
     pub fn body(&self) -> String {
-        format!(
-            "{}\n{}\n{}\n",
-            self.origin,
-            self.size,
-            BASE64.encode(self.root)
-        )
+        format!("{}\n{}\n{}\n", self.origin, self.size, BASE64.encode(self.root))
     }
 
     /// Parses a checkpoint body; extension lines after the root are allowed
@@ -57,9 +52,7 @@ impl Checkpoint {
             || !size_text.bytes().all(|b| b.is_ascii_digit())
             || (size_text.len() > 1 && size_text.starts_with('0'))
         {
-            return Err(format(
-                "size must be a decimal number without leading zeros",
-            ));
+            return Err(format("size must be a decimal number without leading zeros"));
         }
         let size = size_text.parse().map_err(|_| format("size out of range"))?;
         let root_text = lines.next().ok_or_else(|| format("missing root"))?;
@@ -110,8 +103,7 @@ mod tests {
 
     #[test]
     fn sign_open_and_reject_changes() {
-        let signer = note::Signer::new("court.example/ledger", Identity::from_seed([8; 32]))
-            .expect("signer");
+        let signer = note::Signer::new("court.example/ledger", Identity::from_seed([8; 32])).expect("signer");
         let checkpoint = Checkpoint {
             origin: "court.example/ledger".into(),
             size: 42,
@@ -119,10 +111,7 @@ mod tests {
         };
         let signed = checkpoint.sign(&signer).expect("sign");
         assert!(signed.starts_with("court.example/ledger\n42\n"));
-        assert_eq!(
-            Checkpoint::open(&signed, signer.verifier()).expect("open"),
-            checkpoint
-        );
+        assert_eq!(Checkpoint::open(&signed, signer.verifier()).expect("open"), checkpoint);
         let changed = signed.replace("\n42\n", "\n43\n");
         assert!(matches!(
             Checkpoint::open(&changed, signer.verifier()),

@@ -105,9 +105,7 @@ impl Entry {
     /// Serialises the entry. These bytes are stored, hashed and proven as they are.
     pub fn encode(&self) -> Vec<u8> {
         let payload = &self.record.payload;
-        let mut bytes = Vec::with_capacity(
-            ENVELOPE_BYTES + RECORD_HEADER_BYTES + payload.len() + SIGNATURE_BYTES,
-        );
+        let mut bytes = Vec::with_capacity(ENVELOPE_BYTES + RECORD_HEADER_BYTES + payload.len() + SIGNATURE_BYTES);
         bytes.push(FORMAT_VERSION);
         bytes.extend_from_slice(&self.seq.to_be_bytes());
         bytes.extend_from_slice(&self.timestamp_ms.to_be_bytes());
@@ -187,15 +185,9 @@ mod tests {
     fn encode_decode_round_trip() {
         let entry = sample();
         let bytes = entry.encode();
-        assert_eq!(
-            bytes.len(),
-            ENVELOPE_BYTES + RECORD_HEADER_BYTES + 12 + SIGNATURE_BYTES
-        );
+        assert_eq!(bytes.len(), ENVELOPE_BYTES + RECORD_HEADER_BYTES + 12 + SIGNATURE_BYTES);
         assert_eq!(Entry::decode(&bytes).expect("decode"), entry);
-        assert_eq!(
-            Entry::signed_message_of(&bytes),
-            entry.record.signed_message()
-        );
+        assert_eq!(Entry::signed_message_of(&bytes), entry.record.signed_message());
         entry
             .record
             .verify(&Identity::from_seed([2; 32]).public_key())
@@ -205,10 +197,7 @@ mod tests {
     #[test]
     fn decode_rejects_bad_lengths_and_versions() {
         let bytes = sample().encode();
-        assert!(matches!(
-            Entry::decode(&bytes[..10]),
-            Err(DecodeError::TooShort(10))
-        ));
+        assert!(matches!(Entry::decode(&bytes[..10]), Err(DecodeError::TooShort(10))));
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(matches!(

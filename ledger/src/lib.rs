@@ -24,10 +24,12 @@ pub mod audit;
 pub mod bundle;
 pub mod checkpoint;
 pub mod entry;
+pub mod funds;
 pub mod hash;
 pub mod merkle;
 pub mod record;
 pub mod registry;
+pub mod state;
 pub mod store;
 
 /// Everything that can go wrong in the ledger crate.
@@ -64,11 +66,7 @@ pub enum Error {
     NotFound(String),
     /// Stored data is not what the ledger wrote.
     #[error("integrity: seq {seq}: {check}: {detail}")]
-    Integrity {
-        seq: u64,
-        check: String,
-        detail: String,
-    },
+    Integrity { seq: u64, check: String, detail: String },
     /// A key or key file problem.
     #[error(transparent)]
     Keys(#[from] caseledger_keys::Error),

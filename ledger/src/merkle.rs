@@ -86,10 +86,7 @@ impl Frontier {
         let mut hash = leaf;
         let mut level = 0u32;
         while (index >> level) & 1 == 1 {
-            let left = self
-                .nodes
-                .pop()
-                .expect("frontier has a node for every set bit of size");
+            let left = self.nodes.pop().expect("frontier has a node for every set bit of size");
             hash = node_hash(&left, &hash);
             level += 1;
             completed.push((level, index >> level, hash));
@@ -156,14 +153,7 @@ impl<'a> SubtreeHasher<'a> {
         Ok(())
     }
 
-    fn subproof(
-        &mut self,
-        m: u64,
-        begin: u64,
-        end: u64,
-        complete: bool,
-        out: &mut Vec<Hash>,
-    ) -> Result<()> {
+    fn subproof(&mut self, m: u64, begin: u64, end: u64, complete: bool, out: &mut Vec<Hash>) -> Result<()> {
         let n = end - begin;
         if m == n {
             if !complete {
@@ -312,9 +302,7 @@ pub fn verify_consistency(
     if proof.is_empty() {
         return Err(ProofError::WrongLength);
     }
-    let first_root_hash: Hash = first_root
-        .try_into()
-        .map_err(|_| ProofError::RootMismatch)?;
+    let first_root_hash: Hash = first_root.try_into().map_err(|_| ProofError::RootMismatch)?;
     let mut path: Vec<&Hash> = Vec::with_capacity(proof.len() + 1);
     if first.is_power_of_two() {
         path.push(&first_root_hash);
@@ -392,9 +380,7 @@ impl NodeSource for MemoryTree {
             .get(level as usize)
             .and_then(|nodes| nodes.get(index as usize))
             .copied()
-            .ok_or_else(|| {
-                crate::Error::InvalidArgument(format!("no node at level {level} index {index}"))
-            })
+            .ok_or_else(|| crate::Error::InvalidArgument(format!("no node at level {level} index {index}")))
     }
 }
 
@@ -415,10 +401,7 @@ mod tests {
             assert_eq!(tree.root(), naive_root(&all[..i]));
             tree.push(*leaf);
             for size in 1..=tree.size() {
-                assert_eq!(
-                    root_at(&tree, size).expect("root"),
-                    naive_root(&all[..size as usize])
-                );
+                assert_eq!(root_at(&tree, size).expect("root"), naive_root(&all[..size as usize]));
             }
         }
     }

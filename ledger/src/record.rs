@@ -15,12 +15,18 @@ pub const KIND_GENESIS: u16 = 0x0001;
 pub const KIND_KEY_REGISTERED: u16 = 0x0002;
 /// An administrator revokes a key; it signs nothing after this entry.
 pub const KIND_KEY_REVOKED: u16 = 0x0003;
+/// An administrator replaces a key: the old one is revoked, the new one
+/// inherits its name, administrator flag and member fields.
+pub const KIND_KEY_ROTATED: u16 = 0x0004;
 /// A synthetic record written by `caseledger demo --entries`.
 pub const KIND_DEMO_NOTE: u16 = 0x0010;
 
 /// Whether records of this kind change the key registry.
 pub fn changes_registry(kind: u16) -> bool {
-    matches!(kind, KIND_GENESIS | KIND_KEY_REGISTERED | KIND_KEY_REVOKED)
+    matches!(
+        kind,
+        KIND_GENESIS | KIND_KEY_REGISTERED | KIND_KEY_REVOKED | KIND_KEY_ROTATED
+    )
 }
 
 /// A human-readable name for a kind, for reports.
@@ -29,8 +35,9 @@ pub fn kind_name(kind: u16) -> &'static str {
         KIND_GENESIS => "genesis",
         KIND_KEY_REGISTERED => "key_registered",
         KIND_KEY_REVOKED => "key_revoked",
+        KIND_KEY_ROTATED => "key_rotated",
         KIND_DEMO_NOTE => "demo_note",
-        _ => "other",
+        other => crate::funds::model::kind_name(other).unwrap_or("other"),
     }
 }
 
@@ -45,9 +52,7 @@ impl KeyText {
     }
 
     pub fn key(&self) -> Result<PublicKey, String> {
-        let bytes = BASE64
-            .decode(&self.0)
-            .map_err(|e| format!("bad key base64: {e}"))?;
+        let bytes = BASE64.decode(&self.0).map_err(|e| format!("bad key base64: {e}"))?;
         PublicKey::from_bytes(&bytes).map_err(|e| e.to_string())
     }
 }
@@ -80,6 +85,18 @@ pub struct KeyRegistered {
     pub public_key: KeyText,
     /// Whether the key may itself register and revoke keys.
     pub administrator: bool,
+    /// Present when the key belongs to a court member (member enrolment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<crate::funds::model::Member>,
+}
+
+/// Payload of [`KIND_KEY_ROTATED`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotated {
+    /// Hex key id of the key being replaced.
+    pub key_id: String,
+    pub public_key: KeyText,
 }
 
 /// Payload of [`KIND_KEY_REVOKED`].
@@ -111,10 +128,7 @@ pub fn check_origin(origin: &str) -> Result<(), String> {
     if origin.is_empty() || origin.len() > 255 {
         return Err("origin must be 1 to 255 bytes".into());
     }
-    if origin
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '+')
-    {
+    if origin.chars().any(|c| c.is_whitespace() || c.is_control() || c == '+') {
         return Err(format!(
             "origin {origin:?} must not contain whitespace, control characters or '+'"
         ));

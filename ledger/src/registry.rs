@@ -11,7 +11,8 @@ use caseledger_keys::{KeyId, PublicKey};
 use serde::{Deserialize, Serialize};
 
 use crate::entry::Record;
-use crate::record::{self, Genesis, KeyRegistered, KeyRevoked, KeyText};
+use crate::funds::model::Member;
+use crate::record::{self, Genesis, KeyRegistered, KeyRevoked, KeyRotated, KeyText};
 
 /// Names longer than this are refused.
 pub const KEY_NAME_BYTES_MAX: usize = 200;
@@ -29,6 +30,9 @@ pub enum RuleError {
     BadPayload { kind: &'static str, detail: String },
     #[error("genesis: {0}")]
     Genesis(String),
+    /// A case-fund rule, by its stable name.
+    #[error("rule {rule}: {detail}")]
+    Rule { rule: &'static str, detail: String },
 }
 
 impl RuleError {
@@ -40,6 +44,7 @@ impl RuleError {
             RuleError::NotAuthorized(_) => "not_authorized",
             RuleError::BadPayload { .. } => "record_payload",
             RuleError::Genesis(_) => "genesis",
+            RuleError::Rule { rule, .. } => rule,
         }
     }
 }
@@ -52,6 +57,8 @@ pub struct KeyInfo {
     pub administrator: bool,
     pub registered_seq: u64,
     pub revoked_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<crate::funds::model::Member>,
 }
 
 /// The key registry at some point of the chain.
@@ -83,10 +90,7 @@ fn parse<T: serde::de::DeserializeOwned>(record: &Record) -> Result<T, RuleError
 }
 
 fn check_name(kind: u16, name: &str) -> Result<(), RuleError> {
-    if name.trim().is_empty()
-        || name.len() > KEY_NAME_BYTES_MAX
-        || name.chars().any(char::is_control)
-    {
+    if name.trim().is_empty() || name.len() > KEY_NAME_BYTES_MAX || name.chars().any(char::is_control) {
         return Err(bad_payload(
             kind,
             format!("key name must be 1 to {KEY_NAME_BYTES_MAX} printable bytes"),
@@ -107,11 +111,7 @@ impl Registry {
 
     /// Rebuilds a registry from stored state (the store keeps it so that
     /// opening a ledger does not replay the chain).
-    pub fn from_parts(
-        node_key: PublicKey,
-        origin: String,
-        infos: Vec<(KeyId, KeyInfo)>,
-    ) -> Result<Self, String> {
+    pub fn from_parts(node_key: PublicKey, origin: String, infos: Vec<(KeyId, KeyInfo)>) -> Result<Self, String> {
         let mut keys = BTreeMap::new();
         for (id, info) in infos {
             let key = info.public_key.key()?;
@@ -162,6 +162,7 @@ impl Registry {
         match record.kind {
             record::KIND_KEY_REGISTERED => self.admit_registration(seq, record, signer),
             record::KIND_KEY_REVOKED => self.admit_revocation(seq, record, signer),
+            record::KIND_KEY_ROTATED => self.admit_rotation(seq, record, signer),
             _ => Ok(Admitted {
                 key: signer.1,
                 changed: Vec::new(),
@@ -175,10 +176,7 @@ impl Registry {
                 "the node key signs only the genesis entry and checkpoints (seq {seq})"
             )));
         }
-        let (info, key) = self
-            .keys
-            .get(id)
-            .ok_or_else(|| RuleError::UnknownKey(id.short()))?;
+        let (info, key) = self.keys.get(id).ok_or_else(|| RuleError::UnknownKey(id.short()))?;
         if let Some(revoked_seq) = info.revoked_seq {
             return Err(RuleError::RevokedKey {
                 key: id.short(),
@@ -207,17 +205,13 @@ impl Registry {
             )));
         }
         if record.signer != self.node_key.key_id() {
-            return Err(RuleError::Genesis(
-                "genesis must be signed by the node key".into(),
-            ));
+            return Err(RuleError::Genesis("genesis must be signed by the node key".into()));
         }
         let genesis: Genesis = parse(record)?;
         record::check_origin(&genesis.origin).map_err(RuleError::Genesis)?;
         let node_key = genesis.node_key.key().map_err(RuleError::Genesis)?;
         if node_key != self.node_key {
-            return Err(RuleError::Genesis(
-                "genesis names a different node key".into(),
-            ));
+            return Err(RuleError::Genesis("genesis names a different node key".into()));
         }
         if genesis.administrators.is_empty() {
             return Err(RuleError::Genesis(
@@ -226,7 +220,7 @@ impl Registry {
         }
         let mut changed = Vec::new();
         for admin in &genesis.administrators {
-            let added = self.add_key(seq, record.kind, &admin.name, &admin.public_key, true)?;
+            let added = self.add_key(seq, record.kind, &admin.name, &admin.public_key, true, None)?;
             changed.push(added);
         }
         self.origin = Some(genesis.origin);
@@ -243,21 +237,36 @@ impl Registry {
         name: &str,
         text: &KeyText,
         administrator: bool,
+        member: Option<Member>,
     ) -> Result<KeyId, RuleError> {
         check_name(kind, name)?;
         let key = text.key().map_err(|e| bad_payload(kind, e))?;
         let id = key.key_id();
         if key == self.node_key {
-            return Err(bad_payload(
-                kind,
-                "the node key cannot be registered as a member key",
-            ));
+            return Err(bad_payload(kind, "the node key cannot be registered as a member key"));
         }
         if self.keys.contains_key(&id) {
-            return Err(bad_payload(
-                kind,
-                format!("key {} is already registered", id.short()),
-            ));
+            return Err(bad_payload(kind, format!("key {} is already registered", id.short())));
+        }
+        if let Some(member) = &member {
+            let taken = self.keys.values().any(|(info, _)| {
+                info.revoked_seq.is_none() && info.member.as_ref().is_some_and(|m| m.member_id == member.member_id)
+            });
+            if taken || member.member_id.is_empty() || member.member_id.contains('/') {
+                return Err(bad_payload(
+                    kind,
+                    format!(
+                        "member id {:?} is empty, malformed or already has an active key",
+                        member.member_id
+                    ),
+                ));
+            }
+            if (member.role == crate::funds::model::Role::Administrator) != administrator {
+                return Err(bad_payload(
+                    kind,
+                    "the administrator role and the administrator flag must agree",
+                ));
+            }
         }
         let info = KeyInfo {
             name: name.to_owned(),
@@ -265,6 +274,7 @@ impl Registry {
             administrator,
             registered_seq: seq,
             revoked_seq: None,
+            member,
         };
         self.keys.insert(id, (info, key));
         Ok(id)
@@ -284,11 +294,55 @@ impl Registry {
             &payload.name,
             &payload.public_key,
             payload.administrator,
+            payload.member,
         )?;
         Ok(Admitted {
             key: signer.1,
             changed: vec![id],
         })
+    }
+
+    fn admit_rotation(
+        &mut self,
+        seq: u64,
+        record: &Record,
+        signer: (KeyInfo, PublicKey),
+    ) -> Result<Admitted, RuleError> {
+        Self::require_administrator(&signer.0, "a key rotation")?;
+        let payload: KeyRotated = parse(record)?;
+        let old_id = KeyId::from_hex(&payload.key_id).map_err(|e| bad_payload(record.kind, e))?;
+        let old = match self.keys.get_mut(&old_id) {
+            Some((info, _)) if info.revoked_seq.is_none() => {
+                info.revoked_seq = Some(seq);
+                info.clone()
+            }
+            _ => {
+                return Err(bad_payload(
+                    record.kind,
+                    format!("key {} is not an active key", old_id.short()),
+                ))
+            }
+        };
+        let added = self.add_key(
+            seq,
+            record.kind,
+            &old.name,
+            &payload.public_key,
+            old.administrator,
+            old.member.clone(),
+        );
+        match added {
+            Ok(new_id) => Ok(Admitted {
+                key: signer.1,
+                changed: vec![old_id, new_id],
+            }),
+            Err(e) => {
+                if let Some((info, _)) = self.keys.get_mut(&old_id) {
+                    info.revoked_seq = None;
+                }
+                Err(e)
+            }
+        }
     }
 
     fn admit_revocation(
@@ -305,9 +359,10 @@ impl Registry {
             .values()
             .filter(|(info, _)| info.administrator && info.revoked_seq.is_none())
             .count();
-        let (info, _) = self.keys.get_mut(&id).ok_or_else(|| {
-            bad_payload(record.kind, format!("key {} is not registered", id.short()))
-        })?;
+        let (info, _) = self
+            .keys
+            .get_mut(&id)
+            .ok_or_else(|| bad_payload(record.kind, format!("key {} is not registered", id.short())))?;
         if info.revoked_seq.is_some() {
             return Err(bad_payload(
                 record.kind,
@@ -325,5 +380,40 @@ impl Registry {
             key: signer.1,
             changed: vec![id],
         })
+    }
+}
+
+/// Admits one record at `seq`: the key registry first (is the signer an
+/// active key allowed to sign this kind?), then, for case-fund kinds, the
+/// case-fund rules against `state`. The writer and the auditor both call
+/// this, so a record is judged the same way when written and when replayed.
+pub fn admit_record(
+    registry: &mut Registry,
+    state: &mut crate::state::Overlay,
+    seq: u64,
+    timestamp_ms: u64,
+    record: &Record,
+) -> Result<(Admitted, crate::funds::Outcome), RuleError> {
+    let admitted = registry.admit(seq, record)?;
+    if !crate::funds::is_funds_kind(record.kind) {
+        return Ok((admitted, crate::funds::Outcome::New));
+    }
+    let origin = registry.origin().unwrap_or_default().to_owned();
+    let signer = registry
+        .info(&record.signer)
+        .cloned()
+        .ok_or_else(|| RuleError::UnknownKey(record.signer.short()))?;
+    let context = crate::funds::Context {
+        seq,
+        timestamp_ms,
+        origin: &origin,
+    };
+    let mark = state.mark();
+    match crate::funds::admit(state, &context, record, &signer) {
+        Ok(outcome) => Ok((admitted, outcome)),
+        Err(e) => {
+            state.rollback(mark);
+            Err(e)
+        }
     }
 }

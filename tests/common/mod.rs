@@ -76,6 +76,7 @@ pub fn register(admin: &Identity, key: &Identity, name: &str, administrator: boo
         name: name.to_owned(),
         public_key: KeyText::from_key(&key.public_key()),
         administrator,
+        member: None,
     };
     Record::sign(
         record::KIND_KEY_REGISTERED,

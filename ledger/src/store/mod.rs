@@ -20,9 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use caseledger_keys::{files, note, Identity, PublicKey};
-use rocksdb::{
-    ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options as DbOptions, ReadOptions, DB,
-};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options as DbOptions, ReadOptions, DB};
 
 use crate::audit::{AuditReport, Auditor};
 use crate::bundle::ProofBundle;
@@ -93,10 +91,15 @@ impl Default for Options {
 }
 
 /// The result of an append: the sequence numbers given to the records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Appended {
+    /// Seq of the first new entry (of the first record if none is new).
     pub first_seq: u64,
+    /// New entries written.
     pub count: u64,
+    /// Per record: its seq, or the seq of the earlier entry it repeats
+    /// (an idempotent retry writes nothing).
+    pub seqs: Vec<u64>,
 }
 
 /// Why the ledger refuses writes.
@@ -187,12 +190,7 @@ fn open_db(path: &Path, create: bool) -> Result<DB> {
     })
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(
-    db: &DB,
-    cf: &ColumnFamily,
-    key: &[u8],
-    what: &str,
-) -> Result<Option<T>> {
+fn read_json<T: serde::de::DeserializeOwned>(db: &DB, cf: &ColumnFamily, key: &[u8], what: &str) -> Result<Option<T>> {
     match db.get_pinned_cf(cf, key).map_err(storage)? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes)
@@ -219,8 +217,7 @@ impl Ledger {
                 path.display()
             )));
         }
-        std::fs::create_dir_all(path)
-            .map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
+        std::fs::create_dir_all(path).map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
         if options.node_key_path.is_none() {
             files::write_private_key(&path.join(NODE_KEY_FILE), node)?;
         }
@@ -234,16 +231,8 @@ impl Ledger {
         let meta_cf = db.cf_handle(CF_META).expect("created");
         let head = Head::new(&Frontier::new(), &[0; 32], 0, 0);
         let mut batch = rocksdb::WriteBatch::default();
-        batch.put_cf(
-            meta_cf,
-            META_LEDGER,
-            serde_json::to_vec(&meta).expect("serialisable"),
-        );
-        batch.put_cf(
-            meta_cf,
-            META_HEAD,
-            serde_json::to_vec(&head).expect("serialisable"),
-        );
+        batch.put_cf(meta_cf, META_LEDGER, serde_json::to_vec(&meta).expect("serialisable"));
+        batch.put_cf(meta_cf, META_HEAD, serde_json::to_vec(&head).expect("serialisable"));
         let mut sync = rocksdb::WriteOptions::default();
         sync.set_sync(true);
         db.write_opt(batch, &sync).map_err(storage)?;
@@ -300,8 +289,7 @@ impl Ledger {
             Ok(state) => {
                 shared.publish_keys(&state.registry);
                 let signer = note::Signer::new(&shared.meta.origin, node)?;
-                let writer =
-                    writer::Handle::start(Arc::clone(&shared), state, signer, clock, options);
+                let writer = writer::Handle::start(Arc::clone(&shared), state, signer, clock, options);
                 Ok(Self {
                     shared,
                     mode: Mode::Writable,
@@ -325,13 +313,8 @@ impl Ledger {
         if !path.join(DB_DIR).exists() {
             return Err(Error::NotFound(format!("no ledger in {}", path.display())));
         }
-        let db = DB::open_cf_for_read_only(
-            &db_options(false),
-            path.join(DB_DIR),
-            COLUMN_FAMILIES,
-            false,
-        )
-        .map_err(storage)?;
+        let db = DB::open_cf_for_read_only(&db_options(false), path.join(DB_DIR), COLUMN_FAMILIES, false)
+            .map_err(storage)?;
         let shared = Arc::new(Self::load_shared(db, path)?);
         Ok(Self {
             shared,
@@ -344,22 +327,19 @@ impl Ledger {
         let meta_cf = db
             .cf_handle(CF_META)
             .ok_or_else(|| Error::Storage("meta column family missing".into()))?;
-        let meta: LedgerMeta =
-            read_json(&db, meta_cf, META_LEDGER, "ledger meta")?.ok_or_else(|| {
-                Error::NotFound(format!("{} is not a caseledger ledger", path.display()))
-            })?;
+        let meta: LedgerMeta = read_json(&db, meta_cf, META_LEDGER, "ledger meta")?
+            .ok_or_else(|| Error::NotFound(format!("{} is not a caseledger ledger", path.display())))?;
         if meta.storage_version != STORAGE_VERSION {
             return Err(Error::Storage(format!(
                 "unknown storage version {}",
                 meta.storage_version
             )));
         }
-        let head: Head =
-            read_json(&db, meta_cf, META_HEAD, "head")?.ok_or_else(|| Error::Integrity {
-                seq: 0,
-                check: "head".into(),
-                detail: "the head record is missing".into(),
-            })?;
+        let head: Head = read_json(&db, meta_cf, META_HEAD, "head")?.ok_or_else(|| Error::Integrity {
+            seq: 0,
+            check: "head".into(),
+            detail: "the head record is missing".into(),
+        })?;
         let node_key = PublicKey::from_base64(&meta.node_key)?;
         let published = Published {
             size: head.size,
@@ -409,10 +389,7 @@ impl Ledger {
     /// `Some(first bad seq, detail)` if the open-time integrity check failed.
     pub fn corruption(&self) -> Option<(u64, &str)> {
         match &self.mode {
-            Mode::Corrupt {
-                first_bad_seq,
-                detail,
-            } => Some((*first_bad_seq, detail)),
+            Mode::Corrupt { first_bad_seq, detail } => Some((*first_bad_seq, detail)),
             _ => None,
         }
     }
@@ -420,13 +397,7 @@ impl Ledger {
     fn writer(&self) -> Result<&writer::Handle> {
         match (&self.mode, &self.writer) {
             (Mode::Writable, Some(writer)) => Ok(writer),
-            (
-                Mode::Corrupt {
-                    first_bad_seq,
-                    detail,
-                },
-                _,
-            ) => Err(Error::Corrupt {
+            (Mode::Corrupt { first_bad_seq, detail }, _) => Err(Error::Corrupt {
                 first_bad_seq: *first_bad_seq,
                 detail: detail.clone(),
             }),
@@ -459,10 +430,7 @@ impl Ledger {
             return Ok(false);
         };
         for (index, (record, key)) in records.iter().zip(&found).enumerate() {
-            if key
-                .verify_raw(&record.signed_message(), &record.signature)
-                .is_err()
-            {
+            if key.verify_raw(&record.signed_message(), &record.signature).is_err() {
                 return Err(Error::BadSignature { index });
             }
         }
@@ -471,7 +439,7 @@ impl Ledger {
 
     /// Appends one record; returns its sequence number once durable.
     pub fn append_one(&self, record: Record) -> Result<u64> {
-        self.append(vec![record]).map(|a| a.first_seq)
+        self.append(vec![record]).map(|a| a.seqs[0])
     }
 
     /// Signs a checkpoint of the current size now (if it has none yet) and returns it.
@@ -516,10 +484,7 @@ impl Ledger {
             .get_cf(self.shared.cf(CF_CHECKPOINTS), seq_key(size))
             .map_err(storage)?;
         value
-            .map(|bytes| {
-                String::from_utf8(bytes)
-                    .map_err(|_| Error::Storage("checkpoint is not UTF-8".into()))
-            })
+            .map(|bytes| String::from_utf8(bytes).map_err(|_| Error::Storage("checkpoint is not UTF-8".into())))
             .transpose()
     }
 
@@ -538,8 +503,7 @@ impl Ledger {
         let mut out = Vec::new();
         for item in self.shared.db.iterator_cf(cf, IteratorMode::Start) {
             let (key, value) = item.map_err(storage)?;
-            let size =
-                decode_seq_key(&key).ok_or_else(|| Error::Storage("bad checkpoint key".into()))?;
+            let size = decode_seq_key(&key).ok_or_else(|| Error::Storage("bad checkpoint key".into()))?;
             out.push((size, String::from_utf8_lossy(&value).into_owned()));
         }
         Ok(out)
@@ -604,18 +568,8 @@ impl Ledger {
     /// Replays and checks the whole ledger; see [`Auditor`]. `node_key`
     /// defaults to the one recorded in the ledger; an auditor should pass the
     /// key it trusts. `progress` is called with the entries checked so far.
-    pub fn audit(
-        &self,
-        node_key: Option<PublicKey>,
-        threads: usize,
-        progress: &dyn Fn(u64),
-    ) -> Result<AuditReport> {
-        audit_driver(
-            self,
-            node_key.unwrap_or(self.shared.node_key),
-            threads,
-            progress,
-        )
+    pub fn audit(&self, node_key: Option<PublicKey>, threads: usize, progress: &dyn Fn(u64)) -> Result<AuditReport> {
+        audit_driver(self, node_key.unwrap_or(self.shared.node_key), threads, progress)
     }
 
     /// Stops the writer after it has committed everything queued.
@@ -666,18 +620,15 @@ impl NodeSource for SharedNodes<'_> {
 
 fn load_registry(shared: &Shared) -> Result<Registry> {
     let mut infos = Vec::new();
-    for item in shared
-        .db
-        .iterator_cf(shared.cf(CF_KEYS), IteratorMode::Start)
-    {
+    for item in shared.db.iterator_cf(shared.cf(CF_KEYS), IteratorMode::Start) {
         let (key, value) = item.map_err(storage)?;
         let id = caseledger_keys::KeyId(
             key.as_ref()
                 .try_into()
                 .map_err(|_| Error::Storage("bad key id in keys column family".into()))?,
         );
-        let info: KeyInfo = serde_json::from_slice(&value)
-            .map_err(|e| Error::Storage(format!("stored key info unreadable: {e}")))?;
+        let info: KeyInfo =
+            serde_json::from_slice(&value).map_err(|e| Error::Storage(format!("stored key info unreadable: {e}")))?;
         infos.push((id, info));
     }
     Registry::from_parts(shared.node_key, shared.meta.origin.clone(), infos).map_err(Error::Storage)
@@ -740,9 +691,7 @@ fn check_on_open(shared: &Shared) -> Result<WriterState> {
             return Err(integrity(
                 first_missing,
                 "entry_missing",
-                format!(
-                    "the head says {size} entries but entry {first_missing} onwards is missing"
-                ),
+                format!("the head says {size} entries but entry {first_missing} onwards is missing"),
             ));
         }
         let bytes = shared
@@ -752,11 +701,7 @@ fn check_on_open(shared: &Shared) -> Result<WriterState> {
             .ok_or_else(|| integrity(last_seq, "entry_missing", "last entry vanished"))?;
         last_hash = Entry::hash_of(&bytes);
         if Some(last_hash) != head.last_hash() {
-            return Err(integrity(
-                last_seq,
-                "head",
-                "the last entry's hash is not the head's",
-            ));
+            return Err(integrity(last_seq, "head", "the last entry's hash is not the head's"));
         }
     }
     let frontier = head
@@ -826,17 +771,14 @@ fn check_last_checkpoint(shared: &Shared, head: &Head) -> Result<Option<Checkpoi
         return Err(integrity(
             head.size,
             "entry_missing",
-            format!(
-                "a checkpoint covers {size} entries but the head has {}",
-                head.size
-            ),
+            format!("a checkpoint covers {size} entries but the head has {}", head.size),
         ));
     }
     let note = std::str::from_utf8(iter.value().unwrap_or_default())
         .map_err(|_| integrity(seq, "checkpoint_signature", "checkpoint is not UTF-8"))?;
     let verifier = note::Verifier::new(&shared.meta.origin, shared.node_key)?;
-    let checkpoint = Checkpoint::open(note, &verifier)
-        .map_err(|e| integrity(seq, "checkpoint_signature", e.to_string()))?;
+    let checkpoint =
+        Checkpoint::open(note, &verifier).map_err(|e| integrity(seq, "checkpoint_signature", e.to_string()))?;
     if checkpoint.size != size || checkpoint.root != merkle::root_at(&SharedNodes(shared), size)? {
         return Err(integrity(
             seq,
@@ -848,12 +790,7 @@ fn check_last_checkpoint(shared: &Shared, head: &Head) -> Result<Option<Checkpoi
 }
 
 /// Feeds every stored entry, node and checkpoint to an [`Auditor`].
-fn audit_driver(
-    ledger: &Ledger,
-    node_key: PublicKey,
-    threads: usize,
-    progress: &dyn Fn(u64),
-) -> Result<AuditReport> {
+fn audit_driver(ledger: &Ledger, node_key: PublicKey, threads: usize, progress: &dyn Fn(u64)) -> Result<AuditReport> {
     let shared = &ledger.shared;
     let mut auditor = Auditor::new(node_key, threads);
     if node_key != shared.node_key {
@@ -871,9 +808,7 @@ fn audit_driver(
     let mut entries = shared.db.raw_iterator_cf_opt(shared.cf(CF_ENTRIES), scan);
     let mut node_scan = ReadOptions::default();
     node_scan.fill_cache(false);
-    let mut nodes = shared
-        .db
-        .raw_iterator_cf_opt(shared.cf(CF_NODES), node_scan);
+    let mut nodes = shared.db.raw_iterator_cf_opt(shared.cf(CF_NODES), node_scan);
     entries.seek_to_first();
     nodes.seek_to_first();
     while entries.valid() && !auditor.failed() {
@@ -908,9 +843,7 @@ fn audit_driver(
                     format!("checkpoint key {size} is out of order"),
                 );
             } else {
-                auditor.check_checkpoint(note, |m, n| {
-                    merkle::consistency_proof(&SharedNodes(shared), m, n)
-                });
+                auditor.check_checkpoint(note, |m, n| merkle::consistency_proof(&SharedNodes(shared), m, n));
             }
             next_checkpoint.next();
         }
@@ -927,9 +860,41 @@ fn audit_driver(
             next_checkpoint.next().map(|(size, _)| *size),
             nodes.valid(),
         )?;
+        check_derived_state(shared, &mut auditor)?;
     }
     progress(auditor.size());
     Ok(auditor.finish())
+}
+
+/// The stored derived state must be exactly what the replay produced, and
+/// the replayed state must reconcile.
+fn check_derived_state(shared: &Shared, auditor: &mut Auditor) -> Result<()> {
+    let last_seq = auditor.size().saturating_sub(1);
+    let mut replayed = auditor.state().0.iter();
+    let mut difference = None;
+    for item in shared.db.iterator_cf(shared.cf(CF_STATE), IteratorMode::Start) {
+        let (key, value) = item.map_err(storage)?;
+        let key = String::from_utf8_lossy(&key).into_owned();
+        match replayed.next() {
+            Some((k, v)) if *k == key && v[..] == value[..] => continue,
+            Some((k, _)) if *k < key => difference = Some(format!("{k} is missing from the stored state")),
+            Some((k, _)) if *k == key => difference = Some(format!("stored {key} differs from the replay")),
+            _ => difference = Some(format!("stored {key} is not produced by the replay")),
+        }
+        break;
+    }
+    if difference.is_none() {
+        difference = replayed
+            .next()
+            .map(|(k, _)| format!("{k} is missing from the stored state"));
+    }
+    if let Some(detail) = difference {
+        auditor.violate(last_seq, "derived_state", detail);
+    }
+    if let Err(detail) = crate::funds::views::reconcile(auditor.state()) {
+        auditor.violate(last_seq, "reconciliation", detail);
+    }
+    Ok(())
 }
 
 /// After the last entry: the head, leftover checkpoints and nodes must agree.
@@ -949,10 +914,7 @@ fn check_tail(
         auditor.fail(
             size,
             "entry_missing",
-            format!(
-                "the head says {} entries but only {size} are stored",
-                head.size
-            ),
+            format!("the head says {} entries but only {size} are stored", head.size),
         );
     } else if let Some(checkpoint_size) = leftover_checkpoint {
         auditor.fail(
@@ -973,11 +935,7 @@ fn check_tail(
             "the head's last hash or root does not match the entries",
         );
     } else if leftover_node {
-        auditor.fail(
-            size,
-            "merkle_node",
-            "Merkle nodes are stored beyond the last entry",
-        );
+        auditor.fail(size, "merkle_node", "Merkle nodes are stored beyond the last entry");
     } else if size == 0 {
         auditor.fail(0, "entry_missing", "the ledger has no genesis entry");
     }

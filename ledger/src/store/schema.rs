@@ -7,6 +7,7 @@
 //! | `checkpoints` | tree size (u64 BE)                    | signed checkpoint note (UTF-8)|
 //! | `keys`        | key id (32 B)                         | [`KeyInfo`] JSON              |
 //! | `meta`        | `ledger`, `head`                      | [`LedgerMeta`], [`Head`] JSON |
+//! | `state`       | object key (`case/…`, `receipt/…`)    | derived object JSON           |
 //!
 //! Nodes are keyed by their last leaf so that they sort in the order a
 //! replay completes them: the auditor compares them with one forward scan.
@@ -21,7 +22,8 @@ pub const CF_NODES: &str = "nodes";
 pub const CF_CHECKPOINTS: &str = "checkpoints";
 pub const CF_KEYS: &str = "keys";
 pub const CF_META: &str = "meta";
-pub const COLUMN_FAMILIES: [&str; 5] = [CF_ENTRIES, CF_NODES, CF_CHECKPOINTS, CF_KEYS, CF_META];
+pub const CF_STATE: &str = "state";
+pub const COLUMN_FAMILIES: [&str; 6] = [CF_ENTRIES, CF_NODES, CF_CHECKPOINTS, CF_KEYS, CF_META, CF_STATE];
 
 pub const META_LEDGER: &[u8] = b"ledger";
 pub const META_HEAD: &[u8] = b"head";
@@ -77,12 +79,7 @@ fn hex_hash(text: &str) -> Option<Hash> {
 }
 
 impl Head {
-    pub fn new(
-        frontier: &Frontier,
-        last_hash: &Hash,
-        last_timestamp_ms: u64,
-        checkpoint_size: u64,
-    ) -> Self {
+    pub fn new(frontier: &Frontier, last_hash: &Hash, last_timestamp_ms: u64, checkpoint_size: u64) -> Self {
         Self {
             size: frontier.size(),
             last_hash: hex::encode(last_hash),
@@ -102,11 +99,7 @@ impl Head {
     }
 
     pub fn frontier(&self) -> Option<Frontier> {
-        let nodes = self
-            .frontier
-            .iter()
-            .map(|h| hex_hash(h))
-            .collect::<Option<Vec<_>>>()?;
+        let nodes = self.frontier.iter().map(|h| hex_hash(h)).collect::<Option<Vec<_>>>()?;
         Frontier::from_parts(self.size, nodes)
     }
 }

@@ -19,9 +19,11 @@ use super::schema::*;
 use super::{read_node, Appended, Clock, Options, Published, Shared, WriterState};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{Entry, Record};
+use crate::funds::Outcome;
 use crate::hash::Hash;
 use crate::merkle::{self, NodeSource};
-use crate::registry::Registry;
+use crate::registry::{admit_record, Registry};
+use crate::state::{Overlay, StateRead};
 use crate::{Error, Result};
 
 /// Below this many signatures a group is verified on the writer thread alone.
@@ -109,9 +111,7 @@ impl Handle {
 
     pub(crate) fn checkpoint(&self) -> Result<String> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.sender
-            .send(Command::Checkpoint { reply })
-            .map_err(|_| stopped())?;
+        self.sender.send(Command::Checkpoint { reply }).map_err(|_| stopped())?;
         answer.recv().map_err(|_| stopped())?
     }
 
@@ -137,6 +137,8 @@ struct Writer {
 /// One caller's request inside a group, and what became of it.
 struct Pending {
     records: Vec<Record>,
+    /// Per record: `Some(seq)` when it repeats the record already at `seq`.
+    duplicates: Vec<Option<u64>>,
     /// Signatures already checked by the caller against the same keys.
     preverified: bool,
     reply: mpsc::SyncSender<Result<Appended>>,
@@ -145,13 +147,33 @@ struct Pending {
     keys: Vec<PublicKey>,
 }
 
+/// What admitting a group produced: the registry after it, the keys it
+/// changed, and the derived-state changes to write with the entries.
+struct Admission {
+    registry: Registry,
+    changed: Vec<KeyId>,
+    state: std::collections::BTreeMap<String, Option<Vec<u8>>>,
+}
+
+/// The derived state as stored.
+struct StoreState<'a>(&'a Shared);
+
+impl StateRead for StoreState<'_> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.0
+            .db
+            .get_cf(self.0.cf(CF_STATE), key.as_bytes())
+            .map_err(|e| Error::Storage(e.into_string()))
+    }
+}
+
 /// Nodes written by the current group, in front of the stored ones.
-struct Overlay<'a> {
+struct NodeOverlay<'a> {
     pending: &'a HashMap<(u32, u64), Hash>,
     shared: &'a Shared,
 }
 
-impl NodeSource for Overlay<'_> {
+impl NodeSource for NodeOverlay<'_> {
     fn perfect_node(&self, level: u32, index: u64) -> Result<Hash> {
         match self.pending.get(&(level, index)) {
             Some(hash) => Ok(*hash),
@@ -199,6 +221,7 @@ impl Writer {
                         reply,
                     } => appends.push(Pending {
                         records,
+                        duplicates: Vec::new(),
                         preverified,
                         reply,
                         outcome: None,
@@ -226,32 +249,38 @@ impl Writer {
             return None;
         }
         let due = self.last_checkpoint_ms + self.options.checkpoint_every_ms;
-        Some(Duration::from_millis(
-            due.saturating_sub(self.clock.now_ms()),
-        ))
+        Some(Duration::from_millis(due.saturating_sub(self.clock.now_ms())))
     }
 
-    /// Checks every record against the registry, in order, as it will be
-    /// written. Requests already refused are skipped. Returns the registry
-    /// with the effects of the admitted records and the keys that changed.
-    fn admit(&self, appends: &mut [Pending]) -> (Registry, Vec<KeyId>) {
+    /// Checks every record against the registry and the case-fund rules, in
+    /// order, as it will be written. Requests already refused are skipped.
+    fn admit(&self, appends: &mut [Pending], timestamp_ms: u64) -> Admission {
         let mut registry = self.state.registry.clone();
         let mut changed = Vec::new();
         let mut seq = self.state.frontier.size();
+        let base = StoreState(&self.shared);
+        let mut overlay = Overlay::new(&base);
         for pending in appends.iter_mut().filter(|p| p.outcome.is_none()) {
             // Only records that change the registry need a way back.
-            let changes_keys = pending
-                .records
-                .iter()
-                .any(|r| crate::record::changes_registry(r.kind));
+            let changes_keys = pending.records.iter().any(|r| crate::record::changes_registry(r.kind));
             let snapshot = changes_keys.then(|| registry.clone());
+            let mark = overlay.mark();
             let mut keys = Vec::with_capacity(pending.records.len());
+            let mut duplicates = Vec::with_capacity(pending.records.len());
             let mut request_changes = Vec::new();
+            let mut next = seq;
             for (index, record) in pending.records.iter().enumerate() {
-                match registry.admit(seq + index as u64, record) {
-                    Ok(admitted) => {
+                match admit_record(&mut registry, &mut overlay, next, timestamp_ms, record) {
+                    Ok((admitted, outcome)) => {
                         keys.push(admitted.key);
                         request_changes.extend(admitted.changed);
+                        match outcome {
+                            Outcome::New => {
+                                duplicates.push(None);
+                                next += 1;
+                            }
+                            Outcome::Duplicate(original) => duplicates.push(Some(original)),
+                        }
                     }
                     Err(source) => {
                         pending.outcome = Some(Err(Error::Rejected { index, source }));
@@ -263,19 +292,25 @@ impl Writer {
                 if let Some(snapshot) = snapshot {
                     registry = snapshot;
                 }
+                overlay.rollback(mark);
                 continue;
             }
-            seq += pending.records.len() as u64;
+            seq = next;
             pending.keys = keys;
+            pending.duplicates = duplicates;
             changed.extend(request_changes);
         }
-        (registry, changed)
+        Admission {
+            registry,
+            changed,
+            state: overlay.into_changes(),
+        }
     }
 
     /// Admits and verifies the group; returns the resulting registry and
     /// changed keys. Refused requests get their outcome set.
-    fn admit_and_verify(&self, appends: &mut [Pending]) -> (Registry, Vec<KeyId>) {
-        let (registry, changed) = self.admit(appends);
+    fn admit_and_verify(&self, appends: &mut [Pending], timestamp_ms: u64) -> Admission {
+        let admission = self.admit(appends, timestamp_ms);
         let live: Vec<&Pending> = appends
             .iter()
             .filter(|p| p.outcome.is_none() && !p.preverified)
@@ -291,27 +326,21 @@ impl Writer {
             }
         }
         if verify_parallel(&messages, &signatures, &keys, self.options.verify_threads) {
-            return (registry, changed);
+            return admission;
         }
         // Someone sent a bad signature: find whose, refuse them, and admit
         // the rest again (a refused key registration changes what follows).
-        for pending in appends
-            .iter_mut()
-            .filter(|p| p.outcome.is_none() && !p.preverified)
-        {
+        for pending in appends.iter_mut().filter(|p| p.outcome.is_none() && !p.preverified) {
             let bad = pending
                 .records
                 .iter()
                 .zip(&pending.keys)
-                .position(|(record, key)| {
-                    key.verify_raw(&record.signed_message(), &record.signature)
-                        .is_err()
-                });
+                .position(|(record, key)| key.verify_raw(&record.signed_message(), &record.signature).is_err());
             if let Some(index) = bad {
                 pending.outcome = Some(Err(Error::BadSignature { index }));
             }
         }
-        self.admit(appends)
+        self.admit(appends, timestamp_ms)
     }
 
     fn commit_group(
@@ -329,19 +358,19 @@ impl Writer {
             }
             return;
         }
-        let (registry, changed) = self.admit_and_verify(&mut appends);
+        let timestamp_ms = self.clock.now_ms().max(self.state.last_timestamp_ms);
+        let admission = self.admit_and_verify(&mut appends, timestamp_ms);
         let want_checkpoint = force_checkpoint || !checkpoint_replies.is_empty();
-        let result = self.write(&mut appends, &registry, &changed, want_checkpoint);
+        let result = self.write(&mut appends, &admission, timestamp_ms, want_checkpoint);
         match result {
             Ok(()) => {
-                if !changed.is_empty() {
-                    self.shared.publish_keys(&registry);
+                if !admission.changed.is_empty() {
+                    self.shared.publish_keys(&admission.registry);
                 }
-                self.state.registry = registry;
+                self.state.registry = admission.registry;
             }
             Err(e) => {
-                let reason =
-                    format!("commit failed, writes refused until the ledger is reopened: {e}");
+                let reason = format!("commit failed, writes refused until the ledger is reopened: {e}");
                 self.poisoned = Some(reason.clone());
                 for pending in appends.iter_mut().filter(|p| p.outcome.is_none()) {
                     pending.outcome = Some(Err(Error::Poisoned(reason.clone())));
@@ -349,11 +378,9 @@ impl Writer {
             }
         }
         for pending in appends {
-            let answer = pending.outcome.unwrap_or_else(|| {
-                Err(Error::Poisoned(
-                    "internal: request left without an answer".into(),
-                ))
-            });
+            let answer = pending
+                .outcome
+                .unwrap_or_else(|| Err(Error::Poisoned("internal: request left without an answer".into())));
             let _ = pending.reply.send(answer);
         }
         for reply in checkpoint_replies {
@@ -374,15 +401,14 @@ impl Writer {
     fn write(
         &mut self,
         appends: &mut [Pending],
-        registry: &Registry,
-        changed: &[KeyId],
+        admission: &Admission,
+        timestamp_ms: u64,
         force_checkpoint: bool,
     ) -> Result<()> {
         let shared = Arc::clone(&self.shared);
         let mut batch = WriteBatch::default();
         let mut frontier = self.state.frontier.clone();
         let mut last_hash = self.state.last_hash;
-        let timestamp_ms = self.clock.now_ms().max(self.state.last_timestamp_ms);
         let mut pending_nodes = HashMap::new();
         let mut accepted = Vec::new();
         for (position, pending) in appends.iter_mut().enumerate() {
@@ -390,7 +416,14 @@ impl Writer {
                 continue;
             }
             let first_seq = frontier.size();
-            for record in std::mem::take(&mut pending.records) {
+            let mut seqs = Vec::with_capacity(pending.records.len());
+            let duplicates = std::mem::take(&mut pending.duplicates);
+            for (record, duplicate) in std::mem::take(&mut pending.records).into_iter().zip(duplicates) {
+                if let Some(original) = duplicate {
+                    seqs.push(original);
+                    continue;
+                }
+                seqs.push(frontier.size());
                 let entry = Entry {
                     seq: frontier.size(),
                     timestamp_ms,
@@ -405,16 +438,16 @@ impl Writer {
                     pending_nodes.insert((level, index), hash);
                 }
             }
-            accepted.push((
-                position,
-                Appended {
-                    first_seq,
-                    count: frontier.size() - first_seq,
-                },
-            ));
+            let count = frontier.size() - first_seq;
+            let first_seq = if count == 0 {
+                seqs.first().copied().unwrap_or(first_seq)
+            } else {
+                first_seq
+            };
+            accepted.push((position, Appended { first_seq, count, seqs }));
         }
-        for id in changed {
-            if let Some(info) = registry.info(id) {
+        for id in &admission.changed {
+            if let Some(info) = admission.registry.info(id) {
                 batch.put_cf(
                     shared.cf(CF_KEYS),
                     id.0,
@@ -422,21 +455,21 @@ impl Writer {
                 );
             }
         }
+        for (key, value) in &admission.state {
+            match value {
+                Some(value) => batch.put_cf(shared.cf(CF_STATE), key.as_bytes(), value),
+                None => batch.delete_cf(shared.cf(CF_STATE), key.as_bytes()),
+            }
+        }
         let covered = self.state.last_checkpoint.as_ref().map_or(0, |c| c.size);
         let uncovered = frontier.size() - covered;
-        let checkpoint = if uncovered > 0
-            && (force_checkpoint || uncovered >= self.options.checkpoint_every_entries)
-        {
-            let overlay = Overlay {
+        let checkpoint = if uncovered > 0 && (force_checkpoint || uncovered >= self.options.checkpoint_every_entries) {
+            let overlay = NodeOverlay {
                 pending: &pending_nodes,
                 shared: &shared,
             };
             let (checkpoint, note) = self.sign_checkpoint(&overlay, &frontier)?;
-            batch.put_cf(
-                shared.cf(CF_CHECKPOINTS),
-                seq_key(checkpoint.size),
-                note.as_bytes(),
-            );
+            batch.put_cf(shared.cf(CF_CHECKPOINTS), seq_key(checkpoint.size), note.as_bytes());
             Some((checkpoint, note))
         } else {
             None
@@ -475,11 +508,7 @@ impl Writer {
 
     /// Signs a checkpoint of `frontier`, after proving it consistent with the
     /// previous one: the ledger never signs two inconsistent checkpoints.
-    fn sign_checkpoint(
-        &self,
-        nodes: &dyn NodeSource,
-        frontier: &merkle::Frontier,
-    ) -> Result<(Checkpoint, String)> {
+    fn sign_checkpoint(&self, nodes: &dyn NodeSource, frontier: &merkle::Frontier) -> Result<(Checkpoint, String)> {
         let checkpoint = Checkpoint {
             origin: self.shared.meta.origin.clone(),
             size: frontier.size(),
@@ -487,21 +516,15 @@ impl Writer {
         };
         if let Some(previous) = &self.state.last_checkpoint {
             let proof = merkle::consistency_proof(nodes, previous.size, checkpoint.size)?;
-            merkle::verify_consistency(
-                previous.size,
-                checkpoint.size,
-                &proof,
-                &previous.root,
-                &checkpoint.root,
-            )
-            .map_err(|e| Error::Integrity {
-                seq: checkpoint.size - 1,
-                check: "checkpoint_consistency".into(),
-                detail: format!(
-                    "refusing to sign a checkpoint inconsistent with size {}: {e}",
-                    previous.size
-                ),
-            })?;
+            merkle::verify_consistency(previous.size, checkpoint.size, &proof, &previous.root, &checkpoint.root)
+                .map_err(|e| Error::Integrity {
+                    seq: checkpoint.size - 1,
+                    check: "checkpoint_consistency".into(),
+                    detail: format!(
+                        "refusing to sign a checkpoint inconsistent with size {}: {e}",
+                        previous.size
+                    ),
+                })?;
         }
         let note = checkpoint
             .sign(&self.signer)
@@ -523,19 +546,12 @@ impl Writer {
 }
 
 /// Verifies all signatures, split over `threads` batch verifications.
-fn verify_parallel(
-    messages: &[Vec<u8>],
-    signatures: &[Signature],
-    keys: &[PublicKey],
-    threads: usize,
-) -> bool {
+fn verify_parallel(messages: &[Vec<u8>], signatures: &[Signature], keys: &[PublicKey], threads: usize) -> bool {
     let verify = |range: std::ops::Range<usize>| {
         let refs: Vec<&[u8]> = messages[range.clone()].iter().map(Vec::as_slice).collect();
         match refs.len() {
             0 => true,
-            1 => keys[range.start]
-                .verify_raw(refs[0], &signatures[range.start])
-                .is_ok(),
+            1 => keys[range.start].verify_raw(refs[0], &signatures[range.start]).is_ok(),
             _ => verify_batch(&refs, &signatures[range.clone()], &keys[range]).is_ok(),
         }
     };

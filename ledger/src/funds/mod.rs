@@ -1,0 +1,277 @@
+//! The case-fund rules: what each record may do, checked when it is written
+//! and again when the auditor replays the chain. Pure: state comes in
+//! through an [`Overlay`], time as the entry's timestamp.
+//!
+//! Every record names a client `request_id`; a retry with the same payload
+//! is a duplicate (the writer answers with the first entry's seq and writes
+//! nothing), the same id with another payload is refused.
+
+pub mod model;
+pub mod views;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::entry::Record;
+use crate::registry::{KeyInfo, RuleError};
+use crate::state::Overlay;
+use model::*;
+
+/// Where a record stands: its seq, its timestamp and the ledger's origin.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    pub seq: u64,
+    pub timestamp_ms: u64,
+    pub origin: &'a str,
+}
+
+/// The result of admitting a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new entry, with effects applied to the overlay.
+    New,
+    /// A retry of the record already at this seq: write nothing.
+    Duplicate(u64),
+}
+
+pub fn is_funds_kind(kind: u16) -> bool {
+    model::kind_name(kind).is_some()
+}
+
+fn rule(name: &'static str, detail: impl Into<String>) -> RuleError {
+    RuleError::Rule {
+        rule: name,
+        detail: detail.into(),
+    }
+}
+
+fn storage(e: crate::Error) -> RuleError {
+    rule("storage", e.to_string())
+}
+
+/// Typed access to derived objects.
+struct Objects<'v, 'a> {
+    view: &'v mut Overlay<'a>,
+}
+
+impl Objects<'_, '_> {
+    fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, RuleError> {
+        match self.view.get(key).map_err(storage)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| rule("storage", format!("derived object {key} unreadable: {e}"))),
+        }
+    }
+
+    fn need<T: DeserializeOwned>(&self, key: &str, missing_rule: &'static str, what: &str) -> Result<T, RuleError> {
+        self.get(key)?
+            .ok_or_else(|| rule(missing_rule, format!("{what} does not exist")))
+    }
+
+    fn put<T: Serialize>(&mut self, key: String, value: &T) {
+        self.view
+            .put(key, serde_json::to_vec(value).expect("derived objects serialise"));
+    }
+
+    fn mark(&mut self, key: String) {
+        self.view.put(key, Vec::new());
+    }
+
+    fn delete(&mut self, key: String) {
+        self.view.delete(key);
+    }
+}
+
+pub fn case_key(case_number: &str) -> String {
+    format!("case/{case_number}")
+}
+pub fn account_key(id: &str) -> String {
+    format!("account/{id}")
+}
+pub fn receipt_key(reference: &str) -> String {
+    format!("receipt/{reference}")
+}
+pub fn disbursement_key(id: &str) -> String {
+    format!("disbursement/{id}")
+}
+pub fn pending_key(role: Role, id: &str) -> String {
+    format!("pending/{}/{id}", role.as_str())
+}
+pub const TOTALS_KEY: &str = "totals";
+pub const POLICY_KEY: &str = "policy";
+
+fn parse<T: DeserializeOwned>(record: &Record) -> Result<T, RuleError> {
+    serde_json::from_slice(&record.payload).map_err(|e| rule("payload", e.to_string()))
+}
+
+fn check_id(what: &str, id: &str) -> Result<(), RuleError> {
+    if id.is_empty() || id.len() > ID_BYTES_MAX || id.chars().any(|c| c.is_control() || c == '/' || c.is_whitespace()) {
+        return Err(rule(
+            "payload",
+            format!("{what} must be 1 to {ID_BYTES_MAX} bytes without spaces or '/'"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_text(what: &str, text: &str) -> Result<(), RuleError> {
+    if text.trim().is_empty() || text.len() > TEXT_BYTES_MAX || text.chars().any(char::is_control) {
+        return Err(rule(
+            "payload",
+            format!("{what} must be 1 to {TEXT_BYTES_MAX} printable bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// `(2023)苏02执123号`: a year in ASCII or full-width parentheses, a court
+/// code (CJK characters and digits), a case-type word containing 执, a
+/// number, and 号.
+pub fn check_case_number(number: &str) -> Result<(), RuleError> {
+    let bad = || {
+        rule(
+            "case_number",
+            format!("{number:?} is not a case number like (2023)苏02执123号"),
+        )
+    };
+    let rest = number
+        .strip_prefix('(')
+        .or_else(|| number.strip_prefix('（'))
+        .ok_or_else(bad)?;
+    let (year, rest) = rest.split_once(')').or_else(|| rest.split_once('）')).ok_or_else(bad)?;
+    if year.len() != 4 || !year.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let body = rest.strip_suffix('号').ok_or_else(bad)?;
+    let digits_at = body
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| c.is_ascii_digit())
+        .last()
+        .map(|(i, _)| i)
+        .ok_or_else(bad)?;
+    let (prefix, serial) = body.split_at(digits_at);
+    let is_cjk = |c: char| ('\u{4e00}'..='\u{9fff}').contains(&c);
+    let court_ok = prefix.chars().all(|c| is_cjk(c) || c.is_ascii_digit());
+    if serial.is_empty() || !prefix.contains('执') || !court_ok || !prefix.chars().next().is_some_and(is_cjk) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// Parses `YYYY-MM-DD` into days since the Unix epoch.
+pub fn parse_date(text: &str) -> Result<i64, RuleError> {
+    let bad = || rule("payload", format!("{text:?} is not a date YYYY-MM-DD"));
+    let parts: Vec<&str> = text.split('-').collect();
+    let [y, m, d] = parts.as_slice() else { return Err(bad()) };
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return Err(bad());
+    }
+    let (y, m, d): (i64, u32, u32) = (
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        d.parse().map_err(|_| bad())?,
+    );
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month[m as usize - 1] || !(1970..=9999).contains(&y) {
+        return Err(bad());
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Ok(era * 146_097 + doe - 719_468)
+}
+
+fn payload_hash(record: &Record) -> String {
+    hex::encode(Sha256::digest(&record.payload))
+}
+
+fn member_of(signer: &KeyInfo) -> Result<&Member, RuleError> {
+    signer
+        .member
+        .as_ref()
+        .ok_or_else(|| rule("role", format!("key {:?} is not a court member's key", signer.name)))
+}
+
+fn require_role(signer: &KeyInfo, roles: &[Role], what: &str) -> Result<(), RuleError> {
+    let member = member_of(signer)?;
+    if roles.contains(&member.role) {
+        return Ok(());
+    }
+    let wanted: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    Err(rule(
+        "role",
+        format!(
+            "{what} needs the role {}; {} is {}",
+            wanted.join(" or "),
+            member.member_id,
+            member.role.as_str()
+        ),
+    ))
+}
+
+fn check_amount(objects: &Objects, amount: u64) -> Result<(), RuleError> {
+    let max = objects
+        .get::<PolicySet>(POLICY_KEY)?
+        .map_or(AMOUNT_FEN_MAX_DEFAULT, |p| p.amount_max_fen);
+    if amount == 0 || amount > max {
+        return Err(rule(
+            "amount",
+            format!("amount {amount} fen must be positive and at most {max} fen"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `record` at `context` against the rules and applies its effects
+/// to `view`. On `Err` the caller must roll the overlay back.
+pub fn admit(view: &mut Overlay, context: &Context, record: &Record, signer: &KeyInfo) -> Result<Outcome, RuleError> {
+    let mut objects = Objects { view };
+    let request_id = request_id_of(record)?;
+    check_id("request_id", &request_id)?;
+    let request_key = format!("request/{request_id}");
+    let hash = payload_hash(record);
+    if let Some(earlier) = objects.get::<RequestState>(&request_key)? {
+        return if earlier.payload_hash == hash {
+            Ok(Outcome::Duplicate(earlier.seq))
+        } else {
+            Err(rule(
+                "request_conflict",
+                format!(
+                    "request id {request_id} was used for a different record at seq {}",
+                    earlier.seq
+                ),
+            ))
+        };
+    }
+    let outcome = rules::apply(&mut objects, context, record, signer, &hash)?;
+    if outcome == Outcome::New {
+        objects.put(
+            request_key,
+            &RequestState {
+                seq: context.seq,
+                payload_hash: hash,
+            },
+        );
+    }
+    Ok(outcome)
+}
+
+fn request_id_of(record: &Record) -> Result<String, RuleError> {
+    #[derive(serde::Deserialize)]
+    struct WithRequestId {
+        request_id: String,
+    }
+    serde_json::from_slice::<WithRequestId>(&record.payload)
+        .map(|r| r.request_id)
+        .map_err(|e| rule("payload", format!("every case-fund record needs a request_id: {e}")))
+}
+
+mod rules;

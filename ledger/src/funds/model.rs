@@ -1,0 +1,405 @@
+//! Case-fund record payloads and the derived objects the rules keep.
+//!
+//! Money is integer fen (1 yuan = 100 fen) in `u64`. Phone and bank account
+//! numbers never enter the ledger in clear: records carry a masked form for
+//! people (`****1234`) and a salted SHA-256 commitment that the holder of
+//! the number and the salt can check.
+
+use serde::{Deserialize, Serialize};
+
+/// Policy in force (versioned); each disbursement follows the one in force
+/// when it was requested.
+pub const KIND_POLICY_SET: u16 = 0x0100;
+pub const KIND_CASE_OPENED: u16 = 0x0110;
+pub const KIND_ACCOUNT_REGISTERED: u16 = 0x0120;
+pub const KIND_ACCOUNT_CONFIRMED: u16 = 0x0121;
+pub const KIND_ACCOUNT_CHANGE_APPROVED: u16 = 0x0122;
+pub const KIND_RECEIPT_RECORDED: u16 = 0x0130;
+pub const KIND_RECEIPT_CLAIMED: u16 = 0x0131;
+pub const KIND_DISBURSEMENT_REQUESTED: u16 = 0x0140;
+pub const KIND_APPROVAL_SIGNED: u16 = 0x0141;
+pub const KIND_DISBURSEMENT_PAID: u16 = 0x0142;
+pub const KIND_PAYMENT_RETURNED: u16 = 0x0143;
+pub const KIND_DISBURSEMENT_CANCELLED: u16 = 0x0144;
+pub const KIND_DELAY_APPROVED: u16 = 0x0150;
+
+/// Largest amount of one record before any policy is in force: ¥100 million.
+pub const AMOUNT_FEN_MAX_DEFAULT: u64 = 10_000_000_000;
+/// Longest client request id, bank reference or object id.
+pub const ID_BYTES_MAX: usize = 128;
+/// Longest free text (reasons, names).
+pub const TEXT_BYTES_MAX: usize = 500;
+pub const DAY_MS: u64 = 86_400_000;
+
+pub fn kind_name(kind: u16) -> Option<&'static str> {
+    Some(match kind {
+        KIND_POLICY_SET => "policy_set",
+        KIND_CASE_OPENED => "case_opened",
+        KIND_ACCOUNT_REGISTERED => "account_registered",
+        KIND_ACCOUNT_CONFIRMED => "account_confirmed",
+        KIND_ACCOUNT_CHANGE_APPROVED => "account_change_approved",
+        KIND_RECEIPT_RECORDED => "receipt_recorded",
+        KIND_RECEIPT_CLAIMED => "receipt_claimed",
+        KIND_DISBURSEMENT_REQUESTED => "disbursement_requested",
+        KIND_APPROVAL_SIGNED => "approval_signed",
+        KIND_DISBURSEMENT_PAID => "disbursement_paid",
+        KIND_PAYMENT_RETURNED => "payment_returned",
+        KIND_DISBURSEMENT_CANCELLED => "disbursement_cancelled",
+        KIND_DELAY_APPROVED => "delay_approved",
+        _ => return None,
+    })
+}
+
+/// A court member's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// 承办人
+    Officer,
+    /// 案款管理人
+    FundManager,
+    /// 执行局长
+    BureauHead,
+    /// 分管院领导
+    CourtLeader,
+    /// 财务
+    Finance,
+    Auditor,
+    Administrator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Officer => "officer",
+            Role::FundManager => "fund_manager",
+            Role::BureauHead => "bureau_head",
+            Role::CourtLeader => "court_leader",
+            Role::Finance => "finance",
+            Role::Auditor => "auditor",
+            Role::Administrator => "administrator",
+        }
+    }
+}
+
+/// Member fields of a key registration (member enrolment).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub member_id: String,
+    pub role: Role,
+    /// `****1234`
+    pub phone_masked: String,
+    /// Hex SHA-256 of a salt and the full number, kept by the service.
+    pub phone_commitment: String,
+}
+
+/// One approval chain, for amounts from `from_fen` up to the next tier.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    pub from_fen: u64,
+    /// The approval steps after the officer's request, in order.
+    pub chain: Vec<Role>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySet {
+    pub request_id: String,
+    pub version: u32,
+    pub tiers: Vec<Tier>,
+    pub deadline_days: u32,
+    pub near_due_days: u32,
+    pub unidentified_claim_days: u32,
+    pub amount_max_fen: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Applicant {
+    pub applicant_id: String,
+    pub name: String,
+    pub phone_masked: String,
+    pub phone_commitment: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseOpened {
+    pub request_id: String,
+    /// e.g. `(2023)苏02执123号`
+    pub case_number: String,
+    pub applicants: Vec<Applicant>,
+    pub respondents: Vec<String>,
+    pub officer_member_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRegistered {
+    pub request_id: String,
+    pub account_id: String,
+    pub case_number: String,
+    pub applicant_id: String,
+    pub bank: String,
+    pub account_name: String,
+    pub account_number_masked: String,
+    pub account_number_commitment: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfirmed {
+    pub request_id: String,
+    pub account_id: String,
+    /// Reference of the applicant's SMS confirmation.
+    pub confirmation: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountChangeApproved {
+    pub request_id: String,
+    pub account_id: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Transfer,
+    OnlineSeizure,
+    Cash,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptRecorded {
+    pub request_id: String,
+    pub bank_reference: String,
+    pub amount_fen: u64,
+    pub payer: String,
+    /// `YYYY-MM-DD`
+    pub value_date: String,
+    pub channel: Channel,
+    /// `None`: an unidentified receipt, to be claimed.
+    pub case_number: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptClaimed {
+    pub request_id: String,
+    pub bank_reference: String,
+    pub case_number: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisbursementRequested {
+    pub request_id: String,
+    pub disbursement_id: String,
+    pub case_number: String,
+    pub account_id: String,
+    pub amount_fen: u64,
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// The statement an approver signs: exactly what is approved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSigned {
+    pub request_id: String,
+    pub origin: String,
+    pub disbursement_id: String,
+    pub case_number: String,
+    pub amount_fen: u64,
+    pub account_id: String,
+    /// 1-based position in the policy's chain.
+    pub step: u32,
+    pub role: Role,
+    pub decision: Decision,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisbursementPaid {
+    pub request_id: String,
+    pub disbursement_id: String,
+    pub bank_reference: String,
+    pub amount_fen: u64,
+    pub account_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentReturned {
+    pub request_id: String,
+    pub disbursement_id: String,
+    pub bank_reference: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisbursementCancelled {
+    pub request_id: String,
+    pub disbursement_id: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DelayReason {
+    FundsNeedDistribution,
+    FrozenForAnotherCase,
+    ApplicantDidNotCollect,
+    CaseSuspended,
+    Other,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelayApproved {
+    pub request_id: String,
+    pub bank_reference: String,
+    pub reason: DelayReason,
+    /// Required when `reason` is `other`.
+    pub text: Option<String>,
+    /// `YYYY-MM-DD`: the new due date (end of that day, UTC+8).
+    pub new_due_date: String,
+}
+
+// ---- derived objects ----
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseState {
+    pub case_number: String,
+    pub applicants: Vec<Applicant>,
+    pub respondents: Vec<String>,
+    pub officer_member_id: String,
+    pub opened_seq: u64,
+    /// Money received for the case not reserved or paid.
+    pub available_fen: u64,
+    pub reserved_fen: u64,
+    pub received_fen: u64,
+    pub paid_fen: u64,
+    pub returned_fen: u64,
+    pub receipts: Vec<String>,
+    pub disbursements: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    /// Waiting for the applicant's confirmation (and, for a change, the bureau head).
+    Pending,
+    Active,
+    /// Replaced by a later account.
+    Superseded,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountState {
+    pub account_id: String,
+    pub case_number: String,
+    pub applicant_id: String,
+    pub bank: String,
+    pub account_name: String,
+    pub account_number_masked: String,
+    pub account_number_commitment: String,
+    pub status: AccountStatus,
+    pub confirmed: bool,
+    /// `Some(old account)` when this account changes an earlier one.
+    pub replaces: Option<String>,
+    pub change_approved: bool,
+    pub registered_seq: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptState {
+    pub bank_reference: String,
+    pub amount_fen: u64,
+    pub payer: String,
+    pub value_date: String,
+    pub channel: Channel,
+    pub case_number: Option<String>,
+    pub recorded_seq: u64,
+    pub recorded_ms: u64,
+    /// When the case got the money (recording, or the claim).
+    pub assigned_ms: Option<u64>,
+    /// Pay-out deadline (or claim deadline while unidentified).
+    pub due_ms: u64,
+    pub delayed: bool,
+    /// Hex SHA-256 of the recording payload, to tell a retry from a conflict.
+    pub payload_hash: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisbursementStatus {
+    Pending,
+    Approved,
+    Rejected,
+    Paid,
+    Returned,
+    Cancelled,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepState {
+    pub step: u32,
+    pub role: Role,
+    pub member_id: String,
+    pub decision: Decision,
+    pub seq: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisbursementState {
+    pub disbursement_id: String,
+    pub case_number: String,
+    pub account_id: String,
+    pub amount_fen: u64,
+    pub reason: String,
+    pub requester_member_id: String,
+    pub policy_version: u32,
+    pub chain: Vec<Role>,
+    pub steps: Vec<StepState>,
+    pub status: DisbursementStatus,
+    pub requested_seq: u64,
+    pub payment_reference: Option<String>,
+}
+
+impl DisbursementState {
+    /// The role of the next step, if one is awaited.
+    pub fn next_role(&self) -> Option<Role> {
+        (self.status == DisbursementStatus::Pending)
+            .then(|| self.chain.get(self.steps.len()).copied())
+            .flatten()
+    }
+}
+
+/// Court-wide sums, for the reconciliation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub receipts_fen: u64,
+    pub returns_fen: u64,
+    pub payments_fen: u64,
+    pub unidentified_fen: u64,
+    pub cases: u64,
+}
+
+/// What a client request id committed to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestState {
+    pub seq: u64,
+    pub payload_hash: String,
+}

@@ -1,0 +1,594 @@
+//! One function per case-fund record kind: check, then apply.
+
+use super::model::*;
+use super::*;
+
+type Rules = Result<Outcome, RuleError>;
+
+/// `a - b`, refusing to go below zero: a balance is never negative.
+fn minus(a: u64, b: u64, what: &str) -> Result<u64, RuleError> {
+    a.checked_sub(b)
+        .ok_or_else(|| rule("balance", format!("{what} would go below zero ({a} - {b} fen)")))
+}
+
+pub(super) fn apply(objects: &mut Objects, context: &Context, record: &Record, signer: &KeyInfo, hash: &str) -> Rules {
+    match record.kind {
+        KIND_POLICY_SET => policy_set(objects, context, parse(record)?, signer),
+        KIND_CASE_OPENED => case_opened(objects, context, parse(record)?, signer),
+        KIND_ACCOUNT_REGISTERED => account_registered(objects, context, parse(record)?, signer),
+        KIND_ACCOUNT_CONFIRMED => account_confirmed(objects, parse(record)?, signer),
+        KIND_ACCOUNT_CHANGE_APPROVED => account_change_approved(objects, parse(record)?, signer),
+        KIND_RECEIPT_RECORDED => receipt_recorded(objects, context, parse(record)?, signer, hash),
+        KIND_RECEIPT_CLAIMED => receipt_claimed(objects, context, parse(record)?, signer),
+        KIND_DISBURSEMENT_REQUESTED => disbursement_requested(objects, context, parse(record)?, signer),
+        KIND_APPROVAL_SIGNED => approval_signed(objects, context, parse(record)?, signer),
+        KIND_DISBURSEMENT_PAID => disbursement_paid(objects, parse(record)?, signer),
+        KIND_PAYMENT_RETURNED => payment_returned(objects, parse(record)?, signer),
+        KIND_DISBURSEMENT_CANCELLED => disbursement_cancelled(objects, parse(record)?, signer),
+        KIND_DELAY_APPROVED => delay_approved(objects, parse(record)?, signer),
+        other => Err(rule("payload", format!("unknown record kind {other:#06x}"))),
+    }
+}
+
+fn totals(objects: &Objects) -> Result<Totals, RuleError> {
+    Ok(objects.get(TOTALS_KEY)?.unwrap_or_default())
+}
+
+fn policy_set(objects: &mut Objects, context: &Context, policy: PolicySet, signer: &KeyInfo) -> Rules {
+    if !signer.administrator {
+        return Err(rule("role", "a policy is set by an administrator"));
+    }
+    let current: Option<PolicySet> = objects.get(POLICY_KEY)?;
+    let expected = current.as_ref().map_or(1, |p| p.version + 1);
+    if policy.version != expected {
+        return Err(rule("policy", format!("policy version must be {expected}")));
+    }
+    let tiers_ok = policy.tiers.first().is_some_and(|t| t.from_fen == 0)
+        && policy.tiers.windows(2).all(|w| w[0].from_fen < w[1].from_fen)
+        && policy.tiers.iter().all(|t| {
+            !t.chain.is_empty()
+                && t.chain.last() == Some(&Role::Finance)
+                && !t
+                    .chain
+                    .iter()
+                    .any(|r| matches!(r, Role::Officer | Role::Auditor | Role::Administrator))
+        });
+    if !tiers_ok {
+        return Err(rule(
+            "policy",
+            "tiers must start at 0 fen, rise strictly, and each chain must end with finance and name only approver roles",
+        ));
+    }
+    if policy.deadline_days == 0 || policy.near_due_days >= policy.deadline_days || policy.amount_max_fen == 0 {
+        return Err(rule(
+            "policy",
+            "deadline_days must be positive and larger than near_due_days; amount_max_fen positive",
+        ));
+    }
+    let _ = context;
+    objects.put(format!("policy/{:010}", policy.version), &policy);
+    objects.put(POLICY_KEY.to_owned(), &policy);
+    Ok(Outcome::New)
+}
+
+fn case_opened(objects: &mut Objects, context: &Context, case: CaseOpened, signer: &KeyInfo) -> Rules {
+    require_role(signer, &[Role::Officer, Role::Administrator], "opening a case")?;
+    check_case_number(&case.case_number)?;
+    check_id("officer_member_id", &case.officer_member_id)?;
+    if objects.get::<CaseState>(&case_key(&case.case_number))?.is_some() {
+        return Err(rule(
+            "duplicate_case",
+            format!("case {} is already open", case.case_number),
+        ));
+    }
+    if case.applicants.is_empty() || case.respondents.is_empty() {
+        return Err(rule(
+            "payload",
+            "a case needs at least one applicant and one respondent",
+        ));
+    }
+    for applicant in &case.applicants {
+        check_id("applicant_id", &applicant.applicant_id)?;
+        check_text("applicant name", &applicant.name)?;
+    }
+    let mut ids: Vec<&str> = case.applicants.iter().map(|a| a.applicant_id.as_str()).collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        return Err(rule("payload", "applicant ids must be distinct"));
+    }
+    let state = CaseState {
+        case_number: case.case_number.clone(),
+        applicants: case.applicants,
+        respondents: case.respondents,
+        officer_member_id: case.officer_member_id,
+        opened_seq: context.seq,
+        ..CaseState::default()
+    };
+    objects.put(case_key(&case.case_number), &state);
+    let mut totals = totals(objects)?;
+    totals.cases += 1;
+    objects.put(TOTALS_KEY.to_owned(), &totals);
+    Ok(Outcome::New)
+}
+
+fn require_case_officer(case: &CaseState, signer: &KeyInfo, what: &str) -> Result<(), RuleError> {
+    let member = member_of(signer)?;
+    if member.role == Role::Officer && member.member_id == case.officer_member_id {
+        return Ok(());
+    }
+    Err(rule(
+        "role",
+        format!("{what} is done by the case's officer {}", case.officer_member_id),
+    ))
+}
+
+fn account_registered(objects: &mut Objects, context: &Context, account: AccountRegistered, signer: &KeyInfo) -> Rules {
+    check_id("account_id", &account.account_id)?;
+    check_text("bank", &account.bank)?;
+    let case: CaseState = objects.need(&case_key(&account.case_number), "unknown_case", "the case")?;
+    require_case_officer(&case, signer, "registering an applicant account")?;
+    let applicant = case
+        .applicants
+        .iter()
+        .find(|a| a.applicant_id == account.applicant_id)
+        .ok_or_else(|| {
+            rule(
+                "payee",
+                format!("{} is not an applicant of {}", account.applicant_id, case.case_number),
+            )
+        })?;
+    if account.account_name != applicant.name {
+        return Err(rule("payee", "the account name must be the applicant's name"));
+    }
+    if objects
+        .get::<AccountState>(&account_key(&account.account_id))?
+        .is_some()
+    {
+        return Err(rule(
+            "duplicate_account",
+            format!("account {} exists", account.account_id),
+        ));
+    }
+    let active_key = format!("applicant_account/{}/{}", account.case_number, account.applicant_id);
+    let replaces: Option<String> = objects.get(&active_key)?;
+    let state = AccountState {
+        account_id: account.account_id.clone(),
+        case_number: account.case_number,
+        applicant_id: account.applicant_id,
+        bank: account.bank,
+        account_name: account.account_name,
+        account_number_masked: account.account_number_masked,
+        account_number_commitment: account.account_number_commitment,
+        status: AccountStatus::Pending,
+        confirmed: false,
+        change_approved: replaces.is_none(),
+        replaces,
+        registered_seq: context.seq,
+    };
+    objects.put(account_key(&account.account_id), &state);
+    Ok(Outcome::New)
+}
+
+/// Activates an account once confirmed (and, for a change, approved).
+fn maybe_activate(objects: &mut Objects, mut account: AccountState) -> Result<(), RuleError> {
+    if account.confirmed && account.change_approved && account.status == AccountStatus::Pending {
+        if let Some(old_id) = &account.replaces {
+            let mut old: AccountState =
+                objects.need(&account_key(old_id), "unknown_account", "the replaced account")?;
+            old.status = AccountStatus::Superseded;
+            objects.put(account_key(old_id), &old);
+        }
+        account.status = AccountStatus::Active;
+        let active_key = format!("applicant_account/{}/{}", account.case_number, account.applicant_id);
+        objects.put(active_key, &account.account_id);
+    }
+    objects.put(account_key(&account.account_id), &account);
+    Ok(())
+}
+
+fn account_confirmed(objects: &mut Objects, confirmed: AccountConfirmed, signer: &KeyInfo) -> Rules {
+    let mut account: AccountState =
+        objects.need(&account_key(&confirmed.account_id), "unknown_account", "the account")?;
+    let case: CaseState = objects.need(&case_key(&account.case_number), "unknown_case", "the case")?;
+    require_case_officer(&case, signer, "recording the applicant's confirmation")?;
+    check_text("confirmation", &confirmed.confirmation)?;
+    if account.confirmed || account.status != AccountStatus::Pending {
+        return Err(rule("account", "the account is not waiting for confirmation"));
+    }
+    account.confirmed = true;
+    maybe_activate(objects, account)?;
+    Ok(Outcome::New)
+}
+
+fn account_change_approved(objects: &mut Objects, approved: AccountChangeApproved, signer: &KeyInfo) -> Rules {
+    require_role(signer, &[Role::BureauHead], "approving an account change")?;
+    let mut account: AccountState =
+        objects.need(&account_key(&approved.account_id), "unknown_account", "the account")?;
+    if account.replaces.is_none() || account.change_approved || account.status != AccountStatus::Pending {
+        return Err(rule("account", "the account is not a change waiting for approval"));
+    }
+    account.change_approved = true;
+    maybe_activate(objects, account)?;
+    Ok(Outcome::New)
+}
+
+fn receipt_recorded(
+    objects: &mut Objects,
+    context: &Context,
+    receipt: ReceiptRecorded,
+    signer: &KeyInfo,
+    hash: &str,
+) -> Rules {
+    require_role(signer, &[Role::Finance, Role::FundManager], "recording a receipt")?;
+    check_id("bank_reference", &receipt.bank_reference)?;
+    if let Some(earlier) = objects.get::<ReceiptState>(&receipt_key(&receipt.bank_reference))? {
+        return if earlier.payload_hash == hash {
+            Ok(Outcome::Duplicate(earlier.recorded_seq))
+        } else {
+            Err(rule(
+                "duplicate_reference",
+                format!(
+                    "bank reference {} was recorded at seq {}",
+                    receipt.bank_reference, earlier.recorded_seq
+                ),
+            ))
+        };
+    }
+    check_amount(objects, receipt.amount_fen)?;
+    check_text("payer", &receipt.payer)?;
+    parse_date(&receipt.value_date)?;
+    let policy: Option<PolicySet> = objects.get(POLICY_KEY)?;
+    let (deadline_days, claim_days) = policy.map_or((30, 3), |p| (p.deadline_days, p.unidentified_claim_days));
+    let mut totals = totals(objects)?;
+    totals.receipts_fen += receipt.amount_fen;
+    let due_days = match &receipt.case_number {
+        Some(number) => {
+            let mut case: CaseState = objects.need(&case_key(number), "unknown_case", "the case")?;
+            case.available_fen += receipt.amount_fen;
+            case.received_fen += receipt.amount_fen;
+            case.receipts.push(receipt.bank_reference.clone());
+            objects.put(case_key(number), &case);
+            deadline_days
+        }
+        None => {
+            totals.unidentified_fen += receipt.amount_fen;
+            objects.mark(format!("unidentified/{}", receipt.bank_reference));
+            claim_days
+        }
+    };
+    objects.put(TOTALS_KEY.to_owned(), &totals);
+    let state = ReceiptState {
+        bank_reference: receipt.bank_reference.clone(),
+        amount_fen: receipt.amount_fen,
+        payer: receipt.payer,
+        value_date: receipt.value_date,
+        channel: receipt.channel,
+        assigned_ms: receipt.case_number.is_some().then_some(context.timestamp_ms),
+        case_number: receipt.case_number,
+        recorded_seq: context.seq,
+        recorded_ms: context.timestamp_ms,
+        due_ms: context.timestamp_ms + u64::from(due_days) * DAY_MS,
+        delayed: false,
+        payload_hash: hash.to_owned(),
+    };
+    objects.put(receipt_key(&state.bank_reference), &state);
+    Ok(Outcome::New)
+}
+
+fn receipt_claimed(objects: &mut Objects, context: &Context, claim: ReceiptClaimed, signer: &KeyInfo) -> Rules {
+    let mut receipt: ReceiptState =
+        objects.need(&receipt_key(&claim.bank_reference), "unknown_receipt", "the receipt")?;
+    let mut case: CaseState = objects.need(&case_key(&claim.case_number), "unknown_case", "the case")?;
+    let member = member_of(signer)?;
+    let allowed = member.role == Role::FundManager
+        || (member.role == Role::Officer && member.member_id == case.officer_member_id);
+    if !allowed {
+        return Err(rule(
+            "role",
+            "an unidentified receipt is claimed by the fund manager or the case's officer",
+        ));
+    }
+    if receipt.case_number.is_some() {
+        return Err(rule("receipt", "the receipt already belongs to a case"));
+    }
+    let policy: Option<PolicySet> = objects.get(POLICY_KEY)?;
+    receipt.case_number = Some(claim.case_number.clone());
+    receipt.assigned_ms = Some(context.timestamp_ms);
+    receipt.due_ms = context.timestamp_ms + u64::from(policy.map_or(30, |p| p.deadline_days)) * DAY_MS;
+    case.available_fen += receipt.amount_fen;
+    case.received_fen += receipt.amount_fen;
+    case.receipts.push(receipt.bank_reference.clone());
+    let mut totals = totals(objects)?;
+    totals.unidentified_fen = minus(totals.unidentified_fen, receipt.amount_fen, "unidentified receipts")?;
+    objects.put(TOTALS_KEY.to_owned(), &totals);
+    objects.delete(format!("unidentified/{}", receipt.bank_reference));
+    objects.put(case_key(&claim.case_number), &case);
+    objects.put(receipt_key(&claim.bank_reference), &receipt);
+    Ok(Outcome::New)
+}
+
+fn active_payee(objects: &Objects, case: &CaseState, account_id: &str) -> Result<AccountState, RuleError> {
+    let account: AccountState = objects.need(&account_key(account_id), "unknown_account", "the payee account")?;
+    let applicant = case.applicants.iter().find(|a| a.applicant_id == account.applicant_id);
+    match applicant {
+        Some(applicant) if account.case_number == case.case_number && account.account_name == applicant.name => {}
+        _ => {
+            return Err(rule(
+                "payee",
+                format!(
+                    "account {account_id} is not an account of an applicant of {}",
+                    case.case_number
+                ),
+            ))
+        }
+    }
+    if account.status != AccountStatus::Active {
+        return Err(rule(
+            "account",
+            format!("account {account_id} is not active (confirmed by the applicant and, for a change, approved)"),
+        ));
+    }
+    Ok(account)
+}
+
+fn disbursement_requested(
+    objects: &mut Objects,
+    context: &Context,
+    request: DisbursementRequested,
+    signer: &KeyInfo,
+) -> Rules {
+    check_id("disbursement_id", &request.disbursement_id)?;
+    check_text("reason", &request.reason)?;
+    let mut case: CaseState = objects.need(&case_key(&request.case_number), "unknown_case", "the case")?;
+    require_case_officer(&case, signer, "requesting a disbursement")?;
+    if objects
+        .get::<DisbursementState>(&disbursement_key(&request.disbursement_id))?
+        .is_some()
+    {
+        return Err(rule(
+            "duplicate_disbursement",
+            format!("disbursement {} exists", request.disbursement_id),
+        ));
+    }
+    check_amount(objects, request.amount_fen)?;
+    active_payee(objects, &case, &request.account_id)?;
+    let policy: PolicySet = objects.need(POLICY_KEY, "policy", "a policy in force")?;
+    if request.amount_fen > case.available_fen {
+        return Err(rule(
+            "balance",
+            format!(
+                "amount {} fen exceeds the case's available {} fen",
+                request.amount_fen, case.available_fen
+            ),
+        ));
+    }
+    let chain = policy
+        .tiers
+        .iter()
+        .rev()
+        .find(|t| request.amount_fen >= t.from_fen)
+        .map(|t| t.chain.clone())
+        .ok_or_else(|| rule("policy", "no tier covers the amount"))?;
+    case.available_fen = minus(case.available_fen, request.amount_fen, "the case's available money")?;
+    case.reserved_fen += request.amount_fen;
+    case.disbursements.push(request.disbursement_id.clone());
+    objects.put(case_key(&request.case_number), &case);
+    let state = DisbursementState {
+        disbursement_id: request.disbursement_id.clone(),
+        case_number: request.case_number,
+        account_id: request.account_id,
+        amount_fen: request.amount_fen,
+        reason: request.reason,
+        requester_member_id: member_of(signer)?.member_id.clone(),
+        policy_version: policy.version,
+        chain,
+        steps: Vec::new(),
+        status: DisbursementStatus::Pending,
+        requested_seq: context.seq,
+        payment_reference: None,
+    };
+    objects.mark(pending_key(state.chain[0], &state.disbursement_id));
+    objects.put(disbursement_key(&state.disbursement_id), &state);
+    Ok(Outcome::New)
+}
+
+/// Releases a reservation back to the case's available money.
+fn release(objects: &mut Objects, disbursement: &DisbursementState) -> Result<(), RuleError> {
+    let mut case: CaseState = objects.need(&case_key(&disbursement.case_number), "unknown_case", "the case")?;
+    case.reserved_fen = minus(case.reserved_fen, disbursement.amount_fen, "the case's reserved money")?;
+    case.available_fen += disbursement.amount_fen;
+    objects.put(case_key(&disbursement.case_number), &case);
+    Ok(())
+}
+
+fn approval_signed(objects: &mut Objects, context: &Context, statement: ApprovalSigned, signer: &KeyInfo) -> Rules {
+    let key = disbursement_key(&statement.disbursement_id);
+    let mut disbursement: DisbursementState = objects.need(&key, "unknown_disbursement", "the disbursement")?;
+    let member = member_of(signer)?;
+    let Some(next_role) = disbursement.next_role() else {
+        return Err(rule(
+            "status",
+            format!(
+                "disbursement {} is {:?}: no step is awaited",
+                disbursement.disbursement_id, disbursement.status
+            ),
+        ));
+    };
+    let step = disbursement.steps.len() as u32 + 1;
+    let same = statement.origin == context.origin
+        && statement.case_number == disbursement.case_number
+        && statement.amount_fen == disbursement.amount_fen
+        && statement.account_id == disbursement.account_id;
+    if !same {
+        return Err(rule(
+            "statement",
+            "the signed statement does not name this disbursement's origin, case, amount and payee",
+        ));
+    }
+    if statement.step != step || statement.role != next_role {
+        return Err(rule(
+            "step_order",
+            format!(
+                "the next step is {step} ({}), not {} ({})",
+                next_role.as_str(),
+                statement.step,
+                statement.role.as_str()
+            ),
+        ));
+    }
+    if member.role != next_role {
+        return Err(rule(
+            "role",
+            format!(
+                "step {step} needs the role {}; {} is {}",
+                next_role.as_str(),
+                member.member_id,
+                member.role.as_str()
+            ),
+        ));
+    }
+    if member.member_id == disbursement.requester_member_id {
+        return Err(rule("self_approval", "the requester cannot approve their own request"));
+    }
+    if disbursement.steps.iter().any(|s| s.member_id == member.member_id) {
+        return Err(rule(
+            "signed_twice",
+            format!("{} already signed a step of this disbursement", member.member_id),
+        ));
+    }
+    objects.delete(pending_key(next_role, &disbursement.disbursement_id));
+    disbursement.steps.push(StepState {
+        step,
+        role: next_role,
+        member_id: member.member_id.clone(),
+        decision: statement.decision,
+        seq: context.seq,
+    });
+    match statement.decision {
+        Decision::Reject => {
+            disbursement.status = DisbursementStatus::Rejected;
+            release(objects, &disbursement)?;
+        }
+        Decision::Approve => match disbursement.chain.get(step as usize) {
+            Some(role) => objects.mark(pending_key(*role, &disbursement.disbursement_id)),
+            None => disbursement.status = DisbursementStatus::Approved,
+        },
+    }
+    objects.put(key, &disbursement);
+    Ok(Outcome::New)
+}
+
+fn disbursement_paid(objects: &mut Objects, paid: DisbursementPaid, signer: &KeyInfo) -> Rules {
+    require_role(signer, &[Role::Finance], "paying a disbursement")?;
+    check_id("bank_reference", &paid.bank_reference)?;
+    let key = disbursement_key(&paid.disbursement_id);
+    let mut disbursement: DisbursementState = objects.need(&key, "unknown_disbursement", "the disbursement")?;
+    if disbursement.status != DisbursementStatus::Approved {
+        return Err(rule(
+            "status",
+            format!(
+                "only an approved disbursement is paid; this one is {:?}",
+                disbursement.status
+            ),
+        ));
+    }
+    if paid.amount_fen != disbursement.amount_fen || paid.account_id != disbursement.account_id {
+        return Err(rule(
+            "payment_mismatch",
+            "the payment must be the approved amount to the approved account",
+        ));
+    }
+    let payment_key = format!("payment/{}", paid.bank_reference);
+    if objects.get::<String>(&payment_key)?.is_some() {
+        return Err(rule(
+            "duplicate_reference",
+            format!("bank reference {} was used for another payment", paid.bank_reference),
+        ));
+    }
+    let mut case: CaseState = objects.need(&case_key(&disbursement.case_number), "unknown_case", "the case")?;
+    case.reserved_fen = minus(case.reserved_fen, disbursement.amount_fen, "the case's reserved money")?;
+    case.paid_fen += disbursement.amount_fen;
+    objects.put(case_key(&disbursement.case_number), &case);
+    let mut totals = totals(objects)?;
+    totals.payments_fen += disbursement.amount_fen;
+    objects.put(TOTALS_KEY.to_owned(), &totals);
+    objects.put(payment_key, &disbursement.disbursement_id);
+    disbursement.status = DisbursementStatus::Paid;
+    disbursement.payment_reference = Some(paid.bank_reference);
+    objects.put(key, &disbursement);
+    Ok(Outcome::New)
+}
+
+fn payment_returned(objects: &mut Objects, returned: PaymentReturned, signer: &KeyInfo) -> Rules {
+    require_role(signer, &[Role::Finance], "recording a returned payment")?;
+    check_text("reason", &returned.reason)?;
+    let key = disbursement_key(&returned.disbursement_id);
+    let mut disbursement: DisbursementState = objects.need(&key, "unknown_disbursement", "the disbursement")?;
+    if disbursement.status != DisbursementStatus::Paid
+        || disbursement.payment_reference.as_deref() != Some(&returned.bank_reference)
+    {
+        return Err(rule(
+            "status",
+            "only a paid disbursement is returned, naming its payment's bank reference",
+        ));
+    }
+    let mut case: CaseState = objects.need(&case_key(&disbursement.case_number), "unknown_case", "the case")?;
+    case.available_fen += disbursement.amount_fen;
+    case.returned_fen += disbursement.amount_fen;
+    objects.put(case_key(&disbursement.case_number), &case);
+    let mut totals = totals(objects)?;
+    totals.returns_fen += disbursement.amount_fen;
+    objects.put(TOTALS_KEY.to_owned(), &totals);
+    disbursement.status = DisbursementStatus::Returned;
+    objects.put(key, &disbursement);
+    Ok(Outcome::New)
+}
+
+fn disbursement_cancelled(objects: &mut Objects, cancelled: DisbursementCancelled, signer: &KeyInfo) -> Rules {
+    check_text("reason", &cancelled.reason)?;
+    let key = disbursement_key(&cancelled.disbursement_id);
+    let mut disbursement: DisbursementState = objects.need(&key, "unknown_disbursement", "the disbursement")?;
+    let member = member_of(signer)?;
+    if member.member_id != disbursement.requester_member_id && member.role != Role::BureauHead {
+        return Err(rule(
+            "role",
+            "a disbursement is cancelled by its requester or the bureau head",
+        ));
+    }
+    if !matches!(
+        disbursement.status,
+        DisbursementStatus::Pending | DisbursementStatus::Approved
+    ) {
+        return Err(rule(
+            "status",
+            format!("a {:?} disbursement cannot be cancelled", disbursement.status),
+        ));
+    }
+    if let Some(role) = disbursement.next_role() {
+        objects.delete(pending_key(role, &disbursement.disbursement_id));
+    }
+    disbursement.status = DisbursementStatus::Cancelled;
+    release(objects, &disbursement)?;
+    objects.put(key, &disbursement);
+    Ok(Outcome::New)
+}
+
+fn delay_approved(objects: &mut Objects, delay: DelayApproved, signer: &KeyInfo) -> Rules {
+    require_role(signer, &[Role::BureauHead], "approving a delay")?;
+    if delay.reason == DelayReason::Other {
+        check_text("delay text", delay.text.as_deref().unwrap_or(""))?;
+    }
+    let mut receipt: ReceiptState =
+        objects.need(&receipt_key(&delay.bank_reference), "unknown_receipt", "the receipt")?;
+    let day = parse_date(&delay.new_due_date)?;
+    // End of that day in China Standard Time (UTC+8).
+    let due_ms = (day + 1) * DAY_MS as i64 - 8 * 3_600_000;
+    let due_ms = u64::try_from(due_ms).map_err(|_| rule("payload", "due date before 1970"))?;
+    if due_ms <= receipt.due_ms {
+        return Err(rule("delay", "the new due date must be later than the current one"));
+    }
+    receipt.due_ms = due_ms;
+    receipt.delayed = true;
+    objects.put(receipt_key(&delay.bank_reference), &receipt);
+    Ok(Outcome::New)
+}
