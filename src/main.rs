@@ -2,6 +2,8 @@
 //!
 //! Exit codes: 0 success, 1 a verification found a problem, 2 usage or I/O error.
 
+use caseledger as _;
+
 mod cli;
 mod demo;
 mod inspect;

@@ -114,3 +114,30 @@ pub fn raw_db(dir: &Path) -> rocksdb::DB {
 pub fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
+
+/// A court ledger: genesis with the staff administrator, every member
+/// enrolled, the example policy in force.
+pub fn court(dir: &Path, seed: u64) -> (Ledger, caseledger::court::Staff) {
+    let staff = caseledger::court::Staff::from_seed(seed);
+    let ledger = Ledger::create(
+        dir,
+        ORIGIN,
+        &Identity::from_seed([1; 32]),
+        &[("administrator".to_owned(), staff.administrator.identity.public_key())],
+        clock(),
+        options(),
+    )
+    .expect("create court ledger");
+    ledger
+        .append(staff.setup_records())
+        .expect("enrol staff and set policy");
+    (ledger, staff)
+}
+
+/// Appends one record and returns the rule it broke, if it was refused by one.
+pub fn refused_rule(ledger: &Ledger, record: Record) -> String {
+    match ledger.append_one(record) {
+        Err(caseledger_ledger::Error::Rejected { source, .. }) => source.check().to_owned(),
+        other => panic!("expected a rule refusal, got {other:?}"),
+    }
+}

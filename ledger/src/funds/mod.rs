@@ -251,7 +251,7 @@ pub fn admit(view: &mut Overlay, context: &Context, record: &Record, signer: &Ke
             ))
         };
     }
-    let outcome = rules::apply(&mut objects, context, record, signer, &hash)?;
+    let outcome = rules::apply(&mut objects, context, record, signer)?;
     if outcome == Outcome::New {
         objects.put(
             request_key,

@@ -338,7 +338,8 @@ pub struct ReceiptState {
     /// Pay-out deadline (or claim deadline while unidentified).
     pub due_ms: u64,
     pub delayed: bool,
-    /// Hex SHA-256 of the recording payload, to tell a retry from a conflict.
+    /// Hex SHA-256 of the receipt's facts (all but the request id), to tell
+    /// a retry from a conflicting use of the same bank reference.
     pub payload_hash: String,
 }
 

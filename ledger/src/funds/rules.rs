@@ -1,5 +1,7 @@
 //! One function per case-fund record kind: check, then apply.
 
+use sha2::{Digest, Sha256};
+
 use super::model::*;
 use super::*;
 
@@ -11,14 +13,14 @@ fn minus(a: u64, b: u64, what: &str) -> Result<u64, RuleError> {
         .ok_or_else(|| rule("balance", format!("{what} would go below zero ({a} - {b} fen)")))
 }
 
-pub(super) fn apply(objects: &mut Objects, context: &Context, record: &Record, signer: &KeyInfo, hash: &str) -> Rules {
+pub(super) fn apply(objects: &mut Objects, context: &Context, record: &Record, signer: &KeyInfo) -> Rules {
     match record.kind {
         KIND_POLICY_SET => policy_set(objects, context, parse(record)?, signer),
         KIND_CASE_OPENED => case_opened(objects, context, parse(record)?, signer),
         KIND_ACCOUNT_REGISTERED => account_registered(objects, context, parse(record)?, signer),
         KIND_ACCOUNT_CONFIRMED => account_confirmed(objects, parse(record)?, signer),
         KIND_ACCOUNT_CHANGE_APPROVED => account_change_approved(objects, parse(record)?, signer),
-        KIND_RECEIPT_RECORDED => receipt_recorded(objects, context, parse(record)?, signer, hash),
+        KIND_RECEIPT_RECORDED => receipt_recorded(objects, context, parse(record)?, signer),
         KIND_RECEIPT_CLAIMED => receipt_claimed(objects, context, parse(record)?, signer),
         KIND_DISBURSEMENT_REQUESTED => disbursement_requested(objects, context, parse(record)?, signer),
         KIND_APPROVAL_SIGNED => approval_signed(objects, context, parse(record)?, signer),
@@ -212,15 +214,16 @@ fn account_change_approved(objects: &mut Objects, approved: AccountChangeApprove
     Ok(Outcome::New)
 }
 
-fn receipt_recorded(
-    objects: &mut Objects,
-    context: &Context,
-    receipt: ReceiptRecorded,
-    signer: &KeyInfo,
-    hash: &str,
-) -> Rules {
+fn receipt_recorded(objects: &mut Objects, context: &Context, receipt: ReceiptRecorded, signer: &KeyInfo) -> Rules {
     require_role(signer, &[Role::Finance, Role::FundManager], "recording a receipt")?;
     check_id("bank_reference", &receipt.bank_reference)?;
+    // What the bank reported, without the client's request id: the same
+    // reference with the same facts is a retry, with other facts a conflict.
+    let hash = {
+        let mut facts = receipt.clone();
+        facts.request_id.clear();
+        hex::encode(Sha256::digest(serde_json::to_vec(&facts).expect("serialisable")))
+    };
     if let Some(earlier) = objects.get::<ReceiptState>(&receipt_key(&receipt.bank_reference))? {
         return if earlier.payload_hash == hash {
             Ok(Outcome::Duplicate(earlier.recorded_seq))
@@ -269,7 +272,7 @@ fn receipt_recorded(
         recorded_ms: context.timestamp_ms,
         due_ms: context.timestamp_ms + u64::from(due_days) * DAY_MS,
         delayed: false,
-        payload_hash: hash.to_owned(),
+        payload_hash: hash,
     };
     objects.put(receipt_key(&state.bank_reference), &state);
     Ok(Outcome::New)

@@ -30,6 +30,7 @@ use crate::hash::Hash;
 use crate::merkle::{self, Frontier, NodeSource};
 use crate::record::{self, Genesis, GenesisKey, KeyText};
 use crate::registry::{KeyInfo, Registry};
+use crate::state::StateRead as _;
 use crate::{Error, Result};
 
 use schema::*;
@@ -572,6 +573,57 @@ impl Ledger {
         audit_driver(self, node_key.unwrap_or(self.shared.node_key), threads, progress)
     }
 
+    /// A case with its receipts (deadlines as of `now_ms`) and disbursements.
+    pub fn case_view(&self, case_number: &str, now_ms: u64) -> Result<Option<crate::funds::views::CaseView>> {
+        Ok(crate::funds::views::case_view(
+            &SharedState(&self.shared),
+            case_number,
+            now_ms,
+        ))
+    }
+
+    /// A derived object by key (`case/…`, `receipt/…`, `disbursement/…`).
+    pub fn state_object(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        SharedState(&self.shared).get(key)
+    }
+
+    /// Keys and values of derived objects whose key starts with `prefix`.
+    pub fn state_objects(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let cf = self.shared.cf(CF_STATE);
+        let mode = IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.shared.db.iterator_cf(cf, mode) {
+            let (key, value) = item.map_err(storage)?;
+            if !key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            out.push((String::from_utf8_lossy(&key).into_owned(), value.into_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Disbursements waiting for a step by `role`.
+    pub fn pending_steps(&self, role: crate::funds::model::Role) -> Result<Vec<String>> {
+        let prefix = format!("pending/{}/", role.as_str());
+        Ok(self
+            .state_objects(&prefix)?
+            .into_iter()
+            .map(|(key, _)| key[prefix.len()..].to_owned())
+            .collect())
+    }
+
+    /// Receipts not yet claimed for a case.
+    pub fn unidentified_receipts(&self) -> Result<Vec<crate::funds::model::ReceiptState>> {
+        let mut out = Vec::new();
+        for (key, _) in self.state_objects("unidentified/")? {
+            let reference = &key["unidentified/".len()..];
+            if let Some(bytes) = self.state_object(&crate::funds::receipt_key(reference))? {
+                out.push(serde_json::from_slice(&bytes).map_err(|e| Error::Storage(e.to_string()))?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Stops the writer after it has committed everything queued.
     pub fn close(mut self) -> Result<()> {
         match self.writer.take() {
@@ -611,6 +663,15 @@ fn read_node(shared: &Shared, level: u32, index: u64) -> Result<Hash> {
 }
 
 struct SharedNodes<'a>(&'a Shared);
+
+/// The stored derived state.
+struct SharedState<'a>(&'a Shared);
+
+impl crate::state::StateRead for SharedState<'_> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.0.db.get_cf(self.0.cf(CF_STATE), key.as_bytes()).map_err(storage)
+    }
+}
 
 impl NodeSource for SharedNodes<'_> {
     fn perfect_node(&self, level: u32, index: u64) -> Result<Hash> {

@@ -23,7 +23,7 @@ use crate::funds::Outcome;
 use crate::hash::Hash;
 use crate::merkle::{self, NodeSource};
 use crate::registry::{admit_record, Registry};
-use crate::state::{Overlay, StateRead};
+use crate::state::Overlay;
 use crate::{Error, Result};
 
 /// Below this many signatures a group is verified on the writer thread alone.
@@ -155,18 +155,6 @@ struct Admission {
     state: std::collections::BTreeMap<String, Option<Vec<u8>>>,
 }
 
-/// The derived state as stored.
-struct StoreState<'a>(&'a Shared);
-
-impl StateRead for StoreState<'_> {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.0
-            .db
-            .get_cf(self.0.cf(CF_STATE), key.as_bytes())
-            .map_err(|e| Error::Storage(e.into_string()))
-    }
-}
-
 /// Nodes written by the current group, in front of the stored ones.
 struct NodeOverlay<'a> {
     pending: &'a HashMap<(u32, u64), Hash>,
@@ -258,7 +246,7 @@ impl Writer {
         let mut registry = self.state.registry.clone();
         let mut changed = Vec::new();
         let mut seq = self.state.frontier.size();
-        let base = StoreState(&self.shared);
+        let base = super::SharedState(&self.shared);
         let mut overlay = Overlay::new(&base);
         for pending in appends.iter_mut().filter(|p| p.outcome.is_none()) {
             // Only records that change the registry need a way back.

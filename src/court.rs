@@ -1,0 +1,315 @@
+//! Building signed case-fund records: member enrolment, policy, and one
+//! function per record kind. Used by `caseledger demo --cases`, the tests,
+//! and (later) the HTTP client.
+
+use caseledger_keys::Identity;
+use caseledger_ledger::entry::Record;
+use caseledger_ledger::funds::model::*;
+use caseledger_ledger::record::{self, KeyRegistered, KeyText};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Signs a case-fund payload.
+pub fn sign<T: Serialize>(kind: u16, payload: &T, identity: &Identity) -> Record {
+    Record::sign(kind, serde_json::to_vec(payload).expect("payloads serialise"), identity)
+}
+
+/// `****1234`: the last four characters, the rest hidden.
+pub fn mask(value: &str) -> String {
+    let tail: String = value
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("****{tail}")
+}
+
+/// Hex SHA-256 of `salt || value`: lets the holder of both check a masked
+/// number without putting the number into the ledger.
+pub fn commitment(salt: &[u8], value: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(salt);
+    hasher.update(value.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// A court member with a key.
+#[derive(Clone, Debug)]
+pub struct Person {
+    pub identity: Identity,
+    pub member_id: String,
+    pub name: String,
+    pub role: Role,
+    pub phone: String,
+}
+
+impl Person {
+    pub fn new(seed: [u8; 32], member_id: &str, name: &str, role: Role, phone: &str) -> Self {
+        Self {
+            identity: Identity::from_seed(seed),
+            member_id: member_id.to_owned(),
+            name: name.to_owned(),
+            role,
+            phone: phone.to_owned(),
+        }
+    }
+
+    pub fn member(&self) -> Member {
+        Member {
+            member_id: self.member_id.clone(),
+            role: self.role,
+            phone_masked: mask(&self.phone),
+            phone_commitment: commitment(self.member_id.as_bytes(), &self.phone),
+        }
+    }
+
+    /// The enrolment record, signed by an administrator.
+    pub fn enrolment(&self, administrator: &Identity) -> Record {
+        let payload = KeyRegistered {
+            name: self.name.clone(),
+            public_key: KeyText::from_key(&self.identity.public_key()),
+            administrator: self.role == Role::Administrator,
+            member: Some(self.member()),
+        };
+        sign(record::KIND_KEY_REGISTERED, &payload, administrator)
+    }
+}
+
+/// The example policy of the case-fund issue: below ¥100,000 bureau head →
+/// finance; from ¥100,000 fund manager → bureau head → court leader → finance.
+pub fn example_policy(request_id: &str, version: u32) -> PolicySet {
+    PolicySet {
+        request_id: request_id.to_owned(),
+        version,
+        tiers: vec![
+            Tier {
+                from_fen: 0,
+                chain: vec![Role::BureauHead, Role::Finance],
+            },
+            Tier {
+                from_fen: 10_000_000,
+                chain: vec![Role::FundManager, Role::BureauHead, Role::CourtLeader, Role::Finance],
+            },
+        ],
+        deadline_days: 30,
+        near_due_days: 5,
+        unidentified_claim_days: 3,
+        amount_max_fen: 10_000_000_000,
+    }
+}
+
+/// A court's staff with deterministic keys: for the demo and the tests.
+#[derive(Clone, Debug)]
+pub struct Staff {
+    pub administrator: Person,
+    pub officers: Vec<Person>,
+    pub fund_manager: Person,
+    pub bureau_head: Person,
+    pub court_leader: Person,
+    pub finance: Person,
+}
+
+impl Staff {
+    pub fn from_seed(seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut person = |id: &str, name: &str, role: Role, phone: &str| Person::new(rng.gen(), id, name, role, phone);
+        Self {
+            administrator: person("admin-1", "系统管理员", Role::Administrator, "13800000001"),
+            officers: vec![
+                person("officer-1", "王承办", Role::Officer, "13800000011"),
+                person("officer-2", "李承办", Role::Officer, "13800000012"),
+                person("officer-3", "赵承办", Role::Officer, "13800000013"),
+            ],
+            fund_manager: person("fund-1", "钱案款", Role::FundManager, "13800000021"),
+            bureau_head: person("head-1", "孙局长", Role::BureauHead, "13800000031"),
+            court_leader: person("leader-1", "周院长", Role::CourtLeader, "13800000041"),
+            finance: person("finance-1", "吴财务", Role::Finance, "13800000051"),
+        }
+    }
+
+    /// Everyone but the administrator, who is named in the genesis entry.
+    pub fn members(&self) -> Vec<&Person> {
+        let mut all: Vec<&Person> = self.officers.iter().collect();
+        all.extend([&self.fund_manager, &self.bureau_head, &self.court_leader, &self.finance]);
+        all
+    }
+
+    pub fn by_role(&self, role: Role) -> &Person {
+        match role {
+            Role::Officer => &self.officers[0],
+            Role::FundManager => &self.fund_manager,
+            Role::BureauHead => &self.bureau_head,
+            Role::CourtLeader => &self.court_leader,
+            Role::Finance => &self.finance,
+            Role::Auditor | Role::Administrator => &self.administrator,
+        }
+    }
+
+    /// The administrator's enrolment of every member, then the example policy.
+    pub fn setup_records(&self) -> Vec<Record> {
+        let admin = &self.administrator.identity;
+        let mut records: Vec<Record> = self.members().iter().map(|p| p.enrolment(admin)).collect();
+        records.push(sign(KIND_POLICY_SET, &example_policy("policy-1", 1), admin));
+        records
+    }
+}
+
+/// Builders for one case's records, all by the case's officer unless noted.
+pub struct CaseRecords<'a> {
+    pub staff: &'a Staff,
+    pub officer: &'a Person,
+    pub case_number: String,
+}
+
+impl<'a> CaseRecords<'a> {
+    pub fn new(staff: &'a Staff, officer: &'a Person, case_number: &str) -> Self {
+        Self {
+            staff,
+            officer,
+            case_number: case_number.to_owned(),
+        }
+    }
+
+    fn id(&self, what: &str) -> String {
+        format!("{}-{what}", self.case_number.replace(['(', ')', '（', '）'], ""))
+    }
+
+    pub fn applicant(&self, n: u32) -> Applicant {
+        let phone = format!("139{:08}", n);
+        Applicant {
+            applicant_id: format!("applicant-{n}"),
+            name: format!("申请人{n}"),
+            phone_masked: mask(&phone),
+            phone_commitment: commitment(b"applicant", &phone),
+        }
+    }
+
+    pub fn open(&self, applicants: u32) -> Record {
+        let payload = CaseOpened {
+            request_id: self.id("open"),
+            case_number: self.case_number.clone(),
+            applicants: (1..=applicants).map(|n| self.applicant(n)).collect(),
+            respondents: vec!["被执行人公司".into()],
+            officer_member_id: self.officer.member_id.clone(),
+        };
+        sign(KIND_CASE_OPENED, &payload, &self.officer.identity)
+    }
+
+    pub fn account(&self, account_id: &str, applicant: u32, number: &str) -> Record {
+        let payload = AccountRegistered {
+            request_id: self.id(&format!("account-{account_id}")),
+            account_id: account_id.to_owned(),
+            case_number: self.case_number.clone(),
+            applicant_id: format!("applicant-{applicant}"),
+            bank: "中国工商银行无锡分行".into(),
+            account_name: format!("申请人{applicant}"),
+            account_number_masked: mask(number),
+            account_number_commitment: commitment(account_id.as_bytes(), number),
+        };
+        sign(KIND_ACCOUNT_REGISTERED, &payload, &self.officer.identity)
+    }
+
+    pub fn confirm(&self, account_id: &str) -> Record {
+        let payload = AccountConfirmed {
+            request_id: self.id(&format!("confirm-{account_id}")),
+            account_id: account_id.to_owned(),
+            confirmation: format!("sms-confirmation-{account_id}"),
+        };
+        sign(KIND_ACCOUNT_CONFIRMED, &payload, &self.officer.identity)
+    }
+
+    pub fn receipt(&self, reference: &str, amount_fen: u64) -> Record {
+        let payload = ReceiptRecorded {
+            request_id: format!("receipt-{reference}"),
+            bank_reference: reference.to_owned(),
+            amount_fen,
+            payer: "被执行人公司".into(),
+            value_date: "2026-11-20".into(),
+            channel: Channel::Transfer,
+            case_number: Some(self.case_number.clone()),
+        };
+        sign(KIND_RECEIPT_RECORDED, &payload, &self.staff.finance.identity)
+    }
+
+    pub fn request(&self, disbursement_id: &str, account_id: &str, amount_fen: u64) -> Record {
+        let payload = DisbursementRequested {
+            request_id: format!("request-{disbursement_id}"),
+            disbursement_id: disbursement_id.to_owned(),
+            case_number: self.case_number.clone(),
+            account_id: account_id.to_owned(),
+            amount_fen,
+            reason: "执行款发放".into(),
+        };
+        sign(KIND_DISBURSEMENT_REQUESTED, &payload, &self.officer.identity)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn approval(
+        &self,
+        origin: &str,
+        disbursement_id: &str,
+        account_id: &str,
+        amount_fen: u64,
+        step: u32,
+        role: Role,
+        decision: Decision,
+        signer: &Person,
+    ) -> Record {
+        let payload = ApprovalSigned {
+            request_id: format!("approve-{disbursement_id}-{step}-{}", signer.member_id),
+            origin: origin.to_owned(),
+            disbursement_id: disbursement_id.to_owned(),
+            case_number: self.case_number.clone(),
+            amount_fen,
+            account_id: account_id.to_owned(),
+            step,
+            role,
+            decision,
+        };
+        sign(KIND_APPROVAL_SIGNED, &payload, &signer.identity)
+    }
+
+    /// Every approval of `chain`, each by the staff member holding the role.
+    pub fn approvals(
+        &self,
+        origin: &str,
+        disbursement_id: &str,
+        account_id: &str,
+        amount_fen: u64,
+        chain: &[Role],
+    ) -> Vec<Record> {
+        chain
+            .iter()
+            .enumerate()
+            .map(|(i, role)| {
+                let signer = self.staff.by_role(*role);
+                self.approval(
+                    origin,
+                    disbursement_id,
+                    account_id,
+                    amount_fen,
+                    i as u32 + 1,
+                    *role,
+                    Decision::Approve,
+                    signer,
+                )
+            })
+            .collect()
+    }
+
+    pub fn payment(&self, disbursement_id: &str, reference: &str, account_id: &str, amount_fen: u64) -> Record {
+        let payload = DisbursementPaid {
+            request_id: format!("pay-{disbursement_id}"),
+            disbursement_id: disbursement_id.to_owned(),
+            bank_reference: reference.to_owned(),
+            amount_fen,
+            account_id: account_id.to_owned(),
+        };
+        sign(KIND_DISBURSEMENT_PAID, &payload, &self.staff.finance.identity)
+    }
+}

@@ -1,0 +1,214 @@
+//! The normal case-fund flow end to end through the store: a case is opened,
+//! the applicant's account registered and confirmed, money arrives, the
+//! officer requests a disbursement, each role approves in order, finance
+//! pays; the derived state follows every step and the audit replays it.
+
+mod common;
+
+use caseledger::court::CaseRecords;
+use caseledger_ledger::funds::model::*;
+use caseledger_ledger::funds::views::{self, DeadlineStatus};
+use caseledger_ledger::store::Ledger;
+use common::*;
+
+const CASE: &str = "(2023)苏02执123号";
+
+fn case_view(ledger: &Ledger, now_ms: u64) -> views::CaseView {
+    ledger.case_view(CASE, now_ms).expect("read").expect("case exists")
+}
+
+#[test]
+fn a_disbursement_from_filing_to_payment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 1);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger.append_one(case.open(2)).expect("open case");
+    ledger
+        .append_one(case.account("acct-1", 1, "6222020200112233445"))
+        .expect("register account");
+    let error = ledger
+        .append_one(case.request("d-1", "acct-1", 1_000))
+        .expect_err("unconfirmed account");
+    assert!(error.to_string().contains("not active"), "{error}");
+    ledger.append_one(case.confirm("acct-1")).expect("confirm account");
+    ledger
+        .append_one(case.receipt("BANK-0001", 5_000_000))
+        .expect("receipt");
+    ledger
+        .append_one(case.receipt("BANK-0002", 1_500_000))
+        .expect("receipt");
+
+    let view = case_view(&ledger, 0);
+    assert_eq!(
+        (view.case.available_fen, view.case.received_fen),
+        (6_500_000, 6_500_000)
+    );
+
+    // ¥40,000 is below ¥100,000: bureau head, then finance.
+    ledger
+        .append_one(case.request("d-1", "acct-1", 4_000_000))
+        .expect("request");
+    let view = case_view(&ledger, 0);
+    assert_eq!(
+        (view.case.available_fen, view.case.reserved_fen),
+        (2_500_000, 4_000_000)
+    );
+    assert_eq!(view.disbursements[0].chain, vec![Role::BureauHead, Role::Finance]);
+    assert_eq!(
+        ledger.pending_steps(Role::BureauHead).expect("pending"),
+        vec!["d-1".to_owned()]
+    );
+
+    let approvals = case.approvals(ORIGIN, "d-1", "acct-1", 4_000_000, &[Role::BureauHead, Role::Finance]);
+    for approval in approvals {
+        ledger.append_one(approval).expect("approval");
+    }
+    assert!(ledger.pending_steps(Role::BureauHead).expect("pending").is_empty());
+    let view = case_view(&ledger, 0);
+    assert_eq!(view.disbursements[0].status, DisbursementStatus::Approved);
+    ledger
+        .append_one(case.payment("d-1", "PAY-0001", "acct-1", 4_000_000))
+        .expect("payment");
+
+    let now = ledger.entry(ledger.size() - 1).expect("entry").timestamp_ms;
+    let view = case_view(&ledger, now);
+    assert_eq!(view.disbursements[0].status, DisbursementStatus::Paid);
+    assert_eq!(
+        (view.case.available_fen, view.case.reserved_fen, view.case.paid_fen),
+        (2_500_000, 0, 4_000_000)
+    );
+    assert_eq!(view.receipts.len(), 2);
+    assert_eq!(view.receipts[0].deadline, DeadlineStatus::OnTime);
+    let later = case_view(&ledger, now + 26 * DAY_MS);
+    assert_eq!(later.receipts[0].deadline, DeadlineStatus::NearDue);
+    let overdue = case_view(&ledger, now + 31 * DAY_MS);
+    assert_eq!(overdue.receipts[0].deadline, DeadlineStatus::Overdue);
+
+    let report = ledger.audit(None, 2, &|_| {}).expect("audit");
+    assert!(
+        report.ok && report.rules_ok,
+        "{:?} {:?}",
+        report.first_error,
+        report.violations
+    );
+    assert_eq!(report.cases, 1);
+}
+
+#[test]
+fn large_amounts_take_the_long_chain_and_a_rejection_releases_the_money() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 2);
+    let case = CaseRecords::new(&staff, &staff.officers[1], CASE);
+    ledger
+        .append(vec![
+            case.open(1),
+            case.account("acct-1", 1, "6222000011112222"),
+            case.confirm("acct-1"),
+        ])
+        .expect("case and account");
+    ledger.append_one(case.receipt("BANK-1", 50_000_000)).expect("receipt");
+    ledger
+        .append_one(case.request("big", "acct-1", 20_000_000))
+        .expect("request ¥200,000");
+    let chain = [Role::FundManager, Role::BureauHead, Role::CourtLeader, Role::Finance];
+    assert_eq!(case_view(&ledger, 0).disbursements[0].chain, chain.to_vec());
+    ledger
+        .append_one(case.approval(
+            ORIGIN,
+            "big",
+            "acct-1",
+            20_000_000,
+            1,
+            Role::FundManager,
+            Decision::Approve,
+            &staff.fund_manager,
+        ))
+        .expect("fund manager");
+    ledger
+        .append_one(case.approval(
+            ORIGIN,
+            "big",
+            "acct-1",
+            20_000_000,
+            2,
+            Role::BureauHead,
+            Decision::Reject,
+            &staff.bureau_head,
+        ))
+        .expect("bureau head rejects");
+    let view = case_view(&ledger, 0);
+    assert_eq!(view.disbursements[0].status, DisbursementStatus::Rejected);
+    assert_eq!((view.case.available_fen, view.case.reserved_fen), (50_000_000, 0));
+    let late = case.approval(
+        ORIGIN,
+        "big",
+        "acct-1",
+        20_000_000,
+        3,
+        Role::CourtLeader,
+        Decision::Approve,
+        &staff.court_leader,
+    );
+    assert_eq!(refused_rule(&ledger, late), "status");
+    let report = ledger.audit(None, 2, &|_| {}).expect("audit");
+    assert!(report.ok, "{:?}", report.violations);
+}
+
+#[test]
+fn retries_return_the_first_result_and_write_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 3);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let first = ledger.append_one(case.open(1)).expect("open");
+    let size = ledger.size();
+    assert_eq!(ledger.append_one(case.open(1)).expect("retry"), first);
+    let receipt = ledger.append_one(case.receipt("BANK-9", 100)).expect("receipt");
+    // The same bank reference recorded again (another request id) returns the original receipt.
+    let mut again = serde_json::from_slice::<ReceiptRecorded>(&case.receipt("BANK-9", 100).payload).expect("json");
+    again.request_id = "another-request".into();
+    let again = caseledger::court::sign(KIND_RECEIPT_RECORDED, &again, &staff.finance.identity);
+    assert_eq!(ledger.append_one(again).expect("same reference"), receipt);
+    assert_eq!(ledger.size(), size + 1, "only the first receipt was written");
+    assert_eq!(case_view(&ledger, 0).case.received_fen, 100);
+}
+
+#[test]
+fn unidentified_receipts_are_claimed_into_a_case() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 4);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger.append_one(case.open(1)).expect("open");
+    let unknown = ReceiptRecorded {
+        request_id: "r-unknown".into(),
+        bank_reference: "BANK-U1".into(),
+        amount_fen: 77_700,
+        payer: "不明付款人".into(),
+        value_date: "2026-11-21".into(),
+        channel: Channel::OnlineSeizure,
+        case_number: None,
+    };
+    ledger
+        .append_one(caseledger::court::sign(
+            KIND_RECEIPT_RECORDED,
+            &unknown,
+            &staff.finance.identity,
+        ))
+        .expect("unidentified receipt");
+    assert_eq!(ledger.unidentified_receipts().expect("list").len(), 1);
+    let claim = ReceiptClaimed {
+        request_id: "claim-1".into(),
+        bank_reference: "BANK-U1".into(),
+        case_number: CASE.into(),
+    };
+    ledger
+        .append_one(caseledger::court::sign(
+            KIND_RECEIPT_CLAIMED,
+            &claim,
+            &staff.fund_manager.identity,
+        ))
+        .expect("claim");
+    assert!(ledger.unidentified_receipts().expect("list").is_empty());
+    assert_eq!(case_view(&ledger, 0).case.available_fen, 77_700);
+    let report = ledger.audit(None, 2, &|_| {}).expect("audit");
+    assert!(report.ok, "{:?}", report.violations);
+}
