@@ -304,7 +304,7 @@ impl<'a> CaseRecords<'a> {
 
     pub fn payment(&self, disbursement_id: &str, reference: &str, account_id: &str, amount_fen: u64) -> Record {
         let payload = DisbursementPaid {
-            request_id: format!("pay-{disbursement_id}"),
+            request_id: format!("pay-{disbursement_id}-{reference}"),
             disbursement_id: disbursement_id.to_owned(),
             bank_reference: reference.to_owned(),
             amount_fen,

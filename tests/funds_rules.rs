@@ -1,0 +1,393 @@
+//! Each case-fund rule refuses at write time with its stable rule name, and
+//! a refused record changes nothing.
+
+mod common;
+
+use std::sync::Arc;
+
+use caseledger::court::{sign, CaseRecords, Staff};
+use caseledger_ledger::funds::model::*;
+use caseledger_ledger::record::{self, KeyRevoked};
+use caseledger_ledger::store::Ledger;
+use common::*;
+
+const CASE: &str = "(2024)苏02执77号";
+const AMOUNT: u64 = 3_000_000;
+
+/// A case with one confirmed account, ¥50,000 received and a pending
+/// ¥30,000 disbursement "d-1" (chain: bureau head, finance).
+fn ready(dir: &std::path::Path) -> (Ledger, Staff) {
+    let (ledger, staff) = court(dir, 11);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append(vec![
+            case.open(2),
+            case.account("acct-1", 1, "6222000011110001"),
+            case.confirm("acct-1"),
+            case.receipt("BANK-1", 5_000_000),
+            case.request("d-1", "acct-1", AMOUNT),
+        ])
+        .expect("setup");
+    (ledger, staff)
+}
+
+fn unchanged(ledger: &Ledger, size: u64) {
+    assert_eq!(ledger.size(), size, "a refused record wrote nothing");
+}
+
+#[test]
+fn overdraft_is_refused_even_when_two_requests_race() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = ready(dir.path());
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let size = ledger.size();
+    assert_eq!(
+        refused_rule(&ledger, case.request("d-2", "acct-1", 2_000_001)),
+        "balance"
+    );
+    unchanged(&ledger, size);
+    // ¥20,000 is left: two concurrent requests of ¥15,000 cannot both pass.
+    let ledger = Arc::new(ledger);
+    let racers: Vec<_> = ["d-a", "d-b"]
+        .into_iter()
+        .map(|id| {
+            let ledger = Arc::clone(&ledger);
+            let record = case.request(id, "acct-1", 1_500_000);
+            std::thread::spawn(move || ledger.append_one(record).is_ok())
+        })
+        .collect();
+    let passed = racers
+        .into_iter()
+        .filter(|_| true)
+        .map(|h| h.join().expect("thread"))
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(passed, 1, "exactly one of the racing requests is accepted");
+    let view = ledger.case_view(CASE, 0).expect("read").expect("case");
+    assert_eq!((view.case.available_fen, view.case.reserved_fen), (500_000, 4_500_000));
+}
+
+#[test]
+fn steps_follow_the_chain_in_order_by_the_right_role() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = ready(dir.path());
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let size = ledger.size();
+    let approve =
+        |step, role, signer| case.approval(ORIGIN, "d-1", "acct-1", AMOUNT, step, role, Decision::Approve, signer);
+    // Finance cannot sign before the bureau head.
+    assert_eq!(
+        refused_rule(&ledger, approve(2, Role::Finance, &staff.finance)),
+        "step_order"
+    );
+    assert_eq!(
+        refused_rule(&ledger, approve(1, Role::Finance, &staff.finance)),
+        "step_order"
+    );
+    // The court leader cannot sign the bureau head's step.
+    assert_eq!(
+        refused_rule(&ledger, approve(1, Role::BureauHead, &staff.court_leader)),
+        "role"
+    );
+    // A statement naming another amount or payee is not this disbursement.
+    let wrong_amount = case.approval(
+        ORIGIN,
+        "d-1",
+        "acct-1",
+        AMOUNT + 1,
+        1,
+        Role::BureauHead,
+        Decision::Approve,
+        &staff.bureau_head,
+    );
+    assert_eq!(refused_rule(&ledger, wrong_amount), "statement");
+    let other_ledger = case.approval(
+        "other.ledger/x",
+        "d-1",
+        "acct-1",
+        AMOUNT,
+        1,
+        Role::BureauHead,
+        Decision::Approve,
+        &staff.bureau_head,
+    );
+    assert_eq!(refused_rule(&ledger, other_ledger), "statement");
+    unchanged(&ledger, size);
+    let seq = ledger
+        .append_one(approve(1, Role::BureauHead, &staff.bureau_head))
+        .expect("bureau head");
+    let size = ledger.size();
+    assert_eq!(
+        ledger
+            .append_one(approve(1, Role::BureauHead, &staff.bureau_head))
+            .expect("retry"),
+        seq
+    );
+    unchanged(&ledger, size);
+    // The same step signed again as a new request is refused: no step twice.
+    let mut again = serde_json::from_slice::<ApprovalSigned>(&approve(1, Role::BureauHead, &staff.bureau_head).payload)
+        .expect("json");
+    again.request_id = "second-try".into();
+    assert_eq!(
+        refused_rule(&ledger, sign(KIND_APPROVAL_SIGNED, &again, &staff.bureau_head.identity)),
+        "step_order"
+    );
+}
+
+#[test]
+fn separation_of_duties() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 12);
+    // One person signs at most one step: a chain that names the same role
+    // twice cannot be completed by the one member holding it.
+    let admin = &staff.administrator.identity;
+    let mut policy = caseledger::court::example_policy("policy-2", 2);
+    policy.tiers[0].chain = vec![Role::BureauHead, Role::BureauHead, Role::Finance];
+    ledger
+        .append_one(sign(KIND_POLICY_SET, &policy, admin))
+        .expect("policy v2");
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append(vec![
+            case.open(1),
+            case.account("acct-1", 1, "6222000011110001"),
+            case.confirm("acct-1"),
+            case.receipt("BANK-1", 5_000_000),
+            case.request("d-1", "acct-1", AMOUNT),
+        ])
+        .expect("setup");
+    let approve =
+        |step, role, signer| case.approval(ORIGIN, "d-1", "acct-1", AMOUNT, step, role, Decision::Approve, signer);
+    ledger
+        .append_one(approve(1, Role::BureauHead, &staff.bureau_head))
+        .expect("first step");
+    assert_eq!(
+        refused_rule(&ledger, approve(2, Role::BureauHead, &staff.bureau_head)),
+        "signed_twice"
+    );
+    // The requester is always the case's officer, and a policy that puts the
+    // officer role into a chain is refused, so no requester holds a step.
+    let mut officer_policy = caseledger::court::example_policy("policy-3", 3);
+    officer_policy.tiers[0].chain = vec![Role::Officer, Role::Finance];
+    assert_eq!(
+        refused_rule(&ledger, sign(KIND_POLICY_SET, &officer_policy, admin)),
+        "policy"
+    );
+}
+
+#[test]
+fn the_requester_cannot_approve_even_with_an_approver_role() {
+    // The requesting officer signing the bureau head's step is refused.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 13);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append(vec![
+            case.open(1),
+            case.account("acct-1", 1, "6222000011110001"),
+            case.confirm("acct-1"),
+        ])
+        .expect("setup");
+    ledger.append_one(case.receipt("BANK-1", 5_000_000)).expect("receipt");
+    ledger
+        .append_one(case.request("d-1", "acct-1", AMOUNT))
+        .expect("request");
+    let officer_as_head = case.approval(
+        ORIGIN,
+        "d-1",
+        "acct-1",
+        AMOUNT,
+        1,
+        Role::BureauHead,
+        Decision::Approve,
+        &staff.officers[0],
+    );
+    assert_eq!(refused_rule(&ledger, officer_as_head), "role");
+}
+
+#[test]
+fn revoked_and_wrong_role_keys_sign_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = ready(dir.path());
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    // Finance records receipts; an officer may not.
+    let mut receipt = serde_json::from_slice::<ReceiptRecorded>(&case.receipt("BANK-2", 100).payload).expect("json");
+    receipt.request_id = "r-officer".into();
+    assert_eq!(
+        refused_rule(
+            &ledger,
+            sign(KIND_RECEIPT_RECORDED, &receipt, &staff.officers[0].identity)
+        ),
+        "role"
+    );
+    // Another officer is not this case's officer.
+    let other = CaseRecords::new(&staff, &staff.officers[1], CASE);
+    assert_eq!(refused_rule(&ledger, other.request("d-9", "acct-1", 100)), "role");
+    let revoke = KeyRevoked {
+        key_id: staff.bureau_head.identity.public_key().key_id().to_hex(),
+        reason: "transferred".into(),
+    };
+    ledger
+        .append_one(sign(record::KIND_KEY_REVOKED, &revoke, &staff.administrator.identity))
+        .expect("revoke bureau head");
+    let approval = case.approval(
+        ORIGIN,
+        "d-1",
+        "acct-1",
+        AMOUNT,
+        1,
+        Role::BureauHead,
+        Decision::Approve,
+        &staff.bureau_head,
+    );
+    assert_eq!(refused_rule(&ledger, approval), "revoked_key");
+}
+
+#[test]
+fn the_payee_is_a_confirmed_account_of_the_cases_applicant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = ready(dir.path());
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    // An account for someone who is not an applicant.
+    let mut stranger =
+        serde_json::from_slice::<AccountRegistered>(&case.account("acct-x", 1, "6222999900001111").payload)
+            .expect("json");
+    stranger.applicant_id = "applicant-99".into();
+    stranger.request_id = "acct-stranger".into();
+    assert_eq!(
+        refused_rule(
+            &ledger,
+            sign(KIND_ACCOUNT_REGISTERED, &stranger, &staff.officers[0].identity)
+        ),
+        "payee"
+    );
+    // An account in another name.
+    let mut other_name =
+        serde_json::from_slice::<AccountRegistered>(&case.account("acct-y", 1, "6222999900002222").payload)
+            .expect("json");
+    other_name.account_name = "假收款人".into();
+    assert_eq!(
+        refused_rule(
+            &ledger,
+            sign(KIND_ACCOUNT_REGISTERED, &other_name, &staff.officers[0].identity)
+        ),
+        "payee"
+    );
+    // A registered but unconfirmed account cannot be paid.
+    ledger
+        .append_one(case.account("acct-2", 2, "6222000011110002"))
+        .expect("second applicant's account");
+    assert_eq!(refused_rule(&ledger, case.request("d-2", "acct-2", 100)), "account");
+}
+
+#[test]
+fn an_account_change_needs_confirmation_and_the_bureau_heads_approval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = ready(dir.path());
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append_one(case.account("acct-new", 1, "6222000099998888"))
+        .expect("change registered");
+    ledger.append_one(case.confirm("acct-new")).expect("applicant confirms");
+    assert_eq!(
+        refused_rule(&ledger, case.request("d-2", "acct-new", 100)),
+        "account",
+        "not approved yet"
+    );
+    let approval = AccountChangeApproved {
+        request_id: "change-1".into(),
+        account_id: "acct-new".into(),
+    };
+    assert_eq!(
+        refused_rule(
+            &ledger,
+            sign(KIND_ACCOUNT_CHANGE_APPROVED, &approval, &staff.officers[0].identity)
+        ),
+        "role"
+    );
+    ledger
+        .append_one(sign(
+            KIND_ACCOUNT_CHANGE_APPROVED,
+            &approval,
+            &staff.bureau_head.identity,
+        ))
+        .expect("bureau head approves");
+    ledger
+        .append_one(case.request("d-2", "acct-new", 100))
+        .expect("the new account is the payee now");
+    assert_eq!(
+        refused_rule(&ledger, case.request("d-3", "acct-1", 100)),
+        "account",
+        "the old account is superseded"
+    );
+}
+
+#[test]
+fn bank_references_are_unique_and_payments_match_the_approval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = ready(dir.path());
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let mut conflicting =
+        serde_json::from_slice::<ReceiptRecorded>(&case.receipt("BANK-1", 5_000_000).payload).expect("json");
+    conflicting.request_id = "r-conflict".into();
+    conflicting.amount_fen = 9_999;
+    assert_eq!(
+        refused_rule(
+            &ledger,
+            sign(KIND_RECEIPT_RECORDED, &conflicting, &staff.finance.identity)
+        ),
+        "duplicate_reference"
+    );
+    assert_eq!(
+        refused_rule(&ledger, case.payment("d-1", "PAY-1", "acct-1", AMOUNT)),
+        "status",
+        "not approved yet"
+    );
+    for approval in case.approvals(ORIGIN, "d-1", "acct-1", AMOUNT, &[Role::BureauHead, Role::Finance]) {
+        ledger.append_one(approval).expect("approve");
+    }
+    assert_eq!(
+        refused_rule(&ledger, case.payment("d-1", "PAY-1", "acct-1", AMOUNT + 1)),
+        "payment_mismatch"
+    );
+    ledger
+        .append_one(case.account("acct-2", 2, "6222000011110002"))
+        .expect("account");
+    ledger.append_one(case.confirm("acct-2")).expect("confirm");
+    assert_eq!(
+        refused_rule(&ledger, case.payment("d-1", "PAY-1", "acct-2", AMOUNT)),
+        "payment_mismatch"
+    );
+    ledger
+        .append_one(case.payment("d-1", "PAY-1", "acct-1", AMOUNT))
+        .expect("pay");
+    assert_eq!(
+        refused_rule(&ledger, case.payment("d-1", "PAY-2", "acct-1", AMOUNT)),
+        "status",
+        "nothing after payment"
+    );
+    let report = ledger.audit(None, 2, &|_| {}).expect("audit");
+    assert!(report.ok, "{:?}", report.violations);
+}
+
+#[test]
+fn bad_amounts_and_case_numbers_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 14);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger.append_one(case.open(1)).expect("open");
+    assert_eq!(refused_rule(&ledger, case.receipt("BANK-0", 0)), "amount");
+    assert_eq!(
+        refused_rule(&ledger, case.receipt("BANK-BIG", 10_000_000_001)),
+        "amount"
+    );
+    let bad = CaseRecords::new(&staff, &staff.officers[0], "2023-123");
+    assert_eq!(refused_rule(&ledger, bad.open(1)), "case_number");
+    // Fractional or negative amounts are not even valid payloads.
+    let text = String::from_utf8(case.receipt("BANK-F", 100).payload)
+        .expect("utf8")
+        .replace("\"amount_fen\":100", "\"amount_fen\":1.5");
+    let record =
+        caseledger_ledger::entry::Record::sign(KIND_RECEIPT_RECORDED, text.into_bytes(), &staff.finance.identity);
+    assert_eq!(refused_rule(&ledger, record), "payload");
+}
