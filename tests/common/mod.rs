@@ -141,3 +141,44 @@ pub fn refused_rule(ledger: &Ledger, record: Record) -> String {
         other => panic!("expected a rule refusal, got {other:?}"),
     }
 }
+
+/// Appends `record` directly into RocksDB behind the writer's back, as a
+/// compromised server would: correctly chained, Merkle nodes and head
+/// updated, but no rule checked and no derived state changed. The ledger
+/// must be closed. Returns the seq it was written at.
+pub fn force_append(dir: &Path, record: Record) -> u64 {
+    use caseledger_ledger::entry::Entry;
+    use caseledger_ledger::store::Head;
+    let db = raw_db(dir);
+    let meta = db.cf_handle("meta").expect("meta");
+    let head: Head = serde_json::from_slice(&db.get_cf(meta, b"head").expect("get").expect("head")).expect("json");
+    let mut frontier = head.frontier().expect("frontier");
+    let entry = Entry {
+        seq: head.size,
+        timestamp_ms: head.last_timestamp_ms,
+        prev_hash: head.last_hash().expect("hash"),
+        record,
+    };
+    let bytes = entry.encode();
+    let leaf = caseledger_ledger::hash::leaf_hash(&bytes);
+    db.put_cf(db.cf_handle("entries").expect("cf"), seq_key(entry.seq), &bytes)
+        .expect("put entry");
+    let nodes = db.cf_handle("nodes").expect("cf");
+    for (level, index, hash) in frontier.push(leaf) {
+        let mut key = (((index + 1) << level) - 1).to_be_bytes().to_vec();
+        key.push(level as u8);
+        db.put_cf(nodes, key, hash).expect("put node");
+    }
+    let new_head = Head::new(&frontier, &leaf, head.last_timestamp_ms, head.checkpoint_size);
+    db.put_cf(meta, b"head", serde_json::to_vec(&new_head).expect("json"))
+        .expect("put head");
+    entry.seq
+}
+
+/// Audits a closed ledger folder read-only.
+pub fn audit(dir: &Path) -> caseledger_ledger::audit::AuditReport {
+    Ledger::open_read_only(dir)
+        .expect("open read-only")
+        .audit(None, 2, &|_| {})
+        .expect("audit runs")
+}
