@@ -58,7 +58,7 @@ fn records(staff: &caseledger::court::Staff, op: &Op, n: usize) -> Vec<Record> {
 fn record(staff: &caseledger::court::Staff, op: &Op, n: usize) -> Record {
     let officer = &staff.officers[op.case];
     let case = CaseRecords::new(staff, officer, CASES[op.case]);
-    let account = if op.pick % 5 == 0 {
+    let account = if op.pick.is_multiple_of(5) {
         format!("acct-{}-{}", op.case, op.pick % 3)
     } else {
         format!("acct-{}-0", op.case)
@@ -103,12 +103,12 @@ fn record(staff: &caseledger::court::Staff, op: &Op, n: usize) -> Record {
                 &SMALL_CHAIN
             };
             let step = u32::from(op.pick / 4 % 4) + 1;
-            let role = if op.amount % 10 == 0 {
+            let role = if op.amount.is_multiple_of(10) {
                 LARGE_CHAIN[usize::from(op.pick) % 4]
             } else {
                 chain[(step as usize - 1) % chain.len()]
             };
-            let decision = if op.amount % 13 == 0 {
+            let decision = if op.amount.is_multiple_of(13) {
                 Decision::Reject
             } else {
                 Decision::Approve
