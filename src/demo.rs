@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use caseledger::court::Staff;
 use caseledger_keys::Identity;
 use caseledger_ledger::entry::Record;
 use caseledger_ledger::record::{self, DemoNote, KeyRegistered, KeyText};
@@ -23,13 +24,18 @@ const DEMO_WRITERS: usize = 4;
 pub const DEMO_ORIGIN: &str = "demo.caseledger.local/ledger";
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["entries", "cases"])))]
 pub struct DemoArgs {
     /// Ledger folder.
     #[arg(long)]
     data: PathBuf,
-    /// Number of synthetic entries to append.
+    /// Number of synthetic signed entries (demo notes) to append.
     #[arg(long)]
-    entries: u64,
+    entries: Option<u64>,
+    /// Number of realistic case histories to append (filing, accounts,
+    /// receipts, disbursements, approvals, payments), all rule-checked.
+    #[arg(long)]
+    cases: Option<u64>,
     /// Seed for keys and payloads (random when absent).
     #[arg(long)]
     seed: Option<u64>,
@@ -39,15 +45,19 @@ struct DemoKeys {
     node: Identity,
     admin: Identity,
     writers: Vec<Identity>,
+    staff: Staff,
 }
 
 impl DemoKeys {
     fn from_seed(seed: u64) -> Self {
-        let mut rng = StdRng::seed_from_u64(seed);
+        // A stream of its own, apart from the staff's keys.
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x6e6f_6465_2d6b_6579);
+        let staff = Staff::from_seed(seed);
         Self {
             node: Identity::from_seed(rng.gen()),
-            admin: Identity::from_seed(rng.gen()),
+            admin: staff.administrator.identity.clone(),
             writers: (0..DEMO_WRITERS).map(|_| Identity::from_seed(rng.gen())).collect(),
+            staff,
         }
     }
 }
@@ -146,12 +156,30 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let keys = DemoKeys::from_seed(seed);
     let ledger = open_or_create(args, &keys)?;
-    register_writers(&ledger, &keys)?;
+    if let Some(entries) = args.entries.filter(|n| *n > 0) {
+        write_notes(&ledger, &keys, seed, entries)?;
+    }
+    if let Some(cases) = args.cases.filter(|n| *n > 0) {
+        crate::demo_cases::write_cases(&ledger, &keys.staff, seed, cases)?;
+    }
+    let checkpoint = ledger.checkpoint_now()?;
+    println!(
+        "the ledger in {} has {} entries (seed {seed})",
+        args.data.display(),
+        ledger.size()
+    );
+    println!("latest checkpoint:\n{checkpoint}");
+    ledger.close()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_notes(ledger: &Ledger, keys: &DemoKeys, seed: u64, entries: u64) -> anyhow::Result<()> {
+    register_writers(ledger, keys)?;
     let mut rng = StdRng::seed_from_u64(seed ^ ledger.size());
-    let progress = indicatif::ProgressBar::new(args.entries);
+    let progress = indicatif::ProgressBar::new(entries);
     let mut written = 0u64;
-    while written < args.entries {
-        let count = (args.entries - written).min(DEMO_BATCH_ENTRIES as u64);
+    while written < entries {
+        let count = (entries - written).min(DEMO_BATCH_ENTRIES as u64);
         let payloads = (0..count)
             .map(|i| {
                 let note = DemoNote {
@@ -161,18 +189,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 serde_json::to_vec(&note).expect("serialisable")
             })
             .collect();
-        ledger.append(sign_batch(&keys, written, payloads))?;
+        ledger.append(sign_batch(keys, written, payloads))?;
         written += count;
         progress.set_position(written);
     }
     progress.finish_and_clear();
-    let checkpoint = ledger.checkpoint_now()?;
-    println!(
-        "wrote {written} demo entries to {} (seed {seed}); the ledger has {} entries",
-        args.data.display(),
-        ledger.size()
-    );
-    println!("latest checkpoint:\n{checkpoint}");
-    ledger.close()?;
-    Ok(ExitCode::SUCCESS)
+    println!("wrote {written} demo notes");
+    Ok(())
 }

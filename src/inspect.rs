@@ -59,24 +59,48 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     progress.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
-    } else if let Some(error) = &report.first_error {
-        println!("FAILED at seq {}: {}: {}", error.seq, error.check, error.detail);
-        println!(
-            "checked {} entries and {} checkpoints before the failure",
-            report.entries, report.checkpoints
-        );
     } else {
-        println!(
-            "OK: {} entries, {} checkpoints; every hash link, signature, checkpoint and Merkle root verified",
-            report.entries, report.checkpoints
-        );
-        println!("root: {}", hex::encode(ledger.root()));
+        print_report(&report, ledger.root());
     }
     Ok(if report.ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+fn print_report(report: &caseledger_ledger::audit::AuditReport, root: [u8; 32]) {
+    match &report.first_error {
+        Some(error) => {
+            println!("FAILED at seq {}: {}: {}", error.seq, error.check, error.detail);
+            println!(
+                "checked {} entries and {} checkpoints before the failure",
+                report.entries, report.checkpoints
+            );
+        }
+        None => {
+            println!(
+                "{}: {} entries, {} checkpoints; every hash link, signature, checkpoint and Merkle root verified",
+                if report.ok { "OK" } else { "RULES BROKEN" },
+                report.entries,
+                report.checkpoints
+            );
+            println!("root: {}", hex::encode(root));
+        }
+    }
+    println!(
+        "cases: {}; case-fund rules replayed: {} violations",
+        report.cases, report.violations_total
+    );
+    for violation in report.violations.iter().take(20) {
+        println!("  seq {}: {}: {}", violation.seq, violation.rule, violation.detail);
+    }
+    if report.violations_total > 20 {
+        println!(
+            "  ... {} more (use --json for up to 1000)",
+            report.violations_total - 20
+        );
+    }
 }
 
 pub fn proof(args: &ProofArgs) -> anyhow::Result<ExitCode> {

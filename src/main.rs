@@ -6,6 +6,7 @@ use caseledger as _;
 
 mod cli;
 mod demo;
+mod demo_cases;
 mod inspect;
 
 use std::process::ExitCode;

@@ -210,3 +210,20 @@ fn keygen_writes_a_private_key_only_its_owner_can_read() {
     let again = caseledger(&["keygen", "--out", path.to_str().expect("utf8")]);
     assert_eq!(again.status.code(), Some(2), "an existing key is never overwritten");
 }
+
+#[test]
+fn demo_cases_write_a_rule_checked_history_that_verify_replays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf8");
+    let out = caseledger(&["demo", "--data", data, "--cases", "40", "--seed", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = caseledger(&["demo", "--data", data, "--cases", "5", "--entries", "7", "--seed", "3"]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let (code, report) = verify_json(dir.path());
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["rules_ok"], true);
+    assert_eq!(report["cases"], 45);
+    assert_eq!(report["violations"], serde_json::json!([]));
+    let none = caseledger(&["demo", "--data", data]);
+    assert_eq!(none.status.code(), Some(2), "demo needs --entries or --cases");
+}
