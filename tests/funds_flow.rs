@@ -212,3 +212,137 @@ fn unidentified_receipts_are_claimed_into_a_case() {
     let report = ledger.audit(None, 2, &|_| {}).expect("audit");
     assert!(report.ok, "{:?}", report.violations);
 }
+
+#[test]
+fn delays_cancellations_returns_and_key_rotation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 5);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append(vec![
+            case.open(1),
+            case.account("acct-1", 1, "6222000011110001"),
+            case.confirm("acct-1"),
+            case.receipt("BANK-1", 9_000_000),
+        ])
+        .expect("setup");
+    let recorded = case_view(&ledger, 0).receipts[0].receipt.due_ms;
+    let delay = DelayApproved {
+        request_id: "delay-1".into(),
+        bank_reference: "BANK-1".into(),
+        reason: DelayReason::FrozenForAnotherCase,
+        text: None,
+        new_due_date: "2099-06-30".into(),
+    };
+    assert_eq!(
+        refused_rule(
+            &ledger,
+            caseledger::court::sign(KIND_DELAY_APPROVED, &delay, &staff.officers[0].identity)
+        ),
+        "role"
+    );
+    ledger
+        .append_one(caseledger::court::sign(
+            KIND_DELAY_APPROVED,
+            &delay,
+            &staff.bureau_head.identity,
+        ))
+        .expect("delay");
+    let receipt = &case_view(&ledger, 0).receipts[0].receipt;
+    assert!(receipt.delayed && receipt.due_ms > recorded);
+
+    // Cancel a pending request: the money is available again.
+    ledger
+        .append_one(case.request("d-1", "acct-1", 1_000_000))
+        .expect("request");
+    let cancel = DisbursementCancelled {
+        request_id: "cancel-1".into(),
+        disbursement_id: "d-1".into(),
+        reason: "申请撤回".into(),
+    };
+    ledger
+        .append_one(caseledger::court::sign(
+            KIND_DISBURSEMENT_CANCELLED,
+            &cancel,
+            &staff.officers[0].identity,
+        ))
+        .expect("cancel");
+    assert_eq!(case_view(&ledger, 0).case.available_fen, 9_000_000);
+
+    // The bureau head rotates keys: the old key signs nothing, the new one signs the step.
+    let new_key = caseledger_keys::Identity::from_seed([99; 32]);
+    let rotation = caseledger_ledger::record::KeyRotated {
+        key_id: staff.bureau_head.identity.public_key().key_id().to_hex(),
+        public_key: caseledger_ledger::record::KeyText::from_key(&new_key.public_key()),
+    };
+    ledger
+        .append_one(caseledger::court::sign(
+            caseledger_ledger::record::KIND_KEY_ROTATED,
+            &rotation,
+            &staff.administrator.identity,
+        ))
+        .expect("rotate");
+    ledger
+        .append_one(case.request("d-2", "acct-1", 2_000_000))
+        .expect("request");
+    let old = case.approval(
+        ORIGIN,
+        "d-2",
+        "acct-1",
+        2_000_000,
+        1,
+        Role::BureauHead,
+        Decision::Approve,
+        &staff.bureau_head,
+    );
+    assert_eq!(refused_rule(&ledger, old.clone()), "revoked_key");
+    let mut rotated = staff.bureau_head.clone();
+    rotated.identity = new_key;
+    let step = case.approval(
+        ORIGIN,
+        "d-2",
+        "acct-1",
+        2_000_000,
+        1,
+        Role::BureauHead,
+        Decision::Approve,
+        &rotated,
+    );
+    ledger.append_one(step).expect("the new key signs as the same member");
+    let finance = case.approval(
+        ORIGIN,
+        "d-2",
+        "acct-1",
+        2_000_000,
+        2,
+        Role::Finance,
+        Decision::Approve,
+        &staff.finance,
+    );
+    ledger.append_one(finance).expect("finance");
+    ledger
+        .append_one(case.payment("d-2", "PAY-2", "acct-1", 2_000_000))
+        .expect("pay");
+
+    // The bank bounces the payment: the money comes back to the case.
+    let returned = PaymentReturned {
+        request_id: "return-1".into(),
+        disbursement_id: "d-2".into(),
+        bank_reference: "PAY-2".into(),
+        reason: "收款账户已销户".into(),
+    };
+    ledger
+        .append_one(caseledger::court::sign(
+            KIND_PAYMENT_RETURNED,
+            &returned,
+            &staff.finance.identity,
+        ))
+        .expect("return");
+    let view = case_view(&ledger, 0);
+    assert_eq!(
+        (view.case.available_fen, view.case.paid_fen, view.case.returned_fen),
+        (9_000_000, 2_000_000, 2_000_000)
+    );
+    let report = ledger.audit(None, 2, &|_| {}).expect("audit");
+    assert!(report.ok, "{:?}", report.violations);
+}
