@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use caseledger::court::{demo_case_history, Staff};
 use caseledger_keys::{verify_batch, Identity, PublicKey, Signature};
 use caseledger_ledger::entry::{Entry, Record};
 use caseledger_ledger::record::{self, KeyRegistered, KeyText};
@@ -317,5 +318,103 @@ criterion_group!(
     config = Criterion::default().measurement_time(Duration::from_secs(5));
     targets = durable_append, concurrent_append, single_put_vs_append
 );
+/// The case-fund write path: every record checked against the key registry
+/// and the case-fund rules, its derived state written in the same batch.
+fn funds_write(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = Staff::from_seed(1);
+    let ledger = Ledger::create(
+        dir.path(),
+        "bench.caseledger.local/ledger",
+        &Identity::from_seed([1; 32]),
+        &[("administrator".into(), staff.administrator.identity.public_key())],
+        Arc::new(SystemClock),
+        Options::default(),
+    )
+    .expect("create");
+    ledger.append(staff.setup_records()).expect("staff");
+    let origin = ledger.origin().to_owned();
+    let mut next_case = 1u64;
+    let mut take_cases = |count: u64| {
+        let records: Vec<Record> = (next_case..next_case + count)
+            .flat_map(|n| demo_case_history(&staff, &origin, n, 1))
+            .collect();
+        next_case += count;
+        records
+    };
+    let mut group = c.benchmark_group("funds");
+    let batch = take_cases(32);
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    group.bench_function("rule_checked_write_batched_32_cases", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let records = take_cases(32);
+                let began = Instant::now();
+                ledger.append(records).expect("append");
+                total += began.elapsed();
+            }
+            total
+        })
+    });
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("rule_checked_write_single", |b| {
+        b.iter_custom(|iters| {
+            let mut records = Vec::new();
+            while (records.len() as u64) < iters {
+                records.extend(take_cases(1));
+            }
+            let began = Instant::now();
+            for record in records.into_iter().take(iters as usize) {
+                // A case cut short is fine: the records that follow are refused
+                // or accepted by the same rules and cost the same path.
+                let _ = ledger.append_one(record);
+            }
+            began.elapsed()
+        })
+    });
+    group.finish();
+}
+
+/// A demo ledger of case histories kept between runs.
+fn case_ledger() -> PathBuf {
+    let cases: u64 = std::env::var("CASELEDGER_BENCH_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-cases-{cases}"));
+    let done = dir.join("complete");
+    if !done.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let started = Instant::now();
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+            .args(["demo", "--cases", &cases.to_string(), "--seed", "1", "--data"])
+            .arg(&dir)
+            .status()
+            .expect("run caseledger demo");
+        assert!(status.success(), "demo failed");
+        std::fs::write(&done, b"").expect("mark complete");
+        eprintln!("made a {cases}-case ledger in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    dir
+}
+
+fn funds_audit(c: &mut Criterion) {
+    let dir = case_ledger();
+    let ledger = Ledger::open_read_only(&dir).expect("open");
+    let mut group = c.benchmark_group("funds");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(60));
+    group.throughput(Throughput::Elements(ledger.size()));
+    group.bench_function("audit_replay_with_rules", |b| {
+        b.iter(|| {
+            let report = ledger.audit(None, 2, &|_| {}).expect("audit");
+            assert!(report.ok && report.cases >= 100_000, "{:?} {:?}", report.first_error, report.violations);
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(big, big_ledger_benches);
-criterion_main!(raw, append, big);
+criterion_group!(funds, funds_write, funds_audit);
+criterion_main!(raw, append, big, funds);

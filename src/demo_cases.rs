@@ -8,12 +8,9 @@
 //! with money still held.
 
 use anyhow::Context as _;
-use caseledger::court::{CaseRecords, Staff};
+use caseledger::court::Staff;
 use caseledger_ledger::entry::Record;
-use caseledger_ledger::funds::model::{Decision, Role};
 use caseledger_ledger::store::Ledger;
-use rand::rngs::StdRng;
-use rand::{Rng as _, SeedableRng as _};
 
 /// Cases signed and appended together.
 const CASES_PER_BATCH: u64 = 32;
@@ -28,64 +25,6 @@ fn ensure_staff(ledger: &Ledger, staff: &Staff) -> anyhow::Result<()> {
         .append(staff.setup_records())
         .context("enrolling the demo staff (was this ledger made by demo with the same --seed?)")?;
     Ok(())
-}
-
-/// The records of case number `n` (1-based), in order.
-pub fn case_history(staff: &Staff, origin: &str, n: u64, seed: u64) -> Vec<Record> {
-    let mut rng = StdRng::seed_from_u64(seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let officer = &staff.officers[(n % staff.officers.len() as u64) as usize];
-    let case_number = format!("(2025)苏02执{n}号");
-    let case = CaseRecords::new(staff, officer, &case_number);
-    let account = format!("A{n}");
-    let mut records = vec![
-        case.open(1 + (n % 2) as u32),
-        case.account(
-            &account,
-            1,
-            &format!("62220{:014}", rng.gen_range(0..100_000_000_000_000u64)),
-        ),
-        case.confirm(&account),
-    ];
-    let mut total = 0;
-    for k in 1..=rng.gen_range(1..=3) {
-        let amount = rng.gen_range(1_000_000..30_000_000u64);
-        total += amount;
-        records.push(case.receipt(&format!("B{n}-{k}"), amount));
-    }
-    if n % 10 == 9 {
-        return records; // money still held: shows in the deadline views
-    }
-    let amount = total * rng.gen_range(50..=100) / 100;
-    let disbursement = format!("D{n}");
-    records.push(case.request(&disbursement, &account, amount));
-    let chain = if amount >= 10_000_000 {
-        vec![Role::FundManager, Role::BureauHead, Role::CourtLeader, Role::Finance]
-    } else {
-        vec![Role::BureauHead, Role::Finance]
-    };
-    match n % 10 {
-        7 => return records, // awaiting its first step
-        8 => {
-            let signer = staff.by_role(chain[0]);
-            records.push(case.approval(
-                origin,
-                &disbursement,
-                &account,
-                amount,
-                1,
-                chain[0],
-                Decision::Reject,
-                signer,
-            ));
-            return records;
-        }
-        _ => {}
-    }
-    records.extend(case.approvals(origin, &disbursement, &account, amount, &chain));
-    if n % 10 != 6 {
-        records.push(case.payment(&disbursement, &format!("P{n}"), &account, amount));
-    }
-    records
 }
 
 pub fn write_cases(ledger: &Ledger, staff: &Staff, seed: u64, cases: u64) -> anyhow::Result<()> {
@@ -124,7 +63,7 @@ fn sign_cases(staff: &Staff, origin: &str, seed: u64, numbers: std::ops::Range<u
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .flat_map(|n| case_history(staff, origin, *n, seed))
+                        .flat_map(|n| caseledger::court::demo_case_history(staff, origin, *n, seed))
                         .collect::<Vec<_>>()
                 })
             })
