@@ -167,7 +167,9 @@ pub struct Ledger {
 fn db_options(create: bool) -> DbOptions {
     let mut options = DbOptions::default();
     options.create_if_missing(create);
-    options.create_missing_column_families(create);
+    // A column family added by a newer version starts empty; creating it
+    // loses nothing. Only a writable open does it.
+    options.create_missing_column_families(true);
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
     options
 }
