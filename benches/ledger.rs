@@ -409,7 +409,12 @@ fn funds_audit(c: &mut Criterion) {
     group.bench_function("audit_replay_with_rules", |b| {
         b.iter(|| {
             let report = ledger.audit(None, 2, &|_| {}).expect("audit");
-            assert!(report.ok && report.cases >= 100_000, "{:?} {:?}", report.first_error, report.violations);
+            assert!(
+                report.ok && report.cases >= 100_000,
+                "{:?} {:?}",
+                report.first_error,
+                report.violations
+            );
         })
     });
     group.finish();

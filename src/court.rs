@@ -371,4 +371,3 @@ pub fn demo_case_history(staff: &Staff, origin: &str, n: u64, seed: u64) -> Vec<
     }
     records
 }
-
