@@ -346,3 +346,50 @@ fn delays_cancellations_returns_and_key_rotation() {
     let report = ledger.audit(None, 2, &|_| {}).expect("audit");
     assert!(report.ok, "{:?}", report.violations);
 }
+
+#[test]
+fn pending_steps_per_member_and_receipts_due() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 6);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append(vec![
+            case.open(1),
+            case.account("acct-1", 1, "6222000011110001"),
+            case.confirm("acct-1"),
+            case.receipt("BANK-1", 30_000_000),
+            case.request("big", "acct-1", 20_000_000),
+        ])
+        .expect("setup");
+    let fund = &staff.fund_manager;
+    assert_eq!(
+        ledger
+            .pending_steps_for(Role::FundManager, &fund.member_id)
+            .expect("pending"),
+        vec!["big".to_owned()]
+    );
+    let approvals = case.approvals(ORIGIN, "big", "acct-1", 20_000_000, &[Role::FundManager]);
+    ledger.append(approvals).expect("fund manager approves");
+    assert!(ledger
+        .pending_steps_for(Role::FundManager, &fund.member_id)
+        .expect("pending")
+        .is_empty());
+    let head = &staff.bureau_head;
+    assert_eq!(
+        ledger
+            .pending_steps_for(Role::BureauHead, &head.member_id)
+            .expect("pending"),
+        vec!["big".to_owned()]
+    );
+
+    let recorded = ledger.entry(ledger.size() - 1).expect("entry").timestamp_ms;
+    assert!(ledger.receipts_due(recorded).expect("due").is_empty());
+    let near = ledger.receipts_due(recorded + 27 * DAY_MS).expect("due");
+    assert_eq!(near.len(), 1);
+    assert_eq!(near[0].deadline, DeadlineStatus::NearDue);
+    let overdue = ledger.receipts_due(recorded + 40 * DAY_MS).expect("due");
+    assert_eq!(
+        (overdue[0].deadline, overdue[0].age_days),
+        (DeadlineStatus::Overdue, 40)
+    );
+}

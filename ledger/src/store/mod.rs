@@ -614,6 +614,52 @@ impl Ledger {
             .collect())
     }
 
+    /// Disbursements waiting for a step that `member_id`, holding `role`,
+    /// may sign: not their own request, no earlier step of theirs.
+    pub fn pending_steps_for(&self, role: crate::funds::model::Role, member_id: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for id in self.pending_steps(role)? {
+            let Some(bytes) = self.state_object(&crate::funds::disbursement_key(&id))? else {
+                continue;
+            };
+            let disbursement: crate::funds::model::DisbursementState =
+                serde_json::from_slice(&bytes).map_err(|e| Error::Storage(e.to_string()))?;
+            let involved = disbursement.requester_member_id == member_id
+                || disbursement.steps.iter().any(|s| s.member_id == member_id);
+            if !involved {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Receipts that are near their pay-out (or claim) deadline or past it at
+    /// `now_ms`, oldest deadline first. Receipts whose money was fully paid
+    /// out of their case are not listed.
+    pub fn receipts_due(&self, now_ms: u64) -> Result<Vec<crate::funds::views::ReceiptView>> {
+        use crate::funds::model::{CaseState, ReceiptState};
+        use crate::funds::views::{self, DeadlineStatus};
+        let near_due_days = views::policy(&SharedState(&self.shared)).map_or(5, |p| p.near_due_days);
+        let mut out = Vec::new();
+        for (_, bytes) in self.state_objects("receipt/")? {
+            let receipt: ReceiptState = serde_json::from_slice(&bytes).map_err(|e| Error::Storage(e.to_string()))?;
+            if let Some(number) = &receipt.case_number {
+                let case: Option<CaseState> = self
+                    .state_object(&crate::funds::case_key(number))?
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+                if case.is_some_and(|c| c.available_fen == 0 && c.reserved_fen == 0) {
+                    continue;
+                }
+            }
+            let view = views::receipt_view(receipt, near_due_days, now_ms);
+            if view.deadline != DeadlineStatus::OnTime {
+                out.push(view);
+            }
+        }
+        out.sort_by_key(|v| v.receipt.due_ms);
+        Ok(out)
+    }
+
     /// Receipts not yet claimed for a case.
     pub fn unidentified_receipts(&self) -> Result<Vec<crate::funds::model::ReceiptState>> {
         let mut out = Vec::new();
