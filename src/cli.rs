@@ -15,6 +15,29 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the HTTP service (creates the ledger with a node key on first start).
+    Serve {
+        /// TOML configuration file; `CASELEDGER_*` environment variables and flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Ledger folder.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Address to listen on, e.g. 127.0.0.1:8470.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Create a ledger folder for a new court: node key, genesis, first administrator.
+    Init {
+        #[arg(long)]
+        data: PathBuf,
+        /// The ledger's origin (checkpoint name), e.g. wxzy.court.example/case-funds.
+        #[arg(long)]
+        origin: String,
+        /// The first administrator's private key; a new one is written to DATA/admin.key if absent.
+        #[arg(long)]
+        admin_key: Option<PathBuf>,
+    },
     /// Write synthetic signed entries into a ledger folder (created if needed).
     Demo(crate::demo::DemoArgs),
     /// Audit a ledger folder offline: hash chain, signatures, checkpoints, Merkle roots.
@@ -34,6 +57,28 @@ enum Command {
 impl Cli {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
+            Command::Serve { config, data, listen } => {
+                let overrides = caseledger::service::config::Overrides { data, listen };
+                let config = caseledger::service::config::Config::load(config.as_deref(), &overrides)?;
+                caseledger::service::serve::run(config)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Init {
+                data,
+                origin,
+                admin_key,
+            } => {
+                let (ledger, admin) =
+                    caseledger::service::serve::init(&data, &origin, admin_key.as_deref(), Default::default())?;
+                println!(
+                    "created a ledger for {origin} in {} with {} entry",
+                    data.display(),
+                    ledger.size()
+                );
+                println!("first administrator key: {}", admin.display());
+                ledger.close()?;
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Demo(args) => crate::demo::run(&args),
             Command::Verify(args) => crate::inspect::verify(&args),
             Command::Proof(args) => crate::inspect::proof(&args),

@@ -4,3 +4,4 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod court;
+pub mod service;

@@ -1,0 +1,136 @@
+//! The HTTP service (`caseledger serve`): axum on tokio.
+//!
+//! `app(state)` builds the whole router so tests call it with `oneshot`
+//! without a socket. Routes are registered through utoipa-axum, so the
+//! OpenAPI document at `/v1/openapi.json` is generated from the same
+//! handlers that serve them.
+
+pub mod config;
+pub mod problem;
+mod routes;
+pub mod serve;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use caseledger_ledger::store::Ledger;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+
+/// Header carrying the request id, set when the client did not send one.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub ledger: Arc<Ledger>,
+    pub metrics: PrometheusHandle,
+    pub body_bytes_max: usize,
+    pub request_timeout: Duration,
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(info(
+    title = "caseledger",
+    description = "Tamper-evident ledger of court enforcement case funds"
+))]
+struct ApiDoc;
+
+/// Sequential request ids: unique per process, short in logs.
+#[derive(Clone, Default)]
+struct SequentialIds(Arc<AtomicU64>);
+
+impl MakeRequestId for SequentialIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("req-{n:08x}")).ok().map(RequestId::new)
+    }
+}
+
+/// Counts requests and latencies per route and status for `/metrics`.
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("caseledger_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("caseledger_http_request_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The router and its OpenAPI document, from the same registrations.
+pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let body_bytes_max = state.body_bytes_max;
+    let timeout = state.request_timeout;
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::routes())
+        .with_state(state)
+        .split_for_parts();
+    let header = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
+    let router = router
+        .fallback(routes::not_found)
+        .layer(middleware::from_fn(record_metrics))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+                let id = request
+                    .headers()
+                    .get(REQUEST_ID_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+            })
+            .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::new(header.clone()))
+        .layer(SetRequestIdLayer::new(header, SequentialIds::default()));
+    (router, openapi)
+}
+
+/// The OpenAPI document, generated once from the route registrations.
+pub fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+            .merge(routes::routes())
+            .split_for_parts()
+            .1
+    })
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (tests); then ours only renders.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// The whole service as a router.
+pub fn app(state: AppState) -> Router {
+    router_and_openapi(state).0
+}

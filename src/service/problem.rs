@@ -1,0 +1,108 @@
+//! Errors as `application/problem+json` (RFC 9457) with a stable `type`
+//! per failure. Internal details are logged, never sent.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Prefix of every problem type; the rest names the failure.
+pub const PROBLEM_TYPE_PREFIX: &str = "urn:caseledger:problem:";
+
+/// A failure answered to a client.
+#[derive(Debug)]
+pub enum ApiError {
+    NotFound(String),
+    BadRequest(String),
+    /// A case-fund or key rule refused the record; `rule` is its stable name.
+    RuleViolated {
+        rule: String,
+        detail: String,
+    },
+    PayloadTooLarge,
+    /// The ledger refuses writes (integrity check failed on open, or read-only).
+    Unavailable(String),
+    /// Something broke inside; the detail goes to the log only.
+    Internal(String),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Stable machine-readable identifier, e.g. `urn:caseledger:problem:not-found`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The broken rule's name, for `rule-violated`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+            ApiError::RuleViolated { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "rule-violated",
+                "A rule refused the record",
+            ),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
+            ApiError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The ledger does not accept writes",
+            ),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, name, title) = self.parts();
+        let (detail, rule) = match self {
+            ApiError::NotFound(d) | ApiError::BadRequest(d) | ApiError::Unavailable(d) => (Some(d), None),
+            ApiError::RuleViolated { rule, detail } => (Some(detail), Some(rule)),
+            ApiError::PayloadTooLarge => (None, None),
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                (None, None)
+            }
+        };
+        let problem = Problem {
+            problem_type: format!("{PROBLEM_TYPE_PREFIX}{name}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            rule,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+    }
+}
+
+impl From<caseledger_ledger::Error> for ApiError {
+    fn from(error: caseledger_ledger::Error) -> Self {
+        use caseledger_ledger::Error as E;
+        match error {
+            E::NotFound(detail) => ApiError::NotFound(detail),
+            E::InvalidArgument(detail) => ApiError::BadRequest(detail),
+            E::Rejected { source, .. } => ApiError::RuleViolated {
+                rule: source.check().to_owned(),
+                detail: source.to_string(),
+            },
+            E::BadSignature { .. } => ApiError::RuleViolated {
+                rule: "signature".into(),
+                detail: "a record signature does not verify".into(),
+            },
+            E::Corrupt { first_bad_seq, .. } => {
+                ApiError::Unavailable(format!("integrity check failed at seq {first_bad_seq}; writes refused"))
+            }
+            E::ReadOnly => ApiError::Unavailable("the ledger is open read-only".into()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Handlers. Public reads carry no personal data: health, metrics, the
+//! signed checkpoint, and proofs made of hashes. Entry contents and case
+//! views are for signed member requests (next step of the service issue).
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::problem::{ApiError, Problem};
+use super::AppState;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics_text))
+        .routes(routes!(checkpoint))
+        .routes(routes!(inclusion_proof))
+        .routes(routes!(consistency_proof))
+        .routes(routes!(openapi_json))
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", responses((status = OK, body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The ledger is open and accepts writes.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = OK, body = String),
+    (status = SERVICE_UNAVAILABLE, body = Problem, content_type = "application/problem+json"),
+))]
+async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    if let Some((seq, _)) = state.ledger.corruption() {
+        return Err(ApiError::Unavailable(format!("integrity check failed at seq {seq}")));
+    }
+    Ok("ready")
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses((status = OK, body = String, content_type = "text/plain")))]
+async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    metrics::gauge!("caseledger_ledger_entries").set(state.ledger.size() as f64);
+    let checkpoint_size = state
+        .ledger
+        .latest_checkpoint()
+        .ok()
+        .flatten()
+        .map_or(0, |(size, _)| size);
+    metrics::gauge!("caseledger_checkpoint_size").set(checkpoint_size as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+/// The latest signed checkpoint (C2SP tlog-checkpoint in a signed note).
+#[utoipa::path(get, path = "/v1/checkpoint", responses(
+    (status = OK, body = String, content_type = "text/plain"),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+))]
+async fn checkpoint(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let (_, note) = state
+        .ledger
+        .latest_checkpoint()?
+        .ok_or_else(|| ApiError::NotFound("no checkpoint yet".into()))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct InclusionQuery {
+    /// Sequence number (leaf index) of the entry.
+    seq: u64,
+    /// Tree size to prove against (a checkpoint's size).
+    size: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct InclusionProof {
+    leaf_index: u64,
+    tree_size: u64,
+    /// RFC 6962 leaf hash of the entry, base64.
+    leaf_hash: String,
+    /// Proof hashes, base64, leaf side first.
+    proof: Vec<String>,
+}
+
+fn b64(hashes: &[[u8; 32]]) -> Vec<String> {
+    hashes.iter().map(|h| BASE64.encode(h)).collect()
+}
+
+/// Inclusion proof of an entry in the tree of a given size (hashes only).
+#[utoipa::path(get, path = "/v1/proofs/inclusion", params(InclusionQuery), responses(
+    (status = OK, body = InclusionProof),
+    (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+))]
+async fn inclusion_proof(
+    State(state): State<AppState>,
+    query: Result<Query<InclusionQuery>, QueryRejection>,
+) -> Result<Json<InclusionProof>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let ledger = state.ledger.clone();
+    let proof = tokio::task::spawn_blocking(move || -> Result<InclusionProof, ApiError> {
+        if query.size > ledger.size() || query.seq >= query.size {
+            return Err(ApiError::BadRequest(format!(
+                "need seq < size <= {} (got seq {} size {})",
+                ledger.size(),
+                query.seq,
+                query.size
+            )));
+        }
+        let bytes = ledger.entry_bytes(query.seq)?;
+        let proof = ledger.inclusion_proof(query.seq, query.size)?;
+        Ok(InclusionProof {
+            leaf_index: query.seq,
+            tree_size: query.size,
+            leaf_hash: BASE64.encode(caseledger_ledger::hash::leaf_hash(&bytes)),
+            proof: b64(&proof),
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(proof))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    first: u64,
+    second: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ConsistencyProof {
+    first: u64,
+    second: u64,
+    proof: Vec<String>,
+}
+
+/// Consistency proof between two tree sizes.
+#[utoipa::path(get, path = "/v1/proofs/consistency", params(ConsistencyQuery), responses(
+    (status = OK, body = ConsistencyProof),
+    (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
+))]
+async fn consistency_proof(
+    State(state): State<AppState>,
+    query: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Result<Json<ConsistencyProof>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let ledger = state.ledger.clone();
+    let proof = tokio::task::spawn_blocking(move || ledger.consistency_proof(query.first, query.second))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(ConsistencyProof {
+        first: query.first,
+        second: query.second,
+        proof: b64(&proof),
+    }))
+}
+
+/// Answers unknown paths with a problem document.
+pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", responses((status = OK, content_type = "application/json")))]
+async fn openapi_json() -> impl IntoResponse {
+    (StatusCode::OK, Json(super::openapi()))
+}

@@ -1,0 +1,170 @@
+//! Router tests with `oneshot`: every public endpoint, problem+json errors,
+//! and the OpenAPI document matching the routes.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use caseledger::service::{app, metrics_handle, AppState};
+use caseledger_ledger::checkpoint::Checkpoint;
+use caseledger_ledger::merkle;
+use http_body_util::BodyExt as _;
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    state: AppState,
+    keys: common::Keys,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = common::Keys::new();
+    let ledger = common::create(dir.path(), &keys);
+    common::fill(&ledger, &keys.writer, 40);
+    ledger.checkpoint_now().expect("checkpoint");
+    let state = AppState {
+        ledger: Arc::new(ledger),
+        metrics: metrics_handle(),
+        body_bytes_max: 64 * 1024,
+        request_timeout: Duration::from_secs(5),
+    };
+    Fixture { _dir: dir, state, keys }
+}
+
+async fn get(state: &AppState, uri: &str) -> (StatusCode, String, Vec<u8>) {
+    let response = app(state.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .unwrap_or_default();
+    assert!(
+        response.headers().contains_key("x-request-id"),
+        "every response carries a request id"
+    );
+    let body = response.into_body().collect().await.expect("body").to_bytes().to_vec();
+    (status, content_type, body)
+}
+
+fn problem_type(body: &[u8]) -> String {
+    let value: Value = serde_json::from_slice(body).expect("problem json");
+    value["type"].as_str().expect("type").to_owned()
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let f = fixture();
+    assert_eq!(get(&f.state, "/healthz").await.0, StatusCode::OK);
+    assert_eq!(get(&f.state, "/readyz").await.0, StatusCode::OK);
+    let _ = get(&f.state, "/v1/checkpoint").await;
+    let (status, content_type, body) = get(&f.state, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/plain"));
+    let text = String::from_utf8(body).expect("utf8");
+    assert!(text.contains("caseledger_http_requests_total"), "{text}");
+    assert!(text.contains("caseledger_ledger_entries 42"), "{text}");
+}
+
+#[tokio::test]
+async fn checkpoint_and_proofs_verify_with_the_node_key() {
+    let f = fixture();
+    let (status, content_type, body) = get(&f.state, "/v1/checkpoint").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/plain"));
+    let note = String::from_utf8(body).expect("utf8");
+    let verifier = caseledger_keys::note::Verifier::new(common::ORIGIN, f.keys.node.public_key()).expect("verifier");
+    let checkpoint = Checkpoint::open(&note, &verifier).expect("signed by the node");
+    assert_eq!(checkpoint.size, 42);
+
+    let (status, _, body) = get(&f.state, "/v1/proofs/inclusion?seq=17&size=42").await;
+    assert_eq!(status, StatusCode::OK);
+    let proof: Value = serde_json::from_slice(&body).expect("json");
+    let decode = |v: &Value| -> [u8; 32] {
+        BASE64
+            .decode(v.as_str().expect("string"))
+            .expect("base64")
+            .try_into()
+            .expect("32 bytes")
+    };
+    let hashes: Vec<[u8; 32]> = proof["proof"].as_array().expect("array").iter().map(decode).collect();
+    let leaf = caseledger_ledger::hash::leaf_hash(&f.state.ledger.entry_bytes(17).expect("entry"));
+    assert_eq!(decode(&proof["leaf_hash"]), leaf);
+    merkle::verify_inclusion(&leaf, 17, 42, &hashes, &checkpoint.root).expect("inclusion");
+
+    let (status, _, body) = get(&f.state, "/v1/proofs/consistency?first=17&second=42").await;
+    assert_eq!(status, StatusCode::OK);
+    let proof: Value = serde_json::from_slice(&body).expect("json");
+    let hashes: Vec<[u8; 32]> = proof["proof"].as_array().expect("array").iter().map(decode).collect();
+    let old_root = f.state.ledger.root_at(17).expect("root");
+    merkle::verify_consistency(17, 42, &hashes, &old_root, &checkpoint.root).expect("consistency");
+}
+
+#[tokio::test]
+async fn bad_requests_are_problem_documents() {
+    let f = fixture();
+    for uri in [
+        "/v1/proofs/inclusion?seq=50&size=42",
+        "/v1/proofs/inclusion?seq=1&size=99",
+        "/v1/proofs/inclusion?seq=-1&size=5",
+        "/v1/proofs/inclusion?seq=1",
+        "/v1/proofs/inclusion?seq=1&size=5&extra=1",
+        "/v1/proofs/consistency?first=0&second=5",
+        "/v1/proofs/consistency?first=9&second=5",
+    ] {
+        let (status, content_type, body) = get(&f.state, uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(content_type, "application/problem+json", "{uri}");
+        assert_eq!(problem_type(&body), "urn:caseledger:problem:bad-request", "{uri}");
+    }
+    let (status, content_type, body) = get(&f.state, "/v1/no-such-thing").await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (StatusCode::NOT_FOUND, "application/problem+json")
+    );
+    assert_eq!(problem_type(&body), "urn:caseledger:problem:not-found");
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_every_listed_route_answers() {
+    let f = fixture();
+    let (status, _, body) = get(&f.state, "/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let document: Value = serde_json::from_slice(&body).expect("json");
+    assert!(document["openapi"].as_str().expect("version").starts_with("3."));
+    let paths: Vec<String> = document["paths"].as_object().expect("paths").keys().cloned().collect();
+    for expected in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/checkpoint",
+        "/v1/proofs/inclusion",
+        "/v1/proofs/consistency",
+        "/v1/openapi.json",
+    ] {
+        assert!(
+            paths.iter().any(|p| p == expected),
+            "{expected} missing from the OpenAPI document"
+        );
+    }
+    for path in &paths {
+        let uri = match path.as_str() {
+            "/v1/proofs/inclusion" => format!("{path}?seq=1&size=2"),
+            "/v1/proofs/consistency" => format!("{path}?first=1&second=2"),
+            _ => path.clone(),
+        };
+        let (status, _, body) = get(&f.state, &uri).await;
+        let routed = status != StatusCode::NOT_FOUND || !String::from_utf8_lossy(&body).contains("no route");
+        assert!(routed, "{path} is documented but not routed");
+    }
+}
