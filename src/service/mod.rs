@@ -5,7 +5,10 @@
 //! OpenAPI document at `/v1/openapi.json` is generated from the same
 //! handlers that serve them.
 
+pub mod client;
 pub mod config;
+pub mod httpsig;
+mod members;
 pub mod problem;
 mod routes;
 pub mod serve;
@@ -36,6 +39,20 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub body_bytes_max: usize,
     pub request_timeout: Duration,
+    /// Nonces of signed requests seen within the signature window.
+    pub nonces: Arc<httpsig::NonceCache>,
+}
+
+impl AppState {
+    pub fn new(ledger: Arc<Ledger>, body_bytes_max: usize, request_timeout: Duration) -> Self {
+        Self {
+            ledger,
+            metrics: metrics_handle(),
+            body_bytes_max,
+            request_timeout,
+            nonces: Arc::default(),
+        }
+    }
 }
 
 #[derive(utoipa::OpenApi)]

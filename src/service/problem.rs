@@ -19,6 +19,10 @@ pub enum ApiError {
         detail: String,
     },
     PayloadTooLarge,
+    /// The request's signature did not authenticate a member; the first
+    /// field is the problem name (`unknown-key`, `bad-signature`, `replay`,
+    /// `signature-expired`, `signature-missing`, `revoked-key`).
+    Unauthorized(&'static str, String),
     /// The ledger refuses writes (integrity check failed on open, or read-only).
     Unavailable(String),
     /// Something broke inside; the detail goes to the log only.
@@ -44,10 +48,18 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+            ApiError::RuleViolated { rule, .. } if rule == "role" || rule == "not_authorized" => {
+                (StatusCode::FORBIDDEN, "wrong-role", "The signer's role may not do this")
+            }
             ApiError::RuleViolated { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "rule-violated",
                 "A rule refused the record",
+            ),
+            ApiError::Unauthorized(name, _) => (
+                StatusCode::UNAUTHORIZED,
+                name,
+                "The request is not signed by an active member key",
             ),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
             ApiError::Unavailable(_) => (
@@ -65,6 +77,7 @@ impl IntoResponse for ApiError {
         let (status, name, title) = self.parts();
         let (detail, rule) = match self {
             ApiError::NotFound(d) | ApiError::BadRequest(d) | ApiError::Unavailable(d) => (Some(d), None),
+            ApiError::Unauthorized(_, d) => (Some(d), None),
             ApiError::RuleViolated { rule, detail } => (Some(detail), Some(rule)),
             ApiError::PayloadTooLarge => (None, None),
             ApiError::Internal(detail) => {

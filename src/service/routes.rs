@@ -26,6 +26,11 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(inclusion_proof))
         .routes(routes!(consistency_proof))
         .routes(routes!(openapi_json))
+        .routes(routes!(super::members::write_records))
+        .routes(routes!(super::members::entry))
+        .routes(routes!(super::members::case_view))
+        .routes(routes!(super::members::pending_steps))
+        .routes(routes!(super::members::receipts_due))
 }
 
 /// The process is up.

@@ -110,12 +110,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if let Some((seq, detail)) = ledger.corruption() {
         tracing::error!(seq, %detail, "integrity check failed on open; serving read-only");
     }
-    let state = AppState {
-        ledger: Arc::new(ledger),
-        metrics: super::metrics_handle(),
-        body_bytes_max: config.body_bytes_max,
-        request_timeout: Duration::from_millis(config.request_timeout_ms),
-    };
+    let state = AppState::new(
+        Arc::new(ledger),
+        config.body_bytes_max,
+        Duration::from_millis(config.request_timeout_ms),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)

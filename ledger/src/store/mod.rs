@@ -300,7 +300,12 @@ impl Ledger {
                 })
             }
             Err(Error::Integrity { seq, check, detail }) => Ok(Self {
-                shared,
+                shared: {
+                    if let Ok(registry) = load_registry(&shared) {
+                        shared.publish_keys(&registry);
+                    }
+                    shared
+                },
                 mode: Mode::Corrupt {
                     first_bad_seq: seq,
                     detail: format!("{check}: {detail}"),
@@ -319,6 +324,9 @@ impl Ledger {
         let db = DB::open_cf_for_read_only(&db_options(false), path.join(DB_DIR), COLUMN_FAMILIES, false)
             .map_err(storage)?;
         let shared = Arc::new(Self::load_shared(db, path)?);
+        if let Ok(registry) = load_registry(&shared) {
+            shared.publish_keys(&registry);
+        }
         Ok(Self {
             shared,
             mode: Mode::ReadOnly,
@@ -561,6 +569,11 @@ impl Ledger {
         };
         let proof = self.inclusion_proof(seq, size)?;
         Ok(ProofBundle::new(&entry, seq, size, &proof, note))
+    }
+
+    /// The key registry as of the last commit (cheap: shared, not read from disk).
+    pub fn keys(&self) -> Arc<Registry> {
+        self.shared.known_keys()
     }
 
     /// The key registry as stored (current state).

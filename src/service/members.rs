@@ -1,0 +1,293 @@
+//! Signed member requests: record writes and member reads. Each request is
+//! authenticated with an HTTP Message Signature (see [`super::httpsig`]) by
+//! an active member key; every record in a write must be signed by that
+//! same key, and its record signature is what the ledger keeps, so who did
+//! what is provable from the chain alone.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use caseledger_keys::{KeyId, Signature};
+use caseledger_ledger::entry::Record;
+use caseledger_ledger::funds::model::Role;
+use caseledger_ledger::registry::KeyInfo;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::httpsig::{self, AuthError, RequestParts};
+use super::problem::{ApiError, Problem};
+use super::AppState;
+
+/// Most records in one write.
+pub const RECORDS_PER_REQUEST_MAX: usize = 1024;
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Authenticates a request; returns the member's key id and key info.
+pub(super) fn authenticate(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(KeyId, KeyInfo), ApiError> {
+    let keys = state.ledger.keys();
+    let parts = RequestParts {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query(),
+        content_digest: header(headers, "content-digest"),
+    };
+    let verified = httpsig::verify(
+        &parts,
+        body,
+        header(headers, "signature-input"),
+        header(headers, "signature"),
+        unix_now(),
+        &state.nonces,
+        |id| keys.public_key(id),
+    )
+    .map_err(|e| match e {
+        AuthError::Malformed(d) => ApiError::Unauthorized("signature-missing", d),
+        AuthError::UnknownKey(k) => ApiError::Unauthorized("unknown-key", format!("key {k} is not registered")),
+        AuthError::BadSignature => {
+            ApiError::Unauthorized("bad-signature", "the request signature does not verify".into())
+        }
+        AuthError::DigestMismatch => {
+            ApiError::Unauthorized("bad-signature", "Content-Digest does not match the body".into())
+        }
+        AuthError::Expired => ApiError::Unauthorized(
+            "signature-expired",
+            "the signature's created time is outside the window".into(),
+        ),
+        AuthError::Replay => ApiError::Unauthorized("replay", "this nonce was used already".into()),
+    })?;
+    let info = keys
+        .info(&verified.key_id)
+        .cloned()
+        .ok_or_else(|| ApiError::Unauthorized("unknown-key", "the node key does not make requests".into()))?;
+    if let Some(seq) = info.revoked_seq {
+        return Err(ApiError::Unauthorized(
+            "revoked-key",
+            format!("the key was revoked at seq {seq}"),
+        ));
+    }
+    Ok((verified.key_id, info))
+}
+
+/// One signed record as sent by a member.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordRequest {
+    /// Record kind (docs/FORMAT.md §3, §3a), e.g. 272 for case_opened.
+    pub kind: u16,
+    /// The payload exactly as signed: a JSON document as text.
+    pub payload: String,
+    /// Ed25519 record signature (docs/FORMAT.md §3), base64.
+    pub signature: String,
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteRequest {
+    pub records: Vec<RecordRequest>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WriteResponse {
+    /// Per record: its seq, or the seq of the earlier entry it repeats.
+    pub seqs: Vec<u64>,
+    /// New entries written (0 when everything was a retry).
+    pub written: u64,
+}
+
+/// Writes signed records (all or none), each checked by every rule.
+#[utoipa::path(post, path = "/v1/records", request_body = WriteRequest, responses(
+    (status = CREATED, body = WriteResponse),
+    (status = OK, body = WriteResponse, description = "an idempotent retry: nothing new written"),
+    (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+    (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
+    (status = PAYLOAD_TOO_LARGE, body = Problem, content_type = "application/problem+json"),
+    (status = UNPROCESSABLE_ENTITY, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn write_records(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<WriteResponse>), ApiError> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::BadRequest(e.body_text()),
+    })?;
+    let (key_id, _) = authenticate(&state, &method, &uri, &headers, &body)?;
+    let request: WriteRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
+    if request.records.is_empty() || request.records.len() > RECORDS_PER_REQUEST_MAX {
+        return Err(ApiError::BadRequest(format!(
+            "send 1 to {RECORDS_PER_REQUEST_MAX} records"
+        )));
+    }
+    let records = request
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| {
+            let signature: [u8; 64] = BASE64
+                .decode(&r.signature)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| ApiError::BadRequest(format!("record {index}: signature must be 64 bytes of base64")))?;
+            serde_json::from_str::<serde_json::Value>(&r.payload)
+                .map_err(|e| ApiError::BadRequest(format!("record {index}: payload is not JSON: {e}")))?;
+            Ok(Record {
+                kind: r.kind,
+                signer: key_id,
+                payload: r.payload.into_bytes(),
+                signature: Signature::from_bytes(&signature),
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let ledger = state.ledger.clone();
+    let appended = tokio::task::spawn_blocking(move || ledger.append(records))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    metrics::counter!("caseledger_appended_entries_total").increment(appended.count);
+    let status = if appended.count == 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(WriteResponse {
+            seqs: appended.seqs,
+            written: appended.count,
+        }),
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EntryResponse {
+    pub seq: u64,
+    pub timestamp_ms: u64,
+    pub kind: u16,
+    pub kind_name: String,
+    /// Hex key id of the signer.
+    pub signer: String,
+    pub payload: String,
+    /// The entry bytes as stored and hashed, base64.
+    pub entry: String,
+}
+
+/// One entry (members only).
+#[utoipa::path(get, path = "/v1/entries/{seq}", params(("seq" = u64, Path)), responses(
+    (status = OK, body = EntryResponse),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn entry(
+    State(state): State<AppState>,
+    Path(seq): Path<u64>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<EntryResponse>, ApiError> {
+    authenticate(&state, &method, &uri, &headers, &[])?;
+    let bytes = state.ledger.entry_bytes(seq)?;
+    let entry = caseledger_ledger::entry::Entry::decode(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(EntryResponse {
+        seq,
+        timestamp_ms: entry.timestamp_ms,
+        kind: entry.record.kind,
+        kind_name: caseledger_ledger::record::kind_name(entry.record.kind).to_owned(),
+        signer: entry.record.signer.to_hex(),
+        payload: String::from_utf8_lossy(&entry.record.payload).into_owned(),
+        entry: BASE64.encode(&bytes),
+    }))
+}
+
+/// A case with its receipts (deadline status now) and disbursements (members only).
+#[utoipa::path(get, path = "/v1/cases/{case_number}", params(("case_number" = String, Path)), responses(
+    (status = OK, content_type = "application/json"),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn case_view(
+    State(state): State<AppState>,
+    Path(case_number): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<caseledger_ledger::funds::views::CaseView>, ApiError> {
+    authenticate(&state, &method, &uri, &headers, &[])?;
+    let now_ms = unix_now() * 1000;
+    state
+        .ledger
+        .case_view(&case_number, now_ms)?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("case {case_number}")))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PendingSteps {
+    pub role: String,
+    pub disbursements: Vec<String>,
+}
+
+/// Disbursements waiting for a step the calling member may sign.
+#[utoipa::path(get, path = "/v1/steps/pending", responses(
+    (status = OK, body = PendingSteps),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn pending_steps(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<PendingSteps>, ApiError> {
+    let (_, info) = authenticate(&state, &method, &uri, &headers, &[])?;
+    let Some(member) = info.member else {
+        return Ok(Json(PendingSteps {
+            role: "none".into(),
+            disbursements: Vec::new(),
+        }));
+    };
+    let disbursements = match member.role {
+        Role::Officer | Role::Auditor | Role::Administrator => Vec::new(),
+        role => state.ledger.pending_steps_for(role, &member.member_id)?,
+    };
+    Ok(Json(PendingSteps {
+        role: member.role.as_str().into(),
+        disbursements,
+    }))
+}
+
+/// Receipts near their deadline or past it (members only).
+#[utoipa::path(get, path = "/v1/receipts/due", responses(
+    (status = OK, content_type = "application/json"),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn receipts_due(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Vec<caseledger_ledger::funds::views::ReceiptView>>, ApiError> {
+    authenticate(&state, &method, &uri, &headers, &[])?;
+    Ok(Json(state.ledger.receipts_due(unix_now() * 1000)?))
+}

@@ -1,0 +1,310 @@
+//! Signed member requests through the router (`oneshot`): a whole
+//! disbursement from filing to payment driven only through HTTP, and every
+//! kind of bad request answered with its problem type and nothing written.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use caseledger::court::{sign, CaseRecords, Person, Staff};
+use caseledger::service::client::{sign_request, write_body};
+use caseledger::service::httpsig;
+use caseledger::service::{app, AppState};
+use caseledger_keys::Identity;
+use caseledger_ledger::entry::Record;
+use caseledger_ledger::funds::model::*;
+use http_body_util::BodyExt as _;
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+const CASE: &str = "(2023)苏02执123号";
+const CASE_PATH: &str = "/v1/cases/%282023%29%E8%8B%8F02%E6%89%A7123%E5%8F%B7";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    state: AppState,
+    staff: Staff,
+}
+
+fn fixture(body_bytes_max: usize) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = common::court(dir.path(), 41);
+    let state = AppState::new(Arc::new(ledger), body_bytes_max, Duration::from_secs(5));
+    Fixture {
+        _dir: dir,
+        state,
+        staff,
+    }
+}
+
+async fn send(
+    state: &AppState,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(target);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = app(state.clone())
+        .oneshot(request.body(Body::from(body)).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn write(state: &AppState, signer: &Identity, records: &[Record]) -> (StatusCode, Value) {
+    let body = write_body(records);
+    let headers = sign_request(signer, "POST", "/v1/records", &body);
+    send(state, "POST", "/v1/records", &headers, body).await
+}
+
+async fn read(state: &AppState, signer: &Identity, target: &str) -> (StatusCode, Value) {
+    let headers = sign_request(signer, "GET", target, &[]);
+    send(state, "GET", target, &headers, Vec::new()).await
+}
+
+fn problem(value: &Value) -> &str {
+    value["type"].as_str().unwrap_or("no problem type")
+}
+
+#[tokio::test]
+async fn a_disbursement_from_filing_to_payment_over_http() {
+    let f = fixture(256 * 1024);
+    let officer: &Person = &f.staff.officers[0];
+    let case = CaseRecords::new(&f.staff, officer, CASE);
+    let (status, body) = write(
+        &f.state,
+        &officer.identity,
+        &[
+            case.open(1),
+            case.account("acct-1", 1, "6222000011110001"),
+            case.confirm("acct-1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = write(
+        &f.state,
+        &f.staff.finance.identity,
+        &[case.receipt("BANK-1", 5_000_000)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = write(&f.state, &officer.identity, &[case.request("d-1", "acct-1", 4_000_000)]).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let (status, pending) = read(&f.state, &f.staff.bureau_head.identity, "/v1/steps/pending").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(pending["disbursements"], serde_json::json!(["d-1"]));
+    for (role, person) in [
+        (Role::BureauHead, &f.staff.bureau_head),
+        (Role::Finance, &f.staff.finance),
+    ] {
+        let step = if role == Role::BureauHead { 1 } else { 2 };
+        let approval = case.approval(
+            common::ORIGIN,
+            "d-1",
+            "acct-1",
+            4_000_000,
+            step,
+            role,
+            Decision::Approve,
+            person,
+        );
+        let (status, body) = write(&f.state, &person.identity, &[approval]).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let payment = case.payment("d-1", "PAY-1", "acct-1", 4_000_000);
+    let (status, body) = write(&f.state, &f.staff.finance.identity, std::slice::from_ref(&payment)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let seq = body["seqs"][0].as_u64().expect("seq");
+    // A retry of the same record writes nothing and returns the first seq.
+    let (status, retry) = write(&f.state, &f.staff.finance.identity, &[payment]).await;
+    assert_eq!(
+        (status, retry["seqs"][0].as_u64(), retry["written"].as_u64()),
+        (StatusCode::OK, Some(seq), Some(0))
+    );
+
+    let (status, view) = read(&f.state, &officer.identity, CASE_PATH).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["case"]["paid_fen"], 4_000_000);
+    assert_eq!(view["disbursements"][0]["status"], "paid");
+    let (status, entry) = read(&f.state, &f.staff.court_leader.identity, &format!("/v1/entries/{seq}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(entry["kind_name"], "disbursement_paid");
+    assert_eq!(entry["signer"], f.staff.finance.identity.public_key().key_id().to_hex());
+    let report = f.state.ledger.audit(None, 2, &|_| {}).expect("audit");
+    assert!(report.ok, "{:?}", report.violations);
+}
+
+#[tokio::test]
+async fn bad_requests_get_their_problem_type_and_write_nothing() {
+    let f = fixture(8 * 1024);
+    let officer = &f.staff.officers[0];
+    let case = CaseRecords::new(&f.staff, officer, CASE);
+    let size = f.state.ledger.size();
+    let open = [case.open(1)];
+    let body = write_body(&open);
+
+    // No signature at all.
+    let (status, value) = send(&f.state, "POST", "/v1/records", &[], body.clone()).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:signature-missing")
+    );
+    // Signed by someone the ledger does not know.
+    let stranger = Identity::from_seed([77; 32]);
+    let headers = sign_request(&stranger, "POST", "/v1/records", &body);
+    let (status, value) = send(&f.state, "POST", "/v1/records", &headers, body.clone()).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:unknown-key")
+    );
+    // A body changed after signing.
+    let headers = sign_request(&officer.identity, "POST", "/v1/records", &body);
+    let mut changed = body.clone();
+    changed[20] ^= 1;
+    let (status, value) = send(&f.state, "POST", "/v1/records", &headers, changed).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:bad-signature")
+    );
+    // The digest header altered to match the change: the signature no longer verifies.
+    let mut forged: Vec<(String, String)> = headers.clone();
+    let mut other_body = body.clone();
+    other_body[30] ^= 1;
+    for header in &mut forged {
+        if header.0 == "content-digest" {
+            header.1 = httpsig::content_digest(&other_body);
+        }
+    }
+    let (status, value) = send(&f.state, "POST", "/v1/records", &forged, other_body).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:bad-signature")
+    );
+    // Expired: created ten minutes ago.
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs()
+        - 600;
+    let stale = httpsig::sign(
+        &officer.identity,
+        "POST",
+        "/v1/records",
+        None,
+        &body,
+        created,
+        "stale-nonce-0123456789",
+    );
+    let (status, value) = send(&f.state, "POST", "/v1/records", &stale, body.clone()).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:signature-expired")
+    );
+    // Malformed JSON and unknown fields.
+    for bad in [b"{not json".to_vec(), br#"{"records":[],"extra":1}"#.to_vec()] {
+        let headers = sign_request(&officer.identity, "POST", "/v1/records", &bad);
+        let (status, value) = send(&f.state, "POST", "/v1/records", &headers, bad).await;
+        assert_eq!(
+            (status, problem(&value)),
+            (StatusCode::BAD_REQUEST, "urn:caseledger:problem:bad-request")
+        );
+    }
+    // Too large.
+    let huge = vec![b' '; 9 * 1024];
+    let headers = sign_request(&officer.identity, "POST", "/v1/records", &huge);
+    let (status, value) = send(&f.state, "POST", "/v1/records", &headers, huge).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "urn:caseledger:problem:payload-too-large"
+        )
+    );
+    assert_eq!(f.state.ledger.size(), size, "nothing was written");
+
+    // A replayed request: the first is accepted, the same signed request again is refused.
+    let headers = sign_request(&officer.identity, "POST", "/v1/records", &body);
+    let (status, _) = send(&f.state, "POST", "/v1/records", &headers, body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, value) = send(&f.state, "POST", "/v1/records", &headers, body).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:replay")
+    );
+}
+
+#[tokio::test]
+async fn rules_answer_with_their_names_and_roles_with_wrong_role() {
+    let f = fixture(256 * 1024);
+    let officer = &f.staff.officers[0];
+    let case = CaseRecords::new(&f.staff, officer, CASE);
+    write(&f.state, &officer.identity, &[case.open(1)]).await;
+    let size = f.state.ledger.size();
+    // An officer recording a receipt: wrong role.
+    let mut receipt: ReceiptRecorded = serde_json::from_slice(&case.receipt("BANK-1", 100).payload).expect("json");
+    receipt.request_id = "officer-receipt".into();
+    let record = sign(KIND_RECEIPT_RECORDED, &receipt, &officer.identity);
+    let (status, value) = write(&f.state, &officer.identity, &[record]).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::FORBIDDEN, "urn:caseledger:problem:wrong-role")
+    );
+    // Negative, fractional and huge amounts.
+    for amount in ["-5", "1.5", "100000000000000000000", "0"] {
+        let text = String::from_utf8(case.receipt("BANK-2", 100).payload)
+            .expect("utf8")
+            .replace("\"amount_fen\":100", &format!("\"amount_fen\":{amount}"));
+        let record = Record::sign(KIND_RECEIPT_RECORDED, text.into_bytes(), &f.staff.finance.identity);
+        let (status, value) = write(&f.state, &f.staff.finance.identity, &[record]).await;
+        assert_eq!(
+            (status, problem(&value)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "urn:caseledger:problem:rule-violated"),
+            "{amount}"
+        );
+        assert!(
+            ["payload", "amount"].contains(&value["rule"].as_str().expect("rule")),
+            "{value}"
+        );
+    }
+    // A record signed by someone else than the request's signer is refused.
+    let record = case.receipt("BANK-3", 100);
+    let (status, value) = write(&f.state, &officer.identity, &[record]).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "urn:caseledger:problem:rule-violated")
+    );
+    assert_eq!(value["rule"], "signature");
+    assert_eq!(f.state.ledger.size(), size, "nothing was written");
+}
+
+#[tokio::test]
+async fn a_revoked_key_is_refused_at_the_door() {
+    let f = fixture(256 * 1024);
+    let revoke = caseledger_ledger::record::KeyRevoked {
+        key_id: f.staff.bureau_head.identity.public_key().key_id().to_hex(),
+        reason: "transferred to another court".into(),
+    };
+    let record = sign(
+        caseledger_ledger::record::KIND_KEY_REVOKED,
+        &revoke,
+        &f.staff.administrator.identity,
+    );
+    let (status, body) = write(&f.state, &f.staff.administrator.identity, &[record]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, value) = read(&f.state, &f.staff.bureau_head.identity, "/v1/steps/pending").await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:revoked-key")
+    );
+}
