@@ -308,3 +308,35 @@ async fn a_revoked_key_is_refused_at_the_door() {
         (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:revoked-key")
     );
 }
+
+#[tokio::test]
+async fn auditors_run_the_audit_on_the_live_ledger_and_export_entries() {
+    let f = fixture(256 * 1024);
+    let auditor = Person::new([61; 32], "auditor-1", "纪检监察", Role::Auditor, "13800000061");
+    let (status, body) = write(
+        &f.state,
+        &f.staff.administrator.identity,
+        &[auditor.enrolment(&f.staff.administrator.identity)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, report) = read(&f.state, &auditor.identity, "/v1/audit").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["entries"].as_u64(), Some(f.state.ledger.size()));
+    let (status, value) = read(&f.state, &f.staff.officers[0].identity, "/v1/audit").await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::FORBIDDEN, "urn:caseledger:problem:wrong-role")
+    );
+    let (status, entries) = read(&f.state, &auditor.identity, "/v1/export?from=2&limit=3").await;
+    assert_eq!(status, StatusCode::OK);
+    let entries = entries.as_array().expect("array");
+    assert_eq!(entries.len(), 3);
+    let bytes = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        entries[0].as_str().expect("b64"),
+    )
+    .expect("base64");
+    assert_eq!(caseledger_ledger::entry::Entry::decode(&bytes).expect("entry").seq, 2);
+}

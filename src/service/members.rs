@@ -291,3 +291,69 @@ pub(super) async fn receipts_due(
     authenticate(&state, &method, &uri, &headers, &[])?;
     Ok(Json(state.ledger.receipts_due(unix_now() * 1000)?))
 }
+
+/// Runs the full audit (as `caseledger verify`) on a snapshot of the live
+/// ledger. Auditors and administrators only.
+#[utoipa::path(get, path = "/v1/audit", responses(
+    (status = OK, content_type = "application/json"),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+    (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn audit(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<caseledger_ledger::audit::AuditReport>, ApiError> {
+    let (_, info) = authenticate(&state, &method, &uri, &headers, &[])?;
+    require_auditor(&info)?;
+    let ledger = state.ledger.clone();
+    let report = tokio::task::spawn_blocking(move || ledger.audit_live(2))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(report))
+}
+
+fn require_auditor(info: &KeyInfo) -> Result<(), ApiError> {
+    let role = info.member.as_ref().map(|m| m.role);
+    if info.administrator || role == Some(Role::Auditor) {
+        return Ok(());
+    }
+    Err(ApiError::RuleViolated {
+        rule: "role".into(),
+        detail: "only auditors and administrators read everything".into(),
+    })
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExportQuery {
+    /// First sequence number.
+    from: u64,
+    /// Most entries to return (at most 10,000).
+    limit: Option<u64>,
+}
+
+/// Entries from a seq, as stored (base64), for export. Auditors and administrators only.
+#[utoipa::path(get, path = "/v1/export", params(ExportQuery), responses(
+    (status = OK, content_type = "application/json"),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+    (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn export(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    let (_, info) = authenticate(&state, &method, &uri, &headers, &[])?;
+    require_auditor(&info)?;
+    let axum::extract::Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = query.limit.unwrap_or(1000).min(10_000);
+    let end = state.ledger.size().min(query.from.saturating_add(limit));
+    let entries = (query.from..end)
+        .map(|seq| state.ledger.entry_bytes(seq).map(|b| BASE64.encode(b)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(entries))
+}

@@ -31,6 +31,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(super::members::case_view))
         .routes(routes!(super::members::pending_steps))
         .routes(routes!(super::members::receipts_due))
+        .routes(routes!(super::members::audit))
+        .routes(routes!(super::members::export))
 }
 
 /// The process is up.

@@ -685,6 +685,28 @@ impl Ledger {
         Ok(out)
     }
 
+    /// Audits a consistent snapshot of a ledger that may be written to
+    /// meanwhile: RocksDB makes a checkpoint (hard links) in the ledger
+    /// folder, the audit runs on it read-only, and the copy is removed.
+    pub fn audit_live(&self, threads: usize) -> Result<AuditReport> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let copy = self
+            .shared
+            .path
+            .join(format!("audit-snapshot-{}-{n}", std::process::id()));
+        let result = (|| {
+            std::fs::create_dir_all(&copy).map_err(|e| Error::Storage(format!("{}: {e}", copy.display())))?;
+            rocksdb::checkpoint::Checkpoint::new(&self.shared.db)
+                .and_then(|c| c.create_checkpoint(copy.join(DB_DIR)))
+                .map_err(storage)?;
+            let snapshot = Ledger::open_read_only(&copy)?;
+            snapshot.audit(Some(self.shared.node_key), threads, &|_| {})
+        })();
+        let _ = std::fs::remove_dir_all(&copy);
+        result
+    }
+
     /// Stops the writer after it has committed everything queued.
     pub fn close(mut self) -> Result<()> {
         match self.writer.take() {
