@@ -46,6 +46,8 @@ enum Command {
     Proof(crate::inspect::ProofArgs),
     /// Check a proof bundle without any database.
     VerifyProof(crate::inspect::VerifyProofArgs),
+    /// Check an applicant's bundle offline and say in words what it proves.
+    VerifyBundle(crate::inspect::VerifyBundleArgs),
     /// Generate an Ed25519 key pair: FILE (private, mode 0600) and FILE.pub.
     Keygen {
         /// Path of the private key file to create.
@@ -83,6 +85,7 @@ impl Cli {
             Command::Verify(args) => crate::inspect::verify(&args),
             Command::Proof(args) => crate::inspect::proof(&args),
             Command::VerifyProof(args) => crate::inspect::verify_proof(&args),
+            Command::VerifyBundle(args) => crate::inspect::verify_bundle(&args),
             Command::Keygen { out } => keygen(&out),
         }
     }

@@ -302,6 +302,18 @@ impl<'a> CaseRecords<'a> {
             .collect()
     }
 
+    /// A verification code for applicant `n`, and the record issuing it.
+    pub fn applicant_code(&self, applicant: u32) -> (String, Record) {
+        let code = hex::encode(rand::random::<[u8; APPLICANT_CODE_BYTES]>());
+        let payload = ApplicantCodeIssued {
+            request_id: format!("code-{}", &code[..16]),
+            case_number: self.case_number.clone(),
+            applicant_id: format!("applicant-{applicant}"),
+            code_hash: applicant_code_hash(&code),
+        };
+        (code, sign(KIND_APPLICANT_CODE_ISSUED, &payload, &self.officer.identity))
+    }
+
     pub fn payment(&self, disbursement_id: &str, reference: &str, account_id: &str, amount_fen: u64) -> Record {
         let payload = DisbursementPaid {
             request_id: format!("pay-{disbursement_id}-{reference}"),

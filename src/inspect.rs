@@ -114,6 +114,37 @@ pub fn proof(args: &ProofArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Debug, clap::Args)]
+pub struct VerifyBundleArgs {
+    /// Applicant bundle JSON (the `bundle` of GET /v1/verify/{code}, or the whole response).
+    file: PathBuf,
+    /// The ledger's node public key.
+    #[arg(long)]
+    key: PathBuf,
+}
+
+pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<ExitCode> {
+    let node_key = files::read_public_key(&args.key).with_context(|| format!("reading {}", args.key.display()))?;
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).context("the file is not JSON")?;
+    let bundle_value = value.get("bundle").cloned().unwrap_or(value);
+    let bundle: caseledger_ledger::bundle::ApplicantBundle =
+        serde_json::from_value(bundle_value).context("the file is not an applicant bundle")?;
+    match bundle.verify(&node_key) {
+        Ok(statements) => {
+            println!("OK: the bundle verifies. It proves:");
+            for statement in statements {
+                println!("- {statement}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(reason) => {
+            println!("FAILED: {reason}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 pub fn verify_proof(args: &VerifyProofArgs) -> anyhow::Result<ExitCode> {
     let node_key = files::read_public_key(&args.key).with_context(|| format!("reading {}", args.key.display()))?;
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;

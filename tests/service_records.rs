@@ -340,3 +340,134 @@ async fn auditors_run_the_audit_on_the_live_ledger_and_export_entries() {
     .expect("base64");
     assert_eq!(caseledger_ledger::entry::Entry::decode(&bytes).expect("entry").seq, 2);
 }
+
+#[tokio::test]
+async fn an_applicant_verifies_their_disbursement_with_the_code_alone() {
+    let f = fixture(256 * 1024);
+    let officer = &f.staff.officers[0];
+    let case = CaseRecords::new(&f.staff, officer, CASE);
+    let (code, issue) = case.applicant_code(1);
+    let (status, body) = write(
+        &f.state,
+        &officer.identity,
+        &[
+            case.open(2),
+            case.account("acct-1", 1, "6222000011113445"),
+            case.confirm("acct-1"),
+            issue,
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    write(
+        &f.state,
+        &f.staff.finance.identity,
+        &[case.receipt("BANK-1", 5_000_000)],
+    )
+    .await;
+    write(&f.state, &officer.identity, &[case.request("d-1", "acct-1", 4_000_000)]).await;
+    for (step, role, person) in [
+        (1, Role::BureauHead, &f.staff.bureau_head),
+        (2, Role::Finance, &f.staff.finance),
+    ] {
+        let approval = case.approval(
+            common::ORIGIN,
+            "d-1",
+            "acct-1",
+            4_000_000,
+            step,
+            role,
+            Decision::Approve,
+            person,
+        );
+        write(&f.state, &person.identity, &[approval]).await;
+    }
+    write(
+        &f.state,
+        &f.staff.finance.identity,
+        &[case.payment("d-1", "PAY-1", "acct-1", 4_000_000)],
+    )
+    .await;
+
+    let response = app(f.state.clone())
+        .oneshot(
+            Request::get(format!("/v1/verify/{code}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let value: Value = serde_json::from_slice(&bytes).expect("json");
+    let statements = value["statements"].as_array().expect("statements");
+    let words: Vec<&str> = statements.iter().map(|s| s.as_str().expect("text")).collect();
+    assert!(
+        words
+            .iter()
+            .any(|w| w.contains("¥40,000.00") && w.contains("****3445") && w.contains("paid")),
+        "{words:?}"
+    );
+
+    // Offline, with only the node key: the bundle verifies; altered, it does not.
+    let bundle: caseledger_ledger::bundle::ApplicantBundle =
+        serde_json::from_value(value["bundle"].clone()).expect("bundle");
+    let node = f.state.ledger.node_key();
+    bundle.verify(&node).expect("verifies offline");
+    let mut tampered = bundle.clone();
+    let last = tampered.entries.len() - 1;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut bytes = base64::Engine::decode(&engine, &tampered.entries[last].entry).expect("base64");
+    bytes[100] ^= 1;
+    tampered.entries[last].entry = base64::Engine::encode(&engine, bytes);
+    assert!(
+        tampered.verify(&node).is_err(),
+        "a changed entry is not in the checkpointed ledger"
+    );
+    let mut wrong_payee = bundle.clone();
+    wrong_payee.applicant_id = "applicant-2".into();
+    assert!(wrong_payee.verify(&node).is_err());
+    assert!(
+        bundle.verify(&Identity::from_seed([3; 32]).public_key()).is_err(),
+        "another node key"
+    );
+
+    // The command-line check an applicant runs, with the node's public key file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bundle.json");
+    let key = dir.path().join("node.pub");
+    std::fs::write(&file, &bytes).expect("write bundle");
+    caseledger_keys::files::write_public_key(&key, &node).expect("write key");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args([
+            "verify-bundle",
+            file.to_str().expect("utf8"),
+            "--key",
+            key.to_str().expect("utf8"),
+        ])
+        .output()
+        .expect("run verify-bundle");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("¥40,000.00"));
+    std::fs::write(&file, serde_json::to_vec(&tampered).expect("json")).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args([
+            "verify-bundle",
+            file.to_str().expect("utf8"),
+            "--key",
+            key.to_str().expect("utf8"),
+        ])
+        .output()
+        .expect("run verify-bundle");
+    assert_eq!(out.status.code(), Some(1));
+
+    let unknown = app(f.state.clone())
+        .oneshot(
+            Request::get("/v1/verify/00112233445566778899aabbccddeeff")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}

@@ -156,7 +156,10 @@ async fn the_openapi_document_lists_every_route_and_every_listed_route_answers()
         let uri = match path.as_str() {
             "/v1/proofs/inclusion" => format!("{path}?seq=1&size=2"),
             "/v1/proofs/consistency" => format!("{path}?first=1&second=2"),
-            _ => path.replace("{seq}", "1").replace("{case_number}", "x"),
+            _ => path
+                .replace("{seq}", "1")
+                .replace("{case_number}", "x")
+                .replace("{code}", "abc"),
         };
         let method = document["paths"][path.as_str()]
             .as_object()

@@ -107,3 +107,327 @@ impl ProofBundle {
         })
     }
 }
+
+/// Value of [`ApplicantBundle::format`].
+pub const APPLICANT_BUNDLE_FORMAT: &str = "caseledger-applicant-bundle/v1";
+
+/// One entry with its inclusion proof against the bundle's checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvenEntry {
+    pub seq: u64,
+    /// Entry bytes as stored and hashed, base64.
+    pub entry: String,
+    pub inclusion_proof: Vec<String>,
+}
+
+/// What an applicant gets with their verification code: every entry of
+/// their disbursements, the entries that register the keys that signed
+/// them, all proven against one node-signed checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicantBundle {
+    pub format: String,
+    pub case_number: String,
+    pub applicant_id: String,
+    pub disbursement_ids: Vec<String>,
+    pub tree_size: u64,
+    pub checkpoint: String,
+    pub entries: Vec<ProvenEntry>,
+}
+
+/// `¥40,000.00` from fen.
+pub fn yuan(fen: u64) -> String {
+    let whole = (fen / 100).to_string();
+    let mut grouped = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("¥{grouped}.{:02}", fen % 100)
+}
+
+impl ApplicantBundle {
+    /// Checks everything offline with the node's public key and returns, in
+    /// words, what the bundle proves.
+    pub fn verify(&self, node_key: &PublicKey) -> Result<Vec<String>, String> {
+        if self.format != APPLICANT_BUNDLE_FORMAT {
+            return Err(format!("unknown bundle format {:?}", self.format));
+        }
+        let origin = Checkpoint::origin_of(&self.checkpoint).ok_or("checkpoint has no origin line")?;
+        let verifier = note::Verifier::new(origin, *node_key).map_err(|e| e.to_string())?;
+        let checkpoint = Checkpoint::open(&self.checkpoint, &verifier).map_err(|e| e.to_string())?;
+        if checkpoint.size != self.tree_size {
+            return Err("the checkpoint is not for the bundle's tree size".into());
+        }
+        let mut entries = std::collections::BTreeMap::new();
+        for proven in &self.entries {
+            let bytes = BASE64
+                .decode(&proven.entry)
+                .map_err(|e| format!("entry {}: {e}", proven.seq))?;
+            let entry = Entry::decode(&bytes).map_err(|e| format!("entry {}: {e}", proven.seq))?;
+            let proof = proven
+                .inclusion_proof
+                .iter()
+                .map(|h| decode_hash(h))
+                .collect::<Result<Vec<_>, _>>()?;
+            if entry.seq != proven.seq {
+                return Err(format!("entry {} claims to be {}", proven.seq, entry.seq));
+            }
+            merkle::verify_inclusion(
+                &Entry::hash_of(&bytes),
+                entry.seq,
+                checkpoint.size,
+                &proof,
+                &checkpoint.root,
+            )
+            .map_err(|e| format!("entry {} is not in the checkpointed ledger: {e}", entry.seq))?;
+            entries.insert(entry.seq, entry);
+        }
+        let mut words = vec![format!(
+            "All {} entries below are in ledger {:?} as of its checkpoint of {} entries, signed by its node key.",
+            entries.len(),
+            checkpoint.origin,
+            checkpoint.size
+        )];
+        let keys = applicant::signing_keys(&entries)?;
+        words.extend(applicant::check_case(self, &entries, &keys, &checkpoint.origin)?);
+        Ok(words)
+    }
+}
+
+mod applicant {
+    //! The checks behind [`super::ApplicantBundle::verify`].
+
+    use std::collections::{BTreeMap, HashMap};
+
+    use caseledger_keys::{KeyId, PublicKey};
+
+    use super::{yuan, ApplicantBundle};
+    use crate::entry::{Entry, Record};
+    use crate::funds::model::*;
+    use crate::record::{self, Genesis, KeyRegistered, KeyRotated};
+
+    /// A key the bundle proves was registered, and for whom.
+    pub(super) struct Signer {
+        pub key: PublicKey,
+        pub name: String,
+        pub member: Option<Member>,
+        pub administrator: bool,
+    }
+
+    fn verified(entry: &Entry, keys: &HashMap<KeyId, Signer>) -> Result<(), String> {
+        let signer = keys
+            .get(&entry.record.signer)
+            .ok_or_else(|| format!("entry {} is signed by a key the bundle does not register", entry.seq))?;
+        entry
+            .record
+            .verify(&signer.key)
+            .map_err(|_| format!("entry {}: the signature does not verify", entry.seq))
+    }
+
+    /// Keys registered by the bundle's genesis and key entries, each
+    /// registration checked against an administrator known before it.
+    pub(super) fn signing_keys(entries: &BTreeMap<u64, Entry>) -> Result<HashMap<KeyId, Signer>, String> {
+        let mut keys: HashMap<KeyId, Signer> = HashMap::new();
+        for entry in entries.values() {
+            let payload = &entry.record.payload;
+            match entry.record.kind {
+                record::KIND_GENESIS => {
+                    let genesis: Genesis = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+                    for admin in genesis.administrators {
+                        let key = admin.public_key.key()?;
+                        keys.insert(
+                            key.key_id(),
+                            Signer {
+                                key,
+                                name: admin.name,
+                                member: None,
+                                administrator: true,
+                            },
+                        );
+                    }
+                }
+                record::KIND_KEY_REGISTERED | record::KIND_KEY_ROTATED => {
+                    let admin = keys.get(&entry.record.signer).filter(|s| s.administrator);
+                    if admin.is_none() {
+                        return Err(format!(
+                            "key entry {} is not signed by a known administrator",
+                            entry.seq
+                        ));
+                    }
+                    verified(entry, &keys)?;
+                    if entry.record.kind == record::KIND_KEY_REGISTERED {
+                        let registered: KeyRegistered = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+                        let key = registered.public_key.key()?;
+                        let signer = Signer {
+                            key,
+                            name: registered.name,
+                            member: registered.member,
+                            administrator: registered.administrator,
+                        };
+                        keys.insert(key.key_id(), signer);
+                    } else {
+                        let rotated: KeyRotated = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+                        let old = KeyId::from_hex(&rotated.key_id).map_err(|e| e.to_string())?;
+                        let old = keys
+                            .get(&old)
+                            .ok_or("a rotation of a key the bundle does not register")?;
+                        let key = rotated.public_key.key()?;
+                        let signer = Signer {
+                            key,
+                            name: old.name.clone(),
+                            member: old.member.clone(),
+                            administrator: old.administrator,
+                        };
+                        keys.insert(key.key_id(), signer);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(keys)
+    }
+
+    fn payload<T: serde::de::DeserializeOwned>(entry: &Entry) -> Result<T, String> {
+        serde_json::from_slice(&entry.record.payload).map_err(|e| format!("entry {}: {e}", entry.seq))
+    }
+
+    fn of_kind(entries: &BTreeMap<u64, Entry>, kind: u16) -> impl Iterator<Item = &Entry> {
+        entries.values().filter(move |e| e.record.kind == kind)
+    }
+
+    fn member<'k>(keys: &'k HashMap<KeyId, Signer>, record: &Record) -> Result<(&'k Signer, &'k Member), String> {
+        let signer = keys.get(&record.signer).ok_or("unknown signer")?;
+        let member = signer.member.as_ref().ok_or("the signer is not a court member")?;
+        Ok((signer, member))
+    }
+
+    pub(super) fn check_case(
+        bundle: &ApplicantBundle,
+        entries: &BTreeMap<u64, Entry>,
+        keys: &HashMap<KeyId, Signer>,
+        origin: &str,
+    ) -> Result<Vec<String>, String> {
+        for entry in entries.values().filter(|e| crate::funds::is_funds_kind(e.record.kind)) {
+            verified(entry, keys)?;
+        }
+        let opened = of_kind(entries, KIND_CASE_OPENED)
+            .map(payload::<CaseOpened>)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .find(|c| c.case_number == bundle.case_number)
+            .ok_or("the bundle does not contain the case's filing")?;
+        let applicant = opened
+            .applicants
+            .iter()
+            .find(|a| a.applicant_id == bundle.applicant_id)
+            .ok_or("the applicant is not an applicant of the case")?;
+        let mut words = vec![format!(
+            "Case {} was filed with {} as an applicant.",
+            opened.case_number, applicant.name
+        )];
+        let accounts: Vec<AccountRegistered> = of_kind(entries, KIND_ACCOUNT_REGISTERED)
+            .map(payload)
+            .collect::<Result<_, _>>()?;
+        for id in &bundle.disbursement_ids {
+            words.push(check_disbursement(id, entries, keys, origin, &accounts, applicant)?);
+        }
+        Ok(words)
+    }
+
+    fn check_disbursement(
+        id: &str,
+        entries: &BTreeMap<u64, Entry>,
+        keys: &HashMap<KeyId, Signer>,
+        origin: &str,
+        accounts: &[AccountRegistered],
+        applicant: &Applicant,
+    ) -> Result<String, String> {
+        let (request_entry, request) = of_kind(entries, KIND_DISBURSEMENT_REQUESTED)
+            .map(|e| payload::<DisbursementRequested>(e).map(|p| (e, p)))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .find(|(_, r)| r.disbursement_id == id)
+            .ok_or_else(|| format!("the request of disbursement {id} is missing"))?;
+        let account = accounts
+            .iter()
+            .find(|a| a.account_id == request.account_id)
+            .ok_or("the payee account's registration is missing")?;
+        if account.applicant_id != applicant.applicant_id || account.account_name != applicant.name {
+            return Err(format!("disbursement {id} does not pay an account of this applicant"));
+        }
+        let (requester, requester_member) = member(keys, &request_entry.record)?;
+        if requester_member.role != Role::Officer {
+            return Err(format!("disbursement {id} was not requested by an officer"));
+        }
+        let mut text = format!(
+            "Disbursement {id}: {} to {} account {} ({}), requested by {} (officer) at entry {}",
+            yuan(request.amount_fen),
+            account.bank,
+            account.account_number_masked,
+            account.account_name,
+            requester.name,
+            request_entry.seq
+        );
+        let mut signers = vec![requester_member.member_id.clone()];
+        let steps: Vec<(&Entry, ApprovalSigned)> = of_kind(entries, KIND_APPROVAL_SIGNED)
+            .map(|e| payload::<ApprovalSigned>(e).map(|p| (e, p)))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|(_, s)| s.disbursement_id == id)
+            .collect();
+        for (n, (entry, statement)) in steps.iter().enumerate() {
+            let (signer, member) = member(keys, &entry.record)?;
+            let matches = statement.origin == origin
+                && statement.amount_fen == request.amount_fen
+                && statement.account_id == request.account_id
+                && statement.case_number == request.case_number
+                && statement.step == n as u32 + 1
+                && statement.role == member.role;
+            if !matches || signers.contains(&member.member_id) {
+                return Err(format!(
+                    "approval at entry {} does not match the request, its step or its signer",
+                    entry.seq
+                ));
+            }
+            signers.push(member.member_id.clone());
+            let verb = if statement.decision == Decision::Approve {
+                "approved"
+            } else {
+                "REJECTED"
+            };
+            text.push_str(&format!(
+                ", {verb} by {} ({}) as step {} at entry {}",
+                signer.name,
+                member.role.as_str(),
+                statement.step,
+                entry.seq
+            ));
+        }
+        for entry in of_kind(entries, KIND_DISBURSEMENT_PAID) {
+            let paid: DisbursementPaid = payload(entry)?;
+            if paid.disbursement_id != id {
+                continue;
+            }
+            let (_, member) = member(keys, &entry.record)?;
+            if member.role != Role::Finance
+                || paid.amount_fen != request.amount_fen
+                || paid.account_id != request.account_id
+            {
+                return Err(format!(
+                    "payment at entry {} does not match the approved disbursement",
+                    entry.seq
+                ));
+            }
+            text.push_str(&format!(
+                ", paid by finance at entry {} with bank reference {}",
+                entry.seq, paid.bank_reference
+            ));
+        }
+        text.push('.');
+        Ok(text)
+    }
+}

@@ -357,3 +357,37 @@ pub(super) async fn export(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(entries))
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct VerifyResponse {
+    /// What the bundle proves, in words (check it yourself offline with
+    /// `caseledger verify-bundle FILE --key NODEPUB`).
+    pub statements: Vec<String>,
+    /// The applicant bundle (format `caseledger-applicant-bundle/v1`).
+    #[schema(value_type = Object)]
+    pub bundle: caseledger_ledger::bundle::ApplicantBundle,
+}
+
+/// For applicants: the proof bundle of their disbursements, by the
+/// verification code they received by SMS. No account, no key.
+#[utoipa::path(get, path = "/v1/verify/{code}", params(("code" = String, Path)), responses(
+    (status = OK, body = VerifyResponse),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn verify_code(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    if code.len() > 64 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ApiError::NotFound("unknown verification code".into()));
+    }
+    let ledger = state.ledger.clone();
+    let bundle = tokio::task::spawn_blocking(move || ledger.applicant_bundle(&code))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??
+        .ok_or_else(|| ApiError::NotFound("unknown verification code".into()))?;
+    let statements = bundle
+        .verify(&state.ledger.node_key())
+        .map_err(|e| ApiError::Internal(format!("a bundle we built does not verify: {e}")))?;
+    Ok(Json(VerifyResponse { statements, bundle }))
+}

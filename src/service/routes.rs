@@ -33,6 +33,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(super::members::receipts_due))
         .routes(routes!(super::members::audit))
         .routes(routes!(super::members::export))
+        .routes(routes!(super::members::verify_code))
 }
 
 /// The process is up.

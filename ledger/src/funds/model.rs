@@ -22,6 +22,9 @@ pub const KIND_DISBURSEMENT_PAID: u16 = 0x0142;
 pub const KIND_PAYMENT_RETURNED: u16 = 0x0143;
 pub const KIND_DISBURSEMENT_CANCELLED: u16 = 0x0144;
 pub const KIND_DELAY_APPROVED: u16 = 0x0150;
+/// A verification code for an applicant: only its hash enters the ledger.
+pub const KIND_APPLICANT_CODE_ISSUED: u16 = 0x0160;
+pub const KIND_APPLICANT_CODE_REVOKED: u16 = 0x0161;
 
 /// Largest amount of one record before any policy is in force: ¥100 million.
 pub const AMOUNT_FEN_MAX_DEFAULT: u64 = 10_000_000_000;
@@ -46,6 +49,8 @@ pub fn kind_name(kind: u16) -> Option<&'static str> {
         KIND_PAYMENT_RETURNED => "payment_returned",
         KIND_DISBURSEMENT_CANCELLED => "disbursement_cancelled",
         KIND_DELAY_APPROVED => "delay_approved",
+        KIND_APPLICANT_CODE_ISSUED => "applicant_code_issued",
+        KIND_APPLICANT_CODE_REVOKED => "applicant_code_revoked",
         _ => return None,
     })
 }
@@ -277,6 +282,46 @@ pub struct DelayApproved {
     pub new_due_date: String,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicantCodeIssued {
+    pub request_id: String,
+    pub case_number: String,
+    pub applicant_id: String,
+    /// [`applicant_code_hash`] of the code, hex.
+    pub code_hash: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicantCodeRevoked {
+    pub request_id: String,
+    pub code_hash: String,
+}
+
+/// Domain-separation prefix of applicant code hashes.
+pub const APPLICANT_CODE_CONTEXT: &str = "caseledger/v1/applicant-code";
+/// Random bytes in an applicant code (128 bits).
+pub const APPLICANT_CODE_BYTES: usize = 16;
+
+/// Hex SHA-256 of `APPLICANT_CODE_CONTEXT || 0x00 || code`.
+pub fn applicant_code_hash(code: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(APPLICANT_CODE_CONTEXT.as_bytes());
+    hasher.update([0]);
+    hasher.update(code.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplicantCodeState {
+    pub case_number: String,
+    pub applicant_id: String,
+    pub issued_seq: u64,
+    pub revoked_seq: Option<u64>,
+}
+
 // ---- derived objects ----
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -377,6 +422,10 @@ pub struct DisbursementState {
     pub status: DisbursementStatus,
     pub requested_seq: u64,
     pub payment_reference: Option<String>,
+    /// Seqs of the payment, return and cancellation entries, when any.
+    pub paid_seq: Option<u64>,
+    pub returned_seq: Option<u64>,
+    pub cancelled_seq: Option<u64>,
 }
 
 impl DisbursementState {

@@ -24,10 +24,12 @@ pub(super) fn apply(objects: &mut Objects, context: &Context, record: &Record, s
         KIND_RECEIPT_CLAIMED => receipt_claimed(objects, context, parse(record)?, signer),
         KIND_DISBURSEMENT_REQUESTED => disbursement_requested(objects, context, parse(record)?, signer),
         KIND_APPROVAL_SIGNED => approval_signed(objects, context, parse(record)?, signer),
-        KIND_DISBURSEMENT_PAID => disbursement_paid(objects, parse(record)?, signer),
-        KIND_PAYMENT_RETURNED => payment_returned(objects, parse(record)?, signer),
-        KIND_DISBURSEMENT_CANCELLED => disbursement_cancelled(objects, parse(record)?, signer),
+        KIND_DISBURSEMENT_PAID => disbursement_paid(objects, context, parse(record)?, signer),
+        KIND_PAYMENT_RETURNED => payment_returned(objects, context, parse(record)?, signer),
+        KIND_DISBURSEMENT_CANCELLED => disbursement_cancelled(objects, context, parse(record)?, signer),
         KIND_DELAY_APPROVED => delay_approved(objects, parse(record)?, signer),
+        KIND_APPLICANT_CODE_ISSUED => code_issued(objects, context, parse(record)?, signer),
+        KIND_APPLICANT_CODE_REVOKED => code_revoked(objects, context, parse(record)?, signer),
         other => Err(rule("payload", format!("unknown record kind {other:#06x}"))),
     }
 }
@@ -389,6 +391,9 @@ fn disbursement_requested(
         status: DisbursementStatus::Pending,
         requested_seq: context.seq,
         payment_reference: None,
+        paid_seq: None,
+        returned_seq: None,
+        cancelled_seq: None,
     };
     objects.mark(pending_key(state.chain[0], &state.disbursement_id));
     objects.put(disbursement_key(&state.disbursement_id), &state);
@@ -481,7 +486,7 @@ fn approval_signed(objects: &mut Objects, context: &Context, statement: Approval
     Ok(Outcome::New)
 }
 
-fn disbursement_paid(objects: &mut Objects, paid: DisbursementPaid, signer: &KeyInfo) -> Rules {
+fn disbursement_paid(objects: &mut Objects, context: &Context, paid: DisbursementPaid, signer: &KeyInfo) -> Rules {
     require_role(signer, &[Role::Finance], "paying a disbursement")?;
     check_id("bank_reference", &paid.bank_reference)?;
     let key = disbursement_key(&paid.disbursement_id);
@@ -518,11 +523,12 @@ fn disbursement_paid(objects: &mut Objects, paid: DisbursementPaid, signer: &Key
     objects.put(payment_key, &disbursement.disbursement_id);
     disbursement.status = DisbursementStatus::Paid;
     disbursement.payment_reference = Some(paid.bank_reference);
+    disbursement.paid_seq = Some(context.seq);
     objects.put(key, &disbursement);
     Ok(Outcome::New)
 }
 
-fn payment_returned(objects: &mut Objects, returned: PaymentReturned, signer: &KeyInfo) -> Rules {
+fn payment_returned(objects: &mut Objects, context: &Context, returned: PaymentReturned, signer: &KeyInfo) -> Rules {
     require_role(signer, &[Role::Finance], "recording a returned payment")?;
     check_text("reason", &returned.reason)?;
     let key = disbursement_key(&returned.disbursement_id);
@@ -543,11 +549,17 @@ fn payment_returned(objects: &mut Objects, returned: PaymentReturned, signer: &K
     totals.returns_fen += disbursement.amount_fen;
     objects.put(TOTALS_KEY.to_owned(), &totals);
     disbursement.status = DisbursementStatus::Returned;
+    disbursement.returned_seq = Some(context.seq);
     objects.put(key, &disbursement);
     Ok(Outcome::New)
 }
 
-fn disbursement_cancelled(objects: &mut Objects, cancelled: DisbursementCancelled, signer: &KeyInfo) -> Rules {
+fn disbursement_cancelled(
+    objects: &mut Objects,
+    context: &Context,
+    cancelled: DisbursementCancelled,
+    signer: &KeyInfo,
+) -> Rules {
     check_text("reason", &cancelled.reason)?;
     let key = disbursement_key(&cancelled.disbursement_id);
     let mut disbursement: DisbursementState = objects.need(&key, "unknown_disbursement", "the disbursement")?;
@@ -571,6 +583,7 @@ fn disbursement_cancelled(objects: &mut Objects, cancelled: DisbursementCancelle
         objects.delete(pending_key(role, &disbursement.disbursement_id));
     }
     disbursement.status = DisbursementStatus::Cancelled;
+    disbursement.cancelled_seq = Some(context.seq);
     release(objects, &disbursement)?;
     objects.put(key, &disbursement);
     Ok(Outcome::New)
@@ -593,5 +606,62 @@ fn delay_approved(objects: &mut Objects, delay: DelayApproved, signer: &KeyInfo)
     receipt.due_ms = due_ms;
     receipt.delayed = true;
     objects.put(receipt_key(&delay.bank_reference), &receipt);
+    Ok(Outcome::New)
+}
+
+fn code_key(hash: &str) -> String {
+    format!("code/{hash}")
+}
+
+fn check_code_hash(hash: &str) -> Result<(), RuleError> {
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        return Err(rule("payload", "code_hash must be 64 lower-case hex digits"));
+    }
+    Ok(())
+}
+
+fn code_issued(objects: &mut Objects, context: &Context, issued: ApplicantCodeIssued, signer: &KeyInfo) -> Rules {
+    check_code_hash(&issued.code_hash)?;
+    let case: CaseState = objects.need(&case_key(&issued.case_number), "unknown_case", "the case")?;
+    require_case_officer(&case, signer, "issuing an applicant's verification code")?;
+    if !case.applicants.iter().any(|a| a.applicant_id == issued.applicant_id) {
+        return Err(rule(
+            "payee",
+            format!("{} is not an applicant of {}", issued.applicant_id, case.case_number),
+        ));
+    }
+    if objects
+        .get::<ApplicantCodeState>(&code_key(&issued.code_hash))?
+        .is_some()
+    {
+        return Err(rule("duplicate_code", "this code was issued before"));
+    }
+    let state = ApplicantCodeState {
+        case_number: issued.case_number,
+        applicant_id: issued.applicant_id,
+        issued_seq: context.seq,
+        revoked_seq: None,
+    };
+    objects.put(code_key(&issued.code_hash), &state);
+    Ok(Outcome::New)
+}
+
+fn code_revoked(objects: &mut Objects, context: &Context, revoked: ApplicantCodeRevoked, signer: &KeyInfo) -> Rules {
+    let mut code: ApplicantCodeState = objects.need(&code_key(&revoked.code_hash), "unknown_code", "the code")?;
+    let case: CaseState = objects.need(&case_key(&code.case_number), "unknown_case", "the case")?;
+    let member = member_of(signer)?;
+    let allowed =
+        member.role == Role::BureauHead || (member.role == Role::Officer && member.member_id == case.officer_member_id);
+    if !allowed {
+        return Err(rule(
+            "role",
+            "a code is revoked by the case's officer or the bureau head",
+        ));
+    }
+    if code.revoked_seq.is_some() {
+        return Err(rule("status", "the code is already revoked"));
+    }
+    code.revoked_seq = Some(context.seq);
+    objects.put(code_key(&revoked.code_hash), &code);
     Ok(Outcome::New)
 }
