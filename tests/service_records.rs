@@ -417,9 +417,9 @@ async fn an_applicant_verifies_their_disbursement_with_the_code_alone() {
     let mut tampered = bundle.clone();
     let last = tampered.entries.len() - 1;
     let engine = base64::engine::general_purpose::STANDARD;
-    let mut bytes = base64::Engine::decode(&engine, &tampered.entries[last].entry).expect("base64");
-    bytes[100] ^= 1;
-    tampered.entries[last].entry = base64::Engine::encode(&engine, bytes);
+    let mut changed = base64::Engine::decode(&engine, &tampered.entries[last].entry).expect("base64");
+    changed[100] ^= 1;
+    tampered.entries[last].entry = base64::Engine::encode(&engine, changed);
     assert!(
         tampered.verify(&node).is_err(),
         "a changed entry is not in the checkpointed ledger"
