@@ -95,3 +95,137 @@ fn a_second_serve_on_the_same_folder_is_refused() {
     assert!(String::from_utf8_lossy(&second.stderr).contains("already open for writing"));
     assert!(terminate(&mut child).success());
 }
+
+/// Sends a signed write of `records` to a running service.
+fn post_records(
+    agent: &ureq::Agent,
+    address: &str,
+    signer: &caseledger_keys::Identity,
+    records: &[caseledger_ledger::entry::Record],
+) -> (u16, serde_json::Value) {
+    let body = caseledger::service::client::write_body(records);
+    let mut request = agent
+        .post(&format!("{address}/v1/records"))
+        .header("content-type", "application/json");
+    for (name, value) in caseledger::service::client::sign_request(signer, "POST", "/v1/records", &body) {
+        request = request.header(&name, &value);
+    }
+    let mut response = request.send(&body[..]).expect("post");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
+    use caseledger::court::{CaseRecords, Staff};
+    use caseledger_ledger::funds::model::{Decision, Role};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("ledger");
+    // A court set up with `init`, its staff enrolled over HTTP by the administrator.
+    let staff = Staff::from_seed(51);
+    let admin_key = dir.path().join("admin.key");
+    caseledger_keys::files::write_private_key(&admin_key, &staff.administrator.identity).expect("admin key");
+    let init = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["init", "--origin", "wxzy.court.example/case-funds", "--data"])
+        .arg(&data)
+        .arg("--admin-key")
+        .arg(&admin_key)
+        .output()
+        .expect("init");
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let (mut child, address) = start(&data);
+    let agent = agent();
+    let origin = "wxzy.court.example/case-funds";
+    let (status, body) = post_records(&agent, &address, &staff.administrator.identity, &staff.setup_records());
+    assert_eq!(status, 201, "{body}");
+
+    let officer = &staff.officers[0];
+    let case = CaseRecords::new(&staff, officer, "(2026)苏02执8号");
+    let (code, issue) = case.applicant_code(1);
+    let steps: Vec<(&caseledger_keys::Identity, Vec<caseledger_ledger::entry::Record>)> = vec![
+        (
+            &officer.identity,
+            vec![
+                case.open(1),
+                case.account("acct-1", 1, "6222000011119876"),
+                case.confirm("acct-1"),
+                issue,
+            ],
+        ),
+        (&staff.finance.identity, vec![case.receipt("BANK-8", 3_000_000)]),
+        (&officer.identity, vec![case.request("d-8", "acct-1", 2_500_000)]),
+        (
+            &staff.bureau_head.identity,
+            vec![case.approval(
+                origin,
+                "d-8",
+                "acct-1",
+                2_500_000,
+                1,
+                Role::BureauHead,
+                Decision::Approve,
+                &staff.bureau_head,
+            )],
+        ),
+        (
+            &staff.finance.identity,
+            vec![case.approval(
+                origin,
+                "d-8",
+                "acct-1",
+                2_500_000,
+                2,
+                Role::Finance,
+                Decision::Approve,
+                &staff.finance,
+            )],
+        ),
+        (
+            &staff.finance.identity,
+            vec![case.payment("d-8", "PAY-8", "acct-1", 2_500_000)],
+        ),
+    ];
+    for (signer, records) in &steps {
+        let (status, body) = post_records(&agent, &address, signer, records);
+        assert_eq!(status, 201, "{body}");
+    }
+    // The applicant, with the code from the SMS and nothing else.
+    let mut response = agent
+        .get(&format!("{address}/v1/verify/{code}"))
+        .call()
+        .expect("verify");
+    assert_eq!(response.status(), 200);
+    let text = response.body_mut().read_to_string().expect("body");
+    let bundle_file = dir.path().join("bundle.json");
+    std::fs::write(&bundle_file, &text).expect("write bundle");
+    assert!(terminate(&mut child).success());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .arg("verify-bundle")
+        .arg(&bundle_file)
+        .arg("--key")
+        .arg(data.join("node.pub"))
+        .output()
+        .expect("verify-bundle");
+    let words = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{words}");
+    assert!(
+        words.contains("¥25,000.00") && words.contains("****9876") && words.contains("paid by finance"),
+        "{words}"
+    );
+    let verify = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .arg("verify")
+        .arg("--data")
+        .arg(&data)
+        .arg("--json")
+        .output()
+        .expect("verify");
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
