@@ -471,3 +471,29 @@ async fn an_applicant_verifies_their_disbursement_with_the_code_alone() {
         .expect("response");
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn guessing_verification_codes_is_rate_limited() {
+    let f = fixture(256 * 1024);
+    let mut statuses = Vec::new();
+    for n in 0..(caseledger::service::VERIFY_PER_IP_PER_MINUTE + 5) {
+        let response = app(f.state.clone())
+            .oneshot(
+                Request::get(format!("/v1/verify/{n:032x}"))
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        statuses.push(response.status());
+    }
+    let limit = caseledger::service::VERIFY_PER_IP_PER_MINUTE as usize;
+    assert!(
+        statuses[..limit].iter().all(|s| *s == StatusCode::NOT_FOUND),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[limit..].iter().all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+}

@@ -373,11 +373,20 @@ pub struct VerifyResponse {
 #[utoipa::path(get, path = "/v1/verify/{code}", params(("code" = String, Path)), responses(
     (status = OK, body = VerifyResponse),
     (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+    (status = TOO_MANY_REQUESTS, body = Problem, content_type = "application/problem+json"),
 ))]
 pub(super) async fn verify_code(
     State(state): State<AppState>,
     Path(code): Path<String>,
+    extensions: axum::http::Extensions,
 ) -> Result<Json<VerifyResponse>, ApiError> {
+    let client = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+    if state.verify_limiter.check_key(&client).is_err() {
+        metrics::counter!("caseledger_rate_limited_total", "route" => "/v1/verify").increment(1);
+        return Err(ApiError::RateLimited);
+    }
     if code.len() > 64 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(ApiError::NotFound("unknown verification code".into()));
     }

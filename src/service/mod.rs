@@ -41,7 +41,12 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Nonces of signed requests seen within the signature window.
     pub nonces: Arc<httpsig::NonceCache>,
+    /// Per client IP: verification-code look-ups allowed (brute force guard).
+    pub verify_limiter: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
 }
+
+/// Verification-code look-ups allowed per client IP and minute.
+pub const VERIFY_PER_IP_PER_MINUTE: u32 = 30;
 
 impl AppState {
     pub fn new(ledger: Arc<Ledger>, body_bytes_max: usize, request_timeout: Duration) -> Self {
@@ -51,6 +56,9 @@ impl AppState {
             body_bytes_max,
             request_timeout,
             nonces: Arc::default(),
+            verify_limiter: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
+                std::num::NonZeroU32::new(VERIFY_PER_IP_PER_MINUTE).expect("positive"),
+            ))),
         }
     }
 }

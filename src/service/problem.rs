@@ -19,6 +19,8 @@ pub enum ApiError {
         detail: String,
     },
     PayloadTooLarge,
+    /// Too many requests from one client; try again later.
+    RateLimited,
     /// The request's signature did not authenticate a member; the first
     /// field is the problem name (`unknown-key`, `bad-signature`, `replay`,
     /// `signature-expired`, `signature-missing`, `revoked-key`).
@@ -62,6 +64,7 @@ impl ApiError {
                 "The request is not signed by an active member key",
             ),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
+            ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             ApiError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -79,7 +82,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(d) | ApiError::BadRequest(d) | ApiError::Unavailable(d) => (Some(d), None),
             ApiError::Unauthorized(_, d) => (Some(d), None),
             ApiError::RuleViolated { rule, detail } => (Some(detail), Some(rule)),
-            ApiError::PayloadTooLarge => (None, None),
+            ApiError::PayloadTooLarge | ApiError::RateLimited => (None, None),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (None, None)

@@ -125,7 +125,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         println!("try: curl http://{address}/v1/checkpoint   (API description: http://{address}/v1/openapi.json)");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        axum::serve(listener, super::app(state.clone()))
+        let service = super::app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving")
