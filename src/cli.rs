@@ -38,6 +38,8 @@ enum Command {
         #[arg(long)]
         admin_key: Option<PathBuf>,
     },
+    /// Call the API as a court member: signed records and signed reads.
+    Client(crate::client_cmd::ClientArgs),
     /// Write synthetic signed entries into a ledger folder (created if needed).
     Demo(crate::demo::DemoArgs),
     /// Audit a ledger folder offline: hash chain, signatures, checkpoints, Merkle roots.
@@ -81,6 +83,7 @@ impl Cli {
                 ledger.close()?;
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Client(args) => crate::client_cmd::run(&args),
             Command::Demo(args) => crate::demo::run(&args),
             Command::Verify(args) => crate::inspect::verify(&args),
             Command::Proof(args) => crate::inspect::proof(&args),

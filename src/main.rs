@@ -5,6 +5,7 @@
 use caseledger as _;
 
 mod cli;
+mod client_cmd;
 mod demo;
 mod demo_cases;
 mod inspect;

@@ -187,9 +187,28 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
             vec![case.payment("d-8", "PAY-8", "acct-1", 2_500_000)],
         ),
     ];
-    for (signer, records) in &steps {
+    for (n, (signer, records)) in steps.iter().enumerate() {
         let (status, body) = post_records(&agent, &address, signer, records);
         assert_eq!(status, 201, "{body}");
+        if n == 2 {
+            // The bureau head asks what waits for them, with the command-line client.
+            let key = dir.path().join("head.key");
+            caseledger_keys::files::write_private_key(&key, &staff.bureau_head.identity).expect("key file");
+            let out = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+                .args([
+                    "client",
+                    "--url",
+                    &address,
+                    "--key",
+                    key.to_str().expect("utf8"),
+                    "get",
+                    "/v1/steps/pending",
+                ])
+                .output()
+                .expect("client");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(String::from_utf8_lossy(&out.stdout).contains("d-8"));
+        }
     }
     // The applicant, with the code from the SMS and nothing else.
     let mut response = agent

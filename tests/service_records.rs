@@ -497,3 +497,27 @@ async fn guessing_verification_codes_is_rate_limited() {
         "{statuses:?}"
     );
 }
+
+#[tokio::test]
+async fn the_idempotency_key_names_the_request() {
+    let f = fixture(256 * 1024);
+    let officer = &f.staff.officers[0];
+    let case = CaseRecords::new(&f.staff, officer, CASE);
+    let records = [case.open(1)];
+    let body = write_body(&records);
+    let request_id: Value = serde_json::from_slice(&records[0].payload).expect("json");
+    let request_id = request_id["request_id"].as_str().expect("id").to_owned();
+    let mut headers = sign_request(&officer.identity, "POST", "/v1/records", &body);
+    headers.push(("idempotency-key".into(), "something-else".into()));
+    let (status, value) = send(&f.state, "POST", "/v1/records", &headers, body.clone()).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::BAD_REQUEST, "urn:caseledger:problem:bad-request")
+    );
+    for expected in [StatusCode::CREATED, StatusCode::OK] {
+        let mut headers = sign_request(&officer.identity, "POST", "/v1/records", &body);
+        headers.push(("idempotency-key".into(), request_id.clone()));
+        let (status, _) = send(&f.state, "POST", "/v1/records", &headers, body.clone()).await;
+        assert_eq!(status, expected, "the retry is answered without writing");
+    }
+}

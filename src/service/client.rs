@@ -36,3 +36,51 @@ pub fn sign_request(identity: &Identity, method: &str, path_and_query: &str, bod
     let nonce = hex::encode(rand::random::<[u8; 16]>());
     super::httpsig::sign(identity, method, path, query, body, created, &nonce)
 }
+
+/// A member's connection to a running service.
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    identity: Identity,
+}
+
+impl Client {
+    pub fn new(base: &str, identity: Identity) -> Self {
+        Self {
+            agent: ureq::Agent::config_builder().http_status_as_error(false).build().into(),
+            base: base.trim_end_matches('/').to_owned(),
+            identity,
+        }
+    }
+
+    fn finish(mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<(u16, serde_json::Value)> {
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string()?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        ))
+    }
+
+    /// A signed GET of `path_and_query` (percent-encoded).
+    pub fn get(&self, path_and_query: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        let mut request = self.agent.get(&format!("{}{path_and_query}", self.base));
+        for (name, value) in sign_request(&self.identity, "GET", path_and_query, &[]) {
+            request = request.header(&name, &value);
+        }
+        Self::finish(request.call()?)
+    }
+
+    /// A signed write of `records`, which must be signed by this member.
+    pub fn write(&self, records: &[Record]) -> anyhow::Result<(u16, serde_json::Value)> {
+        let body = write_body(records);
+        let mut request = self
+            .agent
+            .post(&format!("{}/v1/records", self.base))
+            .header("content-type", "application/json");
+        for (name, value) in sign_request(&self.identity, "POST", "/v1/records", &body) {
+            request = request.header(&name, &value);
+        }
+        Self::finish(request.send(&body[..])?)
+    }
+}

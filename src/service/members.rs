@@ -142,6 +142,7 @@ pub(super) async fn write_records(
             "send 1 to {RECORDS_PER_REQUEST_MAX} records"
         )));
     }
+    check_idempotency_key(&headers, &request)?;
     let records = request
         .records
         .into_iter()
@@ -179,6 +180,30 @@ pub(super) async fn write_records(
             written: appended.count,
         }),
     ))
+}
+
+/// `Idempotency-Key`, when sent, must be the `request_id` of the first
+/// record: the ledger keeps request ids, so a retry with the same key is
+/// answered with the original seqs and writes nothing, even after a restart.
+fn check_idempotency_key(headers: &HeaderMap, request: &WriteRequest) -> Result<(), ApiError> {
+    let Some(key) = header(headers, "idempotency-key") else {
+        return Ok(());
+    };
+    #[derive(Deserialize)]
+    struct WithRequestId {
+        request_id: Option<String>,
+    }
+    let first = request
+        .records
+        .first()
+        .and_then(|r| serde_json::from_str::<WithRequestId>(&r.payload).ok())
+        .and_then(|p| p.request_id);
+    if first.as_deref() != Some(key) {
+        return Err(ApiError::BadRequest(
+            "Idempotency-Key must equal the request_id of the first record".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Serialize, ToSchema)]
