@@ -9,7 +9,7 @@ use caseledger_ledger::record::{self, KeyRegistered, KeyText};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 /// Signs a case-fund payload.
 pub fn sign<T: Serialize>(kind: u16, payload: &T, identity: &Identity) -> Record {
@@ -29,13 +29,22 @@ pub fn mask(value: &str) -> String {
     format!("****{tail}")
 }
 
-/// Hex SHA-256 of `salt || value`: lets the holder of both check a masked
-/// number without putting the number into the ledger.
-pub fn commitment(salt: &[u8], value: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(salt);
-    hasher.update(value.as_bytes());
-    hex::encode(hasher.finalize())
+/// What a commitment commits to; part of the MAC input.
+pub const COMMITMENT_PHONE: &str = "phone";
+pub const COMMITMENT_ACCOUNT: &str = "account";
+
+/// Hex HMAC-SHA256(court commitment key, purpose || 0x00 || value): lets the
+/// court check a masked phone or account number against the ledger without
+/// the number ever entering it. The key stays with the court: phone and
+/// account numbers have so little entropy that a plain or publicly salted
+/// hash could be reversed by trying them all.
+pub fn commitment(key: &[u8; 32], purpose: &str, value: &str) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(purpose.as_bytes());
+    mac.update(&[0]);
+    mac.update(value.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// A court member with a key.
@@ -59,22 +68,22 @@ impl Person {
         }
     }
 
-    pub fn member(&self) -> Member {
+    pub fn member(&self, commitment_key: &[u8; 32]) -> Member {
         Member {
             member_id: self.member_id.clone(),
             role: self.role,
             phone_masked: mask(&self.phone),
-            phone_commitment: commitment(self.member_id.as_bytes(), &self.phone),
+            phone_commitment: commitment(commitment_key, COMMITMENT_PHONE, &self.phone),
         }
     }
 
     /// The enrolment record, signed by an administrator.
-    pub fn enrolment(&self, administrator: &Identity) -> Record {
+    pub fn enrolment(&self, administrator: &Identity, commitment_key: &[u8; 32]) -> Record {
         let payload = KeyRegistered {
             name: self.name.clone(),
             public_key: KeyText::from_key(&self.identity.public_key()),
             administrator: self.role == Role::Administrator,
-            member: Some(self.member()),
+            member: Some(self.member(commitment_key)),
         };
         sign(record::KIND_KEY_REGISTERED, &payload, administrator)
     }
@@ -106,6 +115,8 @@ pub fn example_policy(request_id: &str, version: u32) -> PolicySet {
 /// A court's staff with deterministic keys: for the demo and the tests.
 #[derive(Clone, Debug)]
 pub struct Staff {
+    /// The court's commitment key (derived from the seed: demo only).
+    pub commitment_key: [u8; 32],
     pub administrator: Person,
     pub officers: Vec<Person>,
     pub fund_manager: Person,
@@ -117,8 +128,10 @@ pub struct Staff {
 impl Staff {
     pub fn from_seed(seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
+        let commitment_key = rng.gen();
         let mut person = |id: &str, name: &str, role: Role, phone: &str| Person::new(rng.gen(), id, name, role, phone);
         Self {
+            commitment_key,
             administrator: person("admin-1", "系统管理员", Role::Administrator, "13800000001"),
             officers: vec![
                 person("officer-1", "王承办", Role::Officer, "13800000011"),
@@ -153,7 +166,11 @@ impl Staff {
     /// The administrator's enrolment of every member, then the example policy.
     pub fn setup_records(&self) -> Vec<Record> {
         let admin = &self.administrator.identity;
-        let mut records: Vec<Record> = self.members().iter().map(|p| p.enrolment(admin)).collect();
+        let mut records: Vec<Record> = self
+            .members()
+            .iter()
+            .map(|p| p.enrolment(admin, &self.commitment_key))
+            .collect();
         records.push(sign(KIND_POLICY_SET, &example_policy("policy-1", 1), admin));
         records
     }
@@ -185,7 +202,7 @@ impl<'a> CaseRecords<'a> {
             applicant_id: format!("applicant-{n}"),
             name: format!("申请人{n}"),
             phone_masked: mask(&phone),
-            phone_commitment: commitment(b"applicant", &phone),
+            phone_commitment: commitment(&self.staff.commitment_key, COMMITMENT_PHONE, &phone),
         }
     }
 
@@ -209,7 +226,7 @@ impl<'a> CaseRecords<'a> {
             bank: "中国工商银行无锡分行".into(),
             account_name: format!("申请人{applicant}"),
             account_number_masked: mask(number),
-            account_number_commitment: commitment(account_id.as_bytes(), number),
+            account_number_commitment: commitment(&self.staff.commitment_key, COMMITMENT_ACCOUNT, number),
         };
         sign(KIND_ACCOUNT_REGISTERED, &payload, &self.officer.identity)
     }
@@ -382,4 +399,24 @@ pub fn demo_case_history(staff: &Staff, origin: &str, n: u64, seed: u64) -> Vec<
         records.push(case.payment(&disbursement, &format!("P{n}"), &account, amount));
     }
     records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commitments_need_the_court_key_and_separate_purposes() {
+        let key = [7u8; 32];
+        let phone = "13912345678";
+        let c = commitment(&key, COMMITMENT_PHONE, phone);
+        assert_eq!(c, commitment(&key, COMMITMENT_PHONE, phone));
+        assert_ne!(
+            c,
+            commitment(&[8u8; 32], COMMITMENT_PHONE, phone),
+            "another court's key"
+        );
+        assert_ne!(c, commitment(&key, COMMITMENT_ACCOUNT, phone), "another purpose");
+        assert_eq!(mask(phone), "****5678");
+    }
 }

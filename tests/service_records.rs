@@ -316,7 +316,7 @@ async fn auditors_run_the_audit_on_the_live_ledger_and_export_entries() {
     let (status, body) = write(
         &f.state,
         &f.staff.administrator.identity,
-        &[auditor.enrolment(&f.staff.administrator.identity)],
+        &[auditor.enrolment(&f.staff.administrator.identity, &f.staff.commitment_key)],
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
