@@ -72,6 +72,14 @@ impl<'a> Overlay<'a> {
         self.journal.push((key, previous));
     }
 
+    /// How many keys under `prefix` this overlay has written.
+    pub fn changes_under(&self, prefix: &str) -> usize {
+        self.changes
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .count()
+    }
+
     /// A point to roll back to.
     pub fn mark(&self) -> usize {
         self.journal.len()

@@ -12,6 +12,7 @@ mod members;
 pub mod problem;
 mod routes;
 pub mod serve;
+pub mod sms;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -7,6 +7,7 @@
 //! nothing), the same id with another payload is refused.
 
 pub mod model;
+pub mod notify;
 pub mod views;
 
 use serde::de::DeserializeOwned;

@@ -4,6 +4,7 @@ use sha2::{Digest, Sha256};
 
 use super::model::*;
 use super::*;
+use crate::funds::notify;
 
 type Rules = Result<Outcome, RuleError>;
 
@@ -27,7 +28,7 @@ pub(super) fn apply(objects: &mut Objects, context: &Context, record: &Record, s
         KIND_DISBURSEMENT_PAID => disbursement_paid(objects, context, parse(record)?, signer),
         KIND_PAYMENT_RETURNED => payment_returned(objects, context, parse(record)?, signer),
         KIND_DISBURSEMENT_CANCELLED => disbursement_cancelled(objects, context, parse(record)?, signer),
-        KIND_DELAY_APPROVED => delay_approved(objects, parse(record)?, signer),
+        KIND_DELAY_APPROVED => delay_approved(objects, context, parse(record)?, signer),
         KIND_APPLICANT_CODE_ISSUED => code_issued(objects, context, parse(record)?, signer),
         KIND_APPLICANT_CODE_REVOKED => code_revoked(objects, context, parse(record)?, signer),
         other => Err(rule("payload", format!("unknown record kind {other:#06x}"))),
@@ -169,6 +170,21 @@ fn account_registered(objects: &mut Objects, context: &Context, account: Account
         replaces,
         registered_seq: context.seq,
     };
+    let event = if state.replaces.is_some() {
+        notify::Event::AccountChanged
+    } else {
+        notify::Event::AccountRegistered
+    };
+    let masked = Some(state.account_number_masked.clone());
+    notify::queue(
+        objects,
+        context.seq,
+        event,
+        &state.case_number,
+        std::slice::from_ref(&state.applicant_id),
+        None,
+        masked,
+    )?;
     objects.put(account_key(&account.account_id), &state);
     Ok(Outcome::New)
 }
@@ -253,6 +269,16 @@ fn receipt_recorded(objects: &mut Objects, context: &Context, receipt: ReceiptRe
             case.received_fen += receipt.amount_fen;
             case.receipts.push(receipt.bank_reference.clone());
             objects.put(case_key(number), &case);
+            let amount = Some(receipt.amount_fen);
+            notify::queue(
+                objects,
+                context.seq,
+                notify::Event::ReceiptArrived,
+                number,
+                &notify::applicants(&case),
+                amount,
+                None,
+            )?;
             deadline_days
         }
         None => {
@@ -308,6 +334,16 @@ fn receipt_claimed(objects: &mut Objects, context: &Context, claim: ReceiptClaim
     objects.put(TOTALS_KEY.to_owned(), &totals);
     objects.delete(format!("unidentified/{}", receipt.bank_reference));
     objects.put(case_key(&claim.case_number), &case);
+    let amount = Some(receipt.amount_fen);
+    notify::queue(
+        objects,
+        context.seq,
+        notify::Event::ReceiptArrived,
+        &claim.case_number,
+        &notify::applicants(&case),
+        amount,
+        None,
+    )?;
     objects.put(receipt_key(&claim.bank_reference), &receipt);
     Ok(Outcome::New)
 }
@@ -472,6 +508,21 @@ fn approval_signed(objects: &mut Objects, context: &Context, statement: Approval
         decision: statement.decision,
         seq: context.seq,
     });
+    let (payee, masked) = notify::payee(objects, &disbursement.account_id)?;
+    let event = match statement.decision {
+        Decision::Approve => notify::Event::StepApproved,
+        Decision::Reject => notify::Event::StepRejected,
+    };
+    let amount = Some(disbursement.amount_fen);
+    notify::queue(
+        objects,
+        context.seq,
+        event,
+        &disbursement.case_number,
+        &[payee],
+        amount,
+        Some(masked),
+    )?;
     match statement.decision {
         Decision::Reject => {
             disbursement.status = DisbursementStatus::Rejected;
@@ -524,6 +575,17 @@ fn disbursement_paid(objects: &mut Objects, context: &Context, paid: Disbursemen
     disbursement.status = DisbursementStatus::Paid;
     disbursement.payment_reference = Some(paid.bank_reference);
     disbursement.paid_seq = Some(context.seq);
+    let (payee, masked) = notify::payee(objects, &disbursement.account_id)?;
+    let amount = Some(disbursement.amount_fen);
+    notify::queue(
+        objects,
+        context.seq,
+        notify::Event::Paid,
+        &disbursement.case_number,
+        &[payee],
+        amount,
+        Some(masked),
+    )?;
     objects.put(key, &disbursement);
     Ok(Outcome::New)
 }
@@ -550,6 +612,17 @@ fn payment_returned(objects: &mut Objects, context: &Context, returned: PaymentR
     objects.put(TOTALS_KEY.to_owned(), &totals);
     disbursement.status = DisbursementStatus::Returned;
     disbursement.returned_seq = Some(context.seq);
+    let (payee, masked) = notify::payee(objects, &disbursement.account_id)?;
+    let event = notify::Event::PaymentReturned;
+    notify::queue(
+        objects,
+        context.seq,
+        event,
+        &disbursement.case_number,
+        &[payee],
+        Some(disbursement.amount_fen),
+        Some(masked),
+    )?;
     objects.put(key, &disbursement);
     Ok(Outcome::New)
 }
@@ -589,7 +662,7 @@ fn disbursement_cancelled(
     Ok(Outcome::New)
 }
 
-fn delay_approved(objects: &mut Objects, delay: DelayApproved, signer: &KeyInfo) -> Rules {
+fn delay_approved(objects: &mut Objects, context: &Context, delay: DelayApproved, signer: &KeyInfo) -> Rules {
     require_role(signer, &[Role::BureauHead], "approving a delay")?;
     if delay.reason == DelayReason::Other {
         check_text("delay text", delay.text.as_deref().unwrap_or(""))?;
@@ -605,6 +678,18 @@ fn delay_approved(objects: &mut Objects, delay: DelayApproved, signer: &KeyInfo)
     }
     receipt.due_ms = due_ms;
     receipt.delayed = true;
+    if let Some(number) = &receipt.case_number {
+        let case: CaseState = objects.need(&case_key(number), "unknown_case", "the case")?;
+        notify::queue(
+            objects,
+            context.seq,
+            notify::Event::DelayApproved,
+            number,
+            &notify::applicants(&case),
+            None,
+            None,
+        )?;
+    }
     objects.put(receipt_key(&delay.bank_reference), &receipt);
     Ok(Outcome::New)
 }

@@ -1,0 +1,113 @@
+//! Notifications to applicants, derived from the records that cause them.
+//!
+//! Each is a derived object `outbox/<seq, 20 digits>/<n>` written by the
+//! rules in the same WriteBatch as its entry, so a crash can never lose one
+//! nor leave one for a record that was not written, and the auditor's replay
+//! reproduces every one of them. Whether it was delivered is kept apart
+//! (the service's delivery state), since that is not part of the chain.
+
+use serde::{Deserialize, Serialize};
+
+use super::model::*;
+use super::Objects;
+use crate::registry::RuleError;
+
+/// What happened, for the message template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    ReceiptArrived,
+    AccountRegistered,
+    AccountChanged,
+    StepApproved,
+    StepRejected,
+    Paid,
+    PaymentReturned,
+    DelayApproved,
+}
+
+/// One message to send.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Stable id, passed to providers so a retry is not a second message.
+    pub id: String,
+    pub seq: u64,
+    pub event: Event,
+    pub case_number: String,
+    /// Whose phone: `applicant/<case>/<applicant id>`.
+    pub recipient: String,
+    pub amount_fen: Option<u64>,
+    pub account_masked: Option<String>,
+}
+
+pub fn outbox_key(seq: u64, n: usize) -> String {
+    format!("outbox/{seq:020}/{n}")
+}
+
+pub fn applicant_contact(case_number: &str, applicant_id: &str) -> String {
+    format!("applicant/{case_number}/{applicant_id}")
+}
+
+/// Queues `event` for each of `applicant_ids` of `case_number`.
+pub(super) fn queue(
+    objects: &mut Objects,
+    seq: u64,
+    event: Event,
+    case_number: &str,
+    applicant_ids: &[String],
+    amount_fen: Option<u64>,
+    account_masked: Option<String>,
+) -> Result<(), RuleError> {
+    let already = objects.view.changes_under(&format!("outbox/{seq:020}/"));
+    for (n, applicant_id) in applicant_ids.iter().enumerate() {
+        let n = already + n;
+        let notification = Notification {
+            id: format!("n{seq}-{n}"),
+            seq,
+            event,
+            case_number: case_number.to_owned(),
+            recipient: applicant_contact(case_number, applicant_id),
+            amount_fen,
+            account_masked: account_masked.clone(),
+        };
+        objects.put(outbox_key(seq, n), &notification);
+    }
+    Ok(())
+}
+
+/// Everyone who should hear of money arriving on a case.
+pub(super) fn applicants(case: &CaseState) -> Vec<String> {
+    case.applicants.iter().map(|a| a.applicant_id.clone()).collect()
+}
+
+/// The applicant paid through `account`.
+pub(super) fn payee(objects: &Objects, account_id: &str) -> Result<(String, String), RuleError> {
+    let account: AccountState = objects.need(&super::account_key(account_id), "unknown_account", "the account")?;
+    Ok((account.applicant_id, account.account_number_masked))
+}
+
+/// A court-style text (Chinese) for a notification, with the amount in
+/// yuan and the account masked. Templates are fixed here for now.
+pub fn text(notification: &Notification) -> String {
+    let amount = notification.amount_fen.map(crate::bundle::yuan).unwrap_or_default();
+    let account = notification.account_masked.clone().unwrap_or_default();
+    let case = &notification.case_number;
+    match notification.event {
+        Event::ReceiptArrived => {
+            format!("【执行案款】您申请执行的{case}案件已到账执行款{amount}，法院将依法及时发放。")
+        }
+        Event::AccountRegistered => {
+            format!("【执行案款】{case}案件已登记您的收款账户{account}，如非本人申请请立即联系法院。")
+        }
+        Event::AccountChanged => {
+            format!("【执行案款】{case}案件您的收款账户已变更为{account}，如非本人申请请立即联系法院。")
+        }
+        Event::StepApproved => format!("【执行案款】{case}案件向您账户{account}发放{amount}的申请已通过一级审批。"),
+        Event::StepRejected => format!("【执行案款】{case}案件向您账户{account}发放{amount}的申请未获批准。"),
+        Event::Paid => format!("【执行案款】{case}案件执行款{amount}已汇至您的账户{account}，请注意查收。"),
+        Event::PaymentReturned => {
+            format!("【执行案款】{case}案件汇至您账户{account}的{amount}被退回，请联系法院核实账户。")
+        }
+        Event::DelayApproved => format!("【执行案款】{case}案件执行款的发放期限经批准延长，详情请联系承办人。"),
+    }
+}

@@ -1,0 +1,151 @@
+//! Notifications: queued by the rules in the same batch as their entry,
+//! reproduced by the audit, and delivered by the worker exactly once per
+//! notification, with retries, backoff and a dead letter.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use caseledger::court::CaseRecords;
+use caseledger::service::sms::{self, Deliverer, DeliveryOptions, DeliveryStatus, SendError, SmsProvider};
+use caseledger_ledger::funds::notify::Event;
+use common::*;
+
+const CASE: &str = "(2024)苏02执5号";
+
+/// Records what it is asked to send; fails the first `failures` sends.
+#[derive(Default)]
+struct Recorder {
+    sent: Mutex<Vec<(String, String, String)>>,
+    failures: Mutex<u32>,
+}
+
+impl SmsProvider for Recorder {
+    fn send(&self, phone: &str, text: &str, id: &str) -> Result<String, SendError> {
+        let mut failures = self.failures.lock().expect("lock");
+        if *failures > 0 {
+            *failures -= 1;
+            return Err(SendError {
+                detail: "provider unavailable".into(),
+            });
+        }
+        self.sent
+            .lock()
+            .expect("lock")
+            .push((phone.to_owned(), text.to_owned(), id.to_owned()));
+        Ok(format!("provider-{id}"))
+    }
+}
+
+fn options() -> DeliveryOptions {
+    DeliveryOptions {
+        attempts_max: 4,
+        backoff_first_ms: 1_000,
+        backoff_max_ms: 60_000,
+        per_phone_per_minute: 100,
+    }
+}
+
+#[test]
+fn every_arrival_is_queued_with_its_entry_and_sent_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 61);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger.append(vec![case.open(2)]).expect("case");
+    ledger.append_one(case.receipt("BANK-1", 123_456)).expect("receipt");
+    assert!(
+        ledger.append_one(case.receipt("BANK-0", 0)).is_err(),
+        "refused: queues nothing"
+    );
+    let outbox = ledger.outbox_from("", 100).expect("outbox");
+    assert_eq!(outbox.len(), 2, "one message per applicant");
+    assert!(outbox
+        .iter()
+        .all(|(_, n)| n.event == Event::ReceiptArrived && n.amount_fen == Some(123_456)));
+    let report = ledger.audit(None, 2, &|_| {}).expect("audit");
+    assert!(report.ok, "the replay reproduces the outbox: {:?}", report.violations);
+
+    let ledger = Arc::new(ledger);
+    sms::put_contact(&ledger, &outbox[0].1.recipient, "13900000001").expect("contact");
+    let provider = Arc::new(Recorder::default());
+    let mut worker = Deliverer::new(Arc::clone(&ledger), provider.clone(), options());
+    let pass = worker.run_once(1_000).expect("pass");
+    assert_eq!(
+        (pass.sent, pass.waiting),
+        (1, 1),
+        "the second applicant has no phone on file yet"
+    );
+    worker.run_once(2_000).expect("pass");
+    sms::put_contact(&ledger, &outbox[1].1.recipient, "13900000002").expect("contact");
+    worker.run_once(3_000).expect("pass");
+    // A restarted worker (fresh cursor) sends nothing twice.
+    Deliverer::new(Arc::clone(&ledger), provider.clone(), options())
+        .run_once(4_000)
+        .expect("pass");
+    let sent = provider.sent.lock().expect("lock").clone();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0].0, "13900000001");
+    assert!(
+        sent[0].1.contains(CASE) && sent[0].1.contains("¥1,234.56"),
+        "{}",
+        sent[0].1
+    );
+    assert_ne!(sent[0].2, sent[1].2, "stable, distinct ids");
+}
+
+#[test]
+fn failures_back_off_and_end_in_the_dead_letter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 62);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append(vec![case.open(1), case.receipt("BANK-1", 100)])
+        .expect("case and receipt");
+    let ledger = Arc::new(ledger);
+    let (_, notification) = ledger.outbox_from("", 1).expect("outbox").remove(0);
+    sms::put_contact(&ledger, &notification.recipient, "13900000003").expect("contact");
+
+    // Down for two attempts, then back.
+    let provider = Arc::new(Recorder {
+        failures: Mutex::new(2),
+        ..Recorder::default()
+    });
+    let mut worker = Deliverer::new(Arc::clone(&ledger), provider.clone(), options());
+    assert_eq!(worker.run_once(10_000).expect("pass").failed, 1);
+    let state = sms::delivery(&ledger, &notification.id).expect("read").expect("state");
+    assert!(
+        state.next_attempt_ms >= 10_800 && state.next_attempt_ms <= 11_200,
+        "first backoff ~1 s: {state:?}"
+    );
+    assert_eq!(
+        worker.run_once(10_500).expect("pass"),
+        Default::default(),
+        "not due yet"
+    );
+    assert_eq!(worker.run_once(12_000).expect("pass").failed, 1);
+    let state = sms::delivery(&ledger, &notification.id).expect("read").expect("state");
+    assert!(
+        state.next_attempt_ms >= 12_000 + 1_600,
+        "second backoff ~2 s: {state:?}"
+    );
+    assert_eq!(worker.run_once(20_000).expect("pass").sent, 1);
+    assert_eq!(provider.sent.lock().expect("lock").len(), 1);
+
+    // Down for good: dead after attempts_max.
+    ledger.append_one(case.receipt("BANK-2", 200)).expect("receipt");
+    let provider = Arc::new(Recorder {
+        failures: Mutex::new(100),
+        ..Recorder::default()
+    });
+    let mut worker = Deliverer::new(Arc::clone(&ledger), provider, options());
+    let mut now = 100_000;
+    let mut dead = 0;
+    for _ in 0..10 {
+        dead += worker.run_once(now).expect("pass").dead;
+        now += 120_000;
+    }
+    assert_eq!(dead, 1);
+    let (_, second) = ledger.outbox_from("", 10).expect("outbox").pop().expect("second");
+    let state = sms::delivery(&ledger, &second.id).expect("read").expect("state");
+    assert_eq!((state.status, state.attempts), (DeliveryStatus::Dead, 4));
+}
