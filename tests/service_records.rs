@@ -32,7 +32,8 @@ struct Fixture {
 fn fixture(body_bytes_max: usize) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = common::court(dir.path(), 41);
-    let state = AppState::new(Arc::new(ledger), body_bytes_max, Duration::from_secs(5));
+    let state = AppState::new(Arc::new(ledger), body_bytes_max, Duration::from_secs(5))
+        .with_commitment_key(staff.commitment_key);
     Fixture {
         _dir: dir,
         state,
@@ -520,4 +521,57 @@ async fn the_idempotency_key_names_the_request() {
         let (status, _) = send(&f.state, "POST", "/v1/records", &headers, body.clone()).await;
         assert_eq!(status, expected, "the retry is answered without writing");
     }
+}
+
+#[tokio::test]
+async fn the_officer_records_the_applicants_phone_and_the_applicant_is_told() {
+    let f = fixture(256 * 1024);
+    let officer = &f.staff.officers[0];
+    let case = CaseRecords::new(&f.staff, officer, CASE);
+    write(&f.state, &officer.identity, &[case.open(1)]).await;
+    let phone = "13900000001"; // CaseRecords' applicant 1
+
+    // The service computes commitments with the court's key.
+    let body = serde_json::to_vec(&serde_json::json!({"purpose": "phone", "value": phone})).expect("json");
+    let headers = sign_request(&officer.identity, "POST", "/v1/commitments", &body);
+    let (status, value) = send(&f.state, "POST", "/v1/commitments", &headers, body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(value["commitment"], case.applicant(1).phone_commitment);
+    assert_eq!(value["masked"], "****0001");
+
+    let contact = |phone: &str| {
+        serde_json::to_vec(&serde_json::json!({"case_number": CASE, "applicant_id": "applicant-1", "phone": phone}))
+            .expect("json")
+    };
+    let wrong = contact("13999999999");
+    let headers = sign_request(&officer.identity, "POST", "/v1/contacts", &wrong);
+    let (status, _) = send(&f.state, "POST", "/v1/contacts", &headers, wrong).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a number that does not match the record is refused"
+    );
+    let right = contact(phone);
+    let headers = sign_request(&f.staff.officers[1].identity, "POST", "/v1/contacts", &right);
+    let (status, _) = send(&f.state, "POST", "/v1/contacts", &headers, right.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "another case's officer");
+    let headers = sign_request(&officer.identity, "POST", "/v1/contacts", &right);
+    let (status, _) = send(&f.state, "POST", "/v1/contacts", &headers, right).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    write(&f.state, &f.staff.finance.identity, &[case.receipt("BANK-1", 250_000)]).await;
+    struct Collect(std::sync::Mutex<Vec<(String, String)>>);
+    impl caseledger::service::sms::SmsProvider for Collect {
+        fn send(&self, phone: &str, text: &str, id: &str) -> Result<String, caseledger::service::sms::SendError> {
+            self.0.lock().expect("lock").push((phone.to_owned(), text.to_owned()));
+            Ok(id.to_owned())
+        }
+    }
+    let provider = Arc::new(Collect(std::sync::Mutex::new(Vec::new())));
+    let mut worker =
+        caseledger::service::sms::Deliverer::new(f.state.ledger.clone(), provider.clone(), Default::default());
+    assert_eq!(worker.run_once(0).expect("pass").sent, 1);
+    let sent = provider.0.lock().expect("lock").clone();
+    assert_eq!(sent[0].0, phone);
+    assert!(sent[0].1.contains("¥2,500.00"), "{}", sent[0].1);
 }

@@ -425,3 +425,108 @@ pub(super) async fn verify_code(
         .map_err(|e| ApiError::Internal(format!("a bundle we built does not verify: {e}")))?;
     Ok(Json(VerifyResponse { statements, bundle }))
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommitmentRequest {
+    /// `phone` or `account`.
+    pub purpose: String,
+    pub value: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CommitmentResponse {
+    pub commitment: String,
+    pub masked: String,
+}
+
+/// The court's commitment of a phone or account number, to put in a record
+/// (the number itself never enters the ledger). Members only.
+#[utoipa::path(post, path = "/v1/commitments", request_body = CommitmentRequest, responses(
+    (status = OK, body = CommitmentResponse),
+    (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn commitment(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<CommitmentResponse>, ApiError> {
+    authenticate(&state, &method, &uri, &headers, &body)?;
+    let request: CommitmentRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
+    let purpose = match request.purpose.as_str() {
+        "phone" => crate::court::COMMITMENT_PHONE,
+        "account" => crate::court::COMMITMENT_ACCOUNT,
+        _ => return Err(ApiError::BadRequest("purpose must be phone or account".into())),
+    };
+    if request.value.is_empty() || request.value.len() > 40 || !request.value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest("the number must be 1 to 40 digits".into()));
+    }
+    Ok(Json(CommitmentResponse {
+        commitment: crate::court::commitment(&state.commitment_key, purpose, &request.value),
+        masked: crate::court::mask(&request.value),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactRequest {
+    pub case_number: String,
+    pub applicant_id: String,
+    /// The applicant's phone number; must match the commitment on file.
+    pub phone: String,
+}
+
+/// Records an applicant's phone number for notifications, kept beside the
+/// ledger (never in it), after checking it against the commitment recorded
+/// when the case was opened. The case's officer only.
+#[utoipa::path(post, path = "/v1/contacts", request_body = ContactRequest, responses(
+    (status = NO_CONTENT),
+    (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+    (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn contact(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let (_, info) = authenticate(&state, &method, &uri, &headers, &body)?;
+    let request: ContactRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
+    let view = state
+        .ledger
+        .case_view(&request.case_number, 0)?
+        .ok_or_else(|| ApiError::NotFound(format!("case {}", request.case_number)))?;
+    let is_officer = info
+        .member
+        .as_ref()
+        .is_some_and(|m| m.member_id == view.case.officer_member_id);
+    if !is_officer {
+        return Err(ApiError::RuleViolated {
+            rule: "role".into(),
+            detail: "the case's officer records contacts".into(),
+        });
+    }
+    let applicant = view
+        .case
+        .applicants
+        .iter()
+        .find(|a| a.applicant_id == request.applicant_id)
+        .ok_or_else(|| ApiError::NotFound(format!("applicant {}", request.applicant_id)))?;
+    let commitment = crate::court::commitment(&state.commitment_key, crate::court::COMMITMENT_PHONE, &request.phone);
+    if commitment != applicant.phone_commitment {
+        return Err(ApiError::BadRequest(
+            "the phone number does not match the one recorded for the applicant".into(),
+        ));
+    }
+    let recipient = caseledger_ledger::funds::notify::applicant_contact(&request.case_number, &request.applicant_id);
+    super::sms::put_contact(&state.ledger, &recipient, &request.phone)?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -44,6 +44,8 @@ pub struct AppState {
     pub nonces: Arc<httpsig::NonceCache>,
     /// Per client IP: verification-code look-ups allowed (brute force guard).
     pub verify_limiter: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    /// The court's key for phone and account commitments (private).
+    pub commitment_key: Arc<[u8; 32]>,
 }
 
 /// Verification-code look-ups allowed per client IP and minute.
@@ -60,7 +62,14 @@ impl AppState {
             verify_limiter: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
                 std::num::NonZeroU32::new(VERIFY_PER_IP_PER_MINUTE).expect("positive"),
             ))),
+            commitment_key: Arc::new(rand::random()),
         }
+    }
+
+    /// Uses the court's commitment key (read from the data folder by `serve`).
+    pub fn with_commitment_key(mut self, key: [u8; 32]) -> Self {
+        self.commitment_key = Arc::new(key);
+        self
     }
 }
 

@@ -34,6 +34,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(super::members::audit))
         .routes(routes!(super::members::export))
         .routes(routes!(super::members::verify_code))
+        .routes(routes!(super::members::commitment))
+        .routes(routes!(super::members::contact))
 }
 
 /// The process is up.

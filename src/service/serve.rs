@@ -16,6 +16,37 @@ use super::AppState;
 
 /// File name of the first administrator's key made by `init` or a first start.
 pub const ADMIN_KEY_FILE: &str = "admin.key";
+/// File name of the court's commitment key (32 random bytes, hex, mode 0600).
+pub const COMMITMENT_KEY_FILE: &str = "commitment.key";
+
+/// Reads the court's commitment key, creating it (0600) if absent.
+pub fn commitment_key(data: &Path) -> anyhow::Result<[u8; 32]> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let path = data.join(COMMITMENT_KEY_FILE);
+    if !path.exists() {
+        let key: [u8; 32] = rand::random();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        file.write_all(hex::encode(key).as_bytes())?;
+        file.sync_all()?;
+    }
+    let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{} has mode {mode:o}; it must not be readable by group or others",
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(&path)?;
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow::anyhow!("{} is not 32 bytes of hex", path.display()))
+}
 
 fn ledger_options(config: &Config) -> Options {
     Options {
@@ -47,6 +78,7 @@ pub fn init(
             (identity, path)
         }
     };
+    commitment_key(data)?;
     let node = Identity::generate();
     let ledger = Ledger::create(
         data,
@@ -87,6 +119,24 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
+/// Delivers queued notifications (console provider) every half second
+/// until `stop` is set.
+fn start_delivery(ledger: Arc<Ledger>, stop: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let provider = Arc::new(super::sms::ConsoleProvider);
+        let mut worker = super::sms::Deliverer::new(ledger, provider, super::sms::DeliveryOptions::default());
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            if let Err(error) = worker.run_once(now_ms) {
+                tracing::error!(%error, "delivery pass failed");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    })
+}
+
 /// Runs the service until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
     init_tracing();
@@ -114,7 +164,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(ledger),
         config.body_bytes_max,
         Duration::from_millis(config.request_timeout_ms),
-    );
+    )
+    .with_commitment_key(commitment_key(&config.data)?);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let deliverer = start_delivery(Arc::clone(&state.ledger), Arc::clone(&stop));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -132,6 +185,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .context("serving")
     })?;
     runtime.shutdown_timeout(Duration::from_secs(5));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    if deliverer.join().is_err() {
+        tracing::error!("the delivery worker panicked");
+    }
     match Arc::try_unwrap(state.ledger) {
         Ok(ledger) => ledger.close()?,
         // Dropping the last handle closes it the same way.
