@@ -126,29 +126,10 @@ fn note_text(rng: &mut StdRng) -> String {
 
 /// Signs one batch of demo notes, spread over the available cores.
 fn sign_batch(keys: &DemoKeys, first_number: u64, payloads: Vec<Vec<u8>>) -> Vec<Record> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let chunk = payloads.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = payloads
-            .chunks(chunk)
-            .enumerate()
-            .map(|(c, part)| {
-                scope.spawn(move || {
-                    part.iter()
-                        .enumerate()
-                        .map(|(i, payload)| {
-                            let n = first_number as usize + c * chunk + i;
-                            let writer = &keys.writers[n % keys.writers.len()];
-                            Record::sign(record::KIND_DEMO_NOTE, payload.clone(), writer)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("signing thread"))
-            .collect()
+    caseledger::parallel_flat_map(&payloads, |i, payload| {
+        let n = first_number as usize + i;
+        let writer = &keys.writers[n % keys.writers.len()];
+        vec![Record::sign(record::KIND_DEMO_NOTE, payload.clone(), writer)]
     })
 }
 

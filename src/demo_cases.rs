@@ -54,24 +54,9 @@ pub fn write_cases(ledger: &Ledger, staff: &Staff, seed: u64, cases: u64) -> any
 
 /// Builds and signs the histories of `numbers` on every core.
 fn sign_cases(staff: &Staff, origin: &str, seed: u64, numbers: std::ops::Range<u64>) -> Vec<Record> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
     let numbers: Vec<u64> = numbers.collect();
-    let chunk = (numbers.len() as u64).div_ceil(threads).max(1) as usize;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = numbers
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .flat_map(|n| caseledger::court::demo_case_history(staff, origin, *n, seed))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("signing thread"))
-            .collect()
+    caseledger::parallel_flat_map(&numbers, |_, n| {
+        caseledger::court::demo_case_history(staff, origin, *n, seed)
     })
 }
 
