@@ -24,6 +24,11 @@ pub struct Config {
     /// Checkpoint policy of the ledger.
     pub checkpoint_every_entries: u64,
     pub checkpoint_every_ms: u64,
+    /// `console` (print) or `webhook` (the court's own gateway).
+    pub sms_provider: String,
+    pub sms_webhook_url: Option<String>,
+    /// HMAC secret of the webhook; set it through CASELEDGER_SMS_WEBHOOK_SECRET.
+    pub sms_webhook_secret: Option<String>,
 }
 
 impl Default for Config {
@@ -36,6 +41,9 @@ impl Default for Config {
             request_timeout_ms: 10_000,
             checkpoint_every_entries: 1024,
             checkpoint_every_ms: 10_000,
+            sms_provider: "console".into(),
+            sms_webhook_url: None,
+            sms_webhook_secret: None,
         }
     }
 }

@@ -121,9 +121,30 @@ async fn shutdown_signal() {
 
 /// Delivers queued notifications (console provider) every half second
 /// until `stop` is set.
-fn start_delivery(ledger: Arc<Ledger>, stop: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
+fn provider(config: &Config) -> anyhow::Result<Arc<dyn super::sms::SmsProvider>> {
+    match config.sms_provider.as_str() {
+        "console" => Ok(Arc::new(super::sms::ConsoleProvider)),
+        "webhook" => {
+            let url = config
+                .sms_webhook_url
+                .as_deref()
+                .context("sms_webhook_url is required for the webhook provider")?;
+            let secret = config
+                .sms_webhook_secret
+                .as_deref()
+                .context("sms_webhook_secret (CASELEDGER_SMS_WEBHOOK_SECRET) is required for the webhook provider")?;
+            Ok(Arc::new(super::sms::WebhookProvider::new(url, secret.as_bytes())))
+        }
+        other => anyhow::bail!("unknown sms_provider {other:?} (console or webhook)"),
+    }
+}
+
+fn start_delivery(
+    ledger: Arc<Ledger>,
+    provider: Arc<dyn super::sms::SmsProvider>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let provider = Arc::new(super::sms::ConsoleProvider);
         let mut worker = super::sms::Deliverer::new(ledger, provider, super::sms::DeliveryOptions::default());
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             let now_ms = std::time::SystemTime::now()
@@ -140,6 +161,7 @@ fn start_delivery(ledger: Arc<Ledger>, stop: Arc<std::sync::atomic::AtomicBool>)
 /// Runs the service until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
     init_tracing();
+    let sms = provider(&config)?;
     let ledger = if config.data.join(DB_DIR).exists() {
         Ledger::open(&config.data, Arc::new(SystemClock), ledger_options(&config))
             .with_context(|| format!("opening {}", config.data.display()))?
@@ -167,7 +189,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     )
     .with_commitment_key(commitment_key(&config.data)?);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let deliverer = start_delivery(Arc::clone(&state.ledger), Arc::clone(&stop));
+    let deliverer = start_delivery(Arc::clone(&state.ledger), sms, Arc::clone(&stop));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -1,0 +1,172 @@
+//! The outbox survives SIGKILL: `serve` is killed with notifications queued
+//! while the court's SMS gateway is down; after a restart, with the gateway
+//! back, every notification reaches the gateway exactly once (by id), and
+//! none is sent for a record that was refused. The gateway is an emulator on
+//! 127.0.0.1 that checks the HMAC signature as the real one would.
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use caseledger::court::{CaseRecords, Staff};
+use caseledger::service::client::Client;
+use caseledger::service::sms::{WebhookProvider, WEBHOOK_SIGNATURE_HEADER};
+
+const SECRET: &str = "gateway-test-secret";
+
+#[derive(Default)]
+struct Gateway {
+    up: AtomicBool,
+    received: Mutex<HashMap<String, usize>>,
+    bad_signatures: Mutex<usize>,
+}
+
+/// Starts the emulator; returns its URL.
+fn start_gateway(gateway: Arc<Gateway>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let app = axum::Router::new().route(
+                "/sms",
+                axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                    let gateway = Arc::clone(&gateway);
+                    async move {
+                        let signature = headers.get(WEBHOOK_SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+                        if signature != Some(WebhookProvider::signature(SECRET.as_bytes(), &body).as_str()) {
+                            *gateway.bad_signatures.lock().expect("lock") += 1;
+                            return StatusCode::UNAUTHORIZED;
+                        }
+                        if !gateway.up.load(Ordering::SeqCst) {
+                            return StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        let message: serde_json::Value = serde_json::from_slice(&body).expect("json");
+                        let id = message["id"].as_str().expect("id").to_owned();
+                        *gateway.received.lock().expect("lock").entry(id).or_default() += 1;
+                        StatusCode::OK
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            axum::serve(listener, app).await.expect("serve gateway");
+        });
+    });
+    format!("http://{address}/sms")
+}
+
+fn start_serve(data: &Path, gateway_url: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("CASELEDGER_LOG", "warn")
+        .env("CASELEDGER_SMS_PROVIDER", "webhook")
+        .env("CASELEDGER_SMS_WEBHOOK_URL", gateway_url)
+        .env("CASELEDGER_SMS_WEBHOOK_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let address = loop {
+        let line = lines.next().expect("address").expect("line");
+        if let Some(rest) = line.strip_prefix("caseledger listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, address)
+}
+
+#[test]
+fn queued_notifications_survive_sigkill_and_arrive_exactly_once() {
+    let gateway = Arc::new(Gateway::default());
+    let url = start_gateway(Arc::clone(&gateway));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("ledger");
+    let staff = Staff::from_seed(71);
+    let admin_key = dir.path().join("admin.key");
+    caseledger_keys::files::write_private_key(&admin_key, &staff.administrator.identity).expect("key");
+    let init = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["init", "--origin", "court.example/sms", "--data"])
+        .arg(&data)
+        .arg("--admin-key")
+        .arg(&admin_key)
+        .output()
+        .expect("init");
+    assert!(init.status.success());
+    // The demo staff's commitments were made with this key.
+    std::fs::write(data.join("commitment.key"), hex::encode(staff.commitment_key)).expect("commitment key");
+
+    let (mut child, address) = start_serve(&data, &url);
+    let officer = &staff.officers[0];
+    let case = CaseRecords::new(&staff, officer, "(2026)苏02执99号");
+    assert_eq!(
+        Client::new(&address, staff.administrator.identity.clone())
+            .write(&staff.setup_records())
+            .expect("staff")
+            .0,
+        201
+    );
+    let officer_client = Client::new(&address, officer.identity.clone());
+    assert_eq!(officer_client.write(&[case.open(1)]).expect("open").0, 201);
+    let contact =
+        serde_json::json!({"case_number": case.case_number, "applicant_id": "applicant-1", "phone": "13900000001"});
+    let body = serde_json::to_vec(&contact).expect("json");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut request = agent.post(&format!("{address}/v1/contacts"));
+    for (name, value) in caseledger::service::client::sign_request(&officer.identity, "POST", "/v1/contacts", &body) {
+        request = request.header(&name, &value);
+    }
+    assert_eq!(request.send(&body[..]).expect("contact").status().as_u16(), 204);
+    let finance = Client::new(&address, staff.finance.identity.clone());
+    for (n, amount) in [(1, 10_000), (2, 20_000), (3, 30_000)] {
+        assert_eq!(
+            finance
+                .write(&[case.receipt(&format!("BANK-{n}"), amount)])
+                .expect("receipt")
+                .0,
+            201
+        );
+    }
+    assert_eq!(
+        finance.write(&[case.receipt("BANK-0", 0)]).expect("refused").0,
+        422,
+        "refused: no message"
+    );
+
+    // The gateway is down; let the worker fail a few times, then kill -9.
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    assert!(gateway.received.lock().expect("lock").is_empty());
+
+    gateway.up.store(true, Ordering::SeqCst);
+    let (mut child, _) = start_serve(&data, &url);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gateway.received.lock().expect("lock").len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "not all notifications arrived: {:?}",
+            gateway.received.lock()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Give a duplicate the chance to show up before checking.
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let received = gateway.received.lock().expect("lock").clone();
+    assert_eq!(received.len(), 3, "{received:?}");
+    assert!(received.values().all(|count| *count == 1), "exactly once: {received:?}");
+    assert_eq!(*gateway.bad_signatures.lock().expect("lock"), 0);
+}
