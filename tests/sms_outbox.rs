@@ -148,4 +148,7 @@ fn failures_back_off_and_end_in_the_dead_letter() {
     let (_, second) = ledger.outbox_from("", 10).expect("outbox").pop().expect("second");
     let state = sms::delivery(&ledger, &second.id).expect("read").expect("state");
     assert_eq!((state.status, state.attempts), (DeliveryStatus::Dead, 4));
+    let dead = sms::dead_letters(&ledger, 10).expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0.id, second.id);
 }

@@ -530,3 +530,50 @@ pub(super) async fn contact(
     super::sms::put_contact(&state.ledger, &recipient, &request.phone)?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct DeadLetter {
+    pub id: String,
+    pub seq: u64,
+    pub case_number: String,
+    pub event: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// Notifications that could not be delivered after every retry (auditors
+/// and administrators), so that someone calls the applicant instead.
+#[utoipa::path(get, path = "/v1/notifications/dead", responses(
+    (status = OK, body = [DeadLetter]),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+    (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn dead_letters(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Vec<DeadLetter>>, ApiError> {
+    let (_, info) = authenticate(&state, &method, &uri, &headers, &[])?;
+    require_auditor(&info)?;
+    let ledger = state.ledger.clone();
+    let dead = tokio::task::spawn_blocking(move || super::sms::dead_letters(&ledger, 1000))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(
+        dead.into_iter()
+            .map(|(n, d)| DeadLetter {
+                id: n.id,
+                seq: n.seq,
+                case_number: n.case_number,
+                event: serde_json::to_value(n.event)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                attempts: d.attempts,
+                last_error: d.last_error,
+            })
+            .collect(),
+    ))
+}

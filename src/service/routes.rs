@@ -36,6 +36,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(super::members::verify_code))
         .routes(routes!(super::members::commitment))
         .routes(routes!(super::members::contact))
+        .routes(routes!(super::members::dead_letters))
 }
 
 /// The process is up.

@@ -286,3 +286,26 @@ impl Deliverer {
         Ok(matches!(state.status, DeliveryStatus::Sent | DeliveryStatus::Dead))
     }
 }
+
+/// Notifications that reached the dead letter (at most `limit`), with their
+/// delivery state, oldest first.
+pub fn dead_letters(ledger: &Ledger, limit: usize) -> anyhow::Result<Vec<(Notification, Delivery)>> {
+    let mut out = Vec::new();
+    let mut from = String::new();
+    loop {
+        let batch = ledger.outbox_from(&from, 1000)?;
+        let Some((last, _)) = batch.last() else { break };
+        from = format!("{last}\u{0}");
+        for (_, notification) in batch {
+            if let Some(state) = delivery(ledger, &notification.id)? {
+                if state.status == DeliveryStatus::Dead {
+                    out.push((notification, state));
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
