@@ -112,17 +112,13 @@ pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi)
     let body_bytes_max = state.body_bytes_max;
     let timeout = state.request_timeout;
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(routes::routes())
+        .merge(routes::routes(timeout))
         .with_state(state)
         .split_for_parts();
     let header = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
     let router = router
         .fallback(routes::not_found)
         .layer(middleware::from_fn(record_metrics))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
         .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<axum::body::Body>| {
@@ -145,7 +141,7 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
     static DOCUMENT: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
     DOCUMENT.get_or_init(|| {
         OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
-            .merge(routes::routes())
+            .merge(routes::routes(std::time::Duration::from_secs(1)))
             .split_for_parts()
             .1
     })

@@ -17,8 +17,11 @@ use utoipa_axum::routes;
 use super::problem::{ApiError, Problem};
 use super::AppState;
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+/// Every route, with its timeout: `timeout` for the ordinary ones, and
+/// [`AUDIT_TIMEOUT`] for the audit, which replays the whole ledger.
+pub(super) fn routes(timeout: std::time::Duration) -> OpenApiRouter<AppState> {
+    let timed = |t| tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, t);
+    let ordinary = OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics_text))
@@ -31,13 +34,20 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(super::members::case_view))
         .routes(routes!(super::members::pending_steps))
         .routes(routes!(super::members::receipts_due))
-        .routes(routes!(super::members::audit))
         .routes(routes!(super::members::export))
         .routes(routes!(super::members::verify_code))
         .routes(routes!(super::members::commitment))
         .routes(routes!(super::members::contact))
         .routes(routes!(super::members::dead_letters))
+        .layer(timed(timeout));
+    let long = OpenApiRouter::new()
+        .routes(routes!(super::members::audit))
+        .layer(timed(AUDIT_TIMEOUT));
+    ordinary.merge(long)
 }
+
+/// The audit of a large ledger takes minutes (BENCHMARKS.md: ~20 s a million entries).
+pub const AUDIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1800);
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", responses((status = OK, body = String)))]
