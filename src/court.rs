@@ -109,6 +109,7 @@ pub fn example_policy(request_id: &str, version: u32) -> PolicySet {
         near_due_days: 5,
         unidentified_claim_days: 3,
         amount_max_fen: 10_000_000_000,
+        sms_confirmation_required: false,
     }
 }
 
@@ -287,6 +288,7 @@ impl<'a> CaseRecords<'a> {
             step,
             role,
             decision,
+            sms: None,
         };
         sign(KIND_APPROVAL_SIGNED, &payload, &signer.identity)
     }

@@ -60,6 +60,8 @@ pub struct AuditReport {
     pub cases: u64,
     pub violations_total: u64,
     pub violations: Vec<Violation>,
+    /// Approval steps whose SMS code matched the node's prior commitment.
+    pub sms_confirmations_verified: u64,
 }
 
 struct SignatureJob {
@@ -193,6 +195,7 @@ pub struct Auditor {
     state: MemoryState,
     violations: Vec<Violation>,
     violations_total: u64,
+    sms_confirmations_verified: u64,
 }
 
 impl Auditor {
@@ -210,6 +213,7 @@ impl Auditor {
             state: MemoryState::default(),
             violations: Vec::new(),
             violations_total: 0,
+            sms_confirmations_verified: 0,
         }
     }
 
@@ -314,6 +318,13 @@ impl Auditor {
             Ok((admitted, Outcome::New)) => {
                 let changes = overlay.into_changes();
                 self.state.apply(changes);
+                if entry.record.kind == crate::funds::model::KIND_APPROVAL_SIGNED {
+                    let statement: Option<crate::funds::model::ApprovalSigned> =
+                        serde_json::from_slice(&entry.record.payload).ok();
+                    if statement.is_some_and(|s| s.sms.is_some()) {
+                        self.sms_confirmations_verified += 1;
+                    }
+                }
                 admitted
             }
             Ok((admitted, Outcome::Duplicate(original))) => {
@@ -472,6 +483,7 @@ impl Auditor {
             cases,
             violations_total: self.violations_total,
             violations: self.violations,
+            sms_confirmations_verified: self.sms_confirmations_verified,
         }
     }
 }

@@ -158,6 +158,18 @@ impl Registry {
         if seq == 0 || record.kind == record::KIND_GENESIS {
             return self.admit_genesis(seq, record);
         }
+        if record.kind == crate::funds::model::KIND_SMS_CHALLENGE {
+            // The node sends the SMS, so the node commits to the code.
+            if record.signer != self.node_key.key_id() {
+                return Err(RuleError::NotAuthorized(
+                    "an SMS challenge is recorded by the node key".into(),
+                ));
+            }
+            return Ok(Admitted {
+                key: self.node_key,
+                changed: Vec::new(),
+            });
+        }
         let signer = self.active_key(seq, &record.signer)?;
         match record.kind {
             record::KIND_KEY_REGISTERED => self.admit_registration(seq, record, signer),
@@ -399,10 +411,21 @@ pub fn admit_record(
         return Ok((admitted, crate::funds::Outcome::New));
     }
     let origin = registry.origin().unwrap_or_default().to_owned();
-    let signer = registry
-        .info(&record.signer)
-        .cloned()
-        .ok_or_else(|| RuleError::UnknownKey(record.signer.short()))?;
+    let signer = if record.signer == registry.node_key().key_id() {
+        KeyInfo {
+            name: "node".into(),
+            public_key: KeyText::from_key(&registry.node_key()),
+            administrator: false,
+            registered_seq: 0,
+            revoked_seq: None,
+            member: None,
+        }
+    } else {
+        registry
+            .info(&record.signer)
+            .cloned()
+            .ok_or_else(|| RuleError::UnknownKey(record.signer.short()))?
+    };
     let context = crate::funds::Context {
         seq,
         timestamp_ms,

@@ -21,6 +21,8 @@ pub const KIND_APPROVAL_SIGNED: u16 = 0x0141;
 pub const KIND_DISBURSEMENT_PAID: u16 = 0x0142;
 pub const KIND_PAYMENT_RETURNED: u16 = 0x0143;
 pub const KIND_DISBURSEMENT_CANCELLED: u16 = 0x0144;
+/// The node's commitment to the SMS code it sends an approver (issue 5).
+pub const KIND_SMS_CHALLENGE: u16 = 0x0145;
 pub const KIND_DELAY_APPROVED: u16 = 0x0150;
 /// A verification code for an applicant: only its hash enters the ledger.
 pub const KIND_APPLICANT_CODE_ISSUED: u16 = 0x0160;
@@ -48,6 +50,7 @@ pub fn kind_name(kind: u16) -> Option<&'static str> {
         KIND_DISBURSEMENT_PAID => "disbursement_paid",
         KIND_PAYMENT_RETURNED => "payment_returned",
         KIND_DISBURSEMENT_CANCELLED => "disbursement_cancelled",
+        KIND_SMS_CHALLENGE => "sms_challenge",
         KIND_DELAY_APPROVED => "delay_approved",
         KIND_APPLICANT_CODE_ISSUED => "applicant_code_issued",
         KIND_APPLICANT_CODE_REVOKED => "applicant_code_revoked",
@@ -118,6 +121,9 @@ pub struct PolicySet {
     pub near_due_days: u32,
     pub unidentified_claim_days: u32,
     pub amount_max_fen: u64,
+    /// Every approval step must reveal the SMS code committed for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sms_confirmation_required: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +237,71 @@ pub struct ApprovalSigned {
     pub step: u32,
     pub role: Role,
     pub decision: Decision,
+    /// The SMS code sent to the approver's phone, revealed with the salt of
+    /// the node's commitment; covered by the approver's record signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsReveal>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsReveal {
+    /// Seq of the node's sms_challenge entry.
+    pub challenge_seq: u64,
+    pub code: String,
+    /// Hex of the 16-byte salt.
+    pub salt: String,
+}
+
+/// Payload of [`KIND_SMS_CHALLENGE`], signed by the node key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsChallenge {
+    pub request_id: String,
+    pub disbursement_id: String,
+    pub step: u32,
+    pub member_id: String,
+    /// [`sms_commitment`], hex.
+    pub commitment: String,
+    /// The code is dead after this time (ms since the epoch).
+    pub expires_ms: u64,
+}
+
+/// Domain-separation prefix of SMS code commitments.
+pub const SMS_CODE_CONTEXT: &str = "caseledger/v1/sms-code";
+
+/// What an approval code is bound to: change any of it and the code no
+/// longer matches.
+pub fn sms_binding(origin: &str, disbursement: &DisbursementState, step: u32, role: Role, member_id: &str) -> String {
+    format!(
+        "{origin}\n{}\n{}\n{}\n{}\n{step}\n{}\n{member_id}",
+        disbursement.disbursement_id,
+        disbursement.case_number,
+        disbursement.amount_fen,
+        disbursement.account_id,
+        role.as_str()
+    )
+}
+
+/// Hex SHA-256(SMS_CODE_CONTEXT ‖ 0x00 ‖ salt ‖ 0x00 ‖ code ‖ 0x00 ‖ binding).
+pub fn sms_commitment(salt_hex: &str, code: &str, binding: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (i, part) in [SMS_CODE_CONTEXT, salt_hex, code, binding].iter().enumerate() {
+        if i > 0 {
+            hasher.update([0]);
+        }
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The node's open challenge for one step and member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeState {
+    pub seq: u64,
+    pub commitment: String,
+    pub expires_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,6 +25,7 @@ pub(super) fn apply(objects: &mut Objects, context: &Context, record: &Record, s
         KIND_RECEIPT_CLAIMED => receipt_claimed(objects, context, parse(record)?, signer),
         KIND_DISBURSEMENT_REQUESTED => disbursement_requested(objects, context, parse(record)?, signer),
         KIND_APPROVAL_SIGNED => approval_signed(objects, context, parse(record)?, signer),
+        KIND_SMS_CHALLENGE => sms_challenge(objects, context, parse(record)?),
         KIND_DISBURSEMENT_PAID => disbursement_paid(objects, context, parse(record)?, signer),
         KIND_PAYMENT_RETURNED => payment_returned(objects, context, parse(record)?, signer),
         KIND_DISBURSEMENT_CANCELLED => disbursement_cancelled(objects, context, parse(record)?, signer),
@@ -500,6 +501,16 @@ fn approval_signed(objects: &mut Objects, context: &Context, statement: Approval
             format!("{} already signed a step of this disbursement", member.member_id),
         ));
     }
+
+    check_sms_reveal(
+        objects,
+        context,
+        &disbursement,
+        step,
+        next_role,
+        &member.member_id,
+        statement.sms.as_ref(),
+    )?;
     objects.delete(pending_key(next_role, &disbursement.disbursement_id));
     disbursement.steps.push(StepState {
         step,
@@ -749,4 +760,98 @@ fn code_revoked(objects: &mut Objects, context: &Context, revoked: ApplicantCode
     code.revoked_seq = Some(context.seq);
     objects.put(code_key(&revoked.code_hash), &code);
     Ok(Outcome::New)
+}
+
+fn challenge_key(disbursement_id: &str, step: u32, member_id: &str) -> String {
+    format!("challenge/{disbursement_id}/{step}/{member_id}")
+}
+
+/// The node commits to the code it is about to send an approver.
+fn sms_challenge(objects: &mut Objects, context: &Context, challenge: SmsChallenge) -> Rules {
+    check_code_hash(&challenge.commitment)?;
+    let disbursement: DisbursementState = objects.need(
+        &disbursement_key(&challenge.disbursement_id),
+        "unknown_disbursement",
+        "the disbursement",
+    )?;
+    let Some(next_role) = disbursement.next_role() else {
+        return Err(rule("status", "no step of this disbursement is awaited"));
+    };
+    let step = disbursement.steps.len() as u32 + 1;
+    if challenge.step != step {
+        return Err(rule(
+            "step_order",
+            format!("the next step is {step}, not {}", challenge.step),
+        ));
+    }
+    if challenge.member_id == disbursement.requester_member_id
+        || disbursement.steps.iter().any(|s| s.member_id == challenge.member_id)
+    {
+        return Err(rule(
+            "signed_twice",
+            "this member may not sign a step of this disbursement",
+        ));
+    }
+    let _ = next_role;
+    if challenge.expires_ms <= context.timestamp_ms {
+        return Err(rule("sms_confirmation", "the challenge expires before it is recorded"));
+    }
+    let state = ChallengeState {
+        seq: context.seq,
+        commitment: challenge.commitment,
+        expires_ms: challenge.expires_ms,
+    };
+    objects.put(
+        challenge_key(&challenge.disbursement_id, step, &challenge.member_id),
+        &state,
+    );
+    Ok(Outcome::New)
+}
+
+/// An approval reveals the code of the node's latest challenge for this
+/// step and member, before it expired; required when the policy says so.
+fn check_sms_reveal(
+    objects: &mut Objects,
+    context: &Context,
+    disbursement: &DisbursementState,
+    step: u32,
+    role: Role,
+    member_id: &str,
+    reveal: Option<&SmsReveal>,
+) -> Result<(), RuleError> {
+    let required = objects
+        .get::<PolicySet>(POLICY_KEY)?
+        .is_some_and(|p| p.sms_confirmation_required);
+    let Some(reveal) = reveal else {
+        return if required {
+            Err(rule(
+                "sms_confirmation",
+                "this step needs the SMS code sent to the approver's phone",
+            ))
+        } else {
+            Ok(())
+        };
+    };
+    let key = challenge_key(&disbursement.disbursement_id, step, member_id);
+    let challenge: ChallengeState =
+        objects.need(&key, "sms_confirmation", "an SMS challenge for this step and member")?;
+    if challenge.seq != reveal.challenge_seq {
+        return Err(rule(
+            "sms_confirmation",
+            "the code is not from the latest challenge for this step",
+        ));
+    }
+    if context.timestamp_ms > challenge.expires_ms {
+        return Err(rule("sms_confirmation", "the code had expired"));
+    }
+    let binding = sms_binding(context.origin, disbursement, step, role, member_id);
+    if sms_commitment(&reveal.salt, &reveal.code, &binding) != challenge.commitment {
+        return Err(rule(
+            "sms_confirmation",
+            "the code does not match the node's commitment for this statement",
+        ));
+    }
+    // Single use: the challenge is spent with this step.
+    objects.delete(key);
+    Ok(())
 }

@@ -162,6 +162,9 @@ pub struct Ledger {
     shared: Arc<Shared>,
     mode: Mode,
     writer: Option<writer::Handle>,
+    /// The node's key, on a writable ledger: it signs checkpoints and the
+    /// SMS challenge commitments.
+    node: Option<Identity>,
 }
 
 fn db_options(create: bool) -> DbOptions {
@@ -296,12 +299,13 @@ impl Ledger {
         match check_on_open(&shared) {
             Ok(state) => {
                 shared.publish_keys(&state.registry);
-                let signer = note::Signer::new(&shared.meta.origin, node)?;
+                let signer = note::Signer::new(&shared.meta.origin, node.clone())?;
                 let writer = writer::Handle::start(Arc::clone(&shared), state, signer, clock, options);
                 Ok(Self {
                     shared,
                     mode: Mode::Writable,
                     writer: Some(writer),
+                    node: Some(node),
                 })
             }
             Err(Error::Integrity { seq, check, detail }) => Ok(Self {
@@ -316,6 +320,7 @@ impl Ledger {
                     detail: format!("{check}: {detail}"),
                 },
                 writer: None,
+                node: None,
             }),
             Err(other) => Err(other),
         }
@@ -336,6 +341,7 @@ impl Ledger {
             shared,
             mode: Mode::ReadOnly,
             writer: None,
+            node: None,
         })
     }
 
@@ -854,6 +860,13 @@ impl Ledger {
             .db
             .get_cf(self.shared.cf(CF_META), format!("private/{key}"))
             .map_err(storage)
+    }
+
+    /// Signs a record with the node key (SMS challenge commitments only: the
+    /// registry refuses the node key for anything else).
+    pub fn sign_as_node(&self, kind: u16, payload: Vec<u8>) -> Result<Record> {
+        let node = self.node.as_ref().ok_or(Error::ReadOnly)?;
+        Ok(Record::sign(kind, payload, node))
     }
 
     /// Stops the writer after it has committed everything queued.
