@@ -575,3 +575,154 @@ async fn the_officer_records_the_applicants_phone_and_the_applicant_is_told() {
     assert_eq!(sent[0].0, phone);
     assert!(sent[0].1.contains("¥2,500.00"), "{}", sent[0].1);
 }
+
+/// Keeps every SMS it is asked to send.
+#[derive(Default)]
+struct Phone(std::sync::Mutex<Vec<(String, String)>>);
+
+impl caseledger::service::sms::SmsProvider for Phone {
+    fn send(&self, phone: &str, text: &str, id: &str) -> Result<String, caseledger::service::sms::SendError> {
+        self.0.lock().expect("lock").push((phone.to_owned(), text.to_owned()));
+        Ok(id.to_owned())
+    }
+}
+
+fn last_code(phone: &Phone) -> String {
+    let texts = phone.0.lock().expect("lock");
+    let text = &texts.last().expect("an SMS").1;
+    text.chars().filter(char::is_ascii_digit).take(6).collect()
+}
+
+#[tokio::test]
+async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
+    let mut f = fixture(256 * 1024);
+    let phone = Arc::new(Phone::default());
+    f.state = f.state.clone().with_sms(phone.clone());
+    let officer = &f.staff.officers[0];
+    let head = &f.staff.bureau_head;
+    let case = CaseRecords::new(&f.staff, officer, CASE);
+    write(
+        &f.state,
+        &officer.identity,
+        &[
+            case.open(1),
+            case.account("acct-1", 1, "6222000011110001"),
+            case.confirm("acct-1"),
+        ],
+    )
+    .await;
+    write(
+        &f.state,
+        &f.staff.finance.identity,
+        &[case.receipt("BANK-1", 5_000_000)],
+    )
+    .await;
+    write(&f.state, &officer.identity, &[case.request("d-1", "acct-1", 4_000_000)]).await;
+
+    // No phone on file yet: no challenge.
+    let target = "/v1/disbursements/d-1/steps/1/challenge";
+    let (status, value) = send(
+        &f.state,
+        "POST",
+        target,
+        &sign_request(&head.identity, "POST", target, &[]),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(
+        (status, value["rule"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("sms_confirmation"))
+    );
+    let body =
+        serde_json::to_vec(&serde_json::json!({"member_id": head.member_id, "phone": head.phone})).expect("json");
+    let headers = sign_request(&f.staff.administrator.identity, "POST", "/v1/contacts/members", &body);
+    assert_eq!(
+        send(&f.state, "POST", "/v1/contacts/members", &headers, body).await.0,
+        StatusCode::NO_CONTENT
+    );
+    // Finance is not the next step's role.
+    let (status, _) = send(
+        &f.state,
+        "POST",
+        target,
+        &sign_request(&f.staff.finance.identity, "POST", target, &[]),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let (status, challenge) = send(
+        &f.state,
+        "POST",
+        target,
+        &sign_request(&head.identity, "POST", target, &[]),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{challenge}");
+    assert!(challenge["statement"].as_str().expect("words").contains("¥40,000.00"));
+    let sent_to = phone.0.lock().expect("lock").last().expect("sms").0.clone();
+    assert_eq!(sent_to, head.phone);
+    let code = last_code(&phone);
+    let approval = |code: &str, request: &str, challenge: &Value| {
+        let record = case.approval(
+            common::ORIGIN,
+            "d-1",
+            "acct-1",
+            4_000_000,
+            1,
+            Role::BureauHead,
+            Decision::Approve,
+            head,
+        );
+        let mut statement: ApprovalSigned = serde_json::from_slice(&record.payload).expect("json");
+        statement.request_id = request.into();
+        statement.sms = Some(SmsReveal {
+            challenge_seq: challenge["challenge_seq"].as_u64().expect("seq"),
+            code: code.into(),
+            salt: challenge["salt"].as_str().expect("salt").into(),
+        });
+        sign(KIND_APPROVAL_SIGNED, &statement, &head.identity)
+    };
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for attempt in 0..5 {
+        let (status, value) = write(
+            &f.state,
+            &head.identity,
+            &[approval(wrong, &format!("try-{attempt}"), &challenge)],
+        )
+        .await;
+        assert_eq!(
+            (status, value["rule"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("sms_code"))
+        );
+    }
+    let (_, value) = write(&f.state, &head.identity, &[approval(&code, "after-lock", &challenge)]).await;
+    assert_eq!(value["rule"], "sms_locked", "five wrong codes lock the challenge");
+
+    // A new challenge (the limiter allows a second one in the minute, not a third).
+    let (status, challenge) = send(
+        &f.state,
+        "POST",
+        target,
+        &sign_request(&head.identity, "POST", target, &[]),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let code = last_code(&phone);
+    let (status, _) = send(
+        &f.state,
+        "POST",
+        target,
+        &sign_request(&head.identity, "POST", target, &[]),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (status, body) = write(&f.state, &head.identity, &[approval(&code, "right", &challenge)]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let report = f.state.ledger.audit(None, 2, &|_| {}).expect("audit");
+    assert!(report.ok, "{:?}", report.violations);
+    assert_eq!(report.sms_confirmations_verified, 1);
+}

@@ -159,7 +159,9 @@ async fn the_openapi_document_lists_every_route_and_every_listed_route_answers()
             _ => path
                 .replace("{seq}", "1")
                 .replace("{case_number}", "x")
-                .replace("{code}", "abc"),
+                .replace("{code}", "abc")
+                .replace("{id}", "d")
+                .replace("{n}", "1"),
         };
         let method = document["paths"][path.as_str()]
             .as_object()

@@ -134,7 +134,7 @@ pub(super) async fn write_records(
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         _ => ApiError::BadRequest(e.body_text()),
     })?;
-    let (key_id, _) = authenticate(&state, &method, &uri, &headers, &body)?;
+    let (key_id, member_info) = authenticate(&state, &method, &uri, &headers, &body)?;
     let request: WriteRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
     if request.records.is_empty() || request.records.len() > RECORDS_PER_REQUEST_MAX {
@@ -163,6 +163,16 @@ pub(super) async fn write_records(
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
+    for record in &records {
+        if record.kind == caseledger_ledger::funds::model::KIND_APPROVAL_SIGNED {
+            if let (Ok(statement), Some(member)) = (
+                serde_json::from_slice::<caseledger_ledger::funds::model::ApprovalSigned>(&record.payload),
+                member_info.member.as_ref(),
+            ) {
+                super::approvals::check_code(&state, &member.member_id, &statement)?;
+            }
+        }
+    }
     let ledger = state.ledger.clone();
     let appended = tokio::task::spawn_blocking(move || ledger.append(records))
         .await

@@ -5,6 +5,7 @@
 //! OpenAPI document at `/v1/openapi.json` is generated from the same
 //! handlers that serve them.
 
+mod approvals;
 pub mod client;
 pub mod config;
 pub mod httpsig;
@@ -46,6 +47,10 @@ pub struct AppState {
     pub verify_limiter: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
     /// The court's key for phone and account commitments (private).
     pub commitment_key: Arc<[u8; 32]>,
+    /// Sends approval codes (notifications go through the outbox worker).
+    pub sms: Arc<dyn sms::SmsProvider>,
+    /// Per approver: new approval-code challenges allowed.
+    pub challenge_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
 }
 
 /// Verification-code look-ups allowed per client IP and minute.
@@ -63,7 +68,18 @@ impl AppState {
                 std::num::NonZeroU32::new(VERIFY_PER_IP_PER_MINUTE).expect("positive"),
             ))),
             commitment_key: Arc::new(rand::random()),
+            sms: Arc::new(sms::ConsoleProvider),
+            challenge_limiter: Arc::new(governor::RateLimiter::keyed(
+                governor::Quota::per_minute(std::num::NonZeroU32::new(1).expect("positive"))
+                    .allow_burst(std::num::NonZeroU32::new(2).expect("positive")),
+            )),
         }
+    }
+
+    /// Sends approval codes through `provider`.
+    pub fn with_sms(mut self, provider: Arc<dyn sms::SmsProvider>) -> Self {
+        self.sms = provider;
+        self
     }
 
     /// Uses the court's commitment key (read from the data folder by `serve`).

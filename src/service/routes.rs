@@ -39,6 +39,8 @@ pub(super) fn routes(timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .routes(routes!(super::members::commitment))
         .routes(routes!(super::members::contact))
         .routes(routes!(super::members::dead_letters))
+        .routes(routes!(super::approvals::challenge))
+        .routes(routes!(super::approvals::member_contact))
         .layer(timed(timeout));
     let long = OpenApiRouter::new()
         .routes(routes!(super::members::audit))

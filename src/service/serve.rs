@@ -187,9 +187,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         config.body_bytes_max,
         Duration::from_millis(config.request_timeout_ms),
     )
-    .with_commitment_key(commitment_key(&config.data)?);
+    .with_commitment_key(commitment_key(&config.data)?)
+    .with_sms(Arc::clone(&sms));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let deliverer = start_delivery(Arc::clone(&state.ledger), sms, Arc::clone(&stop));
+    let deliverer = start_delivery(Arc::clone(&state.ledger), Arc::clone(&sms), Arc::clone(&stop));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -1,0 +1,250 @@
+//! Approval steps confirmed by SMS (issue 5): the challenge endpoint, the
+//! approvers' phone numbers, and the code check before a step is written.
+//!
+//! The code is 6 digits from the OS CSPRNG, valid 5 minutes, kept only as
+//! an HMAC under the court's key until the approver reveals it in the signed
+//! step; 5 wrong tries lock the challenge. The node records a commitment to
+//! it in the ledger before sending (docs/FORMAT.md §3c).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::Json;
+use caseledger_ledger::funds::model::*;
+use hmac::Mac as _;
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::members::authenticate;
+use super::problem::{ApiError, Problem};
+use super::AppState;
+
+/// How long a code lives.
+pub const CODE_TTL_MS: u64 = 5 * 60 * 1000;
+/// Wrong codes before a challenge is locked.
+pub const CODE_ATTEMPTS_MAX: u32 = 5;
+
+#[derive(Serialize, Deserialize)]
+struct PrivateChallenge {
+    seq: u64,
+    code_mac: String,
+    attempts: u32,
+    expires_ms: u64,
+}
+
+fn private_key(disbursement_id: &str, step: u32, member_id: &str) -> String {
+    format!("challenge/{disbursement_id}/{step}/{member_id}")
+}
+
+fn code_mac(key: &[u8; 32], code: &str) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(b"sms-code\0");
+    mac.update(code.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn refuse(rule: &str, detail: &str) -> ApiError {
+    ApiError::RuleViolated {
+        rule: rule.into(),
+        detail: detail.into(),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChallengeResponse {
+    /// Seq of the node's commitment, to put in the step's `sms.challenge_seq`.
+    pub challenge_seq: u64,
+    /// Salt of the commitment, to put in the step's `sms.salt`.
+    pub salt: String,
+    pub expires_ms: u64,
+    /// What the code will approve, in words (the SMS carries only the code).
+    pub statement: String,
+}
+
+/// Sends a code to the calling approver's phone for step `n` of a
+/// disbursement, after the node commits to it in the ledger.
+#[utoipa::path(post, path = "/v1/disbursements/{id}/steps/{n}/challenge",
+    params(("id" = String, Path), ("n" = u32, Path)),
+    responses(
+        (status = OK, body = ChallengeResponse),
+        (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+        (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
+        (status = UNPROCESSABLE_ENTITY, body = Problem, content_type = "application/problem+json"),
+        (status = TOO_MANY_REQUESTS, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn challenge(
+    State(state): State<AppState>,
+    Path((id, n)): Path<(String, u32)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<ChallengeResponse>, ApiError> {
+    let (_, info) = authenticate(&state, &method, &uri, &headers, &[])?;
+    let member = info
+        .member
+        .ok_or_else(|| refuse("role", "only court members approve"))?;
+    let bytes = state
+        .ledger
+        .state_object(&caseledger_ledger::funds::disbursement_key(&id))?
+        .ok_or_else(|| ApiError::NotFound(format!("disbursement {id}")))?;
+    let disbursement: DisbursementState =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let role = disbursement
+        .next_role()
+        .ok_or_else(|| refuse("status", "no step of this disbursement is awaited"))?;
+    if disbursement.steps.len() as u32 + 1 != n {
+        return Err(refuse("step_order", "that is not the next step"));
+    }
+    if member.role != role {
+        return Err(refuse("role", "the next step needs another role"));
+    }
+    let phone = state
+        .ledger
+        .private_get(&format!("contact/member/{}", member.member_id))?
+        .ok_or_else(|| refuse("sms_confirmation", "no phone number is on file for this approver"))?;
+    // Only challenges that will send a code count against the limit.
+    if state.challenge_limiter.check_key(&member.member_id).is_err() {
+        return Err(ApiError::RateLimited);
+    }
+    let code = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32));
+    let salt = hex::encode(rand::random::<[u8; 16]>());
+    let expires_ms = now_ms() + CODE_TTL_MS;
+    let origin = state.ledger.origin().to_owned();
+    let commitment = sms_commitment(
+        &salt,
+        &code,
+        &sms_binding(&origin, &disbursement, n, role, &member.member_id),
+    );
+    let payload = SmsChallenge {
+        request_id: format!("challenge-{}", &salt[..16]),
+        disbursement_id: id.clone(),
+        step: n,
+        member_id: member.member_id.clone(),
+        commitment,
+        expires_ms,
+    };
+    let record = state
+        .ledger
+        .sign_as_node(KIND_SMS_CHALLENGE, serde_json::to_vec(&payload).expect("json"))?;
+    let ledger = state.ledger.clone();
+    let seq = tokio::task::spawn_blocking(move || ledger.append_one(record))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let private = PrivateChallenge {
+        seq,
+        code_mac: code_mac(&state.commitment_key, &code),
+        attempts: 0,
+        expires_ms,
+    };
+    let key = private_key(&id, n, &member.member_id);
+    state
+        .ledger
+        .private_put(&key, &serde_json::to_vec(&private).expect("json"))?;
+    let phone = String::from_utf8_lossy(&phone).into_owned();
+    // The template carries only the code, as Chinese providers require.
+    let text = format!("【执行案款】您的审批验证码为{code}，5分钟内有效，请勿告知他人。");
+    state
+        .sms
+        .send(&phone, &text, &format!("challenge-{seq}"))
+        .map_err(|e| ApiError::Unavailable(format!("the SMS could not be sent: {}", e.detail)))?;
+    metrics::counter!("caseledger_sms_challenges_total").increment(1);
+    let statement = format!(
+        "{}: {} to account {} — step {n} as {}",
+        disbursement.case_number,
+        caseledger_ledger::bundle::yuan(disbursement.amount_fen),
+        disbursement.account_id,
+        role.as_str()
+    );
+    Ok(Json(ChallengeResponse {
+        challenge_seq: seq,
+        salt,
+        expires_ms,
+        statement,
+    }))
+}
+
+/// Before a step that reveals a code is written: the code must match the
+/// one sent, within its lifetime, with fewer than 5 wrong tries.
+pub(super) fn check_code(state: &AppState, member_id: &str, statement: &ApprovalSigned) -> Result<(), ApiError> {
+    let Some(reveal) = &statement.sms else { return Ok(()) };
+    let key = private_key(&statement.disbursement_id, statement.step, member_id);
+    let Some(bytes) = state.ledger.private_get(&key)? else {
+        return Err(refuse("sms_confirmation", "no code was sent for this step"));
+    };
+    let mut challenge: PrivateChallenge =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if challenge.seq != reveal.challenge_seq {
+        return Err(refuse("sms_confirmation", "the code is not from the latest challenge"));
+    }
+    if challenge.attempts >= CODE_ATTEMPTS_MAX {
+        return Err(refuse(
+            "sms_locked",
+            "too many wrong codes: ask for a new challenge later",
+        ));
+    }
+    if now_ms() > challenge.expires_ms {
+        return Err(refuse("sms_confirmation", "the code has expired"));
+    }
+    if code_mac(&state.commitment_key, &reveal.code) != challenge.code_mac {
+        challenge.attempts += 1;
+        state
+            .ledger
+            .private_put(&key, &serde_json::to_vec(&challenge).expect("json"))?;
+        return Err(refuse("sms_code", "wrong code"));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberContactRequest {
+    pub member_id: String,
+    pub phone: String,
+}
+
+/// Records an approver's phone number (administrators), checked against
+/// the commitment in their enrolment.
+#[utoipa::path(post, path = "/v1/contacts/members", request_body = MemberContactRequest, responses(
+    (status = NO_CONTENT),
+    (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
+    (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn member_contact(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let (_, info) = authenticate(&state, &method, &uri, &headers, &body)?;
+    if !info.administrator {
+        return Err(refuse("role", "administrators record approvers' phones"));
+    }
+    let request: MemberContactRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
+    let keys = state.ledger.keys();
+    let member = keys
+        .keys()
+        .filter(|(_, i)| i.revoked_seq.is_none())
+        .find_map(|(_, i)| i.member.clone().filter(|m| m.member_id == request.member_id))
+        .ok_or_else(|| ApiError::NotFound(format!("member {}", request.member_id)))?;
+    let commitment = crate::court::commitment(&state.commitment_key, crate::court::COMMITMENT_PHONE, &request.phone);
+    if commitment != member.phone_commitment {
+        return Err(ApiError::BadRequest(
+            "the phone number does not match the member's enrolment".into(),
+        ));
+    }
+    state.ledger.private_put(
+        &format!("contact/member/{}", request.member_id),
+        request.phone.as_bytes(),
+    )?;
+    Ok(StatusCode::NO_CONTENT)
+}
