@@ -35,6 +35,15 @@ enum ClientCommand {
     },
     /// A signed GET, e.g. /v1/steps/pending or /v1/entries/7.
     Get { path: String },
+    /// Sign the next approval step of a disbursement: asks for an SMS code,
+    /// shows what is being approved, reads the code, signs and submits.
+    Approve {
+        #[arg(long)]
+        disbursement: String,
+        /// Reject instead of approve.
+        #[arg(long)]
+        reject: bool,
+    },
 }
 
 pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
@@ -47,6 +56,7 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
             client.write(&[Record::sign(*kind, bytes, &identity)])?
         }
         ClientCommand::Get { path } => client.get(path)?,
+        ClientCommand::Approve { disbursement, reject } => approve(&client, &identity, disbursement, *reject)?,
     };
     println!("{}", serde_json::to_string_pretty(&body)?);
     Ok(if (200..300).contains(&status) {
@@ -54,4 +64,79 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn expect_ok((status, body): (u16, serde_json::Value), what: &str) -> anyhow::Result<serde_json::Value> {
+    if (200..300).contains(&status) {
+        Ok(body)
+    } else {
+        anyhow::bail!("{what}: {status} {body}")
+    }
+}
+
+fn approve(
+    client: &Client,
+    identity: &caseledger_keys::Identity,
+    id: &str,
+    reject: bool,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    use caseledger_ledger::funds::model::{
+        ApprovalSigned, Decision, DisbursementState, SmsReveal, KIND_APPROVAL_SIGNED,
+    };
+    let view = expect_ok(
+        client.get(&format!("/v1/disbursements/{id}"))?,
+        "reading the disbursement",
+    )?;
+    let disbursement: DisbursementState = serde_json::from_value(view["disbursement"].clone())?;
+    let step = disbursement.steps.len() as u32 + 1;
+    let role = disbursement
+        .next_role()
+        .context("no step of this disbursement is awaited")?;
+    let challenge = expect_ok(
+        client.post_empty(&format!("/v1/disbursements/{id}/steps/{step}/challenge"))?,
+        "asking for a code",
+    )?;
+    // The statement names the ledger: its origin is the checkpoint's first line.
+    let checkpoint = expect_ok(client.get("/v1/checkpoint")?, "reading the checkpoint")?;
+    let origin = checkpoint
+        .as_str()
+        .and_then(|text| text.lines().next())
+        .context("the checkpoint has no origin line")?
+        .to_owned();
+    eprintln!(
+        "You are about to {} step {step} ({}) of disbursement {id}:",
+        if reject { "REJECT" } else { "approve" },
+        role.as_str()
+    );
+    eprintln!("  case:    {}", disbursement.case_number);
+    eprintln!(
+        "  amount:  {}",
+        caseledger_ledger::bundle::yuan(disbursement.amount_fen)
+    );
+    eprintln!(
+        "  payee:   {} {} at {}",
+        view["account_name"].as_str().unwrap_or(""),
+        view["account_number_masked"].as_str().unwrap_or(""),
+        view["bank"].as_str().unwrap_or("")
+    );
+    eprint!("Enter the 6-digit code sent to your phone: ");
+    let mut code = String::new();
+    std::io::stdin().read_line(&mut code)?;
+    let statement = ApprovalSigned {
+        request_id: format!("approve-{id}-{step}-{}", hex::encode(rand::random::<[u8; 6]>())),
+        origin,
+        disbursement_id: id.to_owned(),
+        case_number: disbursement.case_number.clone(),
+        amount_fen: disbursement.amount_fen,
+        account_id: disbursement.account_id.clone(),
+        step,
+        role,
+        decision: if reject { Decision::Reject } else { Decision::Approve },
+        sms: Some(SmsReveal {
+            challenge_seq: challenge["challenge_seq"].as_u64().context("challenge_seq")?,
+            code: code.trim().to_owned(),
+            salt: challenge["salt"].as_str().context("salt")?.to_owned(),
+        }),
+    };
+    client.write(&[caseledger::court::sign(KIND_APPROVAL_SIGNED, &statement, identity)])
 }

@@ -248,3 +248,45 @@ pub(super) async fn member_contact(
     )?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct DisbursementView {
+    #[schema(value_type = Object)]
+    pub disbursement: DisbursementState,
+    /// The payee account, masked.
+    pub account_number_masked: String,
+    pub account_name: String,
+    pub bank: String,
+}
+
+/// One disbursement with its payee (members only): what an approver looks
+/// at before asking for a code.
+#[utoipa::path(get, path = "/v1/disbursements/{id}", params(("id" = String, Path)), responses(
+    (status = OK, body = DisbursementView),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn disbursement(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<DisbursementView>, ApiError> {
+    authenticate(&state, &method, &uri, &headers, &[])?;
+    let read = |key: String| -> Result<Vec<u8>, ApiError> {
+        state.ledger.state_object(&key)?.ok_or_else(|| ApiError::NotFound(key))
+    };
+    let disbursement: DisbursementState =
+        serde_json::from_slice(&read(caseledger_ledger::funds::disbursement_key(&id))?)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let account: AccountState =
+        serde_json::from_slice(&read(caseledger_ledger::funds::account_key(&disbursement.account_id))?)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(DisbursementView {
+        disbursement,
+        account_number_masked: account.account_number_masked,
+        account_name: account.account_name,
+        bank: account.bank,
+    }))
+}

@@ -71,6 +71,15 @@ impl Client {
         Self::finish(request.call()?)
     }
 
+    /// A signed POST without a body (e.g. a challenge).
+    pub fn post_empty(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        let mut request = self.agent.post(&format!("{}{path}", self.base));
+        for (name, value) in sign_request(&self.identity, "POST", path, &[]) {
+            request = request.header(&name, &value);
+        }
+        Self::finish(request.send_empty()?)
+    }
+
     /// A signed write of `records`, which must be signed by this member.
     pub fn write(&self, records: &[Record]) -> anyhow::Result<(u16, serde_json::Value)> {
         let body = write_body(records);

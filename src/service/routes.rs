@@ -41,6 +41,7 @@ pub(super) fn routes(timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .routes(routes!(super::members::dead_letters))
         .routes(routes!(super::approvals::challenge))
         .routes(routes!(super::approvals::member_contact))
+        .routes(routes!(super::approvals::disbursement))
         .layer(timed(timeout));
     let long = OpenApiRouter::new()
         .routes(routes!(super::members::audit))

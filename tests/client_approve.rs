@@ -1,0 +1,156 @@
+//! An approver signs a step from the command line: `caseledger client
+//! approve` asks for a code, the running `serve` sends it by SMS (the
+//! console provider prints it), the approver types it in, and the signed
+//! step is written; `verify` then counts the SMS confirmation.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use caseledger::court::{CaseRecords, Staff};
+use caseledger::service::client::Client;
+
+#[test]
+fn an_approver_signs_a_step_with_the_code_from_their_phone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("ledger");
+    let staff = Staff::from_seed(91);
+    let admin_key = dir.path().join("admin.key");
+    caseledger_keys::files::write_private_key(&admin_key, &staff.administrator.identity).expect("key");
+    let init = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["init", "--origin", "court.example/approve", "--data"])
+        .arg(&data)
+        .arg("--admin-key")
+        .arg(&admin_key)
+        .output()
+        .expect("init");
+    assert!(init.status.success());
+    std::fs::write(data.join("commitment.key"), hex::encode(staff.commitment_key)).expect("commitment key");
+
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("CASELEDGER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    let stdout = serve.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let address = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serve printed its address");
+        if let Some(rest) = line.strip_prefix("caseledger listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    let admin = Client::new(&address, staff.administrator.identity.clone());
+    assert_eq!(admin.write(&staff.setup_records()).expect("staff").0, 201);
+    let head = &staff.bureau_head;
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let body =
+        serde_json::to_vec(&serde_json::json!({"member_id": head.member_id, "phone": head.phone})).expect("json");
+    let mut request = agent.post(&format!("{address}/v1/contacts/members"));
+    for (name, value) in
+        caseledger::service::client::sign_request(&staff.administrator.identity, "POST", "/v1/contacts/members", &body)
+    {
+        request = request.header(&name, &value);
+    }
+    assert_eq!(request.send(&body[..]).expect("contact").status().as_u16(), 204);
+
+    let officer = &staff.officers[0];
+    let case = CaseRecords::new(&staff, officer, "(2026)苏02执11号");
+    let officer_client = Client::new(&address, officer.identity.clone());
+    assert_eq!(
+        officer_client
+            .write(&[
+                case.open(1),
+                case.account("acct-1", 1, "6222000011115555"),
+                case.confirm("acct-1")
+            ])
+            .expect("case")
+            .0,
+        201
+    );
+    assert_eq!(
+        Client::new(&address, staff.finance.identity.clone())
+            .write(&[case.receipt("BANK-1", 900_000)])
+            .expect("receipt")
+            .0,
+        201
+    );
+    assert_eq!(
+        officer_client
+            .write(&[case.request("d-1", "acct-1", 800_000)])
+            .expect("request")
+            .0,
+        201
+    );
+
+    let head_key = dir.path().join("head.key");
+    caseledger_keys::files::write_private_key(&head_key, &head.identity).expect("key");
+    let mut client = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args([
+            "client",
+            "--url",
+            &address,
+            "--key",
+            head_key.to_str().expect("utf8"),
+            "approve",
+            "--disbursement",
+            "d-1",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("client approve");
+    // The code arrives on the approver's phone (here: serve's console).
+    let code = loop {
+        let line = lines.recv_timeout(Duration::from_secs(30)).expect("an SMS");
+        if line.starts_with("[SMS challenge-") {
+            assert!(
+                line.contains("****0031"),
+                "sent to the bureau head's phone, masked in the log: {line}"
+            );
+            break line
+                .chars()
+                .skip_while(|c| *c != '】')
+                .filter(char::is_ascii_digit)
+                .take(6)
+                .collect::<String>();
+        }
+    };
+    assert_eq!(code.len(), 6);
+    writeln!(client.stdin.take().expect("stdin"), "{code}").expect("type the code");
+    let out = client.wait_with_output().expect("client");
+    let shown = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{shown}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        shown.contains("¥8,000.00") && shown.contains("****5555") && shown.contains("bureau_head"),
+        "{shown}"
+    );
+
+    let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
+    assert!(serve.wait().expect("wait").success());
+    let verify = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .arg("verify")
+        .arg("--data")
+        .arg(&data)
+        .arg("--json")
+        .output()
+        .expect("verify");
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).expect("json");
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["sms_confirmations_verified"], 1);
+}
