@@ -275,7 +275,8 @@ pub(super) async fn disbursement(
 ) -> Result<Json<DisbursementView>, ApiError> {
     authenticate(&state, &method, &uri, &headers, &[])?;
     let read = |key: String| -> Result<Vec<u8>, ApiError> {
-        state.ledger.state_object(&key)?.ok_or_else(|| ApiError::NotFound(key))
+        let found = state.ledger.state_object(&key)?;
+        found.ok_or(ApiError::NotFound(key))
     };
     let disbursement: DisbursementState =
         serde_json::from_slice(&read(caseledger_ledger::funds::disbursement_key(&id))?)
