@@ -155,11 +155,17 @@ pub(super) async fn challenge(
         .send(&phone, &text, &format!("challenge-{seq}"))
         .map_err(|e| ApiError::Unavailable(format!("the SMS could not be sent: {}", e.detail)))?;
     metrics::counter!("caseledger_sms_challenges_total").increment(1);
+    let payee = state
+        .ledger
+        .state_object(&caseledger_ledger::funds::account_key(&disbursement.account_id))?
+        .and_then(|bytes| serde_json::from_slice::<AccountState>(&bytes).ok())
+        .map_or_else(String::new, |a| {
+            format!("{} {}", a.account_name, a.account_number_masked)
+        });
     let statement = format!(
-        "{}: {} to account {} — step {n} as {}",
+        "{}: {} to {payee} — step {n} as {}",
         disbursement.case_number,
         caseledger_ledger::bundle::yuan(disbursement.amount_fen),
-        disbursement.account_id,
         role.as_str()
     );
     Ok(Json(ChallengeResponse {
