@@ -16,7 +16,7 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::members::authenticate;
+use super::members::{authenticate, SignedBy};
 use super::problem::{ApiError, Problem};
 use super::AppState;
 
@@ -82,11 +82,8 @@ pub struct ChallengeResponse {
 pub(super) async fn challenge(
     State(state): State<AppState>,
     Path((id, n)): Path<(String, u32)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedBy { info, .. }: SignedBy,
 ) -> Result<Json<ChallengeResponse>, ApiError> {
-    let (_, info) = authenticate(&state, &method, &uri, &headers, &[])?;
     let member = info
         .member
         .ok_or_else(|| refuse("role", "only court members approve"))?;
@@ -275,11 +272,8 @@ pub struct DisbursementView {
 pub(super) async fn disbursement(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    _member: SignedBy,
 ) -> Result<Json<DisbursementView>, ApiError> {
-    authenticate(&state, &method, &uri, &headers, &[])?;
     let read = |key: String| -> Result<Vec<u8>, ApiError> {
         let found = state.ledger.state_object(&key)?;
         found.ok_or(ApiError::NotFound(key))

@@ -87,6 +87,20 @@ pub(super) fn authenticate(
     Ok((verified.key_id, info))
 }
 
+/// A bodyless request (a read) authenticated as an active member key.
+pub(super) struct SignedBy {
+    pub info: KeyInfo,
+}
+
+impl axum::extract::FromRequestParts<AppState> for SignedBy {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (_, info) = authenticate(state, &parts.method, &parts.uri, &parts.headers, &[])?;
+        Ok(Self { info })
+    }
+}
+
 /// One signed record as sent by a member.
 #[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -238,11 +252,8 @@ pub struct EntryResponse {
 pub(super) async fn entry(
     State(state): State<AppState>,
     Path(seq): Path<u64>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    _member: SignedBy,
 ) -> Result<Json<EntryResponse>, ApiError> {
-    authenticate(&state, &method, &uri, &headers, &[])?;
     let bytes = state.ledger.entry_bytes(seq)?;
     let entry = caseledger_ledger::entry::Entry::decode(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(EntryResponse {
@@ -265,11 +276,8 @@ pub(super) async fn entry(
 pub(super) async fn case_view(
     State(state): State<AppState>,
     Path(case_number): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    _member: SignedBy,
 ) -> Result<Json<caseledger_ledger::funds::views::CaseView>, ApiError> {
-    authenticate(&state, &method, &uri, &headers, &[])?;
     let now_ms = unix_now() * 1000;
     state
         .ledger
@@ -291,11 +299,8 @@ pub struct PendingSteps {
 ))]
 pub(super) async fn pending_steps(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedBy { info, .. }: SignedBy,
 ) -> Result<Json<PendingSteps>, ApiError> {
-    let (_, info) = authenticate(&state, &method, &uri, &headers, &[])?;
     let Some(member) = info.member else {
         return Ok(Json(PendingSteps {
             role: "none".into(),
@@ -319,11 +324,8 @@ pub(super) async fn pending_steps(
 ))]
 pub(super) async fn receipts_due(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    _member: SignedBy,
 ) -> Result<Json<Vec<caseledger_ledger::funds::views::ReceiptView>>, ApiError> {
-    authenticate(&state, &method, &uri, &headers, &[])?;
     Ok(Json(state.ledger.receipts_due(unix_now() * 1000)?))
 }
 
@@ -336,11 +338,8 @@ pub(super) async fn receipts_due(
 ))]
 pub(super) async fn audit(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedBy { info, .. }: SignedBy,
 ) -> Result<Json<caseledger_ledger::audit::AuditReport>, ApiError> {
-    let (_, info) = authenticate(&state, &method, &uri, &headers, &[])?;
     require_auditor(&info)?;
     let ledger = state.ledger.clone();
     let report = tokio::task::spawn_blocking(move || ledger.audit_live(2))
@@ -377,12 +376,9 @@ pub(super) struct ExportQuery {
 ))]
 pub(super) async fn export(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedBy { info, .. }: SignedBy,
     query: Result<axum::extract::Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<String>>, ApiError> {
-    let (_, info) = authenticate(&state, &method, &uri, &headers, &[])?;
     require_auditor(&info)?;
     let axum::extract::Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = query.limit.unwrap_or(1000).min(10_000);
@@ -560,11 +556,8 @@ pub struct DeadLetter {
 ))]
 pub(super) async fn dead_letters(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    SignedBy { info, .. }: SignedBy,
 ) -> Result<Json<Vec<DeadLetter>>, ApiError> {
-    let (_, info) = authenticate(&state, &method, &uri, &headers, &[])?;
     require_auditor(&info)?;
     let ledger = state.ledger.clone();
     let dead = tokio::task::spawn_blocking(move || super::sms::dead_letters(&ledger, 1000))
