@@ -152,3 +152,59 @@ fn failures_back_off_and_end_in_the_dead_letter() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].0.id, second.id);
 }
+
+#[test]
+fn deadline_reminders_go_to_the_officer_and_the_bureau_head_once_per_threshold() {
+    const DAY_MS: u64 = 86_400_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 63);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append(vec![case.open(1), case.receipt("BANK-1", 4_200_000)])
+        .expect("case and receipt");
+    let recorded = ledger.entry(ledger.size() - 1).expect("entry").timestamp_ms;
+    for person in [&staff.officers[0], &staff.bureau_head] {
+        sms::put_contact(&ledger, &format!("member/{}", person.member_id), &person.phone).expect("contact");
+    }
+    let provider = Recorder::default();
+    assert_eq!(
+        sms::send_reminders(&ledger, &provider, recorded + DAY_MS).expect("pass"),
+        0,
+        "on time"
+    );
+    assert_eq!(
+        sms::send_reminders(&ledger, &provider, recorded + 26 * DAY_MS).expect("pass"),
+        2,
+        "near due"
+    );
+    assert_eq!(
+        sms::send_reminders(&ledger, &provider, recorded + 27 * DAY_MS).expect("pass"),
+        0,
+        "once per threshold"
+    );
+    assert_eq!(
+        sms::send_reminders(&ledger, &provider, recorded + 31 * DAY_MS).expect("pass"),
+        2,
+        "overdue"
+    );
+    assert_eq!(
+        sms::send_reminders(&ledger, &provider, recorded + 40 * DAY_MS).expect("pass"),
+        0
+    );
+    let sent = provider.sent.lock().expect("lock").clone();
+    let phones: Vec<&str> = sent.iter().map(|(phone, _, _)| phone.as_str()).collect();
+    assert_eq!(
+        phones,
+        [
+            staff.officers[0].phone.as_str(),
+            staff.bureau_head.phone.as_str(),
+            staff.officers[0].phone.as_str(),
+            staff.bureau_head.phone.as_str()
+        ]
+    );
+    assert!(
+        sent[2].1.contains("超过发放期限") && sent[2].1.contains("¥42,000.00"),
+        "{}",
+        sent[2].1
+    );
+}

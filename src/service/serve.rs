@@ -145,13 +145,21 @@ fn start_delivery(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut worker = super::sms::Deliverer::new(ledger, provider, super::sms::DeliveryOptions::default());
+        let mut worker = super::sms::Deliverer::new(Arc::clone(&ledger), Arc::clone(&provider), Default::default());
+        let mut next_reminders_ms = 0;
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
             if let Err(error) = worker.run_once(now_ms) {
                 tracing::error!(%error, "delivery pass failed");
+            }
+            // Deadline reminders, once a minute.
+            if now_ms >= next_reminders_ms {
+                if let Err(error) = super::sms::send_reminders(&ledger, provider.as_ref(), now_ms) {
+                    tracing::error!(%error, "reminder pass failed");
+                }
+                next_reminders_ms = now_ms + 60_000;
             }
             std::thread::sleep(Duration::from_millis(500));
         }

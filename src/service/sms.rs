@@ -309,3 +309,68 @@ pub fn dead_letters(ledger: &Ledger, limit: usize) -> anyhow::Result<Vec<(Notifi
     }
     Ok(out)
 }
+
+/// Sends near-due and overdue reminders about receipts still held: to the
+/// case's officer and to every bureau head, once per receipt per threshold.
+/// Returns how many messages were sent.
+pub fn send_reminders(ledger: &Ledger, provider: &dyn SmsProvider, now_ms: u64) -> anyhow::Result<u64> {
+    use caseledger_ledger::funds::model::Role;
+    use caseledger_ledger::funds::views::DeadlineStatus;
+    let keys = ledger.keys();
+    let heads: Vec<String> = keys
+        .keys()
+        .filter(|(_, info)| info.revoked_seq.is_none())
+        .filter_map(|(_, info)| {
+            info.member
+                .as_ref()
+                .filter(|m| m.role == Role::BureauHead)
+                .map(|m| m.member_id.clone())
+        })
+        .collect();
+    let mut sent = 0;
+    for due in ledger.receipts_due(now_ms)? {
+        let threshold = match due.deadline {
+            DeadlineStatus::NearDue => "near_due",
+            DeadlineStatus::Overdue => "overdue",
+            DeadlineStatus::OnTime => continue,
+        };
+        let receipt = &due.receipt;
+        let marker = format!("reminded/{}/{threshold}", receipt.bank_reference);
+        if ledger.private_get(&marker)?.is_some() {
+            continue;
+        }
+        let case_number = receipt.case_number.clone().unwrap_or_else(|| "不明款".into());
+        let officer = receipt
+            .case_number
+            .as_deref()
+            .and_then(|number| ledger.case_view(number, now_ms).ok().flatten())
+            .map(|view| view.case.officer_member_id);
+        let text = match due.deadline {
+            DeadlineStatus::Overdue => format!(
+                "【执行案款】{case_number}案件{}到账的执行款{}已超过发放期限，请立即处理或报批延期。",
+                receipt.value_date,
+                caseledger_ledger::bundle::yuan(receipt.amount_fen)
+            ),
+            _ => format!(
+                "【执行案款】{case_number}案件{}到账的执行款{}即将到期，请及时发放。",
+                receipt.value_date,
+                caseledger_ledger::bundle::yuan(receipt.amount_fen)
+            ),
+        };
+        for member in officer.iter().chain(heads.iter()) {
+            let Some(phone) = ledger.private_get(&format!("contact/member/{member}"))? else {
+                continue;
+            };
+            let id = format!("remind-{}-{threshold}-{member}", receipt.bank_reference);
+            match provider.send(&String::from_utf8_lossy(&phone), &text, &id) {
+                Ok(_) => sent += 1,
+                Err(error) => {
+                    tracing::warn!(%id, detail = %error.detail, "reminder not sent; will retry");
+                    return Ok(sent);
+                }
+            }
+        }
+        ledger.private_put(&marker, b"sent")?;
+    }
+    Ok(sent)
+}
