@@ -323,10 +323,11 @@ criterion_group!(
 fn funds_write(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let staff = Staff::from_seed(1);
+    let node = Identity::from_seed([1; 32]);
     let ledger = Ledger::create(
         dir.path(),
         "bench.caseledger.local/ledger",
-        &Identity::from_seed([1; 32]),
+        &node,
         &[("administrator".into(), staff.administrator.identity.public_key())],
         Arc::new(SystemClock),
         Options::default(),
@@ -337,7 +338,7 @@ fn funds_write(c: &mut Criterion) {
     let mut next_case = 1u64;
     let mut take_cases = |count: u64| {
         let records: Vec<Record> = (next_case..next_case + count)
-            .flat_map(|n| demo_case_history(&staff, &origin, n, 1))
+            .flat_map(|n| demo_case_history(&staff, &node, &origin, n, 1))
             .collect();
         next_case += count;
         records

@@ -133,7 +133,6 @@ fn approve(
         role,
         decision: if reject { Decision::Reject } else { Decision::Approve },
         sms: Some(SmsReveal {
-            challenge_seq: challenge["challenge_seq"].as_u64().context("challenge_seq")?,
             code: code.trim().to_owned(),
             salt: challenge["salt"].as_str().context("salt")?.to_owned(),
         }),

@@ -346,7 +346,13 @@ impl<'a> CaseRecords<'a> {
 }
 
 /// The records of case number `n` (1-based), in order.
-pub fn demo_case_history(staff: &Staff, origin: &str, n: u64, seed: u64) -> Vec<Record> {
+/// Every approval step goes through the SMS path: a node-signed commitment
+/// to a code, then the step revealing it (the demo plays the phone).
+pub fn demo_case_history(staff: &Staff, node: &Identity, origin: &str, n: u64, seed: u64) -> Vec<Record> {
+    let expires_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+        + 3_600_000;
     let mut rng = StdRng::seed_from_u64(seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let officer = &staff.officers[(n % staff.officers.len() as u64) as usize];
     let case_number = format!("(2025)苏02执{n}号");
@@ -378,29 +384,69 @@ pub fn demo_case_history(staff: &Staff, origin: &str, n: u64, seed: u64) -> Vec<
     } else {
         vec![Role::BureauHead, Role::Finance]
     };
+    let mut confirmed = |step: u32, decision: Decision| {
+        let role = chain[step as usize - 1];
+        let signer = staff.by_role(role);
+        let statement = StepStatement {
+            origin,
+            disbursement_id: &disbursement,
+            case_number: &case.case_number,
+            amount_fen: amount,
+            account_id: &account,
+            step,
+            role,
+            member_id: &signer.member_id,
+        };
+        let code = format!("{:06}", rng.gen_range(0..1_000_000u32));
+        let salt = hex::encode(rng.gen::<[u8; 16]>());
+        let mut pair = sms_challenge(node, &statement, &code, &salt, expires_ms);
+        let mut approval = case.approval(origin, &disbursement, &account, amount, step, role, decision, signer);
+        let mut payload: ApprovalSigned = serde_json::from_slice(&approval.payload).expect("json");
+        payload.sms = Some(SmsReveal { code, salt });
+        approval = sign(KIND_APPROVAL_SIGNED, &payload, &signer.identity);
+        pair.push(approval);
+        pair
+    };
     match n % 10 {
         7 => return records, // awaiting its first step
         8 => {
-            let signer = staff.by_role(chain[0]);
-            records.push(case.approval(
-                origin,
-                &disbursement,
-                &account,
-                amount,
-                1,
-                chain[0],
-                Decision::Reject,
-                signer,
-            ));
+            records.extend(confirmed(1, Decision::Reject));
             return records;
         }
         _ => {}
     }
-    records.extend(case.approvals(origin, &disbursement, &account, amount, &chain));
+    for step in 1..=chain.len() as u32 {
+        records.extend(confirmed(step, Decision::Approve));
+    }
     if n % 10 != 6 {
         records.push(case.payment(&disbursement, &format!("P{n}"), &account, amount));
     }
     records
+}
+
+/// The node's commitment to `code` for `statement`, as the service records
+/// it before sending the code (docs/FORMAT.md §3c).
+pub fn sms_challenge(
+    node: &Identity,
+    statement: &StepStatement,
+    code: &str,
+    salt: &str,
+    expires_ms: u64,
+) -> Vec<Record> {
+    let payload = SmsChallenge {
+        request_id: format!(
+            "challenge-{}-{}-{}",
+            statement.disbursement_id,
+            statement.step,
+            &salt[..8]
+        ),
+        disbursement_id: statement.disbursement_id.to_owned(),
+        step: statement.step,
+        member_id: statement.member_id.to_owned(),
+        commitment: sms_commitment(salt, code, &statement.binding()),
+        expires_ms,
+    };
+    vec![sign(KIND_SMS_CHALLENGE, &payload, node)]
 }
 
 #[cfg(test)]

@@ -141,7 +141,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         write_notes(&ledger, &keys, seed, entries)?;
     }
     if let Some(cases) = args.cases.filter(|n| *n > 0) {
-        crate::demo_cases::write_cases(&ledger, &keys.staff, seed, cases)?;
+        // The node key the ledger was made with (also for a folder made earlier).
+        let node = caseledger_keys::files::read_private_key(&args.data.join(caseledger_ledger::store::NODE_KEY_FILE))?;
+        crate::demo_cases::write_cases(&ledger, &keys.staff, &node, seed, cases)?;
     }
     let checkpoint = ledger.checkpoint_now()?;
     println!(

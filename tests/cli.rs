@@ -224,6 +224,10 @@ fn demo_cases_write_a_rule_checked_history_that_verify_replays() {
     assert_eq!(report["rules_ok"], true);
     assert_eq!(report["cases"], 45);
     assert_eq!(report["violations"], serde_json::json!([]));
+    assert!(
+        report["sms_confirmations_verified"].as_u64().expect("count") > 20,
+        "every demo step is confirmed by SMS: {report}"
+    );
     let none = caseledger(&["demo", "--data", data]);
     assert_eq!(none.status.code(), Some(2), "demo needs --entries or --cases");
 }

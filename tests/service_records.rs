@@ -678,7 +678,6 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
         let mut statement: ApprovalSigned = serde_json::from_slice(&record.payload).expect("json");
         statement.request_id = request.into();
         statement.sms = Some(SmsReveal {
-            challenge_seq: challenge["challenge_seq"].as_u64().expect("seq"),
             code: code.into(),
             salt: challenge["salt"].as_str().expect("salt").into(),
         });

@@ -71,8 +71,8 @@ fn disbursement(ledger: &Ledger) -> DisbursementState {
 }
 
 /// The node's challenge for `step` to `member`, committing to `code` for
-/// `amount` (normally the disbursement's). Returns the challenge's seq.
-fn challenge(court: &Court, step: u32, role: Role, member: &Person, code: &str, amount: u64) -> u64 {
+/// `amount` (normally the disbursement's).
+fn challenge(court: &Court, step: u32, role: Role, member: &Person, code: &str, amount: u64) {
     let mut bound = disbursement(&court.ledger);
     bound.amount_fen = amount;
     let binding = sms_binding(ORIGIN, &bound, step, role, &member.member_id);
@@ -88,16 +88,15 @@ fn challenge(court: &Court, step: u32, role: Role, member: &Person, code: &str, 
         .ledger
         .sign_as_node(KIND_SMS_CHALLENGE, serde_json::to_vec(&payload).expect("json"))
         .expect("node");
-    court.ledger.append_one(record).expect("challenge")
+    court.ledger.append_one(record).expect("challenge");
 }
 
-fn step(court: &Court, step: u32, role: Role, member: &Person, reveal: Option<(u64, &str)>, request: &str) -> Record {
+fn step(court: &Court, step: u32, role: Role, member: &Person, reveal: Option<&str>, request: &str) -> Record {
     let case = CaseRecords::new(&court.staff, &court.staff.officers[0], CASE);
     let record = case.approval(ORIGIN, "d-1", "acct-1", AMOUNT, step, role, Decision::Approve, member);
     let mut statement: ApprovalSigned = serde_json::from_slice(&record.payload).expect("json");
     statement.request_id = request.into();
-    statement.sms = reveal.map(|(challenge_seq, code)| SmsReveal {
-        challenge_seq,
+    statement.sms = reveal.map(|code| SmsReveal {
         code: code.into(),
         salt: "00112233445566778899aabbccddeeff".into(),
     });
@@ -112,24 +111,24 @@ fn the_right_code_signs_and_the_audit_counts_it() {
         refused_rule(&court.ledger, step(&court, 1, Role::BureauHead, head, None, "no-code")),
         "sms_confirmation"
     );
-    let seq = challenge(&court, 1, Role::BureauHead, head, "482913", AMOUNT);
+    challenge(&court, 1, Role::BureauHead, head, "482913", AMOUNT);
     court
         .ledger
-        .append_one(step(&court, 1, Role::BureauHead, head, Some((seq, "482913")), "ok"))
+        .append_one(step(&court, 1, Role::BureauHead, head, Some("482913"), "ok"))
         .expect("signed");
     // The code is single use: the finance step cannot reuse it.
     let finance = &court.staff.finance;
     assert_eq!(
         refused_rule(
             &court.ledger,
-            step(&court, 2, Role::Finance, finance, Some((seq, "482913")), "reuse")
+            step(&court, 2, Role::Finance, finance, Some("482913"), "reuse")
         ),
         "sms_confirmation"
     );
-    let seq = challenge(&court, 2, Role::Finance, finance, "105577", AMOUNT);
+    challenge(&court, 2, Role::Finance, finance, "105577", AMOUNT);
     court
         .ledger
-        .append_one(step(&court, 2, Role::Finance, finance, Some((seq, "105577")), "ok-2"))
+        .append_one(step(&court, 2, Role::Finance, finance, Some("105577"), "ok-2"))
         .expect("signed");
     let report = court.ledger.audit(None, 2, &|_| {}).expect("audit");
     assert!(report.ok, "{:?}", report.violations);
@@ -141,20 +140,20 @@ fn wrong_expired_rebound_or_borrowed_codes_are_refused() {
     let court = court_with_sms();
     let head = &court.staff.bureau_head;
     let size = court.ledger.size();
-    let seq = challenge(&court, 1, Role::BureauHead, head, "482913", AMOUNT);
+    challenge(&court, 1, Role::BureauHead, head, "482913", AMOUNT);
     assert_eq!(
         refused_rule(
             &court.ledger,
-            step(&court, 1, Role::BureauHead, head, Some((seq, "000000")), "wrong")
+            step(&court, 1, Role::BureauHead, head, Some("000000"), "wrong")
         ),
         "sms_confirmation"
     );
     // A code committed for another amount does not sign this one.
-    let other = challenge(&court, 1, Role::BureauHead, head, "777777", AMOUNT + 1);
+    challenge(&court, 1, Role::BureauHead, head, "777777", AMOUNT + 1);
     assert_eq!(
         refused_rule(
             &court.ledger,
-            step(&court, 1, Role::BureauHead, head, Some((other, "777777")), "amount")
+            step(&court, 1, Role::BureauHead, head, Some("777777"), "amount")
         ),
         "sms_confirmation"
     );
@@ -162,22 +161,15 @@ fn wrong_expired_rebound_or_borrowed_codes_are_refused() {
     let leader = &court.staff.court_leader;
     assert!(court
         .ledger
-        .append_one(step(
-            &court,
-            1,
-            Role::BureauHead,
-            leader,
-            Some((other, "777777")),
-            "borrowed"
-        ))
+        .append_one(step(&court, 1, Role::BureauHead, leader, Some("777777"), "borrowed"))
         .is_err());
     // Expired: five minutes later the code is dead.
-    let fresh = challenge(&court, 1, Role::BureauHead, head, "246810", AMOUNT);
+    challenge(&court, 1, Role::BureauHead, head, "246810", AMOUNT);
     court.clock.0.fetch_add(6 * MINUTE_MS, Ordering::SeqCst);
     assert_eq!(
         refused_rule(
             &court.ledger,
-            step(&court, 1, Role::BureauHead, head, Some((fresh, "246810")), "late")
+            step(&court, 1, Role::BureauHead, head, Some("246810"), "late")
         ),
         "sms_confirmation"
     );
@@ -200,8 +192,8 @@ fn wrong_expired_rebound_or_borrowed_codes_are_refused() {
 fn a_forged_reveal_written_behind_the_service_is_caught_by_verify() {
     let court = court_with_sms();
     let head = &court.staff.bureau_head;
-    let seq = challenge(&court, 1, Role::BureauHead, head, "482913", AMOUNT);
-    let forged = step(&court, 1, Role::BureauHead, head, Some((seq, "999999")), "forged");
+    challenge(&court, 1, Role::BureauHead, head, "482913", AMOUNT);
+    let forged = step(&court, 1, Role::BureauHead, head, Some("999999"), "forged");
     let Court {
         _dir: dir,
         ledger,

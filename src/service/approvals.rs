@@ -59,7 +59,7 @@ fn refuse(rule: &str, detail: &str) -> ApiError {
 
 #[derive(Serialize, ToSchema)]
 pub struct ChallengeResponse {
-    /// Seq of the node's commitment, to put in the step's `sms.challenge_seq`.
+    /// Seq of the node's commitment in the ledger.
     pub challenge_seq: u64,
     /// Salt of the commitment, to put in the step's `sms.salt`.
     pub salt: String,
@@ -183,9 +183,6 @@ pub(super) fn check_code(state: &AppState, member_id: &str, statement: &Approval
     };
     let mut challenge: PrivateChallenge =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if challenge.seq != reveal.challenge_seq {
-        return Err(refuse("sms_confirmation", "the code is not from the latest challenge"));
-    }
     if challenge.attempts >= CODE_ATTEMPTS_MAX {
         return Err(refuse(
             "sms_locked",

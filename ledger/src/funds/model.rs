@@ -246,8 +246,6 @@ pub struct ApprovalSigned {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmsReveal {
-    /// Seq of the node's sms_challenge entry.
-    pub challenge_seq: u64,
     pub code: String,
     /// Hex of the 16-byte salt.
     pub salt: String,
@@ -273,14 +271,46 @@ pub const SMS_CODE_CONTEXT: &str = "caseledger/v1/sms-code";
 /// What an approval code is bound to: change any of it and the code no
 /// longer matches.
 pub fn sms_binding(origin: &str, disbursement: &DisbursementState, step: u32, role: Role, member_id: &str) -> String {
-    format!(
-        "{origin}\n{}\n{}\n{}\n{}\n{step}\n{}\n{member_id}",
-        disbursement.disbursement_id,
-        disbursement.case_number,
-        disbursement.amount_fen,
-        disbursement.account_id,
-        role.as_str()
-    )
+    let statement = StepStatement {
+        origin,
+        disbursement_id: &disbursement.disbursement_id,
+        case_number: &disbursement.case_number,
+        amount_fen: disbursement.amount_fen,
+        account_id: &disbursement.account_id,
+        step,
+        role,
+        member_id,
+    };
+    statement.binding()
+}
+
+/// Everything an approval code is bound to.
+pub struct StepStatement<'a> {
+    pub origin: &'a str,
+    pub disbursement_id: &'a str,
+    pub case_number: &'a str,
+    pub amount_fen: u64,
+    pub account_id: &'a str,
+    pub step: u32,
+    pub role: Role,
+    pub member_id: &'a str,
+}
+
+impl StepStatement<'_> {
+    /// The newline-joined binding of docs/FORMAT.md §3c.
+    pub fn binding(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+            self.origin,
+            self.disbursement_id,
+            self.case_number,
+            self.amount_fen,
+            self.account_id,
+            self.step,
+            self.role.as_str(),
+            self.member_id
+        )
+    }
 }
 
 /// Hex SHA-256(SMS_CODE_CONTEXT ‖ 0x00 ‖ salt ‖ 0x00 ‖ code ‖ 0x00 ‖ binding).
