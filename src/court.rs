@@ -236,7 +236,8 @@ impl<'a> CaseRecords<'a> {
         let payload = AccountConfirmed {
             request_id: self.id(&format!("confirm-{account_id}")),
             account_id: account_id.to_owned(),
-            confirmation: format!("sms-confirmation-{account_id}"),
+            sms: None,
+            confirmation: Some(format!("in-person-confirmation-{account_id}")),
         };
         sign(KIND_ACCOUNT_CONFIRMED, &payload, &self.officer.identity)
     }
@@ -358,15 +359,17 @@ pub fn demo_case_history(staff: &Staff, node: &Identity, origin: &str, n: u64, s
     let case_number = format!("(2025)苏02执{n}号");
     let case = CaseRecords::new(staff, officer, &case_number);
     let account = format!("A{n}");
-    let mut records = vec![
-        case.open(1 + (n % 2) as u32),
-        case.account(
-            &account,
-            1,
-            &format!("62220{:014}", rng.gen_range(0..100_000_000_000_000u64)),
-        ),
-        case.confirm(&account),
-    ];
+    let registered = case.account(
+        &account,
+        1,
+        &format!("62220{:014}", rng.gen_range(0..100_000_000_000_000u64)),
+    );
+    // The applicant confirms the account with the code sent to their phone.
+    let code = format!("{:06}", rng.gen_range(0..1_000_000u32));
+    let salt = hex::encode(rng.gen::<[u8; 16]>());
+    let confirmation = account_confirmation(node, origin, &registered, &code, &salt, expires_ms);
+    let mut records = vec![case.open(1 + (n % 2) as u32), registered];
+    records.extend(confirmation);
     let mut total = 0;
     for k in 1..=rng.gen_range(1..=3) {
         let amount = rng.gen_range(1_000_000..30_000_000u64);
@@ -447,6 +450,54 @@ pub fn sms_challenge(
         expires_ms,
     };
     vec![sign(KIND_SMS_CHALLENGE, &payload, node)]
+}
+
+/// The applicant's confirmation of the account `registered` (an
+/// account_registered record) by SMS, as the service records it: the node's
+/// commitment to `code`, then the node's record of the code the applicant
+/// entered (docs/FORMAT.md §3c).
+pub fn account_confirmation(
+    node: &Identity,
+    origin: &str,
+    registered: &Record,
+    code: &str,
+    salt: &str,
+    expires_ms: u64,
+) -> Vec<Record> {
+    let account: AccountRegistered = serde_json::from_slice(&registered.payload).expect("an account_registered record");
+    let state = AccountState {
+        account_id: account.account_id.clone(),
+        case_number: account.case_number,
+        applicant_id: account.applicant_id,
+        bank: account.bank,
+        account_name: account.account_name,
+        account_number_masked: account.account_number_masked,
+        account_number_commitment: account.account_number_commitment,
+        status: AccountStatus::Pending,
+        confirmed: false,
+        replaces: None,
+        change_approved: false,
+        registered_seq: 0,
+    };
+    let challenge = AccountChallenge {
+        request_id: format!("account-challenge-{}-{}", account.account_id, &salt[..8]),
+        account_id: account.account_id.clone(),
+        commitment: account_code_commitment(salt, code, &account_binding(origin, &state)),
+        expires_ms,
+    };
+    let confirmed = AccountConfirmed {
+        request_id: format!("account-confirm-{}-{}", account.account_id, &salt[..8]),
+        account_id: account.account_id,
+        sms: Some(SmsReveal {
+            code: code.to_owned(),
+            salt: salt.to_owned(),
+        }),
+        confirmation: None,
+    };
+    vec![
+        sign(KIND_ACCOUNT_CHALLENGE, &challenge, node),
+        sign(KIND_ACCOUNT_CONFIRMED, &confirmed, node),
+    ]
 }
 
 #[cfg(test)]

@@ -21,8 +21,17 @@ fn ensure_staff(ledger: &Ledger, staff: &Staff) -> anyhow::Result<()> {
     if registry.info(&staff.finance.identity.public_key().key_id()).is_some() {
         return Ok(());
     }
+    let mut records = staff.setup_records();
+    // Every approval step and account confirmation goes through the SMS path.
+    let mut policy = caseledger::court::example_policy("policy-2", 2);
+    policy.sms_confirmation_required = true;
+    records.push(caseledger::court::sign(
+        caseledger_ledger::funds::model::KIND_POLICY_SET,
+        &policy,
+        &staff.administrator.identity,
+    ));
     ledger
-        .append(staff.setup_records())
+        .append(records)
         .context("enrolling the demo staff (was this ledger made by demo with the same --seed?)")?;
     Ok(())
 }

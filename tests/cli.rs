@@ -228,6 +228,10 @@ fn demo_cases_write_a_rule_checked_history_that_verify_replays() {
         report["sms_confirmations_verified"].as_u64().expect("count") > 20,
         "every demo step is confirmed by SMS: {report}"
     );
+    assert_eq!(
+        report["account_confirmations_verified"], 45,
+        "every demo account is confirmed by the applicant's code: {report}"
+    );
     let none = caseledger(&["demo", "--data", data]);
     assert_eq!(none.status.code(), Some(2), "demo needs --entries or --cases");
 }

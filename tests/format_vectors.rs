@@ -8,6 +8,10 @@
 use caseledger_keys::{context, note, Identity};
 use caseledger_ledger::checkpoint::Checkpoint;
 use caseledger_ledger::entry::{Entry, Record};
+use caseledger_ledger::funds::model::{
+    account_binding, account_code_commitment, applicant_code_hash, sms_commitment, AccountState, AccountStatus, Role,
+    StepStatement,
+};
 use caseledger_ledger::hash::{leaf_hash, node_hash};
 use caseledger_ledger::record;
 use serde_json::{json, Value};
@@ -33,7 +37,42 @@ fn vectors() -> Value {
         size: 6,
         root: node_hash(&leaf, &leaf),
     };
+    let code_salt = "00112233445566778899aabbccddeeff";
+    let step_binding = StepStatement {
+        origin: "court.example/ledger",
+        disbursement_id: "d-1",
+        case_number: "(2023)苏02执123号",
+        amount_fen: 4_000_000,
+        account_id: "acct-1",
+        step: 1,
+        role: Role::BureauHead,
+        member_id: "head-1",
+    }
+    .binding();
+    let account = AccountState {
+        account_id: "acct-1".into(),
+        case_number: "(2023)苏02执123号".into(),
+        applicant_id: "applicant-1".into(),
+        bank: "中国工商银行无锡分行".into(),
+        account_name: "申请人1".into(),
+        account_number_masked: "****2222".into(),
+        account_number_commitment: "ab".repeat(32),
+        status: AccountStatus::Pending,
+        confirmed: false,
+        replaces: None,
+        change_approved: true,
+        registered_seq: 9,
+    };
+    let account_binding = account_binding("court.example/ledger", &account);
     json!({
+        "sms_code_salt": code_salt,
+        "sms_code": "482913",
+        "sms_step_binding": step_binding,
+        "sms_step_commitment_hex": sms_commitment(code_salt, "482913", &step_binding),
+        "account_binding": account_binding,
+        "account_code_commitment_hex": account_code_commitment(code_salt, "482913", &account_binding),
+        "applicant_code": "0123456789abcdef0123456789abcdef",
+        "applicant_code_hash_hex": applicant_code_hash("0123456789abcdef0123456789abcdef"),
         "signer_seed_hex": hex::encode(seed),
         "signer_public_key_base64": public.to_base64(),
         "signer_key_id_hex": public.key_id().to_hex(),
@@ -82,6 +121,9 @@ fn format_md_quotes_the_vectors() {
         "entry_bytes_hex",
         "entry_leaf_hash_hex",
         "node_verifier_key",
+        "sms_step_commitment_hex",
+        "account_code_commitment_hex",
+        "applicant_code_hash_hex",
     ] {
         let value = computed[field].as_str().expect("string");
         assert!(

@@ -62,6 +62,9 @@ pub struct AuditReport {
     pub violations: Vec<Violation>,
     /// Approval steps whose SMS code matched the node's prior commitment.
     pub sms_confirmations_verified: u64,
+    /// Applicant account confirmations whose SMS code matched the node's
+    /// prior commitment.
+    pub account_confirmations_verified: u64,
 }
 
 struct SignatureJob {
@@ -196,6 +199,7 @@ pub struct Auditor {
     violations: Vec<Violation>,
     violations_total: u64,
     sms_confirmations_verified: u64,
+    account_confirmations_verified: u64,
 }
 
 impl Auditor {
@@ -214,6 +218,7 @@ impl Auditor {
             violations: Vec::new(),
             violations_total: 0,
             sms_confirmations_verified: 0,
+            account_confirmations_verified: 0,
         }
     }
 
@@ -323,6 +328,13 @@ impl Auditor {
                         serde_json::from_slice(&entry.record.payload).ok();
                     if statement.is_some_and(|s| s.sms.is_some()) {
                         self.sms_confirmations_verified += 1;
+                    }
+                }
+                if entry.record.kind == crate::funds::model::KIND_ACCOUNT_CONFIRMED {
+                    let confirmed: Option<crate::funds::model::AccountConfirmed> =
+                        serde_json::from_slice(&entry.record.payload).ok();
+                    if confirmed.is_some_and(|c| c.sms.is_some()) {
+                        self.account_confirmations_verified += 1;
                     }
                 }
                 admitted
@@ -484,6 +496,7 @@ impl Auditor {
             violations_total: self.violations_total,
             violations: self.violations,
             sms_confirmations_verified: self.sms_confirmations_verified,
+            account_confirmations_verified: self.account_confirmations_verified,
         }
     }
 }

@@ -158,13 +158,21 @@ impl Registry {
         if seq == 0 || record.kind == record::KIND_GENESIS {
             return self.admit_genesis(seq, record);
         }
-        if record.kind == crate::funds::model::KIND_SMS_CHALLENGE {
+        use crate::funds::model::{KIND_ACCOUNT_CHALLENGE, KIND_ACCOUNT_CONFIRMED, KIND_SMS_CHALLENGE};
+        let by_node = record.signer == self.node_key.key_id();
+        if matches!(record.kind, KIND_SMS_CHALLENGE | KIND_ACCOUNT_CHALLENGE) && !by_node {
             // The node sends the SMS, so the node commits to the code.
-            if record.signer != self.node_key.key_id() {
-                return Err(RuleError::NotAuthorized(
-                    "an SMS challenge is recorded by the node key".into(),
-                ));
-            }
+            return Err(RuleError::NotAuthorized(
+                "an SMS challenge is recorded by the node key".into(),
+            ));
+        }
+        // The applicant has no key: the node records the code they entered.
+        if by_node
+            && matches!(
+                record.kind,
+                KIND_SMS_CHALLENGE | KIND_ACCOUNT_CHALLENGE | KIND_ACCOUNT_CONFIRMED
+            )
+        {
             return Ok(Admitted {
                 key: self.node_key,
                 changed: Vec::new(),
@@ -430,6 +438,7 @@ pub fn admit_record(
         seq,
         timestamp_ms,
         origin: &origin,
+        by_node: record.signer == registry.node_key().key_id(),
     };
     let mark = state.mark();
     match crate::funds::admit(state, &context, record, &signer) {

@@ -37,20 +37,20 @@ fn private_key(disbursement_id: &str, step: u32, member_id: &str) -> String {
     format!("challenge/{disbursement_id}/{step}/{member_id}")
 }
 
-fn code_mac(key: &[u8; 32], code: &str) -> String {
+pub(super) fn code_mac(key: &[u8; 32], code: &str) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
     mac.update(b"sms-code\0");
     mac.update(code.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn refuse(rule: &str, detail: &str) -> ApiError {
+pub(super) fn refuse(rule: &str, detail: &str) -> ApiError {
     ApiError::RuleViolated {
         rule: rule.into(),
         detail: detail.into(),

@@ -42,6 +42,8 @@ pub(super) fn routes(timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .routes(routes!(super::approvals::challenge))
         .routes(routes!(super::approvals::member_contact))
         .routes(routes!(super::approvals::disbursement))
+        .routes(routes!(super::accounts::challenge))
+        .routes(routes!(super::accounts::confirm))
         .layer(timed(timeout));
     let long = OpenApiRouter::new()
         .routes(routes!(super::members::audit))

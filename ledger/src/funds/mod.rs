@@ -25,6 +25,8 @@ pub struct Context<'a> {
     pub seq: u64,
     pub timestamp_ms: u64,
     pub origin: &'a str,
+    /// The record is signed by the node key (not a member's).
+    pub by_node: bool,
 }
 
 /// The result of admitting a record.

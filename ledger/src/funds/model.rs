@@ -14,6 +14,8 @@ pub const KIND_CASE_OPENED: u16 = 0x0110;
 pub const KIND_ACCOUNT_REGISTERED: u16 = 0x0120;
 pub const KIND_ACCOUNT_CONFIRMED: u16 = 0x0121;
 pub const KIND_ACCOUNT_CHANGE_APPROVED: u16 = 0x0122;
+/// The node's commitment to the code it sends an applicant to confirm an account.
+pub const KIND_ACCOUNT_CHALLENGE: u16 = 0x0123;
 pub const KIND_RECEIPT_RECORDED: u16 = 0x0130;
 pub const KIND_RECEIPT_CLAIMED: u16 = 0x0131;
 pub const KIND_DISBURSEMENT_REQUESTED: u16 = 0x0140;
@@ -43,6 +45,7 @@ pub fn kind_name(kind: u16) -> Option<&'static str> {
         KIND_ACCOUNT_REGISTERED => "account_registered",
         KIND_ACCOUNT_CONFIRMED => "account_confirmed",
         KIND_ACCOUNT_CHANGE_APPROVED => "account_change_approved",
+        KIND_ACCOUNT_CHALLENGE => "account_challenge",
         KIND_RECEIPT_RECORDED => "receipt_recorded",
         KIND_RECEIPT_CLAIMED => "receipt_claimed",
         KIND_DISBURSEMENT_REQUESTED => "disbursement_requested",
@@ -164,8 +167,51 @@ pub struct AccountRegistered {
 pub struct AccountConfirmed {
     pub request_id: String,
     pub account_id: String,
-    /// Reference of the applicant's SMS confirmation.
-    pub confirmation: String,
+    /// Signed by the node: the code the applicant entered, revealed with the
+    /// salt of the node's [`AccountChallenge`] commitment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsReveal>,
+    /// Signed by the case's officer, only when the policy does not require
+    /// SMS confirmation: the reference of the applicant's confirmation in
+    /// person (e.g. the signed form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<String>,
+}
+
+/// Payload of [`KIND_ACCOUNT_CHALLENGE`], signed by the node key: a
+/// commitment to the code sent to the applicant's phone on file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountChallenge {
+    pub request_id: String,
+    pub account_id: String,
+    /// [`account_code_commitment`], hex.
+    pub commitment: String,
+    /// The code is dead after this time (ms since the epoch).
+    pub expires_ms: u64,
+}
+
+/// Domain-separation prefix of account confirmation code commitments.
+pub const ACCOUNT_CODE_CONTEXT: &str = "caseledger/v1/account-code";
+
+/// What an account confirmation code is bound to (docs/FORMAT.md §3c):
+/// origin, account id, case, applicant, bank, account name and the
+/// commitment to the account number, newline-joined.
+pub fn account_binding(origin: &str, account: &AccountState) -> String {
+    format!(
+        "{origin}\n{}\n{}\n{}\n{}\n{}\n{}",
+        account.account_id,
+        account.case_number,
+        account.applicant_id,
+        account.bank,
+        account.account_name,
+        account.account_number_commitment
+    )
+}
+
+/// Hex SHA-256(ACCOUNT_CODE_CONTEXT ‖ 0x00 ‖ salt ‖ 0x00 ‖ code ‖ 0x00 ‖ binding).
+pub fn account_code_commitment(salt_hex: &str, code: &str, binding: &str) -> String {
+    code_commitment(ACCOUNT_CODE_CONTEXT, salt_hex, code, binding)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -315,9 +361,13 @@ impl StepStatement<'_> {
 
 /// Hex SHA-256(SMS_CODE_CONTEXT ‖ 0x00 ‖ salt ‖ 0x00 ‖ code ‖ 0x00 ‖ binding).
 pub fn sms_commitment(salt_hex: &str, code: &str, binding: &str) -> String {
+    code_commitment(SMS_CODE_CONTEXT, salt_hex, code, binding)
+}
+
+fn code_commitment(context: &str, salt_hex: &str, code: &str, binding: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
-    for (i, part) in [SMS_CODE_CONTEXT, salt_hex, code, binding].iter().enumerate() {
+    for (i, part) in [context, salt_hex, code, binding].iter().enumerate() {
         if i > 0 {
             hasher.update([0]);
         }

@@ -19,7 +19,8 @@ pub(super) fn apply(objects: &mut Objects, context: &Context, record: &Record, s
         KIND_POLICY_SET => policy_set(objects, context, parse(record)?, signer),
         KIND_CASE_OPENED => case_opened(objects, context, parse(record)?, signer),
         KIND_ACCOUNT_REGISTERED => account_registered(objects, context, parse(record)?, signer),
-        KIND_ACCOUNT_CONFIRMED => account_confirmed(objects, parse(record)?, signer),
+        KIND_ACCOUNT_CONFIRMED => account_confirmed(objects, context, parse(record)?, signer),
+        KIND_ACCOUNT_CHALLENGE => account_challenge(objects, context, parse(record)?),
         KIND_ACCOUNT_CHANGE_APPROVED => account_change_approved(objects, parse(record)?, signer),
         KIND_RECEIPT_RECORDED => receipt_recorded(objects, context, parse(record)?, signer),
         KIND_RECEIPT_CLAIMED => receipt_claimed(objects, context, parse(record)?, signer),
@@ -207,14 +208,79 @@ fn maybe_activate(objects: &mut Objects, mut account: AccountState) -> Result<()
     Ok(())
 }
 
-fn account_confirmed(objects: &mut Objects, confirmed: AccountConfirmed, signer: &KeyInfo) -> Rules {
+fn sms_required(objects: &Objects) -> Result<bool, RuleError> {
+    Ok(objects
+        .get::<PolicySet>(POLICY_KEY)?
+        .is_some_and(|p| p.sms_confirmation_required))
+}
+
+fn account_challenge_key(account_id: &str) -> String {
+    format!("account_challenge/{account_id}")
+}
+
+/// The node commits to the code it is about to send the applicant.
+fn account_challenge(objects: &mut Objects, context: &Context, challenge: AccountChallenge) -> Rules {
+    check_code_hash(&challenge.commitment)?;
+    let account: AccountState = objects.need(&account_key(&challenge.account_id), "unknown_account", "the account")?;
+    if account.confirmed || account.status != AccountStatus::Pending {
+        return Err(rule("account", "the account is not waiting for confirmation"));
+    }
+    if challenge.expires_ms <= context.timestamp_ms {
+        return Err(rule("sms_confirmation", "the challenge expires before it is recorded"));
+    }
+    let state = ChallengeState {
+        seq: context.seq,
+        commitment: challenge.commitment,
+        expires_ms: challenge.expires_ms,
+    };
+    // A new challenge replaces the previous one: only the latest code counts.
+    objects.put(account_challenge_key(&challenge.account_id), &state);
+    Ok(Outcome::New)
+}
+
+/// The applicant's confirmation: recorded by the node with the code the
+/// applicant entered (it must open the node's latest commitment for this
+/// account, before it expired), or, where the policy does not require SMS,
+/// by the case's officer with the reference of a confirmation in person.
+fn account_confirmed(objects: &mut Objects, context: &Context, confirmed: AccountConfirmed, signer: &KeyInfo) -> Rules {
     let mut account: AccountState =
         objects.need(&account_key(&confirmed.account_id), "unknown_account", "the account")?;
     let case: CaseState = objects.need(&case_key(&account.case_number), "unknown_case", "the case")?;
-    require_case_officer(&case, signer, "recording the applicant's confirmation")?;
-    check_text("confirmation", &confirmed.confirmation)?;
     if account.confirmed || account.status != AccountStatus::Pending {
         return Err(rule("account", "the account is not waiting for confirmation"));
+    }
+    if context.by_node {
+        let Some(reveal) = &confirmed.sms else {
+            return Err(rule(
+                "sms_confirmation",
+                "the node records an account confirmation only with the applicant's code",
+            ));
+        };
+        let key = account_challenge_key(&confirmed.account_id);
+        let challenge: ChallengeState = objects.need(&key, "sms_confirmation", "an SMS challenge for this account")?;
+        if context.timestamp_ms > challenge.expires_ms {
+            return Err(rule("sms_confirmation", "the code had expired"));
+        }
+        let binding = account_binding(context.origin, &account);
+        if account_code_commitment(&reveal.salt, &reveal.code, &binding) != challenge.commitment {
+            return Err(rule(
+                "sms_confirmation",
+                "the code does not match the node's commitment for this account",
+            ));
+        }
+        objects.delete(key);
+    } else {
+        require_case_officer(&case, signer, "recording the applicant's confirmation")?;
+        if sms_required(objects)? {
+            return Err(rule(
+                "sms_confirmation",
+                "the policy requires the applicant to confirm the account with the code sent to their phone",
+            ));
+        }
+        if confirmed.sms.is_some() {
+            return Err(rule("payload", "an officer's confirmation carries no SMS code"));
+        }
+        check_text("confirmation", confirmed.confirmation.as_deref().unwrap_or_default())?;
     }
     account.confirmed = true;
     maybe_activate(objects, account)?;
@@ -821,9 +887,7 @@ fn check_sms_reveal(
     member_id: &str,
     reveal: Option<&SmsReveal>,
 ) -> Result<(), RuleError> {
-    let required = objects
-        .get::<PolicySet>(POLICY_KEY)?
-        .is_some_and(|p| p.sms_confirmation_required);
+    let required = sms_required(objects)?;
     let Some(reveal) = reveal else {
         return if required {
             Err(rule(

@@ -1,0 +1,265 @@
+//! The applicant's confirmation of a bank account by SMS code (issue 3).
+//!
+//! The case's officer registers an account (an ordinary signed record) and
+//! asks for a challenge: the node commits to a 6-digit code in the ledger
+//! (`account_challenge`, docs/FORMAT.md §3c) and sends the code to the
+//! applicant's phone on file, never to the officer. The applicant, who has
+//! no key, enters the code at `POST /v1/accounts/{id}/confirm`; the node
+//! then records `account_confirmed` revealing the code and the salt, so an
+//! auditor can check offline that the confirmation opens the commitment
+//! made for exactly that account (bank, name, number commitment) before it.
+//!
+//! The salt stays in the node's private store until the reveal: with it,
+//! anyone could search the million codes against the public commitment.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use caseledger_ledger::funds::model::*;
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::approvals::{code_mac, now_ms, refuse, CODE_ATTEMPTS_MAX};
+use super::members::SignedBy;
+use super::problem::{ApiError, Problem};
+use super::AppState;
+
+/// How long an applicant's account code lives: the applicant may not be
+/// holding the phone when the officer registers the account.
+pub const ACCOUNT_CODE_TTL_MS: u64 = 30 * 60 * 1000;
+
+#[derive(Serialize, Deserialize)]
+struct PrivateAccountChallenge {
+    seq: u64,
+    code_mac: String,
+    salt: String,
+    attempts: u32,
+    expires_ms: u64,
+}
+
+fn private_key(account_id: &str) -> String {
+    format!("account_challenge/{account_id}")
+}
+
+fn account(state: &AppState, id: &str) -> Result<AccountState, ApiError> {
+    let bytes = state
+        .ledger
+        .state_object(&caseledger_ledger::funds::account_key(id))?
+        .ok_or_else(|| ApiError::NotFound(format!("account {id}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn waiting(account: &AccountState) -> Result<(), ApiError> {
+    if account.confirmed || account.status != AccountStatus::Pending {
+        return Err(refuse("account", "the account is not waiting for confirmation"));
+    }
+    Ok(())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountChallengeResponse {
+    /// Seq of the node's commitment in the ledger.
+    pub challenge_seq: u64,
+    pub expires_ms: u64,
+    /// The applicant's phone the code went to, masked.
+    pub sent_to: String,
+    /// What the applicant confirms with the code, in words.
+    pub statement: String,
+}
+
+/// Sends the applicant a code to confirm a registered account (the case's
+/// officer asks; the code goes only to the applicant's phone on file).
+#[utoipa::path(post, path = "/v1/accounts/{id}/challenge", params(("id" = String, Path)), responses(
+    (status = OK, body = AccountChallengeResponse),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+    (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+    (status = UNPROCESSABLE_ENTITY, body = Problem, content_type = "application/problem+json"),
+    (status = TOO_MANY_REQUESTS, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn challenge(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    SignedBy { info, .. }: SignedBy,
+) -> Result<Json<AccountChallengeResponse>, ApiError> {
+    let account = account(&state, &id)?;
+    waiting(&account)?;
+    let case: CaseState = serde_json::from_slice(
+        &state
+            .ledger
+            .state_object(&caseledger_ledger::funds::case_key(&account.case_number))?
+            .ok_or_else(|| ApiError::NotFound(format!("case {}", account.case_number)))?,
+    )
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let is_officer = info
+        .member
+        .as_ref()
+        .is_some_and(|m| m.role == Role::Officer && m.member_id == case.officer_member_id);
+    if !is_officer {
+        return Err(refuse(
+            "role",
+            "the case's officer asks for the applicant's confirmation",
+        ));
+    }
+    let recipient = caseledger_ledger::funds::notify::applicant_contact(&account.case_number, &account.applicant_id);
+    let phone = state
+        .ledger
+        .private_get(&super::sms::contact_key(&recipient))?
+        .ok_or_else(|| refuse("sms_confirmation", "no phone number is on file for this applicant"))?;
+    if state.challenge_limiter.check_key(&format!("account/{id}")).is_err() {
+        return Err(ApiError::RateLimited);
+    }
+    let code = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32));
+    let salt = hex::encode(rand::random::<[u8; 16]>());
+    let expires_ms = now_ms() + ACCOUNT_CODE_TTL_MS;
+    let payload = AccountChallenge {
+        request_id: format!("account-challenge-{}", &salt[..16]),
+        account_id: id.clone(),
+        commitment: account_code_commitment(&salt, &code, &account_binding(state.ledger.origin(), &account)),
+        expires_ms,
+    };
+    let record = state
+        .ledger
+        .sign_as_node(KIND_ACCOUNT_CHALLENGE, serde_json::to_vec(&payload).expect("json"))?;
+    let ledger = state.ledger.clone();
+    let seq = tokio::task::spawn_blocking(move || ledger.append_one(record))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let private = PrivateAccountChallenge {
+        seq,
+        code_mac: code_mac(&state.commitment_key, &code),
+        salt,
+        attempts: 0,
+        expires_ms,
+    };
+    state
+        .ledger
+        .private_put(&private_key(&id), &serde_json::to_vec(&private).expect("json"))?;
+    let phone = String::from_utf8_lossy(&phone).into_owned();
+    let text = format!(
+        "【执行案款】您在{}案件中的收款账户{}（{}）待您确认，验证码{code}，30分钟内有效。如非本人申请，请勿提供并致电法院。",
+        account.case_number, account.account_number_masked, account.bank
+    );
+    state
+        .sms
+        .send(&phone, &text, &format!("account-challenge-{seq}"))
+        .map_err(|e| ApiError::Unavailable(format!("the SMS could not be sent: {}", e.detail)))?;
+    metrics::counter!("caseledger_sms_challenges_total", "purpose" => "account").increment(1);
+    Ok(Json(AccountChallengeResponse {
+        challenge_seq: seq,
+        expires_ms,
+        sent_to: crate::court::mask(&phone),
+        statement: statement(&account),
+    }))
+}
+
+fn statement(account: &AccountState) -> String {
+    format!(
+        "{}: account {} of {} at {} for applicant {}",
+        account.case_number, account.account_number_masked, account.account_name, account.bank, account.applicant_id
+    )
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfirmRequest {
+    /// The 6-digit code from the SMS.
+    pub code: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountConfirmResponse {
+    /// Seq of the node's `account_confirmed` entry.
+    pub seq: u64,
+    pub account_id: String,
+    /// `active`, or `pending` while a change still waits for the bureau head.
+    pub status: String,
+    pub statement: String,
+}
+
+/// For applicants (no key): confirms a registered account with the code
+/// sent to their phone. Five wrong codes lock the challenge.
+#[utoipa::path(post, path = "/v1/accounts/{id}/confirm", params(("id" = String, Path)),
+    request_body = AccountConfirmRequest,
+    responses(
+        (status = OK, body = AccountConfirmResponse),
+        (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
+        (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+        (status = UNPROCESSABLE_ENTITY, body = Problem, content_type = "application/problem+json"),
+        (status = TOO_MANY_REQUESTS, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(super) async fn confirm(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    extensions: axum::http::Extensions,
+    body: axum::body::Bytes,
+) -> Result<Json<AccountConfirmResponse>, ApiError> {
+    let client = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+    if state.verify_limiter.check_key(&client).is_err() {
+        metrics::counter!("caseledger_rate_limited_total", "route" => "/v1/accounts/confirm").increment(1);
+        return Err(ApiError::RateLimited);
+    }
+    let request: AccountConfirmRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
+    if request.code.len() != 6 || !request.code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest("the code is 6 digits".into()));
+    }
+    let account = account(&state, &id)?;
+    waiting(&account)?;
+    let key = private_key(&id);
+    let Some(bytes) = state.ledger.private_get(&key)? else {
+        return Err(refuse("sms_confirmation", "no code was sent for this account"));
+    };
+    let mut challenge: PrivateAccountChallenge =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if challenge.attempts >= CODE_ATTEMPTS_MAX {
+        return Err(refuse(
+            "sms_locked",
+            "too many wrong codes: ask the court to send a new one",
+        ));
+    }
+    if now_ms() > challenge.expires_ms {
+        return Err(refuse(
+            "sms_confirmation",
+            "the code has expired: ask the court to send a new one",
+        ));
+    }
+    if code_mac(&state.commitment_key, &request.code) != challenge.code_mac {
+        challenge.attempts += 1;
+        state
+            .ledger
+            .private_put(&key, &serde_json::to_vec(&challenge).expect("json"))?;
+        return Err(refuse("sms_code", "wrong code"));
+    }
+    let payload = AccountConfirmed {
+        request_id: format!("account-confirm-{}", &challenge.salt[..16]),
+        account_id: id.clone(),
+        sms: Some(SmsReveal {
+            code: request.code,
+            salt: challenge.salt,
+        }),
+        confirmation: None,
+    };
+    let record = state
+        .ledger
+        .sign_as_node(KIND_ACCOUNT_CONFIRMED, serde_json::to_vec(&payload).expect("json"))?;
+    let ledger = state.ledger.clone();
+    // The ledger spends the commitment: a second use is refused by the rules.
+    let seq = tokio::task::spawn_blocking(move || ledger.append_one(record))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let account = self::account(&state, &id)?;
+    let status = match account.status {
+        AccountStatus::Active => "active",
+        AccountStatus::Pending => "pending",
+        AccountStatus::Superseded => "superseded",
+    };
+    Ok(Json(AccountConfirmResponse {
+        seq,
+        account_id: id,
+        status: status.into(),
+        statement: statement(&account),
+    }))
+}
