@@ -50,6 +50,8 @@ enum Command {
     VerifyProof(crate::inspect::VerifyProofArgs),
     /// Check an applicant's bundle offline and say in words what it proves.
     VerifyBundle(crate::inspect::VerifyBundleArgs),
+    /// Print one case's balance, receipts, disbursements and history as a person reads it.
+    Report(crate::report::ReportArgs),
     /// Generate an Ed25519 key pair: FILE (private, mode 0600) and FILE.pub.
     Keygen {
         /// Path of the private key file to create.
@@ -89,6 +91,7 @@ impl Cli {
             Command::Proof(args) => crate::inspect::proof(&args),
             Command::VerifyProof(args) => crate::inspect::verify_proof(&args),
             Command::VerifyBundle(args) => crate::inspect::verify_bundle(&args),
+            Command::Report(args) => crate::report::run(&args),
             Command::Keygen { out } => keygen(&out),
         }
     }

@@ -9,6 +9,7 @@ mod client_cmd;
 mod demo;
 mod demo_cases;
 mod inspect;
+mod report;
 
 use std::process::ExitCode;
 

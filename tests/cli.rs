@@ -235,3 +235,61 @@ fn demo_cases_write_a_rule_checked_history_that_verify_replays() {
     let none = caseledger(&["demo", "--data", data]);
     assert_eq!(none.status.code(), Some(2), "demo needs --entries or --cases");
 }
+
+/// The longest run of consecutive ASCII digits in `text`.
+fn longest_digit_run(text: &str) -> usize {
+    text.split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn report_prints_a_case_as_a_person_reads_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf8");
+    let out = caseledger(&["demo", "--data", data, "--cases", "10", "--seed", "7"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Case 1 is paid in full through its chain; case 8 is rejected at step 1.
+    let ledger = caseledger_ledger::store::Ledger::open_read_only(dir.path()).expect("open");
+    let view = ledger.case_view("(2025)苏02执1号", 0).expect("read").expect("case 1");
+    drop(ledger);
+    let out = caseledger(&["report", "--data", data, "--case", "(2025)苏02执1号"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    let balance = format!(
+        "Balance: {} available, {} reserved",
+        caseledger_ledger::bundle::yuan(view.case.available_fen),
+        caseledger_ledger::bundle::yuan(view.case.reserved_fen)
+    );
+    assert!(text.contains(&balance), "{balance} in\n{text}");
+    assert!(text.contains(&format!(
+        "{} paid out",
+        caseledger_ledger::bundle::yuan(view.case.paid_fen)
+    )));
+    for expected in [
+        "account A1 registered by officer-",
+        "account A1 confirmed by the applicant with the code sent to their phone",
+        "step 1 of D1 approved by",
+        "confirmed with the code sent to their phone",
+        "D1 paid ¥",
+        ": paid",
+        "****",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing from\n{text}");
+    }
+    // History: the case's entries only, one line each.
+    let history = text.split("History (").nth(1).expect("a history");
+    assert!(!history.contains("D2") && !history.contains("A2 "), "{history}");
+    // No full phone or account number anywhere (they are 11 and 19 digits).
+    assert!(longest_digit_run(&text) < 9, "{text}");
+
+    let out = caseledger(&["report", "--data", data, "--case", "(2025)苏02执8号"]);
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    assert!(text.contains("REJECTED") && text.contains(": rejected"), "{text}");
+
+    let out = caseledger(&["report", "--data", data, "--case", "(2025)苏02执99号"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no case (2025)苏02执99号"));
+}
