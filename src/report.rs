@@ -202,7 +202,9 @@ fn history(ledger: &Ledger, view: &CaseView) -> anyhow::Result<Vec<String>> {
             KIND_ACCOUNT_CONFIRMED | KIND_ACCOUNT_CHANGE_APPROVED | KIND_ACCOUNT_CHALLENGE => {
                 accounts.contains(&text("account_id"))
             }
-            KIND_RECEIPT_RECORDED | KIND_DELAY_APPROVED => receipts.contains(text("bank_reference").as_str()),
+            KIND_RECEIPT_RECORDED | KIND_DELAY_APPROVED | KIND_DELAY_ENDED => {
+                receipts.contains(text("bank_reference").as_str())
+            }
             KIND_DISBURSEMENT_REQUESTED if text("case_number") == case.case_number => {
                 disbursements.insert(text("disbursement_id"));
                 true
@@ -355,6 +357,11 @@ fn describe(ledger: &Ledger, registry: &Registry, entry: &Entry, p: &Value) -> S
             s("new_due_date"),
             s("reason").replace('_', " "),
             p["text"].as_str().map(|t| format!(" ({t})")).unwrap_or_default()
+        ),
+        KIND_DELAY_ENDED => format!(
+            "the reason for delaying receipt {} ended ({}), recorded by {by}: due within {DELAY_ENDED_DAYS} days",
+            s("bank_reference"),
+            s("text")
         ),
         KIND_APPLICANT_CODE_ISSUED => format!("verification code issued to {} by {by}", s("applicant_id")),
         KIND_APPLICANT_CODE_REVOKED => format!("a verification code revoked by {by}"),

@@ -251,6 +251,34 @@ fn delays_cancellations_returns_and_key_rotation() {
     let receipt = &case_view(&ledger, 0).receipts[0].receipt;
     assert!(receipt.delayed && receipt.due_ms > recorded);
 
+    // The freeze is lifted: payment is due within 10 days of that record.
+    let ended = DelayEnded {
+        request_id: "delay-1-ended".into(),
+        bank_reference: "BANK-1".into(),
+        text: "另案冻结已解除".into(),
+    };
+    let sign_ended = |who: &caseledger::court::Person| caseledger::court::sign(KIND_DELAY_ENDED, &ended, &who.identity);
+    assert_eq!(
+        refused_rule(&ledger, sign_ended(&staff.officers[1])),
+        "role",
+        "not this case's officer"
+    );
+    let seq = ledger.append_one(sign_ended(&staff.officers[0])).expect("delay ended");
+    let ended_at = ledger.entry(seq).expect("entry").timestamp_ms;
+    let receipt = &case_view(&ledger, 0).receipts[0].receipt;
+    assert!(!receipt.delayed);
+    assert_eq!(receipt.due_ms, ended_at + DELAY_ENDED_DAYS * DAY_MS);
+    let mut again = ended.clone();
+    again.request_id = "delay-1-ended-again".into();
+    assert_eq!(
+        refused_rule(
+            &ledger,
+            caseledger::court::sign(KIND_DELAY_ENDED, &again, &staff.bureau_head.identity)
+        ),
+        "delay",
+        "a receipt that is not delayed has no delay to end"
+    );
+
     // Cancel a pending request: the money is available again.
     ledger
         .append_one(case.request("d-1", "acct-1", 1_000_000))

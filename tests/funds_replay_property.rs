@@ -20,7 +20,7 @@ struct Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    (0u8..16, 0usize..2, any::<u8>(), 1u64..3_000_000).prop_map(|(kind, case, pick, amount)| Op {
+    (0u8..18, 0usize..2, any::<u8>(), 1u64..3_000_000).prop_map(|(kind, case, pick, amount)| Op {
         kind,
         case,
         pick,
@@ -136,6 +136,25 @@ fn record(staff: &caseledger::court::Staff, op: &Op, n: usize) -> Record {
                 reason: "撤回".into(),
             };
             sign(KIND_DISBURSEMENT_CANCELLED, &cancel, &officer.identity)
+        }
+        16 => {
+            // Receipts are BANK-<op index>: aim at an earlier op's.
+            let delay = DelayApproved {
+                request_id: format!("y-{n}"),
+                bank_reference: format!("BANK-{}", usize::from(op.pick) % n.max(1)),
+                reason: DelayReason::FrozenForAnotherCase,
+                text: None,
+                new_due_date: "2099-12-31".into(),
+            };
+            sign(KIND_DELAY_APPROVED, &delay, &staff.bureau_head.identity)
+        }
+        17 => {
+            let ended = DelayEnded {
+                request_id: format!("z-{n}"),
+                bank_reference: format!("BANK-{}", usize::from(op.pick) % n.max(1)),
+                text: "冻结解除".into(),
+            };
+            sign(KIND_DELAY_ENDED, &ended, &staff.bureau_head.identity)
         }
         _ => {
             let returned = PaymentReturned {

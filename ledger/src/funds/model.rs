@@ -26,6 +26,8 @@ pub const KIND_DISBURSEMENT_CANCELLED: u16 = 0x0144;
 /// The node's commitment to the SMS code it sends an approver (issue 5).
 pub const KIND_SMS_CHALLENGE: u16 = 0x0145;
 pub const KIND_DELAY_APPROVED: u16 = 0x0150;
+/// The reason for a delay has ended: payment is due within 10 days.
+pub const KIND_DELAY_ENDED: u16 = 0x0151;
 /// A verification code for an applicant: only its hash enters the ledger.
 pub const KIND_APPLICANT_CODE_ISSUED: u16 = 0x0160;
 pub const KIND_APPLICANT_CODE_REVOKED: u16 = 0x0161;
@@ -55,6 +57,7 @@ pub fn kind_name(kind: u16) -> Option<&'static str> {
         KIND_DISBURSEMENT_CANCELLED => "disbursement_cancelled",
         KIND_SMS_CHALLENGE => "sms_challenge",
         KIND_DELAY_APPROVED => "delay_approved",
+        KIND_DELAY_ENDED => "delay_ended",
         KIND_APPLICANT_CODE_ISSUED => "applicant_code_issued",
         KIND_APPLICANT_CODE_REVOKED => "applicant_code_revoked",
         _ => return None,
@@ -431,6 +434,19 @@ pub struct DelayApproved {
     pub text: Option<String>,
     /// `YYYY-MM-DD`: the new due date (end of that day, UTC+8).
     pub new_due_date: String,
+}
+
+/// Days allowed to pay once the reason for a delay has ended (法发〔2017〕6号, Art. 10).
+pub const DELAY_ENDED_DAYS: u64 = 10;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelayEnded {
+    pub request_id: String,
+    /// The delayed receipt.
+    pub bank_reference: String,
+    /// What ended the reason (e.g. the freeze was lifted).
+    pub text: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,6 +24,7 @@ pub enum Event {
     Paid,
     PaymentReturned,
     DelayApproved,
+    DelayEnded,
 }
 
 /// One message to send.
@@ -109,5 +110,8 @@ pub fn text(notification: &Notification) -> String {
             format!("【执行案款】{case}案件汇至您账户{account}的{amount}被退回，请联系法院核实账户。")
         }
         Event::DelayApproved => format!("【执行案款】{case}案件执行款的发放期限经批准延长，详情请联系承办人。"),
+        Event::DelayEnded => {
+            format!("【执行案款】{case}案件执行款的延期事由已消除，将在10日内发放，详情请联系承办人。")
+        }
     }
 }

@@ -31,6 +31,7 @@ pub(super) fn apply(objects: &mut Objects, context: &Context, record: &Record, s
         KIND_PAYMENT_RETURNED => payment_returned(objects, context, parse(record)?, signer),
         KIND_DISBURSEMENT_CANCELLED => disbursement_cancelled(objects, context, parse(record)?, signer),
         KIND_DELAY_APPROVED => delay_approved(objects, context, parse(record)?, signer),
+        KIND_DELAY_ENDED => delay_ended(objects, context, parse(record)?, signer),
         KIND_APPLICANT_CODE_ISSUED => code_issued(objects, context, parse(record)?, signer),
         KIND_APPLICANT_CODE_REVOKED => code_revoked(objects, context, parse(record)?, signer),
         other => Err(rule("payload", format!("unknown record kind {other:#06x}"))),
@@ -768,6 +769,48 @@ fn delay_approved(objects: &mut Objects, context: &Context, delay: DelayApproved
         )?;
     }
     objects.put(receipt_key(&delay.bank_reference), &receipt);
+    Ok(Outcome::New)
+}
+
+/// The reason for a delay has ended: the receipt is due within
+/// [`DELAY_ENDED_DAYS`] of this entry (or earlier, if the approved date
+/// comes first), and counts as delayed no longer.
+fn delay_ended(objects: &mut Objects, context: &Context, ended: DelayEnded, signer: &KeyInfo) -> Rules {
+    check_text("delay_ended text", &ended.text)?;
+    let mut receipt: ReceiptState =
+        objects.need(&receipt_key(&ended.bank_reference), "unknown_receipt", "the receipt")?;
+    let member = member_of(signer)?;
+    let officer_of_case = match &receipt.case_number {
+        Some(number) => {
+            let case: CaseState = objects.need(&case_key(number), "unknown_case", "the case")?;
+            member.role == Role::Officer && member.member_id == case.officer_member_id
+        }
+        None => false,
+    };
+    if member.role != Role::BureauHead && !officer_of_case {
+        return Err(rule(
+            "role",
+            "the end of a delay is recorded by the bureau head or the case's officer",
+        ));
+    }
+    if !receipt.delayed {
+        return Err(rule("delay", "the receipt is not delayed"));
+    }
+    receipt.due_ms = receipt.due_ms.min(context.timestamp_ms + DELAY_ENDED_DAYS * DAY_MS);
+    receipt.delayed = false;
+    if let Some(number) = &receipt.case_number {
+        let case: CaseState = objects.need(&case_key(number), "unknown_case", "the case")?;
+        notify::queue(
+            objects,
+            context.seq,
+            notify::Event::DelayEnded,
+            number,
+            &notify::applicants(&case),
+            None,
+            None,
+        )?;
+    }
+    objects.put(receipt_key(&ended.bank_reference), &receipt);
     Ok(Outcome::New)
 }
 
