@@ -449,7 +449,22 @@ pub fn sms_challenge(
         commitment: sms_commitment(salt, code, &statement.binding()),
         expires_ms,
     };
-    vec![sign(KIND_SMS_CHALLENGE, &payload, node)]
+    let sent = sms_sent(&payload.request_id);
+    vec![
+        sign(KIND_SMS_CHALLENGE, &payload, node),
+        sign(KIND_SMS_SENT, &sent, node),
+    ]
+}
+
+/// The node's record that the console provider took the code of the
+/// challenge `challenge_request_id`.
+fn sms_sent(challenge_request_id: &str) -> SmsSent {
+    SmsSent {
+        request_id: format!("sent-{challenge_request_id}"),
+        challenge_request_id: challenge_request_id.to_owned(),
+        provider: "console".into(),
+        message_id: format!("console-{challenge_request_id}"),
+    }
 }
 
 /// The applicant's confirmation of the account `registered` (an
@@ -496,6 +511,7 @@ pub fn account_confirmation(
     };
     vec![
         sign(KIND_ACCOUNT_CHALLENGE, &challenge, node),
+        sign(KIND_SMS_SENT, &sms_sent(&challenge.request_id), node),
         sign(KIND_ACCOUNT_CONFIRMED, &confirmed, node),
     ]
 }

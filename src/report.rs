@@ -44,7 +44,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
 fn china_time(ms: u64) -> String {
     let minutes = ms / 60_000 + 8 * 60;
     let (days, minute_of_day) = (minutes / 1440, minutes % 1440);
-    let (y, m, d) = civil_from_days(days as i64);
+    let (y, m, d) = caseledger::civil_from_days(days as i64);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}",
         minute_of_day / 60,
@@ -54,19 +54,6 @@ fn china_time(ms: u64) -> String {
 
 fn china_date(ms: u64) -> String {
     china_time(ms)[..10].to_owned()
-}
-
-/// Howard Hinnant's civil_from_days.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 fn state<T: serde::de::DeserializeOwned>(ledger: &Ledger, key: &str) -> anyhow::Result<Option<T>> {

@@ -102,7 +102,7 @@ fn challenge_and_reveal(court: &Court, registered: &Record, code: &str, entered:
         Record::sign(kind, serde_json::to_vec(&value).expect("json"), &court.node)
     };
     let reveal = retag(&pair.pop().expect("reveal"), KIND_ACCOUNT_CONFIRMED);
-    let challenge = retag(&pair.pop().expect("challenge"), KIND_ACCOUNT_CHALLENGE);
+    let challenge = retag(&pair.remove(0), KIND_ACCOUNT_CHALLENGE);
     (challenge, reveal)
 }
 
@@ -242,9 +242,12 @@ fn a_forged_account_confirmation_written_behind_the_service_is_caught_by_verify(
 struct Phone(Mutex<Vec<(String, String)>>);
 
 impl caseledger::service::sms::SmsProvider for Phone {
-    fn send(&self, phone: &str, text: &str, id: &str) -> Result<String, caseledger::service::sms::SendError> {
-        self.0.lock().expect("lock").push((phone.to_owned(), text.to_owned()));
-        Ok(id.to_owned())
+    fn send(&self, message: &caseledger::service::sms::Message) -> Result<String, caseledger::service::sms::SendError> {
+        self.0
+            .lock()
+            .expect("lock")
+            .push((message.to.clone(), message.text.clone()));
+        Ok(message.id.clone())
     }
 }
 

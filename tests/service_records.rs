@@ -562,9 +562,15 @@ async fn the_officer_records_the_applicants_phone_and_the_applicant_is_told() {
     write(&f.state, &f.staff.finance.identity, &[case.receipt("BANK-1", 250_000)]).await;
     struct Collect(std::sync::Mutex<Vec<(String, String)>>);
     impl caseledger::service::sms::SmsProvider for Collect {
-        fn send(&self, phone: &str, text: &str, id: &str) -> Result<String, caseledger::service::sms::SendError> {
-            self.0.lock().expect("lock").push((phone.to_owned(), text.to_owned()));
-            Ok(id.to_owned())
+        fn send(
+            &self,
+            message: &caseledger::service::sms::Message,
+        ) -> Result<String, caseledger::service::sms::SendError> {
+            self.0
+                .lock()
+                .expect("lock")
+                .push((message.to.clone(), message.text.clone()));
+            Ok(message.id.clone())
         }
     }
     let provider = Arc::new(Collect(std::sync::Mutex::new(Vec::new())));
@@ -581,9 +587,12 @@ async fn the_officer_records_the_applicants_phone_and_the_applicant_is_told() {
 struct Phone(std::sync::Mutex<Vec<(String, String)>>);
 
 impl caseledger::service::sms::SmsProvider for Phone {
-    fn send(&self, phone: &str, text: &str, id: &str) -> Result<String, caseledger::service::sms::SendError> {
-        self.0.lock().expect("lock").push((phone.to_owned(), text.to_owned()));
-        Ok(id.to_owned())
+    fn send(&self, message: &caseledger::service::sms::Message) -> Result<String, caseledger::service::sms::SendError> {
+        self.0
+            .lock()
+            .expect("lock")
+            .push((message.to.clone(), message.text.clone()));
+        Ok(message.id.clone())
     }
 }
 

@@ -48,15 +48,20 @@ fn court_with_sms() -> Court {
         .append_one(sign(KIND_POLICY_SET, &policy, &staff.administrator.identity))
         .expect("policy");
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger
-        .append(vec![
-            case.open(1),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.confirm("acct-1"),
-            case.receipt("BANK-1", 5_000_000),
-            case.request("d-1", "acct-1", AMOUNT),
-        ])
-        .expect("setup");
+    let registered = case.account("acct-1", 1, "6222000011110001");
+    // The policy requires SMS: the applicant confirms the account with a code.
+    let confirmation = caseledger::court::account_confirmation(
+        &caseledger_keys::Identity::from_seed([1; 32]),
+        ORIGIN,
+        &registered,
+        "135790",
+        "ffeeddccbbaa99887766554433221100",
+        clock.0.load(Ordering::SeqCst) + 30 * MINUTE_MS,
+    );
+    let mut records = vec![case.open(1), registered];
+    records.extend(confirmation);
+    records.extend([case.receipt("BANK-1", 5_000_000), case.request("d-1", "acct-1", AMOUNT)]);
+    ledger.append(records).expect("setup");
     Court {
         path: dir.path().to_owned(),
         _dir: dir,

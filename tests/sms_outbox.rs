@@ -21,19 +21,17 @@ struct Recorder {
 }
 
 impl SmsProvider for Recorder {
-    fn send(&self, phone: &str, text: &str, id: &str) -> Result<String, SendError> {
+    fn send(&self, message: &sms::Message) -> Result<String, SendError> {
         let mut failures = self.failures.lock().expect("lock");
         if *failures > 0 {
             *failures -= 1;
-            return Err(SendError {
-                detail: "provider unavailable".into(),
-            });
+            return Err(SendError::transient("provider unavailable"));
         }
         self.sent
             .lock()
             .expect("lock")
-            .push((phone.to_owned(), text.to_owned(), id.to_owned()));
-        Ok(format!("provider-{id}"))
+            .push((message.to.clone(), message.text.clone(), message.id.clone()));
+        Ok(format!("provider-{}", message.id))
     }
 }
 
@@ -43,6 +41,7 @@ fn options() -> DeliveryOptions {
         backoff_first_ms: 1_000,
         backoff_max_ms: 60_000,
         per_phone_per_minute: 100,
+        templates: sms::Templates::default(),
     }
 }
 
@@ -168,27 +167,27 @@ fn deadline_reminders_go_to_the_officer_and_the_bureau_head_once_per_threshold()
     }
     let provider = Recorder::default();
     assert_eq!(
-        sms::send_reminders(&ledger, &provider, recorded + DAY_MS).expect("pass"),
+        sms::send_reminders(&ledger, &provider, &sms::Templates::default(), recorded + DAY_MS).expect("pass"),
         0,
         "on time"
     );
     assert_eq!(
-        sms::send_reminders(&ledger, &provider, recorded + 26 * DAY_MS).expect("pass"),
+        sms::send_reminders(&ledger, &provider, &sms::Templates::default(), recorded + 26 * DAY_MS).expect("pass"),
         2,
         "near due"
     );
     assert_eq!(
-        sms::send_reminders(&ledger, &provider, recorded + 27 * DAY_MS).expect("pass"),
+        sms::send_reminders(&ledger, &provider, &sms::Templates::default(), recorded + 27 * DAY_MS).expect("pass"),
         0,
         "once per threshold"
     );
     assert_eq!(
-        sms::send_reminders(&ledger, &provider, recorded + 31 * DAY_MS).expect("pass"),
+        sms::send_reminders(&ledger, &provider, &sms::Templates::default(), recorded + 31 * DAY_MS).expect("pass"),
         2,
         "overdue"
     );
     assert_eq!(
-        sms::send_reminders(&ledger, &provider, recorded + 40 * DAY_MS).expect("pass"),
+        sms::send_reminders(&ledger, &provider, &sms::Templates::default(), recorded + 40 * DAY_MS).expect("pass"),
         0
     );
     let sent = provider.sent.lock().expect("lock").clone();

@@ -158,9 +158,9 @@ impl Registry {
         if seq == 0 || record.kind == record::KIND_GENESIS {
             return self.admit_genesis(seq, record);
         }
-        use crate::funds::model::{KIND_ACCOUNT_CHALLENGE, KIND_ACCOUNT_CONFIRMED, KIND_SMS_CHALLENGE};
+        use crate::funds::model::{KIND_ACCOUNT_CHALLENGE, KIND_ACCOUNT_CONFIRMED, KIND_SMS_CHALLENGE, KIND_SMS_SENT};
         let by_node = record.signer == self.node_key.key_id();
-        if matches!(record.kind, KIND_SMS_CHALLENGE | KIND_ACCOUNT_CHALLENGE) && !by_node {
+        if matches!(record.kind, KIND_SMS_CHALLENGE | KIND_ACCOUNT_CHALLENGE | KIND_SMS_SENT) && !by_node {
             // The node sends the SMS, so the node commits to the code.
             return Err(RuleError::NotAuthorized(
                 "an SMS challenge is recorded by the node key".into(),
@@ -170,7 +170,7 @@ impl Registry {
         if by_node
             && matches!(
                 record.kind,
-                KIND_SMS_CHALLENGE | KIND_ACCOUNT_CHALLENGE | KIND_ACCOUNT_CONFIRMED
+                KIND_SMS_CHALLENGE | KIND_ACCOUNT_CHALLENGE | KIND_SMS_SENT | KIND_ACCOUNT_CONFIRMED
             )
         {
             return Ok(Admitted {
@@ -193,7 +193,7 @@ impl Registry {
     fn active_key(&self, seq: u64, id: &KeyId) -> Result<(KeyInfo, PublicKey), RuleError> {
         if *id == self.node_key.key_id() {
             return Err(RuleError::NotAuthorized(format!(
-                "the node key signs only the genesis entry and checkpoints (seq {seq})"
+                "the node key signs only the genesis entry, checkpoints and its SMS records (seq {seq})"
             )));
         }
         let (info, key) = self.keys.get(id).ok_or_else(|| RuleError::UnknownKey(id.short()))?;

@@ -136,15 +136,23 @@ pub(super) async fn challenge(
         .ledger
         .private_put(&private_key(&id), &serde_json::to_vec(&private).expect("json"))?;
     let phone = String::from_utf8_lossy(&phone).into_owned();
-    let text = format!(
-        "【执行案款】您在{}案件中的收款账户{}（{}）待您确认，验证码{code}，30分钟内有效。如非本人申请，请勿提供并致电法院。",
-        account.case_number, account.account_number_masked, account.bank
-    );
-    state
+    let params = [
+        ("case", account.case_number.clone()),
+        ("account", account.account_number_masked.clone()),
+        ("code", code),
+    ];
+    let message = state
+        .templates
+        .message(&format!("account-challenge-{seq}"), &phone, "account_code", &params);
+    let message_id = state
         .sms
-        .send(&phone, &text, &format!("account-challenge-{seq}"))
+        .send(&message)
         .map_err(|e| ApiError::Unavailable(format!("the SMS could not be sent: {}", e.detail)))?;
     metrics::counter!("caseledger_sms_challenges_total", "purpose" => "account").increment(1);
+    let (ledger, sms, request_id) = (state.ledger.clone(), state.sms.clone(), payload.request_id.clone());
+    tokio::task::spawn_blocking(move || super::sms::record_sent(&ledger, sms.as_ref(), &request_id, &message_id))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(Json(AccountChallengeResponse {
         challenge_seq: seq,
         expires_ms,

@@ -146,12 +146,18 @@ pub(super) async fn challenge(
         .private_put(&key, &serde_json::to_vec(&private).expect("json"))?;
     let phone = String::from_utf8_lossy(&phone).into_owned();
     // The template carries only the code, as Chinese providers require.
-    let text = format!("【执行案款】您的审批验证码为{code}，5分钟内有效，请勿告知他人。");
-    state
+    let message = state
+        .templates
+        .message(&format!("challenge-{seq}"), &phone, "approval_code", &[("code", code)]);
+    let message_id = state
         .sms
-        .send(&phone, &text, &format!("challenge-{seq}"))
+        .send(&message)
         .map_err(|e| ApiError::Unavailable(format!("the SMS could not be sent: {}", e.detail)))?;
     metrics::counter!("caseledger_sms_challenges_total").increment(1);
+    let (ledger, sms, request_id) = (state.ledger.clone(), state.sms.clone(), payload.request_id.clone());
+    tokio::task::spawn_blocking(move || super::sms::record_sent(&ledger, sms.as_ref(), &request_id, &message_id))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
     let payee = state
         .ledger
         .state_object(&caseledger_ledger::funds::account_key(&disbursement.account_id))?

@@ -1,6 +1,7 @@
 //! Service configuration: defaults, then a TOML file, then `CASELEDGER_*`
 //! environment variables, then command-line flags (figment).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -24,11 +25,35 @@ pub struct Config {
     /// Checkpoint policy of the ledger.
     pub checkpoint_every_entries: u64,
     pub checkpoint_every_ms: u64,
-    /// `console` (print) or `webhook` (the court's own gateway).
+    /// `console` (print), `aliyun`, `twilio` or `webhook` (the court's own gateway).
     pub sms_provider: String,
     pub sms_webhook_url: Option<String>,
     /// HMAC secret of the webhook; set it through CASELEDGER_SMS_WEBHOOK_SECRET.
     pub sms_webhook_secret: Option<String>,
+    /// Texts by template name, replacing the built-in ones (see `sms::Templates`).
+    pub sms_templates: BTreeMap<String, String>,
+    /// Sends per notification before the dead letter.
+    pub sms_attempts_max: u32,
+    /// Per-request timeout towards the provider.
+    pub sms_timeout_ms: u64,
+    pub sms_aliyun_endpoint: String,
+    pub sms_aliyun_access_key_id: Option<String>,
+    /// Set it through CASELEDGER_SMS_ALIYUN_ACCESS_KEY_SECRET.
+    pub sms_aliyun_access_key_secret: Option<String>,
+    pub sms_aliyun_sign_name: Option<String>,
+    pub sms_aliyun_region: String,
+    /// Approved template code (`SMS_…`) per template name.
+    pub sms_aliyun_template_codes: BTreeMap<String, String>,
+    /// Secret path segment of the SmsReport push URL
+    /// (`/v1/sms/reports/aliyun/<token>`): Aliyun's push carries no signature.
+    pub sms_aliyun_report_token: Option<String>,
+    pub sms_twilio_api_base: String,
+    pub sms_twilio_account_sid: Option<String>,
+    /// Set it through CASELEDGER_SMS_TWILIO_AUTH_TOKEN.
+    pub sms_twilio_auth_token: Option<String>,
+    pub sms_twilio_from: Option<String>,
+    /// Public URL of `/v1/sms/reports/twilio` as Twilio reaches it.
+    pub sms_twilio_status_callback_url: Option<String>,
 }
 
 impl Default for Config {
@@ -44,6 +69,21 @@ impl Default for Config {
             sms_provider: "console".into(),
             sms_webhook_url: None,
             sms_webhook_secret: None,
+            sms_templates: BTreeMap::new(),
+            sms_attempts_max: 8,
+            sms_timeout_ms: 10_000,
+            sms_aliyun_endpoint: "https://dysmsapi.aliyuncs.com/".into(),
+            sms_aliyun_access_key_id: None,
+            sms_aliyun_access_key_secret: None,
+            sms_aliyun_sign_name: None,
+            sms_aliyun_region: "cn-hangzhou".into(),
+            sms_aliyun_template_codes: BTreeMap::new(),
+            sms_aliyun_report_token: None,
+            sms_twilio_api_base: "https://api.twilio.com".into(),
+            sms_twilio_account_sid: None,
+            sms_twilio_auth_token: None,
+            sms_twilio_from: None,
+            sms_twilio_status_callback_url: None,
         }
     }
 }

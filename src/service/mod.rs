@@ -12,6 +12,8 @@ pub mod config;
 pub mod httpsig;
 mod members;
 pub mod problem;
+pub mod providers;
+pub mod reports;
 mod routes;
 pub mod serve;
 pub mod sms;
@@ -50,6 +52,10 @@ pub struct AppState {
     pub commitment_key: Arc<[u8; 32]>,
     /// Sends approval codes (notifications go through the outbox worker).
     pub sms: Arc<dyn sms::SmsProvider>,
+    /// What the SMS delivery-report endpoints check.
+    pub reports: Arc<reports::ReportSettings>,
+    /// The court's message templates (config `[sms_templates]`).
+    pub templates: Arc<sms::Templates>,
     /// Per approver: new approval-code challenges allowed.
     pub challenge_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
 }
@@ -70,6 +76,8 @@ impl AppState {
             ))),
             commitment_key: Arc::new(rand::random()),
             sms: Arc::new(sms::ConsoleProvider),
+            templates: Arc::new(sms::Templates::default()),
+            reports: Arc::default(),
             challenge_limiter: Arc::new(governor::RateLimiter::keyed(
                 governor::Quota::per_minute(std::num::NonZeroU32::new(1).expect("positive"))
                     .allow_burst(std::num::NonZeroU32::new(2).expect("positive")),
@@ -80,6 +88,18 @@ impl AppState {
     /// Sends approval codes through `provider`.
     pub fn with_sms(mut self, provider: Arc<dyn sms::SmsProvider>) -> Self {
         self.sms = provider;
+        self
+    }
+
+    /// Accepts delivery reports as `settings` say.
+    pub fn with_reports(mut self, settings: reports::ReportSettings) -> Self {
+        self.reports = Arc::new(settings);
+        self
+    }
+
+    /// Uses the court's message templates.
+    pub fn with_templates(mut self, templates: sms::Templates) -> Self {
+        self.templates = Arc::new(templates);
         self
     }
 

@@ -44,6 +44,9 @@ pub(super) fn routes(timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .routes(routes!(super::approvals::disbursement))
         .routes(routes!(super::accounts::challenge))
         .routes(routes!(super::accounts::confirm))
+        .routes(routes!(super::reports::aliyun))
+        .routes(routes!(super::reports::twilio))
+        .routes(routes!(super::reports::notification))
         .layer(timed(timeout));
     let long = OpenApiRouter::new()
         .routes(routes!(super::members::audit))

@@ -119,33 +119,82 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-/// Delivers queued notifications (console provider) every half second
-/// until `stop` is set.
-fn provider(config: &Config) -> anyhow::Result<Arc<dyn super::sms::SmsProvider>> {
+/// The configured SMS provider.
+pub fn provider(config: &Config) -> anyhow::Result<Arc<dyn super::sms::SmsProvider>> {
+    use super::providers::{AliyunProvider, AliyunSettings, TwilioProvider, TwilioSettings};
+    let timeout = Duration::from_millis(config.sms_timeout_ms);
+    let need = |value: &Option<String>, name: &str| -> anyhow::Result<String> {
+        value.clone().with_context(|| {
+            format!(
+                "{name} (CASELEDGER_{}) is required for the {} provider",
+                name.to_uppercase(),
+                config.sms_provider
+            )
+        })
+    };
     match config.sms_provider.as_str() {
         "console" => Ok(Arc::new(super::sms::ConsoleProvider)),
         "webhook" => {
-            let url = config
-                .sms_webhook_url
-                .as_deref()
-                .context("sms_webhook_url is required for the webhook provider")?;
-            let secret = config
-                .sms_webhook_secret
-                .as_deref()
-                .context("sms_webhook_secret (CASELEDGER_SMS_WEBHOOK_SECRET) is required for the webhook provider")?;
-            Ok(Arc::new(super::sms::WebhookProvider::new(url, secret.as_bytes())))
+            let url = need(&config.sms_webhook_url, "sms_webhook_url")?;
+            let secret = need(&config.sms_webhook_secret, "sms_webhook_secret")?;
+            Ok(Arc::new(super::sms::WebhookProvider::new(&url, secret.as_bytes())))
         }
-        other => anyhow::bail!("unknown sms_provider {other:?} (console or webhook)"),
+        "aliyun" => {
+            let settings = AliyunSettings {
+                endpoint: config.sms_aliyun_endpoint.clone(),
+                access_key_id: need(&config.sms_aliyun_access_key_id, "sms_aliyun_access_key_id")?,
+                access_key_secret: need(&config.sms_aliyun_access_key_secret, "sms_aliyun_access_key_secret")?,
+                sign_name: need(&config.sms_aliyun_sign_name, "sms_aliyun_sign_name")?,
+                region: config.sms_aliyun_region.clone(),
+                template_codes: config.sms_aliyun_template_codes.clone(),
+            };
+            let names = super::sms::Templates::names();
+            let missing: Vec<&String> = names
+                .iter()
+                .filter(|n| !settings.template_codes.contains_key(*n))
+                .collect();
+            if !missing.is_empty() {
+                tracing::warn!(
+                    ?missing,
+                    "no Aliyun template code for these messages: they will be dead-lettered"
+                );
+            }
+            Ok(Arc::new(AliyunProvider::new(settings, timeout)))
+        }
+        "twilio" => {
+            let settings = TwilioSettings {
+                api_base: config.sms_twilio_api_base.clone(),
+                account_sid: need(&config.sms_twilio_account_sid, "sms_twilio_account_sid")?,
+                auth_token: need(&config.sms_twilio_auth_token, "sms_twilio_auth_token")?,
+                from: need(&config.sms_twilio_from, "sms_twilio_from")?,
+                status_callback_url: config.sms_twilio_status_callback_url.clone(),
+            };
+            Ok(Arc::new(TwilioProvider::new(settings, timeout)))
+        }
+        other => anyhow::bail!("unknown sms_provider {other:?} (console, aliyun, twilio or webhook)"),
     }
 }
 
+/// What the delivery-report endpoints check.
+pub fn report_settings(config: &Config) -> super::reports::ReportSettings {
+    super::reports::ReportSettings {
+        aliyun_token: config.sms_aliyun_report_token.clone(),
+        twilio_auth_token: config.sms_twilio_auth_token.clone(),
+        twilio_callback_url: config.sms_twilio_status_callback_url.clone(),
+    }
+}
+
+/// Delivers queued notifications every half second, and deadline
+/// reminders every minute, until `stop` is set.
 fn start_delivery(
     ledger: Arc<Ledger>,
     provider: Arc<dyn super::sms::SmsProvider>,
+    options: super::sms::DeliveryOptions,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut worker = super::sms::Deliverer::new(Arc::clone(&ledger), Arc::clone(&provider), Default::default());
+        let templates = options.templates.clone();
+        let mut worker = super::sms::Deliverer::new(Arc::clone(&ledger), Arc::clone(&provider), options);
         let mut next_reminders_ms = 0;
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             let now_ms = std::time::SystemTime::now()
@@ -156,7 +205,7 @@ fn start_delivery(
             }
             // Deadline reminders, once a minute.
             if now_ms >= next_reminders_ms {
-                if let Err(error) = super::sms::send_reminders(&ledger, provider.as_ref(), now_ms) {
+                if let Err(error) = super::sms::send_reminders(&ledger, provider.as_ref(), &templates, now_ms) {
                     tracing::error!(%error, "reminder pass failed");
                 }
                 next_reminders_ms = now_ms + 60_000;
@@ -170,6 +219,7 @@ fn start_delivery(
 pub fn run(config: Config) -> anyhow::Result<()> {
     init_tracing();
     let sms = provider(&config)?;
+    let templates = super::sms::Templates::with_overrides(&config.sms_templates)?;
     let ledger = if config.data.join(DB_DIR).exists() {
         Ledger::open(&config.data, Arc::new(SystemClock), ledger_options(&config))
             .with_context(|| format!("opening {}", config.data.display()))?
@@ -196,9 +246,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Duration::from_millis(config.request_timeout_ms),
     )
     .with_commitment_key(commitment_key(&config.data)?)
-    .with_sms(Arc::clone(&sms));
+    .with_sms(Arc::clone(&sms))
+    .with_templates(templates.clone())
+    .with_reports(report_settings(&config));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let deliverer = start_delivery(Arc::clone(&state.ledger), Arc::clone(&sms), Arc::clone(&stop));
+    let options = super::sms::DeliveryOptions {
+        attempts_max: config.sms_attempts_max.max(1),
+        templates,
+        ..Default::default()
+    };
+    let deliverer = start_delivery(Arc::clone(&state.ledger), Arc::clone(&sms), options, Arc::clone(&stop));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)

@@ -9,9 +9,10 @@
 //! after `attempts_max` failures a notification is dead-lettered, visible in
 //! the API and `/metrics`. Phone numbers and texts are never logged.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use caseledger_ledger::funds::notify::{self, Notification};
+use caseledger_ledger::funds::notify::Notification;
 use caseledger_ledger::store::Ledger;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -20,22 +21,168 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone)]
 pub struct SendError {
     pub detail: String,
+    /// Retrying cannot help (a bad number, a template the provider does not
+    /// know): the notification goes to the dead letter at once.
+    pub permanent: bool,
 }
 
-/// An SMS provider (console, Aliyun, Twilio, webhook: issue 5 adds the rest).
+impl SendError {
+    pub fn transient(detail: impl Into<String>) -> Self {
+        Self {
+            detail: detail.into(),
+            permanent: false,
+        }
+    }
+
+    pub fn permanent(detail: impl Into<String>) -> Self {
+        Self {
+            detail: detail.into(),
+            permanent: true,
+        }
+    }
+}
+
+/// One SMS: the template it is made from with its parameters (for
+/// providers that send registered templates, such as Aliyun) and the text
+/// rendered from the court's configured templates (for the others).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Stable id: the provider's idempotency id or OutId where it has one.
+    pub id: String,
+    pub to: String,
+    pub template: String,
+    pub params: BTreeMap<String, String>,
+    pub text: String,
+}
+
+/// Message templates by name, with `{case}`, `{amount}`, `{account}`,
+/// `{code}`, `{date}` placeholders; the defaults below, overridden in the
+/// config's `[sms_templates]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Templates(pub BTreeMap<String, String>);
+
+impl Default for Templates {
+    fn default() -> Self {
+        let t = [
+            ("receipt_arrived", "【执行案款】您申请执行的{case}案件已到账执行款{amount}，法院将依法及时发放。"),
+            ("account_registered", "【执行案款】{case}案件已登记您的收款账户{account}，如非本人申请请立即联系法院。"),
+            ("account_changed", "【执行案款】{case}案件您的收款账户已变更为{account}，如非本人申请请立即联系法院。"),
+            ("step_approved", "【执行案款】{case}案件向您账户{account}发放{amount}的申请已通过一级审批。"),
+            ("step_rejected", "【执行案款】{case}案件向您账户{account}发放{amount}的申请未获批准。"),
+            ("paid", "【执行案款】{case}案件执行款{amount}已汇至您的账户{account}，请注意查收。"),
+            ("payment_returned", "【执行案款】{case}案件汇至您账户{account}的{amount}被退回，请联系法院核实账户。"),
+            ("delay_approved", "【执行案款】{case}案件执行款的发放期限经批准延长，详情请联系承办人。"),
+            ("delay_ended", "【执行案款】{case}案件执行款的延期事由已消除，将在10日内发放，详情请联系承办人。"),
+            ("approval_code", "【执行案款】您的审批验证码为{code}，5分钟内有效，请勿告知他人。"),
+            ("account_code", "【执行案款】您在{case}案件中的收款账户{account}待您确认，验证码{code}，30分钟内有效。如非本人申请，请勿提供并致电法院。"),
+            ("applicant_code", "【执行案款】您在{case}案件中的查询码为{code}，可凭此码核验执行款的到账、审批与发放记录，请妥善保管。"),
+            ("reminder_near_due", "【执行案款】{case}案件{date}到账的执行款{amount}即将到期，请及时发放。"),
+            ("reminder_overdue", "【执行案款】{case}案件{date}到账的执行款{amount}已超过发放期限，请立即处理或报批延期。"),
+        ];
+        Self(t.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+    }
+}
+
+impl Templates {
+    /// Every name the service sends.
+    pub fn names() -> Vec<String> {
+        Self::default().0.into_keys().collect()
+    }
+
+    /// Defaults, with `overrides` replacing some texts; an unknown name is an error.
+    pub fn with_overrides(overrides: &BTreeMap<String, String>) -> anyhow::Result<Self> {
+        let mut templates = Self::default();
+        for (name, text) in overrides {
+            let Some(slot) = templates.0.get_mut(name) else {
+                anyhow::bail!("unknown SMS template {name:?} (known: {})", Self::names().join(", "));
+            };
+            slot.clone_from(text);
+        }
+        Ok(templates)
+    }
+
+    /// The message `template` with `params`, addressed to `to`.
+    pub fn message(&self, id: &str, to: &str, template: &str, params: &[(&str, String)]) -> Message {
+        let mut text = self.0.get(template).cloned().unwrap_or_default();
+        for (name, value) in params {
+            text = text.replace(&format!("{{{name}}}"), value);
+        }
+        Message {
+            id: id.to_owned(),
+            to: to.to_owned(),
+            template: template.to_owned(),
+            params: params.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+            text,
+        }
+    }
+
+    /// The message for a queued notification.
+    pub fn notification(&self, notification: &Notification, to: &str) -> Message {
+        let template = serde_json::to_value(notification.event)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut params = vec![("case", notification.case_number.clone())];
+        if let Some(fen) = notification.amount_fen {
+            params.push(("amount", caseledger_ledger::bundle::yuan(fen)));
+        }
+        if let Some(account) = &notification.account_masked {
+            params.push(("account", account.clone()));
+        }
+        self.message(&notification.id, to, &template, &params)
+    }
+}
+
+/// An SMS provider: console, Aliyun, Twilio or the court's webhook.
 pub trait SmsProvider: Send + Sync {
-    /// Sends `text` to `phone`; `id` is the stable notification id.
-    /// Returns the provider's message id.
-    fn send(&self, phone: &str, text: &str, id: &str) -> Result<String, SendError>;
+    /// Sends `message`; returns the provider's message id.
+    fn send(&self, message: &Message) -> Result<String, SendError>;
+
+    /// Short name, recorded with the message ids of codes.
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+}
+
+/// Records in the ledger which provider took the code of the challenge
+/// `challenge_request_id`, under which message id (node-signed `sms_sent`).
+pub fn record_sent(
+    ledger: &Ledger,
+    provider: &dyn SmsProvider,
+    challenge_request_id: &str,
+    message_id: &str,
+) -> caseledger_ledger::Result<u64> {
+    use caseledger_ledger::funds::model::{SmsSent, KIND_SMS_SENT};
+    let payload = SmsSent {
+        request_id: format!("sent-{challenge_request_id}"),
+        challenge_request_id: challenge_request_id.to_owned(),
+        provider: provider.name().to_owned(),
+        message_id: message_id
+            .chars()
+            .take(caseledger_ledger::funds::model::ID_BYTES_MAX)
+            .collect(),
+    };
+    let record = ledger.sign_as_node(KIND_SMS_SENT, serde_json::to_vec(&payload).expect("json"))?;
+    ledger.append_one(record)
 }
 
 /// Prints each message to standard output, phone masked (the default).
 pub struct ConsoleProvider;
 
 impl SmsProvider for ConsoleProvider {
-    fn send(&self, phone: &str, text: &str, id: &str) -> Result<String, SendError> {
-        println!("[SMS {id} to {}] {text}", crate::court::mask(phone));
-        Ok(format!("console-{id}"))
+    fn send(&self, message: &Message) -> Result<String, SendError> {
+        println!(
+            "[SMS {} to {}] {}",
+            message.id,
+            crate::court::mask(&message.to),
+            message.text
+        );
+        Ok(format!("console-{}", message.id))
+    }
+
+    fn name(&self) -> &'static str {
+        "console"
     }
 }
 
@@ -76,8 +223,10 @@ impl WebhookProvider {
 }
 
 impl SmsProvider for WebhookProvider {
-    fn send(&self, phone: &str, text: &str, id: &str) -> Result<String, SendError> {
-        let body = serde_json::to_vec(&serde_json::json!({"id": id, "to": phone, "text": text})).expect("json");
+    fn send(&self, message: &Message) -> Result<String, SendError> {
+        let id = &message.id;
+        let body =
+            serde_json::to_vec(&serde_json::json!({"id": id, "to": message.to, "text": message.text})).expect("json");
         let response = self
             .agent
             .post(&self.url)
@@ -85,17 +234,17 @@ impl SmsProvider for WebhookProvider {
             .header("idempotency-key", id)
             .header(WEBHOOK_SIGNATURE_HEADER, &Self::signature(&self.secret, &body))
             .send(&body[..])
-            .map_err(|e| SendError {
-                detail: format!("gateway unreachable: {e}"),
-            })?;
+            .map_err(|e| SendError::transient(format!("gateway unreachable: {e}")))?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             Ok(format!("webhook-{id}"))
         } else {
-            Err(SendError {
-                detail: format!("gateway answered {status}"),
-            })
+            Err(SendError::transient(format!("gateway answered {status}")))
         }
+    }
+
+    fn name(&self) -> &'static str {
+        "webhook"
     }
 }
 
@@ -116,6 +265,47 @@ pub struct Delivery {
     pub next_attempt_ms: u64,
     pub last_error: Option<String>,
     pub provider_id: Option<String>,
+    /// The provider's last delivery report.
+    #[serde(default)]
+    pub report: Option<DeliveryReport>,
+}
+
+/// What a provider reported about a message it took.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryReport {
+    pub provider: String,
+    /// `delivered`, `failed`, or the provider's own word (Twilio: `sent`,
+    /// `undelivered`, ...).
+    pub status: String,
+    pub error: Option<String>,
+    pub provider_id: Option<String>,
+    pub received_ms: u64,
+}
+
+fn report_key(id: &str) -> String {
+    format!("report/{id}")
+}
+
+/// Records a delivery report for message `id` (beside the ledger), and on
+/// the notification's delivery state when it is one.
+pub fn record_report(ledger: &Ledger, id: &str, report: DeliveryReport) -> caseledger_ledger::Result<()> {
+    metrics::counter!("caseledger_sms_reports_total", "provider" => report.provider.clone(), "status" => report.status.clone())
+        .increment(1);
+    let bytes = serde_json::to_vec(&report).expect("json");
+    ledger.private_put(&report_key(id), &bytes)?;
+    if let Ok(Some(mut state)) = delivery(ledger, id) {
+        state.report = Some(report);
+        ledger.private_put(&delivery_key(id), &serde_json::to_vec(&state).expect("json"))?;
+    }
+    Ok(())
+}
+
+/// The last delivery report for message `id`.
+pub fn report(ledger: &Ledger, id: &str) -> anyhow::Result<Option<DeliveryReport>> {
+    Ok(match ledger.private_get(&report_key(id))? {
+        Some(bytes) => Some(serde_json::from_slice(&bytes)?),
+        None => None,
+    })
 }
 
 /// Tunables of delivery.
@@ -126,6 +316,7 @@ pub struct DeliveryOptions {
     pub backoff_max_ms: u64,
     /// Messages per phone and minute.
     pub per_phone_per_minute: u32,
+    pub templates: Templates,
 }
 
 impl Default for DeliveryOptions {
@@ -135,6 +326,7 @@ impl Default for DeliveryOptions {
             backoff_first_ms: 1_000,
             backoff_max_ms: 600_000,
             per_phone_per_minute: 10,
+            templates: Templates::default(),
         }
     }
 }
@@ -237,6 +429,7 @@ impl Deliverer {
             next_attempt_ms: 0,
             last_error: None,
             provider_id: None,
+            report: None,
         });
         if matches!(state.status, DeliveryStatus::Sent | DeliveryStatus::Dead) {
             return Ok(true);
@@ -256,10 +449,8 @@ impl Deliverer {
             return Ok(false);
         }
         state.attempts += 1;
-        match self
-            .provider
-            .send(&phone, &notify::text(notification), &notification.id)
-        {
+        let message = self.options.templates.notification(notification, &phone);
+        match self.provider.send(&message) {
             Ok(provider_id) => {
                 state.status = DeliveryStatus::Sent;
                 state.provider_id = Some(provider_id);
@@ -270,7 +461,7 @@ impl Deliverer {
             Err(error) => {
                 metrics::counter!("caseledger_sms_failures_total").increment(1);
                 state.last_error = Some(error.detail);
-                if state.attempts >= self.options.attempts_max {
+                if error.permanent || state.attempts >= self.options.attempts_max {
                     state.status = DeliveryStatus::Dead;
                     pass.dead += 1;
                     metrics::counter!("caseledger_sms_dead_total").increment(1);
@@ -313,7 +504,12 @@ pub fn dead_letters(ledger: &Ledger, limit: usize) -> anyhow::Result<Vec<(Notifi
 /// Sends near-due and overdue reminders about receipts still held: to the
 /// case's officer and to every bureau head, once per receipt per threshold.
 /// Returns how many messages were sent.
-pub fn send_reminders(ledger: &Ledger, provider: &dyn SmsProvider, now_ms: u64) -> anyhow::Result<u64> {
+pub fn send_reminders(
+    ledger: &Ledger,
+    provider: &dyn SmsProvider,
+    templates: &Templates,
+    now_ms: u64,
+) -> anyhow::Result<u64> {
     use caseledger_ledger::funds::model::Role;
     use caseledger_ledger::funds::views::DeadlineStatus;
     let keys = ledger.keys();
@@ -345,24 +541,22 @@ pub fn send_reminders(ledger: &Ledger, provider: &dyn SmsProvider, now_ms: u64) 
             .as_deref()
             .and_then(|number| ledger.case_view(number, now_ms).ok().flatten())
             .map(|view| view.case.officer_member_id);
-        let text = match due.deadline {
-            DeadlineStatus::Overdue => format!(
-                "【执行案款】{case_number}案件{}到账的执行款{}已超过发放期限，请立即处理或报批延期。",
-                receipt.value_date,
-                caseledger_ledger::bundle::yuan(receipt.amount_fen)
-            ),
-            _ => format!(
-                "【执行案款】{case_number}案件{}到账的执行款{}即将到期，请及时发放。",
-                receipt.value_date,
-                caseledger_ledger::bundle::yuan(receipt.amount_fen)
-            ),
+        let template = match due.deadline {
+            DeadlineStatus::Overdue => "reminder_overdue",
+            _ => "reminder_near_due",
         };
+        let params = [
+            ("case", case_number.clone()),
+            ("date", receipt.value_date.clone()),
+            ("amount", caseledger_ledger::bundle::yuan(receipt.amount_fen)),
+        ];
         for member in officer.iter().chain(heads.iter()) {
             let Some(phone) = ledger.private_get(&format!("contact/member/{member}"))? else {
                 continue;
             };
             let id = format!("remind-{}-{threshold}-{member}", receipt.bank_reference);
-            match provider.send(&String::from_utf8_lossy(&phone), &text, &id) {
+            let message = templates.message(&id, &String::from_utf8_lossy(&phone), template, &params);
+            match provider.send(&message) {
                 Ok(_) => sent += 1,
                 Err(error) => {
                     tracing::warn!(%id, detail = %error.detail, "reminder not sent; will retry");

@@ -25,6 +25,8 @@ pub const KIND_PAYMENT_RETURNED: u16 = 0x0143;
 pub const KIND_DISBURSEMENT_CANCELLED: u16 = 0x0144;
 /// The node's commitment to the SMS code it sends an approver (issue 5).
 pub const KIND_SMS_CHALLENGE: u16 = 0x0145;
+/// The provider's message id of a code the node sent (after the challenge).
+pub const KIND_SMS_SENT: u16 = 0x0146;
 pub const KIND_DELAY_APPROVED: u16 = 0x0150;
 /// The reason for a delay has ended: payment is due within 10 days.
 pub const KIND_DELAY_ENDED: u16 = 0x0151;
@@ -56,6 +58,7 @@ pub fn kind_name(kind: u16) -> Option<&'static str> {
         KIND_PAYMENT_RETURNED => "payment_returned",
         KIND_DISBURSEMENT_CANCELLED => "disbursement_cancelled",
         KIND_SMS_CHALLENGE => "sms_challenge",
+        KIND_SMS_SENT => "sms_sent",
         KIND_DELAY_APPROVED => "delay_approved",
         KIND_DELAY_ENDED => "delay_ended",
         KIND_APPLICANT_CODE_ISSUED => "applicant_code_issued",
@@ -312,6 +315,20 @@ pub struct SmsChallenge {
     pub commitment: String,
     /// The code is dead after this time (ms since the epoch).
     pub expires_ms: u64,
+}
+
+/// Payload of [`KIND_SMS_SENT`], signed by the node key: which provider
+/// took the code of a challenge (`sms_challenge` or `account_challenge`,
+/// named by its request id) and under which message id, so that the
+/// provider's own records can be matched to the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsSent {
+    pub request_id: String,
+    pub challenge_request_id: String,
+    /// `console`, `aliyun`, `twilio` or `webhook`.
+    pub provider: String,
+    pub message_id: String,
 }
 
 /// Domain-separation prefix of SMS code commitments.

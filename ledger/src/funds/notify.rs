@@ -86,32 +86,3 @@ pub(super) fn payee(objects: &Objects, account_id: &str) -> Result<(String, Stri
     let account: AccountState = objects.need(&super::account_key(account_id), "unknown_account", "the account")?;
     Ok((account.applicant_id, account.account_number_masked))
 }
-
-/// A court-style text (Chinese) for a notification, with the amount in
-/// yuan and the account masked. Templates are fixed here for now.
-pub fn text(notification: &Notification) -> String {
-    let amount = notification.amount_fen.map(crate::bundle::yuan).unwrap_or_default();
-    let account = notification.account_masked.clone().unwrap_or_default();
-    let case = &notification.case_number;
-    match notification.event {
-        Event::ReceiptArrived => {
-            format!("【执行案款】您申请执行的{case}案件已到账执行款{amount}，法院将依法及时发放。")
-        }
-        Event::AccountRegistered => {
-            format!("【执行案款】{case}案件已登记您的收款账户{account}，如非本人申请请立即联系法院。")
-        }
-        Event::AccountChanged => {
-            format!("【执行案款】{case}案件您的收款账户已变更为{account}，如非本人申请请立即联系法院。")
-        }
-        Event::StepApproved => format!("【执行案款】{case}案件向您账户{account}发放{amount}的申请已通过一级审批。"),
-        Event::StepRejected => format!("【执行案款】{case}案件向您账户{account}发放{amount}的申请未获批准。"),
-        Event::Paid => format!("【执行案款】{case}案件执行款{amount}已汇至您的账户{account}，请注意查收。"),
-        Event::PaymentReturned => {
-            format!("【执行案款】{case}案件汇至您账户{account}的{amount}被退回，请联系法院核实账户。")
-        }
-        Event::DelayApproved => format!("【执行案款】{case}案件执行款的发放期限经批准延长，详情请联系承办人。"),
-        Event::DelayEnded => {
-            format!("【执行案款】{case}案件执行款的延期事由已消除，将在10日内发放，详情请联系承办人。")
-        }
-    }
-}

@@ -27,6 +27,7 @@ pub(super) fn apply(objects: &mut Objects, context: &Context, record: &Record, s
         KIND_DISBURSEMENT_REQUESTED => disbursement_requested(objects, context, parse(record)?, signer),
         KIND_APPROVAL_SIGNED => approval_signed(objects, context, parse(record)?, signer),
         KIND_SMS_CHALLENGE => sms_challenge(objects, context, parse(record)?),
+        KIND_SMS_SENT => sms_sent(objects, parse(record)?),
         KIND_DISBURSEMENT_PAID => disbursement_paid(objects, context, parse(record)?, signer),
         KIND_PAYMENT_RETURNED => payment_returned(objects, context, parse(record)?, signer),
         KIND_DISBURSEMENT_CANCELLED => disbursement_cancelled(objects, context, parse(record)?, signer),
@@ -868,6 +869,20 @@ fn code_revoked(objects: &mut Objects, context: &Context, revoked: ApplicantCode
     }
     code.revoked_seq = Some(context.seq);
     objects.put(code_key(&revoked.code_hash), &code);
+    Ok(Outcome::New)
+}
+
+/// The provider's message id for a challenge recorded before it.
+fn sms_sent(objects: &mut Objects, sent: SmsSent) -> Rules {
+    check_id("message_id", &sent.message_id)?;
+    check_id("provider", &sent.provider)?;
+    let challenge: Option<RequestState> = objects.get(&format!("request/{}", sent.challenge_request_id))?;
+    if challenge.is_none() {
+        return Err(rule(
+            "sms_confirmation",
+            format!("no challenge {} was recorded before", sent.challenge_request_id),
+        ));
+    }
     Ok(Outcome::New)
 }
 
