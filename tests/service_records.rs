@@ -734,3 +734,75 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
     assert!(report.ok, "{:?}", report.violations);
     assert_eq!(report.sms_confirmations_verified, 1);
 }
+
+#[tokio::test]
+async fn an_approval_code_dies_after_the_configured_lifetime() {
+    let mut f = fixture(256 * 1024);
+    let phone = Arc::new(Phone::default());
+    f.state = f.state.clone().with_sms(phone.clone()).with_code_ttl_ms(50);
+    let officer = &f.staff.officers[0];
+    let head = &f.staff.bureau_head;
+    let case = CaseRecords::new(&f.staff, officer, CASE);
+    write(
+        &f.state,
+        &officer.identity,
+        &[
+            case.open(1),
+            case.account("acct-1", 1, "6222000011110001"),
+            case.confirm("acct-1"),
+        ],
+    )
+    .await;
+    write(
+        &f.state,
+        &f.staff.finance.identity,
+        &[case.receipt("BANK-1", 5_000_000)],
+    )
+    .await;
+    let (status, _) = write(&f.state, &officer.identity, &[case.request("d-1", "acct-1", 4_000_000)]).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let body =
+        serde_json::to_vec(&serde_json::json!({"member_id": head.member_id, "phone": head.phone})).expect("json");
+    let headers = sign_request(&f.staff.administrator.identity, "POST", "/v1/contacts/members", &body);
+    send(&f.state, "POST", "/v1/contacts/members", &headers, body).await;
+    let target = "/v1/disbursements/d-1/steps/1/challenge";
+    let (status, challenge) = send(
+        &f.state,
+        "POST",
+        target,
+        &sign_request(&head.identity, "POST", target, &[]),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{challenge}");
+    let code = last_code(&phone);
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let record = case.approval(
+        common::ORIGIN,
+        "d-1",
+        "acct-1",
+        4_000_000,
+        1,
+        Role::BureauHead,
+        Decision::Approve,
+        head,
+    );
+    let mut statement: ApprovalSigned = serde_json::from_slice(&record.payload).expect("json");
+    statement.sms = Some(SmsReveal {
+        code,
+        salt: challenge["salt"].as_str().expect("salt").into(),
+    });
+    let size = f.state.ledger.size();
+    let (status, value) = write(
+        &f.state,
+        &head.identity,
+        &[sign(KIND_APPROVAL_SIGNED, &statement, &head.identity)],
+    )
+    .await;
+    assert_eq!(
+        (status, value["rule"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("sms_confirmation"))
+    );
+    assert!(value["detail"].as_str().expect("detail").contains("expired"), "{value}");
+    assert_eq!(f.state.ledger.size(), size, "nothing written");
+}

@@ -106,7 +106,7 @@ pub(super) async fn challenge(
         .ledger
         .private_get(&super::sms::contact_key(&recipient))?
         .ok_or_else(|| refuse("sms_confirmation", "no phone number is on file for this applicant"))?;
-    if state.challenge_limiter.check_key(&format!("account/{id}")).is_err() {
+    if !state.challenge_allowed(&format!("account/{id}")) {
         return Err(ApiError::RateLimited);
     }
     let code = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32));

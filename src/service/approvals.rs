@@ -20,7 +20,7 @@ use super::members::{authenticate, SignedBy};
 use super::problem::{ApiError, Problem};
 use super::AppState;
 
-/// How long a code lives.
+/// How long a code lives by default (config `sms_code_ttl_ms`).
 pub const CODE_TTL_MS: u64 = 5 * 60 * 1000;
 /// Wrong codes before a challenge is locked.
 pub const CODE_ATTEMPTS_MAX: u32 = 5;
@@ -107,12 +107,12 @@ pub(super) async fn challenge(
         .private_get(&format!("contact/member/{}", member.member_id))?
         .ok_or_else(|| refuse("sms_confirmation", "no phone number is on file for this approver"))?;
     // Only challenges that will send a code count against the limit.
-    if state.challenge_limiter.check_key(&member.member_id).is_err() {
+    if !state.challenge_allowed(&member.member_id) {
         return Err(ApiError::RateLimited);
     }
     let code = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32));
     let salt = hex::encode(rand::random::<[u8; 16]>());
-    let expires_ms = now_ms() + CODE_TTL_MS;
+    let expires_ms = now_ms() + state.code_ttl_ms;
     let origin = state.ledger.origin().to_owned();
     let commitment = sms_commitment(
         &salt,

@@ -58,6 +58,25 @@ pub struct AppState {
     pub templates: Arc<sms::Templates>,
     /// Per approver: new approval-code challenges allowed.
     pub challenge_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
+    /// And per hour (five).
+    pub challenge_hourly_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
+    /// How long an approval code lives (config `sms_code_ttl_ms`).
+    pub code_ttl_ms: u64,
+}
+
+impl AppState {
+    /// Whether `key` may have a new code now: one a minute (a second one
+    /// allowed at once, for a lost SMS), five an hour.
+    pub fn challenge_allowed(&self, key: &str) -> bool {
+        let key = key.to_owned();
+        self.challenge_limiter.check_key(&key).is_ok() && self.challenge_hourly_limiter.check_key(&key).is_ok()
+    }
+
+    /// Approval codes live `ttl_ms`.
+    pub fn with_code_ttl_ms(mut self, ttl_ms: u64) -> Self {
+        self.code_ttl_ms = ttl_ms;
+        self
+    }
 }
 
 /// Verification-code look-ups allowed per client IP and minute.
@@ -82,6 +101,10 @@ impl AppState {
                 governor::Quota::per_minute(std::num::NonZeroU32::new(1).expect("positive"))
                     .allow_burst(std::num::NonZeroU32::new(2).expect("positive")),
             )),
+            challenge_hourly_limiter: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_hour(
+                std::num::NonZeroU32::new(5).expect("positive"),
+            ))),
+            code_ttl_ms: approvals::CODE_TTL_MS,
         }
     }
 

@@ -248,6 +248,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     .with_commitment_key(commitment_key(&config.data)?)
     .with_sms(Arc::clone(&sms))
     .with_templates(templates.clone())
+    .with_code_ttl_ms(config.sms_code_ttl_ms.max(30_000))
     .with_reports(report_settings(&config));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let options = super::sms::DeliveryOptions {
@@ -284,4 +285,37 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("ledger closed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(config: &Config) -> String {
+        match provider(config) {
+            Ok(p) => panic!("expected an error, got the {} provider", p.name()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_provider_comes_from_the_config_and_missing_settings_are_named() {
+        let mut config = Config::default();
+        assert_eq!(provider(&config).expect("console").name(), "console");
+        config.sms_provider = "aliyun".into();
+        config.sms_aliyun_access_key_id = Some("LTAI5t".into());
+        config.sms_aliyun_sign_name = Some("某市中级人民法院".into());
+        let error = error_of(&config);
+        assert!(error.contains("CASELEDGER_SMS_ALIYUN_ACCESS_KEY_SECRET"), "{error}");
+        config.sms_aliyun_access_key_secret = Some("secret".into());
+        assert_eq!(provider(&config).expect("aliyun").name(), "aliyun");
+        config.sms_provider = "twilio".into();
+        assert!(error_of(&config).contains("sms_twilio_account_sid"));
+        config.sms_twilio_account_sid = Some("AC0".into());
+        config.sms_twilio_auth_token = Some("token".into());
+        config.sms_twilio_from = Some("+14155550100".into());
+        assert_eq!(provider(&config).expect("twilio").name(), "twilio");
+        config.sms_provider = "carrier-pigeon".into();
+        assert!(error_of(&config).contains("unknown sms_provider"));
+    }
 }
