@@ -173,12 +173,13 @@ impl SmsProvider for Phone {
     }
 }
 
-async fn call(state: &AppState, method: &str, target: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> u16 {
+async fn call(router: &axum::Router, method: &str, target: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> u16 {
     let mut request = Request::builder().method(method).uri(target);
     for (name, value) in headers {
         request = request.header(name, value);
     }
-    let response = app(state.clone())
+    let response = router
+        .clone()
         .oneshot(request.body(Body::from(body)).expect("request"))
         .await
         .expect("response");
@@ -238,6 +239,8 @@ fn approval_latency(c: &mut Criterion) {
         statement.sms = sms;
         write_body(&[sign(KIND_APPROVAL_SIGNED, &statement, &head.identity)])
     };
+    // Built once, as `serve` does.
+    let router = app(state.clone());
     let mut group = c.benchmark_group("sms_step");
     group.sample_size(20);
     group.bench_function("approval_step_without_sms", |b| {
@@ -247,7 +250,7 @@ fn approval_latency(c: &mut Criterion) {
             for id in &ids {
                 let body = step(id, None);
                 let headers = sign_request(&head.identity, "POST", "/v1/records", &body);
-                runtime.block_on(call(&state, "POST", "/v1/records", headers, body));
+                runtime.block_on(call(&router, "POST", "/v1/records", headers, body));
             }
             started.elapsed()
         });
@@ -263,6 +266,7 @@ fn approval_latency(c: &mut Criterion) {
         challenge_hourly_limiter: unlimited(),
         ..state.clone()
     };
+    let router = app(state);
     group.bench_function("approval_step_with_sms_challenge", |b| {
         b.iter_custom(|iters| {
             let ids = pending(iters);
@@ -271,7 +275,8 @@ fn approval_latency(c: &mut Criterion) {
                 let target = format!("/v1/disbursements/{id}/steps/1/challenge");
                 let headers = sign_request(&head.identity, "POST", &target, &[]);
                 let response = runtime.block_on(async {
-                    let response = app(state.clone())
+                    let response = router
+                        .clone()
                         .oneshot(
                             headers
                                 .iter()
@@ -292,7 +297,7 @@ fn approval_latency(c: &mut Criterion) {
                 };
                 let body = step(id, Some(reveal));
                 let headers = sign_request(&head.identity, "POST", "/v1/records", &body);
-                runtime.block_on(call(&state, "POST", "/v1/records", headers, body));
+                runtime.block_on(call(&router, "POST", "/v1/records", headers, body));
             }
             started.elapsed()
         });

@@ -33,6 +33,16 @@ enum ClientCommand {
         #[arg(long)]
         payload: PathBuf,
     },
+    /// Issue an applicant's verification code: drawn here, its hash signed
+    /// into the ledger, the code sent by SMS to the applicant only.
+    IssueCode {
+        /// Case number, e.g. (2023)苏02执123号.
+        #[arg(long)]
+        case: String,
+        /// The applicant's id in the case, e.g. applicant-1.
+        #[arg(long)]
+        applicant: String,
+    },
     /// A signed GET, e.g. /v1/steps/pending or /v1/entries/7.
     Get { path: String },
     /// Sign the next approval step of a disbursement: asks for an SMS code,
@@ -56,6 +66,7 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
             client.write(&[Record::sign(*kind, bytes, &identity)])?
         }
         ClientCommand::Get { path } => client.get(path)?,
+        ClientCommand::IssueCode { case, applicant } => client.issue_applicant_code(case, applicant)?,
         ClientCommand::Approve { disbursement, reject } => approve(&client, &identity, disbursement, *reject)?,
     };
     println!("{}", serde_json::to_string_pretty(&body)?);

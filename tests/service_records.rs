@@ -806,3 +806,63 @@ async fn an_approval_code_dies_after_the_configured_lifetime() {
     assert!(value["detail"].as_str().expect("detail").contains("expired"), "{value}");
     assert_eq!(f.state.ledger.size(), size, "nothing written");
 }
+
+#[tokio::test]
+async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
+    let mut f = fixture(256 * 1024);
+    let phone = Arc::new(Phone::default());
+    f.state = f.state.clone().with_sms(phone.clone());
+    let officer = &f.staff.officers[0];
+    let case = CaseRecords::new(&f.staff, officer, CASE);
+    write(&f.state, &officer.identity, &[case.open(1)]).await;
+    let issue = |signer: &Identity, body: Vec<u8>| {
+        let headers = sign_request(signer, "POST", "/v1/applicant-codes", &body);
+        let state = f.state.clone();
+        async move { send(&state, "POST", "/v1/applicant-codes", &headers, body).await }
+    };
+    let size = f.state.ledger.size();
+    // No phone on file: nothing is written.
+    let (_, body) = caseledger::service::client::applicant_code_request(&officer.identity, CASE, "applicant-1");
+    let (status, value) = issue(&officer.identity, body).await;
+    assert_eq!(
+        (status, value["rule"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("sms_confirmation"))
+    );
+    let contact = serde_json::to_vec(&serde_json::json!({
+        "case_number": CASE, "applicant_id": "applicant-1", "phone": "13900000001"
+    }))
+    .expect("json");
+    let headers = sign_request(&officer.identity, "POST", "/v1/contacts", &contact);
+    assert_eq!(
+        send(&f.state, "POST", "/v1/contacts", &headers, contact).await.0,
+        StatusCode::NO_CONTENT
+    );
+    // A code that does not match the signed hash, and another officer: refused.
+    let (_, body) = caseledger::service::client::applicant_code_request(&officer.identity, CASE, "applicant-1");
+    let mut tampered: Value = serde_json::from_slice(&body).expect("json");
+    tampered["code"] = "0123456789abcdef0123456789abcdef".into();
+    let (status, _) = issue(&officer.identity, serde_json::to_vec(&tampered).expect("json")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let other = &f.staff.officers[1];
+    let (_, body) = caseledger::service::client::applicant_code_request(&other.identity, CASE, "applicant-1");
+    assert_eq!(issue(&other.identity, body).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(f.state.ledger.size(), size, "nothing written");
+    assert!(phone.0.lock().expect("lock").is_empty(), "no SMS sent");
+
+    let (code, body) = caseledger::service::client::applicant_code_request(&officer.identity, CASE, "applicant-1");
+    let (status, value) = issue(&officer.identity, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{value}");
+    assert_eq!(value["sent_to"], "****0001");
+    let (to, text) = phone.0.lock().expect("lock").last().cloned().expect("an SMS");
+    assert_eq!(to, "13900000001");
+    assert!(text.contains(&code) && text.contains(CASE), "{text}");
+    // The code opens the applicant's view; the ledger keeps only its hash.
+    let (status, _) = send(&f.state, "GET", &format!("/v1/verify/{code}"), &[], Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    let entry = f
+        .state
+        .ledger
+        .entry(value["seq"].as_u64().expect("seq"))
+        .expect("entry");
+    assert!(!String::from_utf8_lossy(&entry.record.payload).contains(&code));
+}

@@ -85,7 +85,7 @@ fn every_arrival_is_queued_with_its_entry_and_sent_once() {
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert_eq!(sent[0].0, "13900000001");
     assert!(
-        sent[0].1.contains(CASE) && sent[0].1.contains("¥1,234.56"),
+        sent[0].1.contains(CASE) && sent[0].1.contains("¥1,234.56") && sent[0].1.contains(sms::DEFAULT_VERIFY_LINK),
         "{}",
         sent[0].1
     );

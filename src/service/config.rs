@@ -32,6 +32,9 @@ pub struct Config {
     pub sms_webhook_secret: Option<String>,
     /// Texts by template name, replacing the built-in ones (see `sms::Templates`).
     pub sms_templates: BTreeMap<String, String>,
+    /// Where applicants check their case with their verification code, put
+    /// in notifications as `{link}`; default `https://<origin>/v1/verify`.
+    pub sms_verify_link: Option<String>,
     /// How long an approval code lives.
     pub sms_code_ttl_ms: u64,
     /// Sends per notification before the dead letter.
@@ -74,6 +77,7 @@ impl Default for Config {
             sms_templates: BTreeMap::new(),
             sms_attempts_max: 8,
             sms_code_ttl_ms: 5 * 60 * 1000,
+            sms_verify_link: None,
             sms_timeout_ms: 10_000,
             sms_aliyun_endpoint: "https://dysmsapi.aliyuncs.com/".into(),
             sms_aliyun_access_key_id: None,

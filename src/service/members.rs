@@ -161,21 +161,7 @@ pub(super) async fn write_records(
         .records
         .into_iter()
         .enumerate()
-        .map(|(index, r)| {
-            let signature: [u8; 64] = BASE64
-                .decode(&r.signature)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| ApiError::BadRequest(format!("record {index}: signature must be 64 bytes of base64")))?;
-            serde_json::from_str::<serde_json::Value>(&r.payload)
-                .map_err(|e| ApiError::BadRequest(format!("record {index}: payload is not JSON: {e}")))?;
-            Ok(Record {
-                kind: r.kind,
-                signer: key_id,
-                payload: r.payload.into_bytes(),
-                signature: Signature::from_bytes(&signature),
-            })
-        })
+        .map(|(index, r)| decode_record(index, r, key_id))
         .collect::<Result<Vec<_>, ApiError>>()?;
     for record in &records {
         if record.kind == caseledger_ledger::funds::model::KIND_APPROVAL_SIGNED {
@@ -204,6 +190,23 @@ pub(super) async fn write_records(
             written: appended.count,
         }),
     ))
+}
+
+/// A record as sent, signed by the requester's key `signer`.
+pub(super) fn decode_record(index: usize, r: RecordRequest, signer: KeyId) -> Result<Record, ApiError> {
+    let signature: [u8; 64] = BASE64
+        .decode(&r.signature)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApiError::BadRequest(format!("record {index}: signature must be 64 bytes of base64")))?;
+    serde_json::from_str::<serde_json::Value>(&r.payload)
+        .map_err(|e| ApiError::BadRequest(format!("record {index}: payload is not JSON: {e}")))?;
+    Ok(Record {
+        kind: r.kind,
+        signer,
+        payload: r.payload.into_bytes(),
+        signature: Signature::from_bytes(&signature),
+    })
 }
 
 /// `Idempotency-Key`, when sent, must be the `request_id` of the first

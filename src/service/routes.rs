@@ -44,6 +44,7 @@ pub(super) fn routes(timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .routes(routes!(super::approvals::disbursement))
         .routes(routes!(super::accounts::challenge))
         .routes(routes!(super::accounts::confirm))
+        .routes(routes!(super::accounts::issue_applicant_code))
         .routes(routes!(super::reports::aliyun))
         .routes(routes!(super::reports::twilio))
         .routes(routes!(super::reports::notification))

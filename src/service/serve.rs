@@ -219,7 +219,6 @@ fn start_delivery(
 pub fn run(config: Config) -> anyhow::Result<()> {
     init_tracing();
     let sms = provider(&config)?;
-    let templates = super::sms::Templates::with_overrides(&config.sms_templates)?;
     let ledger = if config.data.join(DB_DIR).exists() {
         Ledger::open(&config.data, Arc::new(SystemClock), ledger_options(&config))
             .with_context(|| format!("opening {}", config.data.display()))?
@@ -240,6 +239,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if let Some((seq, detail)) = ledger.corruption() {
         tracing::error!(seq, %detail, "integrity check failed on open; serving read-only");
     }
+    let verify_link = config
+        .sms_verify_link
+        .clone()
+        .unwrap_or_else(|| format!("https://{}/v1/verify", ledger.origin().trim_end_matches('/')));
+    let templates = super::sms::Templates::with_overrides(&config.sms_templates, &verify_link)?;
     let state = AppState::new(
         Arc::new(ledger),
         config.body_bytes_max,

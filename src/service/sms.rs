@@ -56,45 +56,58 @@ pub struct Message {
 }
 
 /// Message templates by name, with `{case}`, `{amount}`, `{account}`,
-/// `{code}`, `{date}` placeholders; the defaults below, overridden in the
-/// config's `[sms_templates]` table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Templates(pub BTreeMap<String, String>);
+/// `{code}`, `{date}` and `{link}` placeholders: the defaults below,
+/// overridden by the config's `[sms_templates]` table. `{link}` is where an
+/// applicant checks their case with the verification code they were sent
+/// (config `sms_verify_link`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Templates {
+    pub texts: BTreeMap<String, String>,
+    pub verify_link: String,
+}
+
+/// The verification page when none is configured.
+pub const DEFAULT_VERIFY_LINK: &str = "https://caseledger.local/v1/verify";
 
 impl Default for Templates {
     fn default() -> Self {
         let t = [
-            ("receipt_arrived", "【执行案款】您申请执行的{case}案件已到账执行款{amount}，法院将依法及时发放。"),
+            ("receipt_arrived", "【执行案款】您申请执行的{case}案件已到账执行款{amount}，法院将依法及时发放。凭查询码核验：{link}"),
             ("account_registered", "【执行案款】{case}案件已登记您的收款账户{account}，如非本人申请请立即联系法院。"),
             ("account_changed", "【执行案款】{case}案件您的收款账户已变更为{account}，如非本人申请请立即联系法院。"),
-            ("step_approved", "【执行案款】{case}案件向您账户{account}发放{amount}的申请已通过一级审批。"),
-            ("step_rejected", "【执行案款】{case}案件向您账户{account}发放{amount}的申请未获批准。"),
-            ("paid", "【执行案款】{case}案件执行款{amount}已汇至您的账户{account}，请注意查收。"),
+            ("step_approved", "【执行案款】{case}案件向您账户{account}发放{amount}的申请已通过一级审批。凭查询码核验：{link}"),
+            ("step_rejected", "【执行案款】{case}案件向您账户{account}发放{amount}的申请未获批准。凭查询码核验：{link}"),
+            ("paid", "【执行案款】{case}案件执行款{amount}已汇至您的账户{account}，请注意查收。凭查询码核验：{link}"),
             ("payment_returned", "【执行案款】{case}案件汇至您账户{account}的{amount}被退回，请联系法院核实账户。"),
-            ("delay_approved", "【执行案款】{case}案件执行款的发放期限经批准延长，详情请联系承办人。"),
+            ("delay_approved", "【执行案款】{case}案件执行款的发放期限经批准延长，详情请联系承办人。凭查询码核验：{link}"),
             ("delay_ended", "【执行案款】{case}案件执行款的延期事由已消除，将在10日内发放，详情请联系承办人。"),
             ("approval_code", "【执行案款】您的审批验证码为{code}，5分钟内有效，请勿告知他人。"),
             ("account_code", "【执行案款】您在{case}案件中的收款账户{account}待您确认，验证码{code}，30分钟内有效。如非本人申请，请勿提供并致电法院。"),
-            ("applicant_code", "【执行案款】您在{case}案件中的查询码为{code}，可凭此码核验执行款的到账、审批与发放记录，请妥善保管。"),
+            ("applicant_code", "【执行案款】您在{case}案件中的查询码为{code}，可在{link}核验执行款的到账、审批与发放记录，请妥善保管，勿告知他人。"),
             ("reminder_near_due", "【执行案款】{case}案件{date}到账的执行款{amount}即将到期，请及时发放。"),
             ("reminder_overdue", "【执行案款】{case}案件{date}到账的执行款{amount}已超过发放期限，请立即处理或报批延期。"),
         ];
-        Self(t.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+        Self {
+            texts: t.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            verify_link: DEFAULT_VERIFY_LINK.to_owned(),
+        }
     }
 }
 
 impl Templates {
     /// Every name the service sends.
     pub fn names() -> Vec<String> {
-        Self::default().0.into_keys().collect()
+        Self::default().texts.into_keys().collect()
     }
 
     /// Defaults, with `overrides` replacing some texts; an unknown name is an error.
-    pub fn with_overrides(overrides: &BTreeMap<String, String>) -> anyhow::Result<Self> {
-        let mut templates = Self::default();
+    pub fn with_overrides(overrides: &BTreeMap<String, String>, verify_link: &str) -> anyhow::Result<Self> {
+        let mut templates = Self {
+            verify_link: verify_link.to_owned(),
+            ..Self::default()
+        };
         for (name, text) in overrides {
-            let Some(slot) = templates.0.get_mut(name) else {
+            let Some(slot) = templates.texts.get_mut(name) else {
                 anyhow::bail!("unknown SMS template {name:?} (known: {})", Self::names().join(", "));
             };
             slot.clone_from(text);
@@ -104,7 +117,7 @@ impl Templates {
 
     /// The message `template` with `params`, addressed to `to`.
     pub fn message(&self, id: &str, to: &str, template: &str, params: &[(&str, String)]) -> Message {
-        let mut text = self.0.get(template).cloned().unwrap_or_default();
+        let mut text = self.texts.get(template).cloned().unwrap_or_default();
         for (name, value) in params {
             text = text.replace(&format!("{{{name}}}"), value);
         }
@@ -129,6 +142,9 @@ impl Templates {
         }
         if let Some(account) = &notification.account_masked {
             params.push(("account", account.clone()));
+        }
+        if self.texts.get(&template).is_some_and(|t| t.contains("{link}")) {
+            params.push(("link", self.verify_link.clone()));
         }
         self.message(&notification.id, to, &template, &params)
     }
