@@ -367,13 +367,20 @@ fn require_auditor(info: &KeyInfo) -> Result<(), ApiError> {
 pub(super) struct ExportQuery {
     /// First sequence number.
     from: u64,
-    /// Most entries to return (at most 10,000).
+    /// Most entries to send; without it, everything up to the head as of the request.
     limit: Option<u64>,
 }
 
-/// Entries from a seq, as stored (base64), for export. Auditors and administrators only.
+/// Entries in flight between the RocksDB scan and the socket.
+const EXPORT_CHUNK_ENTRIES: usize = 256;
+
+/// Streams entries from a seq, as stored, one JSON object a line
+/// (`{"seq":N,"entry":"<base64 of the entry bytes>"}`, `application/x-ndjson`),
+/// read in one forward scan and sent as the client reads: memory stays flat
+/// whatever the size of the export. Auditors and administrators only.
 #[utoipa::path(get, path = "/v1/export", params(ExportQuery), responses(
-    (status = OK, content_type = "application/json"),
+    (status = OK, content_type = "application/x-ndjson"),
+    (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
     (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
     (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
 ))]
@@ -381,15 +388,60 @@ pub(super) async fn export(
     State(state): State<AppState>,
     SignedBy { info, .. }: SignedBy,
     query: Result<axum::extract::Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<String>>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     require_auditor(&info)?;
     let axum::extract::Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = query.limit.unwrap_or(1000).min(10_000);
-    let end = state.ledger.size().min(query.from.saturating_add(limit));
-    let entries = (query.from..end)
-        .map(|seq| state.ledger.entry_bytes(seq).map(|b| BASE64.encode(b)))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(entries))
+    let size = state.ledger.size();
+    if query.from > size {
+        return Err(ApiError::BadRequest(format!("from must be at most the size {size}")));
+    }
+    let end = query
+        .limit
+        .map_or(size, |limit| size.min(query.from.saturating_add(limit)));
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let ledger = state.ledger.clone();
+    let from = query.from;
+    tokio::task::spawn_blocking(move || {
+        let mut chunk = String::new();
+        let mut in_chunk = 0;
+        let result = ledger.scan_entries(from, &mut |entry| {
+            if entry.seq >= end {
+                return Err(caseledger_ledger::Error::NotFound("end of the export".into()));
+            }
+            let line = serde_json::json!({"seq": entry.seq, "entry": BASE64.encode(entry.encode())});
+            chunk.push_str(&line.to_string());
+            chunk.push('\n');
+            in_chunk += 1;
+            if in_chunk == EXPORT_CHUNK_ENTRIES {
+                in_chunk = 0;
+                let bytes = Bytes::from(std::mem::take(&mut chunk));
+                // The client went away: stop reading.
+                sender
+                    .blocking_send(Ok(bytes))
+                    .map_err(|_| caseledger_ledger::Error::NotFound("client gone".into()))?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) | Err(caseledger_ledger::Error::NotFound(_)) => {
+                if !chunk.is_empty() {
+                    let _ = sender.blocking_send(Ok(Bytes::from(chunk)));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "export stopped");
+                // Cut the response short: the client sees an incomplete body.
+                let _ = sender.blocking_send(Err(std::io::Error::other("export stopped")));
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    Ok(axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(axum::body::Body::from_stream(stream))
+        .map_err(|e| ApiError::Internal(e.to_string()))?)
 }
 
 #[derive(Serialize, ToSchema)]
