@@ -906,3 +906,40 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
         .expect("entry");
     assert!(!String::from_utf8_lossy(&entry.record.payload).contains(&code));
 }
+
+#[tokio::test]
+async fn each_route_has_its_own_time_limit_and_a_timeout_is_a_problem_document() {
+    let mut f = fixture(4 * 1024 * 1024);
+    // Ordinary routes get 5 ms; the audit keeps its own 30 minutes.
+    f.state = AppState::new(f.state.ledger.clone(), 4 * 1024 * 1024, Duration::from_millis(5))
+        .with_commitment_key(f.staff.commitment_key);
+    let officer = &f.staff.officers[0];
+    let case = CaseRecords::new(&f.staff, officer, CASE);
+    write(&f.state, &officer.identity, &[case.open(1)]).await;
+    // A thousand receipts: their signature checks alone take ~25 ms on 2 cores.
+    let receipts: Vec<Record> = (0..1000).map(|n| case.receipt(&format!("SLOW-{n}"), 100)).collect();
+    let (status, value) = write(&f.state, &f.staff.finance.identity, &receipts).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::REQUEST_TIMEOUT, "urn:caseledger:problem:timeout")
+    );
+    // The write was not cancelled by the timeout: it lands, and a retry says so.
+    let size = f.state.ledger.size();
+    for _ in 0..200 {
+        if f.state.ledger.size() > size {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let auditor = Person::new([77; 32], "auditor-1", "审计员", Role::Auditor, "13900007777");
+    write(
+        &f.state,
+        &f.staff.administrator.identity,
+        &[auditor.enrolment(&f.staff.administrator.identity, &f.staff.commitment_key)],
+    )
+    .await;
+    // The audit of the whole ledger takes far longer than 5 ms, and answers.
+    let (status, report) = read(&f.state, &auditor.identity, "/v1/audit").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["entries"].as_u64(), Some(f.state.ledger.size()));
+}

@@ -178,6 +178,7 @@ pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi)
     let header = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
     let router = router
         .fallback(routes::not_found)
+        .layer(middleware::map_response(problem::timeout_as_problem))
         .layer(middleware::from_fn(record_metrics))
         .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
         .layer(

@@ -27,6 +27,9 @@ pub enum ApiError {
     Unauthorized(&'static str, String),
     /// The ledger refuses writes (integrity check failed on open, or read-only).
     Unavailable(String),
+    /// The route's time limit passed before the answer was ready. A write
+    /// may still land: retry it with the same request id.
+    Timeout,
     /// Something broke inside; the detail goes to the log only.
     Internal(String),
 }
@@ -70,6 +73,7 @@ impl ApiError {
                 "unavailable",
                 "The ledger does not accept writes",
             ),
+            ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout", "The request took too long"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
@@ -82,7 +86,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(d) | ApiError::BadRequest(d) | ApiError::Unavailable(d) => (Some(d), None),
             ApiError::Unauthorized(_, d) => (Some(d), None),
             ApiError::RuleViolated { rule, detail } => (Some(detail), Some(rule)),
-            ApiError::PayloadTooLarge | ApiError::RateLimited => (None, None),
+            ApiError::PayloadTooLarge | ApiError::RateLimited | ApiError::Timeout => (None, None),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (None, None)
@@ -121,4 +125,12 @@ impl From<caseledger_ledger::Error> for ApiError {
             other => ApiError::Internal(other.to_string()),
         }
     }
+}
+
+/// The timeout layers answer with a bare 408: make it a problem document.
+pub(super) async fn timeout_as_problem(response: Response) -> Response {
+    if response.status() == StatusCode::REQUEST_TIMEOUT && !response.headers().contains_key(header::CONTENT_TYPE) {
+        return ApiError::Timeout.into_response();
+    }
+    response
 }
