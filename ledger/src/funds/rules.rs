@@ -258,19 +258,14 @@ fn account_confirmed(objects: &mut Objects, context: &Context, confirmed: Accoun
                 "the node records an account confirmation only with the applicant's code",
             ));
         };
-        let key = account_challenge_key(&confirmed.account_id);
-        let challenge: ChallengeState = objects.need(&key, "sms_confirmation", "an SMS challenge for this account")?;
-        if context.timestamp_ms > challenge.expires_ms {
-            return Err(rule("sms_confirmation", "the code had expired"));
-        }
-        let binding = account_binding(context.origin, &account);
-        if account_code_commitment(&reveal.salt, &reveal.code, &binding) != challenge.commitment {
-            return Err(rule(
-                "sms_confirmation",
-                "the code does not match the node's commitment for this account",
-            ));
-        }
-        objects.delete(key);
+        let opened = account_code_commitment(&reveal.salt, &reveal.code, &account_binding(context.origin, &account));
+        spend_challenge(
+            objects,
+            context,
+            account_challenge_key(&confirmed.account_id),
+            "this account",
+            &opened,
+        )?;
     } else {
         require_case_officer(&case, signer, "recording the applicant's confirmation")?;
         if sms_required(objects)? {
@@ -956,20 +951,36 @@ fn check_sms_reveal(
             Ok(())
         };
     };
-    let key = challenge_key(&disbursement.disbursement_id, step, member_id);
-    let challenge: ChallengeState =
-        objects.need(&key, "sms_confirmation", "an SMS challenge for this step and member")?;
+    let binding = sms_binding(context.origin, disbursement, step, role, member_id);
+    spend_challenge(
+        objects,
+        context,
+        challenge_key(&disbursement.disbursement_id, step, member_id),
+        "this step and member",
+        &sms_commitment(&reveal.salt, &reveal.code, &binding),
+    )
+}
+
+/// Spends the node's challenge at `key` (single use) if `opened`, the
+/// commitment recomputed from the revealed code, is the one it committed to,
+/// before it expired.
+fn spend_challenge(
+    objects: &mut Objects,
+    context: &Context,
+    key: String,
+    what: &str,
+    opened: &str,
+) -> Result<(), RuleError> {
+    let challenge: ChallengeState = objects.need(&key, "sms_confirmation", &format!("an SMS challenge for {what}"))?;
     if context.timestamp_ms > challenge.expires_ms {
         return Err(rule("sms_confirmation", "the code had expired"));
     }
-    let binding = sms_binding(context.origin, disbursement, step, role, member_id);
-    if sms_commitment(&reveal.salt, &reveal.code, &binding) != challenge.commitment {
+    if opened != challenge.commitment {
         return Err(rule(
             "sms_confirmation",
-            "the code does not match the node's commitment for this statement",
+            format!("the code does not match the node's commitment for {what}"),
         ));
     }
-    // Single use: the challenge is spent with this step.
     objects.delete(key);
     Ok(())
 }
