@@ -43,6 +43,12 @@ enum ClientCommand {
         #[arg(long)]
         applicant: String,
     },
+    /// Ask the service to send the applicant a code confirming a registered
+    /// account (the case's officer); the applicant enters it themselves.
+    ConfirmAccount {
+        #[arg(long)]
+        account: String,
+    },
     /// A signed GET, e.g. /v1/steps/pending or /v1/entries/7.
     Get { path: String },
     /// Sign the next approval step of a disbursement: asks for an SMS code,
@@ -67,6 +73,9 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         }
         ClientCommand::Get { path } => client.get(path)?,
         ClientCommand::IssueCode { case, applicant } => client.issue_applicant_code(case, applicant)?,
+        ClientCommand::ConfirmAccount { account } => {
+            client.post_empty(&format!("/v1/accounts/{}/challenge", percent_path(account)))?
+        }
         ClientCommand::Approve { disbursement, reject } => approve(&client, &identity, disbursement, *reject)?,
     };
     println!("{}", serde_json::to_string_pretty(&body)?);
@@ -75,6 +84,11 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `segment` percent-encoded for a URL path (RFC 3986 unreserved kept).
+fn percent_path(segment: &str) -> String {
+    caseledger::service::providers::percent_encode(segment)
 }
 
 fn expect_ok((status, body): (u16, serde_json::Value), what: &str) -> anyhow::Result<serde_json::Value> {

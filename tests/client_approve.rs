@@ -11,6 +11,16 @@ use std::time::Duration;
 use caseledger::court::{CaseRecords, Staff};
 use caseledger::service::client::Client;
 
+/// The `serve` child, killed if the test fails before stopping it.
+struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -28,15 +38,17 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     assert!(init.status.success());
     std::fs::write(data.join("commitment.key"), hex::encode(staff.commitment_key)).expect("commitment key");
 
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_caseledger"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(&data)
-        .env("CASELEDGER_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("serve");
+    let mut serve = Serve(
+        Command::new(env!("CARGO_BIN_EXE_caseledger"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .env("CASELEDGER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("serve"),
+    );
     let (lines_tx, lines) = mpsc::channel::<String>();
-    let stdout = serve.stdout.take().expect("stdout");
+    let stdout = serve.0.stdout.take().expect("stdout");
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = lines_tx.send(line);
@@ -141,8 +153,84 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
         "{shown}"
     );
 
-    let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
-    assert!(serve.wait().expect("wait").success());
+    // The officer's other commands: the applicant's verification code and
+    // the confirmation of a changed account, each sent to the applicant only.
+    let contact = serde_json::to_vec(&serde_json::json!({
+        "case_number": "(2026)苏02执11号", "applicant_id": "applicant-1", "phone": "13900000001"
+    }))
+    .expect("json");
+    assert_eq!(
+        officer_client.post_json("/v1/contacts", &contact).expect("contact").0,
+        204
+    );
+    let officer_key = dir.path().join("officer.key");
+    caseledger_keys::files::write_private_key(&officer_key, &officer.identity).expect("key");
+    let officer_command = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+            .args([
+                "client",
+                "--url",
+                &address,
+                "--key",
+                officer_key.to_str().expect("utf8"),
+            ])
+            .args(args)
+            .output()
+            .expect("client");
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    let printed = officer_command(&["issue-code", "--case", "(2026)苏02执11号", "--applicant", "applicant-1"]);
+    assert!(printed.contains("****0001"), "{printed}");
+    let sms_after = |prefix: &str, marker: &str, digits: usize| loop {
+        let line = lines.recv_timeout(Duration::from_secs(30)).expect("an SMS");
+        if line.starts_with(prefix) {
+            assert!(line.contains("****0001"), "to the applicant: {line}");
+            let (_, after) = line.split_once(marker).expect("the code");
+            break after
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .take(digits)
+                .collect::<String>();
+        }
+    };
+    let code = sms_after("[SMS applicant-code-", "查询码为", 32);
+    assert!(!printed.contains(&code), "the officer is not shown the code");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let verified = agent
+        .get(&format!("{address}/v1/verify/{code}"))
+        .call()
+        .expect("verify");
+    assert_eq!(verified.status().as_u16(), 200);
+
+    assert_eq!(
+        officer_client
+            .write(&[case.account("acct-2", 1, "6222000011116666")])
+            .expect("a changed account")
+            .0,
+        201
+    );
+    officer_command(&["confirm-account", "--account", "acct-2"]);
+    let code = sms_after("[SMS account-challenge-", "验证码", 6);
+    let mut answer = agent
+        .post(&format!("{address}/v1/accounts/acct-2/confirm"))
+        .header("content-type", "application/json")
+        .send(serde_json::json!({ "code": code }).to_string().as_bytes())
+        .expect("confirm");
+    let answer: serde_json::Value =
+        serde_json::from_str(&answer.body_mut().read_to_string().expect("body")).expect("json");
+    assert_eq!(
+        answer["status"], "pending",
+        "a change still waits for the bureau head: {answer}"
+    );
+
+    let _ = Command::new("kill").args(["-TERM", &serve.0.id().to_string()]).status();
+    assert!(serve.0.wait().expect("wait").success());
     let verify = Command::new(env!("CARGO_BIN_EXE_caseledger"))
         .arg("verify")
         .arg("--data")
@@ -153,4 +241,5 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     let report: serde_json::Value = serde_json::from_slice(&verify.stdout).expect("json");
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["sms_confirmations_verified"], 1);
+    assert_eq!(report["account_confirmations_verified"], 1);
 }
