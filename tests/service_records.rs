@@ -642,6 +642,41 @@ fn last_code(phone: &Phone) -> String {
     text.chars().filter(char::is_ascii_digit).take(6).collect()
 }
 
+/// Case `CASE` with account acct-1 and ¥50,000 received, and disbursement
+/// d-1 of ¥40,000 awaiting the bureau head's step.
+async fn awaiting_the_bureau_head(f: &Fixture) {
+    let officer = &f.staff.officers[0];
+    let case = CaseRecords::new(&f.staff, officer, CASE);
+    let opened = [
+        case.open(1),
+        case.account("acct-1", 1, "6222000011110001"),
+        case.confirm("acct-1"),
+    ];
+    assert_eq!(write(&f.state, &officer.identity, &opened).await.0, StatusCode::CREATED);
+    let receipt = [case.receipt("BANK-1", 5_000_000)];
+    assert_eq!(
+        write(&f.state, &f.staff.finance.identity, &receipt).await.0,
+        StatusCode::CREATED
+    );
+    let request = [case.request("d-1", "acct-1", 4_000_000)];
+    assert_eq!(
+        write(&f.state, &officer.identity, &request).await.0,
+        StatusCode::CREATED
+    );
+}
+
+/// Records the bureau head's phone (administrator).
+async fn head_phone_on_file(f: &Fixture) {
+    let head = &f.staff.bureau_head;
+    let body =
+        serde_json::to_vec(&serde_json::json!({"member_id": head.member_id, "phone": head.phone})).expect("json");
+    let headers = sign_request(&f.staff.administrator.identity, "POST", "/v1/contacts/members", &body);
+    assert_eq!(
+        send(&f.state, "POST", "/v1/contacts/members", &headers, body).await.0,
+        StatusCode::NO_CONTENT
+    );
+}
+
 #[tokio::test]
 async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
     let mut f = fixture(256 * 1024);
@@ -650,23 +685,7 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
     let officer = &f.staff.officers[0];
     let head = &f.staff.bureau_head;
     let case = CaseRecords::new(&f.staff, officer, CASE);
-    write(
-        &f.state,
-        &officer.identity,
-        &[
-            case.open(1),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.confirm("acct-1"),
-        ],
-    )
-    .await;
-    write(
-        &f.state,
-        &f.staff.finance.identity,
-        &[case.receipt("BANK-1", 5_000_000)],
-    )
-    .await;
-    write(&f.state, &officer.identity, &[case.request("d-1", "acct-1", 4_000_000)]).await;
+    awaiting_the_bureau_head(&f).await;
 
     // No phone on file yet: no challenge.
     let target = "/v1/disbursements/d-1/steps/1/challenge";
@@ -682,13 +701,7 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
         (status, value["rule"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("sms_confirmation"))
     );
-    let body =
-        serde_json::to_vec(&serde_json::json!({"member_id": head.member_id, "phone": head.phone})).expect("json");
-    let headers = sign_request(&f.staff.administrator.identity, "POST", "/v1/contacts/members", &body);
-    assert_eq!(
-        send(&f.state, "POST", "/v1/contacts/members", &headers, body).await.0,
-        StatusCode::NO_CONTENT
-    );
+    head_phone_on_file(&f).await;
     // Finance is not the next step's role.
     let (status, _) = send(
         &f.state,
@@ -780,31 +793,10 @@ async fn an_approval_code_dies_after_the_configured_lifetime() {
     let mut f = fixture(256 * 1024);
     let phone = Arc::new(Phone::default());
     f.state = f.state.clone().with_sms(phone.clone()).with_code_ttl_ms(50);
-    let officer = &f.staff.officers[0];
     let head = &f.staff.bureau_head;
-    let case = CaseRecords::new(&f.staff, officer, CASE);
-    write(
-        &f.state,
-        &officer.identity,
-        &[
-            case.open(1),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.confirm("acct-1"),
-        ],
-    )
-    .await;
-    write(
-        &f.state,
-        &f.staff.finance.identity,
-        &[case.receipt("BANK-1", 5_000_000)],
-    )
-    .await;
-    let (status, _) = write(&f.state, &officer.identity, &[case.request("d-1", "acct-1", 4_000_000)]).await;
-    assert_eq!(status, StatusCode::CREATED);
-    let body =
-        serde_json::to_vec(&serde_json::json!({"member_id": head.member_id, "phone": head.phone})).expect("json");
-    let headers = sign_request(&f.staff.administrator.identity, "POST", "/v1/contacts/members", &body);
-    send(&f.state, "POST", "/v1/contacts/members", &headers, body).await;
+    let case = CaseRecords::new(&f.staff, &f.staff.officers[0], CASE);
+    awaiting_the_bureau_head(&f).await;
+    head_phone_on_file(&f).await;
     let target = "/v1/disbursements/d-1/steps/1/challenge";
     let (status, challenge) = send(
         &f.state,
