@@ -752,19 +752,29 @@ fn delay_approved(objects: &mut Objects, context: &Context, delay: DelayApproved
     }
     receipt.due_ms = due_ms;
     receipt.delayed = true;
+    store_receipt_and_tell(objects, context, receipt, notify::Event::DelayApproved)
+}
+
+/// Stores a receipt whose deadline changed and tells the case's applicants.
+fn store_receipt_and_tell(
+    objects: &mut Objects,
+    context: &Context,
+    receipt: ReceiptState,
+    event: notify::Event,
+) -> Rules {
     if let Some(number) = &receipt.case_number {
         let case: CaseState = objects.need(&case_key(number), "unknown_case", "the case")?;
         notify::queue(
             objects,
             context.seq,
-            notify::Event::DelayApproved,
+            event,
             number,
             &notify::applicants(&case),
             None,
             None,
         )?;
     }
-    objects.put(receipt_key(&delay.bank_reference), &receipt);
+    objects.put(receipt_key(&receipt.bank_reference), &receipt);
     Ok(Outcome::New)
 }
 
@@ -794,20 +804,7 @@ fn delay_ended(objects: &mut Objects, context: &Context, ended: DelayEnded, sign
     }
     receipt.due_ms = receipt.due_ms.min(context.timestamp_ms + DELAY_ENDED_DAYS * DAY_MS);
     receipt.delayed = false;
-    if let Some(number) = &receipt.case_number {
-        let case: CaseState = objects.need(&case_key(number), "unknown_case", "the case")?;
-        notify::queue(
-            objects,
-            context.seq,
-            notify::Event::DelayEnded,
-            number,
-            &notify::applicants(&case),
-            None,
-            None,
-        )?;
-    }
-    objects.put(receipt_key(&ended.bank_reference), &receipt);
-    Ok(Outcome::New)
+    store_receipt_and_tell(objects, context, receipt, notify::Event::DelayEnded)
 }
 
 fn code_key(hash: &str) -> String {
