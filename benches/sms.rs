@@ -211,7 +211,7 @@ fn approval_latency(c: &mut Criterion) {
             case.receipt("BANK-1", 9_000_000_000),
         ])
         .expect("case");
-    sms::put_contact(&ledger, &format!("member/{}", head.member_id), &head.phone).expect("phone");
+    sms::put_contact(&ledger, &sms::member_recipient(&head.member_id), &head.phone).expect("phone");
     let mut next = 0u64;
     let mut pending = |count: u64| -> Vec<String> {
         let ids: Vec<String> = (0..count)

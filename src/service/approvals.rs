@@ -104,7 +104,9 @@ pub(super) async fn challenge(
     }
     let phone = state
         .ledger
-        .private_get(&format!("contact/member/{}", member.member_id))?
+        .private_get(&super::sms::contact_key(&super::sms::member_recipient(
+            &member.member_id,
+        )))?
         .ok_or_else(|| refuse("sms_confirmation", "no phone number is on file for this approver"))?;
     // Only challenges that will send a code count against the limit.
     if !state.challenge_allowed(&member.member_id) {
@@ -249,7 +251,7 @@ pub(super) async fn member_contact(
         ));
     }
     state.ledger.private_put(
-        &format!("contact/member/{}", request.member_id),
+        &super::sms::contact_key(&super::sms::member_recipient(&request.member_id)),
         request.phone.as_bytes(),
     )?;
     Ok(StatusCode::NO_CONTENT)

@@ -361,6 +361,11 @@ pub fn contact_key(recipient: &str) -> String {
     format!("contact/{recipient}")
 }
 
+/// The recipient name of a court member's phone (`member/<id>`).
+pub fn member_recipient(member_id: &str) -> String {
+    format!("member/{member_id}")
+}
+
 fn delivery_key(id: &str) -> String {
     format!("delivery/{id}")
 }
@@ -567,7 +572,7 @@ pub fn send_reminders(
             ("amount", caseledger_ledger::bundle::yuan(receipt.amount_fen)),
         ];
         for member in officer.iter().chain(heads.iter()) {
-            let Some(phone) = ledger.private_get(&format!("contact/member/{member}"))? else {
+            let Some(phone) = ledger.private_get(&contact_key(&member_recipient(member)))? else {
                 continue;
             };
             let id = format!("remind-{}-{threshold}-{member}", receipt.bank_reference);
