@@ -144,6 +144,26 @@ mod tests {
             assert_eq!(config.listen.port(), 9100);
             assert_eq!(config.body_bytes_max, 2000);
             assert_eq!(config.origin, "court.example/a");
+            jail.create_file(
+                "sms.toml",
+                "sms_provider = \"aliyun\"\nsms_aliyun_access_key_id = \"LTAI5t\"\n\
+                 [sms_aliyun_template_codes]\nreceipt_arrived = \"SMS_460001\"\n\
+                 [sms_templates]\npaid = \"{case} {amount} {account}\"\n",
+            )?;
+            jail.set_env("CASELEDGER_SMS_ALIYUN_ACCESS_KEY_SECRET", "from-the-environment");
+            let config = Config::load(Some(std::path::Path::new("sms.toml")), &Overrides::default()).expect("load");
+            assert_eq!(config.sms_provider, "aliyun");
+            assert_eq!(config.sms_aliyun_template_codes["receipt_arrived"], "SMS_460001");
+            assert_eq!(
+                config.sms_aliyun_access_key_secret.as_deref(),
+                Some("from-the-environment")
+            );
+            let templates =
+                crate::service::sms::Templates::with_overrides(&config.sms_templates, "https://x/v1/verify")
+                    .expect("known template");
+            assert_eq!(templates.texts["paid"], "{case} {amount} {account}");
+            let unknown = BTreeMap::from([("no_such_message".to_owned(), "x".to_owned())]);
+            assert!(crate::service::sms::Templates::with_overrides(&unknown, "").is_err());
             jail.create_file("bad.toml", "lisen = \"x\"")?;
             assert!(Config::load(Some(std::path::Path::new("bad.toml")), &Overrides::default()).is_err());
             Ok(())
