@@ -367,7 +367,26 @@ async fn auditors_run_the_audit_on_the_live_ledger_and_export_entries() {
         );
         assert_eq!(line["seq"], 2 + i as u64);
     }
-    // Without a limit: everything from the seq to the head, in order.
+    // Without a limit: everything from the seq to the head, in order, over
+    // several chunks of the stream.
+    let receipts: Vec<Record> = (0..600)
+        .map(|n| {
+            let payload = ReceiptRecorded {
+                request_id: format!("export-{n}"),
+                bank_reference: format!("EXPORT-{n}"),
+                amount_fen: 100,
+                payer: "某公司".into(),
+                value_date: "2026-11-20".into(),
+                channel: Channel::Transfer,
+                case_number: None,
+            };
+            sign(KIND_RECEIPT_RECORDED, &payload, &f.staff.finance.identity)
+        })
+        .collect();
+    assert_eq!(
+        write(&f.state, &f.staff.finance.identity, &receipts).await.0,
+        StatusCode::CREATED
+    );
     let (_, text) = export("/v1/export?from=0").await;
     let seqs: Vec<u64> = text
         .lines()
