@@ -143,9 +143,9 @@ impl Templates {
         if let Some(account) = &notification.account_masked {
             params.push(("account", account.clone()));
         }
-        if self.texts.get(&template).is_some_and(|t| t.contains("{link}")) {
-            params.push(("link", self.verify_link.clone()));
-        }
+        // Always passed: a provider-side template (Aliyun) may use it even
+        // where the local text does not.
+        params.push(("link", self.verify_link.clone()));
         self.message(&notification.id, to, &template, &params)
     }
 }
