@@ -42,6 +42,7 @@ fn options() -> DeliveryOptions {
         backoff_max_ms: 60_000,
         per_phone_per_minute: 100,
         templates: sms::Templates::default(),
+        concurrency: 1,
     }
 }
 

@@ -33,6 +33,8 @@ enum Mode {
     Refuse(&'static str),
     Throttle,
     Slow,
+    /// Answers after 150 ms, like a provider across the internet.
+    Lag,
     Drop,
 }
 
@@ -55,6 +57,7 @@ fn serve(router: Router) -> (String, tokio::runtime::Runtime) {
 async fn behave(mode: Mode) {
     match mode {
         Mode::Slow => tokio::time::sleep(Duration::from_secs(3)).await,
+        Mode::Lag => tokio::time::sleep(Duration::from_millis(150)).await,
         // Unwinding the connection's task closes it without an answer.
         Mode::Drop => panic!("emulated provider drops the connection"),
         _ => {}
@@ -72,6 +75,8 @@ struct Aliyun {
     nonces: Mutex<HashSet<String>>,
     accepted: Mutex<Vec<BTreeMap<String, String>>>,
     calls: Mutex<u32>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_in_flight: std::sync::atomic::AtomicUsize,
     /// Approved templates and their variables.
     templates: BTreeMap<&'static str, Vec<&'static str>>,
 }
@@ -95,9 +100,13 @@ fn aliyun_answer(status: StatusCode, code: &str) -> Response {
 }
 
 async fn aliyun_send_sms(State(e): State<Arc<Aliyun>>, body: Bytes) -> Response {
+    use std::sync::atomic::Ordering::SeqCst;
     *e.calls.lock().expect("lock") += 1;
     let mode = *e.mode.lock().expect("lock");
+    let now = e.in_flight.fetch_add(1, SeqCst) + 1;
+    e.most_in_flight.fetch_max(now, SeqCst);
     behave(mode).await;
+    e.in_flight.fetch_sub(1, SeqCst);
     let mut params: BTreeMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let Some(signature) = params.remove("Signature") else {
         return aliyun_answer(StatusCode::BAD_REQUEST, "MissingSignature");
@@ -181,6 +190,8 @@ fn aliyun_emulator() -> (Arc<Aliyun>, String, tokio::runtime::Runtime) {
         nonces: Mutex::default(),
         accepted: Mutex::default(),
         calls: Mutex::default(),
+        in_flight: Default::default(),
+        most_in_flight: Default::default(),
         templates: BTreeMap::from([("SMS_460001", vec!["case", "amount"]), ("SMS_460002", vec!["code"])]),
     });
     let router = Router::new()
@@ -440,6 +451,7 @@ fn a_long_aliyun_outage_waits_then_delivers_and_the_limit_dead_letters() {
         backoff_max_ms: 30 * MINUTE_MS,
         per_phone_per_minute: 100,
         templates: Templates::default(),
+        concurrency: 8,
     };
     let provider: Arc<dyn SmsProvider> = Arc::new(aliyun_provider(&endpoint, ALIYUN_SECRET));
     let mut worker = Deliverer::new(Arc::clone(&ledger), Arc::clone(&provider), options.clone());
@@ -637,4 +649,46 @@ fn delivery_reports_come_back_to_the_service_and_forgeries_change_nothing() {
     assert_eq!(post(&form, ""), 403);
     let report = sms::report(&ledger, "challenge-5").expect("read").expect("recorded");
     assert_eq!(report.status, "undelivered", "forgeries changed nothing");
+}
+
+#[test]
+fn the_worker_sends_several_messages_at_once_and_each_exactly_once() {
+    let (emulator, endpoint, _runtime) = aliyun_emulator();
+    *emulator.mode.lock().expect("lock") = Mode::Lag;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = common::court(dir.path(), 73);
+    let mut records = Vec::new();
+    for n in 0..4 {
+        let case = CaseRecords::new(&staff, &staff.officers[0], &format!("(2026)苏02执{}号", 100 + n));
+        records.push(case.open(2));
+        records.push(case.receipt(&format!("LAG-{n}"), 10_000 + n));
+    }
+    ledger.append(records).expect("cases and receipts");
+    let ledger = Arc::new(ledger);
+    let outbox = ledger.outbox_from("", 100).expect("outbox");
+    assert_eq!(outbox.len(), 8, "two applicants a case");
+    for (n, (_, notification)) in outbox.iter().enumerate() {
+        sms::put_contact(&ledger, &notification.recipient, &format!("1390000{:04}", n)).expect("contact");
+    }
+    let provider: Arc<dyn SmsProvider> = Arc::new(aliyun_provider(&endpoint, ALIYUN_SECRET));
+    let mut worker = Deliverer::new(Arc::clone(&ledger), provider, DeliveryOptions::default());
+    let pass = worker.run_once(1_000).expect("pass");
+    assert_eq!(pass.sent, 8);
+    let most = emulator.most_in_flight.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(most > 1, "sent one after another ({most} at most in flight)");
+    // Another pass, and a new worker, send nothing again.
+    worker.run_once(2_000).expect("pass");
+    Deliverer::new(
+        Arc::clone(&ledger),
+        Arc::new(aliyun_provider(&endpoint, ALIYUN_SECRET)),
+        DeliveryOptions::default(),
+    )
+    .run_once(3_000)
+    .expect("pass");
+    let accepted = emulator.accepted.lock().expect("lock").clone();
+    let mut ids: Vec<String> = accepted.iter().map(|p| p["OutId"].clone()).collect();
+    ids.sort();
+    let mut expected: Vec<String> = outbox.iter().map(|(_, n)| n.id.clone()).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "each notification once");
 }

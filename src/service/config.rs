@@ -39,6 +39,8 @@ pub struct Config {
     pub sms_code_ttl_ms: u64,
     /// Sends per notification before the dead letter.
     pub sms_attempts_max: u32,
+    /// Notifications sent at the same time.
+    pub sms_concurrency: usize,
     /// Per-request timeout towards the provider.
     pub sms_timeout_ms: u64,
     pub sms_aliyun_endpoint: String,
@@ -79,6 +81,7 @@ impl Default for Config {
             sms_code_ttl_ms: 5 * 60 * 1000,
             sms_verify_link: None,
             sms_timeout_ms: 10_000,
+            sms_concurrency: 8,
             sms_aliyun_endpoint: "https://dysmsapi.aliyuncs.com/".into(),
             sms_aliyun_access_key_id: None,
             sms_aliyun_access_key_secret: None,

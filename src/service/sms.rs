@@ -333,6 +333,8 @@ pub struct DeliveryOptions {
     /// Messages per phone and minute.
     pub per_phone_per_minute: u32,
     pub templates: Templates,
+    /// Messages sent at the same time.
+    pub concurrency: usize,
 }
 
 impl Default for DeliveryOptions {
@@ -343,6 +345,7 @@ impl Default for DeliveryOptions {
             backoff_max_ms: 600_000,
             per_phone_per_minute: 10,
             templates: Templates::default(),
+            concurrency: 8,
         }
     }
 }
@@ -417,19 +420,46 @@ impl Deliverer {
         (base as f64 * jitter) as u64
     }
 
-    /// One pass over the outbox at `now_ms`: sends what is due.
+    /// One pass over the outbox at `now_ms`: sends what is due, up to
+    /// `concurrency` messages at a time (a real provider answers in tens to
+    /// hundreds of milliseconds), and records each outcome with a synced write
+    /// as soon as its answer is in.
     pub fn run_once(&mut self, now_ms: u64) -> anyhow::Result<Pass> {
         let mut pass = Pass::default();
-        let mut first_open: Option<String> = None;
         let batch = self.ledger.outbox_from(&self.cursor, 10_000)?;
-        for (key, notification) in &batch {
-            let done = self.deliver(notification, now_ms, &mut pass)?;
-            if !done && first_open.is_none() {
-                first_open = Some(key.clone());
+        let mut done = vec![false; batch.len()];
+        let mut due = Vec::new();
+        for (index, (_, notification)) in batch.iter().enumerate() {
+            match self.prepare(notification, now_ms, &mut pass)? {
+                Prepared::Final => done[index] = true,
+                Prepared::Later => {}
+                Prepared::Send(ready) => {
+                    let (state, message) = *ready;
+                    due.push((index, state, message));
+                }
             }
         }
-        match first_open {
-            Some(key) => self.cursor = key,
+        for chunk in due.chunks_mut(self.options.concurrency.max(1)) {
+            let provider = &self.provider;
+            let answers: Vec<Result<String, SendError>> = std::thread::scope(|scope| {
+                let sending: Vec<_> = chunk
+                    .iter()
+                    .map(|(_, _, message)| scope.spawn(move || provider.send(message)))
+                    .collect();
+                sending
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(SendError::transient("the provider client panicked")))
+                    })
+                    .collect()
+            });
+            for ((index, state, _), answer) in chunk.iter_mut().zip(answers) {
+                done[*index] = self.finish(&batch[*index].1, state, answer, now_ms, &mut pass)?;
+            }
+        }
+        match done.iter().position(|d| !d) {
+            Some(first_open) => self.cursor.clone_from(&batch[first_open].0),
             None => {
                 if let Some((key, _)) = batch.last() {
                     // Everything seen is final: start after the last one.
@@ -441,9 +471,8 @@ impl Deliverer {
         Ok(pass)
     }
 
-    /// Handles one notification; returns whether it is final.
-    fn deliver(&mut self, notification: &Notification, now_ms: u64, pass: &mut Pass) -> anyhow::Result<bool> {
-        let key = delivery_key(&notification.id);
+    /// Whether one notification is final, waits, or goes now.
+    fn prepare(&self, notification: &Notification, now_ms: u64, pass: &mut Pass) -> anyhow::Result<Prepared> {
         let mut state = delivery(&self.ledger, &notification.id)?.unwrap_or(Delivery {
             status: DeliveryStatus::Pending,
             attempts: 0,
@@ -453,25 +482,38 @@ impl Deliverer {
             report: None,
         });
         if matches!(state.status, DeliveryStatus::Sent | DeliveryStatus::Dead) {
-            return Ok(true);
+            return Ok(Prepared::Final);
         }
         if state.next_attempt_ms > now_ms {
-            return Ok(false);
+            return Ok(Prepared::Later);
         }
         let Some(phone) = self.ledger.private_get(&contact_key(&notification.recipient))? else {
             state.status = DeliveryStatus::WaitingForContact;
-            self.ledger.private_put(&key, &serde_json::to_vec(&state)?)?;
+            self.ledger
+                .private_put(&delivery_key(&notification.id), &serde_json::to_vec(&state)?)?;
             pass.waiting += 1;
-            return Ok(false);
+            return Ok(Prepared::Later);
         };
         let phone = String::from_utf8_lossy(&phone).into_owned();
         if self.per_phone.check_key(&phone).is_err() {
             pass.waiting += 1;
-            return Ok(false);
+            return Ok(Prepared::Later);
         }
         state.attempts += 1;
         let message = self.options.templates.notification(notification, &phone);
-        match self.provider.send(&message) {
+        Ok(Prepared::Send(Box::new((state, message))))
+    }
+
+    /// Records the provider's answer; returns whether the notification is final.
+    fn finish(
+        &self,
+        notification: &Notification,
+        state: &mut Delivery,
+        answer: Result<String, SendError>,
+        now_ms: u64,
+        pass: &mut Pass,
+    ) -> anyhow::Result<bool> {
+        match answer {
             Ok(provider_id) => {
                 state.status = DeliveryStatus::Sent;
                 state.provider_id = Some(provider_id);
@@ -494,9 +536,17 @@ impl Deliverer {
                 }
             }
         }
-        self.ledger.private_put(&key, &serde_json::to_vec(&state)?)?;
+        self.ledger
+            .private_put(&delivery_key(&notification.id), &serde_json::to_vec(&state)?)?;
         Ok(matches!(state.status, DeliveryStatus::Sent | DeliveryStatus::Dead))
     }
+}
+
+/// What a pass does with one notification.
+enum Prepared {
+    Final,
+    Later,
+    Send(Box<(Delivery, Message)>),
 }
 
 /// Notifications that reached the dead letter (at most `limit`), with their
