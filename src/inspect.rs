@@ -92,6 +92,10 @@ fn print_report(report: &caseledger_ledger::audit::AuditReport, root: [u8; 32]) 
         "cases: {}; case-fund rules replayed: {} violations",
         report.cases, report.violations_total
     );
+    println!(
+        "SMS codes checked against the node's prior commitments: {} approval steps, {} account confirmations",
+        report.sms_confirmations_verified, report.account_confirmations_verified
+    );
     for violation in report.violations.iter().take(20) {
         println!("  seq {}: {}: {}", violation.seq, violation.rule, violation.detail);
     }

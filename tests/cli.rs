@@ -232,6 +232,15 @@ fn demo_cases_write_a_rule_checked_history_that_verify_replays() {
         report["account_confirmations_verified"], 45,
         "every demo account is confirmed by the applicant's code: {report}"
     );
+    let text = caseledger(&["verify", "--data", data]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!(
+            "{} approval steps, 45 account confirmations",
+            report["sms_confirmations_verified"]
+        )),
+        "{text}"
+    );
     let none = caseledger(&["demo", "--data", data]);
     assert_eq!(none.status.code(), Some(2), "demo needs --entries or --cases");
 }
