@@ -186,3 +186,29 @@ async fn the_openapi_document_lists_every_route_and_every_listed_route_answers()
         assert!(routed, "{path} is documented but not routed");
     }
 }
+
+#[tokio::test]
+async fn applicants_get_a_self_contained_page_to_type_their_code_into() {
+    let f = fixture();
+    let response = app(f.state.clone())
+        .oneshot(Request::get("/v1/verify").body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .contains("default-src 'self'"));
+    let body =
+        String::from_utf8(response.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf8");
+    assert!(body.contains("<form") && body.contains("查询码"), "{body}");
+    // It asks this same server for /v1/verify/<code> and loads nothing from elsewhere.
+    assert!(body.contains(r#"fetch(here + "/" + encodeURIComponent(code))"#));
+    assert!(!body.contains("src=\"http") && !body.contains("href=\"http"));
+    // The page shows the statements the JSON endpoint returns; an unknown code is a 404 it explains.
+    assert!(body.contains("body.statements") && body.contains("404"));
+    let (status, _, _) = get(&f.state, "/v1/verify/0123456789abcdef0123456789abcdef").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

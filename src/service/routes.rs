@@ -36,6 +36,7 @@ pub(super) fn routes(timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .routes(routes!(super::members::receipts_due))
         .routes(routes!(super::members::export))
         .routes(routes!(super::members::verify_code))
+        .routes(routes!(verify_page))
         .routes(routes!(super::members::commitment))
         .routes(routes!(super::members::contact))
         .routes(routes!(super::members::dead_letters))
@@ -90,6 +91,23 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
+    )
+}
+
+/// For applicants: a page where they type the code from their SMS and read,
+/// in words, what the ledger proves about their case (the SMS links here).
+/// Self-contained: no scripts or styles from elsewhere.
+#[utoipa::path(get, path = "/v1/verify", responses((status = OK, body = String, content_type = "text/html")))]
+async fn verify_page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+        ],
+        include_str!("verify.html"),
     )
 }
 
