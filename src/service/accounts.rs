@@ -25,7 +25,7 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::approvals::{code_mac, now_ms, refuse, CODE_ATTEMPTS_MAX};
+use super::approvals::{check_private_code, now_ms, refuse, send_code, PrivateChallenge};
 use super::members::SignedBy;
 use super::problem::{ApiError, Problem};
 use super::AppState;
@@ -33,15 +33,6 @@ use super::AppState;
 /// How long an applicant's account code lives: the applicant may not be
 /// holding the phone when the officer registers the account.
 pub const ACCOUNT_CODE_TTL_MS: u64 = 30 * 60 * 1000;
-
-#[derive(Serialize, Deserialize)]
-struct PrivateAccountChallenge {
-    seq: u64,
-    code_mac: String,
-    salt: String,
-    attempts: u32,
-    expires_ms: u64,
-}
 
 fn private_key(account_id: &str) -> String {
     format!("account_challenge/{account_id}")
@@ -131,16 +122,7 @@ pub(super) async fn challenge(
     let seq = tokio::task::spawn_blocking(move || ledger.append_one(record))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let private = PrivateAccountChallenge {
-        seq,
-        code_mac: code_mac(&state.commitment_key, &code),
-        salt,
-        attempts: 0,
-        expires_ms,
-    };
-    state
-        .ledger
-        .private_put(&private_key(&id), &serde_json::to_vec(&private).expect("json"))?;
+    PrivateChallenge::new(&state, seq, &code, expires_ms, Some(salt)).store(&state, &private_key(&id))?;
     let phone = String::from_utf8_lossy(&phone).into_owned();
     let params = [
         ("case", account.case_number.clone()),
@@ -150,15 +132,7 @@ pub(super) async fn challenge(
     let message = state
         .templates
         .message(&format!("account-challenge-{seq}"), &phone, "account_code", &params);
-    let message_id = state
-        .sms
-        .send(&message)
-        .map_err(|e| ApiError::Unavailable(format!("the SMS could not be sent: {}", e.detail)))?;
-    metrics::counter!("caseledger_sms_challenges_total", "purpose" => "account").increment(1);
-    let (ledger, sms, request_id) = (state.ledger.clone(), state.sms.clone(), payload.request_id.clone());
-    tokio::task::spawn_blocking(move || super::sms::record_sent(&ledger, sms.as_ref(), &request_id, &message_id))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    send_code(&state, &message, &payload.request_id, "account").await?;
     Ok(Json(AccountChallengeResponse {
         challenge_seq: seq,
         expires_ms,
@@ -208,9 +182,7 @@ pub(super) async fn confirm(
     extensions: axum::http::Extensions,
     body: axum::body::Bytes,
 ) -> Result<Json<AccountConfirmResponse>, ApiError> {
-    let client = extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+    let client = super::members::client_ip(&extensions);
     if state.verify_limiter.check_key(&client).is_err() {
         metrics::counter!("caseledger_rate_limited_total", "route" => "/v1/accounts/confirm").increment(1);
         return Err(ApiError::RateLimited);
@@ -222,37 +194,21 @@ pub(super) async fn confirm(
     }
     let account = account(&state, &id)?;
     waiting(&account)?;
-    let key = private_key(&id);
-    let Some(bytes) = state.ledger.private_get(&key)? else {
-        return Err(refuse("sms_confirmation", "no code was sent for this account"));
-    };
-    let mut challenge: PrivateAccountChallenge =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if challenge.attempts >= CODE_ATTEMPTS_MAX {
-        return Err(refuse(
-            "sms_locked",
-            "too many wrong codes: ask the court to send a new one",
-        ));
-    }
-    if now_ms() > challenge.expires_ms {
-        return Err(refuse(
-            "sms_confirmation",
-            "the code has expired: ask the court to send a new one",
-        ));
-    }
-    if code_mac(&state.commitment_key, &request.code) != challenge.code_mac {
-        challenge.attempts += 1;
-        state
-            .ledger
-            .private_put(&key, &serde_json::to_vec(&challenge).expect("json"))?;
-        return Err(refuse("sms_code", "wrong code"));
-    }
+    let challenge = check_private_code(
+        &state,
+        &private_key(&id),
+        &request.code,
+        "ask the court to send a new one",
+    )?;
+    let salt = challenge
+        .salt
+        .ok_or_else(|| ApiError::Internal("an account challenge without its salt".into()))?;
     let payload = AccountConfirmed {
-        request_id: format!("account-confirm-{}", &challenge.salt[..16]),
+        request_id: format!("account-confirm-{}", &salt[..16]),
         account_id: id.clone(),
         sms: Some(SmsReveal {
             code: request.code,
-            salt: challenge.salt,
+            salt,
         }),
         confirmation: None,
     };

@@ -25,12 +25,83 @@ pub const CODE_TTL_MS: u64 = 5 * 60 * 1000;
 /// Wrong codes before a challenge is locked.
 pub const CODE_ATTEMPTS_MAX: u32 = 5;
 
+/// What the node keeps, beside the ledger, of a code it sent: an HMAC of
+/// the code (never the code), the wrong tries, the expiry, and for account
+/// codes the salt it reveals on the applicant's behalf.
 #[derive(Serialize, Deserialize)]
-struct PrivateChallenge {
-    seq: u64,
-    code_mac: String,
-    attempts: u32,
-    expires_ms: u64,
+pub(super) struct PrivateChallenge {
+    pub seq: u64,
+    pub code_mac: String,
+    pub attempts: u32,
+    pub expires_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+}
+
+impl PrivateChallenge {
+    pub fn new(state: &AppState, seq: u64, code: &str, expires_ms: u64, salt: Option<String>) -> Self {
+        Self {
+            seq,
+            code_mac: code_mac(&state.commitment_key, code),
+            attempts: 0,
+            expires_ms,
+            salt,
+        }
+    }
+
+    pub fn store(&self, state: &AppState, key: &str) -> Result<(), ApiError> {
+        Ok(state
+            .ledger
+            .private_put(key, &serde_json::to_vec(self).expect("json"))?)
+    }
+}
+
+/// The challenge at `key` if `code` is its code, unexpired, with fewer
+/// than 5 wrong tries; a wrong code counts against it. `again` tells the
+/// caller how to get a new code.
+pub(super) fn check_private_code(
+    state: &AppState,
+    key: &str,
+    code: &str,
+    again: &str,
+) -> Result<PrivateChallenge, ApiError> {
+    let Some(bytes) = state.ledger.private_get(key)? else {
+        return Err(refuse("sms_confirmation", "no code was sent for this"));
+    };
+    let mut challenge: PrivateChallenge =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if challenge.attempts >= CODE_ATTEMPTS_MAX {
+        return Err(refuse("sms_locked", &format!("too many wrong codes: {again}")));
+    }
+    if now_ms() > challenge.expires_ms {
+        return Err(refuse("sms_confirmation", &format!("the code has expired: {again}")));
+    }
+    if code_mac(&state.commitment_key, code) != challenge.code_mac {
+        challenge.attempts += 1;
+        challenge.store(state, key)?;
+        return Err(refuse("sms_code", "wrong code"));
+    }
+    Ok(challenge)
+}
+
+/// Sends a code's SMS and records in the ledger which provider took it
+/// under which message id (`sms_sent` for the challenge `request_id`).
+pub(super) async fn send_code(
+    state: &AppState,
+    message: &super::sms::Message,
+    request_id: &str,
+    purpose: &'static str,
+) -> Result<(), ApiError> {
+    let message_id = state
+        .sms
+        .send(message)
+        .map_err(|e| ApiError::Unavailable(format!("the SMS could not be sent: {}", e.detail)))?;
+    metrics::counter!("caseledger_sms_challenges_total", "purpose" => purpose).increment(1);
+    let (ledger, sms, request_id) = (state.ledger.clone(), state.sms.clone(), request_id.to_owned());
+    tokio::task::spawn_blocking(move || super::sms::record_sent(&ledger, sms.as_ref(), &request_id, &message_id))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(())
 }
 
 fn private_key(disbursement_id: &str, step: u32, member_id: &str) -> String {
@@ -136,30 +207,14 @@ pub(super) async fn challenge(
     let seq = tokio::task::spawn_blocking(move || ledger.append_one(record))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let private = PrivateChallenge {
-        seq,
-        code_mac: code_mac(&state.commitment_key, &code),
-        attempts: 0,
-        expires_ms,
-    };
-    let key = private_key(&id, n, &member.member_id);
-    state
-        .ledger
-        .private_put(&key, &serde_json::to_vec(&private).expect("json"))?;
+    PrivateChallenge::new(&state, seq, &code, expires_ms, None)
+        .store(&state, &private_key(&id, n, &member.member_id))?;
     let phone = String::from_utf8_lossy(&phone).into_owned();
     // The template carries only the code, as Chinese providers require.
     let message = state
         .templates
         .message(&format!("challenge-{seq}"), &phone, "approval_code", &[("code", code)]);
-    let message_id = state
-        .sms
-        .send(&message)
-        .map_err(|e| ApiError::Unavailable(format!("the SMS could not be sent: {}", e.detail)))?;
-    metrics::counter!("caseledger_sms_challenges_total").increment(1);
-    let (ledger, sms, request_id) = (state.ledger.clone(), state.sms.clone(), payload.request_id.clone());
-    tokio::task::spawn_blocking(move || super::sms::record_sent(&ledger, sms.as_ref(), &request_id, &message_id))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    send_code(&state, &message, &payload.request_id, "approval").await?;
     let payee = state
         .ledger
         .state_object(&caseledger_ledger::funds::account_key(&disbursement.account_id))?
@@ -186,28 +241,7 @@ pub(super) async fn challenge(
 pub(super) fn check_code(state: &AppState, member_id: &str, statement: &ApprovalSigned) -> Result<(), ApiError> {
     let Some(reveal) = &statement.sms else { return Ok(()) };
     let key = private_key(&statement.disbursement_id, statement.step, member_id);
-    let Some(bytes) = state.ledger.private_get(&key)? else {
-        return Err(refuse("sms_confirmation", "no code was sent for this step"));
-    };
-    let mut challenge: PrivateChallenge =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if challenge.attempts >= CODE_ATTEMPTS_MAX {
-        return Err(refuse(
-            "sms_locked",
-            "too many wrong codes: ask for a new challenge later",
-        ));
-    }
-    if now_ms() > challenge.expires_ms {
-        return Err(refuse("sms_confirmation", "the code has expired"));
-    }
-    if code_mac(&state.commitment_key, &reveal.code) != challenge.code_mac {
-        challenge.attempts += 1;
-        state
-            .ledger
-            .private_put(&key, &serde_json::to_vec(&challenge).expect("json"))?;
-        return Err(refuse("sms_code", "wrong code"));
-    }
-    Ok(())
+    check_private_code(state, &key, &reveal.code, "ask for a new challenge").map(|_| ())
 }
 
 #[derive(Deserialize, ToSchema)]

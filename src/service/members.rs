@@ -454,6 +454,13 @@ pub struct VerifyResponse {
     pub bundle: caseledger_ledger::bundle::ApplicantBundle,
 }
 
+/// The client's address (loopback when the router runs without one, as in tests).
+pub(super) fn client_ip(extensions: &axum::http::Extensions) -> std::net::IpAddr {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip())
+}
+
 /// For applicants: the proof bundle of their disbursements, by the
 /// verification code they received by SMS. No account, no key.
 #[utoipa::path(get, path = "/v1/verify/{code}", params(("code" = String, Path)), responses(
@@ -466,9 +473,7 @@ pub(super) async fn verify_code(
     Path(code): Path<String>,
     extensions: axum::http::Extensions,
 ) -> Result<Json<VerifyResponse>, ApiError> {
-    let client = extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
+    let client = client_ip(&extensions);
     if state.verify_limiter.check_key(&client).is_err() {
         metrics::counter!("caseledger_rate_limited_total", "route" => "/v1/verify").increment(1);
         return Err(ApiError::RateLimited);

@@ -21,6 +21,7 @@ use base64::Engine as _;
 use hmac::Mac as _;
 use serde::{Deserialize, Serialize};
 
+use super::approvals::now_ms;
 use super::sms::{Message, SendError, SmsProvider};
 
 /// Percent-encoding of Alibaba Cloud's RPC signature: RFC 3986 unreserved
@@ -71,12 +72,6 @@ pub fn utc_timestamp(ms: u64) -> String {
         second_of_day / 60 % 60,
         second_of_day % 60
     )
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn agent(timeout: Duration) -> ureq::Agent {

@@ -20,6 +20,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::approvals::now_ms;
 use super::members::SignedBy;
 use super::problem::{ApiError, Problem};
 use super::providers::{twilio_signature_ok, AliyunReport};
@@ -32,12 +33,6 @@ pub struct ReportSettings {
     pub aliyun_token: Option<String>,
     pub twilio_auth_token: Option<String>,
     pub twilio_callback_url: Option<String>,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn equal_time(a: &[u8], b: &[u8]) -> bool {
