@@ -595,7 +595,8 @@ fn delivery_reports_come_back_to_the_service_and_forgeries_change_nothing() {
     let ack: Value = serde_json::from_str(&response.body_mut().read_to_string().expect("body")).expect("json");
     assert_eq!(ack, json!({"code": 0, "msg": "成功"}));
     let state = sms::delivery(&ledger, &notification.id).expect("read").expect("state");
-    let report = state.report.expect("recorded on the notification");
+    assert_eq!(state.status, DeliveryStatus::Sent);
+    let report = sms::report(&ledger, &notification.id).expect("read").expect("recorded");
     assert_eq!(
         (report.status.as_str(), report.provider_id.as_deref()),
         ("delivered", Some("900001^0"))

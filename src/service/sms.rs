@@ -281,9 +281,6 @@ pub struct Delivery {
     pub next_attempt_ms: u64,
     pub last_error: Option<String>,
     pub provider_id: Option<String>,
-    /// The provider's last delivery report.
-    #[serde(default)]
-    pub report: Option<DeliveryReport>,
 }
 
 /// What a provider reported about a message it took.
@@ -302,18 +299,12 @@ fn report_key(id: &str) -> String {
     format!("report/{id}")
 }
 
-/// Records a delivery report for message `id` (beside the ledger), and on
-/// the notification's delivery state when it is one.
+/// Records the last delivery report for message `id` (a notification or a
+/// code), beside the ledger.
 pub fn record_report(ledger: &Ledger, id: &str, report: DeliveryReport) -> caseledger_ledger::Result<()> {
     metrics::counter!("caseledger_sms_reports_total", "provider" => report.provider.clone(), "status" => report.status.clone())
         .increment(1);
-    let bytes = serde_json::to_vec(&report).expect("json");
-    ledger.private_put(&report_key(id), &bytes)?;
-    if let Ok(Some(mut state)) = delivery(ledger, id) {
-        state.report = Some(report);
-        ledger.private_put(&delivery_key(id), &serde_json::to_vec(&state).expect("json"))?;
-    }
-    Ok(())
+    ledger.private_put(&report_key(id), &serde_json::to_vec(&report).expect("json"))
 }
 
 /// The last delivery report for message `id`.
@@ -479,7 +470,6 @@ impl Deliverer {
             next_attempt_ms: 0,
             last_error: None,
             provider_id: None,
-            report: None,
         });
         if matches!(state.status, DeliveryStatus::Sent | DeliveryStatus::Dead) {
             return Ok(Prepared::Final);
