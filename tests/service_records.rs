@@ -954,3 +954,26 @@ async fn each_route_has_its_own_time_limit_and_a_timeout_is_a_problem_document()
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["entries"].as_u64(), Some(f.state.ledger.size()));
 }
+
+#[test]
+fn at_most_five_new_codes_an_hour_for_one_approver_or_account() {
+    let f = fixture(1024);
+    // Lift the per-minute limit to see the hourly one alone.
+    let state = AppState {
+        challenge_limiter: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(
+            std::num::NonZeroU32::new(1000).expect("positive"),
+        ))),
+        ..f.state.clone()
+    };
+    for n in 1..=5 {
+        assert!(state.challenge_allowed("head-1"), "code {n} of the hour");
+    }
+    assert!(!state.challenge_allowed("head-1"), "a sixth in the hour");
+    assert!(
+        state.challenge_allowed("account/acct-1"),
+        "limits are per approver or account"
+    );
+    // With the default limits, a third code within the minute is refused.
+    assert!(f.state.challenge_allowed("head-2") && f.state.challenge_allowed("head-2"));
+    assert!(!f.state.challenge_allowed("head-2"));
+}

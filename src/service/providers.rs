@@ -195,7 +195,11 @@ impl SmsProvider for AliyunProvider {
         let answer: AliyunResponse = serde_json::from_str(&text)
             .map_err(|_| SendError::transient(format!("Aliyun answered {status} without a JSON body")))?;
         match answer.code.as_str() {
-            "OK" => Ok(answer.biz_id.unwrap_or_default()),
+            // Aliyun always names the message; if not, say so rather than leave it blank.
+            "OK" => Ok(answer
+                .biz_id
+                .filter(|b| !b.is_empty())
+                .unwrap_or_else(|| format!("aliyun-no-bizid-{}", message.id))),
             code if ALIYUN_PERMANENT.contains(&code) => Err(SendError::permanent(format!(
                 "Aliyun refused: {code} {}",
                 answer.message

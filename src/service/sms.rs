@@ -117,6 +117,7 @@ impl Templates {
 
     /// The message `template` with `params`, addressed to `to`.
     pub fn message(&self, id: &str, to: &str, template: &str, params: &[(&str, String)]) -> Message {
+        debug_assert!(self.texts.contains_key(template), "no SMS template {template}");
         let mut text = self.texts.get(template).cloned().unwrap_or_default();
         for (name, value) in params {
             text = text.replace(&format!("{{{name}}}"), value);
