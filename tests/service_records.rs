@@ -684,9 +684,16 @@ async fn awaiting_the_bureau_head(f: &Fixture) {
     );
 }
 
-/// Records the bureau head's phone (administrator).
+/// Records the bureau head's phone (administrator); another number is refused.
 async fn head_phone_on_file(f: &Fixture) {
     let head = &f.staff.bureau_head;
+    let wrong =
+        serde_json::to_vec(&serde_json::json!({"member_id": head.member_id, "phone": "13000000000"})).expect("json");
+    let headers = sign_request(&f.staff.administrator.identity, "POST", "/v1/contacts/members", &wrong);
+    assert_eq!(
+        send(&f.state, "POST", "/v1/contacts/members", &headers, wrong).await.0,
+        StatusCode::BAD_REQUEST
+    );
     let body =
         serde_json::to_vec(&serde_json::json!({"member_id": head.member_id, "phone": head.phone})).expect("json");
     let headers = sign_request(&f.staff.administrator.identity, "POST", "/v1/contacts/members", &body);

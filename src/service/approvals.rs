@@ -278,17 +278,13 @@ pub(super) async fn member_contact(
         .filter(|(_, i)| i.revoked_seq.is_none())
         .find_map(|(_, i)| i.member.clone().filter(|m| m.member_id == request.member_id))
         .ok_or_else(|| ApiError::NotFound(format!("member {}", request.member_id)))?;
-    let commitment = crate::court::commitment(&state.commitment_key, crate::court::COMMITMENT_PHONE, &request.phone);
-    if commitment != member.phone_commitment {
-        return Err(ApiError::BadRequest(
-            "the phone number does not match the member's enrolment".into(),
-        ));
-    }
-    state.ledger.private_put(
-        &super::sms::contact_key(&super::sms::member_recipient(&request.member_id)),
-        request.phone.as_bytes(),
-    )?;
-    Ok(StatusCode::NO_CONTENT)
+    super::members::put_checked_phone(
+        &state,
+        &super::sms::member_recipient(&request.member_id),
+        &request.phone,
+        &member.phone_commitment,
+        "the member's enrolment",
+    )
 }
 
 #[derive(Serialize, ToSchema)]

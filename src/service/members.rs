@@ -586,14 +586,31 @@ pub(super) async fn contact(
         .iter()
         .find(|a| a.applicant_id == request.applicant_id)
         .ok_or_else(|| ApiError::NotFound(format!("applicant {}", request.applicant_id)))?;
-    let commitment = crate::court::commitment(&state.commitment_key, crate::court::COMMITMENT_PHONE, &request.phone);
-    if commitment != applicant.phone_commitment {
-        return Err(ApiError::BadRequest(
-            "the phone number does not match the one recorded for the applicant".into(),
-        ));
-    }
     let recipient = caseledger_ledger::funds::notify::applicant_contact(&request.case_number, &request.applicant_id);
-    super::sms::put_contact(&state.ledger, &recipient, &request.phone)?;
+    put_checked_phone(
+        &state,
+        &recipient,
+        &request.phone,
+        &applicant.phone_commitment,
+        "the applicant",
+    )
+}
+
+/// Keeps `phone` for `recipient` (beside the ledger) if it opens the
+/// commitment the ledger recorded for `whose` phone.
+pub(super) fn put_checked_phone(
+    state: &AppState,
+    recipient: &str,
+    phone: &str,
+    commitment: &str,
+    whose: &str,
+) -> Result<StatusCode, ApiError> {
+    if crate::court::commitment(&state.commitment_key, crate::court::COMMITMENT_PHONE, phone) != commitment {
+        return Err(ApiError::BadRequest(format!(
+            "the phone number does not match the one recorded for {whose}"
+        )));
+    }
+    super::sms::put_contact(&state.ledger, recipient, phone)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
