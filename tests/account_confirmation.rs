@@ -8,22 +8,19 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use caseledger::court::{account_confirmation, sign, CaseRecords, Staff};
 use caseledger::service::client::{sign_request, write_body};
-use caseledger::service::{app, AppState};
+use caseledger::service::AppState;
 use caseledger_keys::Identity;
 use caseledger_ledger::entry::Record;
 use caseledger_ledger::funds::model::*;
 use caseledger_ledger::store::Ledger;
 use common::*;
-use http_body_util::BodyExt as _;
 use serde_json::Value;
-use tower::ServiceExt as _;
 
 const CASE: &str = "(2026)苏02执21号";
 const SALT: &str = "0123456789abcdef0123456789abcdef";
@@ -42,24 +39,9 @@ struct Court {
 /// and account "acct-1" registered (not yet confirmed).
 fn court() -> Court {
     let dir = tempfile::tempdir().expect("tempdir");
-    let staff = Staff::from_seed(23);
     let clock = common::clock();
     let node = Identity::from_seed([1; 32]);
-    let ledger = Ledger::create(
-        dir.path(),
-        ORIGIN,
-        &node,
-        &[("administrator".into(), staff.administrator.identity.public_key())],
-        clock.clone(),
-        options(),
-    )
-    .expect("create");
-    ledger.append(staff.setup_records()).expect("staff");
-    let mut policy = caseledger::court::example_policy("policy-2", 2);
-    policy.sms_confirmation_required = true;
-    ledger
-        .append_one(sign(KIND_POLICY_SET, &policy, &staff.administrator.identity))
-        .expect("policy");
+    let (ledger, staff) = court_requiring_sms(dir.path(), 23, clock.clone());
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
         .append(vec![case.open(1), case.account("acct-1", 1, "6222000011112222")])
@@ -237,39 +219,6 @@ fn a_forged_account_confirmation_written_behind_the_service_is_caught_by_verify(
 }
 
 // ---- over HTTP ----
-
-#[derive(Default)]
-struct Phone(Mutex<Vec<(String, String)>>);
-
-impl caseledger::service::sms::SmsProvider for Phone {
-    fn send(&self, message: &caseledger::service::sms::Message) -> Result<String, caseledger::service::sms::SendError> {
-        self.0
-            .lock()
-            .expect("lock")
-            .push((message.to.clone(), message.text.clone()));
-        Ok(message.id.clone())
-    }
-}
-
-async fn send(
-    state: &AppState,
-    method: &str,
-    target: &str,
-    headers: &[(String, String)],
-    body: Vec<u8>,
-) -> (StatusCode, Value) {
-    let mut request = Request::builder().method(method).uri(target);
-    for (name, value) in headers {
-        request = request.header(name, value);
-    }
-    let response = app(state.clone())
-        .oneshot(request.body(Body::from(body)).expect("request"))
-        .await
-        .expect("response");
-    let status = response.status();
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
 
 async fn signed(state: &AppState, signer: &Identity, target: &str, body: Vec<u8>) -> (StatusCode, Value) {
     let headers = sign_request(signer, "POST", target, &body);

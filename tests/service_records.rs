@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{send, Phone};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,26 +41,6 @@ fn fixture(body_bytes_max: usize) -> Fixture {
         state,
         staff,
     }
-}
-
-async fn send(
-    state: &AppState,
-    method: &str,
-    target: &str,
-    headers: &[(String, String)],
-    body: Vec<u8>,
-) -> (StatusCode, Value) {
-    let mut request = Request::builder().method(method).uri(target);
-    for (name, value) in headers {
-        request = request.header(name, value);
-    }
-    let response = app(state.clone())
-        .oneshot(request.body(Body::from(body)).expect("request"))
-        .await
-        .expect("response");
-    let status = response.status();
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 async fn write(state: &AppState, signer: &Identity, records: &[Record]) -> (StatusCode, Value) {
@@ -639,20 +621,6 @@ async fn the_officer_records_the_applicants_phone_and_the_applicant_is_told() {
     let sent = provider.0.lock().expect("lock").clone();
     assert_eq!(sent[0].0, phone);
     assert!(sent[0].1.contains("¥2,500.00"), "{}", sent[0].1);
-}
-
-/// Keeps every SMS it is asked to send.
-#[derive(Default)]
-struct Phone(std::sync::Mutex<Vec<(String, String)>>);
-
-impl caseledger::service::sms::SmsProvider for Phone {
-    fn send(&self, message: &caseledger::service::sms::Message) -> Result<String, caseledger::service::sms::SendError> {
-        self.0
-            .lock()
-            .expect("lock")
-            .push((message.to.clone(), message.text.clone()));
-        Ok(message.id.clone())
-    }
 }
 
 fn last_code(phone: &Phone) -> String {

@@ -30,23 +30,8 @@ struct Court {
 /// disbursement "d-1" (bureau head, then finance).
 fn court_with_sms() -> Court {
     let dir = tempfile::tempdir().expect("tempdir");
-    let staff = Staff::from_seed(81);
     let clock = common::clock();
-    let ledger = Ledger::create(
-        dir.path(),
-        ORIGIN,
-        &caseledger_keys::Identity::from_seed([1; 32]),
-        &[("administrator".into(), staff.administrator.identity.public_key())],
-        clock.clone(),
-        options(),
-    )
-    .expect("create");
-    ledger.append(staff.setup_records()).expect("staff");
-    let mut policy = caseledger::court::example_policy("policy-2", 2);
-    policy.sms_confirmation_required = true;
-    ledger
-        .append_one(sign(KIND_POLICY_SET, &policy, &staff.administrator.identity))
-        .expect("policy");
+    let (ledger, staff) = court_requiring_sms(dir.path(), 81, clock.clone());
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     let registered = case.account("acct-1", 1, "6222000011110001");
     // The policy requires SMS: the applicant confirms the account with a code.

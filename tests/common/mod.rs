@@ -182,3 +182,71 @@ pub fn audit(dir: &Path) -> caseledger_ledger::audit::AuditReport {
         .audit(None, 2, &|_| {})
         .expect("audit runs")
 }
+
+/// A court ledger (node key from seed 1) whose policy v2 requires SMS codes
+/// for every approval step and account confirmation.
+pub fn court_requiring_sms(dir: &Path, seed: u64, clock: Arc<TestClock>) -> (Ledger, caseledger::court::Staff) {
+    use caseledger_ledger::funds::model::KIND_POLICY_SET;
+    let staff = caseledger::court::Staff::from_seed(seed);
+    let ledger = Ledger::create(
+        dir,
+        ORIGIN,
+        &Identity::from_seed([1; 32]),
+        &[("administrator".to_owned(), staff.administrator.identity.public_key())],
+        clock,
+        options(),
+    )
+    .expect("create court ledger");
+    ledger.append(staff.setup_records()).expect("enrol staff");
+    let mut policy = caseledger::court::example_policy("policy-2", 2);
+    policy.sms_confirmation_required = true;
+    ledger
+        .append_one(caseledger::court::sign(
+            KIND_POLICY_SET,
+            &policy,
+            &staff.administrator.identity,
+        ))
+        .expect("policy requiring SMS");
+    (ledger, staff)
+}
+
+/// An SMS provider that keeps every (phone, text) it is given.
+#[derive(Default)]
+pub struct Phone(pub std::sync::Mutex<Vec<(String, String)>>);
+
+impl caseledger::service::sms::SmsProvider for Phone {
+    fn send(&self, message: &caseledger::service::sms::Message) -> Result<String, caseledger::service::sms::SendError> {
+        self.0
+            .lock()
+            .expect("lock")
+            .push((message.to.clone(), message.text.clone()));
+        Ok(message.id.clone())
+    }
+}
+
+/// One request through the router (`oneshot`): status and JSON body
+/// (`Null` when the body is not JSON).
+pub async fn send(
+    state: &caseledger::service::AppState,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let mut request = axum::http::Request::builder().method(method).uri(target);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = caseledger::service::app(state.clone())
+        .oneshot(request.body(axum::body::Body::from(body)).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
