@@ -262,14 +262,10 @@ pub struct ApplicantCodeResponse {
 ))]
 pub(super) async fn issue_applicant_code(
     State(state): State<AppState>,
-    method: axum::http::Method,
-    uri: axum::http::Uri,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
+    super::members::SignedJson {
+        key_id, body: request, ..
+    }: super::members::SignedJson<ApplicantCodeRequest>,
 ) -> Result<(axum::http::StatusCode, Json<ApplicantCodeResponse>), ApiError> {
-    let (key_id, _) = super::members::authenticate(&state, &method, &uri, &headers, &body)?;
-    let request: ApplicantCodeRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
     let record = super::members::decode_record(0, request.record, key_id)?;
     if record.kind != KIND_APPLICANT_CODE_ISSUED {
         return Err(ApiError::BadRequest(

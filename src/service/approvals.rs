@@ -6,9 +6,8 @@
 //! step; 5 wrong tries lock the challenge. The node records a commitment to
 //! it in the ledger before sending (docs/FORMAT.md §3c).
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::Json;
 use caseledger_ledger::funds::model::*;
 use hmac::Mac as _;
@@ -16,7 +15,7 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::members::{authenticate, SignedBy};
+use super::members::{SignedBy, SignedJson};
 use super::problem::{ApiError, Problem};
 use super::AppState;
 
@@ -261,17 +260,13 @@ pub struct MemberContactRequest {
 ))]
 pub(super) async fn member_contact(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    SignedJson {
+        info, body: request, ..
+    }: SignedJson<MemberContactRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let (_, info) = authenticate(&state, &method, &uri, &headers, &body)?;
     if !info.administrator {
         return Err(refuse("role", "administrators record approvers' phones"));
     }
-    let request: MemberContactRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
     let keys = state.ledger.keys();
     let member = keys
         .keys()

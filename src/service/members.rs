@@ -87,6 +87,38 @@ pub(super) fn authenticate(
     Ok((verified.key_id, info))
 }
 
+/// A request with a JSON body of type `T`, authenticated (RFC 9421 over
+/// method, path and the body's Content-Digest) as an active member key.
+/// A body over the limit is `payload-too-large`; a body that is not a `T`
+/// is `bad-request`, after the signature was checked.
+pub(super) struct SignedJson<T> {
+    pub key_id: KeyId,
+    pub info: KeyInfo,
+    pub body: T,
+}
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for SignedJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, ApiError> {
+        let (method, uri, headers) = (
+            request.method().clone(),
+            request.uri().clone(),
+            request.headers().clone(),
+        );
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e: BytesRejection| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                _ => ApiError::BadRequest(e.body_text()),
+            })?;
+        let (key_id, info) = authenticate(state, &method, &uri, &headers, &bytes)?;
+        let body =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
+        Ok(Self { key_id, info, body })
+    }
+}
+
 /// A bodyless request (a read) authenticated as an active member key.
 pub(super) struct SignedBy {
     pub info: KeyInfo,
@@ -139,18 +171,13 @@ pub struct WriteResponse {
 ))]
 pub(super) async fn write_records(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    SignedJson {
+        key_id,
+        info: member_info,
+        body: request,
+    }: SignedJson<WriteRequest>,
 ) -> Result<(StatusCode, Json<WriteResponse>), ApiError> {
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        _ => ApiError::BadRequest(e.body_text()),
-    })?;
-    let (key_id, member_info) = authenticate(&state, &method, &uri, &headers, &body)?;
-    let request: WriteRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
     if request.records.is_empty() || request.records.len() > RECORDS_PER_REQUEST_MAX {
         return Err(ApiError::BadRequest(format!(
             "send 1 to {RECORDS_PER_REQUEST_MAX} records"
@@ -515,14 +542,8 @@ pub struct CommitmentResponse {
 ))]
 pub(super) async fn commitment(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    SignedJson { body: request, .. }: SignedJson<CommitmentRequest>,
 ) -> Result<Json<CommitmentResponse>, ApiError> {
-    authenticate(&state, &method, &uri, &headers, &body)?;
-    let request: CommitmentRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
     let purpose = match request.purpose.as_str() {
         "phone" => crate::court::COMMITMENT_PHONE,
         "account" => crate::court::COMMITMENT_ACCOUNT,
@@ -558,14 +579,10 @@ pub struct ContactRequest {
 ))]
 pub(super) async fn contact(
     State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    SignedJson {
+        info, body: request, ..
+    }: SignedJson<ContactRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let (_, info) = authenticate(&state, &method, &uri, &headers, &body)?;
-    let request: ContactRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
     let view = state
         .ledger
         .case_view(&request.case_number, 0)?
