@@ -480,20 +480,7 @@ pub fn account_confirmation(
     expires_ms: u64,
 ) -> Vec<Record> {
     let account: AccountRegistered = serde_json::from_slice(&registered.payload).expect("an account_registered record");
-    let state = AccountState {
-        account_id: account.account_id.clone(),
-        case_number: account.case_number,
-        applicant_id: account.applicant_id,
-        bank: account.bank,
-        account_name: account.account_name,
-        account_number_masked: account.account_number_masked,
-        account_number_commitment: account.account_number_commitment,
-        status: AccountStatus::Pending,
-        confirmed: false,
-        replaces: None,
-        change_approved: false,
-        registered_seq: 0,
-    };
+    let state = AccountState::registered(account.clone(), None, 0);
     let challenge = AccountChallenge {
         request_id: format!("account-challenge-{}-{}", account.account_id, &salt[..8]),
         account_id: account.account_id.clone(),

@@ -552,6 +552,27 @@ pub struct AccountState {
     pub registered_seq: u64,
 }
 
+impl AccountState {
+    /// A newly registered account, waiting for the applicant's confirmation
+    /// (and, when it `replaces` another, for the bureau head).
+    pub fn registered(account: AccountRegistered, replaces: Option<String>, registered_seq: u64) -> Self {
+        Self {
+            account_id: account.account_id,
+            case_number: account.case_number,
+            applicant_id: account.applicant_id,
+            bank: account.bank,
+            account_name: account.account_name,
+            account_number_masked: account.account_number_masked,
+            account_number_commitment: account.account_number_commitment,
+            status: AccountStatus::Pending,
+            confirmed: false,
+            change_approved: replaces.is_none(),
+            replaces,
+            registered_seq,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiptState {
     pub bank_reference: String,

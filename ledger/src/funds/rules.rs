@@ -160,20 +160,7 @@ fn account_registered(objects: &mut Objects, context: &Context, account: Account
     }
     let active_key = format!("applicant_account/{}/{}", account.case_number, account.applicant_id);
     let replaces: Option<String> = objects.get(&active_key)?;
-    let state = AccountState {
-        account_id: account.account_id.clone(),
-        case_number: account.case_number,
-        applicant_id: account.applicant_id,
-        bank: account.bank,
-        account_name: account.account_name,
-        account_number_masked: account.account_number_masked,
-        account_number_commitment: account.account_number_commitment,
-        status: AccountStatus::Pending,
-        confirmed: false,
-        change_approved: replaces.is_none(),
-        replaces,
-        registered_seq: context.seq,
-    };
+    let state = AccountState::registered(account, replaces, context.seq);
     let event = if state.replaces.is_some() {
         notify::Event::AccountChanged
     } else {
@@ -189,7 +176,7 @@ fn account_registered(objects: &mut Objects, context: &Context, account: Account
         None,
         masked,
     )?;
-    objects.put(account_key(&account.account_id), &state);
+    objects.put(account_key(&state.account_id), &state);
     Ok(Outcome::New)
 }
 
@@ -222,22 +209,17 @@ fn account_challenge_key(account_id: &str) -> String {
 
 /// The node commits to the code it is about to send the applicant.
 fn account_challenge(objects: &mut Objects, context: &Context, challenge: AccountChallenge) -> Rules {
-    check_code_hash(&challenge.commitment)?;
     let account: AccountState = objects.need(&account_key(&challenge.account_id), "unknown_account", "the account")?;
     if account.confirmed || account.status != AccountStatus::Pending {
         return Err(rule("account", "the account is not waiting for confirmation"));
     }
-    if challenge.expires_ms <= context.timestamp_ms {
-        return Err(rule("sms_confirmation", "the challenge expires before it is recorded"));
-    }
-    let state = ChallengeState {
-        seq: context.seq,
-        commitment: challenge.commitment,
-        expires_ms: challenge.expires_ms,
-    };
-    // A new challenge replaces the previous one: only the latest code counts.
-    objects.put(account_challenge_key(&challenge.account_id), &state);
-    Ok(Outcome::New)
+    record_challenge(
+        objects,
+        context,
+        account_challenge_key(&challenge.account_id),
+        challenge.commitment,
+        challenge.expires_ms,
+    )
 }
 
 /// The applicant's confirmation: recorded by the node with the code the
@@ -884,7 +866,6 @@ fn challenge_key(disbursement_id: &str, step: u32, member_id: &str) -> String {
 
 /// The node commits to the code it is about to send an approver.
 fn sms_challenge(objects: &mut Objects, context: &Context, challenge: SmsChallenge) -> Rules {
-    check_code_hash(&challenge.commitment)?;
     let disbursement: DisbursementState = objects.need(
         &disbursement_key(&challenge.disbursement_id),
         "unknown_disbursement",
@@ -910,19 +891,13 @@ fn sms_challenge(objects: &mut Objects, context: &Context, challenge: SmsChallen
             "this member may not sign a step of this disbursement",
         ));
     }
-    if challenge.expires_ms <= context.timestamp_ms {
-        return Err(rule("sms_confirmation", "the challenge expires before it is recorded"));
-    }
-    let state = ChallengeState {
-        seq: context.seq,
-        commitment: challenge.commitment,
-        expires_ms: challenge.expires_ms,
-    };
-    objects.put(
+    record_challenge(
+        objects,
+        context,
         challenge_key(&challenge.disbursement_id, step, &challenge.member_id),
-        &state,
-    );
-    Ok(Outcome::New)
+        challenge.commitment,
+        challenge.expires_ms,
+    )
 }
 
 /// An approval reveals the code of the node's latest challenge for this
@@ -956,6 +931,28 @@ fn check_sms_reveal(
         "this step and member",
         &sms_commitment(&reveal.salt, &reveal.code, &binding),
     )
+}
+
+/// Keeps the node's commitment at `key`; a new challenge replaces the
+/// previous one, so only the latest code counts.
+fn record_challenge(
+    objects: &mut Objects,
+    context: &Context,
+    key: String,
+    commitment: String,
+    expires_ms: u64,
+) -> Rules {
+    check_code_hash(&commitment)?;
+    if expires_ms <= context.timestamp_ms {
+        return Err(rule("sms_confirmation", "the challenge expires before it is recorded"));
+    }
+    let state = ChallengeState {
+        seq: context.seq,
+        commitment,
+        expires_ms,
+    };
+    objects.put(key, &state);
+    Ok(Outcome::New)
 }
 
 /// Spends the node's challenge at `key` (single use) if `opened`, the
