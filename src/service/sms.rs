@@ -433,19 +433,24 @@ impl Deliverer {
         }
         for chunk in due.chunks_mut(self.options.concurrency.max(1)) {
             let provider = &self.provider;
-            let answers: Vec<Result<String, SendError>> = std::thread::scope(|scope| {
-                let sending: Vec<_> = chunk
-                    .iter()
-                    .map(|(_, _, message)| scope.spawn(move || provider.send(message)))
-                    .collect();
-                sending
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(SendError::transient("the provider client panicked")))
-                    })
-                    .collect()
-            });
+            let answers: Vec<Result<String, SendError>> = if let [(_, _, message)] = &chunk[..] {
+                // One message: no thread for it.
+                vec![provider.send(message)]
+            } else {
+                std::thread::scope(|scope| {
+                    let sending: Vec<_> = chunk
+                        .iter()
+                        .map(|(_, _, message)| scope.spawn(move || provider.send(message)))
+                        .collect();
+                    sending
+                        .into_iter()
+                        .map(|h| {
+                            h.join()
+                                .unwrap_or_else(|_| Err(SendError::transient("the provider client panicked")))
+                        })
+                        .collect()
+                })
+            };
             for ((index, state, _), answer) in chunk.iter_mut().zip(answers) {
                 done[*index] = self.finish(&batch[*index].1, state, answer, now_ms, &mut pass)?;
             }
