@@ -7,8 +7,15 @@
 //!   is durable (WAL synced).
 //! * Concurrent appends are committed together by one writer thread (group
 //!   commit): one signature batch and one sync serve many callers.
-//! * Nothing is ever overwritten or deleted; the writer refuses further
-//!   writes after a failed commit rather than guess what reached the disk.
+//! * Every signature is verified before its append is acknowledged, and no
+//!   reader sees an entry or derived state before that. A group that makes
+//!   no checkpoint and changes no key may be synced while its signatures
+//!   are verified; its batch then carries a `pending` undo record, and if a
+//!   signature fails the group (never acknowledged, never visible) is undone
+//!   at once, or on the next writable open after a crash.
+//! * Apart from such an undo, nothing is ever overwritten or deleted; the
+//!   writer refuses further writes after a failed commit rather than guess
+//!   what reached the disk.
 //! * Opening checks the head against the last entry, the stored frontier and
 //!   the newest checkpoint without replaying the chain; a mismatch opens the
 //!   ledger read-only with the first bad sequence number.
@@ -40,9 +47,6 @@ pub use schema::{Head, LedgerMeta, COLUMN_FAMILIES};
 pub const NODE_KEY_FILE: &str = "node.key";
 /// File name of the node's public key inside the ledger folder.
 pub const NODE_PUB_FILE: &str = "node.pub";
-/// Requests of at most this many records have their signatures checked in
-/// the caller's thread; larger ones are batch-verified by the writer.
-const PREVERIFY_RECORDS_MAX: usize = 8;
 /// RocksDB lives in this subfolder of the ledger folder.
 pub const DB_DIR: &str = "db";
 
@@ -77,6 +81,10 @@ pub struct Options {
     pub verify_threads: usize,
     /// Node private key file; defaults to `<folder>/node.key`.
     pub node_key_path: Option<PathBuf>,
+    /// Testing only: the writer stops, as if the process died, right after
+    /// syncing a group whose signatures are still being verified.
+    #[doc(hidden)]
+    pub halt_after_speculative_write: bool,
 }
 
 impl Default for Options {
@@ -87,6 +95,7 @@ impl Default for Options {
             batch_entries_max: 8192,
             verify_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             node_key_path: None,
+            halt_after_speculative_write: false,
         }
     }
 }
@@ -125,9 +134,12 @@ struct Shared {
     meta: LedgerMeta,
     node_key: PublicKey,
     published: RwLock<Published>,
-    /// Keys as of the last commit, for checking signatures in the caller's
-    /// thread before the writer sees the records.
+    /// Keys as of the last commit.
     keys: RwLock<Arc<Registry>>,
+    /// Held for writing by the writer while a group whose signatures are
+    /// still being checked is on disk, for reading by every reader of
+    /// derived state: nobody reads state an unverified record made.
+    state_gate: RwLock<()>,
 }
 
 impl Shared {
@@ -144,6 +156,10 @@ impl Shared {
             Ok(guard) => Arc::clone(&guard),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
+    }
+
+    fn state_read(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.state_gate.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn cf(&self, name: &str) -> &ColumnFamily {
@@ -296,9 +312,17 @@ impl Ledger {
                 "the node key file does not match the ledger's node key".into(),
             ));
         }
-        match check_on_open(&shared) {
+        match settle_pending_group(&shared).and_then(|()| check_on_open(&shared)) {
             Ok(state) => {
                 shared.publish_keys(&state.registry);
+                // Settling a pending group may have undone it: readers see
+                // the head as checked, not as first read.
+                let published = Published {
+                    size: state.frontier.size(),
+                    root: state.frontier.root(),
+                    checkpoint_size: state.last_checkpoint.as_ref().map_or(0, |c| c.size),
+                };
+                *shared.published.write().unwrap_or_else(|p| p.into_inner()) = published;
                 let signer = note::Signer::new(&shared.meta.origin, node.clone())?;
                 let writer = writer::Handle::start(Arc::clone(&shared), state, signer, clock, options);
                 Ok(Self {
@@ -375,6 +399,7 @@ impl Ledger {
             node_key,
             published: RwLock::new(published),
             keys: RwLock::new(Arc::new(Registry::new(node_key))),
+            state_gate: RwLock::new(()),
         })
     }
 
@@ -433,30 +458,7 @@ impl Ledger {
         if records.is_empty() {
             return Err(Error::InvalidArgument("nothing to append".into()));
         }
-        let writer = self.writer()?;
-        let preverified = records.len() <= PREVERIFY_RECORDS_MAX && self.preverify(&records)?;
-        writer.append(records, preverified)
-    }
-
-    /// Verifies the signatures of a small request here, in the caller's
-    /// thread, so that many concurrent callers verify in parallel while the
-    /// writer syncs. Returns false if a signer is not known yet (the writer
-    /// then verifies). Whether the signer may sign is still the writer's call.
-    fn preverify(&self, records: &[Record]) -> Result<bool> {
-        let keys = self.shared.known_keys();
-        let Some(found) = records
-            .iter()
-            .map(|record| keys.public_key(&record.signer))
-            .collect::<Option<Vec<PublicKey>>>()
-        else {
-            return Ok(false);
-        };
-        for (index, (record, key)) in records.iter().zip(&found).enumerate() {
-            if key.verify_raw(&record.signed_message(), &record.signature).is_err() {
-                return Err(Error::BadSignature { index });
-            }
-        }
-        Ok(true)
+        self.writer()?.append(records)
     }
 
     /// Appends one record; returns its sequence number once durable.
@@ -652,6 +654,7 @@ impl Ledger {
 
     /// Keys and values of derived objects whose key starts with `prefix`.
     pub fn state_objects(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let _gate = self.shared.state_read();
         let cf = self.shared.cf(CF_STATE);
         let mode = IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
         let mut out = Vec::new();
@@ -745,9 +748,13 @@ impl Ledger {
             .join(format!("audit-snapshot-{}-{n}", std::process::id()));
         let result = (|| {
             std::fs::create_dir_all(&copy).map_err(|e| Error::Storage(format!("{}: {e}", copy.display())))?;
-            rocksdb::checkpoint::Checkpoint::new(&self.shared.db)
-                .and_then(|c| c.create_checkpoint(copy.join(DB_DIR)))
-                .map_err(storage)?;
+            {
+                // Never copy a group whose signatures are still being checked.
+                let _gate = self.shared.state_read();
+                rocksdb::checkpoint::Checkpoint::new(&self.shared.db)
+                    .and_then(|c| c.create_checkpoint(copy.join(DB_DIR)))
+                    .map_err(storage)?;
+            }
             let snapshot = Ledger::open_read_only(&copy)?;
             snapshot.audit(Some(self.shared.node_key), threads, &|_| {})
         })();
@@ -865,6 +872,7 @@ impl Ledger {
     /// Notifications queued by the rules, in order, from outbox key `from`
     /// (inclusive), at most `limit`.
     pub fn outbox_from(&self, from: &str, limit: usize) -> Result<Vec<(String, crate::funds::notify::Notification)>> {
+        let _gate = self.shared.state_read();
         let cf = self.shared.cf(CF_STATE);
         let start = if from.is_empty() { "outbox/" } else { from };
         let mode = IteratorMode::From(start.as_bytes(), rocksdb::Direction::Forward);
@@ -951,6 +959,7 @@ struct SharedState<'a>(&'a Shared);
 
 impl crate::state::StateRead for SharedState<'_> {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let _gate = self.0.state_read();
         self.0.db.get_cf(self.0.cf(CF_STATE), key.as_bytes()).map_err(storage)
     }
 }
@@ -998,6 +1007,72 @@ fn last_entry_below(shared: &Shared, bound: u64) -> Result<Option<u64>> {
     } else {
         None
     })
+}
+
+/// Settles a group the writer synced but whose signatures it had not
+/// finished checking when the process stopped: keeps it if every signature
+/// holds, undoes it otherwise (none of it was acknowledged or shown).
+fn settle_pending_group(shared: &Shared) -> Result<()> {
+    let meta_cf = shared.cf(CF_META);
+    let Some(pending) = read_json::<PendingGroup>(&shared.db, meta_cf, META_PENDING, "pending group")? else {
+        return Ok(());
+    };
+    let head: Head = read_json(&shared.db, meta_cf, META_HEAD, "head")?
+        .ok_or_else(|| integrity(0, "head", "the head record is missing"))?;
+    if pending.size != head.size || pending.first_seq >= pending.size || pending.first_seq == 0 {
+        return Err(integrity(
+            pending.first_seq,
+            "pending_group",
+            format!(
+                "the pending group {}..{} does not end at the head ({} entries)",
+                pending.first_seq, pending.size, head.size
+            ),
+        ));
+    }
+    let registry = load_registry(shared)?;
+    let mut valid = true;
+    for seq in pending.first_seq..pending.size {
+        let entry = shared
+            .db
+            .get_cf(shared.cf(CF_ENTRIES), seq_key(seq))
+            .map_err(storage)?
+            .and_then(|bytes| Entry::decode(&bytes).ok());
+        let signed = entry.and_then(|e| {
+            let key = registry.public_key(&e.record.signer)?;
+            Some(key.verify_raw(&e.record.signed_message(), &e.record.signature).is_ok())
+        });
+        if signed != Some(true) {
+            valid = false;
+            break;
+        }
+    }
+    let batch = if valid {
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete_cf(meta_cf, META_PENDING);
+        batch
+    } else {
+        writer::undo_batch(shared, &pending, &head_before(shared, &pending, &head)?)
+    };
+    let mut sync = rocksdb::WriteOptions::default();
+    sync.set_sync(true);
+    shared.db.write_opt(batch, &sync).map_err(storage)
+}
+
+/// The head as it was before `pending`, rebuilt from storage.
+fn head_before(shared: &Shared, pending: &PendingGroup, head: &Head) -> Result<Head> {
+    let seq = pending.first_seq - 1;
+    let bytes = shared
+        .db
+        .get_cf(shared.cf(CF_ENTRIES), seq_key(seq))
+        .map_err(storage)?
+        .ok_or_else(|| integrity(seq, "entry_missing", "the entry before the pending group is missing"))?;
+    let frontier = Frontier::load(&SharedNodes(shared), pending.first_seq)?;
+    Ok(Head::new(
+        &frontier,
+        &Entry::hash_of(&bytes),
+        pending.last_timestamp_ms,
+        head.checkpoint_size,
+    ))
 }
 
 /// The writer's starting state, checked against storage on open.

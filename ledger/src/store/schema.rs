@@ -6,7 +6,7 @@
 //! | `nodes`       | last leaf index (u64 BE) ‖ level (u8) | perfect Merkle node (32 B)    |
 //! | `checkpoints` | tree size (u64 BE)                    | signed checkpoint note (UTF-8)|
 //! | `keys`        | key id (32 B)                         | [`KeyInfo`] JSON              |
-//! | `meta`        | `ledger`, `head`                      | [`LedgerMeta`], [`Head`] JSON |
+//! | `meta`        | `ledger`, `head`, `pending`           | [`LedgerMeta`], [`Head`], [`PendingGroup`] JSON |
 //! | `state`       | object key (`case/…`, `receipt/…`)    | derived object JSON           |
 //!
 //! Nodes are keyed by their last leaf so that they sort in the order a
@@ -27,6 +27,7 @@ pub const COLUMN_FAMILIES: [&str; 6] = [CF_ENTRIES, CF_NODES, CF_CHECKPOINTS, CF
 
 pub const META_LEDGER: &[u8] = b"ledger";
 pub const META_HEAD: &[u8] = b"head";
+pub const META_PENDING: &[u8] = b"pending";
 
 /// Version of this storage layout.
 pub const STORAGE_VERSION: u32 = 1;
@@ -102,4 +103,25 @@ impl Head {
         let nodes = self.frontier.iter().map(|h| hex_hash(h)).collect::<Option<Vec<_>>>()?;
         Frontier::from_parts(self.size, nodes)
     }
+}
+
+/// Written in the same batch as a group whose signatures were still being
+/// checked while the batch was synced (see the storage contract in
+/// `store/mod.rs`): what it takes to undo the group if a signature fails,
+/// here or, after a crash, when the ledger is next opened for writing.
+/// Every later batch replaces or deletes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingGroup {
+    /// Seq of the group's first entry (the size before it).
+    pub first_seq: u64,
+    /// Size after the group. The head before it is rebuilt from the stored
+    /// nodes, entry `first_seq - 1` and `last_timestamp_ms`; the group never
+    /// makes a checkpoint.
+    pub size: u64,
+    /// The head's `last_timestamp_ms` before the group.
+    pub last_timestamp_ms: u64,
+    /// Every derived-state key the group wrote, with its value before the
+    /// group (hex), `None` where there was none.
+    pub state: Vec<(String, Option<String>)>,
 }

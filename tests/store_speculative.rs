@@ -1,0 +1,212 @@
+//! Groups synced while their signatures are still being verified: a bad
+//! signature undoes the group at once, or after a crash on the next
+//! writable open, and leaves neither entries, Merkle nodes nor derived state
+//! behind; a valid group survives the crash.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use caseledger::court::{CaseRecords, Staff};
+use caseledger_ledger::entry::Record;
+use caseledger_ledger::store::{Ledger, Options};
+use caseledger_ledger::Error;
+use common::*;
+
+const CASE: &str = "(2024)苏02执88号";
+
+/// `record` with a signature its signer made over other bytes.
+fn forged(mut record: Record, signer: &caseledger_keys::Identity) -> Record {
+    record.signature = Record::sign(record.kind, b"other bytes".to_vec(), signer).signature;
+    record
+}
+
+fn halting() -> Options {
+    Options {
+        halt_after_speculative_write: true,
+        ..options()
+    }
+}
+
+/// What is stored beyond `size`: entries, Merkle nodes (keyed by last
+/// leaf) and whether a pending-group record is left.
+fn stored_beyond(dir: &Path, size: u64) -> (usize, usize, bool) {
+    let db = raw_db(dir);
+    let count_from = |cf: &str, from: Vec<u8>| {
+        db.iterator_cf(
+            db.cf_handle(cf).expect("cf"),
+            rocksdb::IteratorMode::From(&from, rocksdb::Direction::Forward),
+        )
+        .count()
+    };
+    let entries = count_from("entries", seq_key(size).to_vec());
+    let nodes = count_from("nodes", seq_key(size).to_vec());
+    let pending = db
+        .get_cf(db.cf_handle("meta").expect("meta"), b"pending")
+        .expect("get")
+        .is_some();
+    (entries, nodes, pending)
+}
+
+#[test]
+fn a_bad_signature_is_undone_without_a_trace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    let ledger = create(dir.path(), &keys);
+    let (size, root) = (ledger.size(), ledger.root());
+    let refused = ledger
+        .append_one(forged(note(&keys.writer, 1), &keys.writer))
+        .expect_err("bad signature");
+    assert!(matches!(refused, Error::BadSignature { index: 0 }), "{refused}");
+    assert_eq!((ledger.size(), ledger.root()), (size, root));
+    let seq = ledger.append_one(note(&keys.writer, 2)).expect("next append");
+    assert_eq!(seq, size, "the refused record's place is taken by the next one");
+    ledger.close().expect("close");
+    assert_eq!(stored_beyond(dir.path(), size + 1), (0, 0, false));
+    let report = audit(dir.path());
+    assert!(report.ok, "{:?}", report.first_error);
+    assert_eq!(report.entries, size + 1);
+}
+
+#[test]
+fn valid_requests_grouped_with_forged_ones_are_committed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    let ledger = Arc::new(create(dir.path(), &keys));
+    let writer = Arc::new(keys.writer.clone());
+    let handles: Vec<_> = (0..16u64)
+        .map(|t| {
+            let ledger = Arc::clone(&ledger);
+            let writer = Arc::clone(&writer);
+            std::thread::spawn(move || {
+                let mut accepted = Vec::new();
+                let mut refused = 0;
+                for i in 0..30u64 {
+                    let record = note(&writer, t * 1000 + i);
+                    if t % 4 == 0 && i % 3 == 0 {
+                        let answer = ledger.append_one(forged(record, &writer));
+                        assert!(matches!(answer, Err(Error::BadSignature { index: 0 })), "{answer:?}");
+                        refused += 1;
+                    } else {
+                        accepted.push(ledger.append_one(record).expect("valid append"));
+                    }
+                }
+                (accepted, refused)
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    let mut refused = 0;
+    for handle in handles {
+        let (accepted, bad) = handle.join().expect("thread");
+        seqs.extend(accepted);
+        refused += bad;
+    }
+    seqs.sort_unstable();
+    assert_eq!(refused, 4 * 10);
+    assert_eq!(seqs, (2..2 + 16 * 30 - 40).collect::<Vec<u64>>());
+    let report = ledger.audit(None, 2, &|_| {}).expect("audit");
+    assert!(report.ok, "{:?}", report.first_error);
+    assert_eq!(report.entries, ledger.size());
+}
+
+/// A court ledger with a case, a confirmed account and ¥50,000 received.
+fn court_with_money(dir: &Path) -> (Ledger, Staff) {
+    let (ledger, staff) = court(dir, 13);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append(vec![
+            case.open(1),
+            case.account("acct-1", 1, "6222000011112222"),
+            case.confirm("acct-1"),
+            case.receipt("BANK-88", 5_000_000),
+        ])
+        .expect("setup");
+    (ledger, staff)
+}
+
+#[test]
+fn a_forged_case_fund_record_leaves_derived_state_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court_with_money(dir.path());
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let (size, state) = (ledger.size(), ledger.state_objects("").expect("state"));
+    let request = forged(case.request("d-1", "acct-1", 1_000_000), &staff.officers[0].identity);
+    assert!(matches!(ledger.append_one(request), Err(Error::BadSignature { .. })));
+    assert_eq!(ledger.size(), size);
+    assert_eq!(
+        ledger.state_objects("").expect("state"),
+        state,
+        "derived state unchanged"
+    );
+    // The genuine request still goes through and reserves the money.
+    ledger
+        .append_one(case.request("d-1", "acct-1", 1_000_000))
+        .expect("genuine request");
+    let view = ledger.case_view(CASE, 0).expect("read").expect("case");
+    assert_eq!(
+        (view.case.available_fen, view.case.reserved_fen),
+        (4_000_000, 1_000_000)
+    );
+}
+
+#[test]
+fn after_a_crash_mid_verification_a_valid_group_is_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    create(dir.path(), &keys).close().expect("close");
+    let ledger = Ledger::open(dir.path(), clock(), halting()).expect("open");
+    let size = ledger.size();
+    let stopped = ledger.append_one(note(&keys.writer, 7)).expect_err("halted");
+    assert!(matches!(stopped, Error::Poisoned(_)), "{stopped}");
+    drop(ledger);
+    assert_eq!(stored_beyond(dir.path(), size), (1, 1, true), "written, not settled");
+
+    let reopened = Ledger::open(dir.path(), clock(), options()).expect("reopen");
+    assert!(reopened.corruption().is_none());
+    assert_eq!(reopened.size(), size + 1, "every signature held: the group stays");
+    assert_eq!(reopened.entry(size).expect("entry").record, note(&keys.writer, 7));
+    reopened.close().expect("close");
+    assert!(!stored_beyond(dir.path(), 0).2, "the pending record is cleared");
+    let report = audit(dir.path());
+    assert!(report.ok, "{:?}", report.first_error);
+}
+
+#[test]
+fn after_a_crash_mid_verification_a_forged_group_is_undone_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court_with_money(dir.path());
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger.close().expect("close");
+    let ledger = Ledger::open(dir.path(), clock(), halting()).expect("open");
+    let (size, root, state) = (ledger.size(), ledger.root(), ledger.state_objects("").expect("state"));
+    let request = forged(case.request("d-1", "acct-1", 1_000_000), &staff.officers[0].identity);
+    assert!(matches!(ledger.append_one(request), Err(Error::Poisoned(_))));
+    drop(ledger);
+    assert_eq!(
+        stored_beyond(dir.path(), size).0,
+        1,
+        "the forged entry reached the disk"
+    );
+    // Read-only, nothing is settled: the audit names the forged entry.
+    let report = audit(dir.path());
+    assert!(!report.ok);
+    assert_eq!(report.first_error.expect("error").seq, size);
+
+    let reopened = Ledger::open(dir.path(), clock(), options()).expect("reopen");
+    assert!(reopened.corruption().is_none());
+    assert_eq!((reopened.size(), reopened.root()), (size, root));
+    assert_eq!(
+        reopened.state_objects("").expect("state"),
+        state,
+        "derived state restored"
+    );
+    reopened
+        .append_one(case.request("d-1", "acct-1", 1_000_000))
+        .expect("the genuine request after the undo");
+    reopened.close().expect("close");
+    assert_eq!(stored_beyond(dir.path(), size + 1), (0, 0, false));
+    let report = audit(dir.path());
+    assert!(report.ok, "{:?}", report.first_error);
+}
