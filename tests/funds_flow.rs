@@ -216,16 +216,8 @@ fn unidentified_receipts_are_claimed_into_a_case() {
 #[test]
 fn delays_cancellations_returns_and_key_rotation() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ledger, staff) = court(dir.path(), 5);
+    let (ledger, staff) = court_with_case(dir.path(), 5, CASE, 1, 9_000_000);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger
-        .append(vec![
-            case.open(1),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.confirm("acct-1"),
-            case.receipt("BANK-1", 9_000_000),
-        ])
-        .expect("setup");
     let recorded = case_view(&ledger, 0).receipts[0].receipt.due_ms;
     let delay = DelayApproved {
         request_id: "delay-1".into(),

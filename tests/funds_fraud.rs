@@ -18,17 +18,9 @@ const AMOUNT: u64 = 2_000_000;
 /// A closed court ledger: a case with a confirmed account, ¥80,000
 /// received, and a pending ¥20,000 disbursement "d-1".
 fn setup(dir: &Path) -> Staff {
-    let (ledger, staff) = court(dir, 21);
+    let (ledger, staff) = court_with_case(dir, 21, CASE, 1, 8_000_000);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger
-        .append(vec![
-            case.open(1),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.confirm("acct-1"),
-            case.receipt("BANK-1", 8_000_000),
-            case.request("d-1", "acct-1", AMOUNT),
-        ])
-        .expect("setup");
+    ledger.append_one(case.request("d-1", "acct-1", AMOUNT)).expect("setup");
     let report = ledger.audit(None, 2, &|_| {}).expect("audit");
     assert!(report.ok, "clean before the fraud: {:?}", report.violations);
     ledger.close().expect("close");

@@ -17,17 +17,9 @@ const AMOUNT: u64 = 3_000_000;
 /// A case with one confirmed account, ¥50,000 received and a pending
 /// ¥30,000 disbursement "d-1" (chain: bureau head, finance).
 fn ready(dir: &std::path::Path) -> (Ledger, Staff) {
-    let (ledger, staff) = court(dir, 11);
+    let (ledger, staff) = court_with_case(dir, 11, CASE, 2, 5_000_000);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger
-        .append(vec![
-            case.open(2),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.confirm("acct-1"),
-            case.receipt("BANK-1", 5_000_000),
-            case.request("d-1", "acct-1", AMOUNT),
-        ])
-        .expect("setup");
+    ledger.append_one(case.request("d-1", "acct-1", AMOUNT)).expect("setup");
     (ledger, staff)
 }
 

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use caseledger::court::{CaseRecords, Staff};
+use caseledger::court::CaseRecords;
 use caseledger_ledger::entry::Record;
 use caseledger_ledger::store::{Ledger, Options};
 use caseledger_ledger::Error;
@@ -111,25 +111,10 @@ fn valid_requests_grouped_with_forged_ones_are_committed() {
     assert_eq!(report.entries, ledger.size());
 }
 
-/// A court ledger with a case, a confirmed account and ¥50,000 received.
-fn court_with_money(dir: &Path) -> (Ledger, Staff) {
-    let (ledger, staff) = court(dir, 13);
-    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger
-        .append(vec![
-            case.open(1),
-            case.account("acct-1", 1, "6222000011112222"),
-            case.confirm("acct-1"),
-            case.receipt("BANK-88", 5_000_000),
-        ])
-        .expect("setup");
-    (ledger, staff)
-}
-
 #[test]
 fn a_forged_case_fund_record_leaves_derived_state_as_it_was() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ledger, staff) = court_with_money(dir.path());
+    let (ledger, staff) = court_with_case(dir.path(), 13, CASE, 1, 5_000_000);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     let (size, state) = (ledger.size(), ledger.state_objects("").expect("state"));
     let request = forged(case.request("d-1", "acct-1", 1_000_000), &staff.officers[0].identity);
@@ -176,7 +161,7 @@ fn after_a_crash_mid_verification_a_valid_group_is_kept() {
 #[test]
 fn after_a_crash_mid_verification_a_forged_group_is_undone_on_open() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ledger, staff) = court_with_money(dir.path());
+    let (ledger, staff) = court_with_case(dir.path(), 13, CASE, 1, 5_000_000);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger.close().expect("close");
     let ledger = Ledger::open(dir.path(), clock(), halting()).expect("open");

@@ -134,6 +134,29 @@ pub fn court(dir: &Path, seed: u64) -> (Ledger, caseledger::court::Staff) {
     (ledger, staff)
 }
 
+/// A court ledger (staff from `seed`) with case `case_number` opened for
+/// `applicants` applicants, account "acct-1" (applicant 1) confirmed, and
+/// `received_fen` received under bank reference "BANK-1".
+pub fn court_with_case(
+    dir: &Path,
+    seed: u64,
+    case_number: &str,
+    applicants: u32,
+    received_fen: u64,
+) -> (Ledger, caseledger::court::Staff) {
+    let (ledger, staff) = court(dir, seed);
+    let case = caseledger::court::CaseRecords::new(&staff, &staff.officers[0], case_number);
+    ledger
+        .append(vec![
+            case.open(applicants),
+            case.account("acct-1", 1, "6222000011110001"),
+            case.confirm("acct-1"),
+            case.receipt("BANK-1", received_fen),
+        ])
+        .expect("case with money");
+    (ledger, staff)
+}
+
 /// Appends one record and returns the rule it broke, if it was refused by one.
 pub fn refused_rule(ledger: &Ledger, record: Record) -> String {
     match ledger.append_one(record) {
