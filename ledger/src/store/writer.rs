@@ -275,31 +275,29 @@ impl Inner {
     /// Commits one group under the writer lock; a panic in the writer
     /// poisons it and answers the group with an error instead of hanging.
     fn commit(&self, group: Vec<(Arc<Slot>, Command)>) -> (Vec<(Arc<Slot>, Answer)>, Option<u64>) {
-        let slots: Vec<Arc<Slot>> = group.iter().map(|(slot, _)| Arc::clone(slot)).collect();
-        let kinds: Vec<bool> = group.iter().map(|(_, c)| matches!(c, Command::Append(_))).collect();
+        let slots: Vec<(Arc<Slot>, bool)> = group
+            .iter()
+            .map(|(slot, command)| (Arc::clone(slot), matches!(command, Command::Append(_))))
+            .collect();
         let mut writer = lock(&self.writer);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.commit_commands(group)));
-        match outcome {
-            Ok(answers) => (slots.into_iter().zip(answers).collect(), writer.checkpoint_due_ms()),
+        let answers: Vec<Answer> = match outcome {
+            Ok(answers) => answers,
             Err(_) => {
-                let reason = "the writer panicked; writes refused until the ledger is reopened".to_owned();
-                writer.poisoned = Some(reason.clone());
-                let answers = slots
-                    .into_iter()
-                    .zip(kinds)
-                    .map(|(slot, append)| {
-                        let error = Err(Error::Poisoned(reason.clone()));
-                        let answer = if append {
-                            Answer::Append(error)
-                        } else {
-                            Answer::Checkpoint(Err(Error::Poisoned(reason.clone())))
-                        };
-                        (slot, answer)
+                let reason = "the writer panicked; writes refused until the ledger is reopened";
+                writer.poisoned = Some(reason.to_owned());
+                let failed = || Error::Poisoned(reason.to_owned());
+                slots
+                    .iter()
+                    .map(|(_, append)| match append {
+                        true => Answer::Append(Err(failed())),
+                        false => Answer::Checkpoint(Err(failed())),
                     })
-                    .collect();
-                (answers, None)
+                    .collect()
             }
-        }
+        };
+        let slots = slots.into_iter().map(|(slot, _)| slot);
+        (slots.zip(answers).collect(), writer.checkpoint_due_ms())
     }
 
     /// Queues a time-based checkpoint whenever uncovered entries get old.
