@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use caseledger::court::CaseRecords;
 use caseledger_ledger::entry::Record;
-use caseledger_ledger::store::{Ledger, Options};
+use caseledger_ledger::store::{Ledger, Options, TestHook};
 use caseledger_ledger::Error;
 use common::*;
 
@@ -24,7 +24,7 @@ fn forged(mut record: Record, signer: &caseledger_keys::Identity) -> Record {
 
 fn halting() -> Options {
     Options {
-        halt_after_speculative_write: true,
+        after_speculative_write: Some(TestHook(Arc::new(|| true))),
         ..options()
     }
 }
@@ -194,4 +194,65 @@ fn after_a_crash_mid_verification_a_forged_group_is_undone_on_open() {
     assert_eq!(stored_beyond(dir.path(), size + 1), (0, 0, false));
     let report = audit(dir.path());
     assert!(report.ok, "{:?}", report.first_error);
+}
+
+#[test]
+fn readers_never_see_the_derived_state_of_a_group_being_verified() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court_with_case(dir.path(), 13, CASE, 1, 5_000_000);
+    ledger.close().expect("close");
+    // The writer pauses after syncing the forged group until the test
+    // lets it go on to the verdict.
+    let paused = Arc::new(std::sync::Barrier::new(2));
+    let resume = Arc::new(std::sync::Barrier::new(2));
+    let hook = {
+        let (paused, resume) = (Arc::clone(&paused), Arc::clone(&resume));
+        TestHook(Arc::new(move || {
+            paused.wait();
+            resume.wait();
+            false
+        }))
+    };
+    let options = Options {
+        after_speculative_write: Some(hook),
+        ..options()
+    };
+    let ledger = Arc::new(Ledger::open(dir.path(), clock(), options).expect("open"));
+    let before = ledger.state_objects("").expect("state");
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let request = forged(case.request("d-1", "acct-1", 1_000_000), &staff.officers[0].identity);
+    let appender = {
+        let ledger = Arc::clone(&ledger);
+        std::thread::spawn(move || ledger.append_one(request))
+    };
+    paused.wait();
+    // The forged request's reservation is on disk now; a reader started
+    // here must wait for the verdict and then see the state without it.
+    let (started, reading) = std::sync::mpsc::channel();
+    let reader = {
+        let ledger = Arc::clone(&ledger);
+        std::thread::spawn(move || {
+            started.send(()).expect("signal");
+            (
+                ledger.state_objects("").expect("state"),
+                ledger.outbox_from("", 1000).expect("outbox").len(),
+            )
+        })
+    };
+    reading.recv().expect("reader started");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    resume.wait();
+    assert!(matches!(
+        appender.join().expect("appender"),
+        Err(Error::BadSignature { .. })
+    ));
+    let (seen, outbox) = reader.join().expect("reader");
+    let keys = |state: &[(String, Vec<u8>)]| state.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    assert!(
+        seen == before,
+        "the reader saw state of the forged group: keys {:?}, before {:?}",
+        keys(&seen),
+        keys(&before)
+    );
+    assert_eq!(outbox, ledger.outbox_from("", 1000).expect("outbox").len());
 }

@@ -81,10 +81,22 @@ pub struct Options {
     pub verify_threads: usize,
     /// Node private key file; defaults to `<folder>/node.key`.
     pub node_key_path: Option<PathBuf>,
-    /// Testing only: the writer stops, as if the process died, right after
-    /// syncing a group whose signatures are still being verified.
+    /// Testing only: called right after a group whose signatures are still
+    /// being verified is synced (the derived-state gate held); `true` stops
+    /// the writer there, as if the process died.
     #[doc(hidden)]
-    pub halt_after_speculative_write: bool,
+    pub after_speculative_write: Option<TestHook>,
+}
+
+/// A test hook in [`Options`].
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct TestHook(pub Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for TestHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TestHook")
+    }
 }
 
 impl Default for Options {
@@ -95,7 +107,7 @@ impl Default for Options {
             batch_entries_max: 8192,
             verify_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             node_key_path: None,
-            halt_after_speculative_write: false,
+            after_speculative_write: None,
         }
     }
 }

@@ -612,7 +612,12 @@ impl Writer {
             serde_json::to_vec(&undo).expect("serialisable"),
         );
         self.sync(std::mem::take(&mut built.batch))?;
-        if self.options.halt_after_speculative_write {
+        if self
+            .options
+            .after_speculative_write
+            .as_ref()
+            .is_some_and(|hook| (hook.0)())
+        {
             return Err(Error::Poisoned(
                 "halted after a speculative write (test failpoint)".into(),
             ));
