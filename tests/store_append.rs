@@ -151,20 +151,13 @@ fn revoked_keys_sign_nothing_and_registrations_apply_in_order() {
 fn concurrent_appenders_share_commits_and_get_distinct_sequence_numbers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = Keys::new();
-    let ledger = Arc::new(create(dir.path(), &keys));
-    let writer = Arc::new(keys.writer.clone());
-    let handles: Vec<_> = (0..16u64)
-        .map(|t| {
-            let ledger = Arc::clone(&ledger);
-            let writer = Arc::clone(&writer);
-            std::thread::spawn(move || {
-                (0..40u64)
-                    .map(|i| ledger.append_one(note(&writer, t * 1000 + i)).expect("append"))
-                    .collect::<Vec<u64>>()
-            })
-        })
-        .collect();
-    let mut seqs: Vec<u64> = handles.into_iter().flat_map(|h| h.join().expect("thread")).collect();
+    let ledger = create(dir.path(), &keys);
+    let mut seqs: Vec<u64> = concurrently(16, |t| {
+        (0..40u64)
+            .map(|i| ledger.append_one(note(&keys.writer, t * 1000 + i)).expect("append"))
+            .collect::<Vec<u64>>()
+    })
+    .concat();
     seqs.sort_unstable();
     assert_eq!(seqs, (2..2 + 640).collect::<Vec<u64>>());
     audit_ok(&ledger);

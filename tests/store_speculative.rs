@@ -73,36 +73,25 @@ fn a_bad_signature_is_undone_without_a_trace() {
 fn valid_requests_grouped_with_forged_ones_are_committed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = Keys::new();
-    let ledger = Arc::new(create(dir.path(), &keys));
-    let writer = Arc::new(keys.writer.clone());
-    let handles: Vec<_> = (0..16u64)
-        .map(|t| {
-            let ledger = Arc::clone(&ledger);
-            let writer = Arc::clone(&writer);
-            std::thread::spawn(move || {
-                let mut accepted = Vec::new();
-                let mut refused = 0;
-                for i in 0..30u64 {
-                    let record = note(&writer, t * 1000 + i);
-                    if t % 4 == 0 && i % 3 == 0 {
-                        let answer = ledger.append_one(forged(record, &writer));
-                        assert!(matches!(answer, Err(Error::BadSignature { index: 0 })), "{answer:?}");
-                        refused += 1;
-                    } else {
-                        accepted.push(ledger.append_one(record).expect("valid append"));
-                    }
-                }
-                (accepted, refused)
-            })
-        })
-        .collect();
-    let mut seqs = Vec::new();
-    let mut refused = 0;
-    for handle in handles {
-        let (accepted, bad) = handle.join().expect("thread");
-        seqs.extend(accepted);
-        refused += bad;
-    }
+    let ledger = create(dir.path(), &keys);
+    let writer = &keys.writer;
+    let results = concurrently(16, |t| {
+        let mut accepted = Vec::new();
+        let mut refused = 0;
+        for i in 0..30u64 {
+            let record = note(writer, t * 1000 + i);
+            if t % 4 == 0 && i % 3 == 0 {
+                let answer = ledger.append_one(forged(record, writer));
+                assert!(matches!(answer, Err(Error::BadSignature { index: 0 })), "{answer:?}");
+                refused += 1;
+            } else {
+                accepted.push(ledger.append_one(record).expect("valid append"));
+            }
+        }
+        (accepted, refused)
+    });
+    let refused: usize = results.iter().map(|(_, bad)| bad).sum();
+    let mut seqs: Vec<u64> = results.into_iter().flat_map(|(accepted, _)| accepted).collect();
     seqs.sort_unstable();
     assert_eq!(refused, 4 * 10);
     assert_eq!(seqs, (2..2 + 16 * 30 - 40).collect::<Vec<u64>>());

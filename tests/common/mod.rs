@@ -104,6 +104,16 @@ pub fn fill(ledger: &Ledger, writer: &Identity, count: u64) {
     }
 }
 
+/// Runs `work(t)` on `threads` threads at once and returns what each gave,
+/// in thread order.
+pub fn concurrently<T: Send>(threads: u64, work: impl Fn(u64) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = (0..threads).map(|t| scope.spawn(move || work(t))).collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    })
+}
+
 /// Opens the ledger's RocksDB directly, as an attacker with disk access would.
 pub fn raw_db(dir: &Path) -> rocksdb::DB {
     let mut options = rocksdb::Options::default();
