@@ -110,12 +110,24 @@ impl Client {
 
     /// A signed POST of a JSON `body` to `path`.
     pub fn post_json(&self, path: &str, body: &[u8]) -> anyhow::Result<(u16, serde_json::Value)> {
+        self.post_presigned(path, body, &sign_request(&self.identity, "POST", path, body))
+    }
+
+    /// A POST of a JSON `body` to `path` with signature headers made
+    /// earlier with [`sign_request`] (a load generator signs before it
+    /// starts the clock).
+    pub fn post_presigned(
+        &self,
+        path: &str,
+        body: &[u8],
+        signature: &[(String, String)],
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
         let mut request = self
             .agent
             .post(&format!("{}{path}", self.base))
             .header("content-type", "application/json");
-        for (name, value) in sign_request(&self.identity, "POST", path, body) {
-            request = request.header(&name, &value);
+        for (name, value) in signature {
+            request = request.header(name, value);
         }
         Self::finish(request.send(body)?)
     }
@@ -134,14 +146,6 @@ impl Client {
 
     /// A signed write of `records`, which must be signed by this member.
     pub fn write(&self, records: &[Record]) -> anyhow::Result<(u16, serde_json::Value)> {
-        let body = write_body(records);
-        let mut request = self
-            .agent
-            .post(&format!("{}/v1/records", self.base))
-            .header("content-type", "application/json");
-        for (name, value) in sign_request(&self.identity, "POST", "/v1/records", &body) {
-            request = request.header(&name, &value);
-        }
-        Self::finish(request.send(&body[..])?)
+        self.post_json("/v1/records", &write_body(records))
     }
 }
