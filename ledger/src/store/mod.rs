@@ -21,6 +21,7 @@
 //!   ledger read-only with the first bad sequence number.
 
 mod schema;
+mod verify;
 mod writer;
 
 use std::path::{Path, PathBuf};
