@@ -433,18 +433,32 @@ fn twilio_client_sends_what_twilio_accepts_and_tells_refusals_from_outages() {
 const CASE: &str = "(2026)苏02执7号";
 const MINUTE_MS: u64 = 60_000;
 
-#[test]
-fn a_long_aliyun_outage_waits_then_delivers_and_the_limit_dead_letters() {
-    let (emulator, endpoint, _runtime) = aliyun_emulator();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (ledger, staff) = common::court(dir.path(), 71);
+/// A court with one case and a receipt; the applicant's phone is on file.
+/// Returns the ledger, the staff and the first notification queued.
+fn case_with_a_notification(
+    dir: &std::path::Path,
+    seed: u64,
+) -> (
+    Arc<caseledger_ledger::store::Ledger>,
+    caseledger::court::Staff,
+    caseledger_ledger::funds::notify::Notification,
+) {
+    let (ledger, staff) = common::court(dir, seed);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
         .append(vec![case.open(1), case.receipt("BANK-1", 123_456)])
         .expect("case and receipt");
-    let ledger = Arc::new(ledger);
     let (_, first) = ledger.outbox_from("", 1).expect("outbox").remove(0);
     sms::put_contact(&ledger, &first.recipient, "13900000001").expect("contact");
+    (Arc::new(ledger), staff, first)
+}
+
+#[test]
+fn a_long_aliyun_outage_waits_then_delivers_and_the_limit_dead_letters() {
+    let (emulator, endpoint, _runtime) = aliyun_emulator();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff, first) = case_with_a_notification(dir.path(), 71);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     let options = DeliveryOptions {
         attempts_max: 20,
         backoff_first_ms: 1_000,
@@ -556,14 +570,7 @@ fn twilio_signs(url: &str, params: &BTreeMap<String, String>, token: &str) -> St
 fn delivery_reports_come_back_to_the_service_and_forgeries_change_nothing() {
     let (_emulator, endpoint, _aliyun) = aliyun_emulator();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ledger, staff) = common::court(dir.path(), 72);
-    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger
-        .append(vec![case.open(1), case.receipt("BANK-1", 123_456)])
-        .expect("case and receipt");
-    let ledger = Arc::new(ledger);
-    let (_, notification) = ledger.outbox_from("", 1).expect("outbox").remove(0);
-    sms::put_contact(&ledger, &notification.recipient, "13900000001").expect("contact");
+    let (ledger, staff, notification) = case_with_a_notification(dir.path(), 72);
     let provider: Arc<dyn SmsProvider> = Arc::new(aliyun_provider(&endpoint, ALIYUN_SECRET));
     Deliverer::new(Arc::clone(&ledger), provider, DeliveryOptions::default())
         .run_once(1_000)

@@ -128,13 +128,18 @@ pub fn seq_key(seq: u64) -> [u8; 8] {
 /// A court ledger: genesis with the staff administrator, every member
 /// enrolled, the example policy in force.
 pub fn court(dir: &Path, seed: u64) -> (Ledger, caseledger::court::Staff) {
+    court_with_clock(dir, seed, clock())
+}
+
+/// [`court`] with the test's own clock.
+pub fn court_with_clock(dir: &Path, seed: u64, clock: Arc<TestClock>) -> (Ledger, caseledger::court::Staff) {
     let staff = caseledger::court::Staff::from_seed(seed);
     let ledger = Ledger::create(
         dir,
         ORIGIN,
         &Identity::from_seed([1; 32]),
         &[("administrator".to_owned(), staff.administrator.identity.public_key())],
-        clock(),
+        clock,
         options(),
     )
     .expect("create court ledger");
@@ -220,17 +225,7 @@ pub fn audit(dir: &Path) -> caseledger_ledger::audit::AuditReport {
 /// for every approval step and account confirmation.
 pub fn court_requiring_sms(dir: &Path, seed: u64, clock: Arc<TestClock>) -> (Ledger, caseledger::court::Staff) {
     use caseledger_ledger::funds::model::KIND_POLICY_SET;
-    let staff = caseledger::court::Staff::from_seed(seed);
-    let ledger = Ledger::create(
-        dir,
-        ORIGIN,
-        &Identity::from_seed([1; 32]),
-        &[("administrator".to_owned(), staff.administrator.identity.public_key())],
-        clock,
-        options(),
-    )
-    .expect("create court ledger");
-    ledger.append(staff.setup_records()).expect("enrol staff");
+    let (ledger, staff) = court_with_clock(dir, seed, clock);
     let mut policy = caseledger::court::example_policy("policy-2", 2);
     policy.sms_confirmation_required = true;
     ledger
