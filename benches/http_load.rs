@@ -24,6 +24,11 @@ use caseledger_ledger::entry::Record;
 use caseledger_ledger::funds::model::{Channel, ReceiptRecorded, KIND_RECEIPT_RECORDED};
 use caseledger_ledger::store::{Ledger, Options, SystemClock};
 
+/// The allocator of the `caseledger` binary (src/main.rs), so that the
+/// figures are those of the service.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Writes per run, spread over the clients (about 5 s at the rates seen).
 const WRITES_PER_RUN: usize = 32_768;
 
@@ -66,18 +71,22 @@ fn run(address: &str, finance: &Identity, clients: usize, offset: usize) -> (f64
             let client = Client::new(address, finance.clone());
             let requests = presigned(finance, offset + c, per_client);
             let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                barrier.wait();
-                requests
-                    .iter()
-                    .map(|(body, headers)| {
-                        let began = Instant::now();
-                        let (status, answer) = client.post_presigned("/v1/records", body, headers).expect("request");
-                        assert_eq!(status, 201, "{answer}");
-                        began.elapsed()
-                    })
-                    .collect::<Vec<Duration>>()
-            })
+            std::thread::Builder::new()
+                .name(format!("load-client-{c}"))
+                .spawn(move || {
+                    barrier.wait();
+                    requests
+                        .iter()
+                        .map(|(body, headers)| {
+                            let began = Instant::now();
+                            let (status, answer) =
+                                client.post_presigned("/v1/records", body, headers).expect("request");
+                            assert_eq!(status, 201, "{answer}");
+                            began.elapsed()
+                        })
+                        .collect::<Vec<Duration>>()
+                })
+                .expect("client thread")
         })
         .collect();
     barrier.wait();
@@ -130,7 +139,12 @@ fn main() {
 
     println!("signed single-record writes over HTTP ({WRITES_PER_RUN} per run, pre-signed):");
     println!("| clients | writes/s | p50 | p99 |");
+    // `cargo bench --bench http_load -- 64` runs only the given client counts.
+    let only: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     for (i, clients) in [1usize, 16, 64].into_iter().enumerate() {
+        if !only.is_empty() && !only.contains(&clients) {
+            continue;
+        }
         let (rate, p50, p99) = run(&address, &staff.finance.identity, clients, i * 1000);
         println!(
             "| {clients} | {rate:.0} | {:.2} ms | {:.2} ms |",

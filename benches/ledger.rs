@@ -17,6 +17,11 @@ use caseledger_ledger::record::{self, KeyRegistered, KeyText};
 use caseledger_ledger::store::{Ledger, Options, SystemClock};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
+/// The allocator of the `caseledger` binary (src/main.rs), so that the
+/// figures are those of the service.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PAYLOAD_BYTES: usize = 300;
 
 fn payload(n: u64) -> Vec<u8> {

@@ -15,6 +15,11 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// mimalloc instead of glibc malloc: the HTTP path allocates per request,
+/// and glibc's malloc/free took about 10 % of the server's CPU under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.run() {
