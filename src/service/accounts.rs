@@ -118,10 +118,7 @@ pub(super) async fn challenge(
     let record = state
         .ledger
         .sign_as_node(KIND_ACCOUNT_CHALLENGE, serde_json::to_vec(&payload).expect("json"))?;
-    let ledger = state.ledger.clone();
-    let seq = tokio::task::spawn_blocking(move || ledger.append_one(record))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let seq = state.append_one(record).await?;
     PrivateChallenge::new(&state, seq, &code, expires_ms, Some(salt)).store(&state, &private_key(&id))?;
     let phone = String::from_utf8_lossy(&phone).into_owned();
     let params = [
@@ -215,11 +212,8 @@ pub(super) async fn confirm(
     let record = state
         .ledger
         .sign_as_node(KIND_ACCOUNT_CONFIRMED, serde_json::to_vec(&payload).expect("json"))?;
-    let ledger = state.ledger.clone();
     // The ledger spends the commitment: a second use is refused by the rules.
-    let seq = tokio::task::spawn_blocking(move || ledger.append_one(record))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let seq = state.append_one(record).await?;
     let account = self::account(&state, &id)?;
     let status = match account.status {
         AccountStatus::Active => "active",
@@ -294,10 +288,7 @@ pub(super) async fn issue_applicant_code(
         .private_get(&super::sms::contact_key(&recipient))?
         .ok_or_else(|| refuse("sms_confirmation", "no phone number is on file for this applicant"))?;
     let phone = String::from_utf8_lossy(&phone).into_owned();
-    let ledger = state.ledger.clone();
-    let seq = tokio::task::spawn_blocking(move || ledger.append_one(record))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let seq = state.append_one(record).await?;
     let params = [
         ("case", issued.case_number.clone()),
         ("code", code),

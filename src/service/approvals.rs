@@ -202,10 +202,7 @@ pub(super) async fn challenge(
     let record = state
         .ledger
         .sign_as_node(KIND_SMS_CHALLENGE, serde_json::to_vec(&payload).expect("json"))?;
-    let ledger = state.ledger.clone();
-    let seq = tokio::task::spawn_blocking(move || ledger.append_one(record))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let seq = state.append_one(record).await?;
     PrivateChallenge::new(&state, seq, &code, expires_ms, None)
         .store(&state, &private_key(&id, n, &member.member_id))?;
     let phone = String::from_utf8_lossy(&phone).into_owned();

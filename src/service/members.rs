@@ -200,10 +200,7 @@ pub(super) async fn write_records(
             }
         }
     }
-    let ledger = state.ledger.clone();
-    let appended = tokio::task::spawn_blocking(move || ledger.append(records))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let appended = state.ledger.append_async(records).await?;
     metrics::counter!("caseledger_appended_entries_total").increment(appended.count);
     let status = if appended.count == 0 {
         StatusCode::OK

@@ -72,6 +72,12 @@ impl AppState {
         self.challenge_limiter.check_key(&key).is_ok() && self.challenge_hourly_limiter.check_key(&key).is_ok()
     }
 
+    /// Appends one record and returns its seq once durable, without
+    /// blocking a runtime thread (the ledger's writer thread leads the group).
+    pub async fn append_one(&self, record: caseledger_ledger::entry::Record) -> Result<u64, problem::ApiError> {
+        Ok(self.ledger.append_async(vec![record]).await?.seqs[0])
+    }
+
     /// Approval codes live `ttl_ms`.
     pub fn with_code_ttl_ms(mut self, ttl_ms: u64) -> Self {
         self.code_ttl_ms = ttl_ms;

@@ -43,6 +43,7 @@ use crate::{Error, Result};
 
 use schema::*;
 pub use schema::{Head, LedgerMeta, COLUMN_FAMILIES};
+pub use writer::AppendFuture;
 
 /// File name of the node's private key inside the ledger folder.
 pub const NODE_KEY_FILE: &str = "node.key";
@@ -472,6 +473,20 @@ impl Ledger {
             return Err(Error::InvalidArgument("nothing to append".into()));
         }
         self.writer()?.append(records)
+    }
+
+    /// [`Ledger::append`] for async callers, without blocking a thread: the
+    /// same group commit, led for them by the writer thread. The future
+    /// owns what it needs (it may outlive `self`) and resolves once the
+    /// records are durable, or refused; dropping it does not withdraw them.
+    pub fn append_async(&self, records: Vec<Record>) -> AppendFuture {
+        if records.is_empty() {
+            return AppendFuture::refused(Error::InvalidArgument("nothing to append".into()));
+        }
+        match self.writer() {
+            Ok(writer) => writer.append_async(records),
+            Err(e) => AppendFuture::refused(e),
+        }
     }
 
     /// Appends one record; returns its sequence number once durable.

@@ -1,0 +1,147 @@
+//! `Ledger::append_async`: the group commit for async callers (the HTTP
+//! handlers), led by the ledger's writer thread, beside blocking callers.
+
+mod common;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use caseledger_ledger::store::{Ledger, Options};
+use caseledger_ledger::Error;
+use common::*;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("runtime")
+}
+
+/// Polls `future` once, as a runtime does when a task first runs.
+fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::pin::Pin::new(future).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// Runs `future` to completion, failing the test instead of hanging if it
+/// is never answered.
+fn wait<F: Future>(runtime: &tokio::runtime::Runtime, future: F) -> F::Output {
+    runtime
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(20), future).await })
+        .expect("answered within 20 s")
+}
+
+fn audit_ok(ledger: &Ledger) {
+    let report = ledger.audit(None, 2, &|_| {}).expect("audit runs");
+    assert!(report.ok, "audit failed: {:?}", report.first_error);
+    assert_eq!(report.entries, ledger.size());
+}
+
+#[test]
+fn async_and_blocking_appenders_share_commits_and_get_distinct_seqs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Arc::new(Keys::new());
+    let ledger = Arc::new(create(dir.path(), &keys));
+    let runtime = runtime();
+    let tasks: Vec<_> = (0..64u64)
+        .map(|t| {
+            let (ledger, keys) = (Arc::clone(&ledger), Arc::clone(&keys));
+            runtime.spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..8 {
+                    let appended = ledger
+                        .append_async(vec![note(&keys.writer, t * 1000 + i)])
+                        .await
+                        .expect("async append");
+                    assert_eq!(appended.count, 1);
+                    seqs.push(appended.first_seq);
+                }
+                seqs
+            })
+        })
+        .collect();
+    // Blocking callers at the same time, leading groups of their own.
+    let mut seqs: Vec<u64> = concurrently(8, |t| {
+        (0..8u64)
+            .map(|i| {
+                ledger
+                    .append_one(note(&keys.writer, 900_000 + t * 1000 + i))
+                    .expect("append")
+            })
+            .collect::<Vec<u64>>()
+    })
+    .concat();
+    for task in tasks {
+        seqs.extend(wait(&runtime, task).expect("task"));
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (2..2 + 64 * 8 + 8 * 8).collect::<Vec<u64>>());
+    audit_ok(&ledger);
+}
+
+#[test]
+fn async_refusals_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    let ledger = create(dir.path(), &keys);
+    let (size, root) = (ledger.size(), ledger.root());
+    let runtime = runtime();
+
+    let empty = wait(&runtime, ledger.append_async(Vec::new())).expect_err("empty");
+    assert!(matches!(empty, Error::InvalidArgument(_)), "{empty}");
+    let mut forged = note(&keys.writer, 1);
+    forged.payload[5] ^= 1;
+    let bad = wait(&runtime, ledger.append_async(vec![note(&keys.writer, 2), forged])).expect_err("forged");
+    assert!(matches!(bad, Error::BadSignature { index: 1 }), "{bad}");
+    let unknown = wait(&runtime, ledger.append_async(vec![note(&keys.other, 3)])).expect_err("unknown key");
+    assert!(matches!(unknown, Error::Rejected { index: 0, .. }), "{unknown}");
+    assert_eq!((ledger.size(), ledger.root()), (size, root));
+    ledger.close().expect("close");
+
+    let read_only = Ledger::open_read_only(dir.path()).expect("read-only open");
+    let refused = wait(&runtime, read_only.append_async(vec![note(&keys.writer, 4)])).expect_err("read-only");
+    assert!(matches!(refused, Error::ReadOnly), "{refused}");
+    assert_eq!((read_only.size(), read_only.root()), (size, root));
+}
+
+#[test]
+fn a_dropped_async_append_is_still_committed_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    let ledger = create(dir.path(), &keys);
+    let mut dropped = ledger.append_async(vec![note(&keys.writer, 1)]);
+    assert!(poll_once(&mut dropped).is_pending(), "queued, not yet durable");
+    drop(dropped);
+    // Queued after it: answered only once the dropped one is written.
+    let later = wait(&runtime(), ledger.append_async(vec![note(&keys.writer, 2)])).expect("later append");
+    assert_eq!(later.first_seq, 3);
+    assert_eq!(ledger.entry(2).expect("entry 2").record, note(&keys.writer, 1));
+    audit_ok(&ledger);
+}
+
+#[test]
+fn closing_the_ledger_answers_every_queued_async_append() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    let ledger = create(dir.path(), &keys);
+    let mut queued: Vec<_> = (0..32)
+        .map(|n| ledger.append_async(vec![note(&keys.writer, n)]))
+        .collect();
+    for future in &mut queued {
+        assert!(poll_once(future).is_pending());
+    }
+    ledger.close().expect("close");
+    let runtime = runtime();
+    let mut seqs: Vec<u64> = queued
+        .into_iter()
+        .map(|future| wait(&runtime, future).expect("answered before the close").first_seq)
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (2..34).collect::<Vec<u64>>());
+    let reopened = Ledger::open(dir.path(), clock(), Options::default()).expect("reopen");
+    assert_eq!(reopened.size(), 34);
+    let late = wait(&runtime, reopened.append_async(vec![note(&keys.writer, 99)])).expect("append after reopen");
+    assert_eq!(late.first_seq, 34);
+    audit_ok(&reopened);
+}
