@@ -228,6 +228,70 @@ async fn bad_requests_get_their_problem_type_and_write_nothing() {
 }
 
 #[tokio::test]
+async fn a_forged_request_signature_writes_nothing_and_spends_no_nonce() {
+    let f = fixture(8 * 1024);
+    let officer = &f.staff.officers[0];
+    let case = CaseRecords::new(&f.staff, officer, CASE);
+    let size = f.state.ledger.size();
+    let body = write_body(&[case.open(1)]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
+    let nonce = "nonce-of-a-genuine-request-0001";
+    let genuine = httpsig::sign(&officer.identity, "POST", "/v1/records", None, &body, now, nonce);
+    // The same headers (key id, nonce) with a signature over other bytes:
+    // checked with the ledger group, refused, nothing written.
+    let forged_signature = format!(
+        "sig1=:{}:",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            officer.identity.sign_raw(b"other bytes").to_bytes()
+        )
+    );
+    let forged: Vec<(String, String)> = genuine
+        .iter()
+        .map(|(name, value)| match name.as_str() {
+            "signature" => (name.clone(), forged_signature.clone()),
+            _ => (name.clone(), value.clone()),
+        })
+        .collect();
+    let (status, value) = send(&f.state, "POST", "/v1/records", &forged, body.clone()).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:bad-signature")
+    );
+    // A forged request with a record the service refuses before the
+    // ledger: still `unauthorized`, not a description of the body.
+    let bad_body = serde_json::to_vec(&serde_json::json!({
+        "records": [{"kind": KIND_CASE_OPENED, "payload": "{}", "signature": "not base64"}]
+    }))
+    .expect("json");
+    let mut headers = sign_request(&officer.identity, "POST", "/v1/records", &bad_body);
+    for (name, value) in &mut headers {
+        if name == "signature" {
+            value.clone_from(&forged_signature);
+        }
+    }
+    let (status, value) = send(&f.state, "POST", "/v1/records", &headers, bad_body).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:bad-signature")
+    );
+    assert_eq!(f.state.ledger.size(), size, "nothing was written");
+
+    // The forgery did not spend the genuine request's nonce.
+    let (status, value) = send(&f.state, "POST", "/v1/records", &genuine, body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{value}");
+    assert_eq!(f.state.ledger.size(), size + 1);
+    let (status, value) = send(&f.state, "POST", "/v1/records", &genuine, body).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:replay")
+    );
+}
+
+#[tokio::test]
 async fn rules_answer_with_their_names_and_roles_with_wrong_role() {
     let f = fixture(256 * 1024);
     let officer = &f.staff.officers[0];

@@ -1,36 +1,15 @@
 //! `Ledger::append_async`: the group commit for async callers (the HTTP
-//! handlers), led by the ledger's writer thread, beside blocking callers.
+//! handlers), led by the ledger's writer thread, beside blocking callers;
+//! and `append_authorized`, whose request signatures are verified with the
+//! group's batch.
 
 mod common;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
 use caseledger_ledger::store::{Ledger, Options};
 use caseledger_ledger::Error;
 use common::*;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .expect("runtime")
-}
-
-/// Polls `future` once, as a runtime does when a task first runs.
-fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
-    std::pin::Pin::new(future).poll(&mut Context::from_waker(Waker::noop()))
-}
-
-/// Runs `future` to completion, failing the test instead of hanging if it
-/// is never answered.
-fn wait<F: Future>(runtime: &tokio::runtime::Runtime, future: F) -> F::Output {
-    runtime
-        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(20), future).await })
-        .expect("answered within 20 s")
-}
 
 fn audit_ok(ledger: &Ledger) {
     let report = ledger.audit(None, 2, &|_| {}).expect("audit runs");
@@ -144,4 +123,84 @@ fn closing_the_ledger_answers_every_queued_async_append() {
     let late = wait(&runtime, reopened.append_async(vec![note(&keys.writer, 99)])).expect("append after reopen");
     assert_eq!(late.first_seq, 34);
     audit_ok(&reopened);
+}
+
+#[test]
+fn a_bad_request_signature_refuses_the_request_before_any_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    let ledger = create(dir.path(), &keys);
+    let (size, root) = (ledger.size(), ledger.root());
+    let runtime = runtime();
+    let mut forged = authorization(&keys.writer, b"POST /v1/records");
+    forged.message = b"POST /v1/other".to_vec();
+    let refused = wait(
+        &runtime,
+        ledger.append_authorized(vec![note(&keys.writer, 1)], Some(forged.clone())),
+    )
+    .expect_err("forged request signature");
+    assert!(matches!(refused, Error::BadRequestSignature), "{refused}");
+    // Also when a rule would refuse the record (its key is not registered).
+    let refused = wait(
+        &runtime,
+        ledger.append_authorized(vec![note(&keys.other, 2)], Some(forged)),
+    )
+    .expect_err("forged, and refused by a rule");
+    assert!(matches!(refused, Error::BadRequestSignature), "{refused}");
+    let unknown = wait(
+        &runtime,
+        ledger.append_authorized(
+            vec![note(&keys.writer, 3)],
+            Some(authorization(&keys.other, b"request")),
+        ),
+    )
+    .expect_err("request signed by an unregistered key");
+    assert!(matches!(unknown, Error::BadRequestSignature), "{unknown}");
+    assert_eq!((ledger.size(), ledger.root()), (size, root));
+
+    let appended = wait(
+        &runtime,
+        ledger.append_authorized(
+            vec![note(&keys.writer, 4)],
+            Some(authorization(&keys.writer, b"request")),
+        ),
+    )
+    .expect("genuine request");
+    assert_eq!(appended.first_seq, size);
+    audit_ok(&ledger);
+}
+
+#[test]
+fn requests_grouped_with_forged_request_signatures_are_committed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Arc::new(Keys::new());
+    let ledger = Arc::new(create(dir.path(), &keys));
+    let runtime = runtime();
+    let tasks: Vec<_> = (0..48u64)
+        .map(|t| {
+            let (ledger, keys) = (Arc::clone(&ledger), Arc::clone(&keys));
+            runtime.spawn(async move {
+                let message = format!("request {t}").into_bytes();
+                let mut signed = authorization(&keys.writer, &message);
+                if t % 4 == 0 {
+                    signed.signature = keys.writer.sign_raw(b"another request");
+                }
+                let answer = ledger
+                    .append_authorized(vec![note(&keys.writer, t)], Some(signed))
+                    .await;
+                (t, answer)
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        match wait(&runtime, task).expect("task") {
+            (t, Err(Error::BadRequestSignature)) if t % 4 == 0 => {}
+            (t, Ok(appended)) if t % 4 != 0 => seqs.push(appended.first_seq),
+            (t, answer) => panic!("request {t}: {answer:?}"),
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (2..2 + 36).collect::<Vec<u64>>());
+    audit_ok(&ledger);
 }

@@ -186,6 +186,36 @@ fn after_a_crash_mid_verification_a_forged_group_is_undone_on_open() {
 }
 
 #[test]
+fn after_a_crash_mid_verification_request_signatures_are_checked_again_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    create(dir.path(), &keys).close().expect("close");
+    let runtime = runtime();
+    let size = 2;
+    for (genuine, kept) in [(true, size + 1), (false, size + 1)] {
+        let ledger = Ledger::open(dir.path(), clock(), halting()).expect("open");
+        let mut signed = authorization(&keys.writer, b"POST /v1/records");
+        if !genuine {
+            signed.signature = keys.writer.sign_raw(b"POST /v1/elsewhere");
+        }
+        let record = note(&keys.writer, 7 + u64::from(genuine));
+        let stopped = wait(&runtime, ledger.append_authorized(vec![record], Some(signed))).expect_err("halted");
+        assert!(matches!(stopped, Error::Poisoned(_)), "{stopped}");
+        drop(ledger);
+        assert!(stored_beyond(dir.path(), 0).2, "written, not settled");
+        // Every record signature holds: only the request signature decides.
+        let reopened = Ledger::open(dir.path(), clock(), options()).expect("reopen");
+        assert!(reopened.corruption().is_none());
+        assert_eq!(reopened.size(), kept, "genuine: {genuine}");
+        reopened.close().expect("close");
+        assert!(!stored_beyond(dir.path(), 0).2, "the pending record is cleared");
+    }
+    let report = audit(dir.path());
+    assert!(report.ok, "{:?}", report.first_error);
+    assert_eq!(report.entries, size + 1);
+}
+
+#[test]
 fn readers_never_see_the_derived_state_of_a_group_being_verified() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court_with_case(dir.path(), 13, CASE, 1, 5_000_000);

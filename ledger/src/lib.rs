@@ -58,6 +58,10 @@ pub enum Error {
     /// A record's signature did not verify; nothing was written.
     #[error("record {index} refused: signature does not verify")]
     BadSignature { index: usize },
+    /// The signature of the request that carried the records (an HTTP
+    /// request signature) did not verify; nothing was written.
+    #[error("the request signature does not verify")]
+    BadRequestSignature,
     /// A caller's argument is out of range.
     #[error("{0}")]
     InvalidArgument(String),

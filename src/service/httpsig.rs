@@ -200,6 +200,13 @@ impl NonceCache {
         }
         seen.insert(format!("{key}/{nonce}"), created).is_none()
     }
+
+    /// Forgets a nonce spent by a request whose signature then failed, so
+    /// that a forgery cannot burn the nonce of a genuine request.
+    fn remove(&self, key: &str, nonce: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.remove(&format!("{key}/{nonce}"));
+    }
 }
 
 /// A request whose signature verified.
@@ -220,6 +227,79 @@ pub fn verify(
     nonces: &NonceCache,
     lookup: impl Fn(&KeyId) -> Option<PublicKey>,
 ) -> Result<Verified, AuthError> {
+    check(parts, body, signature_input, signature, now, lookup)?.verify(nonces, now)
+}
+
+/// A request whose signature headers are complete, fresh, over the right
+/// components and by a known key, and whose signature is not verified yet.
+pub struct Unverified {
+    pub key_id: KeyId,
+    pub key: PublicKey,
+    /// The signature base (RFC 9421 §2.5): the signed message.
+    pub base: String,
+    pub signature: Signature,
+    key_text: String,
+    nonce: String,
+    created: u64,
+}
+
+/// A nonce spent by a request whose signature is still to be verified
+/// (with the ledger group that writes its records).
+#[must_use = "release the nonce if the signature fails"]
+pub struct SpentNonce {
+    key_text: String,
+    nonce: String,
+}
+
+impl SpentNonce {
+    /// The signature failed: the nonce was not the signer's to spend.
+    pub fn release(self, nonces: &NonceCache) {
+        nonces.remove(&self.key_text, &self.nonce);
+    }
+}
+
+impl Unverified {
+    /// Verifies the signature, then spends the nonce.
+    pub fn verify(self, nonces: &NonceCache, now: u64) -> Result<Verified, AuthError> {
+        self.key
+            .verify_raw(self.base.as_bytes(), &self.signature)
+            .map_err(|_| AuthError::BadSignature)?;
+        // The signature holds: the nonce stays spent.
+        let _spent = self.spend(nonces, now)?;
+        Ok(Verified {
+            key_id: self.key_id,
+            key: self.key,
+        })
+    }
+
+    /// Spends the nonce now and leaves the signature to the caller, who
+    /// must verify it before acting on the request and release the nonce
+    /// if it fails.
+    pub fn defer(self, nonces: &NonceCache, now: u64) -> Result<(Self, SpentNonce), AuthError> {
+        let spent = self.spend(nonces, now)?;
+        Ok((self, spent))
+    }
+
+    fn spend(&self, nonces: &NonceCache, now: u64) -> Result<SpentNonce, AuthError> {
+        if !nonces.insert(&self.key_text, &self.nonce, self.created, now) {
+            return Err(AuthError::Replay);
+        }
+        Ok(SpentNonce {
+            key_text: self.key_text.clone(),
+            nonce: self.nonce.clone(),
+        })
+    }
+}
+
+/// Everything [`verify`] checks except the signature itself and the nonce.
+pub fn check(
+    parts: &RequestParts,
+    body: &[u8],
+    signature_input: Option<&str>,
+    signature: Option<&str>,
+    now: u64,
+    lookup: impl Fn(&KeyId) -> Option<PublicKey>,
+) -> Result<Unverified, AuthError> {
     let input = parse_input(signature_input.ok_or_else(|| malformed("Signature-Input header required"))?)?;
     let required = covered(parts);
     if !body.is_empty() && parts.content_digest.is_none() {
@@ -249,12 +329,15 @@ pub fn verify(
         .and_then(|s| BASE64.decode(s).ok())
         .and_then(|b| <[u8; 64]>::try_from(b).ok())
         .ok_or_else(|| malformed("Signature header must be sig1=:<base64>:"))?;
-    key.verify_raw(base.as_bytes(), &Signature::from_bytes(&bytes))
-        .map_err(|_| AuthError::BadSignature)?;
-    if !nonces.insert(&input.key_id, &input.nonce, input.created, now) {
-        return Err(AuthError::Replay);
-    }
-    Ok(Verified { key_id, key })
+    Ok(Unverified {
+        key_id,
+        key,
+        base,
+        signature: Signature::from_bytes(&bytes),
+        key_text: input.key_id,
+        nonce: input.nonce,
+        created: input.created,
+    })
 }
 
 #[cfg(test)]

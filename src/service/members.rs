@@ -15,10 +15,11 @@ use caseledger_keys::{KeyId, Signature};
 use caseledger_ledger::entry::Record;
 use caseledger_ledger::funds::model::Role;
 use caseledger_ledger::registry::KeyInfo;
+use caseledger_ledger::store::Authorization;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::httpsig::{self, AuthError, RequestParts};
+use super::httpsig::{self, AuthError, RequestParts, SpentNonce, Unverified};
 use super::problem::{ApiError, Problem};
 use super::AppState;
 
@@ -35,36 +36,11 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Authenticates a request; returns the member's key id and key info.
-pub(super) fn authenticate(
-    state: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(KeyId, KeyInfo), ApiError> {
-    let keys = state.ledger.keys();
-    let parts = RequestParts {
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query(),
-        content_digest: header(headers, "content-digest"),
-    };
-    let verified = httpsig::verify(
-        &parts,
-        body,
-        header(headers, "signature-input"),
-        header(headers, "signature"),
-        unix_now(),
-        &state.nonces,
-        |id| keys.public_key(id),
-    )
-    .map_err(|e| match e {
+fn auth_error(error: AuthError) -> ApiError {
+    match error {
         AuthError::Malformed(d) => ApiError::Unauthorized("signature-missing", d),
         AuthError::UnknownKey(k) => ApiError::Unauthorized("unknown-key", format!("key {k} is not registered")),
-        AuthError::BadSignature => {
-            ApiError::Unauthorized("bad-signature", "the request signature does not verify".into())
-        }
+        AuthError::BadSignature => bad_request_signature(),
         AuthError::DigestMismatch => {
             ApiError::Unauthorized("bad-signature", "Content-Digest does not match the body".into())
         }
@@ -73,9 +49,40 @@ pub(super) fn authenticate(
             "the signature's created time is outside the window".into(),
         ),
         AuthError::Replay => ApiError::Unauthorized("replay", "this nonce was used already".into()),
-    })?;
+    }
+}
+
+pub(super) fn bad_request_signature() -> ApiError {
+    ApiError::Unauthorized("bad-signature", "the request signature does not verify".into())
+}
+
+/// Checks a request's signature headers and that they name an active
+/// member key; the signature itself is not verified yet.
+fn check_request(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Unverified, KeyInfo), ApiError> {
+    let keys = state.ledger.keys();
+    let parts = RequestParts {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query(),
+        content_digest: header(headers, "content-digest"),
+    };
+    let unverified = httpsig::check(
+        &parts,
+        body,
+        header(headers, "signature-input"),
+        header(headers, "signature"),
+        unix_now(),
+        |id| keys.public_key(id),
+    )
+    .map_err(auth_error)?;
     let info = keys
-        .info(&verified.key_id)
+        .info(&unverified.key_id)
         .cloned()
         .ok_or_else(|| ApiError::Unauthorized("unknown-key", "the node key does not make requests".into()))?;
     if let Some(seq) = info.revoked_seq {
@@ -84,7 +91,29 @@ pub(super) fn authenticate(
             format!("the key was revoked at seq {seq}"),
         ));
     }
+    Ok((unverified, info))
+}
+
+/// Authenticates a request; returns the member's key id and key info.
+pub(super) fn authenticate(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(KeyId, KeyInfo), ApiError> {
+    let (unverified, info) = check_request(state, method, uri, headers, body)?;
+    let verified = unverified.verify(&state.nonces, unix_now()).map_err(auth_error)?;
     Ok((verified.key_id, info))
+}
+
+async fn body_bytes(request: axum::extract::Request, state: &AppState) -> Result<Bytes, ApiError> {
+    <Bytes as axum::extract::FromRequest<AppState>>::from_request(request, state)
+        .await
+        .map_err(|e: BytesRejection| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            _ => ApiError::BadRequest(e.body_text()),
+        })
 }
 
 /// A request with a JSON body of type `T`, authenticated (RFC 9421 over
@@ -106,16 +135,86 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Si
             request.uri().clone(),
             request.headers().clone(),
         );
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|e: BytesRejection| match e.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-                _ => ApiError::BadRequest(e.body_text()),
-            })?;
+        let bytes = body_bytes(request, state).await?;
         let (key_id, info) = authenticate(state, &method, &uri, &headers, &bytes)?;
         let body =
             serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
         Ok(Self { key_id, info, body })
+    }
+}
+
+/// A record write: like [`SignedJson`], but the request signature is left
+/// to the ledger, which verifies it in the batch verification of the group
+/// that writes the records (one batch for many requests, instead of one
+/// verification each before the append). Its nonce is spent at once. Any
+/// refusal before the append verifies the signature first, so that an
+/// unauthenticated request learns nothing but `unauthorized`.
+pub(super) struct SignedWrite<T> {
+    pub key_id: KeyId,
+    pub info: KeyInfo,
+    pub body: T,
+    pub signature: PendingSignature,
+}
+
+/// A request signature still to be verified, and the nonce it spent.
+pub(super) struct PendingSignature {
+    unverified: Unverified,
+    nonce: SpentNonce,
+}
+
+impl PendingSignature {
+    /// Verifies the signature now; if it fails, the nonce is released.
+    pub fn verify_now(self, state: &AppState) -> Result<(), ApiError> {
+        let holds = self
+            .unverified
+            .key
+            .verify_raw(self.unverified.base.as_bytes(), &self.unverified.signature)
+            .is_ok();
+        if holds {
+            return Ok(());
+        }
+        self.nonce.release(&state.nonces);
+        Err(bad_request_signature())
+    }
+
+    /// The signature for the ledger to verify, and the nonce to release
+    /// if it fails.
+    pub fn into_authorization(self) -> (Authorization, SpentNonce) {
+        let authorization = Authorization {
+            signer: self.unverified.key_id,
+            message: self.unverified.base.into_bytes(),
+            signature: self.unverified.signature,
+        };
+        (authorization, self.nonce)
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for SignedWrite<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, ApiError> {
+        let (method, uri, headers) = (
+            request.method().clone(),
+            request.uri().clone(),
+            request.headers().clone(),
+        );
+        let bytes = body_bytes(request, state).await?;
+        let (unverified, info) = check_request(state, &method, &uri, &headers, &bytes)?;
+        let (unverified, nonce) = unverified.defer(&state.nonces, unix_now()).map_err(auth_error)?;
+        let signature = PendingSignature { unverified, nonce };
+        let key_id = signature.unverified.key_id;
+        match serde_json::from_slice(&bytes) {
+            Ok(body) => Ok(Self {
+                key_id,
+                info,
+                body,
+                signature,
+            }),
+            Err(e) => {
+                signature.verify_now(state)?;
+                Err(ApiError::BadRequest(format!("malformed request: {e}")))
+            }
+        }
     }
 }
 
@@ -172,26 +271,25 @@ pub struct WriteResponse {
 pub(super) async fn write_records(
     State(state): State<AppState>,
     headers: HeaderMap,
-    SignedJson {
+    SignedWrite {
         key_id,
         info: member_info,
         body: request,
-    }: SignedJson<WriteRequest>,
+        signature,
+    }: SignedWrite<WriteRequest>,
 ) -> Result<(StatusCode, Json<WriteResponse>), ApiError> {
-    if request.records.is_empty() || request.records.len() > RECORDS_PER_REQUEST_MAX {
-        return Err(ApiError::BadRequest(format!(
-            "send 1 to {RECORDS_PER_REQUEST_MAX} records"
-        )));
-    }
-    check_idempotency_key(&headers, &request)?;
-    let records = request
-        .records
-        .into_iter()
-        .enumerate()
-        .map(|(index, r)| decode_record(index, r, key_id))
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    for record in &records {
-        if record.kind == caseledger_ledger::funds::model::KIND_APPROVAL_SIGNED {
+    let records = match write_request_records(&headers, request, key_id) {
+        Ok(records) => records,
+        Err(refused) => {
+            signature.verify_now(&state)?;
+            return Err(refused);
+        }
+    };
+    let approval = |r: &Record| r.kind == caseledger_ledger::funds::model::KIND_APPROVAL_SIGNED;
+    let signature = if records.iter().any(approval) {
+        // An approval's SMS code is looked at only for a verified request.
+        signature.verify_now(&state)?;
+        for record in records.iter().filter(|r| approval(r)) {
             if let (Ok(statement), Some(member)) = (
                 serde_json::from_slice::<caseledger_ledger::funds::model::ApprovalSigned>(&record.payload),
                 member_info.member.as_ref(),
@@ -199,8 +297,18 @@ pub(super) async fn write_records(
                 super::approvals::check_code(&state, &member.member_id, &statement)?;
             }
         }
-    }
-    let appended = state.ledger.append_async(records).await?;
+        None
+    } else {
+        Some(signature.into_authorization())
+    };
+    let (authorization, nonce) = signature.unzip();
+    let appended = match state.ledger.append_authorized(records, authorization).await {
+        Err(caseledger_ledger::Error::BadRequestSignature) => {
+            nonce.into_iter().for_each(|n| n.release(&state.nonces));
+            return Err(bad_request_signature());
+        }
+        result => result?,
+    };
     metrics::counter!("caseledger_appended_entries_total").increment(appended.count);
     let status = if appended.count == 0 {
         StatusCode::OK
@@ -214,6 +322,23 @@ pub(super) async fn write_records(
             written: appended.count,
         }),
     ))
+}
+
+/// The records of a write request, checked for shape: their number, the
+/// `Idempotency-Key`, each signature's encoding and payload's JSON.
+fn write_request_records(headers: &HeaderMap, request: WriteRequest, signer: KeyId) -> Result<Vec<Record>, ApiError> {
+    if request.records.is_empty() || request.records.len() > RECORDS_PER_REQUEST_MAX {
+        return Err(ApiError::BadRequest(format!(
+            "send 1 to {RECORDS_PER_REQUEST_MAX} records"
+        )));
+    }
+    check_idempotency_key(headers, &request)?;
+    request
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| decode_record(index, r, signer))
+        .collect()
 }
 
 /// A record as sent, signed by the requester's key `signer`.

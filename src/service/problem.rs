@@ -118,6 +118,7 @@ impl From<caseledger_ledger::Error> for ApiError {
                 rule: "signature".into(),
                 detail: "a record signature does not verify".into(),
             },
+            E::BadRequestSignature => super::members::bad_request_signature(),
             E::Corrupt { first_bad_seq, .. } => {
                 ApiError::Unavailable(format!("integrity check failed at seq {first_bad_seq}; writes refused"))
             }

@@ -2,9 +2,11 @@
 //! known keys, signed demo records, and raw RocksDB access for tampering.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use caseledger_keys::Identity;
 use caseledger_ledger::entry::Record;
@@ -277,4 +279,35 @@ pub async fn send(
         status,
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// A runtime like the service's on this machine: 2 workers, with timers.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("runtime")
+}
+
+/// Polls `future` once, as a runtime does when a task first runs.
+pub fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::pin::Pin::new(future).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// Runs `future` to completion, failing the test instead of hanging if it
+/// is never answered.
+pub fn wait<F: Future>(runtime: &tokio::runtime::Runtime, future: F) -> F::Output {
+    runtime
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(20), future).await })
+        .expect("answered within 20 s")
+}
+
+/// `signer`'s signature of a request `message`, for `Ledger::append_authorized`.
+pub fn authorization(signer: &Identity, message: &[u8]) -> caseledger_ledger::store::Authorization {
+    caseledger_ledger::store::Authorization {
+        signer: signer.public_key().key_id(),
+        message: message.to_vec(),
+        signature: signer.sign_raw(message),
+    }
 }

@@ -187,6 +187,16 @@ fn storage(e: rocksdb::Error) -> Error {
     Error::Storage(e.into_string())
 }
 
+/// A signature the ledger checks with a group's signatures but does not
+/// store: the signature of the request that carried the records (an HTTP
+/// request signature), over `message` by the registered key `signer`.
+#[derive(Clone, Debug)]
+pub struct Authorization {
+    pub signer: caseledger_keys::KeyId,
+    pub message: Vec<u8>,
+    pub signature: caseledger_keys::Signature,
+}
+
 /// An open ledger folder.
 pub struct Ledger {
     shared: Arc<Shared>,
@@ -480,11 +490,20 @@ impl Ledger {
     /// owns what it needs (it may outlive `self`) and resolves once the
     /// records are durable, or refused; dropping it does not withdraw them.
     pub fn append_async(&self, records: Vec<Record>) -> AppendFuture {
+        self.append_authorized(records, None)
+    }
+
+    /// [`Ledger::append_async`] of records that came with a signature of
+    /// their own request (an HTTP request signature): it is verified in the
+    /// group's batch verification, before anything is acknowledged, and not
+    /// stored. A bad one refuses the request with
+    /// [`Error::BadRequestSignature`], before any rule speaks.
+    pub fn append_authorized(&self, records: Vec<Record>, authorization: Option<Authorization>) -> AppendFuture {
         if records.is_empty() {
             return AppendFuture::refused(Error::InvalidArgument("nothing to append".into()));
         }
         match self.writer() {
-            Ok(writer) => writer.append_async(records),
+            Ok(writer) => writer.append_async(records, authorization),
             Err(e) => AppendFuture::refused(e),
         }
     }
@@ -1058,8 +1077,9 @@ fn settle_pending_group(shared: &Shared) -> Result<()> {
         ));
     }
     let registry = load_registry(shared)?;
-    let mut valid = true;
-    for seq in pending.first_seq..pending.size {
+    let mut valid = pending.request_signatures.iter().all(|s| s.holds(&registry));
+    let checked = if valid { pending.first_seq..pending.size } else { 0..0 };
+    for seq in checked {
         let entry = shared
             .db
             .get_cf(shared.cf(CF_ENTRIES), seq_key(seq))

@@ -124,4 +124,52 @@ pub struct PendingGroup {
     /// Every derived-state key the group wrote, with its value before the
     /// group (hex), `None` where there was none.
     pub state: Vec<(String, Option<String>)>,
+    /// The signatures of the group's requests that are checked but not
+    /// stored in entries (HTTP request signatures), so that the group can
+    /// be checked again after a crash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_signatures: Vec<RequestSignature>,
+}
+
+/// A request signature in a [`PendingGroup`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSignature {
+    /// Key id of the signer, hex.
+    pub signer: String,
+    /// The signed message, base64.
+    pub message: String,
+    /// The Ed25519 signature, base64.
+    pub signature: String,
+}
+
+impl RequestSignature {
+    pub fn new(authorization: &super::Authorization) -> Self {
+        use base64::Engine as _;
+        let base64 = base64::engine::general_purpose::STANDARD;
+        Self {
+            signer: authorization.signer.to_hex(),
+            message: base64.encode(&authorization.message),
+            signature: base64.encode(authorization.signature.to_bytes()),
+        }
+    }
+
+    /// Whether it verifies under the key `registry` has for its signer.
+    pub fn holds(&self, registry: &crate::registry::Registry) -> bool {
+        use base64::Engine as _;
+        let base64 = base64::engine::general_purpose::STANDARD;
+        let key = caseledger_keys::KeyId::from_hex(&self.signer)
+            .ok()
+            .and_then(|id| registry.public_key(&id));
+        let message = base64.decode(&self.message).ok();
+        let signature = base64
+            .decode(&self.signature)
+            .ok()
+            .and_then(|b| <[u8; 64]>::try_from(b).ok())
+            .map(|b| caseledger_keys::Signature::from_bytes(&b));
+        match (key, message, signature) {
+            (Some(key), Some(message), Some(signature)) => key.verify_raw(&message, &signature).is_ok(),
+            _ => false,
+        }
+    }
 }

@@ -36,7 +36,7 @@ use rocksdb::{WriteBatch, WriteOptions};
 
 use super::schema::*;
 use super::verify::{Verdict, VerifyPool, Work};
-use super::{read_node, Appended, Clock, Options, Published, Shared, WriterState};
+use super::{read_node, Appended, Authorization, Clock, Options, Published, Shared, WriterState};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{Entry, Record};
 use crate::funds::Outcome;
@@ -53,7 +53,9 @@ const LEADER_SPIN: Duration = Duration::from_micros(1000);
 const SPIN_AFTER_GROUPS_OF: usize = 2;
 
 enum Command {
-    Append(Vec<Record>),
+    /// Records to append, and the signature of the request that carried
+    /// them, checked with the group but not stored.
+    Append(Vec<Record>, Option<Authorization>),
     /// A checkpoint now (`checkpoint_now`).
     Checkpoint,
     /// A time-based checkpoint, from the timer thread.
@@ -63,7 +65,7 @@ enum Command {
 impl Command {
     fn entries(&self) -> usize {
         match self {
-            Command::Append(records) => records.len(),
+            Command::Append(records, _) => records.len(),
             Command::Checkpoint | Command::Tick => 0,
         }
     }
@@ -227,16 +229,17 @@ impl Handle {
     }
 
     /// [`Handle::append`] without blocking: the future resolves once the
-    /// records are durable, or refused.
-    pub(crate) fn append_async(&self, records: Vec<Record>) -> AppendFuture {
+    /// records are durable, or refused. `authorization` is checked with the
+    /// group's signatures.
+    pub(crate) fn append_async(&self, records: Vec<Record>, authorization: Option<Authorization>) -> AppendFuture {
         AppendFuture(Some(Ok(Submission {
             inner: Arc::clone(&self.inner),
-            state: SubmissionState::New(Command::Append(records)),
+            state: SubmissionState::New(Command::Append(records, authorization)),
         })))
     }
 
     pub(crate) fn append(&self, records: Vec<Record>) -> Result<Appended> {
-        match self.inner.submit(Command::Append(records))? {
+        match self.inner.submit(Command::Append(records, None))? {
             Answer::Append(result) => result,
             Answer::Checkpoint(_) => Err(Error::Poisoned("internal: wrong answer".into())),
         }
@@ -396,7 +399,7 @@ impl Inner {
     fn commit(&self, group: Vec<(Arc<Slot>, Command)>) -> (Vec<(Arc<Slot>, Answer)>, Option<u64>) {
         let slots: Vec<(Arc<Slot>, bool)> = group
             .iter()
-            .map(|(slot, command)| (Arc::clone(slot), matches!(command, Command::Append(_))))
+            .map(|(slot, command)| (Arc::clone(slot), matches!(command, Command::Append(..))))
             .collect();
         let mut writer = lock(&self.writer);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.commit_commands(group)));
@@ -556,6 +559,10 @@ struct Pending {
     /// Its place in the group.
     position: usize,
     records: Vec<Record>,
+    /// The request's own signature, checked with the records' signatures.
+    authorization: Option<Authorization>,
+    /// Its signer's key, found on admission.
+    authorization_key: Option<PublicKey>,
     /// Per record: `Some(seq)` when it repeats the record already at `seq`.
     duplicates: Vec<Option<u64>>,
     /// Every signature of the request has been checked on its own (after a
@@ -564,6 +571,19 @@ struct Pending {
     /// `None` while the request is still going ahead.
     outcome: Option<Result<Appended>>,
     keys: Vec<PublicKey>,
+}
+
+impl Pending {
+    /// Whether the request's own signature (if any) verifies, checked alone.
+    fn authorization_holds(&self) -> bool {
+        match (&self.authorization, &self.authorization_key) {
+            (None, _) => true,
+            (Some(authorization), Some(key)) => {
+                key.verify_raw(&authorization.message, &authorization.signature).is_ok()
+            }
+            (Some(_), None) => false,
+        }
+    }
 }
 
 /// What admitting a group produced: the registry after it, the keys it
@@ -597,9 +617,11 @@ impl Writer {
         let mut force_checkpoint = false;
         for (position, (_, command)) in group.into_iter().enumerate() {
             match command {
-                Command::Append(records) => appends.push(Pending {
+                Command::Append(records, authorization) => appends.push(Pending {
                     position,
                     records,
+                    authorization,
+                    authorization_key: None,
                     duplicates: Vec::new(),
                     verified: false,
                     outcome: None,
@@ -637,6 +659,13 @@ impl Writer {
         let base = super::SharedState(&self.shared);
         let mut overlay = Overlay::new(&base);
         for pending in appends.iter_mut().filter(|p| p.outcome.is_none()) {
+            if let Some(authorization) = &pending.authorization {
+                pending.authorization_key = registry.public_key(&authorization.signer);
+                if pending.authorization_key.is_none() {
+                    pending.outcome = Some(Err(Error::BadRequestSignature));
+                    continue;
+                }
+            }
             // Only records that change the registry need a way back.
             let changes_keys = pending.records.iter().any(|r| crate::record::changes_registry(r.kind));
             let snapshot = changes_keys.then(|| registry.clone());
@@ -659,11 +688,15 @@ impl Writer {
                         }
                     }
                     Err(source) => {
-                        // A record that is not what its signer signed is
-                        // refused as such, before any rule speaks about it.
-                        let error = match first_bad_signature(&registry, &pending.records) {
-                            Some(index) => Error::BadSignature { index },
-                            None => Error::Rejected { index, source },
+                        // A request or a record that is not what its signer
+                        // signed is refused as such, before any rule speaks
+                        // about it.
+                        let error = if !pending.authorization_holds() {
+                            Error::BadRequestSignature
+                        } else if let Some(index) = first_bad_signature(&registry, &pending.records) {
+                            Error::BadSignature { index }
+                        } else {
+                            Error::Rejected { index, source }
                         };
                         pending.outcome = Some(Err(error));
                         break;
@@ -694,6 +727,11 @@ impl Writer {
     fn unverified(appends: &[Pending]) -> Work {
         let mut work = Work::default();
         for pending in appends.iter().filter(|p| p.outcome.is_none() && !p.verified) {
+            if let (Some(authorization), Some(key)) = (&pending.authorization, pending.authorization_key) {
+                work.messages.push(authorization.message.clone());
+                work.signatures.push(authorization.signature);
+                work.keys.push(key);
+            }
             for (record, key) in pending.records.iter().zip(&pending.keys) {
                 work.messages.push(record.signed_message());
                 work.signatures.push(record.signature);
@@ -708,6 +746,10 @@ impl Writer {
     /// verified.
     fn refuse_bad_signatures(appends: &mut [Pending]) {
         for pending in appends.iter_mut().filter(|p| p.outcome.is_none() && !p.verified) {
+            if !pending.authorization_holds() {
+                pending.outcome = Some(Err(Error::BadRequestSignature));
+                continue;
+            }
             let bad = pending
                 .records
                 .iter()
@@ -815,7 +857,7 @@ impl Writer {
         appends: &mut [Pending],
     ) -> Result<bool> {
         let gate = self.shared.state_gate.write().unwrap_or_else(|p| p.into_inner());
-        let undo = self.undo_record(&built, admission)?;
+        let undo = self.undo_record(&built, admission, appends)?;
         built.batch.put_cf(
             self.shared.cf(CF_META),
             META_PENDING,
@@ -859,7 +901,7 @@ impl Writer {
     }
 
     /// How to undo `built`: the head and the derived state before it.
-    fn undo_record(&self, built: &Built, admission: &Admission) -> Result<PendingGroup> {
+    fn undo_record(&self, built: &Built, admission: &Admission, appends: &[Pending]) -> Result<PendingGroup> {
         let cf = self.shared.cf(CF_STATE);
         let mut state = Vec::with_capacity(admission.state.len());
         for key in admission.state.keys() {
@@ -875,6 +917,12 @@ impl Writer {
             size: built.frontier.size(),
             last_timestamp_ms: self.state.last_timestamp_ms,
             state,
+            request_signatures: appends
+                .iter()
+                .filter(|p| p.outcome.is_none())
+                .filter_map(|p| p.authorization.as_ref())
+                .map(RequestSignature::new)
+                .collect(),
         })
     }
 
