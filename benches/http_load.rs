@@ -3,7 +3,8 @@
 //! writes (RFC 9421 request signature, Ed25519 record signature) one after
 //! another. Prints requests per second and p50/p99 latency, beside the
 //! durable-append rate of the same kind of records without HTTP in the same
-//! run.
+//! run: with 64 threads and record signatures only, and with 64 tasks and
+//! each record's request signature verified with it, as the service does.
 //!
 //! Each client signs its records and requests before the clock starts, as a
 //! load generator on another machine would: on this one the clients share
@@ -19,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use caseledger::court::{sign, Staff};
 use caseledger::service::client::{sign_request, write_body, Client};
+use caseledger::service::httpsig::{self, RequestParts};
 use caseledger_keys::Identity;
 use caseledger_ledger::entry::Record;
 use caseledger_ledger::funds::model::{Channel, ReceiptRecorded, KIND_RECEIPT_RECORDED};
-use caseledger_ledger::store::{Ledger, Options, SystemClock};
+use caseledger_ledger::store::{Authorization, Ledger, Options, SystemClock};
 
 /// The allocator of the `caseledger` binary (src/main.rs), so that the
 /// figures are those of the service.
@@ -63,7 +65,33 @@ fn presigned(finance: &Identity, client: usize, count: usize) -> Vec<Signed> {
         .collect()
 }
 
-fn run(address: &str, finance: &Identity, clients: usize, offset: usize) -> (f64, Duration, Duration) {
+/// CPU time (user + system) used so far by process `pid`, every thread.
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the command name (which is in parentheses): utime and
+    // stime are the 12th and 13th, in clock ticks.
+    let fields: Vec<u64> = stat[stat.rfind(')').expect("stat") + 2..]
+        .split(' ')
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Duration::from_secs_f64((fields[11] + fields[12]) as f64 / ticks as f64)
+}
+
+/// Server CPU per write, in µs.
+fn per_write_us(cpu: Duration, writes: usize) -> f64 {
+    cpu.as_secs_f64() * 1e6 / writes as f64
+}
+
+/// Rate, p50, p99, and the server's CPU per write.
+fn run(
+    address: &str,
+    server: &str,
+    finance: &Identity,
+    clients: usize,
+    offset: usize,
+) -> (f64, Duration, Duration, f64) {
     let per_client = WRITES_PER_RUN / clients;
     let barrier = Arc::new(Barrier::new(clients + 1));
     let handles: Vec<_> = (0..clients)
@@ -91,13 +119,16 @@ fn run(address: &str, finance: &Identity, clients: usize, offset: usize) -> (f64
         .collect();
     barrier.wait();
     let started = Instant::now();
+    let cpu_before = cpu_time(server);
     let mut all: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().expect("client")).collect();
     let elapsed = started.elapsed();
+    let cpu = cpu_time(server) - cpu_before;
     all.sort();
     (
         all.len() as f64 / elapsed.as_secs_f64(),
         percentile(&all, 0.5),
         percentile(&all, 0.99),
+        per_write_us(cpu, all.len()),
     )
 }
 
@@ -138,16 +169,17 @@ fn main() {
     assert_eq!(status, 201);
 
     println!("signed single-record writes over HTTP ({WRITES_PER_RUN} per run, pre-signed):");
-    println!("| clients | writes/s | p50 | p99 |");
+    println!("| clients | writes/s | p50 | p99 | server CPU per write |");
+    let server = child.id().to_string();
     // `cargo bench --bench http_load -- 64` runs only the given client counts.
     let only: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     for (i, clients) in [1usize, 16, 64].into_iter().enumerate() {
         if !only.is_empty() && !only.contains(&clients) {
             continue;
         }
-        let (rate, p50, p99) = run(&address, &staff.finance.identity, clients, i * 1000);
+        let (rate, p50, p99, cpu) = run(&address, &server, &staff.finance.identity, clients, i * 1000);
         println!(
-            "| {clients} | {rate:.0} | {:.2} ms | {:.2} ms |",
+            "| {clients} | {rate:.0} | {:.2} ms | {:.2} ms | {cpu:.0} µs |",
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3
         );
@@ -180,4 +212,87 @@ fn main() {
         "same kind of records, pre-signed, 64 threads calling Ledger::append_one directly: {:.0}/s",
         WRITES_PER_RUN as f64 / started.elapsed().as_secs_f64()
     );
+
+    // What the service's durable append does for each write, without HTTP:
+    // 64 tasks on a 2-worker runtime (as `serve`), each record with the
+    // signature of a request (a signature base of the size HTTP sends),
+    // verified with the group. This is the limit HTTP writes are held to.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    let finance = &staff.finance.identity;
+    let work: Vec<Vec<(Record, Authorization)>> = (0..64)
+        .map(|c| {
+            (0..(WRITES_PER_RUN / 64) as u64)
+                .map(|n| {
+                    let record = receipt(finance, 19_000 + c, n);
+                    let body = write_body(std::slice::from_ref(&record));
+                    let headers = sign_request(finance, "POST", "/v1/records", &body);
+                    (record, request_authorization(finance, &headers, &body))
+                })
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    let cpu_before = cpu_time("self");
+    runtime.block_on(async {
+        let tasks: Vec<_> = work
+            .into_iter()
+            .map(|writes| {
+                let ledger = Arc::clone(&ledger);
+                tokio::spawn(async move {
+                    for (record, authorization) in writes {
+                        ledger
+                            .append_authorized(vec![record], Some(authorization))
+                            .await
+                            .expect("append");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task");
+        }
+    });
+    let elapsed = started.elapsed();
+    let cpu = cpu_time("self") - cpu_before;
+    println!(
+        "same records with their request signatures, 64 tasks calling Ledger::append_authorized directly: {:.0}/s, {:.0} µs CPU per write",
+        WRITES_PER_RUN as f64 / elapsed.as_secs_f64(),
+        per_write_us(cpu, WRITES_PER_RUN)
+    );
+}
+
+/// The request signature the service hands to the ledger for a request
+/// signed with `headers`: its signature base and signature.
+fn request_authorization(signer: &Identity, headers: &[(String, String)], body: &[u8]) -> Authorization {
+    let get = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let parts = RequestParts {
+        method: "POST",
+        path: "/v1/records",
+        query: None,
+        content_digest: get("content-digest"),
+    };
+    let key = signer.public_key();
+    let unverified = httpsig::check(
+        &parts,
+        body,
+        get("signature-input"),
+        get("signature"),
+        now_unix(),
+        |id| (*id == key.key_id()).then_some(key),
+    )
+    .expect("well-formed request");
+    Authorization {
+        signer: unverified.key_id,
+        message: unverified.base.into_bytes(),
+        signature: unverified.signature,
+    }
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
