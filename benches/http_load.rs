@@ -184,6 +184,9 @@ fn main() {
             p99.as_secs_f64() * 1e3
         );
     }
+    if only.is_empty() || only.contains(&64) {
+        wrk_writes(&address, &server, &staff.finance.identity);
+    }
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
 
@@ -261,6 +264,73 @@ fn main() {
         "same records with their request signatures, 64 tasks calling Ledger::append_authorized directly: {:.0}/s, {:.0} µs CPU per write",
         WRITES_PER_RUN as f64 / elapsed.as_secs_f64(),
         per_write_us(cpu, WRITES_PER_RUN)
+    );
+}
+
+/// Requests the wrk run may send (about 5 s at the rates seen).
+const WRK_REQUESTS: usize = 80_000;
+
+/// 64 connections from `wrk` (a C load generator on 2 threads, far lighter
+/// than the client threads above) sending pre-signed writes, when `wrk` is
+/// installed (Debian package `wrk`).
+fn wrk_writes(address: &str, server: &str, finance: &Identity) {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        println!("wrk is not installed: the wrk line is skipped (apt-get install wrk)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("requests.tsv");
+    let mut lines = String::new();
+    for (body, headers) in presigned(finance, 50_000, WRK_REQUESTS) {
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .expect("header")
+        };
+        let body = String::from_utf8(body).expect("JSON");
+        assert!(!body.contains(['\t', '\n']), "one request per line");
+        lines.push_str(&format!(
+            "{}\t{}\t{}\t{body}\n",
+            get("content-digest"),
+            get("signature-input"),
+            get("signature")
+        ));
+    }
+    std::fs::write(&file, lines).expect("requests file");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/wrk/records.lua");
+    let cpu_before = cpu_time(server);
+    let output = Command::new("wrk")
+        .args(["-t2", "-c64", "-d4s", "--latency", "-s", script, address])
+        .env("REQUESTS", &file)
+        .env("THREADS", "2")
+        .output()
+        .expect("wrk");
+    let cpu = cpu_time(server) - cpu_before;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "wrk failed: {text}");
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
+            .unwrap_or_else(|| panic!("no {prefix} in wrk's output: {text}"))
+    };
+    assert_eq!(field("refused"), "0", "every write must be answered 201: {text}");
+    assert_eq!(field("ran_out"), "0", "wrk ran out of pre-signed requests: {text}");
+    let sent: usize = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.parse().ok())
+        .expect("request count");
+    let rate: f64 = field("Requests/sec:").parse().expect("rate");
+    // wrk prints latencies as e.g. `4.31ms` or `850.12us`.
+    let latency = |p: &str| field(p).replace("ms", " ms").replace("us", " µs");
+    println!(
+        "| 64, wrk -t2 -c64 -d4s | {rate:.0} | {} | {} | {:.0} µs |",
+        latency("50%"),
+        latency("99%"),
+        per_write_us(cpu, sent)
     );
 }
 
