@@ -35,7 +35,7 @@ fn payload(n: u64) -> Vec<u8> {
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    ledger: Ledger,
+    ledger: Arc<Ledger>,
     writer: Identity,
 }
 
@@ -68,7 +68,7 @@ fn fixture_in(dir: tempfile::TempDir) -> Fixture {
         .expect("register");
     Fixture {
         _dir: dir,
-        ledger,
+        ledger: Arc::new(ledger),
         writer,
     }
 }
@@ -208,6 +208,30 @@ fn run_clients(fixture: &Arc<Fixture>, pools: &[Vec<Record>]) -> Duration {
     began.elapsed()
 }
 
+/// `pools.len()` async appenders, tasks on a 2-worker runtime as in
+/// `caseledger serve`, each appending its records one at a time.
+fn run_tasks(runtime: &tokio::runtime::Runtime, fixture: &Fixture, pools: &[Vec<Record>]) -> Duration {
+    let began = Instant::now();
+    runtime.block_on(async {
+        let tasks: Vec<_> = pools
+            .iter()
+            .cloned()
+            .map(|pool| {
+                let ledger = Arc::clone(&fixture.ledger);
+                tokio::spawn(async move {
+                    for record in pool {
+                        ledger.append_async(vec![record]).await.expect("append");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task");
+        }
+    });
+    began.elapsed()
+}
+
 fn concurrent_append(c: &mut Criterion) {
     let on_disk = Arc::new(fixture());
     // The same ledger on tmpfs, where fsync costs nothing: the CPU-bound
@@ -225,6 +249,22 @@ fn concurrent_append(c: &mut Criterion) {
         group.throughput(Throughput::Elements((clients * per_client) as u64));
         group.bench_with_input(BenchmarkId::new(name, clients), &clients, |b, _| {
             b.iter_custom(|iters| (0..iters).map(|_| run_clients(fixture, &pools)).sum())
+        });
+    }
+    // The same 64 appenders as async tasks (`Ledger::append_async`, as the
+    // HTTP handlers append): no OS thread per appender to wake.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    for (name, fixture) in [
+        ("single_entry_tasks", &on_disk),
+        ("single_entry_tasks_tmpfs", &in_memory),
+    ] {
+        let pools: Vec<Vec<Record>> = (0..64).map(|_| signed(&fixture.writer, 2048 / 64)).collect();
+        group.throughput(Throughput::Elements(2048));
+        group.bench_with_input(BenchmarkId::new(name, 64), &64, |b, _| {
+            b.iter_custom(|iters| (0..iters).map(|_| run_tasks(&runtime, fixture, &pools)).sum())
         });
     }
     group.finish();
