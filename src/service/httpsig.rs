@@ -259,11 +259,16 @@ impl SpentNonce {
 }
 
 impl Unverified {
+    /// Whether the signature verifies (nothing else is checked or spent).
+    pub fn holds(&self) -> bool {
+        self.key.verify_raw(self.base.as_bytes(), &self.signature).is_ok()
+    }
+
     /// Verifies the signature, then spends the nonce.
     pub fn verify(self, nonces: &NonceCache, now: u64) -> Result<Verified, AuthError> {
-        self.key
-            .verify_raw(self.base.as_bytes(), &self.signature)
-            .map_err(|_| AuthError::BadSignature)?;
+        if !self.holds() {
+            return Err(AuthError::BadSignature);
+        }
         // The signature holds: the nonce stays spent.
         let _spent = self.spend(nonces, now)?;
         Ok(Verified {

@@ -165,12 +165,7 @@ pub(super) struct PendingSignature {
 impl PendingSignature {
     /// Verifies the signature now; if it fails, the nonce is released.
     pub fn verify_now(self, state: &AppState) -> Result<(), ApiError> {
-        let holds = self
-            .unverified
-            .key
-            .verify_raw(self.unverified.base.as_bytes(), &self.unverified.signature)
-            .is_ok();
-        if holds {
+        if self.unverified.holds() {
             return Ok(());
         }
         self.nonce.release(&state.nonces);
