@@ -54,6 +54,25 @@ async fn read(state: &AppState, signer: &Identity, target: &str) -> (StatusCode,
     send(state, "GET", target, &headers, Vec::new()).await
 }
 
+/// `headers` with the signature replaced by `signer`'s signature of other
+/// bytes: same key id and nonce, a signature that does not verify.
+fn with_forged_signature(headers: Vec<(String, String)>, signer: &Person) -> Vec<(String, String)> {
+    let forged = format!(
+        "sig1=:{}:",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            signer.identity.sign_raw(b"other bytes").to_bytes()
+        )
+    );
+    headers
+        .into_iter()
+        .map(|(name, value)| match name.as_str() {
+            "signature" => (name, forged.clone()),
+            _ => (name, value),
+        })
+        .collect()
+}
+
 fn problem(value: &Value) -> &str {
     value["type"].as_str().unwrap_or("no problem type")
 }
@@ -242,20 +261,7 @@ async fn a_forged_request_signature_writes_nothing_and_spends_no_nonce() {
     let genuine = httpsig::sign(&officer.identity, "POST", "/v1/records", None, &body, now, nonce);
     // The same headers (key id, nonce) with a signature over other bytes:
     // checked with the ledger group, refused, nothing written.
-    let forged_signature = format!(
-        "sig1=:{}:",
-        base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            officer.identity.sign_raw(b"other bytes").to_bytes()
-        )
-    );
-    let forged: Vec<(String, String)> = genuine
-        .iter()
-        .map(|(name, value)| match name.as_str() {
-            "signature" => (name.clone(), forged_signature.clone()),
-            _ => (name.clone(), value.clone()),
-        })
-        .collect();
+    let forged = with_forged_signature(genuine.clone(), officer);
     let (status, value) = send(&f.state, "POST", "/v1/records", &forged, body.clone()).await;
     assert_eq!(
         (status, problem(&value)),
@@ -267,12 +273,10 @@ async fn a_forged_request_signature_writes_nothing_and_spends_no_nonce() {
         "records": [{"kind": KIND_CASE_OPENED, "payload": "{}", "signature": "not base64"}]
     }))
     .expect("json");
-    let mut headers = sign_request(&officer.identity, "POST", "/v1/records", &bad_body);
-    for (name, value) in &mut headers {
-        if name == "signature" {
-            value.clone_from(&forged_signature);
-        }
-    }
+    let headers = with_forged_signature(
+        sign_request(&officer.identity, "POST", "/v1/records", &bad_body),
+        officer,
+    );
     let (status, value) = send(&f.state, "POST", "/v1/records", &headers, bad_body).await;
     assert_eq!(
         (status, problem(&value)),
@@ -804,6 +808,17 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
         sign(KIND_APPROVAL_SIGNED, &statement, &head.identity)
     };
     let wrong = if code == "000000" { "111111" } else { "000000" };
+    // A forged request signature is refused before the code is looked at:
+    // it spends none of the five tries.
+    for attempt in 0..6 {
+        let body = write_body(&[approval(wrong, &format!("forged-{attempt}"), &challenge)]);
+        let headers = with_forged_signature(sign_request(&head.identity, "POST", "/v1/records", &body), head);
+        let (status, value) = send(&f.state, "POST", "/v1/records", &headers, body).await;
+        assert_eq!(
+            (status, problem(&value)),
+            (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:bad-signature")
+        );
+    }
     for attempt in 0..5 {
         let (status, value) = write(
             &f.state,
