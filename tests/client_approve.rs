@@ -3,23 +3,16 @@
 //! console provider prints it), the approver types it in, and the signed
 //! step is written; `verify` then counts the SMS confirmation.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+mod common;
+
+use common::Serve;
+
+use std::io::Write as _;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use caseledger::court::{CaseRecords, Staff};
 use caseledger::service::client::Client;
-
-/// The `serve` child, killed if the test fails before stopping it.
-struct Serve(std::process::Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn an_approver_signs_a_step_with_the_code_from_their_phone() {
@@ -38,30 +31,8 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     assert!(init.status.success());
     std::fs::write(data.join("commitment.key"), hex::encode(staff.commitment_key)).expect("commitment key");
 
-    let mut serve = Serve(
-        Command::new(env!("CARGO_BIN_EXE_caseledger"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(&data)
-            .env("CASELEDGER_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("serve"),
-    );
-    let (lines_tx, lines) = mpsc::channel::<String>();
-    let stdout = serve.0.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let address = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("serve printed its address");
-        if let Some(rest) = line.strip_prefix("caseledger listening on ") {
-            break rest.trim().to_owned();
-        }
-    };
+    let mut serve = Serve::start(&data, &[]);
+    let address = serve.address.clone();
     let admin = Client::new(&address, staff.administrator.identity.clone());
     assert_eq!(admin.write(&staff.setup_records()).expect("staff").0, 201);
     let head = &staff.bureau_head;
@@ -125,7 +96,7 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
         .expect("client approve");
     // The code arrives on the approver's phone (here: serve's console).
     let code = loop {
-        let line = lines.recv_timeout(Duration::from_secs(30)).expect("an SMS");
+        let line = serve.lines.recv_timeout(Duration::from_secs(30)).expect("an SMS");
         if line.starts_with("[SMS challenge-") {
             assert!(
                 line.contains("****0031"),
@@ -188,7 +159,7 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     let printed = officer_command(&["issue-code", "--case", "(2026)苏02执11号", "--applicant", "applicant-1"]);
     assert!(printed.contains("****0001"), "{printed}");
     let sms_after = |prefix: &str, marker: &str, digits: usize| loop {
-        let line = lines.recv_timeout(Duration::from_secs(30)).expect("an SMS");
+        let line = serve.lines.recv_timeout(Duration::from_secs(30)).expect("an SMS");
         if line.starts_with(prefix) {
             assert!(line.contains("****0001"), "to the applicant: {line}");
             let (_, after) = line.split_once(marker).expect("the code");
@@ -229,8 +200,7 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
         "a change still waits for the bureau head: {answer}"
     );
 
-    let _ = Command::new("kill").args(["-TERM", &serve.0.id().to_string()]).status();
-    assert!(serve.0.wait().expect("wait").success());
+    assert!(serve.terminate().success());
     let verify = Command::new(env!("CARGO_BIN_EXE_caseledger"))
         .arg("verify")
         .arg("--data")

@@ -2,54 +2,27 @@
 //! on first start, answers over HTTP, and on SIGTERM finishes, closes the
 //! ledger cleanly (the next open finds it intact) and exits 0.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::Serve;
+
+use std::process::Command;
 use std::sync::Arc;
 
 use caseledger_keys::files;
 use caseledger_ledger::checkpoint::Checkpoint;
 use caseledger_ledger::store::{Ledger, Options, SystemClock};
 
-fn start(data: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_caseledger"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("CASELEDGER_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let address = loop {
-        let line = lines.next().expect("serve printed its address").expect("utf8 line");
-        if let Some(rest) = line.strip_prefix("caseledger listening on ") {
-            break rest.trim().to_owned();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, address)
-}
-
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).build().into()
-}
-
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    child.wait().expect("wait")
 }
 
 #[test]
 fn serve_answers_and_shuts_down_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("ledger");
-    let (mut child, address) = start(&data);
+    let mut serve = Serve::start(&data, &[]);
+    let address = serve.address.clone();
     let agent = agent();
     let mut health = agent.get(&format!("{address}/healthz")).call().expect("healthz");
     assert_eq!(health.status(), 200);
@@ -73,7 +46,7 @@ fn serve_answers_and_shuts_down_cleanly_on_sigterm() {
         "application/problem+json"
     );
 
-    let status = terminate(&mut child);
+    let status = serve.terminate();
     assert!(status.success(), "serve exits 0 after SIGTERM: {status:?}");
     let ledger = Ledger::open(&data, Arc::new(SystemClock), Options::default()).expect("reopen after shutdown");
     assert!(ledger.corruption().is_none());
@@ -85,7 +58,7 @@ fn serve_answers_and_shuts_down_cleanly_on_sigterm() {
 fn a_second_serve_on_the_same_folder_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("ledger");
-    let (mut child, _) = start(&data);
+    let mut serve = Serve::start(&data, &[]);
     let second = Command::new(env!("CARGO_BIN_EXE_caseledger"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(&data)
@@ -93,7 +66,7 @@ fn a_second_serve_on_the_same_folder_is_refused() {
         .expect("second serve");
     assert_eq!(second.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&second.stderr).contains("already open for writing"));
-    assert!(terminate(&mut child).success());
+    assert!(serve.terminate().success());
 }
 
 /// Sends a signed write of `records` to a running service.
@@ -135,7 +108,8 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
         .output()
         .expect("init");
     assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
-    let (mut child, address) = start(&data);
+    let mut serve = Serve::start(&data, &[]);
+    let address = serve.address.clone();
     let agent = agent();
     let origin = "wxzy.court.example/case-funds";
     let (status, body) = post_records(&agent, &address, &staff.administrator.identity, &staff.setup_records());
@@ -219,7 +193,7 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
     let text = response.body_mut().read_to_string().expect("body");
     let bundle_file = dir.path().join("bundle.json");
     std::fs::write(&bundle_file, &text).expect("write bundle");
-    assert!(terminate(&mut child).success());
+    assert!(serve.terminate().success());
 
     let out = Command::new(env!("CARGO_BIN_EXE_caseledger"))
         .arg("verify-bundle")

@@ -4,10 +4,13 @@
 //! none is sent for a record that was refused. The gateway is an emulator on
 //! 127.0.0.1 that checks the HMAC signature as the real one would.
 
+mod common;
+
+use common::Serve;
+
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -65,26 +68,15 @@ fn start_gateway(gateway: Arc<Gateway>) -> String {
     format!("http://{address}/sms")
 }
 
-fn start_serve(data: &Path, gateway_url: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_caseledger"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("CASELEDGER_LOG", "warn")
-        .env("CASELEDGER_SMS_PROVIDER", "webhook")
-        .env("CASELEDGER_SMS_WEBHOOK_URL", gateway_url)
-        .env("CASELEDGER_SMS_WEBHOOK_SECRET", SECRET)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let address = loop {
-        let line = lines.next().expect("address").expect("line");
-        if let Some(rest) = line.strip_prefix("caseledger listening on ") {
-            break rest.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, address)
+fn start_serve(data: &Path, gateway_url: &str) -> Serve {
+    Serve::start(
+        data,
+        &[
+            ("CASELEDGER_SMS_PROVIDER", "webhook"),
+            ("CASELEDGER_SMS_WEBHOOK_URL", gateway_url),
+            ("CASELEDGER_SMS_WEBHOOK_SECRET", SECRET),
+        ],
+    )
 }
 
 #[test]
@@ -107,7 +99,8 @@ fn queued_notifications_survive_sigkill_and_arrive_exactly_once() {
     // The demo staff's commitments were made with this key.
     std::fs::write(data.join("commitment.key"), hex::encode(staff.commitment_key)).expect("commitment key");
 
-    let (mut child, address) = start_serve(&data, &url);
+    let mut serve = start_serve(&data, &url);
+    let address = serve.address.clone();
     let officer = &staff.officers[0];
     let case = CaseRecords::new(&staff, officer, "(2026)苏02执99号");
     assert_eq!(
@@ -146,12 +139,11 @@ fn queued_notifications_survive_sigkill_and_arrive_exactly_once() {
 
     // The gateway is down; let the worker fail a few times, then kill -9.
     std::thread::sleep(Duration::from_millis(1500));
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+    serve.kill();
     assert!(gateway.received.lock().expect("lock").is_empty());
 
     gateway.up.store(true, Ordering::SeqCst);
-    let (mut child, _) = start_serve(&data, &url);
+    let mut serve = start_serve(&data, &url);
     let deadline = Instant::now() + Duration::from_secs(30);
     while gateway.received.lock().expect("lock").len() < 3 {
         assert!(
@@ -163,8 +155,7 @@ fn queued_notifications_survive_sigkill_and_arrive_exactly_once() {
     }
     // Give a duplicate the chance to show up before checking.
     std::thread::sleep(Duration::from_millis(1500));
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
+    serve.terminate();
     let received = gateway.received.lock().expect("lock").clone();
     assert_eq!(received.len(), 3, "{received:?}");
     assert!(received.values().all(|count| *count == 1), "exactly once: {received:?}");

@@ -311,3 +311,75 @@ pub fn authorization(signer: &Identity, message: &[u8]) -> caseledger_ledger::st
         signature: signer.sign_raw(message),
     }
 }
+
+/// A `caseledger serve` child on 127.0.0.1 (logging at `warn`, with
+/// `envs`), killed if the test ends without stopping it.
+pub struct Serve {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:<port>`, as printed by `serve`.
+    pub address: String,
+    /// The lines it prints after its address (SMS on the console provider).
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Serve {
+    pub fn start(data: &Path, envs: &[(&str, &str)]) -> Self {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("CASELEDGER_LOG", "warn")
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start serve");
+        let stdout = child.stdout.take().expect("stdout");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        let mut serve = Self {
+            child,
+            address: String::new(),
+            lines,
+        };
+        serve.address = loop {
+            let line = serve
+                .lines
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("serve printed its address");
+            if let Some(rest) = line.strip_prefix("caseledger listening on ") {
+                break rest.trim().to_owned();
+            }
+        };
+        serve
+    }
+
+    /// SIGTERM (graceful shutdown); returns how it exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        self.child.wait().expect("wait")
+    }
+
+    /// SIGKILL, and the child reaped.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
