@@ -14,12 +14,6 @@ use caseledger_ledger::store::{Ledger, Options, SystemClock};
 use caseledger_ledger::Error;
 use common::*;
 
-fn audit_ok(ledger: &Ledger) {
-    let report = ledger.audit(None, 2, &|_| {}).expect("audit runs");
-    assert!(report.ok, "audit failed: {:?}", report.first_error);
-    assert_eq!(report.entries, ledger.size());
-}
-
 #[test]
 fn appends_are_numbered_chained_and_survive_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");

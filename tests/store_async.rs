@@ -11,12 +11,6 @@ use caseledger_ledger::store::{Ledger, Options};
 use caseledger_ledger::Error;
 use common::*;
 
-fn audit_ok(ledger: &Ledger) {
-    let report = ledger.audit(None, 2, &|_| {}).expect("audit runs");
-    assert!(report.ok, "audit failed: {:?}", report.first_error);
-    assert_eq!(report.entries, ledger.size());
-}
-
 #[test]
 fn async_and_blocking_appenders_share_commits_and_get_distinct_seqs() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -107,13 +107,24 @@ pub(super) fn authenticate(
     Ok((verified.key_id, info))
 }
 
-async fn body_bytes(request: axum::extract::Request, state: &AppState) -> Result<Bytes, ApiError> {
-    <Bytes as axum::extract::FromRequest<AppState>>::from_request(request, state)
-        .await
-        .map_err(|e: BytesRejection| match e.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-            _ => ApiError::BadRequest(e.body_text()),
-        })
+/// Reads a request's body and checks its signature headers
+/// ([`check_request`]); the signature itself is not verified yet.
+async fn checked_body(
+    request: axum::extract::Request,
+    state: &AppState,
+) -> Result<(Unverified, KeyInfo, Bytes), ApiError> {
+    let (parts, body) = request.into_parts();
+    let bytes = <Bytes as axum::extract::FromRequest<AppState>>::from_request(
+        axum::extract::Request::from_parts(parts.clone(), body),
+        state,
+    )
+    .await
+    .map_err(|e: BytesRejection| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::BadRequest(e.body_text()),
+    })?;
+    let (unverified, info) = check_request(state, &parts.method, &parts.uri, &parts.headers, &bytes)?;
+    Ok((unverified, info, bytes))
 }
 
 /// A request with a JSON body of type `T`, authenticated (RFC 9421 over
@@ -130,13 +141,8 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Si
     type Rejection = ApiError;
 
     async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, ApiError> {
-        let (method, uri, headers) = (
-            request.method().clone(),
-            request.uri().clone(),
-            request.headers().clone(),
-        );
-        let bytes = body_bytes(request, state).await?;
-        let (key_id, info) = authenticate(state, &method, &uri, &headers, &bytes)?;
+        let (unverified, info, bytes) = checked_body(request, state).await?;
+        let key_id = unverified.verify(&state.nonces, unix_now()).map_err(auth_error)?.key_id;
         let body =
             serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
         Ok(Self { key_id, info, body })
@@ -188,13 +194,7 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Si
     type Rejection = ApiError;
 
     async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, ApiError> {
-        let (method, uri, headers) = (
-            request.method().clone(),
-            request.uri().clone(),
-            request.headers().clone(),
-        );
-        let bytes = body_bytes(request, state).await?;
-        let (unverified, info) = check_request(state, &method, &uri, &headers, &bytes)?;
+        let (unverified, info, bytes) = checked_body(request, state).await?;
         let (unverified, nonce) = unverified.defer(&state.nonces, unix_now()).map_err(auth_error)?;
         let signature = PendingSignature { unverified, nonce };
         let key_id = signature.unverified.key_id;

@@ -383,3 +383,10 @@ impl Drop for Serve {
         }
     }
 }
+
+/// The live audit of `ledger` passes and covers every entry.
+pub fn audit_ok(ledger: &Ledger) {
+    let report = ledger.audit(None, 2, &|_| {}).expect("audit runs");
+    assert!(report.ok, "audit failed: {:?}", report.first_error);
+    assert_eq!(report.entries, ledger.size());
+}

@@ -207,20 +207,15 @@ impl Handle {
             clock,
             batch_entries_max,
         });
-        let timer = {
+        let spawn = |name: &str, run: fn(&Inner)| {
             let inner = Arc::clone(&inner);
             std::thread::Builder::new()
-                .name("ledger-checkpoint-timer".into())
-                .spawn(move || inner.run_timer())
-                .expect("spawning the checkpoint timer")
+                .name(name.into())
+                .spawn(move || run(&inner))
+                .unwrap_or_else(|e| panic!("spawning {name}: {e}"))
         };
-        let leader = {
-            let inner = Arc::clone(&inner);
-            std::thread::Builder::new()
-                .name("ledger-writer".into())
-                .spawn(move || inner.run_leader())
-                .expect("spawning the writer thread")
-        };
+        let timer = spawn("ledger-checkpoint-timer", Inner::run_timer);
+        let leader = spawn("ledger-writer", Inner::run_leader);
         Self {
             inner,
             timer: Some(timer),
