@@ -198,3 +198,77 @@ fn requests_grouped_with_forged_request_signatures_are_committed() {
     assert_eq!(seqs, (2..2 + 36).collect::<Vec<u64>>());
     audit_ok(&ledger);
 }
+
+/// `record` with a signature its signer made over other bytes.
+fn forged(
+    mut record: caseledger_ledger::entry::Record,
+    signer: &caseledger_keys::Identity,
+) -> caseledger_ledger::entry::Record {
+    record.signature = caseledger_ledger::entry::Record::sign(record.kind, b"other bytes".to_vec(), signer).signature;
+    record
+}
+
+#[test]
+fn requests_queued_behind_a_group_are_checked_ahead_and_a_forgery_among_them_is_refused_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Arc::new(Keys::new());
+    create(dir.path(), &keys).close().expect("close");
+    // The writer pauses after syncing the first group until the test has
+    // queued the others behind it.
+    let paused = Arc::new(std::sync::Barrier::new(2));
+    let resume = Arc::new(std::sync::Barrier::new(2));
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hook = {
+        let (paused, resume, first) = (Arc::clone(&paused), Arc::clone(&resume), Arc::clone(&first));
+        caseledger_ledger::store::TestHook(Arc::new(move || {
+            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                paused.wait();
+                resume.wait();
+            }
+            false
+        }))
+    };
+    let options = Options {
+        after_speculative_write: Some(hook),
+        ..options()
+    };
+    let ledger = Ledger::open(dir.path(), clock(), options).expect("open");
+    let size = ledger.size();
+    let runtime = runtime();
+    let mut leading = ledger.append_async(vec![note(&keys.writer, 1)]);
+    assert!(poll_once(&mut leading).is_pending());
+    paused.wait();
+    // 16 requests queue while the group is being committed; the fifth is
+    // forged. The seventh wakes an idle verifier thread (a parked one is
+    // woken for every 8 queued checks, the first group's included), which
+    // checks them from the front: the forgery falls in its first batch.
+    let mut queued: Vec<_> = (0..16u64)
+        .map(|i| {
+            let record = note(&keys.writer, 100 + i);
+            let record = if i == 4 { forged(record, &keys.writer) } else { record };
+            let mut future = ledger.append_async(vec![record]);
+            assert!(poll_once(&mut future).is_pending());
+            future
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ledger.signatures_checked_ahead() < 7 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queued requests were not checked ahead"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    resume.wait();
+    wait(&runtime, &mut leading).expect("first append");
+    for (i, future) in queued.iter_mut().enumerate() {
+        let outcome = wait(&runtime, future);
+        if i == 4 {
+            assert!(matches!(outcome, Err(Error::BadSignature { index: 0 })), "{outcome:?}");
+        } else {
+            outcome.expect("genuine append");
+        }
+    }
+    assert_eq!(ledger.size(), size + 16);
+    audit_ok(&ledger);
+}

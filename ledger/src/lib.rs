@@ -17,7 +17,7 @@
 //! let proof = merkle::inclusion_proof(&tree, 3, 5).unwrap();
 //! merkle::verify_inclusion(&leaf_hash(&[3]), 3, 5, &proof, &tree.root()).unwrap();
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(clippy::unwrap_used)]
 
 pub mod audit;

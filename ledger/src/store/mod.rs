@@ -513,6 +513,13 @@ impl Ledger {
         self.append(vec![record]).map(|a| a.seqs[0])
     }
 
+    /// How many signatures the verifier threads have checked ahead of their
+    /// groups since the ledger was opened (requests that queued while a
+    /// group was being committed); 0 for a read-only ledger.
+    pub fn signatures_checked_ahead(&self) -> u64 {
+        self.writer().map_or(0, |w| w.signatures_checked_ahead())
+    }
+
     /// Signs a checkpoint of the current size now (if it has none yet) and returns it.
     pub fn checkpoint_now(&self) -> Result<String> {
         self.writer()?.checkpoint()

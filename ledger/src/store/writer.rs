@@ -35,7 +35,7 @@ use caseledger_keys::{note, KeyId, PublicKey};
 use rocksdb::{WriteBatch, WriteOptions};
 
 use super::schema::*;
-use super::verify::{Verdict, VerifyPool, Work};
+use super::verify::{Ahead, AheadQueue, Claim, Outcome as AheadOutcome, Verdict, VerifyPool, Work};
 use super::{read_node, Appended, Authorization, Clock, Options, Published, Shared, WriterState};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{Entry, Record};
@@ -54,8 +54,10 @@ const SPIN_AFTER_GROUPS_OF: usize = 2;
 
 enum Command {
     /// Records to append, and the signature of the request that carried
-    /// them, checked with the group but not stored.
-    Append(Vec<Record>, Option<Authorization>),
+    /// them, checked with the group but not stored; and the check of their
+    /// signatures that an idle verifier thread may do before the group
+    /// forms (none if a signer's key is not known yet).
+    Append(Vec<Record>, Option<Authorization>, Option<Arc<Ahead>>),
     /// A checkpoint now (`checkpoint_now`).
     Checkpoint,
     /// A time-based checkpoint, from the timer thread.
@@ -65,7 +67,7 @@ enum Command {
 impl Command {
     fn entries(&self) -> usize {
         match self {
-            Command::Append(records, _) => records.len(),
+            Command::Append(records, ..) => records.len(),
             Command::Checkpoint | Command::Tick => 0,
         }
     }
@@ -132,6 +134,9 @@ impl Queue {
 
 struct Inner {
     queue: Mutex<Queue>,
+    /// The ahead checks of the queued appends.
+    ahead: Arc<AheadQueue>,
+    shared: Arc<Shared>,
     /// Wakes the timer thread when the checkpoint deadline changes.
     timer_wake: Condvar,
     /// Wakes the writer thread when a task's command waits with no leader.
@@ -184,12 +189,13 @@ impl Handle {
             })
             .and_then(|bytes| String::from_utf8(bytes).ok());
         let batch_entries_max = options.batch_entries_max;
+        let ahead = Arc::new(AheadQueue::default());
         let writer = Writer {
-            shared,
+            shared: Arc::clone(&shared),
             state,
             signer,
             clock: Arc::clone(&clock),
-            pool: VerifyPool::start(options.verify_threads),
+            pool: VerifyPool::start(options.verify_threads, Arc::clone(&ahead)),
             options,
             last_checkpoint_ms,
             last_checkpoint_note,
@@ -201,6 +207,8 @@ impl Handle {
         };
         let inner = Arc::new(Inner {
             queue: Mutex::new(queue),
+            ahead,
+            shared,
             timer_wake: Condvar::new(),
             leader_wake: Condvar::new(),
             writer: Mutex::new(writer),
@@ -229,15 +237,20 @@ impl Handle {
     pub(crate) fn append_async(&self, records: Vec<Record>, authorization: Option<Authorization>) -> AppendFuture {
         AppendFuture(Some(Ok(Submission {
             inner: Arc::clone(&self.inner),
-            state: SubmissionState::New(Command::Append(records, authorization)),
+            state: SubmissionState::New(self.inner.append_command(records, authorization)),
         })))
     }
 
     pub(crate) fn append(&self, records: Vec<Record>) -> Result<Appended> {
-        match self.inner.submit(Command::Append(records, None))? {
+        match self.inner.submit(self.inner.append_command(records, None))? {
             Answer::Append(result) => result,
             Answer::Checkpoint(_) => Err(Error::Poisoned("internal: wrong answer".into())),
         }
+    }
+
+    /// Signatures the verifier threads have checked ahead of their groups.
+    pub(crate) fn signatures_checked_ahead(&self) -> u64 {
+        self.inner.ahead.checked()
     }
 
     pub(crate) fn checkpoint(&self) -> Result<String> {
@@ -278,6 +291,43 @@ impl Drop for Handle {
 }
 
 impl Inner {
+    /// An append, with the check of its signatures that a verifier thread
+    /// may do ahead of its group if every signer's key is known.
+    fn append_command(&self, records: Vec<Record>, authorization: Option<Authorization>) -> Command {
+        let registry = self.shared.known_keys();
+        let mut work = Work::default();
+        let mut known = true;
+        if let Some(authorization) = &authorization {
+            match registry.public_key(&authorization.signer) {
+                Some(key) => {
+                    work.messages.push(authorization.message.clone());
+                    work.signatures.push(authorization.signature);
+                    work.keys.push(key);
+                }
+                None => known = false,
+            }
+        }
+        for record in &records {
+            let Some(key) = registry.public_key(&record.signer).filter(|_| known) else {
+                known = false;
+                break;
+            };
+            work.messages.push(record.signed_message());
+            work.signatures.push(record.signature);
+            work.keys.push(key);
+        }
+        let ahead = known.then(|| Ahead::new(work));
+        Command::Append(records, authorization, ahead)
+    }
+
+    /// Queues `command` (and its ahead check) in line.
+    fn enqueue(&self, queue: &mut Queue, wake: Wake, command: Command) -> Arc<Slot> {
+        if let Command::Append(_, _, Some(ahead)) = &command {
+            self.ahead.push(Arc::clone(ahead), queue.leading);
+        }
+        queue.enqueue(wake, command)
+    }
+
     /// Queues `command` and returns its answer, committing it (and whatever
     /// else is queued) itself when no other caller is leading.
     fn submit(&self, command: Command) -> Result<Answer> {
@@ -285,7 +335,7 @@ impl Inner {
         if queue.closed {
             return Err(stopped());
         }
-        let own = queue.enqueue(Wake::Thread(Condvar::new()), command);
+        let own = self.enqueue(&mut queue, Wake::Thread(Condvar::new()), command);
         loop {
             if let Some(answer) = queue.answers.remove(&own.id) {
                 return Ok(answer);
@@ -318,6 +368,8 @@ impl Inner {
         }
         drop(queue);
         let (answers, due) = self.commit(group);
+        // The group's ahead checks are claimed: no verifier takes them.
+        self.ahead.trim();
         queue = lock(&self.queue);
         queue.leading = false;
         let mut wake = Vec::with_capacity(answers.len() + 1);
@@ -471,7 +523,7 @@ impl Future for Submission {
                     return Poll::Ready(Err(stopped()));
                 }
                 let waker = Mutex::new(Some(cx.waker().clone()));
-                let slot = queue.enqueue(Wake::Task(waker), command);
+                let slot = this.inner.enqueue(&mut queue, Wake::Task(waker), command);
                 let wake_leader = !queue.leading && queue.leader_parked;
                 this.state = SubmissionState::Queued(slot);
                 drop(queue);
@@ -556,6 +608,8 @@ struct Pending {
     records: Vec<Record>,
     /// The request's own signature, checked with the records' signatures.
     authorization: Option<Authorization>,
+    /// Its signatures' check by a verifier thread ahead of the group.
+    ahead: Option<Arc<Ahead>>,
     /// Its signer's key, found on admission.
     authorization_key: Option<PublicKey>,
     /// Per record: `Some(seq)` when it repeats the record already at `seq`.
@@ -569,6 +623,11 @@ struct Pending {
 }
 
 impl Pending {
+    /// The keys of its signatures, in the order of its ahead check.
+    fn expected_keys(&self) -> Vec<PublicKey> {
+        self.authorization_key.iter().chain(&self.keys).copied().collect()
+    }
+
     /// Whether the request's own signature (if any) verifies, checked alone.
     fn authorization_holds(&self) -> bool {
         match (&self.authorization, &self.authorization_key) {
@@ -612,10 +671,11 @@ impl Writer {
         let mut force_checkpoint = false;
         for (position, (_, command)) in group.into_iter().enumerate() {
             match command {
-                Command::Append(records, authorization) => appends.push(Pending {
+                Command::Append(records, authorization, ahead) => appends.push(Pending {
                     position,
                     records,
                     authorization,
+                    ahead,
                     authorization_key: None,
                     duplicates: Vec::new(),
                     verified: false,
@@ -718,10 +778,29 @@ impl Writer {
     }
 
     /// Every signature of the requests still going ahead that has not been
-    /// checked on its own yet.
-    fn unverified(appends: &[Pending]) -> Work {
+    /// checked on its own yet, and the ahead checks of such requests still
+    /// running. Requests checked ahead with the keys admission found are
+    /// left out.
+    fn unverified(appends: &[Pending]) -> (Work, Vec<Arc<AheadOutcome>>) {
         let mut work = Work::default();
+        let mut running: Vec<Arc<AheadOutcome>> = Vec::new();
         for pending in appends.iter().filter(|p| p.outcome.is_none() && !p.verified) {
+            if let Some(ahead) = pending
+                .ahead
+                .as_ref()
+                .filter(|a| a.work().keys == pending.expected_keys())
+            {
+                match ahead.claim() {
+                    Claim::Valid => {}
+                    Claim::Running(outcome) => {
+                        if !running.iter().any(|o| Arc::ptr_eq(o, &outcome)) {
+                            running.push(outcome);
+                        }
+                    }
+                    Claim::Verify => work.extend_from(ahead.work()),
+                }
+                continue;
+            }
             if let (Some(authorization), Some(key)) = (&pending.authorization, pending.authorization_key) {
                 work.messages.push(authorization.message.clone());
                 work.signatures.push(authorization.signature);
@@ -733,7 +812,7 @@ impl Writer {
                 work.keys.push(*key);
             }
         }
-        work
+        (work, running)
     }
 
     /// After a failed group verification: checks each request's signatures
@@ -815,7 +894,8 @@ impl Writer {
     /// signature are refused and the rest committed without them.
     fn commit(&mut self, appends: &mut [Pending], timestamp_ms: u64, force_checkpoint: bool) -> Result<Admission> {
         let admission = self.admit(appends, timestamp_ms);
-        let verdict = self.pool.submit(Self::unverified(appends));
+        let (work, running) = Self::unverified(appends);
+        let verdict = self.pool.submit(work, running);
         let built = self.build(appends, &admission, timestamp_ms, force_checkpoint)?;
         let speculate = verdict.is_pending()
             && admission.changed.is_empty()
