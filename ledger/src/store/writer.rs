@@ -295,28 +295,20 @@ impl Inner {
     /// may do ahead of its group if every signer's key is known.
     fn append_command(&self, records: Vec<Record>, authorization: Option<Authorization>) -> Command {
         let registry = self.shared.known_keys();
-        let mut work = Work::default();
-        let mut known = true;
-        if let Some(authorization) = &authorization {
-            match registry.public_key(&authorization.signer) {
-                Some(key) => {
-                    work.messages.push(authorization.message.clone());
-                    work.signatures.push(authorization.signature);
-                    work.keys.push(key);
-                }
-                None => known = false,
+        let authorization_key = authorization.as_ref().map(|a| registry.public_key(&a.signer));
+        let keys: Option<Vec<PublicKey>> = records.iter().map(|r| registry.public_key(&r.signer)).collect();
+        let ahead = match (authorization_key, keys) {
+            (Some(None), _) | (_, None) => None,
+            (authorization_key, Some(keys)) => {
+                let mut work = Work::default();
+                push_request(
+                    &mut work,
+                    authorization.as_ref().zip(authorization_key.flatten()),
+                    records.iter().zip(keys),
+                );
+                Some(Ahead::new(work))
             }
-        }
-        for record in &records {
-            let Some(key) = registry.public_key(&record.signer).filter(|_| known) else {
-                known = false;
-                break;
-            };
-            work.messages.push(record.signed_message());
-            work.signatures.push(record.signature);
-            work.keys.push(key);
-        }
-        let ahead = known.then(|| Ahead::new(work));
+        };
         Command::Append(records, authorization, ahead)
     }
 
@@ -801,16 +793,11 @@ impl Writer {
                 }
                 continue;
             }
-            if let (Some(authorization), Some(key)) = (&pending.authorization, pending.authorization_key) {
-                work.messages.push(authorization.message.clone());
-                work.signatures.push(authorization.signature);
-                work.keys.push(key);
-            }
-            for (record, key) in pending.records.iter().zip(&pending.keys) {
-                work.messages.push(record.signed_message());
-                work.signatures.push(record.signature);
-                work.keys.push(*key);
-            }
+            push_request(
+                &mut work,
+                pending.authorization.as_ref().zip(pending.authorization_key),
+                pending.records.iter().zip(pending.keys.iter().copied()),
+            );
         }
         (work, running)
     }
@@ -1172,6 +1159,26 @@ impl Writer {
             Ok(mut guard) => *guard = published,
             Err(poisoned) => *poisoned.into_inner() = published,
         }
+    }
+}
+
+/// Adds the signatures of one request to `work`: the request's own first,
+/// then its records', each with its signer's key (the order of
+/// [`Pending::expected_keys`]).
+fn push_request<'a>(
+    work: &mut Work,
+    authorization: Option<(&Authorization, PublicKey)>,
+    records: impl Iterator<Item = (&'a Record, PublicKey)>,
+) {
+    if let Some((authorization, key)) = authorization {
+        work.messages.push(authorization.message.clone());
+        work.signatures.push(authorization.signature);
+        work.keys.push(key);
+    }
+    for (record, key) in records {
+        work.messages.push(record.signed_message());
+        work.signatures.push(record.signature);
+        work.keys.push(key);
     }
 }
 
