@@ -466,3 +466,51 @@ impl Drop for VerifyPool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caseledger_keys::Identity;
+
+    fn check(signer: &Identity, message: &[u8], forged: bool) -> Arc<Ahead> {
+        let signed: &[u8] = if forged { b"other bytes" } else { message };
+        Ahead::new(Work {
+            messages: vec![message.to_vec()],
+            signatures: vec![signer.sign_raw(signed)],
+            keys: vec![signer.public_key()],
+        })
+    }
+
+    #[test]
+    fn claimed_checks_are_left_to_their_group_and_a_failed_batch_is_verified_again() {
+        let signer = Identity::generate();
+        let queue = AheadQueue::default();
+        let (claimed, good, forged) = (
+            check(&signer, b"claimed", false),
+            check(&signer, b"good", false),
+            check(&signer, b"forged", true),
+        );
+        for c in [&claimed, &good, &forged] {
+            queue.push(Arc::clone(c), false);
+        }
+        assert!(matches!(claimed.claim(), Claim::Verify));
+        assert!(queue.run_one(), "the two unclaimed checks form a batch");
+        assert!(!queue.run_one(), "nothing is left; the claimed check was skipped");
+        assert_eq!(queue.checked(), 2);
+        // The batch held a forgery: both requests are left to their group.
+        assert!(matches!(good.claim(), Claim::Verify));
+        assert!(matches!(forged.claim(), Claim::Verify));
+
+        let alone = check(&signer, b"alone", false);
+        queue.push(Arc::clone(&alone), false);
+        let (taken, outcome) = queue.take(AHEAD_BATCH).expect("queued");
+        assert!(
+            matches!(alone.claim(), Claim::Running(_)),
+            "a running check is waited for"
+        );
+        assert_eq!(taken.len(), 1);
+        outcome.set(true);
+        *lock(&alone.state) = AheadState::Done(true);
+        assert!(matches!(alone.claim(), Claim::Valid));
+    }
+}
