@@ -199,15 +199,6 @@ fn requests_grouped_with_forged_request_signatures_are_committed() {
     audit_ok(&ledger);
 }
 
-/// `record` with a signature its signer made over other bytes.
-fn forged(
-    mut record: caseledger_ledger::entry::Record,
-    signer: &caseledger_keys::Identity,
-) -> caseledger_ledger::entry::Record {
-    record.signature = caseledger_ledger::entry::Record::sign(record.kind, b"other bytes".to_vec(), signer).signature;
-    record
-}
-
 #[test]
 fn requests_queued_behind_a_group_are_checked_ahead_and_a_forgery_among_them_is_refused_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -215,29 +206,13 @@ fn requests_queued_behind_a_group_are_checked_ahead_and_a_forgery_among_them_is_
     create(dir.path(), &keys).close().expect("close");
     // The writer pauses after syncing the first group until the test has
     // queued the others behind it.
-    let paused = Arc::new(std::sync::Barrier::new(2));
-    let resume = Arc::new(std::sync::Barrier::new(2));
-    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let hook = {
-        let (paused, resume, first) = (Arc::clone(&paused), Arc::clone(&resume), Arc::clone(&first));
-        caseledger_ledger::store::TestHook(Arc::new(move || {
-            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                paused.wait();
-                resume.wait();
-            }
-            false
-        }))
-    };
-    let options = Options {
-        after_speculative_write: Some(hook),
-        ..options()
-    };
-    let ledger = Ledger::open(dir.path(), clock(), options).expect("open");
+    let pause = Pause::new(1);
+    let ledger = Ledger::open(dir.path(), clock(), pause.options()).expect("open");
     let size = ledger.size();
     let runtime = runtime();
     let mut leading = ledger.append_async(vec![note(&keys.writer, 1)]);
     assert!(poll_once(&mut leading).is_pending());
-    paused.wait();
+    pause.wait_paused();
     // 16 requests queue while the group is being committed; the fifth is
     // forged. The seventh wakes an idle verifier thread (a parked one is
     // woken for every 8 queued checks, the first group's included), which
@@ -259,7 +234,7 @@ fn requests_queued_behind_a_group_are_checked_ahead_and_a_forgery_among_them_is_
         );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    resume.wait();
+    pause.resume();
     wait(&runtime, &mut leading).expect("first append");
     for (i, future) in queued.iter_mut().enumerate() {
         let outcome = wait(&runtime, future);

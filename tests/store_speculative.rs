@@ -9,18 +9,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use caseledger::court::CaseRecords;
-use caseledger_ledger::entry::Record;
 use caseledger_ledger::store::{Ledger, Options, TestHook};
 use caseledger_ledger::Error;
 use common::*;
 
 const CASE: &str = "(2024)苏02执88号";
-
-/// `record` with a signature its signer made over other bytes.
-fn forged(mut record: Record, signer: &caseledger_keys::Identity) -> Record {
-    record.signature = Record::sign(record.kind, b"other bytes".to_vec(), signer).signature;
-    record
-}
 
 fn halting() -> Options {
     Options {
@@ -220,21 +213,8 @@ fn readers_never_see_the_derived_state_of_a_group_being_verified() {
     ledger.close().expect("close");
     // The writer pauses after syncing the forged group until the test
     // lets it go on to the verdict.
-    let paused = Arc::new(std::sync::Barrier::new(2));
-    let resume = Arc::new(std::sync::Barrier::new(2));
-    let hook = {
-        let (paused, resume) = (Arc::clone(&paused), Arc::clone(&resume));
-        TestHook(Arc::new(move || {
-            paused.wait();
-            resume.wait();
-            false
-        }))
-    };
-    let options = Options {
-        after_speculative_write: Some(hook),
-        ..options()
-    };
-    let ledger = Arc::new(Ledger::open(dir.path(), clock(), options).expect("open"));
+    let pause = Pause::new(1);
+    let ledger = Arc::new(Ledger::open(dir.path(), clock(), pause.options()).expect("open"));
     let before = ledger.state_objects("").expect("state");
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     let request = forged(case.request("d-1", "acct-1", 1_000_000), &staff.officers[0].identity);
@@ -242,7 +222,7 @@ fn readers_never_see_the_derived_state_of_a_group_being_verified() {
         let ledger = Arc::clone(&ledger);
         std::thread::spawn(move || ledger.append_one(request))
     };
-    paused.wait();
+    pause.wait_paused();
     // The forged request's reservation is on disk now; a reader started
     // here must wait for the verdict and then see the state without it.
     let (started, reading) = std::sync::mpsc::channel();
@@ -258,7 +238,7 @@ fn readers_never_see_the_derived_state_of_a_group_being_verified() {
     };
     reading.recv().expect("reader started");
     std::thread::sleep(std::time::Duration::from_millis(50));
-    resume.wait();
+    pause.resume();
     assert!(matches!(
         appender.join().expect("appender"),
         Err(Error::BadSignature { .. })

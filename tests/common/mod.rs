@@ -390,3 +390,58 @@ pub fn audit_ok(ledger: &Ledger) {
     assert!(report.ok, "audit failed: {:?}", report.first_error);
     assert_eq!(report.entries, ledger.size());
 }
+
+/// `record` with a signature its signer made over other bytes.
+pub fn forged(mut record: Record, signer: &Identity) -> Record {
+    record.signature = Record::sign(record.kind, b"other bytes".to_vec(), signer).signature;
+    record
+}
+
+/// Pauses the writer right after a speculative write (the derived-state
+/// gate held) until the test lets it go on to the verdict.
+#[derive(Clone)]
+pub struct Pause {
+    paused: Arc<std::sync::Barrier>,
+    resume: Arc<std::sync::Barrier>,
+    remaining: Arc<AtomicU64>,
+}
+
+impl Pause {
+    /// Pauses the first `times` speculative writes.
+    pub fn new(times: u64) -> Self {
+        Self {
+            paused: Arc::new(std::sync::Barrier::new(2)),
+            resume: Arc::new(std::sync::Barrier::new(2)),
+            remaining: Arc::new(AtomicU64::new(times)),
+        }
+    }
+
+    /// Ledger options with this pause as the speculative-write hook.
+    pub fn options(&self) -> Options {
+        let pause = self.clone();
+        Options {
+            after_speculative_write: Some(caseledger_ledger::store::TestHook(Arc::new(move || {
+                let pausing = pause
+                    .remaining
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if pausing {
+                    pause.paused.wait();
+                    pause.resume.wait();
+                }
+                false
+            }))),
+            ..options()
+        }
+    }
+
+    /// Waits until the writer has paused.
+    pub fn wait_paused(&self) {
+        self.paused.wait();
+    }
+
+    /// Lets the paused writer go on.
+    pub fn resume(&self) {
+        self.resume.wait();
+    }
+}
