@@ -163,14 +163,6 @@ impl PublicKey {
     }
 }
 
-/// Verifies many signatures at once (ed25519 batch verification). Returns
-/// `Ok` only if every signature is valid; on failure the caller must verify
-/// one by one to find which. Messages are the full signed bytes.
-pub fn verify_batch(messages: &[&[u8]], signatures: &[Signature], keys: &[PublicKey]) -> Result<()> {
-    let keys: Vec<VerifyingKey> = keys.iter().map(|k| k.0).collect();
-    ed25519_dalek::verify_batch(messages, signatures, &keys).map_err(|_| Error::BadSignature)
-}
-
 /// The 32-byte identifier of a public key, as carried in ledger entries.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(pub [u8; 32]);
@@ -243,17 +235,5 @@ mod tests {
         hasher.update(public.to_bytes());
         let expected: [u8; 32] = hasher.finalize().into();
         assert_eq!(public.key_id().0, expected);
-    }
-
-    #[test]
-    fn batch_detects_one_bad_signature() {
-        let ids: Vec<Identity> = (0..4u8).map(|i| Identity::from_seed([i; 32])).collect();
-        let messages: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 10]).collect();
-        let mut signatures: Vec<Signature> = ids.iter().zip(&messages).map(|(id, m)| id.sign_raw(m)).collect();
-        let keys: Vec<PublicKey> = ids.iter().map(Identity::public_key).collect();
-        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-        verify_batch(&refs, &signatures, &keys).expect("all valid");
-        signatures[2] = ids[2].sign_raw(b"other");
-        assert!(verify_batch(&refs, &signatures, &keys).is_err());
     }
 }

@@ -7,18 +7,22 @@
 //!   (PKCS#8 / SPKI PEM, so `openssl pkeyutl -verify -rawin` can check us);
 //! * [`KeyId`], the 32-byte identifier of a public key used inside entries;
 //! * [`context`], the domain-separation constant of every kind of signed message;
-//! * [`note`], the C2SP signed-note format used for checkpoints.
+//! * [`note`], the C2SP signed-note format used for checkpoints;
+//! * [`verify_batch`], batch verification that counts a key signing several
+//!   messages of a batch once.
 //!
 //! It does no I/O except in [`files`], which reads and writes key files.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used)]
 
+mod batch;
 pub mod context;
 pub mod files;
 mod identity;
 pub mod note;
 
-pub use identity::{verify_batch, Identity, KeyId, PublicKey, Signature, SIGNATURE_BYTES};
+pub use batch::verify_batch;
+pub use identity::{Identity, KeyId, PublicKey, Signature, SIGNATURE_BYTES};
 
 /// Everything that can go wrong with keys, key files and signatures.
 #[derive(Debug, thiserror::Error)]
