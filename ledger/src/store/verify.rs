@@ -1,8 +1,10 @@
 //! The verifier threads: signatures of a group checked beside the writer,
 //! so that the verification can overlap the group's sync; when they have
-//! no group to check, they check the requests still queued behind the
-//! group being committed ("ahead"), so that the next group finds its
-//! signatures checked already.
+//! no group to check, all but the first check the requests still queued
+//! behind the group being committed ("ahead"), so that the next group finds
+//! its signatures checked already. The first thread is kept for the
+//! groups: a group's own signatures are on the writer's path, and a thread
+//! in the middle of an ahead batch would make them wait for it.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -138,7 +140,8 @@ impl Ahead {
 #[derive(Default)]
 pub(super) struct AheadQueue {
     checks: Mutex<VecDeque<Arc<Ahead>>>,
-    /// The verifier threads' lanes, to wake one for queued work.
+    /// The lanes of the verifier threads that check ahead, to wake one for
+    /// queued work.
     lanes: std::sync::OnceLock<Vec<Arc<Lane>>>,
     /// Signatures checked ahead so far.
     checked: std::sync::atomic::AtomicU64,
@@ -348,10 +351,13 @@ impl Verdict {
 
 impl VerifyPool {
     pub fn start(threads: usize, ahead: Arc<AheadQueue>) -> Self {
-        let (lanes, threads): (Vec<Arc<Lane>>, Vec<JoinHandle<()>>) = (0..threads.max(1))
+        let count = threads.max(1);
+        let (lanes, threads): (Vec<Arc<Lane>>, Vec<JoinHandle<()>>) = (0..count)
             .map(|n| {
                 let lane = Arc::new(Lane::default());
                 let spin = if n == 0 { VERIFIER_SPIN } else { Duration::ZERO };
+                // With one thread, it must check ahead too.
+                let checks_ahead = n > 0 || count == 1;
                 let thread = {
                     let lane = Arc::clone(&lane);
                     let ahead = Arc::clone(&ahead);
@@ -369,7 +375,7 @@ impl VerifyPool {
                                 // requests, then wait for a group.
                                 let job = match lane.try_next() {
                                     Some(job) => job,
-                                    None if worked && ahead.run_one() => continue,
+                                    None if checks_ahead && worked && ahead.run_one() => continue,
                                     None => match lane.next(wait) {
                                         Next::Job(job) => job,
                                         Next::Ahead => {
@@ -396,7 +402,9 @@ impl VerifyPool {
                 (lane, thread)
             })
             .unzip();
-        let _ = ahead.lanes.set(lanes.clone());
+        let _ = ahead
+            .lanes
+            .set(lanes.iter().skip(usize::from(count > 1)).cloned().collect());
         Self { lanes, threads }
     }
 
@@ -479,6 +487,37 @@ mod tests {
             signatures: vec![signer.sign_raw(signed)],
             keys: vec![signer.public_key()],
         })
+    }
+
+    #[test]
+    fn the_first_verifier_thread_is_kept_for_groups_unless_it_is_the_only_one() {
+        for (threads, checking_ahead) in [(1, 1), (2, 1), (4, 3)] {
+            let ahead = Arc::new(AheadQueue::default());
+            let pool = VerifyPool::start(threads, Arc::clone(&ahead));
+            let lanes = ahead.lanes.get().expect("set by start");
+            assert_eq!(lanes.len(), checking_ahead, "{threads} threads");
+            let first_pokable = lanes.iter().any(|lane| Arc::ptr_eq(lane, &pool.lanes[0]));
+            assert_eq!(first_pokable, threads == 1, "{threads} threads");
+            // Queued checks are still checked by the threads that may, once
+            // parked ones are woken for them (a thread never checks ahead on
+            // its first loop).
+            wait_until("the threads park", || lanes.iter().all(|lane| lock(&lane.state).parked));
+            let signer = Identity::generate();
+            for n in 0..AHEAD_WAKE {
+                ahead.push(check(&signer, format!("m{n}").as_bytes(), false), true);
+            }
+            wait_until("the queued requests are checked ahead", || {
+                ahead.checked() == AHEAD_WAKE as u64
+            });
+        }
+    }
+
+    fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     #[test]
