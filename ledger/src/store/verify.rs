@@ -356,8 +356,7 @@ impl VerifyPool {
             .map(|n| {
                 let lane = Arc::new(Lane::default());
                 let spin = if n == 0 { VERIFIER_SPIN } else { Duration::ZERO };
-                // With one thread, it must check ahead too.
-                let checks_ahead = n > 0 || count == 1;
+                let checks_ahead = checks_ahead(n, count);
                 let thread = {
                     let lane = Arc::clone(&lane);
                     let ahead = Arc::clone(&ahead);
@@ -402,9 +401,11 @@ impl VerifyPool {
                 (lane, thread)
             })
             .unzip();
-        let _ = ahead
-            .lanes
-            .set(lanes.iter().skip(usize::from(count > 1)).cloned().collect());
+        let checking: Vec<Arc<Lane>> = (lanes.iter().enumerate())
+            .filter(|(n, _)| checks_ahead(*n, count))
+            .map(|(_, lane)| Arc::clone(lane))
+            .collect();
+        let _ = ahead.lanes.set(checking);
         Self { lanes, threads }
     }
 
@@ -437,6 +438,12 @@ impl VerifyPool {
         }
         Verdict { answers, parts, ahead }
     }
+}
+
+/// Whether verifier thread `n` of `count` checks queued requests ahead:
+/// all but the first, which is kept for the groups, unless it is alone.
+fn checks_ahead(n: usize, count: usize) -> bool {
+    n > 0 || count == 1
 }
 
 /// The niceness of the verifier threads.
