@@ -36,10 +36,16 @@ fn payload(n: u64) -> Vec<u8> {
 struct Fixture {
     _dir: tempfile::TempDir,
     ledger: Arc<Ledger>,
-    writer: Identity,
-    /// 64 registered writers (the first is `writer`), one per appender
-    /// where the appenders should not share a key.
+    /// 64 registered writers, one per appender where the appenders should
+    /// not share a key.
     writers: Vec<Identity>,
+}
+
+impl Fixture {
+    /// The writer of the benchmarks whose appenders share one key.
+    fn writer(&self) -> &Identity {
+        &self.writers[0]
+    }
 }
 
 fn fixture() -> Fixture {
@@ -74,7 +80,6 @@ fn fixture_in(dir: tempfile::TempDir) -> Fixture {
     Fixture {
         _dir: dir,
         ledger: Arc::new(ledger),
-        writer: writers[0].clone(),
         writers,
     }
 }
@@ -186,7 +191,7 @@ fn durable_append(c: &mut Criterion) {
     let fixture = fixture();
     let mut group = c.benchmark_group("append");
     for batch in [1usize, 64, 1024] {
-        let pool = signed(&fixture.writer, batch * 64);
+        let pool = signed(fixture.writer(), batch * 64);
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_with_input(BenchmarkId::new("durable_batch", batch), &batch, |b, &batch| {
             let mut next = 0usize;
@@ -268,7 +273,7 @@ fn concurrent_append(c: &mut Criterion) {
         ("single_entry_clients_tmpfs", &in_memory, 64),
     ] {
         let per_client = 2048 / clients;
-        let pools: Vec<Vec<Record>> = (0..clients).map(|_| signed(&fixture.writer, per_client)).collect();
+        let pools: Vec<Vec<Record>> = (0..clients).map(|_| signed(fixture.writer(), per_client)).collect();
         group.throughput(Throughput::Elements((clients * per_client) as u64));
         group.bench_with_input(BenchmarkId::new(name, clients), &clients, |b, _| {
             b.iter_custom(|iters| (0..iters).map(|_| run_clients(fixture, &pools)).sum())
@@ -284,7 +289,7 @@ fn concurrent_append(c: &mut Criterion) {
         ("single_entry_tasks", &on_disk),
         ("single_entry_tasks_tmpfs", &in_memory),
     ] {
-        let pools: Vec<Vec<Record>> = (0..64).map(|_| signed(&fixture.writer, 2048 / 64)).collect();
+        let pools: Vec<Vec<Record>> = (0..64).map(|_| signed(fixture.writer(), 2048 / 64)).collect();
         group.throughput(Throughput::Elements(2048));
         group.bench_with_input(BenchmarkId::new(name, 64), &64, |b, _| {
             b.iter_custom(|iters| (0..iters).map(|_| run_tasks(&runtime, fixture, &pools)).sum())
@@ -301,7 +306,7 @@ fn concurrent_append(c: &mut Criterion) {
 
 fn single_put_vs_append(c: &mut Criterion) {
     let fixture = fixture();
-    let pool = signed(&fixture.writer, 4096);
+    let pool = signed(fixture.writer(), 4096);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut options = rocksdb::Options::default();
     options.create_if_missing(true);
