@@ -66,7 +66,23 @@ fn a_second_serve_on_the_same_folder_is_refused() {
         .expect("second serve");
     assert_eq!(second.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&second.stderr).contains("already open for writing"));
-    assert!(serve.terminate().success());
+    let status = serve.terminate();
+    assert!(status.success(), "serve exits 0 after SIGTERM: {status:?}");
+}
+
+#[test]
+fn sigterm_as_soon_as_the_address_is_printed_is_a_clean_shutdown() {
+    // The signal handlers must be in place before `serve` announces its
+    // address; otherwise SIGTERM takes its default action and kills it.
+    for round in 0..5 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut serve = Serve::start(&dir.path().join("ledger"), &[]);
+        let status = serve.terminate();
+        assert!(
+            status.success(),
+            "round {round}: serve exits 0 after SIGTERM: {status:?}"
+        );
+    }
 }
 
 /// Sends a signed write of `records` to a running service.
@@ -193,7 +209,8 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
     let text = response.body_mut().read_to_string().expect("body");
     let bundle_file = dir.path().join("bundle.json");
     std::fs::write(&bundle_file, &text).expect("write bundle");
-    assert!(serve.terminate().success());
+    let status = serve.terminate();
+    assert!(status.success(), "serve exits 0 after SIGTERM: {status:?}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_caseledger"))
         .arg("verify-bundle")

@@ -100,23 +100,21 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGINT or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled: `serve` calls it before it announces its
+/// address, so a signal sent as soon as the address is known is a graceful
+/// shutdown rather than the default action (death).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
 }
 
 /// The configured SMS provider.
@@ -268,13 +266,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let address = listener.local_addr()?;
+        let shutdown = shutdown_signal().context("installing the SIGINT and SIGTERM handlers")?;
         println!("caseledger listening on http://{address}");
         println!("try: curl http://{address}/v1/checkpoint   (API description: http://{address}/v1/openapi.json)");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         let service = super::app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(shutdown)
             .await
             .context("serving")
     })?;
