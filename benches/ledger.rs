@@ -11,7 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use caseledger::court::{demo_case_history, Staff};
-use caseledger_keys::{verify_batch, Identity, Signature};
+use caseledger_keys::{Identity, Signature};
 use caseledger_ledger::entry::{Entry, Record};
 use caseledger_ledger::record::{self, KeyRegistered, KeyText};
 use caseledger_ledger::store::{Ledger, Options, SystemClock};
@@ -145,33 +145,22 @@ fn on_all_cores(messages: &[Vec<u8>], verify: impl Fn(std::ops::Range<usize>) + 
     });
 }
 
-/// Raw limit 2: ed25519 batch verification of 1,024 signatures on all
-/// cores, by ed25519-dalek itself; beside it the same work done by
-/// `caseledger_keys::verify_batch`, which counts a key signing several
-/// messages of a batch once (all 1,024 here have one signer, as in the
-/// append benchmarks).
+/// Raw limit 2: the one signature rule (`verify_strict`, through
+/// `PublicKey::verify_raw`) over 1,024 signatures on all cores.
 fn raw_ed25519(c: &mut Criterion) {
     let writer = Identity::from_seed([3; 32]);
     let records = signed(&writer, 1024);
     let messages: Vec<Vec<u8>> = records.iter().map(Record::signed_message).collect();
     let signatures: Vec<Signature> = records.iter().map(|r| r.signature).collect();
-    let keys = vec![writer.public_key(); records.len()];
-    let dalek_keys = vec![*writer.public_key().verifying_key(); records.len()];
+    let key = writer.public_key();
     let mut group = c.benchmark_group("raw");
     group.throughput(Throughput::Elements(1024));
-    group.bench_function("ed25519_batch_verify_all_cores/1024", |b| {
+    group.bench_function("ed25519_verify_strict_all_cores/1024", |b| {
         b.iter(|| {
             on_all_cores(&messages, |range| {
-                let refs: Vec<&[u8]> = messages[range.clone()].iter().map(Vec::as_slice).collect();
-                ed25519_dalek::verify_batch(&refs, &signatures[range.clone()], &dalek_keys[range]).expect("valid")
-            })
-        })
-    });
-    group.bench_function("keys_batch_verify_all_cores/1024", |b| {
-        b.iter(|| {
-            on_all_cores(&messages, |range| {
-                let refs: Vec<&[u8]> = messages[range.clone()].iter().map(Vec::as_slice).collect();
-                verify_batch(&refs, &signatures[range.clone()], &keys[range]).expect("valid")
+                for i in range {
+                    key.verify_raw(&messages[i], &signatures[i]).expect("valid")
+                }
             })
         })
     });

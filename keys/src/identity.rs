@@ -61,12 +61,19 @@ impl Identity {
         self.signing_key.sign(message)
     }
 
-    /// PKCS#8 PEM ("BEGIN PRIVATE KEY"), as written by `openssl genpkey -algorithm ed25519`.
+    /// PKCS#8 v1 PEM ("BEGIN PRIVATE KEY", RFC 8410 without the optional
+    /// public key), byte for byte what `openssl genpkey -algorithm ed25519`
+    /// writes, so OpenSSL 3.0 and Python `cryptography` load it. (The
+    /// PKCS#8 v2 form of RFC 5958, with the public key, is refused by both;
+    /// it is still read.)
     pub fn to_pkcs8_pem(&self) -> Result<String> {
-        self.signing_key
-            .to_pkcs8_pem(Default::default())
-            .map(|pem| pem.to_string())
-            .map_err(|e| Error::InvalidKey(format!("cannot encode private key: {e}")))
+        ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.signing_key.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(Default::default())
+        .map(|pem| pem.to_string())
+        .map_err(|e| Error::InvalidKey(format!("cannot encode private key: {e}")))
     }
 
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self> {
@@ -87,13 +94,36 @@ impl std::fmt::Debug for PublicKey {
 }
 
 impl PublicKey {
+    /// Parses a raw 32-byte key under the key rule (docs/FORMAT.md §2):
+    /// the canonical encoding of a point of the prime-order subgroup other
+    /// than the identity. Keys of small order, keys with a torsion
+    /// component and non-canonical encodings are refused, so that one
+    /// point has one key id and nobody but the holder of the private key
+    /// can make a signature that verifies with it.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let array: [u8; 32] = bytes
             .try_into()
             .map_err(|_| Error::InvalidKey(format!("public key must be 32 bytes, got {}", bytes.len())))?;
-        VerifyingKey::from_bytes(&array)
-            .map(PublicKey)
-            .map_err(|e| Error::InvalidKey(format!("not an Ed25519 point: {e}")))
+        let key =
+            VerifyingKey::from_bytes(&array).map_err(|e| Error::InvalidKey(format!("not an Ed25519 point: {e}")))?;
+        Self::strong(key)
+    }
+
+    /// Applies the key rule to a decoded key.
+    fn strong(key: VerifyingKey) -> Result<Self> {
+        let point = key.to_edwards();
+        if point.compress().to_bytes() != key.to_bytes() {
+            return Err(Error::InvalidKey("not the canonical encoding of its point".into()));
+        }
+        if key.is_weak() {
+            return Err(Error::InvalidKey("a point of small order is not a key".into()));
+        }
+        if !point.is_torsion_free() {
+            return Err(Error::InvalidKey(
+                "the point has a torsion component (not in the prime-order subgroup)".into(),
+            ));
+        }
+        Ok(PublicKey(key))
     }
 
     pub fn to_bytes(&self) -> [u8; 32] {
@@ -130,9 +160,9 @@ impl PublicKey {
     }
 
     pub fn from_spki_pem(pem: &str) -> Result<Self> {
-        VerifyingKey::from_public_key_pem(pem)
-            .map(PublicKey)
-            .map_err(|e| Error::InvalidKey(format!("not an Ed25519 SPKI public key: {e}")))
+        let key = VerifyingKey::from_public_key_pem(pem)
+            .map_err(|e| Error::InvalidKey(format!("not an Ed25519 SPKI public key: {e}")))?;
+        Self::strong(key)
     }
 
     /// Parses any of the public key forms we write or accept: SPKI PEM, raw
@@ -155,7 +185,14 @@ impl PublicKey {
         self.verify_raw(&context::message(context, body), signature)
     }
 
-    /// Verifies a signature over raw bytes (signed notes only).
+    /// Verifies a signature over raw bytes: the one signature rule of
+    /// caseledger (docs/FORMAT.md §2), for every path that checks a
+    /// signature. Strict RFC 8032: `s < ℓ`, `R` the canonical encoding of
+    /// a point not of small order, the key not of small order, and the
+    /// cofactorless equation `[s]B = R + [k]A` with
+    /// `k = SHA-512(R ‖ A ‖ M) mod ℓ` (what
+    /// `ed25519_dalek::VerifyingKey::verify_strict` accepts). Everything it
+    /// accepts, OpenSSL and every RFC 8032 verifier accept too.
     pub fn verify_raw(&self, message: &[u8], signature: &Signature) -> Result<()> {
         self.0
             .verify_strict(message, signature)

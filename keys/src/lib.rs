@@ -8,20 +8,21 @@
 //! * [`KeyId`], the 32-byte identifier of a public key used inside entries;
 //! * [`context`], the domain-separation constant of every kind of signed message;
 //! * [`note`], the C2SP signed-note format used for checkpoints;
-//! * [`verify_batch`], batch verification that counts a key signing several
-//!   messages of a batch once.
+//!
+//! There is one signature rule, [`PublicKey::verify_raw`] (strict RFC 8032),
+//! and one key rule, [`PublicKey::from_bytes`] (a canonical point of the
+//! prime-order subgroup, not the identity); every path in caseledger uses
+//! them.
 //!
 //! It does no I/O except in [`files`], which reads and writes key files.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used)]
 
-mod batch;
 pub mod context;
 pub mod files;
 mod identity;
 pub mod note;
 
-pub use batch::verify_batch;
 pub use identity::{Identity, KeyId, PublicKey, Signature, SIGNATURE_BYTES};
 
 /// Everything that can go wrong with keys, key files and signatures.

@@ -150,7 +150,7 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Si
 }
 
 /// A record write: like [`SignedJson`], but the request signature is left
-/// to the ledger, which verifies it in the batch verification of the group
+/// to the ledger, which verifies it with the signatures of the group
 /// that writes the records (one batch for many requests, instead of one
 /// verification each before the append). Its nonce is spent at once. Any
 /// refusal before the append verifies the signature first, so that an

@@ -13,6 +13,8 @@ use caseledger_ledger::entry::Record;
 use caseledger_ledger::record::{self, DemoNote, KeyRegistered, KeyText};
 use caseledger_ledger::store::{Clock, Ledger, Options, COLUMN_FAMILIES, DB_DIR};
 
+pub mod edges;
+
 pub const ORIGIN: &str = "test.caseledger.local/ledger";
 
 /// A clock the test moves by hand.

@@ -495,7 +495,7 @@ impl Ledger {
 
     /// [`Ledger::append_async`] of records that came with a signature of
     /// their own request (an HTTP request signature): it is verified in the
-    /// group's batch verification, before anything is acknowledged, and not
+    /// group's signature checks, before anything is acknowledged, and not
     /// stored. A bad one refuses the request with
     /// [`Error::BadRequestSignature`], before any rule speaks.
     pub fn append_authorized(&self, records: Vec<Record>, authorization: Option<Authorization>) -> AppendFuture {

@@ -3,11 +3,12 @@
 //! Callers queue their records; the first caller in line becomes the leader
 //! (as in LevelDB's write queue), takes everything queued (up to
 //! `batch_entries_max` entries), checks every record against the key
-//! registry and the rules, hands all signatures to the verifier threads (one
-//! batch verification per thread), writes one synced `WriteBatch`, and
+//! registry and the rules, hands all signatures to the verifier threads
+//! (each checked alone with the one signature rule), writes one synced
+//! `WriteBatch`, and
 //! answers the group only once both the sync and the verification have
-//! succeeded; then the next caller in line leads. One fsync and one batch
-//! verification serve every caller of the group, and a lone caller commits
+//! succeeded; then the next caller in line leads. One fsync serves every
+//! caller of the group, and a lone caller commits
 //! its own record without handing it to another thread (waking an idle
 //! thread costs tens of µs on a virtual machine). A timer thread queues
 //! time-based checkpoints.
