@@ -22,9 +22,9 @@ use caseledger::court::{sign, Staff};
 use caseledger::service::client::{sign_request, write_body, Client};
 use caseledger::service::httpsig::{self, RequestParts};
 use caseledger_keys::Identity;
-use caseledger_ledger::entry::Record;
-use caseledger_ledger::funds::model::{Channel, ReceiptRecorded, KIND_RECEIPT_RECORDED};
 use caseledger_ledger::store::{Authorization, Ledger, Options, SystemClock};
+use caseledger_verify::entry::Record;
+use caseledger_verify::funds::model::{Channel, ReceiptRecorded, KIND_RECEIPT_RECORDED};
 
 /// The allocator of the `caseledger` binary (src/main.rs), so that the
 /// figures are those of the service.

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use caseledger::court::{demo_case_history, Staff};
 use caseledger_keys::{Identity, Signature};
-use caseledger_ledger::entry::{Entry, Record};
-use caseledger_ledger::record::{self, KeyRegistered, KeyText};
 use caseledger_ledger::store::{Ledger, Options, SystemClock};
+use caseledger_verify::entry::{Entry, Record};
+use caseledger_verify::record::{self, KeyRegistered, KeyText};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 /// The allocator of the `caseledger` binary (src/main.rs), so that the

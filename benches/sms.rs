@@ -23,8 +23,8 @@ use caseledger::service::providers::{AliyunProvider, AliyunSettings};
 use caseledger::service::sms::{self, Deliverer, DeliveryOptions, Message, SendError, SmsProvider, Templates};
 use caseledger::service::{app, AppState};
 use caseledger_keys::Identity;
-use caseledger_ledger::funds::model::*;
 use caseledger_ledger::store::{Ledger, Options, SystemClock};
+use caseledger_verify::funds::model::*;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
@@ -104,7 +104,7 @@ fn drain(c: &mut Criterion) {
         ledger.append_one(case.open(1)).expect("case");
         sms::put_contact(
             &ledger,
-            &caseledger_ledger::funds::notify::applicant_contact(&case_number(n), "applicant-1"),
+            &caseledger_verify::funds::notify::applicant_contact(&case_number(n), "applicant-1"),
             &format!("139{:08}", n + 1),
         )
         .expect("contact");

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use caseledger::service::client::Client;
 use caseledger_keys::files;
-use caseledger_ledger::entry::Record;
+use caseledger_verify::entry::Record;
 
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
@@ -105,7 +105,7 @@ fn approve(
     id: &str,
     reject: bool,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
-    use caseledger_ledger::funds::model::{
+    use caseledger_verify::funds::model::{
         ApprovalSigned, Decision, DisbursementState, SmsReveal, KIND_APPROVAL_SIGNED,
     };
     let view = expect_ok(
@@ -136,7 +136,7 @@ fn approve(
     eprintln!("  case:    {}", disbursement.case_number);
     eprintln!(
         "  amount:  {}",
-        caseledger_ledger::bundle::yuan(disbursement.amount_fen)
+        caseledger_verify::bundle::yuan(disbursement.amount_fen)
     );
     eprintln!(
         "  payee:   {} {} at {}",

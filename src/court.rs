@@ -3,9 +3,9 @@
 //! and (later) the HTTP client.
 
 use caseledger_keys::Identity;
-use caseledger_ledger::entry::Record;
-use caseledger_ledger::funds::model::*;
-use caseledger_ledger::record::{self, KeyRegistered, KeyText};
+use caseledger_verify::entry::Record;
+use caseledger_verify::funds::model::*;
+use caseledger_verify::record::{self, KeyRegistered, KeyText};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde::Serialize;

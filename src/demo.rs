@@ -10,9 +10,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use caseledger::court::Staff;
 use caseledger_keys::Identity;
-use caseledger_ledger::entry::Record;
-use caseledger_ledger::record::{self, DemoNote, KeyRegistered, KeyText};
 use caseledger_ledger::store::{Ledger, Options, SystemClock};
+use caseledger_verify::entry::Record;
+use caseledger_verify::record::{self, DemoNote, KeyRegistered, KeyText};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 

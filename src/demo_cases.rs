@@ -9,8 +9,8 @@
 
 use anyhow::Context as _;
 use caseledger::court::Staff;
-use caseledger_ledger::entry::Record;
 use caseledger_ledger::store::Ledger;
+use caseledger_verify::entry::Record;
 
 /// Cases signed and appended together.
 const CASES_PER_BATCH: u64 = 32;
@@ -26,7 +26,7 @@ fn ensure_staff(ledger: &Ledger, staff: &Staff) -> anyhow::Result<()> {
     let mut policy = caseledger::court::example_policy("policy-2", 2);
     policy.sms_confirmation_required = true;
     records.push(caseledger::court::sign(
-        caseledger_ledger::funds::model::KIND_POLICY_SET,
+        caseledger_verify::funds::model::KIND_POLICY_SET,
         &policy,
         &staff.administrator.identity,
     ));
@@ -44,7 +44,7 @@ pub fn write_cases(
     cases: u64,
 ) -> anyhow::Result<()> {
     ensure_staff(ledger, staff)?;
-    let existing = caseledger_ledger::funds::views::totals(&ledger_state(ledger)).map_or(0, |t| t.cases);
+    let existing = caseledger_verify::funds::views::totals(&ledger_state(ledger)).map_or(0, |t| t.cases);
     let progress = indicatif::ProgressBar::new(cases);
     let origin = ledger.origin().to_owned();
     let mut done = 0;
@@ -82,10 +82,10 @@ fn sign_cases(
 }
 
 /// The ledger's derived state, for reading the running totals.
-fn ledger_state(ledger: &Ledger) -> caseledger_ledger::state::MemoryState {
-    let mut state = caseledger_ledger::state::MemoryState::default();
-    if let Ok(Some(totals)) = ledger.state_object(caseledger_ledger::funds::TOTALS_KEY) {
-        state.0.insert(caseledger_ledger::funds::TOTALS_KEY.to_owned(), totals);
+fn ledger_state(ledger: &Ledger) -> caseledger_verify::state::MemoryState {
+    let mut state = caseledger_verify::state::MemoryState::default();
+    if let Ok(Some(totals)) = ledger.state_object(caseledger_verify::funds::TOTALS_KEY) {
+        state.0.insert(caseledger_verify::funds::TOTALS_KEY.to_owned(), totals);
     }
     state
 }

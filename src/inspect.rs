@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use caseledger_keys::files;
-use caseledger_ledger::bundle::ProofBundle;
-use caseledger_ledger::record::kind_name;
 use caseledger_ledger::store::{Ledger, Options, SystemClock, NODE_PUB_FILE};
+use caseledger_verify::bundle::ProofBundle;
+use caseledger_verify::record::kind_name;
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
@@ -69,7 +69,7 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_report(report: &caseledger_ledger::audit::AuditReport, root: [u8; 32]) {
+fn print_report(report: &caseledger_verify::audit::AuditReport, root: [u8; 32]) {
     match &report.first_error {
         Some(error) => {
             println!("FAILED at seq {}: {}: {}", error.seq, error.check, error.detail);
@@ -132,7 +132,7 @@ pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let value: serde_json::Value = serde_json::from_str(&text).context("the file is not JSON")?;
     let bundle_value = value.get("bundle").cloned().unwrap_or(value);
-    let bundle: caseledger_ledger::bundle::ApplicantBundle =
+    let bundle: caseledger_verify::bundle::ApplicantBundle =
         serde_json::from_value(bundle_value).context("the file is not an applicant bundle")?;
     match bundle.verify(&node_key) {
         Ok(statements) => {

@@ -9,12 +9,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use caseledger_ledger::bundle::yuan;
-use caseledger_ledger::entry::Entry;
-use caseledger_ledger::funds::model::*;
-use caseledger_ledger::funds::views::{CaseView, DeadlineStatus};
-use caseledger_ledger::registry::Registry;
 use caseledger_ledger::store::Ledger;
+use caseledger_verify::bundle::yuan;
+use caseledger_verify::entry::Entry;
+use caseledger_verify::funds::model::*;
+use caseledger_verify::funds::views::{CaseView, DeadlineStatus};
+use caseledger_verify::registry::Registry;
 use serde_json::Value;
 
 #[derive(Debug, clap::Args)]
@@ -123,7 +123,7 @@ pub fn render(ledger: &Ledger, view: &CaseView) -> anyhow::Result<String> {
     }
     writeln!(out, "\nDisbursements ({}):", view.disbursements.len())?;
     for d in &view.disbursements {
-        let account: Option<AccountState> = state(ledger, &caseledger_ledger::funds::account_key(&d.account_id))?;
+        let account: Option<AccountState> = state(ledger, &caseledger_verify::funds::account_key(&d.account_id))?;
         let payee = account.map_or_else(
             || d.account_id.clone(),
             |a| format!("{} {} {}", a.account_name, a.bank, a.account_number_masked),
@@ -239,7 +239,7 @@ fn describe(ledger: &Ledger, registry: &Registry, entry: &Entry, p: &Value) -> S
     let s = |field: &str| p[field].as_str().unwrap_or("?").to_owned();
     let fen = |field: &str| yuan(p[field].as_u64().unwrap_or(0));
     let masked_account = |id: &str| {
-        state::<AccountState>(ledger, &caseledger_ledger::funds::account_key(id))
+        state::<AccountState>(ledger, &caseledger_verify::funds::account_key(id))
             .ok()
             .flatten()
             .map_or_else(|| id.to_owned(), |a| format!("{id} ({})", a.account_number_masked))

@@ -16,9 +16,9 @@ use caseledger::court::{account_confirmation, sign, CaseRecords, Staff};
 use caseledger::service::client::{sign_request, write_body};
 use caseledger::service::AppState;
 use caseledger_keys::Identity;
-use caseledger_ledger::entry::Record;
-use caseledger_ledger::funds::model::*;
 use caseledger_ledger::store::Ledger;
+use caseledger_verify::entry::Record;
+use caseledger_verify::funds::model::*;
 use common::*;
 use serde_json::Value;
 

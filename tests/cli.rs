@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use base64::Engine as _;
-use caseledger_ledger::entry::Entry;
+use caseledger_verify::entry::Entry;
 use serde_json::Value;
 
 fn caseledger(args: &[&str]) -> Output {
@@ -269,13 +269,13 @@ fn report_prints_a_case_as_a_person_reads_it() {
     let text = String::from_utf8(out.stdout).expect("utf8");
     let balance = format!(
         "Balance: {} available, {} reserved",
-        caseledger_ledger::bundle::yuan(view.case.available_fen),
-        caseledger_ledger::bundle::yuan(view.case.reserved_fen)
+        caseledger_verify::bundle::yuan(view.case.available_fen),
+        caseledger_verify::bundle::yuan(view.case.reserved_fen)
     );
     assert!(text.contains(&balance), "{balance} in\n{text}");
     assert!(text.contains(&format!(
         "{} paid out",
-        caseledger_ledger::bundle::yuan(view.case.paid_fen)
+        caseledger_verify::bundle::yuan(view.case.paid_fen)
     )));
     for expected in [
         "account A1 registered by officer-",

@@ -14,8 +14,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use caseledger_ledger::entry::Entry;
 use caseledger_ledger::store::Ledger;
+use caseledger_verify::entry::Entry;
 use common::*;
 use rand::Rng as _;
 

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use caseledger_keys::{Identity, PublicKey, Signature};
-use caseledger_ledger::entry::Record;
-use caseledger_ledger::record::{self, KeyRegistered, KeyRotated, KeyText};
 use caseledger_ledger::store::Ledger;
 use caseledger_ledger::Error;
+use caseledger_verify::entry::Record;
+use caseledger_verify::record::{self, KeyRegistered, KeyRotated, KeyText};
 use common::edges::{self, SignatureEdge, KEY_EDGES, SIGNATURE_EDGES};
 use common::*;
 use serde::{Deserialize, Serialize};
@@ -399,8 +399,8 @@ fn rotation_to(admin: &Identity, old: &Identity, key: &[u8; 32]) -> Record {
 
 #[test]
 fn weak_keys_are_refused_at_genesis_registration_and_rotation() {
-    use caseledger_ledger::record::{Genesis, GenesisKey};
-    use caseledger_ledger::registry::Registry;
+    use caseledger_verify::record::{Genesis, GenesisKey};
+    use caseledger_verify::registry::Registry;
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = Keys::new();
     let ledger = create(dir.path(), &keys);

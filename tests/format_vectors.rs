@@ -6,14 +6,14 @@
 //! deliberate format change.
 
 use caseledger_keys::{context, note, Identity};
-use caseledger_ledger::checkpoint::Checkpoint;
-use caseledger_ledger::entry::{Entry, Record};
-use caseledger_ledger::funds::model::{
+use caseledger_verify::checkpoint::Checkpoint;
+use caseledger_verify::entry::{Entry, Record};
+use caseledger_verify::funds::model::{
     account_binding, account_code_commitment, applicant_code_hash, sms_commitment, AccountState, AccountStatus, Role,
     StepStatement,
 };
-use caseledger_ledger::hash::{leaf_hash, node_hash};
-use caseledger_ledger::record;
+use caseledger_verify::hash::{leaf_hash, node_hash};
+use caseledger_verify::record;
 use serde_json::{json, Value};
 
 fn vectors() -> Value {

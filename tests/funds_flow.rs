@@ -6,9 +6,9 @@
 mod common;
 
 use caseledger::court::CaseRecords;
-use caseledger_ledger::funds::model::*;
-use caseledger_ledger::funds::views::{self, DeadlineStatus};
 use caseledger_ledger::store::Ledger;
+use caseledger_verify::funds::model::*;
+use caseledger_verify::funds::views::{self, DeadlineStatus};
 use common::*;
 
 const CASE: &str = "(2023)苏02执123号";
@@ -291,13 +291,13 @@ fn delays_cancellations_returns_and_key_rotation() {
 
     // The bureau head rotates keys: the old key signs nothing, the new one signs the step.
     let new_key = caseledger_keys::Identity::from_seed([99; 32]);
-    let rotation = caseledger_ledger::record::KeyRotated {
+    let rotation = caseledger_verify::record::KeyRotated {
         key_id: staff.bureau_head.identity.public_key().key_id().to_hex(),
-        public_key: caseledger_ledger::record::KeyText::from_key(&new_key.public_key()),
+        public_key: caseledger_verify::record::KeyText::from_key(&new_key.public_key()),
     };
     ledger
         .append_one(caseledger::court::sign(
-            caseledger_ledger::record::KIND_KEY_ROTATED,
+            caseledger_verify::record::KIND_KEY_ROTATED,
             &rotation,
             &staff.administrator.identity,
         ))

@@ -8,8 +8,8 @@ mod common;
 use std::path::Path;
 
 use caseledger::court::{sign, CaseRecords, Staff};
-use caseledger_ledger::funds::model::*;
 use caseledger_ledger::store::Ledger;
+use caseledger_verify::funds::model::*;
 use common::*;
 
 const CASE: &str = "(2022)苏02执9号";

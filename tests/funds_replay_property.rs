@@ -5,8 +5,8 @@
 mod common;
 
 use caseledger::court::{sign, CaseRecords};
-use caseledger_ledger::entry::Record;
-use caseledger_ledger::funds::model::*;
+use caseledger_verify::entry::Record;
+use caseledger_verify::funds::model::*;
 use proptest::prelude::*;
 
 const CASES: [&str; 2] = ["(2023)苏02执1号", "(2023)苏02执2号"];
@@ -200,7 +200,7 @@ proptest! {
         prop_assert!(report.rules_ok, "after {accepted} accepted batches: {:?}", report.violations);
         if std::env::var("REPLAY_STATS").is_ok() {
             let kinds: Vec<String> = (0..ledger.size())
-                .map(|seq| caseledger_ledger::record::kind_name(ledger.entry(seq).expect("entry").record.kind).to_owned())
+                .map(|seq| caseledger_verify::record::kind_name(ledger.entry(seq).expect("entry").record.kind).to_owned())
                 .collect();
             eprintln!("batch {batch}: {} entries: {:?}", kinds.len(), kinds.iter().skip(17).collect::<Vec<_>>());
         }

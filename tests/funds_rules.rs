@@ -6,9 +6,9 @@ mod common;
 use std::sync::Arc;
 
 use caseledger::court::{sign, CaseRecords, Staff};
-use caseledger_ledger::funds::model::*;
-use caseledger_ledger::record::{self, KeyRevoked};
 use caseledger_ledger::store::Ledger;
+use caseledger_verify::funds::model::*;
+use caseledger_verify::record::{self, KeyRevoked};
 use common::*;
 
 const CASE: &str = "(2024)苏02执77号";
@@ -380,6 +380,6 @@ fn bad_amounts_and_case_numbers_are_refused() {
         .expect("utf8")
         .replace("\"amount_fen\":100", "\"amount_fen\":1.5");
     let record =
-        caseledger_ledger::entry::Record::sign(KIND_RECEIPT_RECORDED, text.into_bytes(), &staff.finance.identity);
+        caseledger_verify::entry::Record::sign(KIND_RECEIPT_RECORDED, text.into_bytes(), &staff.finance.identity);
     assert_eq!(refused_rule(&ledger, record), "payload");
 }

@@ -1,8 +1,8 @@
 //! Property tests: proofs agree with a naive recomputation of the root, and
 //! any single-bit change to a proof, a leaf or a root breaks verification.
 
-use caseledger_ledger::hash::{leaf_hash, Hash};
-use caseledger_ledger::merkle::{self, naive_root, MemoryTree};
+use caseledger_verify::hash::{leaf_hash, Hash};
+use caseledger_verify::merkle::{self, naive_root, MemoryTree};
 use proptest::prelude::*;
 
 fn tree(size: u64) -> (Vec<Hash>, MemoryTree) {

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use caseledger_ledger::hash::Hash;
-use caseledger_ledger::merkle::{verify_consistency, verify_inclusion};
+use caseledger_verify::hash::Hash;
+use caseledger_verify::merkle::{verify_consistency, verify_inclusion};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

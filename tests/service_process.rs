@@ -10,8 +10,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use caseledger_keys::files;
-use caseledger_ledger::checkpoint::Checkpoint;
 use caseledger_ledger::store::{Ledger, Options, SystemClock};
+use caseledger_verify::checkpoint::Checkpoint;
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).build().into()
@@ -90,7 +90,7 @@ fn post_records(
     agent: &ureq::Agent,
     address: &str,
     signer: &caseledger_keys::Identity,
-    records: &[caseledger_ledger::entry::Record],
+    records: &[caseledger_verify::entry::Record],
 ) -> (u16, serde_json::Value) {
     let body = caseledger::service::client::write_body(records);
     let mut request = agent
@@ -108,7 +108,7 @@ fn post_records(
 #[test]
 fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
     use caseledger::court::{CaseRecords, Staff};
-    use caseledger_ledger::funds::model::{Decision, Role};
+    use caseledger_verify::funds::model::{Decision, Role};
 
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("ledger");
@@ -134,7 +134,7 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
     let officer = &staff.officers[0];
     let case = CaseRecords::new(&staff, officer, "(2026)苏02执8号");
     let (code, issue) = case.applicant_code(1);
-    let steps: Vec<(&caseledger_keys::Identity, Vec<caseledger_ledger::entry::Record>)> = vec![
+    let steps: Vec<(&caseledger_keys::Identity, Vec<caseledger_verify::entry::Record>)> = vec![
         (
             &officer.identity,
             vec![

@@ -16,8 +16,8 @@ use caseledger::service::client::{sign_request, write_body};
 use caseledger::service::httpsig;
 use caseledger::service::{app, AppState};
 use caseledger_keys::Identity;
-use caseledger_ledger::entry::Record;
-use caseledger_ledger::funds::model::*;
+use caseledger_verify::entry::Record;
+use caseledger_verify::funds::model::*;
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -342,12 +342,12 @@ async fn rules_answer_with_their_names_and_roles_with_wrong_role() {
 #[tokio::test]
 async fn a_revoked_key_is_refused_at_the_door() {
     let f = fixture(256 * 1024);
-    let revoke = caseledger_ledger::record::KeyRevoked {
+    let revoke = caseledger_verify::record::KeyRevoked {
         key_id: f.staff.bureau_head.identity.public_key().key_id().to_hex(),
         reason: "transferred to another court".into(),
     };
     let record = sign(
-        caseledger_ledger::record::KIND_KEY_REVOKED,
+        caseledger_verify::record::KIND_KEY_REVOKED,
         &revoke,
         &f.staff.administrator.identity,
     );
@@ -520,7 +520,7 @@ async fn an_applicant_verifies_their_disbursement_with_the_code_alone() {
     );
 
     // Offline, with only the node key: the bundle verifies; altered, it does not.
-    let bundle: caseledger_ledger::bundle::ApplicantBundle =
+    let bundle: caseledger_verify::bundle::ApplicantBundle =
         serde_json::from_value(value["bundle"].clone()).expect("bundle");
     let node = f.state.ledger.node_key();
     bundle.verify(&node).expect("verifies offline");

@@ -11,8 +11,8 @@ use axum::http::{Request, StatusCode};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use caseledger::service::{app, AppState};
-use caseledger_ledger::checkpoint::Checkpoint;
-use caseledger_ledger::merkle;
+use caseledger_verify::checkpoint::Checkpoint;
+use caseledger_verify::merkle;
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -93,7 +93,7 @@ async fn checkpoint_and_proofs_verify_with_the_node_key() {
             .expect("32 bytes")
     };
     let hashes: Vec<[u8; 32]> = proof["proof"].as_array().expect("array").iter().map(decode).collect();
-    let leaf = caseledger_ledger::hash::leaf_hash(&f.state.ledger.entry_bytes(17).expect("entry"));
+    let leaf = caseledger_verify::hash::leaf_hash(&f.state.ledger.entry_bytes(17).expect("entry"));
     assert_eq!(decode(&proof["leaf_hash"]), leaf);
     merkle::verify_inclusion(&leaf, 17, 42, &hashes, &checkpoint.root).expect("inclusion");
 

@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use caseledger::court::{sign, CaseRecords, Person, Staff};
-use caseledger_ledger::entry::Record;
-use caseledger_ledger::funds::model::*;
 use caseledger_ledger::store::Ledger;
+use caseledger_verify::entry::Record;
+use caseledger_verify::funds::model::*;
 use common::*;
 
 const CASE: &str = "(2026)苏02执3号";

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use caseledger::court::CaseRecords;
 use caseledger::service::sms::{self, Deliverer, DeliveryOptions, DeliveryStatus, SendError, SmsProvider};
-use caseledger_ledger::funds::notify::Event;
+use caseledger_verify::funds::notify::Event;
 use common::*;
 
 const CASE: &str = "(2024)苏02执5号";

@@ -441,7 +441,7 @@ fn case_with_a_notification(
 ) -> (
     Arc<caseledger_ledger::store::Ledger>,
     caseledger::court::Staff,
-    caseledger_ledger::funds::notify::Notification,
+    caseledger_verify::funds::notify::Notification,
 ) {
     let (ledger, staff) = common::court(dir, seed);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);

@@ -6,12 +6,12 @@ mod common;
 
 use std::sync::Arc;
 
-use caseledger_ledger::entry::Record;
-use caseledger_ledger::merkle;
-use caseledger_ledger::record::{self, KeyRevoked};
-use caseledger_ledger::registry::RuleError;
 use caseledger_ledger::store::{Ledger, Options, SystemClock};
 use caseledger_ledger::Error;
+use caseledger_verify::entry::Record;
+use caseledger_verify::merkle;
+use caseledger_verify::record::{self, KeyRevoked};
+use caseledger_verify::registry::RuleError;
 use common::*;
 
 #[test]
@@ -28,7 +28,7 @@ fn appends_are_numbered_chained_and_survive_reopen() {
     assert_eq!(entry.seq, 4);
     assert_eq!(
         entry.prev_hash,
-        caseledger_ledger::hash::leaf_hash(&ledger.entry_bytes(3).expect("entry 3"))
+        caseledger_verify::hash::leaf_hash(&ledger.entry_bytes(3).expect("entry 3"))
     );
     let root = ledger.root();
     ledger.close().expect("close");

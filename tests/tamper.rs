@@ -7,11 +7,11 @@ mod common;
 use std::path::Path;
 
 use caseledger_keys::note;
-use caseledger_ledger::checkpoint::Checkpoint;
-use caseledger_ledger::entry::{Entry, Record};
-use caseledger_ledger::record;
 use caseledger_ledger::store::Ledger;
 use caseledger_ledger::Error;
+use caseledger_verify::checkpoint::Checkpoint;
+use caseledger_verify::entry::{Entry, Record};
+use caseledger_verify::record;
 use common::*;
 
 /// Entries in the tampering fixture: 0 genesis, 1 and 2 registrations, then notes.
@@ -129,13 +129,13 @@ fn rewritten_chain_after_an_entry_is_still_caught_by_the_signature() {
         let bytes = db.get_cf(entries(db), seq_key(40)).expect("get").expect("entry");
         let mut entry = Entry::decode(&bytes).expect("decode");
         entry.record.payload[20] ^= 0x02;
-        let mut prev = caseledger_ledger::hash::leaf_hash(&entry.encode());
+        let mut prev = caseledger_verify::hash::leaf_hash(&entry.encode());
         db.put_cf(entries(db), seq_key(40), entry.encode()).expect("put");
         for seq in 41..SIZE {
             let bytes = db.get_cf(entries(db), seq_key(seq)).expect("get").expect("entry");
             let mut later = Entry::decode(&bytes).expect("decode");
             later.prev_hash = prev;
-            prev = caseledger_ledger::hash::leaf_hash(&later.encode());
+            prev = caseledger_verify::hash::leaf_hash(&later.encode());
             db.put_cf(entries(db), seq_key(seq), later.encode()).expect("put");
         }
     });

@@ -30,6 +30,7 @@ impl std::fmt::Debug for Identity {
 
 impl Identity {
     /// Generates a new identity from the operating system's CSPRNG.
+    #[cfg(feature = "generate")]
     pub fn generate() -> Self {
         Self::from_seed(rand::random())
     }

@@ -14,11 +14,14 @@
 //! prime-order subgroup, not the identity); every path in caseledger uses
 //! them.
 //!
-//! It does no I/O except in [`files`], which reads and writes key files.
+//! It does no I/O except in `files` (feature `files`, on by default), which
+//! reads and writes key files; without the features `files` and `generate`
+//! it builds for `wasm32-unknown-unknown` (the verifier's browser build).
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used)]
 
 pub mod context;
+#[cfg(feature = "files")]
 pub mod files;
 mod identity;
 pub mod note;

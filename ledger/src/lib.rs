@@ -1,36 +1,17 @@
-//! The caseledger ledger: entries, hash chain, Merkle proofs, checkpoints,
-//! verification and the RocksDB store.
+//! The caseledger store: the RocksDB ledger and its writer.
 //!
-//! The modules [`hash`], [`merkle`], [`entry`], [`record`], [`registry`],
-//! [`checkpoint`], [`audit`] and [`bundle`] are pure: no I/O, no clock, no
-//! async runtime. Time and randomness come in as arguments. An applicant's or
-//! auditor's verifier needs only them, SHA-256 and Ed25519. [`store`] is the
-//! only module that touches disk.
-//!
-//! ```
-//! use caseledger_ledger::{hash::leaf_hash, merkle};
-//!
-//! let mut tree = merkle::MemoryTree::new();
-//! for i in 0u8..5 {
-//!     tree.push(leaf_hash(&[i]));
-//! }
-//! let proof = merkle::inclusion_proof(&tree, 3, 5).unwrap();
-//! merkle::verify_inclusion(&leaf_hash(&[3]), 3, 5, &proof, &tree.root()).unwrap();
-//! ```
+//! Everything a verifier must trust (format, hashing, Merkle proofs,
+//! checkpoints, the key registry, the case-fund rules, the auditor,
+//! bundles) is in `caseledger-verify`; this crate keeps entries, Merkle
+//! nodes, checkpoints and derived state in RocksDB, commits appends in
+//! durable groups, checks signatures on verifier threads, and drives the
+//! pure auditor over what it stored. [`store`] is the only module.
 #![deny(unsafe_code)]
 #![deny(clippy::unwrap_used)]
 
-pub mod audit;
-pub mod bundle;
-pub mod checkpoint;
-pub mod entry;
-pub mod funds;
-pub mod hash;
-pub mod merkle;
-pub mod record;
-pub mod registry;
-pub mod state;
 pub mod store;
+
+use caseledger_verify::registry;
 
 /// Everything that can go wrong in the ledger crate.
 #[derive(Debug, thiserror::Error)]
@@ -80,3 +61,25 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<caseledger_verify::Error> for Error {
+    fn from(error: caseledger_verify::Error) -> Self {
+        use caseledger_verify::Error as E;
+        match error {
+            E::InvalidArgument(detail) => Error::InvalidArgument(detail),
+            E::Integrity { seq, check, detail } => Error::Integrity { seq, check, detail },
+            E::Source(detail) => Error::Storage(detail),
+            other => Error::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<Error> for caseledger_verify::Error {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::InvalidArgument(detail) => caseledger_verify::Error::InvalidArgument(detail),
+            Error::Integrity { seq, check, detail } => caseledger_verify::Error::Integrity { seq, check, detail },
+            other => caseledger_verify::Error::Source(other.to_string()),
+        }
+    }
+}

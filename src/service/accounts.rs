@@ -20,7 +20,7 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use caseledger_ledger::funds::model::*;
+use caseledger_verify::funds::model::*;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -41,7 +41,7 @@ fn private_key(account_id: &str) -> String {
 fn account(state: &AppState, id: &str) -> Result<AccountState, ApiError> {
     let bytes = state
         .ledger
-        .state_object(&caseledger_ledger::funds::account_key(id))?
+        .state_object(&caseledger_verify::funds::account_key(id))?
         .ok_or_else(|| ApiError::NotFound(format!("account {id}")))?;
     serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))
 }
@@ -84,7 +84,7 @@ pub(super) async fn challenge(
     let case: CaseState = serde_json::from_slice(
         &state
             .ledger
-            .state_object(&caseledger_ledger::funds::case_key(&account.case_number))?
+            .state_object(&caseledger_verify::funds::case_key(&account.case_number))?
             .ok_or_else(|| ApiError::NotFound(format!("case {}", account.case_number)))?,
     )
     .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -98,7 +98,7 @@ pub(super) async fn challenge(
             "the case's officer asks for the applicant's confirmation",
         ));
     }
-    let recipient = caseledger_ledger::funds::notify::applicant_contact(&account.case_number, &account.applicant_id);
+    let recipient = caseledger_verify::funds::notify::applicant_contact(&account.case_number, &account.applicant_id);
     let phone = state
         .ledger
         .private_get(&super::sms::contact_key(&recipient))?
@@ -282,7 +282,7 @@ pub(super) async fn issue_applicant_code(
             "the code does not match the record's code_hash".into(),
         ));
     }
-    let recipient = caseledger_ledger::funds::notify::applicant_contact(&issued.case_number, &issued.applicant_id);
+    let recipient = caseledger_verify::funds::notify::applicant_contact(&issued.case_number, &issued.applicant_id);
     let phone = state
         .ledger
         .private_get(&super::sms::contact_key(&recipient))?

@@ -9,7 +9,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use caseledger_ledger::funds::model::*;
+use caseledger_verify::funds::model::*;
 use hmac::Mac as _;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -159,7 +159,7 @@ pub(super) async fn challenge(
         .ok_or_else(|| refuse("role", "only court members approve"))?;
     let bytes = state
         .ledger
-        .state_object(&caseledger_ledger::funds::disbursement_key(&id))?
+        .state_object(&caseledger_verify::funds::disbursement_key(&id))?
         .ok_or_else(|| ApiError::NotFound(format!("disbursement {id}")))?;
     let disbursement: DisbursementState =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -213,7 +213,7 @@ pub(super) async fn challenge(
     send_code(&state, &message, &payload.request_id, "approval").await?;
     let payee = state
         .ledger
-        .state_object(&caseledger_ledger::funds::account_key(&disbursement.account_id))?
+        .state_object(&caseledger_verify::funds::account_key(&disbursement.account_id))?
         .and_then(|bytes| serde_json::from_slice::<AccountState>(&bytes).ok())
         .map_or_else(String::new, |a| {
             format!("{} {}", a.account_name, a.account_number_masked)
@@ -221,7 +221,7 @@ pub(super) async fn challenge(
     let statement = format!(
         "{}: {} to {payee} — step {n} as {}",
         disbursement.case_number,
-        caseledger_ledger::bundle::yuan(disbursement.amount_fen),
+        caseledger_verify::bundle::yuan(disbursement.amount_fen),
         role.as_str()
     );
     Ok(Json(ChallengeResponse {
@@ -306,10 +306,10 @@ pub(super) async fn disbursement(
         found.ok_or(ApiError::NotFound(key))
     };
     let disbursement: DisbursementState =
-        serde_json::from_slice(&read(caseledger_ledger::funds::disbursement_key(&id))?)
+        serde_json::from_slice(&read(caseledger_verify::funds::disbursement_key(&id))?)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
     let account: AccountState =
-        serde_json::from_slice(&read(caseledger_ledger::funds::account_key(&disbursement.account_id))?)
+        serde_json::from_slice(&read(caseledger_verify::funds::account_key(&disbursement.account_id))?)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(DisbursementView {
         disbursement,

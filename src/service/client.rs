@@ -4,7 +4,7 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use caseledger_keys::Identity;
-use caseledger_ledger::entry::Record;
+use caseledger_verify::entry::Record;
 
 use super::members::{RecordRequest, WriteRequest};
 
@@ -27,7 +27,7 @@ pub fn write_body(records: &[Record]) -> Vec<u8> {
 /// of `POST /v1/applicant-codes`: `applicant_code_issued` with the code's
 /// hash, signed by `identity` (the case's officer), and the code.
 pub fn applicant_code_request(identity: &Identity, case_number: &str, applicant_id: &str) -> (String, Vec<u8>) {
-    use caseledger_ledger::funds::model::*;
+    use caseledger_verify::funds::model::*;
     let code = hex::encode(rand::random::<[u8; APPLICANT_CODE_BYTES]>());
     let payload = ApplicantCodeIssued {
         request_id: format!("code-{}", &applicant_code_hash(&code)[..16]),

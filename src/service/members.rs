@@ -12,10 +12,10 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use caseledger_keys::{KeyId, Signature};
-use caseledger_ledger::entry::Record;
-use caseledger_ledger::funds::model::Role;
-use caseledger_ledger::registry::KeyInfo;
 use caseledger_ledger::store::Authorization;
+use caseledger_verify::entry::Record;
+use caseledger_verify::funds::model::Role;
+use caseledger_verify::registry::KeyInfo;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -280,13 +280,13 @@ pub(super) async fn write_records(
             return Err(refused);
         }
     };
-    let approval = |r: &Record| r.kind == caseledger_ledger::funds::model::KIND_APPROVAL_SIGNED;
+    let approval = |r: &Record| r.kind == caseledger_verify::funds::model::KIND_APPROVAL_SIGNED;
     let signature = if records.iter().any(approval) {
         // An approval's SMS code is looked at only for a verified request.
         signature.verify_now(&state)?;
         for record in records.iter().filter(|r| approval(r)) {
             if let (Ok(statement), Some(member)) = (
-                serde_json::from_slice::<caseledger_ledger::funds::model::ApprovalSigned>(&record.payload),
+                serde_json::from_slice::<caseledger_verify::funds::model::ApprovalSigned>(&record.payload),
                 member_info.member.as_ref(),
             ) {
                 super::approvals::check_code(&state, &member.member_id, &statement)?;
@@ -402,12 +402,12 @@ pub(super) async fn entry(
     _member: SignedBy,
 ) -> Result<Json<EntryResponse>, ApiError> {
     let bytes = state.ledger.entry_bytes(seq)?;
-    let entry = caseledger_ledger::entry::Entry::decode(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let entry = caseledger_verify::entry::Entry::decode(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(EntryResponse {
         seq,
         timestamp_ms: entry.timestamp_ms,
         kind: entry.record.kind,
-        kind_name: caseledger_ledger::record::kind_name(entry.record.kind).to_owned(),
+        kind_name: caseledger_verify::record::kind_name(entry.record.kind).to_owned(),
         signer: entry.record.signer.to_hex(),
         payload: String::from_utf8_lossy(&entry.record.payload).into_owned(),
         entry: BASE64.encode(&bytes),
@@ -424,7 +424,7 @@ pub(super) async fn case_view(
     State(state): State<AppState>,
     Path(case_number): Path<String>,
     _member: SignedBy,
-) -> Result<Json<caseledger_ledger::funds::views::CaseView>, ApiError> {
+) -> Result<Json<caseledger_verify::funds::views::CaseView>, ApiError> {
     let now_ms = unix_now() * 1000;
     state
         .ledger
@@ -472,7 +472,7 @@ pub(super) async fn pending_steps(
 pub(super) async fn receipts_due(
     State(state): State<AppState>,
     _member: SignedBy,
-) -> Result<Json<Vec<caseledger_ledger::funds::views::ReceiptView>>, ApiError> {
+) -> Result<Json<Vec<caseledger_verify::funds::views::ReceiptView>>, ApiError> {
     Ok(Json(state.ledger.receipts_due(unix_now() * 1000)?))
 }
 
@@ -486,7 +486,7 @@ pub(super) async fn receipts_due(
 pub(super) async fn audit(
     State(state): State<AppState>,
     SignedBy { info, .. }: SignedBy,
-) -> Result<Json<caseledger_ledger::audit::AuditReport>, ApiError> {
+) -> Result<Json<caseledger_verify::audit::AuditReport>, ApiError> {
     require_auditor(&info)?;
     let ledger = state.ledger.clone();
     let report = tokio::task::spawn_blocking(move || ledger.audit_live(2))
@@ -595,7 +595,7 @@ pub struct VerifyResponse {
     pub statements: Vec<String>,
     /// The applicant bundle (format `caseledger-applicant-bundle/v1`).
     #[schema(value_type = Object)]
-    pub bundle: caseledger_ledger::bundle::ApplicantBundle,
+    pub bundle: caseledger_verify::bundle::ApplicantBundle,
 }
 
 /// The client's address (loopback when the router runs without one, as in tests).
@@ -720,7 +720,7 @@ pub(super) async fn contact(
         .iter()
         .find(|a| a.applicant_id == request.applicant_id)
         .ok_or_else(|| ApiError::NotFound(format!("applicant {}", request.applicant_id)))?;
-    let recipient = caseledger_ledger::funds::notify::applicant_contact(&request.case_number, &request.applicant_id);
+    let recipient = caseledger_verify::funds::notify::applicant_contact(&request.case_number, &request.applicant_id);
     put_checked_phone(
         &state,
         &recipient,

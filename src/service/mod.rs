@@ -74,7 +74,7 @@ impl AppState {
 
     /// Appends one record and returns its seq once durable, without
     /// blocking a runtime thread (the ledger's writer thread leads the group).
-    pub async fn append_one(&self, record: caseledger_ledger::entry::Record) -> Result<u64, problem::ApiError> {
+    pub async fn append_one(&self, record: caseledger_verify::entry::Record) -> Result<u64, problem::ApiError> {
         Ok(self.ledger.append_async(vec![record]).await?.seqs[0])
     }
 

@@ -175,7 +175,7 @@ async fn inclusion_proof(
         InclusionProof {
             leaf_index: query.seq,
             tree_size: query.size,
-            leaf_hash: BASE64.encode(caseledger_ledger::hash::leaf_hash(&bytes)),
+            leaf_hash: BASE64.encode(caseledger_verify::hash::leaf_hash(&bytes)),
             proof: b64(&proof),
         }
     };

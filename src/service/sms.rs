@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use caseledger_ledger::funds::notify::Notification;
 use caseledger_ledger::store::Ledger;
+use caseledger_verify::funds::notify::Notification;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
@@ -139,7 +139,7 @@ impl Templates {
             .unwrap_or_default();
         let mut params = vec![("case", notification.case_number.clone())];
         if let Some(fen) = notification.amount_fen {
-            params.push(("amount", caseledger_ledger::bundle::yuan(fen)));
+            params.push(("amount", caseledger_verify::bundle::yuan(fen)));
         }
         if let Some(account) = &notification.account_masked {
             params.push(("account", account.clone()));
@@ -170,14 +170,14 @@ pub fn record_sent(
     challenge_request_id: &str,
     message_id: &str,
 ) -> caseledger_ledger::Result<u64> {
-    use caseledger_ledger::funds::model::{SmsSent, KIND_SMS_SENT};
+    use caseledger_verify::funds::model::{SmsSent, KIND_SMS_SENT};
     let payload = SmsSent {
         request_id: format!("sent-{challenge_request_id}"),
         challenge_request_id: challenge_request_id.to_owned(),
         provider: provider.name().to_owned(),
         message_id: message_id
             .chars()
-            .take(caseledger_ledger::funds::model::ID_BYTES_MAX)
+            .take(caseledger_verify::funds::model::ID_BYTES_MAX)
             .collect(),
     };
     let record = ledger.sign_as_node(KIND_SMS_SENT, serde_json::to_vec(&payload).expect("json"))?;
@@ -577,8 +577,8 @@ pub fn send_reminders(
     templates: &Templates,
     now_ms: u64,
 ) -> anyhow::Result<u64> {
-    use caseledger_ledger::funds::model::Role;
-    use caseledger_ledger::funds::views::DeadlineStatus;
+    use caseledger_verify::funds::model::Role;
+    use caseledger_verify::funds::views::DeadlineStatus;
     let keys = ledger.keys();
     let heads: Vec<String> = keys
         .keys()
@@ -615,7 +615,7 @@ pub fn send_reminders(
         let params = [
             ("case", case_number.clone()),
             ("date", receipt.value_date.clone()),
-            ("amount", caseledger_ledger::bundle::yuan(receipt.amount_fen)),
+            ("amount", caseledger_verify::bundle::yuan(receipt.amount_fen)),
         ];
         for member in officer.iter().chain(heads.iter()) {
             let Some(phone) = ledger.private_get(&contact_key(&member_recipient(member)))? else {

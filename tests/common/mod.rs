@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use caseledger_keys::Identity;
-use caseledger_ledger::entry::Record;
-use caseledger_ledger::record::{self, DemoNote, KeyRegistered, KeyText};
 use caseledger_ledger::store::{Clock, Ledger, Options, COLUMN_FAMILIES, DB_DIR};
+use caseledger_verify::entry::Record;
+use caseledger_verify::record::{self, DemoNote, KeyRegistered, KeyText};
 
 pub mod edges;
 
@@ -189,8 +189,8 @@ pub fn refused_rule(ledger: &Ledger, record: Record) -> String {
 /// updated, but no rule checked and no derived state changed. The ledger
 /// must be closed. Returns the seq it was written at.
 pub fn force_append(dir: &Path, record: Record) -> u64 {
-    use caseledger_ledger::entry::Entry;
     use caseledger_ledger::store::Head;
+    use caseledger_verify::entry::Entry;
     let db = raw_db(dir);
     let meta = db.cf_handle("meta").expect("meta");
     let head: Head = serde_json::from_slice(&db.get_cf(meta, b"head").expect("get").expect("head")).expect("json");
@@ -202,7 +202,7 @@ pub fn force_append(dir: &Path, record: Record) -> u64 {
         record,
     };
     let bytes = entry.encode();
-    let leaf = caseledger_ledger::hash::leaf_hash(&bytes);
+    let leaf = caseledger_verify::hash::leaf_hash(&bytes);
     db.put_cf(db.cf_handle("entries").expect("cf"), seq_key(entry.seq), &bytes)
         .expect("put entry");
     let nodes = db.cf_handle("nodes").expect("cf");
@@ -218,7 +218,7 @@ pub fn force_append(dir: &Path, record: Record) -> u64 {
 }
 
 /// Audits a closed ledger folder read-only.
-pub fn audit(dir: &Path) -> caseledger_ledger::audit::AuditReport {
+pub fn audit(dir: &Path) -> caseledger_verify::audit::AuditReport {
     Ledger::open_read_only(dir)
         .expect("open read-only")
         .audit(None, 2, &|_| {})
@@ -228,7 +228,7 @@ pub fn audit(dir: &Path) -> caseledger_ledger::audit::AuditReport {
 /// A court ledger (node key from seed 1) whose policy v2 requires SMS codes
 /// for every approval step and account confirmation.
 pub fn court_requiring_sms(dir: &Path, seed: u64, clock: Arc<TestClock>) -> (Ledger, caseledger::court::Staff) {
-    use caseledger_ledger::funds::model::KIND_POLICY_SET;
+    use caseledger_verify::funds::model::KIND_POLICY_SET;
     let (ledger, staff) = court_with_clock(dir, seed, clock);
     let mut policy = caseledger::court::example_policy("policy-2", 2);
     policy.sms_confirmation_required = true;

@@ -30,16 +30,16 @@ use std::sync::{Arc, RwLock};
 use caseledger_keys::{files, note, Identity, PublicKey};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options as DbOptions, ReadOptions, DB};
 
-use crate::audit::{AuditReport, Auditor};
-use crate::bundle::ProofBundle;
-use crate::checkpoint::Checkpoint;
-use crate::entry::{Entry, Record};
-use crate::hash::Hash;
-use crate::merkle::{self, Frontier, NodeSource};
-use crate::record::{self, Genesis, GenesisKey, KeyText};
-use crate::registry::{KeyInfo, Registry};
-use crate::state::StateRead as _;
 use crate::{Error, Result};
+use caseledger_verify::audit::{AuditReport, Auditor, CheckedSignature};
+use caseledger_verify::bundle::ProofBundle;
+use caseledger_verify::checkpoint::Checkpoint;
+use caseledger_verify::entry::{Entry, Record};
+use caseledger_verify::hash::Hash;
+use caseledger_verify::merkle::{self, Frontier, NodeSource};
+use caseledger_verify::record::{self, Genesis, GenesisKey, KeyText};
+use caseledger_verify::registry::{KeyInfo, Registry};
+use caseledger_verify::state::StateRead as _;
 
 use schema::*;
 pub use schema::{Head, LedgerMeta, COLUMN_FAMILIES};
@@ -627,19 +627,19 @@ impl Ledger {
     /// Inclusion proof of entry `seq` in the tree of `size` entries.
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
         self.check_size(size)?;
-        merkle::inclusion_proof(self, seq, size)
+        Ok(merkle::inclusion_proof(self, seq, size)?)
     }
 
     /// Consistency proof from `first` to `second` entries.
     pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>> {
         self.check_size(second)?;
-        merkle::consistency_proof(self, first, second)
+        Ok(merkle::consistency_proof(self, first, second)?)
     }
 
     /// Merkle root of the first `size` entries.
     pub fn root_at(&self, size: u64) -> Result<Hash> {
         self.check_size(size)?;
-        merkle::root_at(self, size)
+        Ok(merkle::root_at(self, size)?)
     }
 
     fn check_size(&self, size: u64) -> Result<()> {
@@ -693,8 +693,12 @@ impl Ledger {
     }
 
     /// A case with its receipts (deadlines as of `now_ms`) and disbursements.
-    pub fn case_view(&self, case_number: &str, now_ms: u64) -> Result<Option<crate::funds::views::CaseView>> {
-        Ok(crate::funds::views::case_view(
+    pub fn case_view(
+        &self,
+        case_number: &str,
+        now_ms: u64,
+    ) -> Result<Option<caseledger_verify::funds::views::CaseView>> {
+        Ok(caseledger_verify::funds::views::case_view(
             &SharedState(&self.shared),
             case_number,
             now_ms,
@@ -703,7 +707,7 @@ impl Ledger {
 
     /// A derived object by key (`case/…`, `receipt/…`, `disbursement/…`).
     pub fn state_object(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        SharedState(&self.shared).get(key)
+        Ok(SharedState(&self.shared).get(key)?)
     }
 
     /// Keys and values of derived objects whose key starts with `prefix`.
@@ -723,7 +727,7 @@ impl Ledger {
     }
 
     /// Disbursements waiting for a step by `role`.
-    pub fn pending_steps(&self, role: crate::funds::model::Role) -> Result<Vec<String>> {
+    pub fn pending_steps(&self, role: caseledger_verify::funds::model::Role) -> Result<Vec<String>> {
         let prefix = format!("pending/{}/", role.as_str());
         Ok(self
             .state_objects(&prefix)?
@@ -734,13 +738,17 @@ impl Ledger {
 
     /// Disbursements waiting for a step that `member_id`, holding `role`,
     /// may sign: not their own request, no earlier step of theirs.
-    pub fn pending_steps_for(&self, role: crate::funds::model::Role, member_id: &str) -> Result<Vec<String>> {
+    pub fn pending_steps_for(
+        &self,
+        role: caseledger_verify::funds::model::Role,
+        member_id: &str,
+    ) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for id in self.pending_steps(role)? {
-            let Some(bytes) = self.state_object(&crate::funds::disbursement_key(&id))? else {
+            let Some(bytes) = self.state_object(&caseledger_verify::funds::disbursement_key(&id))? else {
                 continue;
             };
-            let disbursement: crate::funds::model::DisbursementState =
+            let disbursement: caseledger_verify::funds::model::DisbursementState =
                 serde_json::from_slice(&bytes).map_err(|e| Error::Storage(e.to_string()))?;
             let involved = disbursement.requester_member_id == member_id
                 || disbursement.steps.iter().any(|s| s.member_id == member_id);
@@ -754,16 +762,16 @@ impl Ledger {
     /// Receipts that are near their pay-out (or claim) deadline or past it at
     /// `now_ms`, oldest deadline first. Receipts whose money was fully paid
     /// out of their case are not listed.
-    pub fn receipts_due(&self, now_ms: u64) -> Result<Vec<crate::funds::views::ReceiptView>> {
-        use crate::funds::model::{CaseState, ReceiptState};
-        use crate::funds::views::{self, DeadlineStatus};
+    pub fn receipts_due(&self, now_ms: u64) -> Result<Vec<caseledger_verify::funds::views::ReceiptView>> {
+        use caseledger_verify::funds::model::{CaseState, ReceiptState};
+        use caseledger_verify::funds::views::{self, DeadlineStatus};
         let near_due_days = views::policy(&SharedState(&self.shared)).map_or(5, |p| p.near_due_days);
         let mut out = Vec::new();
         for (_, bytes) in self.state_objects("receipt/")? {
             let receipt: ReceiptState = serde_json::from_slice(&bytes).map_err(|e| Error::Storage(e.to_string()))?;
             if let Some(number) = &receipt.case_number {
                 let case: Option<CaseState> = self
-                    .state_object(&crate::funds::case_key(number))?
+                    .state_object(&caseledger_verify::funds::case_key(number))?
                     .and_then(|b| serde_json::from_slice(&b).ok());
                 if case.is_some_and(|c| c.available_fen == 0 && c.reserved_fen == 0) {
                     continue;
@@ -779,11 +787,11 @@ impl Ledger {
     }
 
     /// Receipts not yet claimed for a case.
-    pub fn unidentified_receipts(&self) -> Result<Vec<crate::funds::model::ReceiptState>> {
+    pub fn unidentified_receipts(&self) -> Result<Vec<caseledger_verify::funds::model::ReceiptState>> {
         let mut out = Vec::new();
         for (key, _) in self.state_objects("unidentified/")? {
             let reference = &key["unidentified/".len()..];
-            if let Some(bytes) = self.state_object(&crate::funds::receipt_key(reference))? {
+            if let Some(bytes) = self.state_object(&caseledger_verify::funds::receipt_key(reference))? {
                 out.push(serde_json::from_slice(&bytes).map_err(|e| Error::Storage(e.to_string()))?);
             }
         }
@@ -821,9 +829,9 @@ impl Ledger {
     /// and account registrations, and the genesis and key entries of every
     /// signer, each with an inclusion proof against one signed checkpoint.
     /// `Ok(None)` for an unknown or revoked code.
-    pub fn applicant_bundle(&self, code: &str) -> Result<Option<crate::bundle::ApplicantBundle>> {
-        use crate::funds::model::{AccountState, ApplicantCodeState};
-        let hash = crate::funds::model::applicant_code_hash(code);
+    pub fn applicant_bundle(&self, code: &str) -> Result<Option<caseledger_verify::bundle::ApplicantBundle>> {
+        use caseledger_verify::funds::model::{AccountState, ApplicantCodeState};
+        let hash = caseledger_verify::funds::model::applicant_code_hash(code);
         let read = |key: &str| -> Result<Option<Vec<u8>>> { self.state_object(key) };
         fn parse<T: serde::de::DeserializeOwned>(bytes: Vec<u8>) -> Result<T> {
             serde_json::from_slice(&bytes).map_err(|e| Error::Storage(e.to_string()))
@@ -843,7 +851,7 @@ impl Ledger {
         let mut seqs = std::collections::BTreeSet::from([0, view.case.opened_seq]);
         let mut disbursement_ids = Vec::new();
         for disbursement in &view.disbursements {
-            let Some(bytes) = read(&crate::funds::account_key(&disbursement.account_id))? else {
+            let Some(bytes) = read(&caseledger_verify::funds::account_key(&disbursement.account_id))? else {
                 continue;
             };
             let account: AccountState = parse(bytes)?;
@@ -879,7 +887,7 @@ impl Ledger {
         let mut entries = Vec::with_capacity(seqs.len());
         for seq in seqs {
             let proof = self.inclusion_proof(seq, size)?;
-            entries.push(crate::bundle::ProvenEntry {
+            entries.push(caseledger_verify::bundle::ProvenEntry {
                 seq,
                 entry: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, self.entry_bytes(seq)?),
                 inclusion_proof: proof
@@ -888,8 +896,8 @@ impl Ledger {
                     .collect(),
             });
         }
-        Ok(Some(crate::bundle::ApplicantBundle {
-            format: crate::bundle::APPLICANT_BUNDLE_FORMAT.to_owned(),
+        Ok(Some(caseledger_verify::bundle::ApplicantBundle {
+            format: caseledger_verify::bundle::APPLICANT_BUNDLE_FORMAT.to_owned(),
             case_number: code_state.case_number,
             applicant_id: code_state.applicant_id,
             disbursement_ids,
@@ -907,8 +915,10 @@ impl Ledger {
         while let Some(seq) = pending.pop() {
             let entry = self.entry(seq)?;
             let mut signers = vec![entry.record.signer];
-            if entry.record.kind == crate::record::KIND_KEY_ROTATED {
-                if let Ok(rotated) = serde_json::from_slice::<crate::record::KeyRotated>(&entry.record.payload) {
+            if entry.record.kind == caseledger_verify::record::KIND_KEY_ROTATED {
+                if let Ok(rotated) =
+                    serde_json::from_slice::<caseledger_verify::record::KeyRotated>(&entry.record.payload)
+                {
                     signers.extend(caseledger_keys::KeyId::from_hex(&rotated.key_id).ok());
                 }
             }
@@ -925,7 +935,11 @@ impl Ledger {
 
     /// Notifications queued by the rules, in order, from outbox key `from`
     /// (inclusive), at most `limit`.
-    pub fn outbox_from(&self, from: &str, limit: usize) -> Result<Vec<(String, crate::funds::notify::Notification)>> {
+    pub fn outbox_from(
+        &self,
+        from: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, caseledger_verify::funds::notify::Notification)>> {
         let _gate = self.shared.state_read();
         let cf = self.shared.cf(CF_STATE);
         let start = if from.is_empty() { "outbox/" } else { from };
@@ -986,8 +1000,8 @@ impl Drop for Ledger {
 }
 
 impl NodeSource for Ledger {
-    fn perfect_node(&self, level: u32, index: u64) -> Result<Hash> {
-        read_node(&self.shared, level, index)
+    fn perfect_node(&self, level: u32, index: u64) -> caseledger_verify::Result<Hash> {
+        Ok(read_node(&self.shared, level, index)?)
     }
 }
 
@@ -1011,16 +1025,16 @@ struct SharedNodes<'a>(&'a Shared);
 /// The stored derived state.
 struct SharedState<'a>(&'a Shared);
 
-impl crate::state::StateRead for SharedState<'_> {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+impl caseledger_verify::state::StateRead for SharedState<'_> {
+    fn get(&self, key: &str) -> caseledger_verify::Result<Option<Vec<u8>>> {
         let _gate = self.0.state_read();
-        self.0.db.get_cf(self.0.cf(CF_STATE), key.as_bytes()).map_err(storage)
+        Ok(self.0.db.get_cf(self.0.cf(CF_STATE), key.as_bytes()).map_err(storage)?)
     }
 }
 
 impl NodeSource for SharedNodes<'_> {
-    fn perfect_node(&self, level: u32, index: u64) -> Result<Hash> {
-        read_node(self.0, level, index)
+    fn perfect_node(&self, level: u32, index: u64) -> caseledger_verify::Result<Hash> {
+        Ok(read_node(self.0, level, index)?)
     }
 }
 
@@ -1262,10 +1276,72 @@ fn check_last_checkpoint(shared: &Shared, head: &Head) -> Result<Option<Checkpoi
     Ok(Some(checkpoint))
 }
 
-/// Feeds every stored entry, node and checkpoint to an [`Auditor`].
+/// Entries read and checked ahead of the replay at a time.
+const AUDIT_CHUNK_ENTRIES: usize = 4096;
+
+/// Stored entries in key order: `(seq, bytes)`, `None` for a malformed key.
+type EntryChunk = Vec<(Option<u64>, Vec<u8>)>;
+
+fn read_entry_chunk(entries: &mut rocksdb::DBRawIterator<'_>) -> Result<EntryChunk> {
+    let mut chunk = Vec::with_capacity(AUDIT_CHUNK_ENTRIES);
+    while chunk.len() < AUDIT_CHUNK_ENTRIES && entries.valid() {
+        let (Some(key), Some(value)) = (entries.key(), entries.value()) else {
+            break;
+        };
+        chunk.push((decode_seq_key(key), value.to_vec()));
+        entries.next();
+    }
+    entries.status().map_err(storage)?;
+    Ok(chunk)
+}
+
+/// The signatures of `chunk` checked on `threads` threads with `keys` (the
+/// signers' keys as far as the replay knew them when the chunk was read;
+/// an entry whose signer was not known yet is left to the auditor).
+fn check_chunk(chunk: &EntryChunk, keys: &[Option<PublicKey>], threads: usize) -> Vec<Option<CheckedSignature>> {
+    let part = chunk.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunk
+            .chunks(part)
+            .zip(keys.chunks(part))
+            .map(|(entries, keys)| {
+                scope.spawn(move || {
+                    entries
+                        .iter()
+                        .zip(keys)
+                        .map(|((_, bytes), key)| key.and_then(|key| CheckedSignature::of_entry(bytes, key)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        // A panicked checker leaves its entries to the auditor.
+        handles
+            .into_iter()
+            .zip(chunk.chunks(part))
+            .flat_map(|(handle, entries)| handle.join().unwrap_or_else(|_| vec![None; entries.len()]))
+            .collect()
+    })
+}
+
+/// The keys the replay knows now for the signers of `chunk`.
+fn signer_keys(auditor: &Auditor, chunk: &EntryChunk) -> Vec<Option<PublicKey>> {
+    chunk
+        .iter()
+        .map(|(_, bytes)| {
+            Entry::decode(bytes)
+                .ok()
+                .and_then(|e| auditor.signer_key(&e.record.signer))
+        })
+        .collect()
+}
+
+/// Feeds every stored entry, node and checkpoint to an [`Auditor`]. The
+/// pure auditor checks nothing in parallel; this driver checks the
+/// signatures of the next chunk of entries on `threads` threads while the
+/// auditor replays the current one, and hands it the verdicts.
 fn audit_driver(ledger: &Ledger, node_key: PublicKey, threads: usize, progress: &dyn Fn(u64)) -> Result<AuditReport> {
     let shared = &ledger.shared;
-    let mut auditor = Auditor::new(node_key, threads);
+    let mut auditor = Auditor::new(node_key);
     if node_key != shared.node_key {
         auditor.fail(
             0,
@@ -1284,48 +1360,65 @@ fn audit_driver(ledger: &Ledger, node_key: PublicKey, threads: usize, progress: 
     let mut nodes = shared.db.raw_iterator_cf_opt(shared.cf(CF_NODES), node_scan);
     entries.seek_to_first();
     nodes.seek_to_first();
-    while entries.valid() && !auditor.failed() {
-        let (Some(key), Some(value)) = (entries.key(), entries.value()) else {
-            break;
-        };
-        let Some(seq) = decode_seq_key(key) else {
-            auditor.fail(auditor.size(), "entry_missing", "malformed entry key");
-            break;
-        };
-        let Some(completed) = auditor.push_entry(seq, value) else {
-            break;
-        };
-        for node in &completed {
-            let expected_key = schema::node_key(node.0, node.1);
-            let stored = (nodes.valid() && nodes.key() == Some(&expected_key[..]))
-                .then(|| nodes.value().and_then(|v| <Hash>::try_from(v).ok()))
-                .flatten();
-            auditor.check_stored_node(node, stored.as_ref());
-            if nodes.valid() && nodes.key() == Some(&expected_key[..]) {
-                nodes.next();
+    let mut chunk = read_entry_chunk(&mut entries)?;
+    let mut verdicts = check_chunk(&chunk, &signer_keys(&auditor, &chunk), threads);
+    'replay: while !chunk.is_empty() && !auditor.failed() {
+        let next = read_entry_chunk(&mut entries)?;
+        let next_keys = signer_keys(&auditor, &next);
+        let (stopped, next_verdicts) = std::thread::scope(|scope| {
+            let checking = scope.spawn(|| check_chunk(&next, &next_keys, threads));
+            let mut stopped = false;
+            for ((seq, bytes), checked) in chunk.iter().zip(verdicts.iter().copied()) {
+                let Some(seq) = seq else {
+                    auditor.fail(auditor.size(), "entry_missing", "malformed entry key");
+                    stopped = true;
+                    break;
+                };
+                let Some(completed) = auditor.push_checked_entry(*seq, bytes, checked) else {
+                    stopped = true;
+                    break;
+                };
+                for node in &completed {
+                    let expected_key = schema::node_key(node.0, node.1);
+                    let stored = (nodes.valid() && nodes.key() == Some(&expected_key[..]))
+                        .then(|| nodes.value().and_then(|v| <Hash>::try_from(v).ok()))
+                        .flatten();
+                    auditor.check_stored_node(node, stored.as_ref());
+                    if nodes.valid() && nodes.key() == Some(&expected_key[..]) {
+                        nodes.next();
+                    }
+                }
+                while let Some((size, note)) = next_checkpoint.peek() {
+                    if *size > auditor.size() {
+                        break;
+                    }
+                    if *size < auditor.size() {
+                        auditor.fail(
+                            size.saturating_sub(1),
+                            "checkpoint_size",
+                            format!("checkpoint key {size} is out of order"),
+                        );
+                    } else {
+                        auditor.check_checkpoint(note, |m, n| merkle::consistency_proof(&SharedNodes(shared), m, n));
+                    }
+                    next_checkpoint.next();
+                }
+                if auditor.size().is_multiple_of(4096) {
+                    progress(auditor.size());
+                }
+                if auditor.failed() {
+                    stopped = true;
+                    break;
+                }
             }
+            (stopped, checking.join().unwrap_or_else(|_| vec![None; next.len()]))
+        });
+        if stopped {
+            break 'replay;
         }
-        while let Some((size, note)) = next_checkpoint.peek() {
-            if *size > auditor.size() {
-                break;
-            }
-            if *size < auditor.size() {
-                auditor.fail(
-                    size.saturating_sub(1),
-                    "checkpoint_size",
-                    format!("checkpoint key {size} is out of order"),
-                );
-            } else {
-                auditor.check_checkpoint(note, |m, n| merkle::consistency_proof(&SharedNodes(shared), m, n));
-            }
-            next_checkpoint.next();
-        }
-        if auditor.size().is_multiple_of(4096) {
-            progress(auditor.size());
-        }
-        entries.next();
+        chunk = next;
+        verdicts = next_verdicts;
     }
-    entries.status().map_err(storage)?;
     if !auditor.failed() {
         check_tail(
             shared,
@@ -1364,7 +1457,7 @@ fn check_derived_state(shared: &Shared, auditor: &mut Auditor) -> Result<()> {
     if let Some(detail) = difference {
         auditor.violate(last_seq, "derived_state", detail);
     }
-    if let Err(detail) = crate::funds::views::reconcile(auditor.state()) {
+    if let Err(detail) = caseledger_verify::funds::views::reconcile(auditor.state()) {
         auditor.violate(last_seq, "reconciliation", detail);
     }
     Ok(())

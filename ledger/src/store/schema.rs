@@ -14,8 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::hash::Hash;
-use crate::merkle::Frontier;
+use caseledger_verify::hash::Hash;
+use caseledger_verify::merkle::Frontier;
 
 pub const CF_ENTRIES: &str = "entries";
 pub const CF_NODES: &str = "nodes";
@@ -155,7 +155,7 @@ impl RequestSignature {
     }
 
     /// Whether it verifies under the key `registry` has for its signer.
-    pub fn holds(&self, registry: &crate::registry::Registry) -> bool {
+    pub fn holds(&self, registry: &caseledger_verify::registry::Registry) -> bool {
         use base64::Engine as _;
         let base64 = base64::engine::general_purpose::STANDARD;
         let key = caseledger_keys::KeyId::from_hex(&self.signer)

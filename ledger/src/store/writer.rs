@@ -38,14 +38,15 @@ use rocksdb::{WriteBatch, WriteOptions};
 use super::schema::*;
 use super::verify::{Ahead, AheadQueue, Claim, Outcome as AheadOutcome, Verdict, VerifyPool, Work};
 use super::{read_node, Appended, Authorization, Clock, Options, Published, Shared, WriterState};
-use crate::checkpoint::Checkpoint;
-use crate::entry::{Entry, Record};
-use crate::funds::Outcome;
-use crate::hash::Hash;
-use crate::merkle::{self, NodeSource};
-use crate::registry::{admit_record, Registry};
-use crate::state::Overlay;
 use crate::{Error, Result};
+use caseledger_verify::admission::admit_record;
+use caseledger_verify::checkpoint::Checkpoint;
+use caseledger_verify::entry::{Entry, Record};
+use caseledger_verify::funds::Outcome;
+use caseledger_verify::hash::Hash;
+use caseledger_verify::merkle::{self, NodeSource};
+use caseledger_verify::registry::Registry;
+use caseledger_verify::state::Overlay;
 
 /// How long the writer thread polls for work after a small group: about
 /// the time between two requests of one client over HTTP on loopback.
@@ -648,10 +649,10 @@ struct NodeOverlay<'a> {
 }
 
 impl NodeSource for NodeOverlay<'_> {
-    fn perfect_node(&self, level: u32, index: u64) -> Result<Hash> {
+    fn perfect_node(&self, level: u32, index: u64) -> caseledger_verify::Result<Hash> {
         match self.pending.get(&(level, index)) {
             Some(hash) => Ok(*hash),
-            None => read_node(self.shared, level, index),
+            None => Ok(read_node(self.shared, level, index)?),
         }
     }
 }
@@ -715,7 +716,10 @@ impl Writer {
                 }
             }
             // Only records that change the registry need a way back.
-            let changes_keys = pending.records.iter().any(|r| crate::record::changes_registry(r.kind));
+            let changes_keys = pending
+                .records
+                .iter()
+                .any(|r| caseledger_verify::record::changes_registry(r.kind));
             let snapshot = changes_keys.then(|| registry.clone());
             let mark = overlay.mark();
             let mut keys = Vec::with_capacity(pending.records.len());

@@ -11,7 +11,7 @@ use caseledger_keys::{KeyId, PublicKey};
 use serde::{Deserialize, Serialize};
 
 use crate::entry::Record;
-use crate::funds::model::Member;
+use crate::member::{Member, Role};
 use crate::record::{self, Genesis, KeyRegistered, KeyRevoked, KeyRotated, KeyText};
 
 /// Names longer than this are refused.
@@ -58,7 +58,7 @@ pub struct KeyInfo {
     pub registered_seq: u64,
     pub revoked_seq: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub member: Option<crate::funds::model::Member>,
+    pub member: Option<Member>,
 }
 
 /// The key registry at some point of the chain.
@@ -157,26 +157,6 @@ impl Registry {
     pub fn admit(&mut self, seq: u64, record: &Record) -> Result<Admitted, RuleError> {
         if seq == 0 || record.kind == record::KIND_GENESIS {
             return self.admit_genesis(seq, record);
-        }
-        use crate::funds::model::{KIND_ACCOUNT_CHALLENGE, KIND_ACCOUNT_CONFIRMED, KIND_SMS_CHALLENGE, KIND_SMS_SENT};
-        let by_node = record.signer == self.node_key.key_id();
-        if matches!(record.kind, KIND_SMS_CHALLENGE | KIND_ACCOUNT_CHALLENGE | KIND_SMS_SENT) && !by_node {
-            // The node sends the SMS, so the node commits to the code.
-            return Err(RuleError::NotAuthorized(
-                "an SMS challenge is recorded by the node key".into(),
-            ));
-        }
-        // The applicant has no key: the node records the code they entered.
-        if by_node
-            && matches!(
-                record.kind,
-                KIND_SMS_CHALLENGE | KIND_ACCOUNT_CHALLENGE | KIND_SMS_SENT | KIND_ACCOUNT_CONFIRMED
-            )
-        {
-            return Ok(Admitted {
-                key: self.node_key,
-                changed: Vec::new(),
-            });
         }
         let signer = self.active_key(seq, &record.signer)?;
         match record.kind {
@@ -281,7 +261,7 @@ impl Registry {
                     ),
                 ));
             }
-            if (member.role == crate::funds::model::Role::Administrator) != administrator {
+            if (member.role == Role::Administrator) != administrator {
                 return Err(bad_payload(
                     kind,
                     "the administrator role and the administrator flag must agree",
@@ -400,52 +380,5 @@ impl Registry {
             key: signer.1,
             changed: vec![id],
         })
-    }
-}
-
-/// Admits one record at `seq`: the key registry first (is the signer an
-/// active key allowed to sign this kind?), then, for case-fund kinds, the
-/// case-fund rules against `state`. The writer and the auditor both call
-/// this, so a record is judged the same way when written and when replayed.
-pub fn admit_record(
-    registry: &mut Registry,
-    state: &mut crate::state::Overlay,
-    seq: u64,
-    timestamp_ms: u64,
-    record: &Record,
-) -> Result<(Admitted, crate::funds::Outcome), RuleError> {
-    let admitted = registry.admit(seq, record)?;
-    if !crate::funds::is_funds_kind(record.kind) {
-        return Ok((admitted, crate::funds::Outcome::New));
-    }
-    let origin = registry.origin().unwrap_or_default().to_owned();
-    let signer = if record.signer == registry.node_key().key_id() {
-        KeyInfo {
-            name: "node".into(),
-            public_key: KeyText::from_key(&registry.node_key()),
-            administrator: false,
-            registered_seq: 0,
-            revoked_seq: None,
-            member: None,
-        }
-    } else {
-        registry
-            .info(&record.signer)
-            .cloned()
-            .ok_or_else(|| RuleError::UnknownKey(record.signer.short()))?
-    };
-    let context = crate::funds::Context {
-        seq,
-        timestamp_ms,
-        origin: &origin,
-        by_node: record.signer == registry.node_key().key_id(),
-    };
-    let mark = state.mark();
-    match crate::funds::admit(state, &context, record, &signer) {
-        Ok(outcome) => Ok((admitted, outcome)),
-        Err(e) => {
-            state.rollback(mark);
-            Err(e)
-        }
     }
 }

@@ -1,33 +1,26 @@
 //! The auditor: replays a ledger entry by entry and re-checks everything.
 //!
 //! Pure: it is fed entry bytes, stored Merkle nodes and signed checkpoints by
-//! a driver (the store's [`crate::store::Ledger::audit`], or any other reader)
-//! and does no I/O itself. Signatures are checked in batches on worker
-//! threads while the caller keeps feeding entries; the first failure by
-//! sequence number wins, whichever check found it.
+//! a driver (the store's `Ledger::audit`, `verify-export`, or any other
+//! reader) and does no I/O itself. Each entry's signature is checked in
+//! chain order, by the auditor or, ahead of it, by the driver
+//! ([`CheckedSignature`]): a driver that has cores to spare checks a run
+//! of entries in parallel and hands the verdicts in.
 
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-
-use caseledger_keys::{note, PublicKey, Signature};
+use caseledger_keys::{note, KeyId, PublicKey};
 use serde::Serialize;
 
+use crate::admission::admit_record;
 use crate::checkpoint::Checkpoint;
 use crate::entry::Entry;
 use crate::funds::Outcome;
 use crate::hash::{to_hex, Hash};
 use crate::merkle::{self, CompletedNode, Frontier};
-use crate::registry::{admit_record, Admitted, Registry, RuleError};
+use crate::registry::{Admitted, Registry, RuleError};
 use crate::state::{MemoryState, Overlay};
 
 /// Violations listed in a report; more are counted, not listed.
 pub const VIOLATIONS_LISTED_MAX: usize = 1000;
-
-/// Signatures handed to a worker at a time (each checked alone).
-pub const SIGNATURE_BATCH_ENTRIES: usize = 256;
-/// Batches queued ahead of the workers before the feeder waits.
-const QUEUED_BATCHES_MAX: usize = 4;
 
 /// The first check that failed, located to a sequence number.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -66,115 +59,26 @@ pub struct AuditReport {
     pub account_confirmations_verified: u64,
 }
 
-struct SignatureJob {
-    seqs: Vec<u64>,
-    messages: Vec<Vec<u8>>,
-    signatures: Vec<Signature>,
-    keys: Vec<PublicKey>,
+/// A signature checked before the replay reached its entry, by whoever
+/// drives the audit (on other threads, say): the key it was checked with
+/// and the verdict of the one signature rule. A key id is derived from its
+/// key, so the verdict is a fact whatever the registry says of the key by
+/// then; the auditor uses it only if the replay names the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckedSignature {
+    pub key: PublicKey,
+    pub valid: bool,
 }
 
-impl SignatureJob {
-    fn new() -> Self {
-        Self {
-            seqs: Vec::with_capacity(SIGNATURE_BATCH_ENTRIES),
-            messages: Vec::with_capacity(SIGNATURE_BATCH_ENTRIES),
-            signatures: Vec::with_capacity(SIGNATURE_BATCH_ENTRIES),
-            keys: Vec::with_capacity(SIGNATURE_BATCH_ENTRIES),
-        }
-    }
-
-    /// The first sequence number whose signature is bad, if any.
-    fn first_bad(&self) -> Option<u64> {
-        (0..self.seqs.len())
-            .find(|&i| self.keys[i].verify_raw(&self.messages[i], &self.signatures[i]).is_err())
-            .map(|i| self.seqs[i])
-    }
-}
-
-/// Verifies signature batches on worker threads.
-struct SignaturePool {
-    jobs: Option<mpsc::SyncSender<SignatureJob>>,
-    workers: Vec<JoinHandle<Option<u64>>>,
-    current: SignatureJob,
-    verified: u64,
-    inline_failure: Option<u64>,
-}
-
-impl SignaturePool {
-    fn new(threads: usize) -> Self {
-        let (jobs, receiver) = mpsc::sync_channel::<SignatureJob>(QUEUED_BATCHES_MAX);
-        let receiver = Arc::new(Mutex::new(receiver));
-        let workers = (0..threads.max(1))
-            .map(|_| {
-                let receiver = Arc::clone(&receiver);
-                std::thread::spawn(move || {
-                    let mut first_bad: Option<u64> = None;
-                    loop {
-                        let job = match receiver.lock() {
-                            Ok(guard) => guard.recv(),
-                            Err(_) => break,
-                        };
-                        let Ok(job) = job else { break };
-                        if let Some(seq) = job.first_bad() {
-                            first_bad = Some(first_bad.map_or(seq, |s| s.min(seq)));
-                        }
-                    }
-                    first_bad
-                })
-            })
-            .collect();
-        Self {
-            jobs: Some(jobs),
-            workers,
-            current: SignatureJob::new(),
-            verified: 0,
-            inline_failure: None,
-        }
-    }
-
-    fn push(&mut self, seq: u64, message: Vec<u8>, signature: Signature, key: PublicKey) {
-        self.current.seqs.push(seq);
-        self.current.messages.push(message);
-        self.current.signatures.push(signature);
-        self.current.keys.push(key);
-        if self.current.seqs.len() >= SIGNATURE_BATCH_ENTRIES {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        let job = std::mem::replace(&mut self.current, SignatureJob::new());
-        if job.seqs.is_empty() {
-            return;
-        }
-        self.verified += job.seqs.len() as u64;
-        let job = match &self.jobs {
-            Some(jobs) => match jobs.send(job) {
-                Ok(()) => return,
-                Err(mpsc::SendError(job)) => job,
-            },
-            None => job,
-        };
-        // The workers are gone (one panicked): verify here instead.
-        if let Some(seq) = job.first_bad() {
-            self.inline_failure = Some(self.inline_failure.map_or(seq, |s| s.min(seq)));
-        }
-    }
-
-    /// Waits for every batch and returns the first bad sequence number.
-    fn finish(mut self) -> Option<u64> {
-        self.flush();
-        drop(self.jobs.take());
-        let mut first_bad = self.inline_failure;
-        for worker in self.workers.drain(..) {
-            // A worker that panicked verified nothing: count it as a failure
-            // at seq 0 rather than passing signatures nobody checked.
-            let result = worker.join().unwrap_or(Some(0));
-            if let Some(seq) = result {
-                first_bad = Some(first_bad.map_or(seq, |s| s.min(seq)));
-            }
-        }
-        first_bad
+impl CheckedSignature {
+    /// Checks the signature of the entry `bytes` with `key`; `None` if the
+    /// bytes are not an entry.
+    pub fn of_entry(bytes: &[u8], key: PublicKey) -> Option<Self> {
+        let entry = Entry::decode(bytes).ok()?;
+        let valid = key
+            .verify_raw(&Entry::signed_message_of(bytes), &entry.record.signature)
+            .is_ok();
+        Some(Self { key, valid })
     }
 }
 
@@ -187,7 +91,6 @@ pub struct Auditor {
     prev_hash: Hash,
     last_timestamp_ms: u64,
     first_error: Option<Finding>,
-    signatures: SignaturePool,
     checkpoints: u64,
     last_checkpoint: Option<Checkpoint>,
     state: MemoryState,
@@ -199,14 +102,13 @@ pub struct Auditor {
 
 impl Auditor {
     /// An auditor that trusts nothing but `node_key`.
-    pub fn new(node_key: PublicKey, signature_threads: usize) -> Self {
+    pub fn new(node_key: PublicKey) -> Self {
         Self {
             registry: Registry::new(node_key),
             tree: Frontier::new(),
             prev_hash: [0; 32],
             last_timestamp_ms: 0,
             first_error: None,
-            signatures: SignaturePool::new(signature_threads),
             checkpoints: 0,
             last_checkpoint: None,
             state: MemoryState::default(),
@@ -252,7 +154,13 @@ impl Auditor {
         &self.registry
     }
 
-    /// Whether a check has failed (signature batches still in flight aside).
+    /// The key the replay will check a signature by `signer` with, as far
+    /// as the registry is replayed now (for drivers that check ahead).
+    pub fn signer_key(&self, signer: &KeyId) -> Option<PublicKey> {
+        self.registry.public_key(signer)
+    }
+
+    /// Whether an integrity check has failed (the audit stops there).
     pub fn failed(&self) -> bool {
         self.first_error.is_some()
     }
@@ -271,6 +179,17 @@ impl Auditor {
     /// Replays the entry stored under `seq`. Returns the Merkle nodes it
     /// completes, or `None` if a check failed (the audit stops there).
     pub fn push_entry(&mut self, seq: u64, bytes: &[u8]) -> Option<Vec<CompletedNode>> {
+        self.push_checked_entry(seq, bytes, None)
+    }
+
+    /// [`Auditor::push_entry`] with the entry's signature checked ahead
+    /// (used if it was checked with the key the replay names).
+    pub fn push_checked_entry(
+        &mut self,
+        seq: u64,
+        bytes: &[u8],
+        checked: Option<CheckedSignature>,
+    ) -> Option<Vec<CompletedNode>> {
         if self.failed() {
             return None;
         }
@@ -366,12 +285,18 @@ impl Auditor {
                 return None;
             }
         };
-        self.signatures.push(
-            seq,
-            Entry::signed_message_of(bytes),
-            entry.record.signature,
-            admitted.key,
-        );
+        let valid = match checked {
+            Some(checked) if checked.key == admitted.key => checked.valid,
+            _ => entry.record.verify(&admitted.key).is_ok(),
+        };
+        if !valid {
+            self.fail(
+                seq,
+                "signature",
+                "record signature does not verify with the signer's registered key",
+            );
+            return None;
+        }
         let leaf = Entry::hash_of(bytes);
         self.prev_hash = leaf;
         self.last_timestamp_ms = entry.timestamp_ms;
@@ -465,20 +390,10 @@ impl Auditor {
         self.last_checkpoint = Some(checkpoint);
     }
 
-    /// Waits for the signature workers and reports.
+    /// The report.
     pub fn finish(self) -> AuditReport {
         let entries = self.size();
-        let bad_signature = self.signatures.finish();
-        let mut first_error = self.first_error;
-        if let Some(seq) = bad_signature {
-            if first_error.as_ref().is_none_or(|f| seq < f.seq) {
-                first_error = Some(Finding {
-                    seq,
-                    check: "signature".into(),
-                    detail: "record signature does not verify with the signer's registered key".into(),
-                });
-            }
-        }
+        let first_error = self.first_error;
         let rules_ok = self.violations_total == 0;
         let cases = crate::funds::views::totals(&self.state).map_or(0, |t| t.cases);
         AuditReport {

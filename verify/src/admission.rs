@@ -1,0 +1,87 @@
+//! Admission: whether a record may stand at its place in the chain. The key
+//! registry speaks first (is the signer a key allowed to sign this kind?),
+//! then, for case-fund kinds, the case-fund rules. The writer and the
+//! auditor both call [`admit_record`], so a record is judged the same way
+//! when written and when replayed.
+
+use crate::entry::Record;
+use crate::funds::{self, model};
+use crate::record::KeyText;
+use crate::registry::{Admitted, KeyInfo, Registry, RuleError};
+use crate::state::Overlay;
+
+/// Kinds only the node key signs: it sends the SMS, so it commits to the
+/// codes and records what the provider accepted.
+pub fn only_node_signs(kind: u16) -> bool {
+    matches!(
+        kind,
+        model::KIND_SMS_CHALLENGE | model::KIND_ACCOUNT_CHALLENGE | model::KIND_SMS_SENT
+    )
+}
+
+/// Kinds the node key may sign besides genesis: its own SMS records, and
+/// the applicant's account confirmation (the applicant has no key, so the
+/// node records the code they entered).
+pub fn node_may_sign(kind: u16) -> bool {
+    only_node_signs(kind) || kind == model::KIND_ACCOUNT_CONFIRMED
+}
+
+/// Admits one record at `seq` with the entry's `timestamp_ms`: the key
+/// registry first, then the case-fund rules against `state`. On a refusal
+/// the state is left as it was; the registry is changed only by records it
+/// admits.
+pub fn admit_record(
+    registry: &mut Registry,
+    state: &mut Overlay,
+    seq: u64,
+    timestamp_ms: u64,
+    record: &Record,
+) -> Result<(Admitted, funds::Outcome), RuleError> {
+    let by_node = record.signer == registry.node_key().key_id();
+    let genesis = seq == 0 || record.kind == crate::record::KIND_GENESIS;
+    let admitted = if !genesis && by_node && node_may_sign(record.kind) {
+        Admitted {
+            key: registry.node_key(),
+            changed: Vec::new(),
+        }
+    } else if !genesis && only_node_signs(record.kind) {
+        return Err(RuleError::NotAuthorized(
+            "an SMS challenge is recorded by the node key".into(),
+        ));
+    } else {
+        registry.admit(seq, record)?
+    };
+    if !funds::is_funds_kind(record.kind) {
+        return Ok((admitted, funds::Outcome::New));
+    }
+    let origin = registry.origin().unwrap_or_default().to_owned();
+    let signer = if by_node {
+        KeyInfo {
+            name: "node".into(),
+            public_key: KeyText::from_key(&registry.node_key()),
+            administrator: false,
+            registered_seq: 0,
+            revoked_seq: None,
+            member: None,
+        }
+    } else {
+        registry
+            .info(&record.signer)
+            .cloned()
+            .ok_or_else(|| RuleError::UnknownKey(record.signer.short()))?
+    };
+    let context = funds::Context {
+        seq,
+        timestamp_ms,
+        origin: &origin,
+        by_node,
+    };
+    let mark = state.mark();
+    match funds::admit(state, &context, record, &signer) {
+        Ok(outcome) => Ok((admitted, outcome)),
+        Err(e) => {
+            state.rollback(mark);
+            Err(e)
+        }
+    }
+}

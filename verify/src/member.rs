@@ -1,0 +1,48 @@
+//! Court members: the roles and the member fields a key registration
+//! carries. The key registry keeps them; the case-fund rules read them.
+
+use serde::{Deserialize, Serialize};
+
+/// A court member's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// 承办人
+    Officer,
+    /// 案款管理人
+    FundManager,
+    /// 执行局长
+    BureauHead,
+    /// 分管院领导
+    CourtLeader,
+    /// 财务
+    Finance,
+    Auditor,
+    Administrator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Officer => "officer",
+            Role::FundManager => "fund_manager",
+            Role::BureauHead => "bureau_head",
+            Role::CourtLeader => "court_leader",
+            Role::Finance => "finance",
+            Role::Auditor => "auditor",
+            Role::Administrator => "administrator",
+        }
+    }
+}
+
+/// Member fields of a key registration (member enrolment).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub member_id: String,
+    pub role: Role,
+    /// `****1234`
+    pub phone_masked: String,
+    /// Hex SHA-256 of a salt and the full number, kept by the service.
+    pub phone_commitment: String,
+}
