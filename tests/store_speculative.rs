@@ -157,7 +157,7 @@ fn after_a_crash_mid_verification_a_forged_group_is_undone_on_open() {
     // Read-only, nothing is settled: the audit names the forged entry.
     let report = audit(dir.path());
     assert!(!report.ok);
-    assert_eq!(report.first_error.expect("error").seq, size);
+    assert_eq!(report.first_finding().expect("a finding"), (size, "signature"));
 
     let reopened = Ledger::open(dir.path(), clock(), options()).expect("reopen");
     assert!(reopened.corruption().is_none());

@@ -27,13 +27,13 @@ fn fixture(dir: &Path, keys: &Keys) {
     ledger.close().expect("close");
 }
 
-/// Audits the ledger and returns (seq, check) of the first error.
+/// Audits the ledger and returns (seq, check or rule) of the first finding.
 fn first_error(dir: &Path) -> (u64, String) {
     let ledger = Ledger::open_read_only(dir).expect("open read-only");
     let report = ledger.audit(None, 2, &|_| {}).expect("audit runs");
-    let error = report.first_error.expect("tampering must be detected");
     assert!(!report.ok);
-    (error.seq, error.check)
+    let (seq, check) = report.first_finding().expect("tampering must be detected");
+    (seq, check.to_owned())
 }
 
 fn with_db(dir: &Path, change: impl FnOnce(&rocksdb::DB)) {

@@ -16,7 +16,7 @@ use crate::entry::Entry;
 use crate::funds::Outcome;
 use crate::hash::{to_hex, Hash};
 use crate::merkle::{self, CompletedNode, Frontier};
-use crate::registry::{Admitted, Registry, RuleError};
+use crate::registry::{Registry, RuleError};
 use crate::state::{MemoryState, Overlay};
 
 /// Violations listed in a report; more are counted, not listed.
@@ -35,6 +35,9 @@ pub struct Finding {
 pub struct Violation {
     pub seq: u64,
     pub rule: String,
+    /// Hex key id of the record's signer, for a refused record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
     pub detail: String,
 }
 
@@ -57,6 +60,53 @@ pub struct AuditReport {
     /// Applicant account confirmations whose SMS code matched the node's
     /// prior commitment.
     pub account_confirmations_verified: u64,
+}
+
+impl AuditReport {
+    /// The earliest finding by seq, integrity failure or violation, as
+    /// `(seq, check or rule)`; at one seq the violation (it names what is
+    /// wrong with the record itself).
+    pub fn first_finding(&self) -> Option<(u64, &str)> {
+        let error = self.first_error.as_ref().map(|f| (f.seq, f.check.as_str()));
+        let violation = self
+            .violations
+            .iter()
+            .map(|v| (v.seq, v.rule.as_str()))
+            .min_by_key(|v| v.0);
+        match (error, violation) {
+            (Some(e), Some(v)) if v.0 <= e.0 => Some(v),
+            (Some(e), _) => Some(e),
+            (None, v) => v,
+        }
+    }
+}
+
+/// What the store says of the end of the ledger, for [`Auditor::check_end`].
+#[derive(Clone, Debug, Default)]
+pub struct StoredEnd {
+    /// The store's head record: `None` if it is missing.
+    pub head: Option<StoredHead>,
+    /// The size of a checkpoint stored beyond the last entry, if any.
+    pub leftover_checkpoint: Option<u64>,
+    /// Whether Merkle nodes are stored beyond the last entry.
+    pub leftover_node: bool,
+}
+
+/// The head record: the size and the last hash and root it claims.
+#[derive(Clone, Debug)]
+pub struct StoredHead {
+    pub size: u64,
+    pub last_hash: Option<Hash>,
+    pub root: Option<Hash>,
+}
+
+/// A table the store derives from the entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DerivedTable {
+    /// The key registry (key id → key info JSON).
+    Keys,
+    /// The case-fund state (object key → JSON).
+    State,
 }
 
 /// A signature checked before the replay reached its entry, by whoever
@@ -119,13 +169,20 @@ impl Auditor {
         }
     }
 
-    /// Records a broken case-fund rule; the replay goes on.
+    /// Records a broken rule found by the driver; the replay goes on.
     pub fn violate(&mut self, seq: u64, rule: &str, detail: impl Into<String>) {
+        self.violate_by(seq, rule, None, detail);
+    }
+
+    /// Records a refused record (or another broken rule) at `seq`, signed
+    /// by `signer`; the replay goes on.
+    pub fn violate_by(&mut self, seq: u64, rule: &str, signer: Option<KeyId>, detail: impl Into<String>) {
         self.violations_total += 1;
         if self.violations.len() < VIOLATIONS_LISTED_MAX {
             self.violations.push(Violation {
                 seq,
                 rule: rule.to_owned(),
+                signer: signer.map(|id| id.to_hex()),
                 detail: detail.into(),
             });
         }
@@ -232,75 +289,68 @@ impl Auditor {
             self.fail(seq, "timestamp_order", "timestamp is earlier than the previous entry's");
             return None;
         }
-        let mut overlay = Overlay::new(&self.state);
-        let admitted = match admit_record(&mut self.registry, &mut overlay, seq, entry.timestamp_ms, &entry.record) {
-            Ok((admitted, Outcome::New)) => {
-                let changes = overlay.into_changes();
-                self.state.apply(changes);
-                if entry.record.kind == crate::funds::model::KIND_APPROVAL_SIGNED {
-                    let statement: Option<crate::funds::model::ApprovalSigned> =
-                        serde_json::from_slice(&entry.record.payload).ok();
-                    if statement.is_some_and(|s| s.sms.is_some()) {
-                        self.sms_confirmations_verified += 1;
-                    }
-                }
-                if entry.record.kind == crate::funds::model::KIND_ACCOUNT_CONFIRMED {
-                    let confirmed: Option<crate::funds::model::AccountConfirmed> =
-                        serde_json::from_slice(&entry.record.payload).ok();
-                    if confirmed.is_some_and(|c| c.sms.is_some()) {
-                        self.account_confirmations_verified += 1;
-                    }
-                }
-                admitted
-            }
-            Ok((admitted, Outcome::Duplicate(original))) => {
-                self.violate(
-                    seq,
-                    "duplicate_request",
-                    format!("repeats the record at seq {original}"),
-                );
-                admitted
-            }
-            // A case-fund rule broken by a record forced into storage: the
-            // record has no effect and the replay goes on to find the rest.
-            Err(RuleError::Rule { rule, detail }) => {
-                self.violate(seq, rule, detail);
-                match self
-                    .registry
-                    .info(&entry.record.signer)
-                    .and_then(|i| i.public_key.key().ok())
-                {
-                    Some(key) => Admitted {
-                        key,
-                        changed: Vec::new(),
-                    },
-                    None => {
-                        self.fail(seq, "unknown_key", "signer of a refused record is unknown");
-                        return None;
-                    }
-                }
-            }
-            Err(rule) => {
-                self.fail(seq, rule.check(), rule.to_string());
-                return None;
-            }
-        };
-        let valid = match checked {
-            Some(checked) if checked.key == admitted.key => checked.valid,
-            _ => entry.record.verify(&admitted.key).is_ok(),
-        };
-        if !valid {
-            self.fail(
-                seq,
-                "signature",
-                "record signature does not verify with the signer's registered key",
-            );
-            return None;
-        }
+        self.judge(seq, &entry, checked);
         let leaf = Entry::hash_of(bytes);
         self.prev_hash = leaf;
         self.last_timestamp_ms = entry.timestamp_ms;
         Some(self.tree.push(leaf))
+    }
+
+    /// Judges the record of an entry whose place in the chain is sound:
+    /// its signature first, then admission (registry and case-fund rules).
+    /// A refused record is a violation with its seq, rule and signer; it
+    /// has no effect on the registry or the state, and the replay goes on.
+    /// Only a refused genesis stops the audit (nothing after it can be
+    /// judged).
+    fn judge(&mut self, seq: u64, entry: &Entry, checked: Option<CheckedSignature>) {
+        let record = &entry.record;
+        let signer = record.signer;
+        if let Some(key) = self.registry.public_key(&signer) {
+            let valid = match checked {
+                Some(checked) if checked.key == key => checked.valid,
+                _ => record.verify(&key).is_ok(),
+            };
+            if !valid {
+                return self.violate_by(
+                    seq,
+                    "signature",
+                    Some(signer),
+                    "record signature does not verify with the signer's registered key",
+                );
+            }
+        }
+        let mut overlay = Overlay::new(&self.state);
+        match admit_record(&mut self.registry, &mut overlay, seq, entry.timestamp_ms, record) {
+            Ok((_, Outcome::New)) => {
+                let changes = overlay.into_changes();
+                self.state.apply(changes);
+                self.count_confirmations(record);
+            }
+            Ok((_, Outcome::Duplicate(original))) => self.violate_by(
+                seq,
+                "duplicate_request",
+                Some(signer),
+                format!("repeats the record at seq {original}"),
+            ),
+            Err(refused @ RuleError::Genesis(_)) => self.fail(seq, refused.check(), refused.to_string()),
+            Err(refused) => self.violate_by(seq, refused.check(), Some(signer), refused.to_string()),
+        }
+    }
+
+    fn count_confirmations(&mut self, record: &crate::entry::Record) {
+        use crate::funds::model::{AccountConfirmed, ApprovalSigned, KIND_ACCOUNT_CONFIRMED, KIND_APPROVAL_SIGNED};
+        if record.kind == KIND_APPROVAL_SIGNED {
+            let statement: Option<ApprovalSigned> = serde_json::from_slice(&record.payload).ok();
+            if statement.is_some_and(|s| s.sms.is_some()) {
+                self.sms_confirmations_verified += 1;
+            }
+        }
+        if record.kind == KIND_ACCOUNT_CONFIRMED {
+            let confirmed: Option<AccountConfirmed> = serde_json::from_slice(&record.payload).ok();
+            if confirmed.is_some_and(|c| c.sms.is_some()) {
+                self.account_confirmations_verified += 1;
+            }
+        }
     }
 
     /// Compares a node the replay computed with the one the store holds.
@@ -390,8 +440,128 @@ impl Auditor {
         self.last_checkpoint = Some(checkpoint);
     }
 
+    /// After the last entry: what the store says of the ledger's end must
+    /// agree with the replay (call only if the replay did not stop).
+    pub fn check_end(&mut self, end: &StoredEnd) {
+        let size = self.size();
+        let Some(head) = &end.head else {
+            return self.fail(size, "head", "the head record is missing");
+        };
+        if head.size > size {
+            self.fail(
+                size,
+                "entry_missing",
+                format!("the head says {} entries but only {size} are stored", head.size),
+            );
+        } else if let Some(checkpoint_size) = end.leftover_checkpoint {
+            self.fail(
+                size,
+                "entry_missing",
+                format!("a checkpoint covers {checkpoint_size} entries but only {size} are stored"),
+            );
+        } else if head.size < size {
+            self.fail(
+                head.size,
+                "extra_entry",
+                format!("{size} entries are stored but the head says {}", head.size),
+            );
+        } else if head.last_hash != Some(self.last_hash()) || head.root != Some(self.root()) {
+            self.fail(
+                size.saturating_sub(1),
+                "head",
+                "the head's last hash or root does not match the entries",
+            );
+        } else if end.leftover_node {
+            self.fail(size, "merkle_node", "Merkle nodes are stored beyond the last entry");
+        } else if size == 0 {
+            self.fail(0, "entry_missing", "the ledger has no genesis entry");
+        }
+    }
+
+    /// Compares a derived table the store keeps beside the entries (and
+    /// that the service reads to authorize requests or to compute money)
+    /// with what the replay produced, entry by entry: every key missing,
+    /// extra or different is a violation of rule `derived_keys` or
+    /// `derived_state` at the last seq. `stored` must be in byte order of
+    /// its keys (RocksDB's).
+    pub fn compare_table(&mut self, table: DerivedTable, stored: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) {
+        let replayed: Vec<(Vec<u8>, Vec<u8>)> = match table {
+            DerivedTable::Keys => self
+                .registry
+                .keys()
+                .map(|(id, info)| (id.0.to_vec(), serde_json::to_vec(info).unwrap_or_default()))
+                .collect(),
+            DerivedTable::State => self
+                .state
+                .0
+                .iter()
+                .map(|(key, value)| (key.as_bytes().to_vec(), value.clone()))
+                .collect(),
+        };
+        let (rule, show): (&str, fn(&[u8]) -> String) = match table {
+            DerivedTable::Keys => ("derived_keys", |key| format!("key {}", hex::encode(key))),
+            DerivedTable::State => ("derived_state", |key| String::from_utf8_lossy(key).into_owned()),
+        };
+        let last_seq = self.size().saturating_sub(1);
+        let mut replayed = replayed.into_iter().peekable();
+        let mut stored = stored.into_iter().peekable();
+        loop {
+            let detail = match (stored.peek(), replayed.peek()) {
+                (None, None) => break,
+                (Some((key, value)), Some((k, v))) if key == k => {
+                    let differs = value != v;
+                    let detail = differs.then(|| format!("stored {} differs from the replay", show(key)));
+                    stored.next();
+                    replayed.next();
+                    match detail {
+                        Some(detail) => detail,
+                        None => continue,
+                    }
+                }
+                (Some((key, _)), Some((k, _))) if key > k => {
+                    let detail = format!("{} is missing from the stored table", show(k));
+                    replayed.next();
+                    detail
+                }
+                (None, Some((k, _))) => {
+                    let detail = format!("{} is missing from the stored table", show(k));
+                    replayed.next();
+                    detail
+                }
+                (Some((key, _)), _) => {
+                    let detail = format!("stored {} is not produced by the replay", show(key));
+                    stored.next();
+                    detail
+                }
+            };
+            self.violate(last_seq, rule, detail);
+        }
+    }
+
+    /// Compares the facts the store keeps about the ledger (its origin and
+    /// node key, read on every open) with the genesis entry.
+    pub fn check_stored_facts(&mut self, origin: &str, node_key: &PublicKey) {
+        let last_seq = self.size().saturating_sub(1);
+        if self.registry.origin().is_some_and(|o| o != origin) {
+            self.violate(last_seq, "stored_meta", "the stored origin is not the genesis entry's");
+        }
+        if *node_key != self.registry.node_key() {
+            self.violate(
+                last_seq,
+                "stored_meta",
+                "the stored node key is not the genesis entry's",
+            );
+        }
+    }
+
     /// The report.
-    pub fn finish(self) -> AuditReport {
+    pub fn finish(mut self) -> AuditReport {
+        if !self.failed() {
+            if let Err(detail) = crate::funds::views::reconcile(&self.state) {
+                let last_seq = self.size().saturating_sub(1);
+                self.violate(last_seq, "reconciliation", detail);
+            }
+        }
         let entries = self.size();
         let first_error = self.first_error;
         let rules_ok = self.violations_total == 0;
@@ -408,5 +578,28 @@ impl Auditor {
             sms_confirmations_verified: self.sms_confirmations_verified,
             account_confirmations_verified: self.account_confirmations_verified,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violations_are_listed_up_to_the_bound_and_all_counted() {
+        let node = caseledger_keys::Identity::from_seed([1; 32]);
+        let mut auditor = Auditor::new(node.public_key());
+        let total = VIOLATIONS_LISTED_MAX as u64 + 5;
+        for seq in 0..total {
+            auditor.violate(seq, "some_rule", "detail");
+        }
+        let report = auditor.finish();
+        assert_eq!(report.violations.len(), VIOLATIONS_LISTED_MAX);
+        assert_eq!(report.violations_total, total);
+        assert_eq!(
+            report.violations.last().map(|v| v.seq),
+            Some(VIOLATIONS_LISTED_MAX as u64 - 1)
+        );
+        assert!(!report.ok && !report.rules_ok);
     }
 }

@@ -31,7 +31,7 @@ use caseledger_keys::{files, note, Identity, PublicKey};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options as DbOptions, ReadOptions, DB};
 
 use crate::{Error, Result};
-use caseledger_verify::audit::{AuditReport, Auditor, CheckedSignature};
+use caseledger_verify::audit::{AuditReport, Auditor, CheckedSignature, DerivedTable, StoredEnd, StoredHead};
 use caseledger_verify::bundle::ProofBundle;
 use caseledger_verify::checkpoint::Checkpoint;
 use caseledger_verify::entry::{Entry, Record};
@@ -1420,90 +1420,37 @@ fn audit_driver(ledger: &Ledger, node_key: PublicKey, threads: usize, progress: 
         verdicts = next_verdicts;
     }
     if !auditor.failed() {
-        check_tail(
-            shared,
-            &mut auditor,
-            next_checkpoint.next().map(|(size, _)| *size),
-            nodes.valid(),
-        )?;
-        check_derived_state(shared, &mut auditor)?;
+        let end = stored_end(shared, next_checkpoint.next().map(|(size, _)| *size), nodes.valid())?;
+        auditor.check_end(&end);
+    }
+    if !auditor.failed() {
+        auditor.check_stored_facts(&shared.meta.origin, &shared.node_key);
+        auditor.compare_table(DerivedTable::Keys, stored_table(shared, CF_KEYS)?);
+        auditor.compare_table(DerivedTable::State, stored_table(shared, CF_STATE)?);
     }
     progress(auditor.size());
     Ok(auditor.finish())
 }
 
-/// The stored derived state must be exactly what the replay produced, and
-/// the replayed state must reconcile.
-fn check_derived_state(shared: &Shared, auditor: &mut Auditor) -> Result<()> {
-    let last_seq = auditor.size().saturating_sub(1);
-    let mut replayed = auditor.state().0.iter();
-    let mut difference = None;
-    for item in shared.db.iterator_cf(shared.cf(CF_STATE), IteratorMode::Start) {
-        let (key, value) = item.map_err(storage)?;
-        let key = String::from_utf8_lossy(&key).into_owned();
-        match replayed.next() {
-            Some((k, v)) if *k == key && v[..] == value[..] => continue,
-            Some((k, _)) if *k < key => difference = Some(format!("{k} is missing from the stored state")),
-            Some((k, _)) if *k == key => difference = Some(format!("stored {key} differs from the replay")),
-            _ => difference = Some(format!("stored {key} is not produced by the replay")),
-        }
-        break;
-    }
-    if difference.is_none() {
-        difference = replayed
-            .next()
-            .map(|(k, _)| format!("{k} is missing from the stored state"));
-    }
-    if let Some(detail) = difference {
-        auditor.violate(last_seq, "derived_state", detail);
-    }
-    if let Err(detail) = caseledger_verify::funds::views::reconcile(auditor.state()) {
-        auditor.violate(last_seq, "reconciliation", detail);
-    }
-    Ok(())
+/// Every key and value of a column family, in key order.
+fn stored_table(shared: &Shared, cf: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    shared
+        .db
+        .iterator_cf(shared.cf(cf), IteratorMode::Start)
+        .map(|item| item.map(|(k, v)| (k.into_vec(), v.into_vec())).map_err(storage))
+        .collect()
 }
 
-/// After the last entry: the head, leftover checkpoints and nodes must agree.
-fn check_tail(
-    shared: &Shared,
-    auditor: &mut Auditor,
-    leftover_checkpoint: Option<u64>,
-    leftover_node: bool,
-) -> Result<()> {
-    let size = auditor.size();
+/// What the store says of the ledger's end, for [`Auditor::check_end`].
+fn stored_end(shared: &Shared, leftover_checkpoint: Option<u64>, leftover_node: bool) -> Result<StoredEnd> {
     let head: Option<Head> = read_json(&shared.db, shared.cf(CF_META), META_HEAD, "head")?;
-    let Some(head) = head else {
-        auditor.fail(size, "head", "the head record is missing");
-        return Ok(());
-    };
-    if head.size > size {
-        auditor.fail(
-            size,
-            "entry_missing",
-            format!("the head says {} entries but only {size} are stored", head.size),
-        );
-    } else if let Some(checkpoint_size) = leftover_checkpoint {
-        auditor.fail(
-            size,
-            "entry_missing",
-            format!("a checkpoint covers {checkpoint_size} entries but only {size} are stored"),
-        );
-    } else if head.size < size {
-        auditor.fail(
-            head.size,
-            "extra_entry",
-            format!("{size} entries are stored but the head says {}", head.size),
-        );
-    } else if head.last_hash() != Some(auditor.last_hash()) || head.root() != Some(auditor.root()) {
-        auditor.fail(
-            size.saturating_sub(1),
-            "head",
-            "the head's last hash or root does not match the entries",
-        );
-    } else if leftover_node {
-        auditor.fail(size, "merkle_node", "Merkle nodes are stored beyond the last entry");
-    } else if size == 0 {
-        auditor.fail(0, "entry_missing", "the ledger has no genesis entry");
-    }
-    Ok(())
+    Ok(StoredEnd {
+        head: head.map(|head| StoredHead {
+            size: head.size,
+            last_hash: head.last_hash(),
+            root: head.root(),
+        }),
+        leftover_checkpoint,
+        leftover_node,
+    })
 }
