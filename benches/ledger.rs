@@ -62,7 +62,10 @@ fn fixture_in(dir: tempfile::TempDir) -> Fixture {
         &node,
         &[("admin".into(), admin.public_key())],
         Arc::new(SystemClock),
-        Options::default(),
+        Options {
+            demo_ledger: true,
+            ..Options::default()
+        },
     )
     .expect("create");
     for (n, writer) in writers.iter().enumerate() {

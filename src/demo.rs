@@ -69,7 +69,11 @@ fn open_or_create(args: &DemoArgs, keys: &DemoKeys) -> anyhow::Result<Ledger> {
             .with_context(|| format!("opening {}", args.data.display()));
     }
     let admins = [("demo administrator".to_owned(), keys.admin.public_key())];
-    Ledger::create(&args.data, DEMO_ORIGIN, &keys.node, &admins, clock, Options::default())
+    let options = Options {
+        demo_ledger: true,
+        ..Options::default()
+    };
+    Ledger::create(&args.data, DEMO_ORIGIN, &keys.node, &admins, clock, options)
         .with_context(|| format!("creating {}", args.data.display()))
 }
 

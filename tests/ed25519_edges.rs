@@ -434,6 +434,7 @@ fn weak_keys_are_refused_at_genesis_registration_and_rotation() {
                 name: "weak".into(),
                 public_key: KeyText(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key)),
             }],
+            demo: false,
         };
         let record = Record::sign(
             record::KIND_GENESIS,

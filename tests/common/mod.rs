@@ -49,10 +49,14 @@ pub fn clock() -> Arc<TestClock> {
     Arc::new(TestClock(AtomicU64::new(1_700_000_000_000)))
 }
 
+/// Options of the tests' ledgers: small checkpoint intervals; a demo
+/// ledger (so that demo notes are admitted) when made by [`create`], not
+/// when made by [`court`].
 pub fn options() -> Options {
     Options {
         checkpoint_every_entries: 16,
         checkpoint_every_ms: 60_000,
+        demo_ledger: true,
         ..Options::default()
     }
 }
@@ -144,7 +148,10 @@ pub fn court_with_clock(dir: &Path, seed: u64, clock: Arc<TestClock>) -> (Ledger
         &Identity::from_seed([1; 32]),
         &[("administrator".to_owned(), staff.administrator.identity.public_key())],
         clock,
-        options(),
+        Options {
+            demo_ledger: false,
+            ..options()
+        },
     )
     .expect("create court ledger");
     ledger

@@ -51,6 +51,18 @@ pub fn admit_record(
     } else {
         registry.admit(seq, record)?
     };
+    if !crate::record::is_known_kind(record.kind) {
+        return Err(RuleError::Rule {
+            rule: "unknown_kind",
+            detail: format!("kind {:#06x} is not a caseledger record kind", record.kind),
+        });
+    }
+    if record.kind == crate::record::KIND_DEMO_NOTE && !registry.demo() {
+        return Err(RuleError::Rule {
+            rule: "demo_only",
+            detail: "demo notes are admitted only in a ledger whose genesis says it is a demo ledger".into(),
+        });
+    }
     if !funds::is_funds_kind(record.kind) {
         return Ok((admitted, funds::Outcome::New));
     }

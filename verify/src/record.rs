@@ -21,6 +21,12 @@ pub const KIND_KEY_ROTATED: u16 = 0x0004;
 /// A synthetic record written by `caseledger demo --entries`.
 pub const KIND_DEMO_NOTE: u16 = 0x0010;
 
+/// Whether caseledger knows records of this kind; every other kind is
+/// refused (rule `unknown_kind`).
+pub fn is_known_kind(kind: u16) -> bool {
+    changes_registry(kind) || kind == KIND_DEMO_NOTE || crate::funds::is_funds_kind(kind)
+}
+
 /// Whether records of this kind change the key registry.
 pub fn changes_registry(kind: u16) -> bool {
     matches!(
@@ -75,6 +81,10 @@ pub struct Genesis {
     pub node_key: KeyText,
     /// Administrators who may register and revoke keys.
     pub administrators: Vec<GenesisKey>,
+    /// A demo ledger (tests, benchmarks, `caseledger demo`): the only kind
+    /// of ledger that admits [`KIND_DEMO_NOTE`]. Absent means false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub demo: bool,
 }
 
 /// Payload of [`KIND_KEY_REGISTERED`].

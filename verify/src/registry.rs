@@ -66,6 +66,7 @@ pub struct KeyInfo {
 pub struct Registry {
     node_key: PublicKey,
     origin: Option<String>,
+    demo: bool,
     keys: BTreeMap<KeyId, (KeyInfo, PublicKey)>,
 }
 
@@ -105,13 +106,14 @@ impl Registry {
         Self {
             node_key,
             origin: None,
+            demo: false,
             keys: BTreeMap::new(),
         }
     }
 
     /// Rebuilds a registry from stored state (the store keeps it so that
-    /// opening a ledger does not replay the chain).
-    pub fn from_parts(node_key: PublicKey, origin: String, infos: Vec<(KeyId, KeyInfo)>) -> Result<Self, String> {
+    /// opening a ledger does not replay the chain) and the genesis entry.
+    pub fn from_parts(genesis: &Genesis, node_key: PublicKey, infos: Vec<(KeyId, KeyInfo)>) -> Result<Self, String> {
         let mut keys = BTreeMap::new();
         for (id, info) in infos {
             let key = info.public_key.key()?;
@@ -122,9 +124,15 @@ impl Registry {
         }
         Ok(Self {
             node_key,
-            origin: Some(origin),
+            origin: Some(genesis.origin.clone()),
+            demo: genesis.demo,
             keys,
         })
+    }
+
+    /// Whether the genesis entry made this a demo ledger.
+    pub fn demo(&self) -> bool {
+        self.demo
     }
 
     pub fn origin(&self) -> Option<&str> {
@@ -224,6 +232,7 @@ impl Registry {
             changed.push(added);
         }
         self.origin = Some(genesis.origin);
+        self.demo = genesis.demo;
         Ok(Admitted {
             key: self.node_key,
             changed,

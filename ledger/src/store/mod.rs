@@ -81,6 +81,10 @@ pub struct Options {
     pub batch_entries_max: usize,
     /// Threads that verify signatures (group commit and audit).
     pub verify_threads: usize,
+    /// [`Ledger::create`] only: the genesis entry marks a demo ledger, the
+    /// only kind that admits `demo_note` records (tests, benchmarks,
+    /// `caseledger demo`).
+    pub demo_ledger: bool,
     /// Node private key file; defaults to `<folder>/node.key`.
     pub node_key_path: Option<PathBuf>,
     /// Testing only: called right after a group whose signatures are still
@@ -108,6 +112,7 @@ impl Default for Options {
             checkpoint_every_ms: 10_000,
             batch_entries_max: 8192,
             verify_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            demo_ledger: false,
             node_key_path: None,
             after_speculative_write: None,
         }
@@ -288,6 +293,7 @@ impl Ledger {
         sync.set_sync(true);
         db.write_opt(batch, &sync).map_err(storage)?;
         drop(db);
+        let demo = options.demo_ledger;
         let ledger = Self::open_with_identity(path, Some(node.clone()), clock, options)?;
         let genesis = Genesis {
             origin: origin.to_owned(),
@@ -299,6 +305,7 @@ impl Ledger {
                     public_key: KeyText::from_key(key),
                 })
                 .collect(),
+            demo,
         };
         let payload = serde_json::to_vec(&genesis).expect("serialisable");
         ledger.append(vec![Record::sign(record::KIND_GENESIS, payload, node)])?;
@@ -1051,7 +1058,14 @@ fn load_registry(shared: &Shared) -> Result<Registry> {
             serde_json::from_slice(&value).map_err(|e| Error::Storage(format!("stored key info unreadable: {e}")))?;
         infos.push((id, info));
     }
-    Registry::from_parts(shared.node_key, shared.meta.origin.clone(), infos).map_err(Error::Storage)
+    let genesis = shared
+        .db
+        .get_cf(shared.cf(CF_ENTRIES), seq_key(0))
+        .map_err(storage)?
+        .and_then(|bytes| Entry::decode(&bytes).ok())
+        .and_then(|entry| serde_json::from_slice::<Genesis>(&entry.record.payload).ok())
+        .ok_or_else(|| integrity(0, "genesis", "the genesis entry is missing or unreadable"))?;
+    Registry::from_parts(&genesis, shared.node_key, infos).map_err(Error::Storage)
 }
 
 fn integrity(seq: u64, check: &str, detail: impl Into<String>) -> Error {
