@@ -44,7 +44,7 @@ fn receipt(finance: &Identity, client: usize, n: u64) -> Record {
         channel: Channel::Transfer,
         case_number: None,
     };
-    sign(KIND_RECEIPT_RECORDED, &payload, finance)
+    sign("load.caseledger.local/ledger", KIND_RECEIPT_RECORDED, &payload, finance)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -137,7 +137,7 @@ fn main() {
         return; // nothing to list; cargo test --benches runs us with --test
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let staff = Staff::from_seed(1);
+    let staff = Staff::from_seed(1, "load.caseledger.local/ledger");
     let admin_key = dir.path().join("admin.key");
     caseledger_keys::files::write_private_key(&admin_key, &staff.administrator.identity).expect("key");
     let data = dir.path().join("ledger");

@@ -52,13 +52,16 @@ fn fixture() -> Fixture {
     fixture_in(tempfile::tempdir().expect("tempdir"))
 }
 
+/// Origin of the benchmark ledgers.
+const ORIGIN: &str = "bench.caseledger.local/ledger";
+
 fn fixture_in(dir: tempfile::TempDir) -> Fixture {
     let node = Identity::from_seed([1; 32]);
     let admin = Identity::from_seed([2; 32]);
     let writers: Vec<Identity> = (0..64u8).map(|i| Identity::from_seed([i + 3; 32])).collect();
     let ledger = Ledger::create(
         dir.path(),
-        "bench.caseledger.local/ledger",
+        ORIGIN,
         &node,
         &[("admin".into(), admin.public_key())],
         Arc::new(SystemClock),
@@ -77,7 +80,7 @@ fn fixture_in(dir: tempfile::TempDir) -> Fixture {
         };
         let bytes = serde_json::to_vec(&registration).expect("json");
         ledger
-            .append_one(Record::sign(record::KIND_KEY_REGISTERED, bytes, &admin))
+            .append_one(Record::sign(ORIGIN, record::KIND_KEY_REGISTERED, bytes, &admin))
             .expect("register");
     }
     Fixture {
@@ -89,7 +92,7 @@ fn fixture_in(dir: tempfile::TempDir) -> Fixture {
 
 fn signed(writer: &Identity, count: usize) -> Vec<Record> {
     (0..count as u64)
-        .map(|n| Record::sign(record::KIND_DEMO_NOTE, payload(n), writer))
+        .map(|n| Record::sign(ORIGIN, record::KIND_DEMO_NOTE, payload(n), writer))
         .collect()
 }
 
@@ -130,7 +133,7 @@ fn sample_entry_bytes() -> Vec<u8> {
         seq: 1,
         timestamp_ms: 0,
         prev_hash: [0; 32],
-        record: Record::sign(record::KIND_DEMO_NOTE, payload(0), &writer),
+        record: Record::sign(ORIGIN, record::KIND_DEMO_NOTE, payload(0), &writer),
     }
     .encode()
 }
@@ -153,7 +156,7 @@ fn on_all_cores(messages: &[Vec<u8>], verify: impl Fn(std::ops::Range<usize>) + 
 fn raw_ed25519(c: &mut Criterion) {
     let writer = Identity::from_seed([3; 32]);
     let records = signed(&writer, 1024);
-    let messages: Vec<Vec<u8>> = records.iter().map(Record::signed_message).collect();
+    let messages: Vec<Vec<u8>> = records.iter().map(|r| r.signed_message(ORIGIN)).collect();
     let signatures: Vec<Signature> = records.iter().map(|r| r.signature).collect();
     let key = writer.public_key();
     let mut group = c.benchmark_group("raw");
@@ -399,11 +402,11 @@ criterion_group!(
 /// and the case-fund rules, its derived state written in the same batch.
 fn funds_write(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let staff = Staff::from_seed(1);
+    let staff = Staff::from_seed(1, ORIGIN);
     let node = Identity::from_seed([1; 32]);
     let ledger = Ledger::create(
         dir.path(),
-        "bench.caseledger.local/ledger",
+        ORIGIN,
         &node,
         &[("administrator".into(), staff.administrator.identity.public_key())],
         Arc::new(SystemClock),

@@ -35,7 +35,7 @@ const CASES: u64 = 10;
 
 fn court() -> (tempfile::TempDir, Arc<Ledger>, Staff) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let staff = Staff::from_seed(5);
+    let staff = Staff::from_seed(5, ORIGIN);
     let ledger = Ledger::create(
         dir.path(),
         ORIGIN,
@@ -237,7 +237,7 @@ fn approval_latency(c: &mut Criterion) {
         );
         let mut statement: ApprovalSigned = serde_json::from_slice(&record.payload).expect("json");
         statement.sms = sms;
-        write_body(&[sign(KIND_APPROVAL_SIGNED, &statement, &head.identity)])
+        write_body(&[sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &head.identity)])
     };
     // Built once, as `serve` does.
     let router = app(state.clone());

@@ -69,7 +69,7 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         ClientCommand::Record { kind, payload } => {
             let bytes = std::fs::read(payload).with_context(|| format!("reading {}", payload.display()))?;
             serde_json::from_slice::<serde_json::Value>(&bytes).context("the payload file is not JSON")?;
-            client.write(&[Record::sign(*kind, bytes, &identity)])?
+            client.write(&[Record::sign(&client.origin()?, *kind, bytes, &identity)])?
         }
         ClientCommand::Get { path } => client.get(path)?,
         ClientCommand::IssueCode { case, applicant } => client.issue_applicant_code(case, applicant)?,
@@ -122,12 +122,7 @@ fn approve(
         "asking for a code",
     )?;
     // The statement names the ledger: its origin is the checkpoint's first line.
-    let checkpoint = expect_ok(client.get("/v1/checkpoint")?, "reading the checkpoint")?;
-    let origin = checkpoint
-        .as_str()
-        .and_then(|text| text.lines().next())
-        .context("the checkpoint has no origin line")?
-        .to_owned();
+    let origin = client.origin()?;
     eprintln!(
         "You are about to {} step {step} ({}) of disbursement {id}:",
         if reject { "REJECT" } else { "approve" },
@@ -162,5 +157,10 @@ fn approve(
             salt: challenge["salt"].as_str().context("salt")?.to_owned(),
         }),
     };
-    client.write(&[caseledger::court::sign(KIND_APPROVAL_SIGNED, &statement, identity)])
+    client.write(&[caseledger::court::sign(
+        &statement.origin,
+        KIND_APPROVAL_SIGNED,
+        &statement,
+        identity,
+    )])
 }

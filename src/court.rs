@@ -12,8 +12,13 @@ use serde::Serialize;
 use sha2::Sha256;
 
 /// Signs a case-fund payload.
-pub fn sign<T: Serialize>(kind: u16, payload: &T, identity: &Identity) -> Record {
-    Record::sign(kind, serde_json::to_vec(payload).expect("payloads serialise"), identity)
+pub fn sign<T: Serialize>(origin: &str, kind: u16, payload: &T, identity: &Identity) -> Record {
+    Record::sign(
+        origin,
+        kind,
+        serde_json::to_vec(payload).expect("payloads serialise"),
+        identity,
+    )
 }
 
 /// `****1234`: the last four characters, the rest hidden.
@@ -78,14 +83,14 @@ impl Person {
     }
 
     /// The enrolment record, signed by an administrator.
-    pub fn enrolment(&self, administrator: &Identity, commitment_key: &[u8; 32]) -> Record {
+    pub fn enrolment(&self, origin: &str, administrator: &Identity, commitment_key: &[u8; 32]) -> Record {
         let payload = KeyRegistered {
             name: self.name.clone(),
             public_key: KeyText::from_key(&self.identity.public_key()),
             administrator: self.role == Role::Administrator,
             member: Some(self.member(commitment_key)),
         };
-        sign(record::KIND_KEY_REGISTERED, &payload, administrator)
+        sign(origin, record::KIND_KEY_REGISTERED, &payload, administrator)
     }
 }
 
@@ -116,6 +121,8 @@ pub fn example_policy(request_id: &str, version: u32) -> PolicySet {
 /// A court's staff with deterministic keys: for the demo and the tests.
 #[derive(Clone, Debug)]
 pub struct Staff {
+    /// The origin of the ledger the staff's records are signed for.
+    pub origin: String,
     /// The court's commitment key (derived from the seed: demo only).
     pub commitment_key: [u8; 32],
     pub administrator: Person,
@@ -127,11 +134,14 @@ pub struct Staff {
 }
 
 impl Staff {
-    pub fn from_seed(seed: u64) -> Self {
+    /// The demo court's staff, their keys derived from `seed`, signing
+    /// for the ledger named `origin`.
+    pub fn from_seed(seed: u64, origin: &str) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let commitment_key = rng.gen();
         let mut person = |id: &str, name: &str, role: Role, phone: &str| Person::new(rng.gen(), id, name, role, phone);
         Self {
+            origin: origin.to_owned(),
             commitment_key,
             administrator: person("admin-1", "系统管理员", Role::Administrator, "13800000001"),
             officers: vec![
@@ -170,9 +180,14 @@ impl Staff {
         let mut records: Vec<Record> = self
             .members()
             .iter()
-            .map(|p| p.enrolment(admin, &self.commitment_key))
+            .map(|p| p.enrolment(&self.origin, admin, &self.commitment_key))
             .collect();
-        records.push(sign(KIND_POLICY_SET, &example_policy("policy-1", 1), admin));
+        records.push(sign(
+            &self.origin,
+            KIND_POLICY_SET,
+            &example_policy("policy-1", 1),
+            admin,
+        ));
         records
     }
 }
@@ -215,7 +230,7 @@ impl<'a> CaseRecords<'a> {
             respondents: vec!["被执行人公司".into()],
             officer_member_id: self.officer.member_id.clone(),
         };
-        sign(KIND_CASE_OPENED, &payload, &self.officer.identity)
+        sign(&self.staff.origin, KIND_CASE_OPENED, &payload, &self.officer.identity)
     }
 
     pub fn account(&self, account_id: &str, applicant: u32, number: &str) -> Record {
@@ -229,7 +244,12 @@ impl<'a> CaseRecords<'a> {
             account_number_masked: mask(number),
             account_number_commitment: commitment(&self.staff.commitment_key, COMMITMENT_ACCOUNT, number),
         };
-        sign(KIND_ACCOUNT_REGISTERED, &payload, &self.officer.identity)
+        sign(
+            &self.staff.origin,
+            KIND_ACCOUNT_REGISTERED,
+            &payload,
+            &self.officer.identity,
+        )
     }
 
     pub fn confirm(&self, account_id: &str) -> Record {
@@ -239,7 +259,12 @@ impl<'a> CaseRecords<'a> {
             sms: None,
             confirmation: Some(format!("in-person-confirmation-{account_id}")),
         };
-        sign(KIND_ACCOUNT_CONFIRMED, &payload, &self.officer.identity)
+        sign(
+            &self.staff.origin,
+            KIND_ACCOUNT_CONFIRMED,
+            &payload,
+            &self.officer.identity,
+        )
     }
 
     pub fn receipt(&self, reference: &str, amount_fen: u64) -> Record {
@@ -252,7 +277,12 @@ impl<'a> CaseRecords<'a> {
             channel: Channel::Transfer,
             case_number: Some(self.case_number.clone()),
         };
-        sign(KIND_RECEIPT_RECORDED, &payload, &self.staff.finance.identity)
+        sign(
+            &self.staff.origin,
+            KIND_RECEIPT_RECORDED,
+            &payload,
+            &self.staff.finance.identity,
+        )
     }
 
     pub fn request(&self, disbursement_id: &str, account_id: &str, amount_fen: u64) -> Record {
@@ -264,7 +294,12 @@ impl<'a> CaseRecords<'a> {
             amount_fen,
             reason: "执行款发放".into(),
         };
-        sign(KIND_DISBURSEMENT_REQUESTED, &payload, &self.officer.identity)
+        sign(
+            &self.staff.origin,
+            KIND_DISBURSEMENT_REQUESTED,
+            &payload,
+            &self.officer.identity,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -291,7 +326,7 @@ impl<'a> CaseRecords<'a> {
             decision,
             sms: None,
         };
-        sign(KIND_APPROVAL_SIGNED, &payload, &signer.identity)
+        sign(&self.staff.origin, KIND_APPROVAL_SIGNED, &payload, &signer.identity)
     }
 
     /// Every approval of `chain`, each by the staff member holding the role.
@@ -331,7 +366,15 @@ impl<'a> CaseRecords<'a> {
             applicant_id: format!("applicant-{applicant}"),
             code_hash: applicant_code_hash(&code),
         };
-        (code, sign(KIND_APPLICANT_CODE_ISSUED, &payload, &self.officer.identity))
+        (
+            code,
+            sign(
+                &self.staff.origin,
+                KIND_APPLICANT_CODE_ISSUED,
+                &payload,
+                &self.officer.identity,
+            ),
+        )
     }
 
     pub fn payment(&self, disbursement_id: &str, reference: &str, account_id: &str, amount_fen: u64) -> Record {
@@ -342,7 +385,12 @@ impl<'a> CaseRecords<'a> {
             amount_fen,
             account_id: account_id.to_owned(),
         };
-        sign(KIND_DISBURSEMENT_PAID, &payload, &self.staff.finance.identity)
+        sign(
+            &self.staff.origin,
+            KIND_DISBURSEMENT_PAID,
+            &payload,
+            &self.staff.finance.identity,
+        )
     }
 }
 
@@ -406,7 +454,7 @@ pub fn demo_case_history(staff: &Staff, node: &Identity, origin: &str, n: u64, s
         let mut approval = case.approval(origin, &disbursement, &account, amount, step, role, decision, signer);
         let mut payload: ApprovalSigned = serde_json::from_slice(&approval.payload).expect("json");
         payload.sms = Some(SmsReveal { code, salt });
-        approval = sign(KIND_APPROVAL_SIGNED, &payload, &signer.identity);
+        approval = sign(origin, KIND_APPROVAL_SIGNED, &payload, &signer.identity);
         pair.push(approval);
         pair
     };
@@ -451,8 +499,8 @@ pub fn sms_challenge(
     };
     let sent = sms_sent(&payload.request_id);
     vec![
-        sign(KIND_SMS_CHALLENGE, &payload, node),
-        sign(KIND_SMS_SENT, &sent, node),
+        sign(statement.origin, KIND_SMS_CHALLENGE, &payload, node),
+        sign(statement.origin, KIND_SMS_SENT, &sent, node),
     ]
 }
 
@@ -497,9 +545,9 @@ pub fn account_confirmation(
         confirmation: None,
     };
     vec![
-        sign(KIND_ACCOUNT_CHALLENGE, &challenge, node),
-        sign(KIND_SMS_SENT, &sms_sent(&challenge.request_id), node),
-        sign(KIND_ACCOUNT_CONFIRMED, &confirmed, node),
+        sign(origin, KIND_ACCOUNT_CHALLENGE, &challenge, node),
+        sign(origin, KIND_SMS_SENT, &sms_sent(&challenge.request_id), node),
+        sign(origin, KIND_ACCOUNT_CONFIRMED, &confirmed, node),
     ]
 }
 

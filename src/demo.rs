@@ -52,7 +52,7 @@ impl DemoKeys {
     fn from_seed(seed: u64) -> Self {
         // A stream of its own, apart from the staff's keys.
         let mut rng = StdRng::seed_from_u64(seed ^ 0x6e6f_6465_2d6b_6579);
-        let staff = Staff::from_seed(seed);
+        let staff = Staff::from_seed(seed, DEMO_ORIGIN);
         Self {
             node: Identity::from_seed(rng.gen()),
             admin: staff.administrator.identity.clone(),
@@ -90,7 +90,12 @@ fn register_writers(ledger: &Ledger, keys: &DemoKeys) -> anyhow::Result<()> {
                 member: None,
             };
             let bytes = serde_json::to_vec(&payload)?;
-            records.push(Record::sign(record::KIND_KEY_REGISTERED, bytes, &keys.admin));
+            records.push(Record::sign(
+                DEMO_ORIGIN,
+                record::KIND_KEY_REGISTERED,
+                bytes,
+                &keys.admin,
+            ));
         }
     }
     if !records.is_empty() {
@@ -133,7 +138,12 @@ fn sign_batch(keys: &DemoKeys, first_number: u64, payloads: Vec<Vec<u8>>) -> Vec
     caseledger::parallel_flat_map(&payloads, |i, payload| {
         let n = first_number as usize + i;
         let writer = &keys.writers[n % keys.writers.len()];
-        vec![Record::sign(record::KIND_DEMO_NOTE, payload.clone(), writer)]
+        vec![Record::sign(
+            DEMO_ORIGIN,
+            record::KIND_DEMO_NOTE,
+            payload.clone(),
+            writer,
+        )]
     })
 }
 

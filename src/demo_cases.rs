@@ -26,6 +26,7 @@ fn ensure_staff(ledger: &Ledger, staff: &Staff) -> anyhow::Result<()> {
     let mut policy = caseledger::court::example_policy("policy-2", 2);
     policy.sms_confirmation_required = true;
     records.push(caseledger::court::sign(
+        &staff.origin,
         caseledger_verify::funds::model::KIND_POLICY_SET,
         &policy,
         &staff.administrator.identity,

@@ -81,7 +81,7 @@ fn challenge_and_reveal(court: &Court, registered: &Record, code: &str, entered:
         if kind == KIND_ACCOUNT_CONFIRMED {
             value["sms"]["code"] = entered.into();
         }
-        Record::sign(kind, serde_json::to_vec(&value).expect("json"), &court.node)
+        Record::sign(ORIGIN, kind, serde_json::to_vec(&value).expect("json"), &court.node)
     };
     let reveal = retag(&pair.pop().expect("reveal"), KIND_ACCOUNT_CONFIRMED);
     let challenge = retag(&pair.remove(0), KIND_ACCOUNT_CHALLENGE);
@@ -141,6 +141,7 @@ fn wrong_expired_rebound_reused_or_member_made_codes_are_refused() {
     // A member cannot make a challenge, nor confirm by revealing a code.
     let officer = &court.staff.officers[0].identity;
     let forged = Record::sign(
+        ORIGIN,
         KIND_ACCOUNT_CHALLENGE,
         serde_json::to_vec(&AccountChallenge {
             request_id: "officer-challenge".into(),
@@ -174,7 +175,7 @@ fn without_the_sms_policy_the_officer_records_a_confirmation_in_person() {
     assert_eq!(
         refused_rule(
             &ledger,
-            sign(KIND_ACCOUNT_CONFIRMED, &payload, &staff.officers[1].identity)
+            sign(ORIGIN, KIND_ACCOUNT_CONFIRMED, &payload, &staff.officers[1].identity)
         ),
         "role"
     );
@@ -182,7 +183,7 @@ fn without_the_sms_policy_the_officer_records_a_confirmation_in_person() {
     assert_eq!(
         refused_rule(
             &ledger,
-            sign(KIND_ACCOUNT_CONFIRMED, &payload, &staff.officers[0].identity)
+            sign(ORIGIN, KIND_ACCOUNT_CONFIRMED, &payload, &staff.officers[0].identity)
         ),
         "payload",
         "a confirmation names its reference"

@@ -51,6 +51,7 @@ fn refused_records_are_each_reported_with_rule_seq_and_signer_and_the_replay_goe
     let forged = forged(case.request("d-1", "acct-1", 1_000), officer);
     // 2. A case-fund record signed by the node key, which may not sign it.
     let by_node = sign(
+        ORIGIN,
         KIND_RECEIPT_RECORDED,
         &serde_json::from_slice::<ReceiptRecorded>(&case.receipt("BANK-N", 1_000).payload).expect("json"),
         &node,

@@ -168,9 +168,15 @@ fn openssl_verifies_a_record_signature_with_our_pem_key() {
         .decode(bundle["entry"].as_str().expect("entry"))
         .expect("base64");
     let entry = Entry::decode(&bytes).expect("decode");
+    // The record signature covers the ledger's origin, the checkpoint's first line.
+    let origin = bundle["checkpoint"]
+        .as_str()
+        .and_then(|note| note.lines().next())
+        .expect("origin")
+        .to_owned();
     let message = dir.path().join("message.bin");
     let signature = dir.path().join("signature.bin");
-    std::fs::write(&message, Entry::signed_message_of(&bytes)).expect("write");
+    std::fs::write(&message, Entry::signed_message_of(&origin, &bytes)).expect("write");
     std::fs::write(&signature, entry.record.signature.to_bytes()).expect("write");
     let check = |msg: &Path| {
         Command::new("openssl")
@@ -186,7 +192,7 @@ fn openssl_verifies_a_record_signature_with_our_pem_key() {
     let good = check(&message);
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stdout));
     let altered = dir.path().join("altered.bin");
-    let mut changed = Entry::signed_message_of(&bytes);
+    let mut changed = Entry::signed_message_of(&origin, &bytes);
     changed[40] ^= 1;
     std::fs::write(&altered, changed).expect("write");
     assert!(

@@ -18,7 +18,7 @@ use caseledger::service::client::Client;
 fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("ledger");
-    let staff = Staff::from_seed(91);
+    let staff = Staff::from_seed(91, "court.example/approve");
     let admin_key = dir.path().join("admin.key");
     caseledger_keys::files::write_private_key(&admin_key, &staff.administrator.identity).expect("key");
     let init = Command::new(env!("CARGO_BIN_EXE_caseledger"))

@@ -278,7 +278,7 @@ fn python_cryptography_accepts_what_the_rule_accepts() {
 
 /// `record` with a signature of its own bytes by the key of `seed`, at `edge`.
 fn at_edge(mut record: Record, seed: &[u8; 32], edge: SignatureEdge) -> Record {
-    record.signature = Signature::from_bytes(&edges::sign(seed, &record.signed_message(), edge));
+    record.signature = Signature::from_bytes(&edges::sign(seed, &record.signed_message(ORIGIN), edge));
     record
 }
 
@@ -388,6 +388,7 @@ fn registration_of(admin: &Identity, key: &[u8; 32]) -> Record {
         member: None,
     };
     Record::sign(
+        ORIGIN,
         record::KIND_KEY_REGISTERED,
         serde_json::to_vec(&payload).expect("json"),
         admin,
@@ -400,6 +401,7 @@ fn rotation_to(admin: &Identity, old: &Identity, key: &[u8; 32]) -> Record {
         public_key: KeyText(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key)),
     };
     Record::sign(
+        ORIGIN,
         record::KIND_KEY_ROTATED,
         serde_json::to_vec(&payload).expect("json"),
         admin,
@@ -437,6 +439,7 @@ fn weak_keys_are_refused_at_genesis_registration_and_rotation() {
             demo: false,
         };
         let record = Record::sign(
+            ORIGIN,
             record::KIND_GENESIS,
             serde_json::to_vec(&genesis).expect("json"),
             &keys.node,
@@ -586,7 +589,7 @@ fn every_entry_the_ledger_accepted_verifies_with_openssl() {
             openssl_verifies(
                 work.path(),
                 &key.to_bytes(),
-                &entry.record.signed_message(),
+                &entry.record.signed_message(ORIGIN),
                 &entry.record.signature.to_bytes()
             ),
             "entry {seq}"

@@ -16,12 +16,15 @@ use caseledger_verify::hash::{leaf_hash, node_hash};
 use caseledger_verify::record;
 use serde_json::{json, Value};
 
+/// The origin of the vectors' ledger (record signatures cover it).
+const ORIGIN: &str = "court.example/ledger";
+
 fn vectors() -> Value {
     let seed: [u8; 32] = core::array::from_fn(|i| i as u8);
     let signer = Identity::from_seed(seed);
     let public = signer.public_key();
     let payload = br#"{"number":1,"text":"first demo note"}"#.to_vec();
-    let record = Record::sign(record::KIND_DEMO_NOTE, payload.clone(), &signer);
+    let record = Record::sign(ORIGIN, record::KIND_DEMO_NOTE, payload.clone(), &signer);
     let entry = Entry {
         seq: 5,
         timestamp_ms: 1_764_115_200_000,
@@ -77,9 +80,10 @@ fn vectors() -> Value {
         "signer_public_key_base64": public.to_base64(),
         "signer_key_id_hex": public.key_id().to_hex(),
         "record_context": context::LEDGER_RECORD,
+        "record_origin": ORIGIN,
         "record_kind": record::KIND_DEMO_NOTE,
         "record_payload": String::from_utf8(payload).expect("utf8"),
-        "record_signed_message_hex": hex::encode(entry.record.signed_message()),
+        "record_signed_message_hex": hex::encode(entry.record.signed_message(ORIGIN)),
         "record_signature_hex": hex::encode(entry.record.signature.to_bytes()),
         "entry_seq": entry.seq,
         "entry_timestamp_ms": entry.timestamp_ms,

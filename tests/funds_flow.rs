@@ -166,7 +166,7 @@ fn retries_return_the_first_result_and_write_nothing() {
     // The same bank reference recorded again (another request id) returns the original receipt.
     let mut again = serde_json::from_slice::<ReceiptRecorded>(&case.receipt("BANK-9", 100).payload).expect("json");
     again.request_id = "another-request".into();
-    let again = caseledger::court::sign(KIND_RECEIPT_RECORDED, &again, &staff.finance.identity);
+    let again = caseledger::court::sign(ORIGIN, KIND_RECEIPT_RECORDED, &again, &staff.finance.identity);
     assert_eq!(ledger.append_one(again).expect("same reference"), receipt);
     assert_eq!(ledger.size(), size + 1, "only the first receipt was written");
     assert_eq!(case_view(&ledger, 0).case.received_fen, 100);
@@ -189,6 +189,7 @@ fn unidentified_receipts_are_claimed_into_a_case() {
     };
     ledger
         .append_one(caseledger::court::sign(
+            ORIGIN,
             KIND_RECEIPT_RECORDED,
             &unknown,
             &staff.finance.identity,
@@ -202,6 +203,7 @@ fn unidentified_receipts_are_claimed_into_a_case() {
     };
     ledger
         .append_one(caseledger::court::sign(
+            ORIGIN,
             KIND_RECEIPT_CLAIMED,
             &claim,
             &staff.fund_manager.identity,
@@ -229,12 +231,13 @@ fn delays_cancellations_returns_and_key_rotation() {
     assert_eq!(
         refused_rule(
             &ledger,
-            caseledger::court::sign(KIND_DELAY_APPROVED, &delay, &staff.officers[0].identity)
+            caseledger::court::sign(ORIGIN, KIND_DELAY_APPROVED, &delay, &staff.officers[0].identity)
         ),
         "role"
     );
     ledger
         .append_one(caseledger::court::sign(
+            ORIGIN,
             KIND_DELAY_APPROVED,
             &delay,
             &staff.bureau_head.identity,
@@ -249,7 +252,8 @@ fn delays_cancellations_returns_and_key_rotation() {
         bank_reference: "BANK-1".into(),
         text: "另案冻结已解除".into(),
     };
-    let sign_ended = |who: &caseledger::court::Person| caseledger::court::sign(KIND_DELAY_ENDED, &ended, &who.identity);
+    let sign_ended =
+        |who: &caseledger::court::Person| caseledger::court::sign(ORIGIN, KIND_DELAY_ENDED, &ended, &who.identity);
     assert_eq!(
         refused_rule(&ledger, sign_ended(&staff.officers[1])),
         "role",
@@ -265,7 +269,7 @@ fn delays_cancellations_returns_and_key_rotation() {
     assert_eq!(
         refused_rule(
             &ledger,
-            caseledger::court::sign(KIND_DELAY_ENDED, &again, &staff.bureau_head.identity)
+            caseledger::court::sign(ORIGIN, KIND_DELAY_ENDED, &again, &staff.bureau_head.identity)
         ),
         "delay",
         "a receipt that is not delayed has no delay to end"
@@ -282,6 +286,7 @@ fn delays_cancellations_returns_and_key_rotation() {
     };
     ledger
         .append_one(caseledger::court::sign(
+            ORIGIN,
             KIND_DISBURSEMENT_CANCELLED,
             &cancel,
             &staff.officers[0].identity,
@@ -297,6 +302,7 @@ fn delays_cancellations_returns_and_key_rotation() {
     };
     ledger
         .append_one(caseledger::court::sign(
+            ORIGIN,
             caseledger_verify::record::KIND_KEY_ROTATED,
             &rotation,
             &staff.administrator.identity,
@@ -353,6 +359,7 @@ fn delays_cancellations_returns_and_key_rotation() {
     };
     ledger
         .append_one(caseledger::court::sign(
+            ORIGIN,
             KIND_PAYMENT_RETURNED,
             &returned,
             &staff.finance.identity,

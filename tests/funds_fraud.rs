@@ -53,7 +53,7 @@ fn fake_payee_account_in_another_name() {
     fake.account_name = "法官的亲戚".into();
     let seq = force_append(
         dir.path(),
-        sign(KIND_ACCOUNT_REGISTERED, &fake, &staff.officers[0].identity),
+        sign(ORIGIN, KIND_ACCOUNT_REGISTERED, &fake, &staff.officers[0].identity),
     );
     caught(dir.path(), seq, "payee");
 }

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::ORIGIN;
+
 use caseledger::court::{sign, CaseRecords};
 use caseledger_verify::entry::Record;
 use caseledger_verify::funds::model::*;
@@ -85,7 +87,7 @@ fn record(staff: &caseledger::court::Staff, op: &Op, n: usize) -> Record {
                 channel: Channel::Cash,
                 case_number: None,
             };
-            sign(KIND_RECEIPT_RECORDED, &receipt, &staff.finance.identity)
+            sign(ORIGIN, KIND_RECEIPT_RECORDED, &receipt, &staff.finance.identity)
         }
         6 => {
             let claim = ReceiptClaimed {
@@ -93,7 +95,7 @@ fn record(staff: &caseledger::court::Staff, op: &Op, n: usize) -> Record {
                 bank_reference: format!("UNID-{}", op.pick % 3),
                 case_number: CASES[op.case].into(),
             };
-            sign(KIND_RECEIPT_CLAIMED, &claim, &staff.fund_manager.identity)
+            sign(ORIGIN, KIND_RECEIPT_CLAIMED, &claim, &staff.fund_manager.identity)
         }
         7 | 8 => case.request(&disbursement, &account, amount),
         9..=11 => {
@@ -126,7 +128,7 @@ fn record(staff: &caseledger::court::Staff, op: &Op, n: usize) -> Record {
             // Each attempt gets its own request id so that attempts are not retries.
             let mut statement: ApprovalSigned = serde_json::from_slice(&record.payload).expect("json");
             statement.request_id = format!("a-{n}");
-            sign(KIND_APPROVAL_SIGNED, &statement, &staff.by_role(role).identity)
+            sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &staff.by_role(role).identity)
         }
         13 => case.payment(&disbursement, &format!("PAY-{disbursement}"), &account, amount),
         14 => {
@@ -135,7 +137,7 @@ fn record(staff: &caseledger::court::Staff, op: &Op, n: usize) -> Record {
                 disbursement_id: disbursement,
                 reason: "撤回".into(),
             };
-            sign(KIND_DISBURSEMENT_CANCELLED, &cancel, &officer.identity)
+            sign(ORIGIN, KIND_DISBURSEMENT_CANCELLED, &cancel, &officer.identity)
         }
         16 => {
             // Receipts are BANK-<op index>: aim at an earlier op's.
@@ -146,7 +148,7 @@ fn record(staff: &caseledger::court::Staff, op: &Op, n: usize) -> Record {
                 text: None,
                 new_due_date: "2099-12-31".into(),
             };
-            sign(KIND_DELAY_APPROVED, &delay, &staff.bureau_head.identity)
+            sign(ORIGIN, KIND_DELAY_APPROVED, &delay, &staff.bureau_head.identity)
         }
         17 => {
             let ended = DelayEnded {
@@ -154,7 +156,7 @@ fn record(staff: &caseledger::court::Staff, op: &Op, n: usize) -> Record {
                 bank_reference: format!("BANK-{}", usize::from(op.pick) % n.max(1)),
                 text: "冻结解除".into(),
             };
-            sign(KIND_DELAY_ENDED, &ended, &staff.bureau_head.identity)
+            sign(ORIGIN, KIND_DELAY_ENDED, &ended, &staff.bureau_head.identity)
         }
         _ => {
             let returned = PaymentReturned {
@@ -163,7 +165,7 @@ fn record(staff: &caseledger::court::Staff, op: &Op, n: usize) -> Record {
                 disbursement_id: disbursement,
                 reason: "账户冻结".into(),
             };
-            sign(KIND_PAYMENT_RETURNED, &returned, &staff.finance.identity)
+            sign(ORIGIN, KIND_PAYMENT_RETURNED, &returned, &staff.finance.identity)
         }
     }
 }

@@ -121,7 +121,10 @@ fn steps_follow_the_chain_in_order_by_the_right_role() {
         .expect("json");
     again.request_id = "second-try".into();
     assert_eq!(
-        refused_rule(&ledger, sign(KIND_APPROVAL_SIGNED, &again, &staff.bureau_head.identity)),
+        refused_rule(
+            &ledger,
+            sign(ORIGIN, KIND_APPROVAL_SIGNED, &again, &staff.bureau_head.identity)
+        ),
         "step_order"
     );
 }
@@ -136,7 +139,7 @@ fn separation_of_duties() {
     let mut policy = caseledger::court::example_policy("policy-2", 2);
     policy.tiers[0].chain = vec![Role::BureauHead, Role::BureauHead, Role::Finance];
     ledger
-        .append_one(sign(KIND_POLICY_SET, &policy, admin))
+        .append_one(sign(ORIGIN, KIND_POLICY_SET, &policy, admin))
         .expect("policy v2");
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
@@ -162,7 +165,7 @@ fn separation_of_duties() {
     let mut officer_policy = caseledger::court::example_policy("policy-3", 3);
     officer_policy.tiers[0].chain = vec![Role::Officer, Role::Finance];
     assert_eq!(
-        refused_rule(&ledger, sign(KIND_POLICY_SET, &officer_policy, admin)),
+        refused_rule(&ledger, sign(ORIGIN, KIND_POLICY_SET, &officer_policy, admin)),
         "policy"
     );
 }
@@ -208,7 +211,7 @@ fn revoked_and_wrong_role_keys_sign_nothing() {
     assert_eq!(
         refused_rule(
             &ledger,
-            sign(KIND_RECEIPT_RECORDED, &receipt, &staff.officers[0].identity)
+            sign(ORIGIN, KIND_RECEIPT_RECORDED, &receipt, &staff.officers[0].identity)
         ),
         "role"
     );
@@ -220,7 +223,12 @@ fn revoked_and_wrong_role_keys_sign_nothing() {
         reason: "transferred".into(),
     };
     ledger
-        .append_one(sign(record::KIND_KEY_REVOKED, &revoke, &staff.administrator.identity))
+        .append_one(sign(
+            ORIGIN,
+            record::KIND_KEY_REVOKED,
+            &revoke,
+            &staff.administrator.identity,
+        ))
         .expect("revoke bureau head");
     let approval = case.approval(
         ORIGIN,
@@ -249,7 +257,7 @@ fn the_payee_is_a_confirmed_account_of_the_cases_applicant() {
     assert_eq!(
         refused_rule(
             &ledger,
-            sign(KIND_ACCOUNT_REGISTERED, &stranger, &staff.officers[0].identity)
+            sign(ORIGIN, KIND_ACCOUNT_REGISTERED, &stranger, &staff.officers[0].identity)
         ),
         "payee"
     );
@@ -261,7 +269,12 @@ fn the_payee_is_a_confirmed_account_of_the_cases_applicant() {
     assert_eq!(
         refused_rule(
             &ledger,
-            sign(KIND_ACCOUNT_REGISTERED, &other_name, &staff.officers[0].identity)
+            sign(
+                ORIGIN,
+                KIND_ACCOUNT_REGISTERED,
+                &other_name,
+                &staff.officers[0].identity
+            )
         ),
         "payee"
     );
@@ -293,12 +306,18 @@ fn an_account_change_needs_confirmation_and_the_bureau_heads_approval() {
     assert_eq!(
         refused_rule(
             &ledger,
-            sign(KIND_ACCOUNT_CHANGE_APPROVED, &approval, &staff.officers[0].identity)
+            sign(
+                ORIGIN,
+                KIND_ACCOUNT_CHANGE_APPROVED,
+                &approval,
+                &staff.officers[0].identity
+            )
         ),
         "role"
     );
     ledger
         .append_one(sign(
+            ORIGIN,
             KIND_ACCOUNT_CHANGE_APPROVED,
             &approval,
             &staff.bureau_head.identity,
@@ -326,7 +345,7 @@ fn bank_references_are_unique_and_payments_match_the_approval() {
     assert_eq!(
         refused_rule(
             &ledger,
-            sign(KIND_RECEIPT_RECORDED, &conflicting, &staff.finance.identity)
+            sign(ORIGIN, KIND_RECEIPT_RECORDED, &conflicting, &staff.finance.identity)
         ),
         "duplicate_reference"
     );
@@ -379,7 +398,11 @@ fn bad_amounts_and_case_numbers_are_refused() {
     let text = String::from_utf8(case.receipt("BANK-F", 100).payload)
         .expect("utf8")
         .replace("\"amount_fen\":100", "\"amount_fen\":1.5");
-    let record =
-        caseledger_verify::entry::Record::sign(KIND_RECEIPT_RECORDED, text.into_bytes(), &staff.finance.identity);
+    let record = caseledger_verify::entry::Record::sign(
+        ORIGIN,
+        KIND_RECEIPT_RECORDED,
+        text.into_bytes(),
+        &staff.finance.identity,
+    );
     assert_eq!(refused_rule(&ledger, record), "payload");
 }

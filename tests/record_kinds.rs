@@ -15,7 +15,7 @@ use common::*;
 /// A record of kind `kind` with a payload a member could send (personal
 /// data included): the ledger must not keep it.
 fn of_kind(signer: &caseledger_keys::Identity, kind: u16) -> Record {
-    Record::sign(kind, br#"{"id_number":"320102199001011234"}"#.to_vec(), signer)
+    Record::sign(ORIGIN, kind, br#"{"id_number":"320102199001011234"}"#.to_vec(), signer)
 }
 
 const UNKNOWN_KINDS: [u16; 5] = [0x0000, 0x0005, 0x0011, 0x00ff, 0xbeef];

@@ -113,7 +113,7 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("ledger");
     // A court set up with `init`, its staff enrolled over HTTP by the administrator.
-    let staff = Staff::from_seed(51);
+    let staff = Staff::from_seed(51, "wxzy.court.example/case-funds");
     let admin_key = dir.path().join("admin.key");
     caseledger_keys::files::write_private_key(&admin_key, &staff.administrator.identity).expect("admin key");
     let init = Command::new(env!("CARGO_BIN_EXE_caseledger"))

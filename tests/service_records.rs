@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{send, Phone};
+use common::{send, Phone, ORIGIN};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -305,7 +305,7 @@ async fn rules_answer_with_their_names_and_roles_with_wrong_role() {
     // An officer recording a receipt: wrong role.
     let mut receipt: ReceiptRecorded = serde_json::from_slice(&case.receipt("BANK-1", 100).payload).expect("json");
     receipt.request_id = "officer-receipt".into();
-    let record = sign(KIND_RECEIPT_RECORDED, &receipt, &officer.identity);
+    let record = sign(ORIGIN, KIND_RECEIPT_RECORDED, &receipt, &officer.identity);
     let (status, value) = write(&f.state, &officer.identity, &[record]).await;
     assert_eq!(
         (status, problem(&value)),
@@ -316,7 +316,12 @@ async fn rules_answer_with_their_names_and_roles_with_wrong_role() {
         let text = String::from_utf8(case.receipt("BANK-2", 100).payload)
             .expect("utf8")
             .replace("\"amount_fen\":100", &format!("\"amount_fen\":{amount}"));
-        let record = Record::sign(KIND_RECEIPT_RECORDED, text.into_bytes(), &f.staff.finance.identity);
+        let record = Record::sign(
+            ORIGIN,
+            KIND_RECEIPT_RECORDED,
+            text.into_bytes(),
+            &f.staff.finance.identity,
+        );
         let (status, value) = write(&f.state, &f.staff.finance.identity, &[record]).await;
         assert_eq!(
             (status, problem(&value)),
@@ -347,6 +352,7 @@ async fn a_revoked_key_is_refused_at_the_door() {
         reason: "transferred to another court".into(),
     };
     let record = sign(
+        ORIGIN,
         caseledger_verify::record::KIND_KEY_REVOKED,
         &revoke,
         &f.staff.administrator.identity,
@@ -367,7 +373,7 @@ async fn auditors_run_the_audit_on_the_live_ledger_and_export_entries() {
     let (status, body) = write(
         &f.state,
         &f.staff.administrator.identity,
-        &[auditor.enrolment(&f.staff.administrator.identity, &f.staff.commitment_key)],
+        &[auditor.enrolment(ORIGIN, &f.staff.administrator.identity, &f.staff.commitment_key)],
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -430,7 +436,7 @@ async fn auditors_run_the_audit_on_the_live_ledger_and_export_entries() {
                 channel: Channel::Transfer,
                 case_number: None,
             };
-            sign(KIND_RECEIPT_RECORDED, &payload, &f.staff.finance.identity)
+            sign(ORIGIN, KIND_RECEIPT_RECORDED, &payload, &f.staff.finance.identity)
         })
         .collect();
     assert_eq!(
@@ -805,7 +811,7 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
             code: code.into(),
             salt: challenge["salt"].as_str().expect("salt").into(),
         });
-        sign(KIND_APPROVAL_SIGNED, &statement, &head.identity)
+        sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &head.identity)
     };
     let wrong = if code == "000000" { "111111" } else { "000000" };
     // A forged request signature is refused before the code is looked at:
@@ -901,7 +907,7 @@ async fn an_approval_code_dies_after_the_configured_lifetime() {
     let (status, value) = write(
         &f.state,
         &head.identity,
-        &[sign(KIND_APPROVAL_SIGNED, &statement, &head.identity)],
+        &[sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &head.identity)],
     )
     .await;
     assert_eq!(
@@ -927,7 +933,7 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
     };
     let size = f.state.ledger.size();
     // No phone on file: nothing is written.
-    let (_, body) = caseledger::service::client::applicant_code_request(&officer.identity, CASE, "applicant-1");
+    let (_, body) = caseledger::service::client::applicant_code_request(ORIGIN, &officer.identity, CASE, "applicant-1");
     let (status, value) = issue(&officer.identity, body).await;
     assert_eq!(
         (status, value["rule"].as_str()),
@@ -943,18 +949,19 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
         StatusCode::NO_CONTENT
     );
     // A code that does not match the signed hash, and another officer: refused.
-    let (_, body) = caseledger::service::client::applicant_code_request(&officer.identity, CASE, "applicant-1");
+    let (_, body) = caseledger::service::client::applicant_code_request(ORIGIN, &officer.identity, CASE, "applicant-1");
     let mut tampered: Value = serde_json::from_slice(&body).expect("json");
     tampered["code"] = "0123456789abcdef0123456789abcdef".into();
     let (status, _) = issue(&officer.identity, serde_json::to_vec(&tampered).expect("json")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let other = &f.staff.officers[1];
-    let (_, body) = caseledger::service::client::applicant_code_request(&other.identity, CASE, "applicant-1");
+    let (_, body) = caseledger::service::client::applicant_code_request(ORIGIN, &other.identity, CASE, "applicant-1");
     assert_eq!(issue(&other.identity, body).await.0, StatusCode::FORBIDDEN);
     assert_eq!(f.state.ledger.size(), size, "nothing written");
     assert!(phone.0.lock().expect("lock").is_empty(), "no SMS sent");
 
-    let (code, body) = caseledger::service::client::applicant_code_request(&officer.identity, CASE, "applicant-1");
+    let (code, body) =
+        caseledger::service::client::applicant_code_request(ORIGIN, &officer.identity, CASE, "applicant-1");
     let (status, value) = issue(&officer.identity, body).await;
     assert_eq!(status, StatusCode::CREATED, "{value}");
     assert_eq!(value["sent_to"], "****0001");
@@ -1000,7 +1007,7 @@ async fn each_route_has_its_own_time_limit_and_a_timeout_is_a_problem_document()
     write(
         &f.state,
         &f.staff.administrator.identity,
-        &[auditor.enrolment(&f.staff.administrator.identity, &f.staff.commitment_key)],
+        &[auditor.enrolment(ORIGIN, &f.staff.administrator.identity, &f.staff.commitment_key)],
     )
     .await;
     // The audit of the whole ledger takes far longer than 5 ms, and answers.

@@ -90,7 +90,7 @@ fn step(court: &Court, step: u32, role: Role, member: &Person, reveal: Option<&s
         code: code.into(),
         salt: "00112233445566778899aabbccddeeff".into(),
     });
-    sign(KIND_APPROVAL_SIGNED, &statement, &member.identity)
+    sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &member.identity)
 }
 
 #[test]
@@ -174,7 +174,7 @@ fn wrong_expired_rebound_or_borrowed_codes_are_refused() {
         expires_ms: u64::MAX,
     })
     .expect("json");
-    let forged = Record::sign(KIND_SMS_CHALLENGE, payload, &court.staff.officers[0].identity);
+    let forged = Record::sign(ORIGIN, KIND_SMS_CHALLENGE, payload, &court.staff.officers[0].identity);
     assert_eq!(refused_rule(&court.ledger, forged), "not_authorized");
 }
 

@@ -85,7 +85,7 @@ fn queued_notifications_survive_sigkill_and_arrive_exactly_once() {
     let url = start_gateway(Arc::clone(&gateway));
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("ledger");
-    let staff = Staff::from_seed(71);
+    let staff = Staff::from_seed(71, "court.example/sms");
     let admin_key = dir.path().join("admin.key");
     caseledger_keys::files::write_private_key(&admin_key, &staff.administrator.identity).expect("key");
     let init = Command::new(env!("CARGO_BIN_EXE_caseledger"))

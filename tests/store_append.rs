@@ -84,7 +84,7 @@ fn refused_records_change_nothing() {
     let batch = vec![note(&keys.writer, 3), note(&keys.writer, 4), forged];
     assert!(matches!(ledger.append(batch), Err(Error::BadSignature { index: 2 })));
 
-    let node_signed = Record::sign(record::KIND_DEMO_NOTE, b"{}".to_vec(), &keys.node);
+    let node_signed = Record::sign(ORIGIN, record::KIND_DEMO_NOTE, b"{}".to_vec(), &keys.node);
     assert!(matches!(ledger.append_one(node_signed), Err(Error::Rejected { .. })));
 
     assert_eq!((ledger.size(), ledger.root()), (size, root), "nothing was written");
@@ -108,6 +108,7 @@ fn revoked_keys_sign_nothing_and_registrations_apply_in_order() {
         reason: "left the court".into(),
     };
     let revocation = Record::sign(
+        ORIGIN,
         record::KIND_KEY_REVOKED,
         serde_json::to_vec(&revoke).expect("json"),
         &keys.admin,
@@ -130,6 +131,7 @@ fn revoked_keys_sign_nothing_and_registrations_apply_in_order() {
         reason: "oops".into(),
     };
     let record = Record::sign(
+        ORIGIN,
         record::KIND_KEY_REVOKED,
         serde_json::to_vec(&last_admin).expect("json"),
         &keys.admin,

@@ -104,7 +104,7 @@ fn swapped_entries_are_located() {
 fn resign(db: &rocksdb::DB, seq: u64, signer: &caseledger_keys::Identity) {
     let bytes = db.get_cf(entries(db), seq_key(seq)).expect("get").expect("entry");
     let mut entry = Entry::decode(&bytes).expect("decode");
-    entry.record = Record::sign(entry.record.kind, entry.record.payload.clone(), signer);
+    entry.record = Record::sign(ORIGIN, entry.record.kind, entry.record.payload.clone(), signer);
     db.put_cf(entries(db), seq_key(seq), entry.encode()).expect("put");
 }
 
@@ -206,7 +206,7 @@ fn a_record_kind_changed_to_genesis_is_located() {
     let dir = tampered(|db, keys| {
         let bytes = db.get_cf(entries(db), seq_key(30)).expect("get").expect("entry");
         let mut entry = Entry::decode(&bytes).expect("decode");
-        entry.record = Record::sign(record::KIND_GENESIS, entry.record.payload.clone(), &keys.writer);
+        entry.record = Record::sign(ORIGIN, record::KIND_GENESIS, entry.record.payload.clone(), &keys.writer);
         db.put_cf(entries(db), seq_key(30), entry.encode()).expect("put");
     });
     assert_eq!(first_error(dir.path()), (30, "genesis".to_owned()));

@@ -7,8 +7,10 @@
 //! than newline), so a record signature can never be mistaken for a checkpoint
 //! signature and vice versa. docs/FORMAT.md lists every context.
 
-/// A record carried by a ledger entry (kind, signer key id, payload).
-pub const LEDGER_RECORD: &str = "caseledger/v1/ledger-record";
+/// A record carried by a ledger entry: the ledger's origin (length-prefixed),
+/// then kind, signer key id, payload. v2: the origin binds a record to its
+/// ledger (v1 signed the record body alone).
+pub const LEDGER_RECORD: &str = "caseledger/v2/ledger-record";
 
 /// Prefix hashed with a public key to derive its [`crate::KeyId`].
 pub const KEY_ID: &str = "caseledger/v1/key-id";

@@ -25,8 +25,14 @@ pub fn write_body(records: &[Record]) -> Vec<u8> {
 
 /// A fresh applicant verification code (128 random bits, hex) and the body
 /// of `POST /v1/applicant-codes`: `applicant_code_issued` with the code's
-/// hash, signed by `identity` (the case's officer), and the code.
-pub fn applicant_code_request(identity: &Identity, case_number: &str, applicant_id: &str) -> (String, Vec<u8>) {
+/// hash, signed by `identity` (the case's officer) for the ledger named
+/// `origin`, and the code.
+pub fn applicant_code_request(
+    origin: &str,
+    identity: &Identity,
+    case_number: &str,
+    applicant_id: &str,
+) -> (String, Vec<u8>) {
     use caseledger_verify::funds::model::*;
     let code = hex::encode(rand::random::<[u8; APPLICANT_CODE_BYTES]>());
     let payload = ApplicantCodeIssued {
@@ -36,6 +42,7 @@ pub fn applicant_code_request(identity: &Identity, case_number: &str, applicant_
         code_hash: applicant_code_hash(&code),
     };
     let record = Record::sign(
+        origin,
         KIND_APPLICANT_CODE_ISSUED,
         serde_json::to_vec(&payload).expect("json"),
         identity,
@@ -90,6 +97,21 @@ impl Client {
         ))
     }
 
+    /// The ledger's origin: the first line of its latest checkpoint. Every
+    /// record a member signs covers it (docs/FORMAT.md §3).
+    pub fn origin(&self) -> anyhow::Result<String> {
+        let (status, checkpoint) = self.get("/v1/checkpoint")?;
+        anyhow::ensure!(
+            (200..300).contains(&status),
+            "reading the checkpoint: {status} {checkpoint}"
+        );
+        checkpoint
+            .as_str()
+            .and_then(|text| text.lines().next())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("the checkpoint has no origin line"))
+    }
+
     /// A signed GET of `path_and_query` (percent-encoded).
     pub fn get(&self, path_and_query: &str) -> anyhow::Result<(u16, serde_json::Value)> {
         let mut request = self.agent.get(&format!("{}{path_and_query}", self.base));
@@ -140,7 +162,7 @@ impl Client {
         case_number: &str,
         applicant_id: &str,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
-        let (_, body) = applicant_code_request(&self.identity, case_number, applicant_id);
+        let (_, body) = applicant_code_request(&self.origin()?, &self.identity, case_number, applicant_id);
         self.post_json("/v1/applicant-codes", &body)
     }
 

@@ -87,6 +87,7 @@ pub fn register(admin: &Identity, key: &Identity, name: &str, administrator: boo
         member: None,
     };
     Record::sign(
+        ORIGIN,
         record::KIND_KEY_REGISTERED,
         serde_json::to_vec(&payload).expect("json"),
         admin,
@@ -99,6 +100,7 @@ pub fn note(writer: &Identity, number: u64) -> Record {
         text: format!("note number {number} with some words to make it longer than a few bytes"),
     };
     Record::sign(
+        ORIGIN,
         record::KIND_DEMO_NOTE,
         serde_json::to_vec(&payload).expect("json"),
         writer,
@@ -141,7 +143,7 @@ pub fn court(dir: &Path, seed: u64) -> (Ledger, caseledger::court::Staff) {
 
 /// [`court`] with the test's own clock.
 pub fn court_with_clock(dir: &Path, seed: u64, clock: Arc<TestClock>) -> (Ledger, caseledger::court::Staff) {
-    let staff = caseledger::court::Staff::from_seed(seed);
+    let staff = caseledger::court::Staff::from_seed(seed, ORIGIN);
     let ledger = Ledger::create(
         dir,
         ORIGIN,
@@ -241,6 +243,7 @@ pub fn court_requiring_sms(dir: &Path, seed: u64, clock: Arc<TestClock>) -> (Led
     policy.sms_confirmation_required = true;
     ledger
         .append_one(caseledger::court::sign(
+            ORIGIN,
             KIND_POLICY_SET,
             &policy,
             &staff.administrator.identity,
@@ -402,7 +405,7 @@ pub fn audit_ok(ledger: &Ledger) {
 
 /// `record` with a signature its signer made over other bytes.
 pub fn forged(mut record: Record, signer: &Identity) -> Record {
-    record.signature = Record::sign(record.kind, b"other bytes".to_vec(), signer).signature;
+    record.signature = Record::sign(ORIGIN, record.kind, b"other bytes".to_vec(), signer).signature;
     record
 }
 

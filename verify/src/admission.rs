@@ -26,6 +26,21 @@ pub fn node_may_sign(kind: u16) -> bool {
     only_node_signs(kind) || kind == model::KIND_ACCOUNT_CONFIRMED
 }
 
+/// The origin a record's signature must cover: the ledger's, from its
+/// genesis entry; for the genesis record itself, the origin it names.
+/// `None` before a genesis entry (nothing else can be admitted then).
+pub fn signing_origin(registry: &Registry, record: &Record) -> Option<String> {
+    match registry.origin() {
+        Some(origin) => Some(origin.to_owned()),
+        None if record.kind == crate::record::KIND_GENESIS => {
+            serde_json::from_slice::<crate::record::Genesis>(&record.payload)
+                .ok()
+                .map(|genesis| genesis.origin)
+        }
+        None => None,
+    }
+}
+
 /// Admits one record at `seq` with the entry's `timestamp_ms`: the key
 /// registry first, then the case-fund rules against `state`. On a refusal
 /// the state is left as it was; the registry is changed only by records it

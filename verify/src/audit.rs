@@ -10,7 +10,7 @@
 use caseledger_keys::{note, KeyId, PublicKey};
 use serde::Serialize;
 
-use crate::admission::admit_record;
+use crate::admission::{admit_record, signing_origin};
 use crate::checkpoint::Checkpoint;
 use crate::entry::Entry;
 use crate::funds::Outcome;
@@ -121,12 +121,12 @@ pub struct CheckedSignature {
 }
 
 impl CheckedSignature {
-    /// Checks the signature of the entry `bytes` with `key`; `None` if the
-    /// bytes are not an entry.
-    pub fn of_entry(bytes: &[u8], key: PublicKey) -> Option<Self> {
+    /// Checks the signature of the entry `bytes` of the ledger named
+    /// `origin` with `key`; `None` if the bytes are not an entry.
+    pub fn of_entry(origin: &str, bytes: &[u8], key: PublicKey) -> Option<Self> {
         let entry = Entry::decode(bytes).ok()?;
         let valid = key
-            .verify_raw(&Entry::signed_message_of(bytes), &entry.record.signature)
+            .verify_raw(&Entry::signed_message_of(origin, bytes), &entry.record.signature)
             .is_ok();
         Some(Self { key, valid })
     }
@@ -217,6 +217,12 @@ impl Auditor {
         self.registry.public_key(signer)
     }
 
+    /// The ledger's origin, once the genesis entry is replayed (record
+    /// signatures cover it).
+    pub fn origin(&self) -> Option<&str> {
+        self.registry.origin()
+    }
+
     /// Whether an integrity check has failed (the audit stops there).
     pub fn failed(&self) -> bool {
         self.first_error.is_some()
@@ -305,10 +311,11 @@ impl Auditor {
     fn judge(&mut self, seq: u64, entry: &Entry, checked: Option<CheckedSignature>) {
         let record = &entry.record;
         let signer = record.signer;
-        if let Some(key) = self.registry.public_key(&signer) {
+        let origin = signing_origin(&self.registry, record);
+        if let (Some(key), Some(origin)) = (self.registry.public_key(&signer), origin) {
             let valid = match checked {
                 Some(checked) if checked.key == key => checked.valid,
-                _ => record.verify(&key).is_ok(),
+                _ => record.verify(&origin, &key).is_ok(),
             };
             if !valid {
                 return self.violate_by(

@@ -192,7 +192,7 @@ impl ApplicantBundle {
             checkpoint.origin,
             checkpoint.size
         )];
-        let keys = applicant::signing_keys(&entries)?;
+        let keys = applicant::signing_keys(&entries, &checkpoint.origin)?;
         words.extend(applicant::check_case(self, &entries, &keys, &checkpoint.origin)?);
         Ok(words)
     }
@@ -218,25 +218,31 @@ mod applicant {
         pub administrator: bool,
     }
 
-    fn verified(entry: &Entry, keys: &HashMap<KeyId, Signer>) -> Result<(), String> {
+    fn verified(entry: &Entry, keys: &HashMap<KeyId, Signer>, origin: &str) -> Result<(), String> {
         let signer = keys
             .get(&entry.record.signer)
             .ok_or_else(|| format!("entry {} is signed by a key the bundle does not register", entry.seq))?;
         entry
             .record
-            .verify(&signer.key)
+            .verify(origin, &signer.key)
             .map_err(|_| format!("entry {}: the signature does not verify", entry.seq))
     }
 
     /// Keys registered by the bundle's genesis and key entries, each
     /// registration checked against an administrator known before it.
-    pub(super) fn signing_keys(entries: &BTreeMap<u64, Entry>) -> Result<HashMap<KeyId, Signer>, String> {
+    pub(super) fn signing_keys(entries: &BTreeMap<u64, Entry>, origin: &str) -> Result<HashMap<KeyId, Signer>, String> {
         let mut keys: HashMap<KeyId, Signer> = HashMap::new();
         for entry in entries.values() {
             let payload = &entry.record.payload;
             match entry.record.kind {
                 record::KIND_GENESIS => {
                     let genesis: Genesis = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+                    if genesis.origin != origin {
+                        return Err(format!(
+                            "the genesis entry names ledger {:?}, the checkpoint {origin:?}",
+                            genesis.origin
+                        ));
+                    }
                     for admin in genesis.administrators {
                         let key = admin.public_key.key()?;
                         keys.insert(
@@ -258,7 +264,7 @@ mod applicant {
                             entry.seq
                         ));
                     }
-                    verified(entry, &keys)?;
+                    verified(entry, &keys, origin)?;
                     if entry.record.kind == record::KIND_KEY_REGISTERED {
                         let registered: KeyRegistered = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
                         let key = registered.public_key.key()?;
@@ -312,7 +318,7 @@ mod applicant {
         origin: &str,
     ) -> Result<Vec<String>, String> {
         for entry in entries.values().filter(|e| crate::funds::is_funds_kind(e.record.kind)) {
-            verified(entry, keys)?;
+            verified(entry, keys, origin)?;
         }
         let opened = of_kind(entries, KIND_CASE_OPENED)
             .map(payload::<CaseOpened>)

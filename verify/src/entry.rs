@@ -9,15 +9,20 @@
 //! 9       8     ledger timestamp, milliseconds since the Unix epoch (UTC)
 //! 17      32    hash of the previous entry (RFC 6962 leaf hash; zeros at seq 0)
 //! 49      2     record kind            ┐
-//! 51      32    signer key id          │ record body: signed as
-//! 83      4     payload length L       │ LEDGER_RECORD || 0x00 || body
+//! 51      32    signer key id          │ record body
+//! 83      4     payload length L       │
 //! 87      L     payload                ┘
-//! 87+L    64    Ed25519 signature of the signer over the record body
+//! 87+L    64    Ed25519 signature of the signer
 //! ```
 //!
-//! The signer cannot know the sequence number when it signs, so the record
-//! signature does not cover the envelope; the chain position is protected by
-//! the hash chain and by the node-signed checkpoints over the Merkle tree.
+//! The signature covers `LEDGER_RECORD || 0x00 || len(origin) (1 byte) ||
+//! origin || record body`: the ledger's origin (from its genesis entry) is
+//! signed but not stored, so a record signed for one ledger (another
+//! court's, a staging ledger) does not verify in another that registers
+//! the same key. The signer cannot know the sequence number when it signs,
+//! so the record signature does not cover the envelope; the chain position
+//! is protected by the hash chain and by the node-signed checkpoints over
+//! the Merkle tree.
 
 use caseledger_keys::{context, Identity, KeyId, PublicKey, Signature, SIGNATURE_BYTES};
 
@@ -55,11 +60,11 @@ pub struct Record {
 }
 
 impl Record {
-    /// Signs a new record with `identity`.
-    pub fn sign(kind: u16, payload: Vec<u8>, identity: &Identity) -> Self {
+    /// Signs a new record with `identity` for the ledger named `origin`.
+    pub fn sign(origin: &str, kind: u16, payload: Vec<u8>, identity: &Identity) -> Self {
         let signer = identity.public_key().key_id();
         let body = record_body(kind, &signer, &payload);
-        let signature = identity.sign(context::LEDGER_RECORD, &body);
+        let signature = identity.sign(context::LEDGER_RECORD, &bound_body(origin, &body));
         Self {
             kind,
             signer,
@@ -73,14 +78,29 @@ impl Record {
         record_body(self.kind, &self.signer, &self.payload)
     }
 
-    /// The exact bytes the signer signed: `LEDGER_RECORD || 0x00 || body`.
-    pub fn signed_message(&self) -> Vec<u8> {
-        context::message(context::LEDGER_RECORD, &self.body())
+    /// The exact bytes the signer signed for the ledger named `origin`:
+    /// `LEDGER_RECORD || 0x00 || len(origin) || origin || body`.
+    pub fn signed_message(&self, origin: &str) -> Vec<u8> {
+        context::message(context::LEDGER_RECORD, &bound_body(origin, &self.body()))
     }
 
-    pub fn verify(&self, key: &PublicKey) -> caseledger_keys::Result<()> {
-        key.verify(context::LEDGER_RECORD, &self.body(), &self.signature)
+    /// Checks the signature, under the one signature rule, as a record of
+    /// the ledger named `origin`.
+    pub fn verify(&self, origin: &str, key: &PublicKey) -> caseledger_keys::Result<()> {
+        key.verify_raw(&self.signed_message(origin), &self.signature)
     }
+}
+
+/// `len(origin) (u8) || origin || body`. Origins are 1 to 255 bytes
+/// (`record::check_origin`); a longer one is cut at 255 bytes, which no
+/// ledger's origin can be.
+fn bound_body(origin: &str, body: &[u8]) -> Vec<u8> {
+    let origin = &origin.as_bytes()[..origin.len().min(255)];
+    let mut bound = Vec::with_capacity(1 + origin.len() + body.len());
+    bound.push(origin.len() as u8);
+    bound.extend_from_slice(origin);
+    bound.extend_from_slice(body);
+    bound
 }
 
 fn record_body(kind: u16, signer: &KeyId, payload: &[u8]) -> Vec<u8> {
@@ -159,11 +179,12 @@ impl Entry {
         leaf_hash(bytes)
     }
 
-    /// The signed message of the record inside well-formed entry bytes,
-    /// built without decoding the whole entry (the auditor's hot path).
-    pub fn signed_message_of(bytes: &[u8]) -> Vec<u8> {
+    /// The signed message of the record inside well-formed entry bytes of
+    /// the ledger named `origin`, built without decoding the whole entry
+    /// (the auditor's hot path).
+    pub fn signed_message_of(origin: &str, bytes: &[u8]) -> Vec<u8> {
         let body = &bytes[ENVELOPE_BYTES..bytes.len() - SIGNATURE_BYTES];
-        context::message(context::LEDGER_RECORD, body)
+        context::message(context::LEDGER_RECORD, &bound_body(origin, body))
     }
 }
 
@@ -171,13 +192,15 @@ impl Entry {
 mod tests {
     use super::*;
 
+    const ORIGIN: &str = "test.caseledger.local/ledger";
+
     fn sample() -> Entry {
         let identity = Identity::from_seed([2; 32]);
         Entry {
             seq: 5,
             timestamp_ms: 1_700_000_000_000,
             prev_hash: [9; 32],
-            record: Record::sign(16, b"{\"note\":\"x\"}".to_vec(), &identity),
+            record: Record::sign(ORIGIN, 16, b"{\"note\":\"x\"}".to_vec(), &identity),
         }
     }
 
@@ -187,10 +210,13 @@ mod tests {
         let bytes = entry.encode();
         assert_eq!(bytes.len(), ENVELOPE_BYTES + RECORD_HEADER_BYTES + 12 + SIGNATURE_BYTES);
         assert_eq!(Entry::decode(&bytes).expect("decode"), entry);
-        assert_eq!(Entry::signed_message_of(&bytes), entry.record.signed_message());
+        assert_eq!(
+            Entry::signed_message_of(ORIGIN, &bytes),
+            entry.record.signed_message(ORIGIN)
+        );
         entry
             .record
-            .verify(&Identity::from_seed([2; 32]).public_key())
+            .verify(ORIGIN, &Identity::from_seed([2; 32]).public_key())
             .expect("signature");
     }
 
@@ -215,9 +241,19 @@ mod tests {
         let key = Identity::from_seed([2; 32]).public_key();
         let mut record = entry.record.clone();
         record.kind += 1;
-        assert!(record.verify(&key).is_err());
+        assert!(record.verify(ORIGIN, &key).is_err());
         let mut record = entry.record.clone();
         record.payload[2] ^= 1;
-        assert!(record.verify(&key).is_err());
+        assert!(record.verify(ORIGIN, &key).is_err());
+    }
+
+    #[test]
+    fn signature_binds_the_record_to_its_ledger() {
+        let entry = sample();
+        let key = Identity::from_seed([2; 32]).public_key();
+        entry.record.verify(ORIGIN, &key).expect("its own ledger");
+        for other in ["staging.caseledger.local/ledger", "test.caseledger.local/ledge", ""] {
+            assert!(entry.record.verify(other, &key).is_err(), "{other:?}");
+        }
     }
 }

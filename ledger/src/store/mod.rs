@@ -308,7 +308,7 @@ impl Ledger {
             demo,
         };
         let payload = serde_json::to_vec(&genesis).expect("serialisable");
-        ledger.append(vec![Record::sign(record::KIND_GENESIS, payload, node)])?;
+        ledger.append(vec![Record::sign(origin, record::KIND_GENESIS, payload, node)])?;
         ledger.checkpoint_now()?;
         Ok(ledger)
     }
@@ -986,7 +986,7 @@ impl Ledger {
     /// registry refuses the node key for anything else).
     pub fn sign_as_node(&self, kind: u16, payload: Vec<u8>) -> Result<Record> {
         let node = self.node.as_ref().ok_or(Error::ReadOnly)?;
-        Ok(Record::sign(kind, payload, node))
+        Ok(Record::sign(&self.shared.meta.origin, kind, payload, node))
     }
 
     /// Stops the writer after it has committed everything queued.
@@ -1122,7 +1122,7 @@ fn settle_pending_group(shared: &Shared) -> Result<()> {
             .and_then(|bytes| Entry::decode(&bytes).ok());
         let signed = entry.and_then(|e| {
             let key = registry.public_key(&e.record.signer)?;
-            Some(key.verify_raw(&e.record.signed_message(), &e.record.signature).is_ok())
+            Some(e.record.verify(&shared.meta.origin, &key).is_ok())
         });
         if signed != Some(true) {
             valid = false;
@@ -1312,7 +1312,17 @@ fn read_entry_chunk(entries: &mut rocksdb::DBRawIterator<'_>) -> Result<EntryChu
 /// The signatures of `chunk` checked on `threads` threads with `keys` (the
 /// signers' keys as far as the replay knew them when the chunk was read;
 /// an entry whose signer was not known yet is left to the auditor).
-fn check_chunk(chunk: &EntryChunk, keys: &[Option<PublicKey>], threads: usize) -> Vec<Option<CheckedSignature>> {
+fn check_chunk(
+    origin: Option<&str>,
+    chunk: &EntryChunk,
+    keys: &[Option<PublicKey>],
+    threads: usize,
+) -> Vec<Option<CheckedSignature>> {
+    // Before the genesis entry is replayed the origin is unknown: the
+    // auditor checks those entries itself.
+    let Some(origin) = origin else {
+        return vec![None; chunk.len()];
+    };
     let part = chunk.len().div_ceil(threads.max(1)).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = chunk
@@ -1323,7 +1333,7 @@ fn check_chunk(chunk: &EntryChunk, keys: &[Option<PublicKey>], threads: usize) -
                     entries
                         .iter()
                         .zip(keys)
-                        .map(|((_, bytes), key)| key.and_then(|key| CheckedSignature::of_entry(bytes, key)))
+                        .map(|((_, bytes), key)| key.and_then(|key| CheckedSignature::of_entry(origin, bytes, key)))
                         .collect::<Vec<_>>()
                 })
             })
@@ -1375,12 +1385,13 @@ fn audit_driver(ledger: &Ledger, node_key: PublicKey, threads: usize, progress: 
     entries.seek_to_first();
     nodes.seek_to_first();
     let mut chunk = read_entry_chunk(&mut entries)?;
-    let mut verdicts = check_chunk(&chunk, &signer_keys(&auditor, &chunk), threads);
+    let mut verdicts = check_chunk(auditor.origin(), &chunk, &signer_keys(&auditor, &chunk), threads);
     'replay: while !chunk.is_empty() && !auditor.failed() {
         let next = read_entry_chunk(&mut entries)?;
         let next_keys = signer_keys(&auditor, &next);
+        let origin = auditor.origin().map(str::to_owned);
         let (stopped, next_verdicts) = std::thread::scope(|scope| {
-            let checking = scope.spawn(|| check_chunk(&next, &next_keys, threads));
+            let checking = scope.spawn(|| check_chunk(origin.as_deref(), &next, &next_keys, threads));
             let mut stopped = false;
             for ((seq, bytes), checked) in chunk.iter().zip(verdicts.iter().copied()) {
                 let Some(seq) = seq else {

@@ -305,6 +305,7 @@ impl Inner {
                 let mut work = Work::default();
                 push_request(
                     &mut work,
+                    &self.shared.meta.origin,
                     authorization.as_ref().zip(authorization_key.flatten()),
                     records.iter().zip(keys),
                 );
@@ -745,7 +746,9 @@ impl Writer {
                         // about it.
                         let error = if !pending.authorization_holds() {
                             Error::BadRequestSignature
-                        } else if let Some(index) = first_bad_signature(&registry, &pending.records) {
+                        } else if let Some(index) =
+                            first_bad_signature(&self.shared.meta.origin, &registry, &pending.records)
+                        {
                             Error::BadSignature { index }
                         } else {
                             Error::Rejected { index, source }
@@ -778,7 +781,7 @@ impl Writer {
     /// checked on its own yet, and the ahead checks of such requests still
     /// running. Requests checked ahead with the keys admission found are
     /// left out.
-    fn unverified(appends: &[Pending]) -> (Work, Vec<Arc<AheadOutcome>>) {
+    fn unverified(origin: &str, appends: &[Pending]) -> (Work, Vec<Arc<AheadOutcome>>) {
         let mut work = Work::default();
         let mut running: Vec<Arc<AheadOutcome>> = Vec::new();
         for pending in appends.iter().filter(|p| p.outcome.is_none() && !p.verified) {
@@ -800,6 +803,7 @@ impl Writer {
             }
             push_request(
                 &mut work,
+                origin,
                 pending.authorization.as_ref().zip(pending.authorization_key),
                 pending.records.iter().zip(pending.keys.iter().copied()),
             );
@@ -810,7 +814,7 @@ impl Writer {
     /// After a failed group verification: checks each request's signatures
     /// one by one, refuses the requests with a bad one and marks the others
     /// verified.
-    fn refuse_bad_signatures(appends: &mut [Pending]) {
+    fn refuse_bad_signatures(origin: &str, appends: &mut [Pending]) {
         for pending in appends.iter_mut().filter(|p| p.outcome.is_none() && !p.verified) {
             if !pending.authorization_holds() {
                 pending.outcome = Some(Err(Error::BadRequestSignature));
@@ -820,7 +824,7 @@ impl Writer {
                 .records
                 .iter()
                 .zip(&pending.keys)
-                .position(|(record, key)| key.verify_raw(&record.signed_message(), &record.signature).is_err());
+                .position(|(record, key)| record.verify(origin, key).is_err());
             match bad {
                 Some(index) => pending.outcome = Some(Err(Error::BadSignature { index })),
                 None => pending.verified = true,
@@ -886,7 +890,7 @@ impl Writer {
     /// signature are refused and the rest committed without them.
     fn commit(&mut self, appends: &mut [Pending], timestamp_ms: u64, force_checkpoint: bool) -> Result<Admission> {
         let admission = self.admit(appends, timestamp_ms);
-        let (work, running) = Self::unverified(appends);
+        let (work, running) = Self::unverified(&self.shared.meta.origin, appends);
         let verdict = self.pool.submit(work, running);
         let built = self.build(appends, &admission, timestamp_ms, force_checkpoint)?;
         let speculate = verdict.is_pending()
@@ -908,7 +912,7 @@ impl Writer {
         }
         // Someone sent a bad signature: refuse them and commit the rest
         // again (a refused key registration changes what follows).
-        Self::refuse_bad_signatures(appends);
+        Self::refuse_bad_signatures(&self.shared.meta.origin, appends);
         self.commit(appends, timestamp_ms, force_checkpoint)
     }
 
@@ -1172,6 +1176,7 @@ impl Writer {
 /// [`Pending::expected_keys`]).
 fn push_request<'a>(
     work: &mut Work,
+    origin: &str,
     authorization: Option<(&Authorization, PublicKey)>,
     records: impl Iterator<Item = (&'a Record, PublicKey)>,
 ) {
@@ -1181,19 +1186,20 @@ fn push_request<'a>(
         work.keys.push(key);
     }
     for (record, key) in records {
-        work.messages.push(record.signed_message());
+        work.messages.push(record.signed_message(origin));
         work.signatures.push(record.signature);
         work.keys.push(key);
     }
 }
 
-/// The first record whose signature fails against its signer's key in
-/// `registry` (records of unknown signers are skipped).
-fn first_bad_signature(registry: &Registry, records: &[Record]) -> Option<usize> {
+/// The first record whose signature, as a record of the ledger named
+/// `origin`, fails against its signer's key in `registry` (records of
+/// unknown signers are skipped).
+fn first_bad_signature(origin: &str, registry: &Registry, records: &[Record]) -> Option<usize> {
     records.iter().position(|record| {
         registry
             .public_key(&record.signer)
-            .is_some_and(|key| key.verify_raw(&record.signed_message(), &record.signature).is_err())
+            .is_some_and(|key| record.verify(origin, &key).is_err())
     })
 }
 

@@ -1,0 +1,77 @@
+//! Records and requests are bound to their ledger: a record signature
+//! covers the ledger's origin (docs/FORMAT.md §3), so a record signed for
+//! another court's ledger, or for staging, by a key both ledgers register,
+//! is refused when written and reported by the auditor when forced in.
+
+mod common;
+
+use std::sync::Arc;
+
+use caseledger::court::CaseRecords;
+use caseledger::service::client::{sign_request, write_body};
+use caseledger_ledger::Error;
+use common::*;
+
+const STAGING: &str = "staging.caseledger.local/ledger";
+const CASE: &str = "(2024)苏02执5号";
+
+#[test]
+fn a_record_signed_for_another_ledger_is_refused_by_the_ledger() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    let ledger = create(dir.path(), &keys);
+    let size = ledger.size();
+    // Same key, same kind, same payload: only the origin differs.
+    let mut elsewhere = note(&keys.writer, 1);
+    elsewhere.signature =
+        caseledger_verify::entry::Record::sign(STAGING, elsewhere.kind, elsewhere.payload.clone(), &keys.writer)
+            .signature;
+    let refused = ledger.append_one(elsewhere).expect_err("other ledger");
+    assert!(matches!(refused, Error::BadSignature { index: 0 }), "{refused}");
+    assert_eq!(ledger.size(), size);
+    ledger
+        .append_one(note(&keys.writer, 1))
+        .expect("the same record for this ledger");
+    audit_ok(&ledger);
+}
+
+#[test]
+fn a_record_signed_for_another_ledger_forced_into_storage_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    create(dir.path(), &keys).close().expect("close");
+    let record = caseledger_verify::entry::Record::sign(
+        STAGING,
+        note(&keys.writer, 1).kind,
+        note(&keys.writer, 1).payload,
+        &keys.writer,
+    );
+    let seq = force_append(dir.path(), record);
+    let report = audit(dir.path());
+    assert!(report.first_error.is_none(), "{:?}", report.first_error);
+    let found: Vec<_> = report.violations.iter().map(|v| (v.seq, v.rule.as_str())).collect();
+    assert_eq!(found, [(seq, "signature")]);
+}
+
+#[tokio::test]
+async fn post_records_refuses_a_record_signed_for_staging() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 61);
+    let state = caseledger::service::AppState::new(Arc::new(ledger), 256 * 1024, std::time::Duration::from_secs(5))
+        .with_commitment_key(staff.commitment_key);
+    // The same staff, keys and case, signing for the staging ledger.
+    let staging = caseledger::court::Staff::from_seed(61, STAGING);
+    let officer = &staging.officers[0];
+    let size = state.ledger.size();
+    let body = write_body(&[CaseRecords::new(&staging, officer, CASE).open(1)]);
+    let headers = sign_request(&officer.identity, "POST", "/v1/records", &body);
+    let (status, answer) = send(&state, "POST", "/v1/records", &headers, body).await;
+    assert_eq!(status.as_u16(), 422, "{answer}");
+    assert_eq!(answer["rule"], "signature", "{answer}");
+    assert_eq!(state.ledger.size(), size);
+    // Signed for this ledger, it goes in.
+    let body = write_body(&[CaseRecords::new(&staff, &staff.officers[0], CASE).open(1)]);
+    let headers = sign_request(&staff.officers[0].identity, "POST", "/v1/records", &body);
+    let (status, answer) = send(&state, "POST", "/v1/records", &headers, body).await;
+    assert_eq!(status.as_u16(), 201, "{answer}");
+}
