@@ -19,7 +19,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use caseledger::court::{sign, Staff};
-use caseledger::service::client::{sign_request, write_body, Client};
+use caseledger::service::client::{authority_of, sign_request, write_body, Client};
 use caseledger::service::httpsig::{self, RequestParts};
 use caseledger_keys::Identity;
 use caseledger_ledger::store::{Authorization, Ledger, Options, SystemClock};
@@ -55,11 +55,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 type Signed = (Vec<u8>, Vec<(String, String)>);
 
 /// One client's requests, signed now.
-fn presigned(finance: &Identity, client: usize, count: usize) -> Vec<Signed> {
+fn presigned(authority: &str, finance: &Identity, client: usize, count: usize) -> Vec<Signed> {
     (0..count as u64)
         .map(|n| {
             let body = write_body(&[receipt(finance, client, n)]);
-            let headers = sign_request(finance, "POST", "/v1/records", &body);
+            let headers = sign_request(finance, authority, "POST", "/v1/records", &body);
             (body, headers)
         })
         .collect()
@@ -97,7 +97,7 @@ fn run(
     let handles: Vec<_> = (0..clients)
         .map(|c| {
             let client = Client::new(address, finance.clone());
-            let requests = presigned(finance, offset + c, per_client);
+            let requests = presigned(&authority_of(address), finance, offset + c, per_client);
             let barrier = Arc::clone(&barrier);
             std::thread::Builder::new()
                 .name(format!("load-client-{c}"))
@@ -231,7 +231,13 @@ fn main() {
                 .map(|n| {
                     let record = receipt(finance, 19_000 + c, n);
                     let body = write_body(std::slice::from_ref(&record));
-                    let headers = sign_request(finance, "POST", "/v1/records", &body);
+                    let headers = sign_request(
+                        finance,
+                        caseledger::service::DEFAULT_AUTHORITY,
+                        "POST",
+                        "/v1/records",
+                        &body,
+                    );
                     (record, request_authorization(finance, &headers, &body))
                 })
                 .collect()
@@ -281,7 +287,7 @@ fn wrk_writes(address: &str, server: &str, finance: &Identity) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("requests.tsv");
     let mut lines = String::new();
-    for (body, headers) in presigned(finance, 50_000, WRK_REQUESTS) {
+    for (body, headers) in presigned(&authority_of(address), finance, 50_000, WRK_REQUESTS) {
         let get = |name: &str| {
             headers
                 .iter()
@@ -340,6 +346,7 @@ fn request_authorization(signer: &Identity, headers: &[(String, String)], body: 
     let get = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     let parts = RequestParts {
         method: "POST",
+        authority: caseledger::service::DEFAULT_AUTHORITY,
         path: "/v1/records",
         query: None,
         content_digest: get("content-digest"),

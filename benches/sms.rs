@@ -249,7 +249,13 @@ fn approval_latency(c: &mut Criterion) {
             let started = Instant::now();
             for id in &ids {
                 let body = step(id, None);
-                let headers = sign_request(&head.identity, "POST", "/v1/records", &body);
+                let headers = sign_request(
+                    &head.identity,
+                    caseledger::service::DEFAULT_AUTHORITY,
+                    "POST",
+                    "/v1/records",
+                    &body,
+                );
                 runtime.block_on(call(&router, "POST", "/v1/records", headers, body));
             }
             started.elapsed()
@@ -273,7 +279,13 @@ fn approval_latency(c: &mut Criterion) {
             let started = Instant::now();
             for id in &ids {
                 let target = format!("/v1/disbursements/{id}/steps/1/challenge");
-                let headers = sign_request(&head.identity, "POST", &target, &[]);
+                let headers = sign_request(
+                    &head.identity,
+                    caseledger::service::DEFAULT_AUTHORITY,
+                    "POST",
+                    &target,
+                    &[],
+                );
                 let response = runtime.block_on(async {
                     let response = router
                         .clone()
@@ -296,7 +308,13 @@ fn approval_latency(c: &mut Criterion) {
                     salt: challenge["salt"].as_str().expect("salt").to_owned(),
                 };
                 let body = step(id, Some(reveal));
-                let headers = sign_request(&head.identity, "POST", "/v1/records", &body);
+                let headers = sign_request(
+                    &head.identity,
+                    caseledger::service::DEFAULT_AUTHORITY,
+                    "POST",
+                    "/v1/records",
+                    &body,
+                );
                 runtime.block_on(call(&router, "POST", "/v1/records", headers, body));
             }
             started.elapsed()

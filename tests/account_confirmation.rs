@@ -222,7 +222,7 @@ fn a_forged_account_confirmation_written_behind_the_service_is_caught_by_verify(
 // ---- over HTTP ----
 
 async fn signed(state: &AppState, signer: &Identity, target: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let headers = sign_request(signer, "POST", target, &body);
+    let headers = sign_request(signer, caseledger::service::DEFAULT_AUTHORITY, "POST", target, &body);
     send(state, "POST", target, &headers, body).await
 }
 

@@ -40,9 +40,13 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     let body =
         serde_json::to_vec(&serde_json::json!({"member_id": head.member_id, "phone": head.phone})).expect("json");
     let mut request = agent.post(&format!("{address}/v1/contacts/members"));
-    for (name, value) in
-        caseledger::service::client::sign_request(&staff.administrator.identity, "POST", "/v1/contacts/members", &body)
-    {
+    for (name, value) in caseledger::service::client::sign_request(
+        &staff.administrator.identity,
+        &caseledger::service::client::authority_of(&address),
+        "POST",
+        "/v1/contacts/members",
+        &body,
+    ) {
         request = request.header(&name, &value);
     }
     assert_eq!(request.send(&body[..]).expect("contact").status().as_u16(), 204);

@@ -507,7 +507,10 @@ fn request_at_edge(
         .expect("label")
         .to_owned();
     let mut base = String::new();
-    base.push_str("\"@method\": POST\n\"@path\": /v1/records\n");
+    base.push_str(&format!(
+        "\"@method\": POST\n\"@authority\": {}\n\"@path\": /v1/records\n",
+        caseledger::service::DEFAULT_AUTHORITY
+    ));
     if !body.is_empty() {
         base.push_str(&format!("\"content-digest\": {}\n", header("content-digest")));
     }
@@ -539,7 +542,13 @@ async fn post_records_accepts_only_honest_record_and_request_signatures() {
     let case = CaseRecords::new(&staff, &staff.officers[0], "(2023)苏02执123号");
     let (status, body) = {
         let body = write_body(&[case.open(1)]);
-        let headers = sign_request(&staff.officers[0].identity, "POST", "/v1/records", &body);
+        let headers = sign_request(
+            &staff.officers[0].identity,
+            caseledger::service::DEFAULT_AUTHORITY,
+            "POST",
+            "/v1/records",
+            &body,
+        );
         send(&state, "POST", "/v1/records", &headers, body).await
     };
     assert_eq!(status.as_u16(), 201, "{body}");
@@ -548,12 +557,24 @@ async fn post_records_accepts_only_honest_record_and_request_signatures() {
         // The receipt's record signature at the edge, the request honest.
         let record = at_edge(case.receipt(&format!("BANK-R{n}"), 1_000), &finance.seed(), edge);
         let body = write_body(&[record]);
-        let headers = sign_request(finance, "POST", "/v1/records", &body);
+        let headers = sign_request(
+            finance,
+            caseledger::service::DEFAULT_AUTHORITY,
+            "POST",
+            "/v1/records",
+            &body,
+        );
         let (status, answer) = send(&state, "POST", "/v1/records", &headers, body).await;
         // The request signature at the edge, the record honest.
         let body = write_body(&[case.receipt(&format!("BANK-Q{n}"), 1_000)]);
         let headers = request_at_edge(
-            sign_request(finance, "POST", "/v1/records", &body),
+            sign_request(
+                finance,
+                caseledger::service::DEFAULT_AUTHORITY,
+                "POST",
+                "/v1/records",
+                &body,
+            ),
             &finance.seed(),
             &body,
             edge,

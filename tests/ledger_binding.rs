@@ -64,14 +64,99 @@ async fn post_records_refuses_a_record_signed_for_staging() {
     let officer = &staging.officers[0];
     let size = state.ledger.size();
     let body = write_body(&[CaseRecords::new(&staging, officer, CASE).open(1)]);
-    let headers = sign_request(&officer.identity, "POST", "/v1/records", &body);
+    let headers = sign_request(
+        &officer.identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/records",
+        &body,
+    );
     let (status, answer) = send(&state, "POST", "/v1/records", &headers, body).await;
     assert_eq!(status.as_u16(), 422, "{answer}");
     assert_eq!(answer["rule"], "signature", "{answer}");
     assert_eq!(state.ledger.size(), size);
     // Signed for this ledger, it goes in.
     let body = write_body(&[CaseRecords::new(&staff, &staff.officers[0], CASE).open(1)]);
-    let headers = sign_request(&staff.officers[0].identity, "POST", "/v1/records", &body);
+    let headers = sign_request(
+        &staff.officers[0].identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/records",
+        &body,
+    );
     let (status, answer) = send(&state, "POST", "/v1/records", &headers, body).await;
     assert_eq!(status.as_u16(), 201, "{answer}");
+}
+
+/// Headers of a request signed by `signer` that do not cover `@authority`
+/// (RFC 9421 base built here, as a client that leaves one out would).
+fn signed_without_authority(signer: &caseledger_keys::Identity, authority: &str, body: &[u8]) -> Vec<(String, String)> {
+    let headers = sign_request(signer, authority, "POST", "/v1/records", body);
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .expect(name)
+    };
+    let params = get("signature-input")
+        .strip_prefix("sig1=")
+        .expect("label")
+        .replace("\"@method\" \"@authority\" \"@path\"", "\"@method\" \"@path\"");
+    let base = format!(
+        "\"@method\": POST\n\"@path\": /v1/records\n\"content-digest\": {}\n\"@signature-params\": {params}",
+        get("content-digest")
+    );
+    let signature = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        signer.sign_raw(base.as_bytes()).to_bytes(),
+    );
+    vec![
+        ("signature-input".into(), format!("sig1={params}")),
+        ("signature".into(), format!("sig1=:{signature}:")),
+        ("content-digest".into(), get("content-digest")),
+    ]
+}
+
+#[tokio::test]
+async fn a_request_signed_for_another_service_or_not_naming_one_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 62);
+    let state = caseledger::service::AppState::new(Arc::new(ledger), 256 * 1024, std::time::Duration::from_secs(5))
+        .with_commitment_key(staff.commitment_key)
+        .with_authority("Case-Funds.Court-A.example");
+    let officer = &staff.officers[0].identity;
+    let size = state.ledger.size();
+    let body = write_body(&[CaseRecords::new(&staff, &staff.officers[0], CASE).open(1)]);
+    for (headers, problem) in [
+        (
+            sign_request(officer, "case-funds.court-b.example", "POST", "/v1/records", &body),
+            "bad-signature",
+        ),
+        (
+            sign_request(officer, "staging.court-a.example", "POST", "/v1/records", &body),
+            "bad-signature",
+        ),
+        (
+            signed_without_authority(officer, "case-funds.court-a.example", &body),
+            "signature-missing",
+        ),
+    ] {
+        let (status, answer) = send(&state, "POST", "/v1/records", &headers, body.clone()).await;
+        assert_eq!(status.as_u16(), 401, "{answer}");
+        assert_eq!(answer["type"], format!("urn:caseledger:problem:{problem}"), "{answer}");
+    }
+    assert_eq!(state.ledger.size(), size, "nothing written");
+    // Signed for this service (authorities compare without case), it goes in.
+    let headers = sign_request(officer, "case-funds.court-a.example", "POST", "/v1/records", &body);
+    let (status, answer) = send(&state, "POST", "/v1/records", &headers, body).await;
+    assert_eq!(status.as_u16(), 201, "{answer}");
+}
+
+#[test]
+fn authority_of_a_base_url() {
+    use caseledger::service::client::authority_of;
+    assert_eq!(authority_of("http://127.0.0.1:8470"), "127.0.0.1:8470");
+    assert_eq!(authority_of("https://Court.Example/case-funds/"), "court.example");
+    assert_eq!(authority_of("https://user@court.example:8443?x"), "court.example:8443");
 }

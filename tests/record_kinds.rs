@@ -112,7 +112,13 @@ async fn post_records_refuses_unknown_kinds_and_demo_notes() {
         (note(officer, 1), "demo_only"),
     ] {
         let body = write_body(&[record]);
-        let headers = sign_request(officer, "POST", "/v1/records", &body);
+        let headers = sign_request(
+            officer,
+            caseledger::service::DEFAULT_AUTHORITY,
+            "POST",
+            "/v1/records",
+            &body,
+        );
         let (status, answer) = send(&state, "POST", "/v1/records", &headers, body).await;
         assert_eq!(status.as_u16(), 422, "{answer}");
         assert_eq!(answer["rule"], rule, "{answer}");

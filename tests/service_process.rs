@@ -96,7 +96,13 @@ fn post_records(
     let mut request = agent
         .post(&format!("{address}/v1/records"))
         .header("content-type", "application/json");
-    for (name, value) in caseledger::service::client::sign_request(signer, "POST", "/v1/records", &body) {
+    for (name, value) in caseledger::service::client::sign_request(
+        signer,
+        &caseledger::service::client::authority_of(address),
+        "POST",
+        "/v1/records",
+        &body,
+    ) {
         request = request.header(&name, &value);
     }
     let mut response = request.send(&body[..]).expect("post");

@@ -45,12 +45,18 @@ fn fixture(body_bytes_max: usize) -> Fixture {
 
 async fn write(state: &AppState, signer: &Identity, records: &[Record]) -> (StatusCode, Value) {
     let body = write_body(records);
-    let headers = sign_request(signer, "POST", "/v1/records", &body);
+    let headers = sign_request(
+        signer,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/records",
+        &body,
+    );
     send(state, "POST", "/v1/records", &headers, body).await
 }
 
 async fn read(state: &AppState, signer: &Identity, target: &str) -> (StatusCode, Value) {
-    let headers = sign_request(signer, "GET", target, &[]);
+    let headers = sign_request(signer, caseledger::service::DEFAULT_AUTHORITY, "GET", target, &[]);
     send(state, "GET", target, &headers, Vec::new()).await
 }
 
@@ -164,14 +170,26 @@ async fn bad_requests_get_their_problem_type_and_write_nothing() {
     );
     // Signed by someone the ledger does not know.
     let stranger = Identity::from_seed([77; 32]);
-    let headers = sign_request(&stranger, "POST", "/v1/records", &body);
+    let headers = sign_request(
+        &stranger,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/records",
+        &body,
+    );
     let (status, value) = send(&f.state, "POST", "/v1/records", &headers, body.clone()).await;
     assert_eq!(
         (status, problem(&value)),
         (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:unknown-key")
     );
     // A body changed after signing.
-    let headers = sign_request(&officer.identity, "POST", "/v1/records", &body);
+    let headers = sign_request(
+        &officer.identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/records",
+        &body,
+    );
     let mut changed = body.clone();
     changed[20] ^= 1;
     let (status, value) = send(&f.state, "POST", "/v1/records", &headers, changed).await;
@@ -202,6 +220,7 @@ async fn bad_requests_get_their_problem_type_and_write_nothing() {
     let stale = httpsig::sign(
         &officer.identity,
         "POST",
+        caseledger::service::DEFAULT_AUTHORITY,
         "/v1/records",
         None,
         &body,
@@ -215,7 +234,13 @@ async fn bad_requests_get_their_problem_type_and_write_nothing() {
     );
     // Malformed JSON and unknown fields.
     for bad in [b"{not json".to_vec(), br#"{"records":[],"extra":1}"#.to_vec()] {
-        let headers = sign_request(&officer.identity, "POST", "/v1/records", &bad);
+        let headers = sign_request(
+            &officer.identity,
+            caseledger::service::DEFAULT_AUTHORITY,
+            "POST",
+            "/v1/records",
+            &bad,
+        );
         let (status, value) = send(&f.state, "POST", "/v1/records", &headers, bad).await;
         assert_eq!(
             (status, problem(&value)),
@@ -224,7 +249,13 @@ async fn bad_requests_get_their_problem_type_and_write_nothing() {
     }
     // Too large.
     let huge = vec![b' '; 9 * 1024];
-    let headers = sign_request(&officer.identity, "POST", "/v1/records", &huge);
+    let headers = sign_request(
+        &officer.identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/records",
+        &huge,
+    );
     let (status, value) = send(&f.state, "POST", "/v1/records", &headers, huge).await;
     assert_eq!(
         (status, problem(&value)),
@@ -236,7 +267,13 @@ async fn bad_requests_get_their_problem_type_and_write_nothing() {
     assert_eq!(f.state.ledger.size(), size, "nothing was written");
 
     // A replayed request: the first is accepted, the same signed request again is refused.
-    let headers = sign_request(&officer.identity, "POST", "/v1/records", &body);
+    let headers = sign_request(
+        &officer.identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/records",
+        &body,
+    );
     let (status, _) = send(&f.state, "POST", "/v1/records", &headers, body.clone()).await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, value) = send(&f.state, "POST", "/v1/records", &headers, body).await;
@@ -258,7 +295,16 @@ async fn a_forged_request_signature_writes_nothing_and_spends_no_nonce() {
         .expect("time")
         .as_secs();
     let nonce = "nonce-of-a-genuine-request-0001";
-    let genuine = httpsig::sign(&officer.identity, "POST", "/v1/records", None, &body, now, nonce);
+    let genuine = httpsig::sign(
+        &officer.identity,
+        "POST",
+        caseledger::service::DEFAULT_AUTHORITY,
+        "/v1/records",
+        None,
+        &body,
+        now,
+        nonce,
+    );
     // The same headers (key id, nonce) with a signature over other bytes:
     // checked with the ledger group, refused, nothing written.
     let forged = with_forged_signature(genuine.clone(), officer);
@@ -274,7 +320,13 @@ async fn a_forged_request_signature_writes_nothing_and_spends_no_nonce() {
     }))
     .expect("json");
     let headers = with_forged_signature(
-        sign_request(&officer.identity, "POST", "/v1/records", &bad_body),
+        sign_request(
+            &officer.identity,
+            caseledger::service::DEFAULT_AUTHORITY,
+            "POST",
+            "/v1/records",
+            &bad_body,
+        ),
         officer,
     );
     let (status, value) = send(&f.state, "POST", "/v1/records", &headers, bad_body).await;
@@ -387,7 +439,13 @@ async fn auditors_run_the_audit_on_the_live_ledger_and_export_entries() {
         (StatusCode::FORBIDDEN, "urn:caseledger:problem:wrong-role")
     );
     let export = |target: &str| {
-        let headers = sign_request(&auditor.identity, "GET", target, &[]);
+        let headers = sign_request(
+            &auditor.identity,
+            caseledger::service::DEFAULT_AUTHORITY,
+            "GET",
+            target,
+            &[],
+        );
         let mut request = Request::builder().method("GET").uri(target);
         for (name, value) in headers {
             request = request.header(name, value);
@@ -623,7 +681,13 @@ async fn the_idempotency_key_names_the_request() {
     let body = write_body(&records);
     let request_id: Value = serde_json::from_slice(&records[0].payload).expect("json");
     let request_id = request_id["request_id"].as_str().expect("id").to_owned();
-    let mut headers = sign_request(&officer.identity, "POST", "/v1/records", &body);
+    let mut headers = sign_request(
+        &officer.identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/records",
+        &body,
+    );
     headers.push(("idempotency-key".into(), "something-else".into()));
     let (status, value) = send(&f.state, "POST", "/v1/records", &headers, body.clone()).await;
     assert_eq!(
@@ -631,7 +695,13 @@ async fn the_idempotency_key_names_the_request() {
         (StatusCode::BAD_REQUEST, "urn:caseledger:problem:bad-request")
     );
     for expected in [StatusCode::CREATED, StatusCode::OK] {
-        let mut headers = sign_request(&officer.identity, "POST", "/v1/records", &body);
+        let mut headers = sign_request(
+            &officer.identity,
+            caseledger::service::DEFAULT_AUTHORITY,
+            "POST",
+            "/v1/records",
+            &body,
+        );
         headers.push(("idempotency-key".into(), request_id.clone()));
         let (status, _) = send(&f.state, "POST", "/v1/records", &headers, body.clone()).await;
         assert_eq!(status, expected, "the retry is answered without writing");
@@ -648,7 +718,13 @@ async fn the_officer_records_the_applicants_phone_and_the_applicant_is_told() {
 
     // The service computes commitments with the court's key.
     let body = serde_json::to_vec(&serde_json::json!({"purpose": "phone", "value": phone})).expect("json");
-    let headers = sign_request(&officer.identity, "POST", "/v1/commitments", &body);
+    let headers = sign_request(
+        &officer.identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/commitments",
+        &body,
+    );
     let (status, value) = send(&f.state, "POST", "/v1/commitments", &headers, body).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(value["commitment"], case.applicant(1).phone_commitment);
@@ -659,7 +735,13 @@ async fn the_officer_records_the_applicants_phone_and_the_applicant_is_told() {
             .expect("json")
     };
     let wrong = contact("13999999999");
-    let headers = sign_request(&officer.identity, "POST", "/v1/contacts", &wrong);
+    let headers = sign_request(
+        &officer.identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/contacts",
+        &wrong,
+    );
     let (status, _) = send(&f.state, "POST", "/v1/contacts", &headers, wrong).await;
     assert_eq!(
         status,
@@ -667,10 +749,22 @@ async fn the_officer_records_the_applicants_phone_and_the_applicant_is_told() {
         "a number that does not match the record is refused"
     );
     let right = contact(phone);
-    let headers = sign_request(&f.staff.officers[1].identity, "POST", "/v1/contacts", &right);
+    let headers = sign_request(
+        &f.staff.officers[1].identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/contacts",
+        &right,
+    );
     let (status, _) = send(&f.state, "POST", "/v1/contacts", &headers, right.clone()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "another case's officer");
-    let headers = sign_request(&officer.identity, "POST", "/v1/contacts", &right);
+    let headers = sign_request(
+        &officer.identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/contacts",
+        &right,
+    );
     let (status, _) = send(&f.state, "POST", "/v1/contacts", &headers, right).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 
@@ -731,14 +825,26 @@ async fn head_phone_on_file(f: &Fixture) {
     let head = &f.staff.bureau_head;
     let wrong =
         serde_json::to_vec(&serde_json::json!({"member_id": head.member_id, "phone": "13000000000"})).expect("json");
-    let headers = sign_request(&f.staff.administrator.identity, "POST", "/v1/contacts/members", &wrong);
+    let headers = sign_request(
+        &f.staff.administrator.identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/contacts/members",
+        &wrong,
+    );
     assert_eq!(
         send(&f.state, "POST", "/v1/contacts/members", &headers, wrong).await.0,
         StatusCode::BAD_REQUEST
     );
     let body =
         serde_json::to_vec(&serde_json::json!({"member_id": head.member_id, "phone": head.phone})).expect("json");
-    let headers = sign_request(&f.staff.administrator.identity, "POST", "/v1/contacts/members", &body);
+    let headers = sign_request(
+        &f.staff.administrator.identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/contacts/members",
+        &body,
+    );
     assert_eq!(
         send(&f.state, "POST", "/v1/contacts/members", &headers, body).await.0,
         StatusCode::NO_CONTENT
@@ -761,7 +867,13 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
         &f.state,
         "POST",
         target,
-        &sign_request(&head.identity, "POST", target, &[]),
+        &sign_request(
+            &head.identity,
+            caseledger::service::DEFAULT_AUTHORITY,
+            "POST",
+            target,
+            &[],
+        ),
         Vec::new(),
     )
     .await;
@@ -775,7 +887,13 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
         &f.state,
         "POST",
         target,
-        &sign_request(&f.staff.finance.identity, "POST", target, &[]),
+        &sign_request(
+            &f.staff.finance.identity,
+            caseledger::service::DEFAULT_AUTHORITY,
+            "POST",
+            target,
+            &[],
+        ),
         Vec::new(),
     )
     .await;
@@ -785,7 +903,13 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
         &f.state,
         "POST",
         target,
-        &sign_request(&head.identity, "POST", target, &[]),
+        &sign_request(
+            &head.identity,
+            caseledger::service::DEFAULT_AUTHORITY,
+            "POST",
+            target,
+            &[],
+        ),
         Vec::new(),
     )
     .await;
@@ -818,7 +942,16 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
     // it spends none of the five tries.
     for attempt in 0..6 {
         let body = write_body(&[approval(wrong, &format!("forged-{attempt}"), &challenge)]);
-        let headers = with_forged_signature(sign_request(&head.identity, "POST", "/v1/records", &body), head);
+        let headers = with_forged_signature(
+            sign_request(
+                &head.identity,
+                caseledger::service::DEFAULT_AUTHORITY,
+                "POST",
+                "/v1/records",
+                &body,
+            ),
+            head,
+        );
         let (status, value) = send(&f.state, "POST", "/v1/records", &headers, body).await;
         assert_eq!(
             (status, problem(&value)),
@@ -845,7 +978,13 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
         &f.state,
         "POST",
         target,
-        &sign_request(&head.identity, "POST", target, &[]),
+        &sign_request(
+            &head.identity,
+            caseledger::service::DEFAULT_AUTHORITY,
+            "POST",
+            target,
+            &[],
+        ),
         Vec::new(),
     )
     .await;
@@ -855,7 +994,13 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
         &f.state,
         "POST",
         target,
-        &sign_request(&head.identity, "POST", target, &[]),
+        &sign_request(
+            &head.identity,
+            caseledger::service::DEFAULT_AUTHORITY,
+            "POST",
+            target,
+            &[],
+        ),
         Vec::new(),
     )
     .await;
@@ -881,7 +1026,13 @@ async fn an_approval_code_dies_after_the_configured_lifetime() {
         &f.state,
         "POST",
         target,
-        &sign_request(&head.identity, "POST", target, &[]),
+        &sign_request(
+            &head.identity,
+            caseledger::service::DEFAULT_AUTHORITY,
+            "POST",
+            target,
+            &[],
+        ),
         Vec::new(),
     )
     .await;
@@ -927,7 +1078,13 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
     let case = CaseRecords::new(&f.staff, officer, CASE);
     write(&f.state, &officer.identity, &[case.open(1)]).await;
     let issue = |signer: &Identity, body: Vec<u8>| {
-        let headers = sign_request(signer, "POST", "/v1/applicant-codes", &body);
+        let headers = sign_request(
+            signer,
+            caseledger::service::DEFAULT_AUTHORITY,
+            "POST",
+            "/v1/applicant-codes",
+            &body,
+        );
         let state = f.state.clone();
         async move { send(&state, "POST", "/v1/applicant-codes", &headers, body).await }
     };
@@ -943,7 +1100,13 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
         "case_number": CASE, "applicant_id": "applicant-1", "phone": "13900000001"
     }))
     .expect("json");
-    let headers = sign_request(&officer.identity, "POST", "/v1/contacts", &contact);
+    let headers = sign_request(
+        &officer.identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/contacts",
+        &contact,
+    );
     assert_eq!(
         send(&f.state, "POST", "/v1/contacts", &headers, contact).await.0,
         StatusCode::NO_CONTENT

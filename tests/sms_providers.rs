@@ -545,6 +545,7 @@ fn service(ledger: Arc<caseledger_ledger::store::Ledger>) -> (String, tokio::run
             twilio_callback_url: Some(format!("{base}/v1/sms/reports/twilio")),
         },
     );
+    let state = state.with_authority(&caseledger::service::client::authority_of(&base));
     let app = caseledger::service::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     runtime.spawn(async move { axum::serve(listener, app).await });
     (base, runtime)
@@ -612,7 +613,13 @@ fn delivery_reports_come_back_to_the_service_and_forgeries_change_nothing() {
     // A member reads it.
     let path = format!("/v1/notifications/{}", notification.id);
     let mut request = agent.get(&format!("{base}{path}"));
-    for (name, value) in caseledger::service::client::sign_request(&staff.bureau_head.identity, "GET", &path, &[]) {
+    for (name, value) in caseledger::service::client::sign_request(
+        &staff.bureau_head.identity,
+        &caseledger::service::client::authority_of(&base),
+        "GET",
+        &path,
+        &[],
+    ) {
         request = request.header(&name, &value);
     }
     let mut response = request.call().expect("get");

@@ -117,7 +117,13 @@ fn queued_notifications_survive_sigkill_and_arrive_exactly_once() {
     let body = serde_json::to_vec(&contact).expect("json");
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut request = agent.post(&format!("{address}/v1/contacts"));
-    for (name, value) in caseledger::service::client::sign_request(&officer.identity, "POST", "/v1/contacts", &body) {
+    for (name, value) in caseledger::service::client::sign_request(
+        &officer.identity,
+        &caseledger::service::client::authority_of(&address),
+        "POST",
+        "/v1/contacts",
+        &body,
+    ) {
         request = request.header(&name, &value);
     }
     assert_eq!(request.send(&body[..]).expect("contact").status().as_u16(), 204);

@@ -60,7 +60,14 @@ pub fn applicant_code_request(
 
 /// Signature headers for a request made now with a fresh random nonce.
 /// `path_and_query` is the request target as sent (percent-encoded).
-pub fn sign_request(identity: &Identity, method: &str, path_and_query: &str, body: &[u8]) -> Vec<(String, String)> {
+/// `authority` is the service's `host[:port]` as the member addresses it.
+pub fn sign_request(
+    identity: &Identity,
+    authority: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> Vec<(String, String)> {
     let (path, query) = match path_and_query.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (path_and_query, None),
@@ -69,14 +76,24 @@ pub fn sign_request(identity: &Identity, method: &str, path_and_query: &str, bod
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let nonce = hex::encode(rand::random::<[u8; 16]>());
-    super::httpsig::sign(identity, method, path, query, body, created, &nonce)
+    super::httpsig::sign(identity, method, authority, path, query, body, created, &nonce)
 }
 
 /// A member's connection to a running service.
 pub struct Client {
     agent: ureq::Agent,
     base: String,
+    /// `host[:port]` of `base`: what request signatures cover as `@authority`.
+    authority: String,
     identity: Identity,
+}
+
+/// The `host[:port]` of a base URL such as `https://court.example:8443/`.
+pub fn authority_of(base: &str) -> String {
+    let rest = base.split_once("://").map_or(base, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    authority.to_ascii_lowercase()
 }
 
 impl Client {
@@ -84,6 +101,7 @@ impl Client {
         Self {
             agent: ureq::Agent::config_builder().http_status_as_error(false).build().into(),
             base: base.trim_end_matches('/').to_owned(),
+            authority: authority_of(base),
             identity,
         }
     }
@@ -115,7 +133,7 @@ impl Client {
     /// A signed GET of `path_and_query` (percent-encoded).
     pub fn get(&self, path_and_query: &str) -> anyhow::Result<(u16, serde_json::Value)> {
         let mut request = self.agent.get(&format!("{}{path_and_query}", self.base));
-        for (name, value) in sign_request(&self.identity, "GET", path_and_query, &[]) {
+        for (name, value) in sign_request(&self.identity, &self.authority, "GET", path_and_query, &[]) {
             request = request.header(&name, &value);
         }
         Self::finish(request.call()?)
@@ -124,7 +142,7 @@ impl Client {
     /// A signed POST without a body (e.g. a challenge).
     pub fn post_empty(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
         let mut request = self.agent.post(&format!("{}{path}", self.base));
-        for (name, value) in sign_request(&self.identity, "POST", path, &[]) {
+        for (name, value) in sign_request(&self.identity, &self.authority, "POST", path, &[]) {
             request = request.header(&name, &value);
         }
         Self::finish(request.send_empty()?)
@@ -132,7 +150,11 @@ impl Client {
 
     /// A signed POST of a JSON `body` to `path`.
     pub fn post_json(&self, path: &str, body: &[u8]) -> anyhow::Result<(u16, serde_json::Value)> {
-        self.post_presigned(path, body, &sign_request(&self.identity, "POST", path, body))
+        self.post_presigned(
+            path,
+            body,
+            &sign_request(&self.identity, &self.authority, "POST", path, body),
+        )
     }
 
     /// A POST of a JSON `body` to `path` with signature headers made

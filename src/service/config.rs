@@ -18,6 +18,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Origin of a ledger created on first start.
     pub origin: String,
+    /// The `host[:port]` members address the service by (behind a proxy:
+    /// the public name). Members' request signatures must cover it as
+    /// `@authority`. Default: the address the service listens on.
+    pub authority: Option<String>,
     /// Largest request body accepted.
     pub body_bytes_max: usize,
     /// Per-request timeout.
@@ -69,6 +73,7 @@ impl Default for Config {
             data: PathBuf::from("caseledger-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8470)),
             origin: "caseledger.local/ledger".into(),
+            authority: None,
             body_bytes_max: 256 * 1024,
             request_timeout_ms: 10_000,
             checkpoint_every_entries: 1024,

@@ -5,10 +5,14 @@
 //!
 //! ```text
 //! Content-Digest: sha-256=:<base64 SHA-256 of the body>:
-//! Signature-Input: sig1=("@method" "@path" "@query" "content-digest");created=<unix s>;keyid="<hex key id>";nonce="<random>";alg="ed25519"
+//! Signature-Input: sig1=("@method" "@authority" "@path" "@query" "content-digest");created=<unix s>;keyid="<hex key id>";nonce="<random>";alg="ed25519"
 //! Signature: sig1=:<base64 Ed25519 signature of the signature base>:
 //! ```
 //!
+//! `@authority` is always covered: the service checks it against its own
+//! public authority (`authority` in its configuration), never against the
+//! `Host` header, so a request signed for one court's service (or for
+//! staging) is refused by any other that registers the same key.
 //! `@query` is covered when the request has a query, `content-digest` when
 //! it has a body. The signature base is RFC 9421 §2.5: one line per covered
 //! component, then the `@signature-params` line, joined by newlines.
@@ -58,6 +62,9 @@ fn signature_params(components: &[&str], created: u64, key_id: &KeyId, nonce: &s
 /// The request as the signature sees it.
 pub struct RequestParts<'a> {
     pub method: &'a str,
+    /// The service's authority (`host[:port]`, lower case) as the member
+    /// addresses it: the signer's target, the verifier's own name.
+    pub authority: &'a str,
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub content_digest: Option<&'a str>,
@@ -66,6 +73,7 @@ pub struct RequestParts<'a> {
 fn component_value<'a>(parts: &'a RequestParts, component: &str) -> Option<std::borrow::Cow<'a, str>> {
     match component {
         "@method" => Some(parts.method.into()),
+        "@authority" => Some(parts.authority.to_ascii_lowercase().into()),
         "@path" => Some(parts.path.into()),
         "@query" => Some(format!("?{}", parts.query.unwrap_or("")).into()),
         "content-digest" => parts.content_digest.map(Into::into),
@@ -84,7 +92,7 @@ fn signature_base(parts: &RequestParts, components: &[&str], params: &str) -> Op
 }
 
 fn covered(parts: &RequestParts) -> Vec<&'static str> {
-    let mut components = vec!["@method", "@path"];
+    let mut components = vec!["@method", "@authority", "@path"];
     if parts.query.is_some() {
         components.push("@query");
     }
@@ -95,9 +103,11 @@ fn covered(parts: &RequestParts) -> Vec<&'static str> {
 }
 
 /// Signs a request: returns the headers to add (name, value).
+#[allow(clippy::too_many_arguments)]
 pub fn sign(
     identity: &Identity,
     method: &str,
+    authority: &str,
     path: &str,
     query: Option<&str>,
     body: &[u8],
@@ -107,6 +117,7 @@ pub fn sign(
     let digest = (!body.is_empty()).then(|| content_digest(body));
     let parts = RequestParts {
         method,
+        authority,
         path,
         query,
         content_digest: digest.as_deref(),
@@ -317,7 +328,7 @@ pub fn check(
     }
     if required.iter().any(|r| !input.components.iter().any(|c| c == r)) {
         return Err(malformed(
-            "the signature must cover @method, @path, @query (if any) and content-digest (if a body)",
+            "the signature must cover @method, @authority, @path, @query (if any) and content-digest (if a body)",
         ));
     }
     if input.created.abs_diff(now) > SIGNATURE_WINDOW_SECONDS {
@@ -377,6 +388,7 @@ mod tests {
         let headers = sign(
             &identity,
             "POST",
+            "court.example",
             "/v1/records",
             None,
             body,
@@ -389,6 +401,7 @@ mod tests {
             .map(|(_, v)| v.clone());
         let parts = RequestParts {
             method: "POST",
+            authority: "court.example",
             path: "/v1/records",
             query: None,
             content_digest: digest.as_deref(),
@@ -412,8 +425,18 @@ mod tests {
             check(&headers, &other_path, body, 1010, &fresh, key).err(),
             Some(AuthError::BadSignature)
         );
+        // Signed for another service (another court, staging).
+        let other_authority = RequestParts {
+            authority: "staging.court.example",
+            ..parts
+        };
+        assert_eq!(
+            check(&headers, &other_authority, body, 1010, &fresh, key).err(),
+            Some(AuthError::BadSignature)
+        );
         let parts = RequestParts {
             method: "POST",
+            authority: "court.example",
             path: "/v1/records",
             query: None,
             content_digest: digest.as_deref(),

@@ -68,6 +68,7 @@ fn check_request(
     let keys = state.ledger.keys();
     let parts = RequestParts {
         method: method.as_str(),
+        authority: &state.authority,
         path: uri.path(),
         query: uri.query(),
         content_digest: header(headers, "content-digest"),

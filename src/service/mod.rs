@@ -41,6 +41,9 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Clone)]
 pub struct AppState {
     pub ledger: Arc<Ledger>,
+    /// The service's public authority (`host[:port]`): what members'
+    /// request signatures must cover as `@authority`.
+    pub authority: Arc<str>,
     pub metrics: PrometheusHandle,
     pub body_bytes_max: usize,
     pub request_timeout: Duration,
@@ -85,6 +88,10 @@ impl AppState {
     }
 }
 
+/// The authority of a service with no configured `authority` and the
+/// default listen address.
+pub const DEFAULT_AUTHORITY: &str = "127.0.0.1:8470";
+
 /// Verification-code look-ups allowed per client IP and minute.
 pub const VERIFY_PER_IP_PER_MINUTE: u32 = 30;
 
@@ -92,6 +99,7 @@ impl AppState {
     pub fn new(ledger: Arc<Ledger>, body_bytes_max: usize, request_timeout: Duration) -> Self {
         Self {
             ledger,
+            authority: Arc::from(DEFAULT_AUTHORITY),
             metrics: metrics_handle(),
             body_bytes_max,
             request_timeout,
@@ -133,6 +141,12 @@ impl AppState {
     }
 
     /// Uses the court's commitment key (read from the data folder by `serve`).
+    /// The public authority members address the service by (lower-cased).
+    pub fn with_authority(mut self, authority: &str) -> Self {
+        self.authority = Arc::from(authority.to_ascii_lowercase());
+        self
+    }
+
     pub fn with_commitment_key(mut self, key: [u8; 32]) -> Self {
         self.commitment_key = Arc::new(key);
         self

@@ -266,12 +266,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let address = listener.local_addr()?;
+        let authority = config.authority.clone().unwrap_or_else(|| address.to_string());
+        let served = state.clone().with_authority(&authority);
         let shutdown = shutdown_signal().context("installing the SIGINT and SIGTERM handlers")?;
         println!("caseledger listening on http://{address}");
         println!("try: curl http://{address}/v1/checkpoint   (API description: http://{address}/v1/openapi.json)");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        let service = super::app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let service = super::app(served).into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await
