@@ -44,6 +44,10 @@ enum Command {
     Demo(crate::demo::DemoArgs),
     /// Audit a ledger folder offline: hash chain, signatures, checkpoints, Merkle roots.
     Verify(crate::inspect::VerifyArgs),
+    /// Write a ledger folder as NDJSON (entries and checkpoints), the format of GET /v1/export.
+    Export(crate::inspect::ExportArgs),
+    /// Audit an NDJSON export offline with the same rules as `verify` (no database).
+    VerifyExport(crate::inspect::VerifyExportArgs),
     /// Print a proof bundle (entry, inclusion proof, signed checkpoint) as JSON.
     Proof(crate::inspect::ProofArgs),
     /// Check a proof bundle without any database.
@@ -88,6 +92,8 @@ impl Cli {
             Command::Client(args) => crate::client_cmd::run(&args),
             Command::Demo(args) => crate::demo::run(&args),
             Command::Verify(args) => crate::inspect::verify(&args),
+            Command::Export(args) => crate::inspect::export(&args),
+            Command::VerifyExport(args) => crate::inspect::verify_export(&args),
             Command::Proof(args) => crate::inspect::proof(&args),
             Command::VerifyProof(args) => crate::inspect::verify_proof(&args),
             Command::VerifyBundle(args) => crate::inspect::verify_bundle(&args),

@@ -502,15 +502,22 @@ async fn auditors_run_the_audit_on_the_live_ledger_and_export_entries() {
         StatusCode::CREATED
     );
     let (_, text) = export("/v1/export?from=0").await;
-    let seqs: Vec<u64> = text
+    let lines: Vec<caseledger_verify::export::ExportLine> = text
         .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).expect("json")["seq"]
-                .as_u64()
-                .expect("seq")
+        .map(|l| caseledger_verify::export::ExportLine::parse(l).expect("an export line"))
+        .collect();
+    let seqs: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| match l {
+            caseledger_verify::export::ExportLine::Entry { seq, .. } => Some(*seq),
+            caseledger_verify::export::ExportLine::Checkpoint { .. } => None,
         })
         .collect();
     assert_eq!(seqs, (0..f.state.ledger.size()).collect::<Vec<_>>());
+    // The export is whole and audits as the ledger does.
+    let report = caseledger_verify::export::audit_export(text.lines(), f.state.ledger.node_key());
+    assert!(report.ok, "{:?} {:?}", report.first_error, report.violations);
+    assert_eq!(report.entries, f.state.ledger.size());
     let (status, _) = export(&format!("/v1/export?from={}", f.state.ledger.size() + 1)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -510,7 +510,9 @@ fn require_auditor(info: &KeyInfo) -> Result<(), ApiError> {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ExportQuery {
-    /// First sequence number.
+    /// First sequence number (default 0: a whole export, which
+    /// `caseledger verify-export` audits).
+    #[serde(default)]
     from: u64,
     /// Most entries to send; without it, everything up to the head as of the request.
     limit: Option<u64>,
@@ -520,9 +522,12 @@ pub(super) struct ExportQuery {
 const EXPORT_CHUNK_ENTRIES: usize = 256;
 
 /// Streams entries from a seq, as stored, one JSON object a line
-/// (`{"seq":N,"entry":"<base64 of the entry bytes>"}`, `application/x-ndjson`),
-/// read in one forward scan and sent as the client reads: memory stays flat
-/// whatever the size of the export. Auditors and administrators only.
+/// (`{"seq":N,"entry":"<base64 of the entry bytes>"}`, each checkpoint as
+/// `{"size":N,"checkpoint":"<signed note>"}` right after the entry that
+/// completes it; docs/FORMAT.md "Export", `application/x-ndjson`), read in
+/// one forward scan and sent as the client reads: memory stays flat
+/// whatever the size of the export. `caseledger verify-export` audits a
+/// whole one. Auditors and administrators only.
 #[utoipa::path(get, path = "/v1/export", params(ExportQuery), responses(
     (status = OK, content_type = "application/x-ndjson"),
     (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
@@ -549,12 +554,8 @@ pub(super) async fn export(
     tokio::task::spawn_blocking(move || {
         let mut chunk = String::new();
         let mut in_chunk = 0;
-        let result = ledger.scan_entries(from, &mut |entry| {
-            if entry.seq >= end {
-                return Err(caseledger_ledger::Error::NotFound("end of the export".into()));
-            }
-            let line = serde_json::json!({"seq": entry.seq, "entry": BASE64.encode(entry.encode())});
-            chunk.push_str(&line.to_string());
+        let result = ledger.export(from, end, &mut |line| {
+            chunk.push_str(&line.to_json());
             chunk.push('\n');
             in_chunk += 1;
             if in_chunk == EXPORT_CHUNK_ENTRIES {

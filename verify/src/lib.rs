@@ -6,8 +6,9 @@
 //! ([`checkpoint`]), the key registry ([`registry`], [`member`]), the
 //! case-fund rules ([`funds`]) and how a record is admitted by both
 //! ([`admission`]), the derived state they build ([`state`]), the auditor
-//! that replays a whole ledger ([`audit`]) and the bundles that prove one
-//! entry or one applicant's money ([`bundle`]). Signatures and keys follow
+//! that replays a whole ledger ([`audit`]), the export format it can replay
+//! without any store ([`export`]) and the bundles that prove one entry or
+//! one applicant's money ([`bundle`]). Signatures and keys follow
 //! the one rule of `caseledger-keys` (docs/FORMAT.md §2).
 //!
 //! Architecture Invariant: this crate does no I/O, reads no clock, starts
@@ -36,6 +37,7 @@ pub mod audit;
 pub mod bundle;
 pub mod checkpoint;
 pub mod entry;
+pub mod export;
 pub mod funds;
 pub mod hash;
 pub mod member;

@@ -35,6 +35,7 @@ use caseledger_verify::audit::{AuditReport, Auditor, CheckedSignature, DerivedTa
 use caseledger_verify::bundle::ProofBundle;
 use caseledger_verify::checkpoint::Checkpoint;
 use caseledger_verify::entry::{Entry, Record};
+use caseledger_verify::export::ExportLine;
 use caseledger_verify::hash::Hash;
 use caseledger_verify::merkle::{self, Frontier, NodeSource};
 use caseledger_verify::record::{self, Genesis, GenesisKey, KeyText};
@@ -586,6 +587,35 @@ impl Ledger {
             });
         }
         Ok(())
+    }
+
+    /// Calls `visit` with the export lines (docs/FORMAT.md, "Export") of
+    /// the entries `from..end` and of every checkpoint of a size in
+    /// `from + 1..=end`, each right after the entry that completes it.
+    pub fn export(&self, from: u64, end: u64, visit: &mut dyn FnMut(ExportLine) -> Result<()>) -> Result<()> {
+        let checkpoints = self.checkpoints()?;
+        let mut checkpoints = checkpoints
+            .into_iter()
+            .filter(|(size, _)| *size > from && *size <= end)
+            .peekable();
+        let result = self.scan_entries(from, &mut |entry| {
+            if entry.seq >= end {
+                return Err(Error::NotFound("end of the export".into()));
+            }
+            let seq = entry.seq;
+            visit(ExportLine::Entry {
+                seq,
+                bytes: entry.encode(),
+            })?;
+            while let Some((size, note)) = checkpoints.next_if(|(size, _)| *size == seq + 1) {
+                visit(ExportLine::Checkpoint { size, note })?;
+            }
+            Ok(())
+        });
+        match result {
+            Err(Error::NotFound(detail)) if detail == "end of the export" => Ok(()),
+            other => other,
+        }
     }
 
     /// The entry `seq`, decoded.
@@ -1424,7 +1454,8 @@ fn audit_driver(ledger: &Ledger, node_key: PublicKey, threads: usize, progress: 
                             format!("checkpoint key {size} is out of order"),
                         );
                     } else {
-                        auditor.check_checkpoint(note, |m, n| merkle::consistency_proof(&SharedNodes(shared), m, n));
+                        let proofs = |m, n| merkle::consistency_proof(&SharedNodes(shared), m, n);
+                        auditor.check_checkpoint(note, Some(&proofs));
                     }
                     next_checkpoint.next();
                 }
