@@ -232,7 +232,7 @@ pub fn verify_proof(args: &VerifyProofArgs) -> anyhow::Result<ExitCode> {
         Ok(proven) => {
             let entry = &proven.entry;
             println!(
-                "OK: entry {} ({}, signed by key {}) is entry {} of the {} entries of ledger {:?}, as signed by its node key",
+                "OK: entry {} ({}, naming key {} as its signer: a proof bundle does not prove the signature, the ledger's audit does) is entry {} of the {} entries of ledger {:?}, as signed by its node key",
                 entry.seq,
                 kind_name(entry.record.kind),
                 entry.record.signer.short(),

@@ -72,11 +72,20 @@ pub fn admit_record(
             detail: format!("kind {:#06x} is not a caseledger record kind", record.kind),
         });
     }
-    if record.kind == crate::record::KIND_DEMO_NOTE && !registry.demo() {
-        return Err(RuleError::Rule {
-            rule: "demo_only",
-            detail: "demo notes are admitted only in a ledger whose genesis says it is a demo ledger".into(),
-        });
+    if record.kind == crate::record::KIND_DEMO_NOTE {
+        if !registry.demo() {
+            return Err(RuleError::Rule {
+                rule: "demo_only",
+                detail: "demo notes are admitted only in a ledger whose genesis says it is a demo ledger".into(),
+            });
+        }
+        let note: Result<crate::record::DemoNote, _> = serde_json::from_slice(&record.payload);
+        if !crate::record::is_json_object(&record.payload) || note.is_err() {
+            return Err(RuleError::BadPayload {
+                kind: "demo_note",
+                detail: "a demo note is {\"number\", \"text\"}".into(),
+            });
+        }
     }
     if !funds::is_funds_kind(record.kind) {
         return Ok((admitted, funds::Outcome::New));

@@ -322,6 +322,13 @@ impl Auditor {
                 Some(checked) if checked.key == key => checked.valid,
                 _ => record.verify(&origin, &key).is_ok(),
             };
+            if !valid && seq == 0 {
+                return self.fail(
+                    seq,
+                    "genesis",
+                    "the genesis entry's signature does not verify with the node key",
+                );
+            }
             if !valid {
                 return self.violate_by(
                     seq,
@@ -344,7 +351,10 @@ impl Auditor {
                 Some(signer),
                 format!("repeats the record at seq {original}"),
             ),
+            // Nothing after a refused genesis can be judged: the registry
+            // and the origin come from it.
             Err(refused @ RuleError::Genesis(_)) => self.fail(seq, refused.check(), refused.to_string()),
+            Err(refused) if seq == 0 => self.fail(seq, "genesis", refused.to_string()),
             Err(refused) => self.violate_by(seq, refused.check(), Some(signer), refused.to_string()),
         }
     }

@@ -63,21 +63,25 @@ impl ExportLine {
         if line.len() > LINE_BYTES_MAX {
             return Err(format!("line of {} bytes is longer than {LINE_BYTES_MAX}", line.len()));
         }
-        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-        if value.get("entry").is_some() {
-            let line: EntryLine = serde_json::from_value(value).map_err(|e| format!("entry line: {e}"))?;
-            let bytes = BASE64
-                .decode(&line.entry)
-                .map_err(|e| format!("entry {}: not base64: {e}", line.seq))?;
-            Ok(ExportLine::Entry { seq: line.seq, bytes })
-        } else if value.get("checkpoint").is_some() {
-            let line: CheckpointLine = serde_json::from_value(value).map_err(|e| format!("checkpoint line: {e}"))?;
-            Ok(ExportLine::Checkpoint {
+        // Parsed straight into the line's struct: unknown and repeated
+        // fields are refused.
+        match (
+            serde_json::from_str::<EntryLine>(line),
+            serde_json::from_str::<CheckpointLine>(line),
+        ) {
+            (Ok(line), _) => {
+                let bytes = BASE64
+                    .decode(&line.entry)
+                    .map_err(|e| format!("entry {}: not base64: {e}", line.seq))?;
+                Ok(ExportLine::Entry { seq: line.seq, bytes })
+            }
+            (_, Ok(line)) => Ok(ExportLine::Checkpoint {
                 size: line.size,
                 note: line.checkpoint,
-            })
-        } else {
-            Err("neither an entry nor a checkpoint line".into())
+            }),
+            (Err(entry), Err(checkpoint)) => Err(format!(
+                "neither an entry line ({entry}) nor a checkpoint line ({checkpoint})"
+            )),
         }
     }
 }
@@ -140,6 +144,7 @@ mod tests {
             r#"{"seq":1,"entry":"not base64!"}"#,
             r#"{"size":1}"#,
             r#"{"seq":-1,"entry":"AQID"}"#,
+            r#"{"seq":1,"seq":2,"entry":"AQID"}"#,
             "[]",
             "",
         ] {

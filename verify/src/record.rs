@@ -21,6 +21,12 @@ pub const KIND_KEY_ROTATED: u16 = 0x0004;
 /// A synthetic record written by `caseledger demo --entries`.
 pub const KIND_DEMO_NOTE: u16 = 0x0010;
 
+/// Whether `payload` is a JSON object (a payload's first byte after
+/// whitespace is `{`): serde would also take a struct from a JSON array.
+pub fn is_json_object(payload: &[u8]) -> bool {
+    payload.trim_ascii_start().first() == Some(&b'{')
+}
+
 /// Whether caseledger knows records of this kind; every other kind is
 /// refused (rule `unknown_kind`).
 pub fn is_known_kind(kind: u16) -> bool {

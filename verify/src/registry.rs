@@ -87,6 +87,9 @@ fn bad_payload(kind: u16, detail: impl ToString) -> RuleError {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(record: &Record) -> Result<T, RuleError> {
+    if !crate::record::is_json_object(&record.payload) {
+        return Err(bad_payload(record.kind, "a payload is a JSON object"));
+    }
     serde_json::from_slice(&record.payload).map_err(|e| bad_payload(record.kind, e))
 }
 

@@ -106,6 +106,9 @@ pub const TOTALS_KEY: &str = "totals";
 pub const POLICY_KEY: &str = "policy";
 
 fn parse<T: DeserializeOwned>(record: &Record) -> Result<T, RuleError> {
+    if !crate::record::is_json_object(&record.payload) {
+        return Err(rule("payload", "a payload is a JSON object"));
+    }
     serde_json::from_slice(&record.payload).map_err(|e| rule("payload", e.to_string()))
 }
 

@@ -1,0 +1,275 @@
+//! The bodies of caseledger's fuzz targets: every decoder an outsider's
+//! input reaches. Shared by the cargo-fuzz targets (`fuzz/fuzz_targets/`,
+//! coverage-guided, nightly) and the bounded run in the test suite
+//! (`tests/fuzz_smoke.rs`, stable). Each target must never panic, hang or
+//! allocate without bound, whatever the bytes; where a decoder accepts its
+//! input, the target checks what must then hold (a decoded entry encodes
+//! back to the same bytes, and so on).
+//!
+//! The includer provides `httpsig` (the RFC 9421 module) in the parent
+//! module.
+
+use caseledger_keys::{note, Identity, KeyId, PublicKey, Signature};
+use caseledger_verify::audit::Auditor;
+use caseledger_verify::bundle::{ApplicantBundle, ProofBundle};
+use caseledger_verify::checkpoint::Checkpoint;
+use caseledger_verify::entry::{Entry, Record};
+use caseledger_verify::export::{audit_export, ExportLine};
+use caseledger_verify::funds::model;
+use caseledger_verify::member::{Member, Role};
+use caseledger_verify::record::{self, Genesis, GenesisKey, KeyRegistered, KeyText};
+
+/// The origin of the fuzz ledger (the tests' origin: the seeds come from a test ledger).
+pub const ORIGIN: &str = "test.caseledger.local/ledger";
+
+/// The members of the fuzz court: their ids are the demo court's
+/// (`src/court.rs`), so that seeds made from its records reach the rules.
+pub const MEMBERS: [(&str, Option<Role>); 7] = [
+    ("admin-1", None),
+    ("officer-1", Some(Role::Officer)),
+    ("officer-2", Some(Role::Officer)),
+    ("fund-1", Some(Role::FundManager)),
+    ("head-1", Some(Role::BureauHead)),
+    ("leader-1", Some(Role::CourtLeader)),
+    ("finance-1", Some(Role::Finance)),
+];
+
+/// Keys of the fuzz ledger: node, administrator, then one member per role.
+pub struct Fixture {
+    pub node: Identity,
+    pub members: Vec<(Identity, &'static str, Option<Role>)>,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self {
+            node: Identity::from_seed([1; 32]),
+            members: MEMBERS
+                .iter()
+                .enumerate()
+                .map(|(i, (id, role))| (Identity::from_seed([10 + i as u8; 32]), *id, *role))
+                .collect(),
+        }
+    }
+
+    /// The index of the member with `member_id` (the administrator's is 0).
+    pub fn index_of(member_id: &str) -> Option<usize> {
+        MEMBERS.iter().position(|(id, _)| *id == member_id)
+    }
+
+    /// Genesis (the first member is the administrator), the members'
+    /// enrolments and the example policy: a court ready for case records.
+    pub fn setup(&self) -> Vec<Record> {
+        let admin = &self.members[0].0;
+        let genesis = Genesis {
+            origin: ORIGIN.into(),
+            node_key: KeyText::from_key(&self.node.public_key()),
+            administrators: vec![GenesisKey {
+                name: "admin".into(),
+                public_key: KeyText::from_key(&admin.public_key()),
+            }],
+            demo: false,
+        };
+        let mut records = vec![sign(&self.node, record::KIND_GENESIS, &genesis)];
+        for (i, (identity, member_id, role)) in self.members.iter().enumerate().skip(1) {
+            let registration = KeyRegistered {
+                name: format!("member {i}"),
+                public_key: KeyText::from_key(&identity.public_key()),
+                administrator: false,
+                member: role.map(|role| Member {
+                    member_id: (*member_id).to_owned(),
+                    role,
+                    phone_masked: "****0000".into(),
+                    phone_commitment: "00".repeat(32),
+                }),
+            };
+            records.push(sign(admin, record::KIND_KEY_REGISTERED, &registration));
+        }
+        let policy = serde_json::json!({
+            "request_id": "policy-1", "version": 1,
+            "tiers": [{"from_fen": 0, "chain": ["bureau_head", "finance"]},
+                      {"from_fen": 10000000, "chain": ["fund_manager", "bureau_head", "court_leader", "finance"]}],
+            "deadline_days": 30, "near_due_days": 5, "unidentified_claim_days": 3,
+            "amount_max_fen": 100000000000u64
+        });
+        records.push(sign(admin, model::KIND_POLICY_SET, &policy));
+        records
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn sign<T: serde::Serialize>(identity: &Identity, kind: u16, payload: &T) -> Record {
+    Record::sign(
+        ORIGIN,
+        kind,
+        serde_json::to_vec(payload).expect("payloads serialise"),
+        identity,
+    )
+}
+
+/// The kinds the records target picks from (every kind caseledger knows,
+/// and a few it does not).
+pub const KINDS: [u16; 26] = [
+    record::KIND_GENESIS,
+    record::KIND_KEY_REGISTERED,
+    record::KIND_KEY_REVOKED,
+    record::KIND_KEY_ROTATED,
+    record::KIND_DEMO_NOTE,
+    model::KIND_POLICY_SET,
+    model::KIND_CASE_OPENED,
+    model::KIND_ACCOUNT_REGISTERED,
+    model::KIND_ACCOUNT_CONFIRMED,
+    model::KIND_ACCOUNT_CHANGE_APPROVED,
+    model::KIND_ACCOUNT_CHALLENGE,
+    model::KIND_RECEIPT_RECORDED,
+    model::KIND_RECEIPT_CLAIMED,
+    model::KIND_DISBURSEMENT_REQUESTED,
+    model::KIND_APPROVAL_SIGNED,
+    model::KIND_DISBURSEMENT_PAID,
+    model::KIND_PAYMENT_RETURNED,
+    model::KIND_DISBURSEMENT_CANCELLED,
+    model::KIND_SMS_CHALLENGE,
+    model::KIND_SMS_SENT,
+    model::KIND_DELAY_APPROVED,
+    model::KIND_DELAY_ENDED,
+    model::KIND_APPLICANT_CODE_ISSUED,
+    model::KIND_APPLICANT_CODE_REVOKED,
+    0x0000,
+    0xffff,
+];
+
+/// Entry bytes: if they decode, they encode back to themselves, and the
+/// signed message and a signature check can be computed.
+pub fn entry(data: &[u8]) {
+    if let Ok(entry) = Entry::decode(data) {
+        assert_eq!(entry.encode(), data, "an entry re-encodes to its bytes");
+        assert_eq!(
+            Entry::signed_message_of(ORIGIN, data),
+            entry.record.signed_message(ORIGIN)
+        );
+        let key = Identity::from_seed([2; 32]).public_key();
+        let _ = entry.record.verify(ORIGIN, &key);
+        assert_eq!(Entry::hash_of(data), caseledger_verify::hash::leaf_hash(data));
+    }
+}
+
+/// A sequence of records, each `[kind index][signer index][length u16 BE]
+/// [payload]`, signed by the chosen member and replayed by the auditor
+/// after the court's setup: every payload decoder, the key registry and
+/// every case-fund rule, with the state the earlier records left.
+pub fn records(fixture: &Fixture, data: &[u8]) {
+    let mut records = fixture.setup();
+    let mut rest = data;
+    while rest.len() >= 4 && records.len() < 64 {
+        let kind = KINDS[usize::from(rest[0]) % KINDS.len()];
+        let signer = usize::from(rest[1]) % (fixture.members.len() + 1);
+        let length = usize::from(u16::from_be_bytes([rest[2], rest[3]])).min(rest.len() - 4);
+        let payload = rest[4..4 + length].to_vec();
+        rest = &rest[4 + length..];
+        let identity = fixture
+            .members
+            .get(signer)
+            .map_or(&fixture.node, |(identity, _, _)| identity);
+        records.push(Record::sign(ORIGIN, kind, payload, identity));
+    }
+    let mut auditor = Auditor::new(fixture.node.public_key());
+    let mut prev_hash = [0u8; 32];
+    for (seq, record) in records.into_iter().enumerate() {
+        let entry = Entry {
+            seq: seq as u64,
+            timestamp_ms: 1_764_115_200_000 + seq as u64 * 60_000,
+            prev_hash,
+            record,
+        };
+        let bytes = entry.encode();
+        prev_hash = Entry::hash_of(&bytes);
+        // Only a refused genesis stops a sound chain's replay.
+        if auditor.push_entry(seq as u64, &bytes).is_none() || auditor.failed() {
+            break;
+        }
+    }
+    let report = auditor.finish();
+    assert!(report.violations.len() as u64 <= report.violations_total);
+    if let Some(error) = &report.first_error {
+        assert_eq!(error.check, "genesis", "{error:?}");
+    }
+}
+
+/// A checkpoint note from outside, opened with the node's verifier.
+pub fn checkpoint(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let node = Identity::from_seed([1; 32]);
+    let verifier = note::Verifier::new(ORIGIN, node.public_key()).expect("verifier");
+    let _ = Checkpoint::origin_of(text);
+    if let Ok(checkpoint) = Checkpoint::open(text, &verifier) {
+        assert_eq!(checkpoint.origin, ORIGIN);
+    }
+    let _ = note::open(text, &[verifier]);
+    let _ = note::Verifier::parse(text);
+    let _ = PublicKey::parse_any(text);
+}
+
+/// A proof bundle or an applicant bundle from outside, checked with the
+/// node key.
+pub fn bundle(data: &[u8]) {
+    let node = Identity::from_seed([1; 32]).public_key();
+    if let Ok(bundle) = serde_json::from_slice::<ProofBundle>(data) {
+        let _ = bundle.verify(&node);
+    }
+    if let Ok(bundle) = serde_json::from_slice::<ApplicantBundle>(data) {
+        let _ = bundle.verify(&node);
+    }
+}
+
+/// Export lines, and a whole export audited.
+pub fn export(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    for line in text.lines() {
+        if let Ok(parsed) = ExportLine::parse(line) {
+            assert_eq!(ExportLine::parse(&parsed.to_json()).ok(), Some(parsed));
+        }
+    }
+    let node = Identity::from_seed([1; 32]).public_key();
+    let report = audit_export(text.lines(), node);
+    assert!(report.violations.len() as u64 <= report.violations_total);
+}
+
+/// Signed-request headers from outside: `Signature-Input`, `Signature`,
+/// `Content-Digest`, path, query and body, separated by 0x00 bytes.
+pub fn request_signature(data: &[u8]) {
+    use super::httpsig::{check, NonceCache, RequestParts};
+    let mut fields = data.split(|b| *b == 0);
+    let mut next = || fields.next().map(|f| String::from_utf8_lossy(f).into_owned());
+    let (input, signature, digest, path, query, body) = (next(), next(), next(), next(), next(), next());
+    let body = body.unwrap_or_default();
+    let path = path.unwrap_or_else(|| "/v1/records".into());
+    let key = Identity::from_seed([3; 32]).public_key();
+    let parts = RequestParts {
+        method: "POST",
+        authority: "court.example",
+        path: &path,
+        query: query.as_deref().filter(|q| !q.is_empty()),
+        content_digest: digest.as_deref(),
+    };
+    let lookup = |id: &KeyId| (*id == key.key_id()).then_some(key);
+    if let Ok(unverified) = check(
+        &parts,
+        body.as_bytes(),
+        input.as_deref(),
+        signature.as_deref(),
+        1_764_115_200,
+        lookup,
+    ) {
+        let holds = unverified.holds();
+        let verified = unverified.verify(&NonceCache::default(), 1_764_115_200);
+        assert_eq!(holds, verified.is_ok());
+    }
+    let _ = Signature::from_slice(data.get(..64).unwrap_or_default());
+}
