@@ -115,10 +115,13 @@ fn a_corrupt_signature_among_thousands_is_blamed_on_its_own_entry() {
     // nothing else.
     rebuild_chain(dir.path());
     let found = violations(dir.path());
-    let expected: Vec<_> = bad
+    let mut expected: Vec<_> = bad
         .iter()
         .map(|&seq| (seq, "signature".to_owned(), hex_id(&keys.writer)))
         .collect();
+    // Without the node key the insider could not sign checkpoints again:
+    // nothing in the rebuilt chain is vouched for.
+    expected.push((0, "uncheckpointed".to_owned(), None));
     assert_eq!(found, expected);
 }
 
@@ -266,4 +269,125 @@ fn a_stored_origin_other_than_the_genesis_entry_is_reported() {
     assert!(report.first_error.is_none(), "{:?}", report.first_error);
     let rules: Vec<&str> = report.violations.iter().map(|v| v.rule.as_str()).collect();
     assert_eq!(rules, ["stored_meta"]);
+}
+
+/// Sets the head record's fields with `change`.
+fn edit_head(dir: &Path, change: impl FnOnce(&mut serde_json::Value)) {
+    let db = raw_db(dir);
+    let meta = db.cf_handle("meta").expect("cf");
+    let mut head: serde_json::Value =
+        serde_json::from_slice(&db.get_cf(meta, b"head").expect("get").expect("head")).expect("json");
+    change(&mut head);
+    db.put_cf(meta, b"head", serde_json::to_vec(&head).expect("json"))
+        .expect("put");
+}
+
+#[test]
+fn entries_no_checkpoint_covers_are_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    let ledger = create(dir.path(), &keys);
+    fill(&ledger, &keys.writer, 40);
+    // A clean close covers every entry.
+    ledger.close().expect("close");
+    assert!(audit(dir.path()).ok);
+    // An insider drops the newest checkpoint (and fixes the head to match).
+    let (newest, previous) = {
+        let db = raw_db(dir.path());
+        let cf = db.cf_handle("checkpoints").expect("cf");
+        let sizes: Vec<u64> = db
+            .iterator_cf(cf, rocksdb::IteratorMode::Start)
+            .map(|item| u64::from_be_bytes(item.expect("item").0[..].try_into().expect("key")))
+            .collect();
+        let (newest, previous) = (sizes[sizes.len() - 1], sizes[sizes.len() - 2]);
+        db.delete_cf(cf, seq_key(newest)).expect("delete");
+        (newest, previous)
+    };
+    edit_head(dir.path(), |head| head["checkpoint_size"] = previous.into());
+    let report = audit(dir.path());
+    assert!(report.first_error.is_none(), "{:?}", report.first_error);
+    let found: Vec<_> = report.violations.iter().map(|v| (v.seq, v.rule.as_str())).collect();
+    assert_eq!(found, [(previous, "uncheckpointed")], "newest was {newest}");
+}
+
+#[test]
+fn a_head_moved_into_the_future_or_naming_another_checkpoint_is_reported() {
+    for (field, value) in [
+        ("last_timestamp_ms", serde_json::json!(4_102_444_800_000u64)),
+        ("checkpoint_size", serde_json::json!(1)),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = Keys::new();
+        let ledger = create(dir.path(), &keys);
+        fill(&ledger, &keys.writer, 20);
+        ledger.close().expect("close");
+        edit_head(dir.path(), |head| head[field] = value);
+        let report = audit(dir.path());
+        let error = report.first_error.expect("found");
+        assert_eq!(error.check, "head", "{field}: {}", error.detail);
+    }
+}
+
+#[test]
+fn a_planted_undo_record_is_reported_and_never_undoes_checkpointed_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    let ledger = create(dir.path(), &keys);
+    fill(&ledger, &keys.writer, 3);
+    let size = ledger.size();
+    ledger.close().expect("close");
+    let planted = serde_json::json!({
+        "first_seq": 2, "size": size, "last_timestamp_ms": 0,
+        "state": [["policy", hex::encode(b"{\"planted\":true}")]],
+        "request_signatures": [{"signer": "00".repeat(32), "message": "AA==", "signature": "AA=="}],
+    });
+    {
+        let db = raw_db(dir.path());
+        db.put_cf(
+            db.cf_handle("meta").expect("cf"),
+            b"pending",
+            serde_json::to_vec(&planted).expect("json"),
+        )
+        .expect("put");
+    }
+    // The auditor reports it before anything acts on it.
+    let report = audit(dir.path());
+    let found: Vec<_> = report.violations.iter().map(|v| v.rule.as_str()).collect();
+    assert_eq!(found, ["pending_group"]);
+    // Opening does not undo entries a checkpoint covers: it refuses to write.
+    let opened = caseledger_ledger::store::Ledger::open(dir.path(), clock(), options()).expect("opens read-only");
+    assert_eq!(opened.corruption().map(|(seq, _)| seq), Some(2));
+    assert_eq!(opened.size(), size, "nothing deleted");
+    for seq in 0..size {
+        opened.entry(seq).expect("every acknowledged entry is still there");
+    }
+    drop(opened);
+    let db = raw_db(dir.path());
+    assert_eq!(
+        db.get_cf(db.cf_handle("state").expect("cf"), b"policy").expect("get"),
+        None,
+        "nothing written into the state"
+    );
+}
+
+#[test]
+fn a_genesis_record_after_seq_0_is_a_refused_record_and_the_audit_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = Keys::new();
+    create(dir.path(), &keys).close().expect("close");
+    let genesis_again = caseledger_verify::entry::Record::sign(
+        ORIGIN,
+        caseledger_verify::record::KIND_GENESIS,
+        br#"{"origin":"x","node_key":"","administrators":[]}"#.to_vec(),
+        &keys.node,
+    );
+    let at = force_append(dir.path(), genesis_again);
+    let unknown = force_append(
+        dir.path(),
+        caseledger_verify::entry::Record::sign(ORIGIN, 0xbeef, b"{}".to_vec(), &keys.writer),
+    );
+    let report = audit(dir.path());
+    assert!(report.first_error.is_none(), "{:?}", report.first_error);
+    let found: Vec<_> = report.violations.iter().map(|v| (v.seq, v.rule.as_str())).collect();
+    assert_eq!(found, [(at, "genesis"), (unknown, "unknown_kind")]);
 }

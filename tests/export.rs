@@ -233,3 +233,39 @@ async fn get_export_is_byte_for_byte_the_cli_export() {
         std::fs::read_to_string(&file).expect("read")
     );
 }
+
+#[test]
+fn an_export_without_its_checkpoints_is_not_certified() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    court_ledger(dir.path());
+    let key = dir.path().join("node.pub");
+    let file = dir.path().join("export.ndjson");
+    assert_eq!(export_and_verify(dir.path(), &file, &key).0, 0);
+    let text = std::fs::read_to_string(&file).expect("read");
+    let lines: Vec<&str> = text.lines().collect();
+    // Every checkpoint line removed: nothing the node signed vouches for
+    // the entries, which anyone could then re-date or drop.
+    let entries_only: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| !l.contains("\"checkpoint\""))
+        .collect();
+    let bad = dir.path().join("no-checkpoints.ndjson");
+    std::fs::write(&bad, entries_only.join("\n") + "\n").expect("write");
+    let (code, report) = verify_export(&bad, &key);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["violations"][0]["rule"], "uncheckpointed", "{report}");
+    assert_eq!(report["violations"][0]["seq"], 0, "{report}");
+    // Entries after the last checkpoint line are not vouched for either:
+    // the export without its final checkpoint line.
+    let last_checkpoint = lines
+        .iter()
+        .rposition(|l| l.contains("\"checkpoint\""))
+        .expect("checkpoint");
+    let tail: Vec<&str> = lines[..last_checkpoint].to_vec();
+    let cut = dir.path().join("cut.ndjson");
+    std::fs::write(&cut, tail.join("\n") + "\n").expect("write");
+    let (code, report) = verify_export(&cut, &key);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["violations"][0]["rule"], "uncheckpointed", "{report}");
+}

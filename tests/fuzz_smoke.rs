@@ -153,6 +153,13 @@ fn replay_records(fixture: &targets::Fixture, data: &[u8]) -> caseledger_verify:
         prev_hash = Entry::hash_of(&bytes);
         auditor.push_entry(seq as u64, &bytes);
     }
+    let checkpoint = caseledger_verify::checkpoint::Checkpoint {
+        origin: targets::ORIGIN.into(),
+        size: auditor.size(),
+        root: auditor.root(),
+    };
+    let signer = caseledger_keys::note::Signer::new(targets::ORIGIN, fixture.node.clone()).expect("signer");
+    auditor.check_checkpoint(&checkpoint.sign(&signer).expect("sign"), None);
     auditor.finish()
 }
 

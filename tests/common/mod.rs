@@ -194,9 +194,10 @@ pub fn refused_rule(ledger: &Ledger, record: Record) -> String {
 }
 
 /// Appends `record` directly into RocksDB behind the writer's back, as a
-/// compromised server would: correctly chained, Merkle nodes and head
-/// updated, but no rule checked and no derived state changed. The ledger
-/// must be closed. Returns the seq it was written at.
+/// compromised server would (it holds the node key, seed 1 in the tests):
+/// correctly chained, Merkle nodes, a checkpoint signed by the node key and
+/// the head updated, but no rule checked and no derived state changed. The
+/// ledger must be closed. Returns the seq it was written at.
 pub fn force_append(dir: &Path, record: Record) -> u64 {
     use caseledger_ledger::store::Head;
     use caseledger_verify::entry::Entry;
@@ -220,7 +221,22 @@ pub fn force_append(dir: &Path, record: Record) -> u64 {
         key.push(level as u8);
         db.put_cf(nodes, key, hash).expect("put node");
     }
-    let new_head = Head::new(&frontier, &leaf, head.last_timestamp_ms, head.checkpoint_size);
+    let ledger_meta: serde_json::Value =
+        serde_json::from_slice(&db.get_cf(meta, b"ledger").expect("get").expect("meta")).expect("json");
+    let origin = ledger_meta["origin"].as_str().expect("origin");
+    let checkpoint = caseledger_verify::checkpoint::Checkpoint {
+        origin: origin.to_owned(),
+        size: frontier.size(),
+        root: frontier.root(),
+    };
+    let signer = caseledger_keys::note::Signer::new(origin, Identity::from_seed([1; 32])).expect("signer");
+    db.put_cf(
+        db.cf_handle("checkpoints").expect("cf"),
+        seq_key(frontier.size()),
+        checkpoint.sign(&signer).expect("sign"),
+    )
+    .expect("put checkpoint");
+    let new_head = Head::new(&frontier, &leaf, head.last_timestamp_ms, frontier.size());
     db.put_cf(meta, b"head", serde_json::to_vec(&new_head).expect("json"))
         .expect("put head");
     entry.seq

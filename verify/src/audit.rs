@@ -16,7 +16,7 @@ use crate::entry::Entry;
 use crate::funds::Outcome;
 use crate::hash::{to_hex, Hash};
 use crate::merkle::{self, CompletedNode, Frontier};
-use crate::registry::{Registry, RuleError};
+use crate::registry::Registry;
 use crate::state::{MemoryState, Overlay};
 
 /// Violations listed in a report; more are counted, not listed.
@@ -95,6 +95,9 @@ pub struct StoredEnd {
     pub leftover_checkpoint: Option<u64>,
     /// Whether Merkle nodes are stored beyond the last entry.
     pub leftover_node: bool,
+    /// The store's record of a group synced before its signatures were
+    /// checked, if one is left (in words).
+    pub pending: Option<String>,
 }
 
 /// The head record: the size and the last hash and root it claims.
@@ -103,6 +106,9 @@ pub struct StoredHead {
     pub size: u64,
     pub last_hash: Option<Hash>,
     pub root: Option<Hash>,
+    pub last_timestamp_ms: u64,
+    /// The size of the newest checkpoint it names.
+    pub checkpoint_size: u64,
 }
 
 /// A table the store derives from the entries.
@@ -352,8 +358,8 @@ impl Auditor {
                 format!("repeats the record at seq {original}"),
             ),
             // Nothing after a refused genesis can be judged: the registry
-            // and the origin come from it.
-            Err(refused @ RuleError::Genesis(_)) => self.fail(seq, refused.check(), refused.to_string()),
+            // and the origin come from it. A genesis record elsewhere is a
+            // refused record like any other.
             Err(refused) if seq == 0 => self.fail(seq, "genesis", refused.to_string()),
             Err(refused) => self.violate_by(seq, refused.check(), Some(signer), refused.to_string()),
         }
@@ -492,10 +498,32 @@ impl Auditor {
                 "head",
                 "the head's last hash or root does not match the entries",
             );
+        } else if head.last_timestamp_ms != self.last_timestamp_ms {
+            // The writer stamps new entries no earlier than the head: a
+            // head moved into the future would re-date every later entry.
+            self.fail(
+                size.saturating_sub(1),
+                "head",
+                "the head's timestamp is not the last entry's",
+            );
+        } else if head.checkpoint_size != self.last_checkpoint.as_ref().map_or(0, |c| c.size) {
+            self.fail(
+                size.saturating_sub(1),
+                "head",
+                "the head does not name the newest checkpoint",
+            );
         } else if end.leftover_node {
             self.fail(size, "merkle_node", "Merkle nodes are stored beyond the last entry");
         } else if size == 0 {
             self.fail(0, "entry_missing", "the ledger has no genesis entry");
+        } else if let Some(pending) = &end.pending {
+            // A clean close leaves none; the next writable open would keep
+            // or undo these entries, so nothing about them is settled.
+            self.violate(
+                size.saturating_sub(1),
+                "pending_group",
+                format!("a group synced before its signatures were checked is not settled: {pending}"),
+            );
         }
     }
 
@@ -578,6 +606,19 @@ impl Auditor {
     /// The report.
     pub fn finish(mut self) -> AuditReport {
         if !self.failed() {
+            // Entries no checkpoint covers are not vouched for by the node
+            // key: dropped, re-dated or invented, nothing would show it.
+            let covered = self.last_checkpoint.as_ref().map_or(0, |c| c.size);
+            if covered < self.size() {
+                self.violate(
+                    covered,
+                    "uncheckpointed",
+                    format!(
+                        "entries {covered} to {} are not covered by a checkpoint signed by the node key",
+                        self.size() - 1
+                    ),
+                );
+            }
             if let Err(detail) = crate::funds::views::reconcile(&self.state) {
                 let last_seq = self.size().saturating_sub(1);
                 self.violate(last_seq, "reconciliation", detail);

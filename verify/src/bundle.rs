@@ -192,7 +192,7 @@ impl ApplicantBundle {
             checkpoint.origin,
             checkpoint.size
         )];
-        let keys = applicant::signing_keys(&entries, &checkpoint.origin)?;
+        let keys = applicant::signing_keys(&entries, &checkpoint.origin, node_key)?;
         words.extend(applicant::check_case(self, &entries, &keys, &checkpoint.origin)?);
         Ok(words)
     }
@@ -230,12 +230,29 @@ mod applicant {
 
     /// Keys registered by the bundle's genesis and key entries, each
     /// registration checked against an administrator known before it.
-    pub(super) fn signing_keys(entries: &BTreeMap<u64, Entry>, origin: &str) -> Result<HashMap<KeyId, Signer>, String> {
+    pub(super) fn signing_keys(
+        entries: &BTreeMap<u64, Entry>,
+        origin: &str,
+        node_key: &PublicKey,
+    ) -> Result<HashMap<KeyId, Signer>, String> {
         let mut keys: HashMap<KeyId, Signer> = HashMap::new();
         for entry in entries.values() {
             let payload = &entry.record.payload;
             match entry.record.kind {
                 record::KIND_GENESIS => {
+                    // The genesis entry is seq 0, signed by the node key
+                    // that signed the checkpoint; a genesis-kind record
+                    // anywhere else is a refused record, not a genesis.
+                    if entry.seq != 0 || entry.record.signer != node_key.key_id() {
+                        return Err(format!(
+                            "entry {} is a genesis record that is not the node's entry 0",
+                            entry.seq
+                        ));
+                    }
+                    entry
+                        .record
+                        .verify(origin, node_key)
+                        .map_err(|_| "the genesis entry's signature does not verify with the node key".to_owned())?;
                     let genesis: Genesis = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
                     if genesis.origin != origin {
                         return Err(format!(

@@ -726,6 +726,11 @@ impl Ledger {
     /// defaults to the one recorded in the ledger; an auditor should pass the
     /// key it trusts. `progress` is called with the entries checked so far.
     pub fn audit(&self, node_key: Option<PublicKey>, threads: usize, progress: &dyn Fn(u64)) -> Result<AuditReport> {
+        // A writable ledger first covers every entry with a checkpoint
+        // (the audit reports entries no checkpoint covers).
+        if self.writer.is_some() {
+            self.checkpoint_now()?;
+        }
         audit_driver(self, node_key.unwrap_or(self.shared.node_key), threads, progress)
     }
 
@@ -839,6 +844,11 @@ impl Ledger {
     /// meanwhile: RocksDB makes a checkpoint (hard links) in the ledger
     /// folder, the audit runs on it read-only, and the copy is removed.
     pub fn audit_live(&self, threads: usize) -> Result<AuditReport> {
+        // Every entry of the copy is covered by a checkpoint, so the audit
+        // can vouch for all of them (a read-only ledger makes none).
+        if self.writer.is_some() {
+            self.checkpoint_now()?;
+        }
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let copy = self
@@ -1131,6 +1141,19 @@ fn settle_pending_group(shared: &Shared) -> Result<()> {
     };
     let head: Head = read_json(&shared.db, meta_cf, META_HEAD, "head")?
         .ok_or_else(|| integrity(0, "head", "the head record is missing"))?;
+    // A checkpoint is never made while a group is pending (a checkpoint's
+    // group clears the record): entries a checkpoint covers were
+    // acknowledged, and nothing acknowledged is undone.
+    if pending.first_seq < head.checkpoint_size {
+        return Err(integrity(
+            pending.first_seq,
+            "pending_group",
+            format!(
+                "the pending group {}..{} is covered by the checkpoint of size {}; it is not undone",
+                pending.first_seq, pending.size, head.checkpoint_size
+            ),
+        ));
+    }
     if pending.size != head.size || pending.first_seq >= pending.size || pending.first_seq == 0 {
         return Err(integrity(
             pending.first_seq,
@@ -1476,7 +1499,12 @@ fn audit_driver(ledger: &Ledger, node_key: PublicKey, threads: usize, progress: 
         verdicts = next_verdicts;
     }
     if !auditor.failed() {
-        let end = stored_end(shared, next_checkpoint.next().map(|(size, _)| *size), nodes.valid())?;
+        let mut end = stored_end(shared, next_checkpoint.next().map(|(size, _)| *size), nodes.valid())?;
+        // An open writer's undo record is its own business; a folder at
+        // rest has none after a clean close.
+        if ledger.writer.is_some() {
+            end.pending = None;
+        }
         auditor.check_end(&end);
     }
     if !auditor.failed() {
@@ -1500,13 +1528,24 @@ fn stored_table(shared: &Shared, cf: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
 /// What the store says of the ledger's end, for [`Auditor::check_end`].
 fn stored_end(shared: &Shared, leftover_checkpoint: Option<u64>, leftover_node: bool) -> Result<StoredEnd> {
     let head: Option<Head> = read_json(&shared.db, shared.cf(CF_META), META_HEAD, "head")?;
+    let pending = shared
+        .db
+        .get_cf(shared.cf(CF_META), META_PENDING)
+        .map_err(storage)?
+        .map(|bytes| match serde_json::from_slice::<PendingGroup>(&bytes) {
+            Ok(group) => format!("entries {} to {}", group.first_seq, group.size.saturating_sub(1)),
+            Err(_) => "an unreadable pending record".to_owned(),
+        });
     Ok(StoredEnd {
         head: head.map(|head| StoredHead {
             size: head.size,
             last_hash: head.last_hash(),
             root: head.root(),
+            last_timestamp_ms: head.last_timestamp_ms,
+            checkpoint_size: head.checkpoint_size,
         }),
         leftover_checkpoint,
         leftover_node,
+        pending,
     })
 }

@@ -893,9 +893,13 @@ impl Writer {
         let (work, running) = Self::unverified(&self.shared.meta.origin, appends);
         let verdict = self.pool.submit(work, running);
         let built = self.build(appends, &admission, timestamp_ms, force_checkpoint)?;
+        // Only a group that adds entries is written before its verdict:
+        // its undo record then names them.
         let speculate = verdict.is_pending()
             && admission.changed.is_empty()
-            && built.as_ref().is_some_and(|b| b.checkpoint.is_none());
+            && built
+                .as_ref()
+                .is_some_and(|b| b.checkpoint.is_none() && b.frontier.size() > b.first_seq);
         let valid = match built {
             Some(built) if speculate => self.write_while_verifying(built, &admission, verdict, appends)?,
             Some(built) => {
@@ -1097,6 +1101,14 @@ impl Writer {
             return Ok(None);
         }
         let checkpoint_size = checkpoint.as_ref().map_or(covered, |(c, _)| c.size);
+        // The head's timestamp is the last entry's: a group that adds no
+        // entry (a checkpoint alone, retries) leaves it, so the auditor can
+        // hold the head to the entries.
+        let timestamp_ms = if frontier.size() > first_seq {
+            timestamp_ms
+        } else {
+            self.state.last_timestamp_ms
+        };
         let head = Head::new(&frontier, &last_hash, timestamp_ms, checkpoint_size);
         batch.put_cf(
             shared.cf(CF_META),
