@@ -9,12 +9,15 @@
 #   fuzz/run.sh entry 100000    # one target, N executions
 set -euo pipefail
 cd "$(dirname "$0")"
+# Executions per target: 10.4 million in all. The targets that replay a
+# whole ledger or bundle per input (export, bundle, records) run at about
+# a thousand inputs a second, the others at tens of thousands.
 declare -A runs=(
-  [entry]=4000000
+  [entry]=5000000
   [checkpoint]=2000000
-  [request_signature]=2000000
-  [export]=1000000
-  [bundle]=1000000
+  [request_signature]=2500000
+  [export]=300000
+  [bundle]=300000
   [records]=300000
 )
 targets=("${!runs[@]}")

@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use caseledger_keys::{Identity, PublicKey, Signature};
 use caseledger_ledger::store::Ledger;
@@ -482,8 +481,7 @@ fn a_weak_key_registration_forced_into_storage_is_reported_by_the_auditor() {
 /// Service fixture: a court ledger behind the router.
 fn service(dir: &Path) -> (caseledger::service::AppState, caseledger::court::Staff) {
     let (ledger, staff) = common::court(dir, 41);
-    let state = caseledger::service::AppState::new(Arc::new(ledger), 256 * 1024, std::time::Duration::from_secs(5))
-        .with_commitment_key(staff.commitment_key);
+    let state = service_state(ledger, &staff);
     (state, staff)
 }
 

@@ -8,7 +8,6 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::Arc;
 
 use caseledger::court::CaseRecords;
 use caseledger_verify::export::ExportLine;
@@ -203,8 +202,7 @@ async fn get_export_is_byte_for_byte_the_cli_export() {
     let out = caseledger(&["export", "--data", path(dir.path()), "--out", path(&file)]);
     assert!(out.status.success());
     let ledger = caseledger_ledger::store::Ledger::open(dir.path(), clock(), options()).expect("open");
-    let state = caseledger::service::AppState::new(Arc::new(ledger), 256 * 1024, std::time::Duration::from_secs(5))
-        .with_commitment_key(staff.commitment_key);
+    let state = service_state(ledger, &staff);
     let admin = &staff.administrator.identity;
     let headers = caseledger::service::client::sign_request(
         admin,

@@ -89,7 +89,8 @@ fn entry() {
 #[test]
 fn records() {
     let fixture = targets::Fixture::new();
-    run("records", &|data| targets::records(&fixture, data));
+    let setup = fixture.setup();
+    run("records", &|data| targets::records(&fixture, &setup, data));
 }
 
 #[test]

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use caseledger::court::CaseRecords;
 use caseledger::service::client::{sign_request, write_body};
 use caseledger_ledger::Error;
@@ -57,8 +55,7 @@ fn a_record_signed_for_another_ledger_forced_into_storage_is_reported() {
 async fn post_records_refuses_a_record_signed_for_staging() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court(dir.path(), 61);
-    let state = caseledger::service::AppState::new(Arc::new(ledger), 256 * 1024, std::time::Duration::from_secs(5))
-        .with_commitment_key(staff.commitment_key);
+    let state = service_state(ledger, &staff);
     // The same staff, keys and case, signing for the staging ledger.
     let staging = caseledger::court::Staff::from_seed(61, STAGING);
     let officer = &staging.officers[0];
@@ -122,9 +119,7 @@ fn signed_without_authority(signer: &caseledger_keys::Identity, authority: &str,
 async fn a_request_signed_for_another_service_or_not_naming_one_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court(dir.path(), 62);
-    let state = caseledger::service::AppState::new(Arc::new(ledger), 256 * 1024, std::time::Duration::from_secs(5))
-        .with_commitment_key(staff.commitment_key)
-        .with_authority("Case-Funds.Court-A.example");
+    let state = service_state(ledger, &staff).with_authority("Case-Funds.Court-A.example");
     let officer = &staff.officers[0].identity;
     let size = state.ledger.size();
     let body = write_body(&[CaseRecords::new(&staff, &staff.officers[0], CASE).open(1)]);

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use caseledger::service::client::{sign_request, write_body};
 use caseledger_verify::entry::Record;
 use caseledger_verify::record;
@@ -102,8 +100,7 @@ fn demo_notes_only_in_a_demo_ledger() {
 async fn post_records_refuses_unknown_kinds_and_demo_notes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court(dir.path(), 53);
-    let state = caseledger::service::AppState::new(Arc::new(ledger), 256 * 1024, std::time::Duration::from_secs(5))
-        .with_commitment_key(staff.commitment_key);
+    let state = service_state(ledger, &staff);
     let officer = &staff.officers[0].identity;
     let size = state.ledger.size();
     for (record, rule) in [

@@ -7,6 +7,14 @@ mod httpsig;
 #[allow(dead_code)]
 mod targets;
 
-static FIXTURE: std::sync::OnceLock<targets::Fixture> = std::sync::OnceLock::new();
+static FIXTURE: std::sync::OnceLock<(targets::Fixture, Vec<caseledger_verify::entry::Record>)> =
+    std::sync::OnceLock::new();
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::records(FIXTURE.get_or_init(targets::Fixture::new), data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let (fixture, setup) = FIXTURE.get_or_init(|| {
+        let fixture = targets::Fixture::new();
+        let setup = fixture.setup();
+        (fixture, setup)
+    });
+    targets::records(fixture, setup, data)
+});

@@ -242,6 +242,13 @@ pub fn force_append(dir: &Path, record: Record) -> u64 {
     entry.seq
 }
 
+/// The service's state over `ledger` (256 KiB bodies, 5 s timeout), with
+/// the staff's commitment key.
+pub fn service_state(ledger: Ledger, staff: &caseledger::court::Staff) -> caseledger::service::AppState {
+    caseledger::service::AppState::new(Arc::new(ledger), 256 * 1024, std::time::Duration::from_secs(5))
+        .with_commitment_key(staff.commitment_key)
+}
+
 /// Audits a closed ledger folder read-only.
 pub fn audit(dir: &Path) -> caseledger_verify::audit::AuditReport {
     Ledger::open_read_only(dir)
