@@ -337,7 +337,9 @@ fn big_ledger() -> PathBuf {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-ledger-{entries}"));
+    // v2: records bound to their origin (issue 13); a ledger of another
+    // format would not verify.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-ledger-v2-{entries}"));
     let done = dir.join("complete");
     if !done.exists() {
         let _ = std::fs::remove_dir_all(&dir);
