@@ -267,3 +267,53 @@ fn an_export_without_its_checkpoints_is_not_certified() {
     assert_eq!(code, 1, "{report}");
     assert_eq!(report["violations"][0]["rule"], "uncheckpointed", "{report}");
 }
+
+#[tokio::test]
+async fn a_ledger_that_failed_its_open_checks_is_still_audited_and_exported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = court_ledger(dir.path());
+    // The head no longer matches the last entry: the ledger opens read-only.
+    {
+        let db = raw_db(dir.path());
+        let meta = db.cf_handle("meta").expect("cf");
+        let mut head: Value =
+            serde_json::from_slice(&db.get_cf(meta, b"head").expect("get").expect("head")).expect("json");
+        head["last_hash"] = "00".repeat(32).into();
+        db.put_cf(meta, b"head", serde_json::to_vec(&head).expect("json"))
+            .expect("put");
+    }
+    let ledger = caseledger_ledger::store::Ledger::open(dir.path(), clock(), options()).expect("opens read-only");
+    assert!(ledger.corruption().is_some());
+    let report = ledger.audit(None, 2, &|_| {}).expect("the audit runs");
+    assert_eq!(report.first_error.expect("found").check, "head");
+    let size = ledger.size();
+    let state = service_state(ledger, &staff);
+    let headers = caseledger::service::client::sign_request(
+        &staff.administrator.identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "GET",
+        "/v1/export",
+        &[],
+    );
+    let mut request = axum::http::Request::builder().method("GET").uri("/v1/export");
+    for (name, value) in &headers {
+        request = request.header(name, value);
+    }
+    let response = tower::ServiceExt::oneshot(
+        caseledger::service::app(state),
+        request.body(axum::body::Body::empty()).expect("request"),
+    )
+    .await
+    .expect("response");
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    let entries = String::from_utf8(body.to_vec())
+        .expect("utf8")
+        .lines()
+        .filter(|l| matches!(ExportLine::parse(l), Ok(ExportLine::Entry { .. })))
+        .count();
+    assert_eq!(entries as u64, size);
+}

@@ -543,11 +543,17 @@ pub(super) async fn export(
     let axum::extract::Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     // A whole export ends with a checkpoint covering its last entry:
     // `verify-export` vouches only for entries a checkpoint covers.
+    // A ledger opened read-only (an integrity failure) makes none: its
+    // export is still served, for the investigation.
     if query.limit.is_none() {
         let ledger = state.ledger.clone();
-        tokio::task::spawn_blocking(move || ledger.checkpoint_now())
+        let made = tokio::task::spawn_blocking(move || ledger.checkpoint_now())
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        match made {
+            Ok(_) | Err(caseledger_ledger::Error::ReadOnly | caseledger_ledger::Error::Corrupt { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     let size = state.ledger.size();
     if query.from > size {

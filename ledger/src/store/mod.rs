@@ -729,7 +729,12 @@ impl Ledger {
         // A writable ledger first covers every entry with a checkpoint
         // (the audit reports entries no checkpoint covers).
         if self.writer.is_some() {
-            self.checkpoint_now()?;
+            match self.checkpoint_now() {
+                // A ledger that failed its open checks makes none; the
+                // audit still says what is wrong.
+                Ok(_) | Err(Error::ReadOnly | Error::Corrupt { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         audit_driver(self, node_key.unwrap_or(self.shared.node_key), threads, progress)
     }
@@ -847,7 +852,10 @@ impl Ledger {
         // Every entry of the copy is covered by a checkpoint, so the audit
         // can vouch for all of them (a read-only ledger makes none).
         if self.writer.is_some() {
-            self.checkpoint_now()?;
+            match self.checkpoint_now() {
+                Ok(_) | Err(Error::ReadOnly | Error::Corrupt { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
