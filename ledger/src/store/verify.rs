@@ -1,10 +1,12 @@
 //! The verifier threads: signatures of a group checked beside the writer,
 //! so that the verification can overlap the group's sync; when they have
-//! no group to check, all but the first check the requests still queued
-//! behind the group being committed ("ahead"), so that the next group finds
-//! its signatures checked already. The first thread is kept for the
-//! groups: a group's own signatures are on the writer's path, and a thread
-//! in the middle of an ahead batch would make them wait for it.
+//! no group to check, they check the requests still queued behind the
+//! group being committed ("ahead"), so that the next group finds its
+//! signatures checked already. Each request gets its own verdict: one
+//! forgery never sends honest requests back to be checked again. The
+//! first thread, which takes the small groups, checks ahead one request at
+//! a time and is woken for queued requests last: a group's own signatures
+//! are on the writer's path, and must not wait behind a long ahead batch.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -61,11 +63,11 @@ enum AheadState {
     Claimed,
     /// Being checked in a batch of queued requests.
     Running(Arc<Outcome>),
-    /// Checked: whether the whole batch it was checked in held.
+    /// Checked: whether its signatures held.
     Done(bool),
 }
 
-/// The outcome of one batch of ahead checks.
+/// The outcome of one request's ahead check.
 #[derive(Default)]
 pub(super) struct Outcome {
     valid: Mutex<Option<bool>>,
@@ -99,7 +101,7 @@ pub(super) enum Claim {
     Valid,
     /// They are being checked: wait for this outcome.
     Running(Arc<Outcome>),
-    /// Nobody has checked them (or their batch failed): verify this work.
+    /// Nobody has checked them: verify this work.
     Verify,
 }
 
@@ -125,6 +127,8 @@ impl Ahead {
             }
             AheadState::Running(outcome) => Claim::Running(Arc::clone(outcome)),
             AheadState::Done(true) => Claim::Valid,
+            // Checked and found bad: the group's check finds it again and
+            // the request is refused.
             AheadState::Done(false) => Claim::Verify,
         }
     }
@@ -175,43 +179,40 @@ impl AheadQueue {
         }
     }
 
-    /// Takes queued checks for about `signatures` signatures and marks
-    /// them running.
-    fn take(&self, signatures: usize) -> Option<(Vec<Arc<Ahead>>, Arc<Outcome>)> {
+    /// Takes queued checks for about `signatures` signatures (at least
+    /// one request) and marks each running with its own outcome.
+    fn take(&self, signatures: usize) -> Vec<(Arc<Ahead>, Arc<Outcome>)> {
         let mut checks = lock(&self.checks);
-        let outcome = Arc::new(Outcome::default());
         let mut taken = Vec::new();
         let mut count = 0;
         while count < signatures {
             let Some(check) = checks.pop_front() else { break };
             let mut state = lock(&check.state);
             if matches!(*state, AheadState::Queued) {
+                let outcome = Arc::new(Outcome::default());
                 *state = AheadState::Running(Arc::clone(&outcome));
                 count += check.work.signatures.len();
                 drop(state);
-                taken.push(check);
+                taken.push((check, outcome));
             }
         }
-        (!taken.is_empty()).then_some((taken, outcome))
+        taken
     }
 
-    /// Checks one batch of queued requests; false if there was none.
-    fn run_one(&self) -> bool {
-        let Some((checks, outcome)) = self.take(AHEAD_BATCH) else {
-            return false;
-        };
-        let mut work = Work::default();
-        for check in &checks {
-            work.extend_from(&check.work);
-        }
-        let valid = work.verify(0..work.messages.len());
-        self.checked
-            .fetch_add(work.messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        for check in &checks {
+    /// Checks queued requests of about `signatures` signatures, each on
+    /// its own (one forgery leaves the verdicts of the others standing);
+    /// false if there was none.
+    fn run_one(&self, signatures: usize) -> bool {
+        let taken = self.take(signatures);
+        for (check, outcome) in &taken {
+            let count = check.work.messages.len();
+            let valid = check.work.verify(0..count);
+            self.checked
+                .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
             *lock(&check.state) = AheadState::Done(valid);
+            outcome.set(valid);
         }
-        outcome.set(valid);
-        true
+        !taken.is_empty()
     }
 }
 
@@ -354,7 +355,7 @@ impl VerifyPool {
             .map(|n| {
                 let lane = Arc::new(Lane::default());
                 let spin = if n == 0 { VERIFIER_SPIN } else { Duration::ZERO };
-                let checks_ahead = checks_ahead(n, count);
+                let ahead_step = ahead_step(n, count);
                 let thread = {
                     let lane = Arc::clone(&lane);
                     let ahead = Arc::clone(&ahead);
@@ -372,7 +373,7 @@ impl VerifyPool {
                                 // requests, then wait for a group.
                                 let job = match lane.try_next() {
                                     Some(job) => job,
-                                    None if checks_ahead && worked && ahead.run_one() => continue,
+                                    None if worked && ahead.run_one(ahead_step) => continue,
                                     None => match lane.next(wait) {
                                         Next::Job(job) => job,
                                         Next::Ahead => {
@@ -399,10 +400,8 @@ impl VerifyPool {
                 (lane, thread)
             })
             .unzip();
-        let checking: Vec<Arc<Lane>> = (lanes.iter().enumerate())
-            .filter(|(n, _)| checks_ahead(*n, count))
-            .map(|(_, lane)| Arc::clone(lane))
-            .collect();
+        // The first thread is woken for queued requests last.
+        let checking: Vec<Arc<Lane>> = lanes.iter().skip(1).chain(lanes.first()).map(Arc::clone).collect();
         let _ = ahead.lanes.set(checking);
         Self { lanes, threads }
     }
@@ -438,10 +437,16 @@ impl VerifyPool {
     }
 }
 
-/// Whether verifier thread `n` of `count` checks queued requests ahead:
-/// all but the first, which is kept for the groups, unless it is alone.
-fn checks_ahead(n: usize, count: usize) -> bool {
-    n > 0 || count == 1
+/// How many signatures verifier thread `n` of `count` checks ahead
+/// between two looks at its own queue: the first thread, which takes the
+/// small groups, checks one request at a time (about 40 µs a signature),
+/// so that a group's own signatures never wait long behind it.
+fn ahead_step(n: usize, count: usize) -> usize {
+    if n == 0 && count > 1 {
+        1
+    } else {
+        AHEAD_BATCH
+    }
 }
 
 /// The niceness of the verifier threads.
@@ -495,17 +500,19 @@ mod tests {
     }
 
     #[test]
-    fn the_first_verifier_thread_is_kept_for_groups_unless_it_is_the_only_one() {
-        for (threads, checking_ahead) in [(1, 1), (2, 1), (4, 3)] {
+    fn every_verifier_thread_checks_ahead_and_the_first_is_woken_last() {
+        for threads in [1, 2, 4] {
             let ahead = Arc::new(AheadQueue::default());
             let pool = VerifyPool::start(threads, Arc::clone(&ahead));
             let lanes = ahead.lanes.get().expect("set by start");
-            assert_eq!(lanes.len(), checking_ahead, "{threads} threads");
-            let first_pokable = lanes.iter().any(|lane| Arc::ptr_eq(lane, &pool.lanes[0]));
-            assert_eq!(first_pokable, threads == 1, "{threads} threads");
-            // Queued checks are still checked by the threads that may, once
-            // parked ones are woken for them (a thread never checks ahead on
-            // its first loop).
+            assert_eq!(lanes.len(), threads);
+            assert!(
+                Arc::ptr_eq(lanes.last().expect("one lane at least"), &pool.lanes[0]),
+                "{threads} threads: the first thread is woken last"
+            );
+            assert_eq!(ahead_step(0, threads), if threads == 1 { AHEAD_BATCH } else { 1 });
+            // Queued checks are checked once parked threads are woken for
+            // them (a thread never checks ahead on its first loop).
             wait_until("the threads park", || lanes.iter().all(|lane| lock(&lane.state).parked));
             let signer = Identity::generate();
             for n in 0..AHEAD_WAKE {
@@ -526,35 +533,45 @@ mod tests {
     }
 
     #[test]
-    fn claimed_checks_are_left_to_their_group_and_a_failed_batch_is_verified_again() {
+    fn claimed_checks_are_left_to_their_group_and_each_request_has_its_own_verdict() {
         let signer = Identity::generate();
         let queue = AheadQueue::default();
-        let (claimed, good, forged) = (
+        let (claimed, good, forged, after) = (
             check(&signer, b"claimed", false),
             check(&signer, b"good", false),
             check(&signer, b"forged", true),
+            check(&signer, b"after", false),
         );
-        for c in [&claimed, &good, &forged] {
+        for c in [&claimed, &good, &forged, &after] {
             queue.push(Arc::clone(c), false);
         }
         assert!(matches!(claimed.claim(), Claim::Verify));
-        assert!(queue.run_one(), "the two unclaimed checks form a batch");
-        assert!(!queue.run_one(), "nothing is left; the claimed check was skipped");
-        assert_eq!(queue.checked(), 2);
-        // The batch held a forgery: both requests are left to their group.
-        assert!(matches!(good.claim(), Claim::Verify));
-        assert!(matches!(forged.claim(), Claim::Verify));
-
-        let alone = check(&signer, b"alone", false);
-        queue.push(Arc::clone(&alone), false);
-        let (taken, outcome) = queue.take(AHEAD_BATCH).expect("queued");
+        assert!(queue.run_one(AHEAD_BATCH), "the three unclaimed checks are taken");
         assert!(
-            matches!(alone.claim(), Claim::Running(_)),
-            "a running check is waited for"
+            !queue.run_one(AHEAD_BATCH),
+            "nothing is left; the claimed check was skipped"
         );
+        assert_eq!(queue.checked(), 3);
+        // The forgery is left to its group (which refuses it); the honest
+        // requests checked with it, before and after, stay valid.
+        assert!(matches!(good.claim(), Claim::Valid));
+        assert!(matches!(forged.claim(), Claim::Verify));
+        assert!(matches!(after.claim(), Claim::Valid));
+
+        // A step of one signature takes one request at a time.
+        let (first, second) = (check(&signer, b"first", false), check(&signer, b"second", false));
+        queue.push(Arc::clone(&first), false);
+        queue.push(Arc::clone(&second), false);
+        let taken = queue.take(1);
         assert_eq!(taken.len(), 1);
-        outcome.set(true);
-        *lock(&alone.state) = AheadState::Done(true);
-        assert!(matches!(alone.claim(), Claim::Valid));
+        assert!(Arc::ptr_eq(&taken[0].0, &first));
+        assert!(matches!(second.claim(), Claim::Verify), "the second was not taken");
+        let Claim::Running(outcome) = first.claim() else {
+            panic!("a running check is waited for")
+        };
+        assert!(Arc::ptr_eq(&outcome, &taken[0].1));
+        assert_eq!(outcome.known(), None);
+        taken[0].1.set(true);
+        assert!(outcome.wait());
     }
 }
