@@ -224,7 +224,7 @@ fn approval_latency(c: &mut Criterion) {
         ledger.append(records).expect("requests");
         ids
     };
-    let step = |id: &str, sms: Option<SmsReveal>| {
+    let step = |id: &str, code: Option<String>| {
         let record = case.approval(
             ORIGIN,
             id,
@@ -236,7 +236,7 @@ fn approval_latency(c: &mut Criterion) {
             head,
         );
         let mut statement: ApprovalSigned = serde_json::from_slice(&record.payload).expect("json");
-        statement.sms = sms;
+        statement.sms_code = code;
         write_body(&[sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &head.identity)])
     };
     // Built once, as `serve` does.
@@ -303,11 +303,8 @@ fn approval_latency(c: &mut Criterion) {
                     response.into_body().collect().await.expect("body").to_bytes()
                 });
                 let challenge: serde_json::Value = serde_json::from_slice(&response).expect("json");
-                let reveal = SmsReveal {
-                    code: phone.0.lock().expect("lock").clone(),
-                    salt: challenge["salt"].as_str().expect("salt").to_owned(),
-                };
-                let body = step(id, Some(reveal));
+                assert!(challenge["challenge_seq"].is_u64(), "{challenge}");
+                let body = step(id, Some(phone.0.lock().expect("lock").clone()));
                 let headers = sign_request(
                     &head.identity,
                     caseledger::service::DEFAULT_AUTHORITY,

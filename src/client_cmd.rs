@@ -105,9 +105,7 @@ fn approve(
     id: &str,
     reject: bool,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
-    use caseledger_verify::funds::model::{
-        ApprovalSigned, Decision, DisbursementState, SmsReveal, KIND_APPROVAL_SIGNED,
-    };
+    use caseledger_verify::funds::model::{ApprovalSigned, Decision, DisbursementState, KIND_APPROVAL_SIGNED};
     let view = expect_ok(
         client.get(&format!("/v1/disbursements/{id}"))?,
         "reading the disbursement",
@@ -139,6 +137,9 @@ fn approve(
         view["account_number_masked"].as_str().unwrap_or(""),
         view["bank"].as_str().unwrap_or("")
     );
+    if let Some(words) = challenge["statement"].as_str() {
+        eprintln!("  the node says the code approves: {words}");
+    }
     eprint!("Enter the 6-digit code sent to your phone: ");
     let mut code = String::new();
     std::io::stdin().read_line(&mut code)?;
@@ -152,10 +153,7 @@ fn approve(
         step,
         role,
         decision: if reject { Decision::Reject } else { Decision::Approve },
-        sms: Some(SmsReveal {
-            code: code.trim().to_owned(),
-            salt: challenge["salt"].as_str().context("salt")?.to_owned(),
-        }),
+        sms_code: Some(code.trim().to_owned()),
     };
     client.write(&[caseledger::court::sign(
         &statement.origin,

@@ -324,7 +324,7 @@ impl<'a> CaseRecords<'a> {
             step,
             role,
             decision,
-            sms: None,
+            sms_code: None,
         };
         sign(&self.staff.origin, KIND_APPROVAL_SIGNED, &payload, &signer.identity)
     }
@@ -415,7 +415,8 @@ pub fn demo_case_history(staff: &Staff, node: &Identity, origin: &str, n: u64, s
     // The applicant confirms the account with the code sent to their phone.
     let code = format!("{:06}", rng.gen_range(0..1_000_000u32));
     let salt = hex::encode(rng.gen::<[u8; 16]>());
-    let confirmation = account_confirmation(node, origin, &registered, &code, &salt, expires_ms);
+    let ids: [String; 2] = [0, 1].map(|_| hex::encode(rng.gen::<[u8; 16]>()));
+    let confirmation = account_confirmation(node, origin, &registered, &code, &salt, &ids, expires_ms);
     let mut records = vec![case.open(1 + (n % 2) as u32), registered];
     records.extend(confirmation);
     let mut total = 0;
@@ -450,13 +451,15 @@ pub fn demo_case_history(staff: &Staff, node: &Identity, origin: &str, n: u64, s
         };
         let code = format!("{:06}", rng.gen_range(0..1_000_000u32));
         let salt = hex::encode(rng.gen::<[u8; 16]>());
-        let mut pair = sms_challenge(node, &statement, &code, &salt, expires_ms);
-        let mut approval = case.approval(origin, &disbursement, &account, amount, step, role, decision, signer);
+        let ids: [String; 2] = [0, 1].map(|_| hex::encode(rng.gen::<[u8; 16]>()));
+        let mut records = sms_challenge(node, &statement, &code, &salt, &ids[0], expires_ms);
+        let approval = case.approval(origin, &disbursement, &account, amount, step, role, decision, signer);
         let mut payload: ApprovalSigned = serde_json::from_slice(&approval.payload).expect("json");
-        payload.sms = Some(SmsReveal { code, salt });
-        approval = sign(origin, KIND_APPROVAL_SIGNED, &payload, &signer.identity);
-        pair.push(approval);
-        pair
+        payload.sms_code = Some(code.clone());
+        let approval = sign(origin, KIND_APPROVAL_SIGNED, &payload, &signer.identity);
+        records.push(sms_code_revealed(node, &statement, &code, &salt, &ids[1], &approval));
+        records.push(approval);
+        records
     };
     match n % 10 {
         7 => return records, // awaiting its first step
@@ -476,21 +479,18 @@ pub fn demo_case_history(staff: &Staff, node: &Identity, origin: &str, n: u64, s
 }
 
 /// The node's commitment to `code` for `statement`, as the service records
-/// it before sending the code (docs/FORMAT.md §3c).
+/// it before sending the code (docs/FORMAT.md §3c); `id` makes its request
+/// id (random in the service).
 pub fn sms_challenge(
     node: &Identity,
     statement: &StepStatement,
     code: &str,
     salt: &str,
+    id: &str,
     expires_ms: u64,
 ) -> Vec<Record> {
     let payload = SmsChallenge {
-        request_id: format!(
-            "challenge-{}-{}-{}",
-            statement.disbursement_id,
-            statement.step,
-            &salt[..8]
-        ),
+        request_id: format!("challenge-{id}"),
         disbursement_id: statement.disbursement_id.to_owned(),
         step: statement.step,
         member_id: statement.member_id.to_owned(),
@@ -502,6 +502,28 @@ pub fn sms_challenge(
         sign(statement.origin, KIND_SMS_CHALLENGE, &payload, node),
         sign(statement.origin, KIND_SMS_SENT, &sent, node),
     ]
+}
+
+/// The node's opening of its commitment to `code` for `statement`, as the
+/// service writes it right before the approver's step `approval`.
+pub fn sms_code_revealed(
+    node: &Identity,
+    statement: &StepStatement,
+    code: &str,
+    salt: &str,
+    id: &str,
+    approval: &Record,
+) -> Record {
+    let reveal = SmsCodeRevealed {
+        request_id: format!("code-revealed-{id}"),
+        disbursement_id: statement.disbursement_id.to_owned(),
+        step: statement.step,
+        member_id: statement.member_id.to_owned(),
+        code: code.to_owned(),
+        salt: salt.to_owned(),
+        step_sha256: hex::encode(<Sha256 as sha2::Digest>::digest(&approval.payload)),
+    };
+    sign(statement.origin, KIND_SMS_CODE_REVEALED, &reveal, node)
 }
 
 /// The node's record that the console provider took the code of the
@@ -518,25 +540,26 @@ fn sms_sent(challenge_request_id: &str) -> SmsSent {
 /// The applicant's confirmation of the account `registered` (an
 /// account_registered record) by SMS, as the service records it: the node's
 /// commitment to `code`, then the node's record of the code the applicant
-/// entered (docs/FORMAT.md §3c).
+/// entered (docs/FORMAT.md §3c); `ids` make the two request ids.
 pub fn account_confirmation(
     node: &Identity,
     origin: &str,
     registered: &Record,
     code: &str,
     salt: &str,
+    ids: &[String; 2],
     expires_ms: u64,
 ) -> Vec<Record> {
     let account: AccountRegistered = serde_json::from_slice(&registered.payload).expect("an account_registered record");
     let state = AccountState::registered(account.clone(), None, 0);
     let challenge = AccountChallenge {
-        request_id: format!("account-challenge-{}-{}", account.account_id, &salt[..8]),
+        request_id: format!("account-challenge-{}", ids[0]),
         account_id: account.account_id.clone(),
         commitment: account_code_commitment(salt, code, &account_binding(origin, &state)),
         expires_ms,
     };
     let confirmed = AccountConfirmed {
-        request_id: format!("account-confirm-{}-{}", account.account_id, &salt[..8]),
+        request_id: format!("account-confirm-{}", ids[1]),
         account_id: account.account_id,
         sms: Some(SmsReveal {
             code: code.to_owned(),

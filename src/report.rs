@@ -198,6 +198,7 @@ fn history(ledger: &Ledger, view: &CaseView) -> anyhow::Result<Vec<String>> {
             }
             KIND_APPROVAL_SIGNED
             | KIND_SMS_CHALLENGE
+            | KIND_SMS_CODE_REVEALED
             | KIND_DISBURSEMENT_PAID
             | KIND_PAYMENT_RETURNED
             | KIND_DISBURSEMENT_CANCELLED => disbursements.contains(&text("disbursement_id")),
@@ -310,6 +311,12 @@ fn describe(ledger: &Ledger, registry: &Registry, entry: &Entry, p: &Value) -> S
             s("disbursement_id"),
             s("member_id")
         ),
+        KIND_SMS_CODE_REVEALED => format!(
+            "{}'s code for step {} of {} checked; the node opens its commitment",
+            s("member_id"),
+            p["step"].as_u64().unwrap_or(0),
+            s("disbursement_id")
+        ),
         KIND_APPROVAL_SIGNED => format!(
             "step {} of {} {} by {by}{}",
             p["step"].as_u64().unwrap_or(0),
@@ -319,7 +326,7 @@ fn describe(ledger: &Ledger, registry: &Registry, entry: &Entry, p: &Value) -> S
             } else {
                 "approved"
             },
-            if p.get("sms").is_some_and(|v| !v.is_null()) {
+            if p.get("sms_code").is_some_and(|v| !v.is_null()) {
                 ", confirmed with the code sent to their phone"
             } else {
                 ""

@@ -74,7 +74,8 @@ fn registered(court: &Court, id: &str, number: &str) -> Record {
 /// `entered` code (request ids made distinct by `tag`).
 fn challenge_and_reveal(court: &Court, registered: &Record, code: &str, entered: &str, tag: &str) -> (Record, Record) {
     let expires = court.clock.0.load(Ordering::SeqCst) + 30 * MINUTE_MS;
-    let mut pair = account_confirmation(&court.node, ORIGIN, registered, code, SALT, expires);
+    let ids = ["challenge".to_owned(), "confirm".to_owned()];
+    let mut pair = account_confirmation(&court.node, ORIGIN, registered, code, SALT, &ids, expires);
     let retag = |record: &Record, kind: u16| {
         let mut value: Value = serde_json::from_slice(&record.payload).expect("json");
         value["request_id"] = format!("{}-{tag}", value["request_id"].as_str().expect("id")).into();

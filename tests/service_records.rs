@@ -922,10 +922,14 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
     .await;
     assert_eq!(status, StatusCode::OK, "{challenge}");
     assert!(challenge["statement"].as_str().expect("words").contains("¥40,000.00"));
+    assert!(
+        challenge.get("salt").is_none(),
+        "the salt of the commitment stays with the node: {challenge}"
+    );
     let sent_to = phone.0.lock().expect("lock").last().expect("sms").0.clone();
     assert_eq!(sent_to, head.phone);
     let code = last_code(&phone);
-    let approval = |code: &str, request: &str, challenge: &Value| {
+    let approval = |code: &str, request: &str| {
         let record = case.approval(
             common::ORIGIN,
             "d-1",
@@ -938,17 +942,14 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
         );
         let mut statement: ApprovalSigned = serde_json::from_slice(&record.payload).expect("json");
         statement.request_id = request.into();
-        statement.sms = Some(SmsReveal {
-            code: code.into(),
-            salt: challenge["salt"].as_str().expect("salt").into(),
-        });
+        statement.sms_code = Some(code.into());
         sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &head.identity)
     };
     let wrong = if code == "000000" { "111111" } else { "000000" };
     // A forged request signature is refused before the code is looked at:
     // it spends none of the five tries.
     for attempt in 0..6 {
-        let body = write_body(&[approval(wrong, &format!("forged-{attempt}"), &challenge)]);
+        let body = write_body(&[approval(wrong, &format!("forged-{attempt}"))]);
         let headers = with_forged_signature(
             sign_request(
                 &head.identity,
@@ -966,18 +967,13 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
         );
     }
     for attempt in 0..5 {
-        let (status, value) = write(
-            &f.state,
-            &head.identity,
-            &[approval(wrong, &format!("try-{attempt}"), &challenge)],
-        )
-        .await;
+        let (status, value) = write(&f.state, &head.identity, &[approval(wrong, &format!("try-{attempt}"))]).await;
         assert_eq!(
             (status, value["rule"].as_str()),
             (StatusCode::UNPROCESSABLE_ENTITY, Some("sms_code"))
         );
     }
-    let (_, value) = write(&f.state, &head.identity, &[approval(&code, "after-lock", &challenge)]).await;
+    let (_, value) = write(&f.state, &head.identity, &[approval(&code, "after-lock")]).await;
     assert_eq!(value["rule"], "sms_locked", "five wrong codes lock the challenge");
 
     // A new challenge (the limiter allows a second one in the minute, not a third).
@@ -1012,11 +1008,118 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
     )
     .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
-    let (status, body) = write(&f.state, &head.identity, &[approval(&code, "right", &challenge)]).await;
+    let (status, body) = write(&f.state, &head.identity, &[approval(&code, "right")]).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The answer names the approver's own record; right before it the node
+    // opened its commitment, in the same request.
+    let seqs: Vec<u64> = serde_json::from_value(body["seqs"].clone()).expect("seqs");
+    assert_eq!(seqs.len(), 1, "{body}");
+    let entry = |seq: u64| {
+        caseledger_verify::entry::Entry::decode(&f.state.ledger.entry_bytes(seq).expect("entry")).expect("decodes")
+    };
+    let step = entry(seqs[0]);
+    assert_eq!(step.record.kind, KIND_APPROVAL_SIGNED);
+    let opening = entry(seqs[0] - 1);
+    assert_eq!(opening.record.kind, KIND_SMS_CODE_REVEALED);
+    assert_eq!(opening.record.signer, f.state.ledger.node_key().key_id());
+    let opened: SmsCodeRevealed = serde_json::from_slice(&opening.record.payload).expect("json");
+    assert_eq!(opened.code, code);
+    // Nothing the approver saw before the step told the salt: not the
+    // challenge's answer (checked above), not its request id.
+    let challenge_entry = entry(challenge["challenge_seq"].as_u64().expect("seq"));
+    let committed: SmsChallenge = serde_json::from_slice(&challenge_entry.record.payload).expect("json");
+    assert!(
+        !committed.request_id.contains(&opened.salt[..8]),
+        "{} tells the salt",
+        committed.request_id
+    );
+    // A retry of the same step writes nothing new and opens nothing again.
+    let size = f.state.ledger.size();
+    let (status, again) = write(&f.state, &head.identity, &[approval(&code, "right")]).await;
+    assert_eq!((status, again["seqs"].clone()), (StatusCode::OK, body["seqs"].clone()));
+    assert_eq!(f.state.ledger.size(), size);
     let report = f.state.ledger.audit(None, 2, &|_| {}).expect("audit");
     assert!(report.ok, "{:?}", report.violations);
     assert_eq!(report.sms_confirmations_verified, 1);
+}
+
+/// Five wrong codes lock a challenge however many arrive at once: the
+/// tries are counted one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_codes_are_counted_one_by_one() {
+    let mut f = fixture(256 * 1024);
+    let phone = Arc::new(Phone::default());
+    f.state = f.state.clone().with_sms(phone.clone());
+    let head = &f.staff.bureau_head;
+    let case = CaseRecords::new(&f.staff, &f.staff.officers[0], CASE);
+    awaiting_the_bureau_head(&f).await;
+    head_phone_on_file(&f).await;
+    let target = "/v1/disbursements/d-1/steps/1/challenge";
+    let headers = sign_request(
+        &head.identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        target,
+        &[],
+    );
+    let (status, challenge) = send(&f.state, "POST", target, &headers, Vec::new()).await;
+    assert_eq!(status, StatusCode::OK, "{challenge}");
+    let code = last_code(&phone);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let size = f.state.ledger.size();
+    let tries = (0..16).map(|n| {
+        let mut statement: ApprovalSigned = serde_json::from_slice(
+            &case
+                .approval(
+                    common::ORIGIN,
+                    "d-1",
+                    "acct-1",
+                    4_000_000,
+                    1,
+                    Role::BureauHead,
+                    Decision::Approve,
+                    head,
+                )
+                .payload,
+        )
+        .expect("json");
+        statement.request_id = format!("guess-{n}");
+        statement.sms_code = Some(wrong.into());
+        let record = sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &head.identity);
+        let state = f.state.clone();
+        let identity = head.identity.clone();
+        tokio::spawn(async move { write(&state, &identity, &[record]).await })
+    });
+    let mut rules = Vec::new();
+    for task in tries.collect::<Vec<_>>() {
+        let (status, value) = task.await.expect("task");
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{value}");
+        rules.push(value["rule"].as_str().expect("rule").to_owned());
+    }
+    let wrong_codes = rules.iter().filter(|r| *r == "sms_code").count();
+    let locked = rules.iter().filter(|r| *r == "sms_locked").count();
+    assert_eq!((wrong_codes, locked), (5, 11), "{rules:?}");
+    // The right code cannot sign any more: the challenge is locked.
+    let mut statement: ApprovalSigned = serde_json::from_slice(
+        &case
+            .approval(
+                common::ORIGIN,
+                "d-1",
+                "acct-1",
+                4_000_000,
+                1,
+                Role::BureauHead,
+                Decision::Approve,
+                head,
+            )
+            .payload,
+    )
+    .expect("json");
+    statement.sms_code = Some(code);
+    let record = sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &head.identity);
+    let (_, value) = write(&f.state, &head.identity, &[record]).await;
+    assert_eq!(value["rule"], "sms_locked");
+    assert_eq!(f.state.ledger.size(), size, "nothing written");
 }
 
 #[tokio::test]
@@ -1057,10 +1160,7 @@ async fn an_approval_code_dies_after_the_configured_lifetime() {
         head,
     );
     let mut statement: ApprovalSigned = serde_json::from_slice(&record.payload).expect("json");
-    statement.sms = Some(SmsReveal {
-        code,
-        salt: challenge["salt"].as_str().expect("salt").into(),
-    });
+    statement.sms_code = Some(code);
     let size = f.state.ledger.size();
     let (status, value) = write(
         &f.state,

@@ -57,6 +57,38 @@ fn problem_type(body: &[u8]) -> String {
     value["type"].as_str().expect("type").to_owned()
 }
 
+/// A writer that failed a commit refuses every write until the ledger is
+/// reopened: `/readyz` says so (503), so that a balancer stops sending
+/// writes, instead of answering "ready" while every write fails.
+#[tokio::test]
+async fn a_poisoned_writer_makes_the_service_unready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = common::Keys::new();
+    common::create(dir.path(), &keys).close().expect("close");
+    // A failpoint fails the next speculative commit, as a failed sync would.
+    let failing = caseledger_ledger::store::Options {
+        after_speculative_write: Some(caseledger_ledger::store::TestHook(Arc::new(|| true))),
+        ..common::options()
+    };
+    let ledger = caseledger_ledger::store::Ledger::open(dir.path(), common::clock(), failing).expect("open");
+    let state = AppState::new(Arc::new(ledger), 64 * 1024, Duration::from_secs(5));
+    assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
+    assert!(state.ledger.poisoned().is_none());
+    let refused = state.ledger.append_one(common::note(&keys.writer, 1));
+    assert!(
+        matches!(refused, Err(caseledger_ledger::Error::Poisoned(_))),
+        "{refused:?}"
+    );
+    let (status, _, body) = get(&state, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let problem: Value = serde_json::from_slice(&body).expect("problem json");
+    assert!(
+        problem["detail"].as_str().expect("detail").contains("writes refused"),
+        "{problem}"
+    );
+    assert!(state.ledger.poisoned().is_some());
+}
+
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let f = fixture();

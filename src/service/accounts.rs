@@ -9,8 +9,9 @@
 //! auditor can check offline that the confirmation opens the commitment
 //! made for exactly that account (bank, name, number commitment) before it.
 //!
-//! The salt stays in the node's private store until the reveal: with it,
-//! anyone could search the million codes against the public commitment.
+//! The salt never leaves the node until the reveal (see
+//! [`super::challenges`]): with it, anyone could search the million codes
+//! against the public commitment.
 //!
 //! Also here: issuing an applicant's verification code. The officer's client
 //! draws the 128-bit code, signs `applicant_code_issued` with its hash, and
@@ -21,11 +22,10 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use caseledger_verify::funds::model::*;
-use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::approvals::{check_private_code, now_ms, refuse, send_code, PrivateChallenge};
+use super::challenges::{self, refuse, Issued};
 use super::members::SignedBy;
 use super::problem::{ApiError, Problem};
 use super::AppState;
@@ -106,33 +106,35 @@ pub(super) async fn challenge(
     if !state.challenge_allowed(&format!("account/{id}")) {
         return Err(ApiError::RateLimited);
     }
-    let code = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32));
-    let salt = hex::encode(rand::random::<[u8; 16]>());
-    let expires_ms = now_ms() + ACCOUNT_CODE_TTL_MS;
+    let issued = Issued::new(&state, "account-challenge", ACCOUNT_CODE_TTL_MS);
     let payload = AccountChallenge {
-        request_id: format!("account-challenge-{}", &salt[..16]),
+        request_id: issued.request_id.clone(),
         account_id: id.clone(),
-        commitment: account_code_commitment(&salt, &code, &account_binding(state.ledger.origin(), &account)),
-        expires_ms,
+        commitment: account_code_commitment(
+            &issued.salt,
+            &issued.code,
+            &account_binding(state.ledger.origin(), &account),
+        ),
+        expires_ms: issued.expires_ms,
     };
     let record = state
         .ledger
         .sign_as_node(KIND_ACCOUNT_CHALLENGE, serde_json::to_vec(&payload).expect("json"))?;
     let seq = state.append_one(record).await?;
-    PrivateChallenge::new(&state, seq, &code, expires_ms, Some(salt)).store(&state, &private_key(&id))?;
+    issued.remember(&state, &private_key(&id), seq)?;
     let phone = String::from_utf8_lossy(&phone).into_owned();
     let params = [
         ("case", account.case_number.clone()),
         ("account", account.account_number_masked.clone()),
-        ("code", code),
+        ("code", issued.code.clone()),
     ];
     let message = state
         .templates
         .message(&format!("account-challenge-{seq}"), &phone, "account_code", &params);
-    send_code(&state, &message, &payload.request_id, "account").await?;
+    challenges::send(&state, &message, &payload.request_id, "account").await?;
     Ok(Json(AccountChallengeResponse {
         challenge_seq: seq,
-        expires_ms,
+        expires_ms: issued.expires_ms,
         sent_to: crate::court::mask(&phone),
         statement: statement(&account),
     }))
@@ -191,21 +193,18 @@ pub(super) async fn confirm(
     }
     let account = account(&state, &id)?;
     waiting(&account)?;
-    let challenge = check_private_code(
+    let challenge = challenges::check(
         &state,
         &private_key(&id),
         &request.code,
         "ask the court to send a new one",
     )?;
-    let salt = challenge
-        .salt
-        .ok_or_else(|| ApiError::Internal("an account challenge without its salt".into()))?;
     let payload = AccountConfirmed {
-        request_id: format!("account-confirm-{}", &salt[..16]),
+        request_id: challenges::random_request_id("account-confirm"),
         account_id: id.clone(),
         sms: Some(SmsReveal {
             code: request.code,
-            salt,
+            salt: challenge.salt(&state),
         }),
         confirmation: None,
     };
@@ -214,6 +213,7 @@ pub(super) async fn confirm(
         .sign_as_node(KIND_ACCOUNT_CONFIRMED, serde_json::to_vec(&payload).expect("json"))?;
     // The ledger spends the commitment: a second use is refused by the rules.
     let seq = state.append_one(record).await?;
+    challenges::forget(&state, &private_key(&id))?;
     let account = self::account(&state, &id)?;
     let status = match account.status {
         AccountStatus::Active => "active",

@@ -1,138 +1,36 @@
 //! Approval steps confirmed by SMS (issue 5): the challenge endpoint, the
 //! approvers' phone numbers, and the code check before a step is written.
 //!
-//! The code is 6 digits from the OS CSPRNG, valid 5 minutes, kept only as
-//! an HMAC under the court's key until the approver reveals it in the signed
-//! step; 5 wrong tries lock the challenge. The node records a commitment to
-//! it in the ledger before sending (docs/FORMAT.md §3c).
+//! The code (see [`super::challenges`]) goes to the approver's phone on
+//! file; the node commits to it in the ledger before sending. The approver
+//! signs the step with the code they typed; the service checks it and
+//! writes, in the same request, the node's `sms_code_revealed` (the
+//! opening of its commitment) right before the step.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use caseledger_verify::entry::Record;
 use caseledger_verify::funds::model::*;
-use hmac::Mac as _;
-use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::challenges::{self, refuse, Issued};
 use super::members::{SignedBy, SignedJson};
 use super::problem::{ApiError, Problem};
 use super::AppState;
 
 /// How long a code lives by default (config `sms_code_ttl_ms`).
 pub const CODE_TTL_MS: u64 = 5 * 60 * 1000;
-/// Wrong codes before a challenge is locked.
-pub const CODE_ATTEMPTS_MAX: u32 = 5;
-
-/// What the node keeps, beside the ledger, of a code it sent: an HMAC of
-/// the code (never the code), the wrong tries, the expiry, and for account
-/// codes the salt it reveals on the applicant's behalf.
-#[derive(Serialize, Deserialize)]
-pub(super) struct PrivateChallenge {
-    pub seq: u64,
-    pub code_mac: String,
-    pub attempts: u32,
-    pub expires_ms: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub salt: Option<String>,
-}
-
-impl PrivateChallenge {
-    pub fn new(state: &AppState, seq: u64, code: &str, expires_ms: u64, salt: Option<String>) -> Self {
-        Self {
-            seq,
-            code_mac: code_mac(&state.commitment_key, code),
-            attempts: 0,
-            expires_ms,
-            salt,
-        }
-    }
-
-    pub fn store(&self, state: &AppState, key: &str) -> Result<(), ApiError> {
-        Ok(state
-            .ledger
-            .private_put(key, &serde_json::to_vec(self).expect("json"))?)
-    }
-}
-
-/// The challenge at `key` if `code` is its code, unexpired, with fewer
-/// than 5 wrong tries; a wrong code counts against it. `again` tells the
-/// caller how to get a new code.
-pub(super) fn check_private_code(
-    state: &AppState,
-    key: &str,
-    code: &str,
-    again: &str,
-) -> Result<PrivateChallenge, ApiError> {
-    let Some(bytes) = state.ledger.private_get(key)? else {
-        return Err(refuse("sms_confirmation", "no code was sent for this"));
-    };
-    let mut challenge: PrivateChallenge =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if challenge.attempts >= CODE_ATTEMPTS_MAX {
-        return Err(refuse("sms_locked", &format!("too many wrong codes: {again}")));
-    }
-    if now_ms() > challenge.expires_ms {
-        return Err(refuse("sms_confirmation", &format!("the code has expired: {again}")));
-    }
-    if code_mac(&state.commitment_key, code) != challenge.code_mac {
-        challenge.attempts += 1;
-        challenge.store(state, key)?;
-        return Err(refuse("sms_code", "wrong code"));
-    }
-    Ok(challenge)
-}
-
-/// Sends a code's SMS and records in the ledger which provider took it
-/// under which message id (`sms_sent` for the challenge `request_id`).
-pub(super) async fn send_code(
-    state: &AppState,
-    message: &super::sms::Message,
-    request_id: &str,
-    purpose: &'static str,
-) -> Result<(), ApiError> {
-    let message_id = state
-        .sms
-        .send(message)
-        .map_err(|e| ApiError::Unavailable(format!("the SMS could not be sent: {}", e.detail)))?;
-    metrics::counter!("caseledger_sms_challenges_total", "purpose" => purpose).increment(1);
-    let (ledger, sms, request_id) = (state.ledger.clone(), state.sms.clone(), request_id.to_owned());
-    tokio::task::spawn_blocking(move || super::sms::record_sent(&ledger, sms.as_ref(), &request_id, &message_id))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(())
-}
 
 fn private_key(disbursement_id: &str, step: u32, member_id: &str) -> String {
     format!("challenge/{disbursement_id}/{step}/{member_id}")
-}
-
-pub(super) fn code_mac(key: &[u8; 32], code: &str) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
-    mac.update(b"sms-code\0");
-    mac.update(code.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
-
-pub(super) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-pub(super) fn refuse(rule: &str, detail: &str) -> ApiError {
-    ApiError::RuleViolated {
-        rule: rule.into(),
-        detail: detail.into(),
-    }
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct ChallengeResponse {
     /// Seq of the node's commitment in the ledger.
     pub challenge_seq: u64,
-    /// Salt of the commitment, to put in the step's `sms.salt`.
-    pub salt: String,
     pub expires_ms: u64,
     /// What the code will approve, in words (the SMS carries only the code).
     pub statement: String,
@@ -182,35 +80,35 @@ pub(super) async fn challenge(
     if !state.challenge_allowed(&member.member_id) {
         return Err(ApiError::RateLimited);
     }
-    let code = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32));
-    let salt = hex::encode(rand::random::<[u8; 16]>());
-    let expires_ms = now_ms() + state.code_ttl_ms;
+    let issued = Issued::new(&state, "challenge", state.code_ttl_ms);
     let origin = state.ledger.origin().to_owned();
     let commitment = sms_commitment(
-        &salt,
-        &code,
+        &issued.salt,
+        &issued.code,
         &sms_binding(&origin, &disbursement, n, role, &member.member_id),
     );
     let payload = SmsChallenge {
-        request_id: format!("challenge-{}", &salt[..16]),
+        request_id: issued.request_id.clone(),
         disbursement_id: id.clone(),
         step: n,
         member_id: member.member_id.clone(),
         commitment,
-        expires_ms,
+        expires_ms: issued.expires_ms,
     };
     let record = state
         .ledger
         .sign_as_node(KIND_SMS_CHALLENGE, serde_json::to_vec(&payload).expect("json"))?;
     let seq = state.append_one(record).await?;
-    PrivateChallenge::new(&state, seq, &code, expires_ms, None)
-        .store(&state, &private_key(&id, n, &member.member_id))?;
+    issued.remember(&state, &private_key(&id, n, &member.member_id), seq)?;
     let phone = String::from_utf8_lossy(&phone).into_owned();
     // The template carries only the code, as Chinese providers require.
-    let message = state
-        .templates
-        .message(&format!("challenge-{seq}"), &phone, "approval_code", &[("code", code)]);
-    send_code(&state, &message, &payload.request_id, "approval").await?;
+    let message = state.templates.message(
+        &format!("challenge-{seq}"),
+        &phone,
+        "approval_code",
+        &[("code", issued.code.clone())],
+    );
+    challenges::send(&state, &message, &payload.request_id, "approval").await?;
     let payee = state
         .ledger
         .state_object(&caseledger_verify::funds::account_key(&disbursement.account_id))?
@@ -226,18 +124,88 @@ pub(super) async fn challenge(
     );
     Ok(Json(ChallengeResponse {
         challenge_seq: seq,
-        salt,
-        expires_ms,
+        expires_ms: issued.expires_ms,
         statement,
     }))
 }
 
-/// Before a step that reveals a code is written: the code must match the
-/// one sent, within its lifetime, with fewer than 5 wrong tries.
-pub(super) fn check_code(state: &AppState, member_id: &str, statement: &ApprovalSigned) -> Result<(), ApiError> {
-    let Some(reveal) = &statement.sms else { return Ok(()) };
+/// The records of a write, with the node's opening of its commitment
+/// (`sms_code_revealed`) put right before each approval step that carries
+/// a code, once the code is checked: it must be the one sent to that
+/// approver for that step, within its lifetime, with fewer than five
+/// wrong tries. A step already in the ledger (a retry) gets no new
+/// opening: the ledger answers the retry. Returns the records and the
+/// positions of the member's own records among them.
+pub(super) fn with_code_reveals(
+    state: &AppState,
+    member_id: Option<&str>,
+    records: Vec<Record>,
+) -> Result<(Vec<Record>, Vec<usize>), ApiError> {
+    let mut out = Vec::with_capacity(records.len() + 1);
+    let mut own = Vec::with_capacity(records.len());
+    for record in records {
+        if let Some(reveal) = reveal_for(state, member_id, &record)? {
+            out.push(reveal);
+        }
+        own.push(out.len());
+        out.push(record);
+    }
+    Ok((out, own))
+}
+
+/// After the write: the challenges whose codes the ledger now holds are
+/// forgotten by the node.
+pub(super) fn forget_spent(state: &AppState, member_id: Option<&str>, records: &[Record]) -> Result<(), ApiError> {
+    let Some(member_id) = member_id else { return Ok(()) };
+    for record in records.iter().filter(|r| r.kind == KIND_APPROVAL_SIGNED) {
+        if let Ok(statement) = serde_json::from_slice::<ApprovalSigned>(&record.payload) {
+            if statement.sms_code.is_some() {
+                challenges::forget(
+                    state,
+                    &private_key(&statement.disbursement_id, statement.step, member_id),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The node's `sms_code_revealed` record for an approval step carrying a
+/// code.
+fn reveal_for(state: &AppState, member_id: Option<&str>, record: &Record) -> Result<Option<Record>, ApiError> {
+    if record.kind != KIND_APPROVAL_SIGNED {
+        return Ok(None);
+    }
+    let (Ok(statement), Some(member_id)) = (serde_json::from_slice::<ApprovalSigned>(&record.payload), member_id)
+    else {
+        // The rules refuse it, with their reason.
+        return Ok(None);
+    };
+    let Some(code) = &statement.sms_code else {
+        return Ok(None);
+    };
+    let retry = state
+        .ledger
+        .state_object(&format!("request/{}", statement.request_id))?
+        .is_some();
+    if retry {
+        return Ok(None);
+    }
     let key = private_key(&statement.disbursement_id, statement.step, member_id);
-    check_private_code(state, &key, &reveal.code, "ask for a new challenge").map(|_| ())
+    let challenge = challenges::check(state, &key, code, "ask for a new challenge")?;
+    let reveal = SmsCodeRevealed {
+        request_id: challenges::random_request_id("code-revealed"),
+        disbursement_id: statement.disbursement_id.clone(),
+        step: statement.step,
+        member_id: member_id.to_owned(),
+        code: code.clone(),
+        salt: challenge.salt(state),
+        step_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&record.payload)),
+    };
+    let record = state
+        .ledger
+        .sign_as_node(KIND_SMS_CODE_REVEALED, serde_json::to_vec(&reveal).expect("json"))?;
+    Ok(Some(record))
 }
 
 #[derive(Deserialize, ToSchema)]

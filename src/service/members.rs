@@ -282,29 +282,36 @@ pub(super) async fn write_records(
         }
     };
     let approval = |r: &Record| r.kind == caseledger_verify::funds::model::KIND_APPROVAL_SIGNED;
-    let signature = if records.iter().any(approval) {
-        // An approval's SMS code is looked at only for a verified request.
+    let member_id = member_info.member.as_ref().map(|m| m.member_id.clone());
+    let (records, own, signature) = if records.iter().any(approval) {
+        // An approval's SMS code is looked at only for a verified request;
+        // the node's opening of its commitment goes right before the step.
         signature.verify_now(&state)?;
-        for record in records.iter().filter(|r| approval(r)) {
-            if let (Ok(statement), Some(member)) = (
-                serde_json::from_slice::<caseledger_verify::funds::model::ApprovalSigned>(&record.payload),
-                member_info.member.as_ref(),
-            ) {
-                super::approvals::check_code(&state, &member.member_id, &statement)?;
-            }
-        }
-        None
+        let (records, own) = super::approvals::with_code_reveals(&state, member_id.as_deref(), records)?;
+        (records, Some(own), None)
     } else {
-        Some(signature.into_authorization())
+        (records, None, Some(signature.into_authorization()))
     };
     let (authorization, nonce) = signature.unzip();
-    let appended = match state.ledger.append_authorized(records, authorization).await {
+    let approvals: Vec<Record> = records.iter().filter(|r| approval(r)).cloned().collect();
+    let mut appended = match state.ledger.append_authorized(records, authorization).await {
         Err(caseledger_ledger::Error::BadRequestSignature) => {
             nonce.into_iter().for_each(|n| n.release(&state.nonces));
             return Err(bad_request_signature());
         }
+        Err(caseledger_ledger::Error::Rejected { index, source }) => {
+            // Name the member's own record, not its place among the node's.
+            let index = own
+                .as_ref()
+                .map_or(index, |own| own.iter().position(|&i| i >= index).unwrap_or(index));
+            return Err(caseledger_ledger::Error::Rejected { index, source }.into());
+        }
         result => result?,
     };
+    if let Some(own) = own {
+        super::approvals::forget_spent(&state, member_id.as_deref(), &approvals)?;
+        appended.seqs = own.iter().map(|&i| appended.seqs[i]).collect();
+    }
     metrics::counter!("caseledger_appended_entries_total").increment(appended.count);
     let status = if appended.count == 0 {
         StatusCode::OK

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod approvals;
+mod challenges;
 pub mod client;
 pub mod config;
 pub mod httpsig;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub challenge_hourly_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
     /// How long an approval code lives (config `sms_code_ttl_ms`).
     pub code_ttl_ms: u64,
+    /// Held while a code is checked: wrong tries are counted one by one.
+    pub code_checks: Arc<std::sync::Mutex<()>>,
 }
 
 impl AppState {
@@ -119,6 +122,7 @@ impl AppState {
                 std::num::NonZeroU32::new(5).expect("positive"),
             ))),
             code_ttl_ms: approvals::CODE_TTL_MS,
+            code_checks: Arc::default(),
         }
     }
 

@@ -21,7 +21,7 @@ use base64::Engine as _;
 use hmac::Mac as _;
 use serde::{Deserialize, Serialize};
 
-use super::approvals::now_ms;
+use super::challenges::now_ms;
 use super::sms::{Message, SendError, SmsProvider};
 
 /// Percent-encoding of Alibaba Cloud's RPC signature: RFC 3986 unreserved

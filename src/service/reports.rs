@@ -20,7 +20,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::approvals::now_ms;
+use super::challenges::now_ms;
 use super::members::SignedBy;
 use super::problem::{ApiError, Problem};
 use super::providers::{twilio_signature_ok, AliyunReport};

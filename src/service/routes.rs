@@ -74,6 +74,9 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
     if let Some((seq, _)) = state.ledger.corruption() {
         return Err(ApiError::Unavailable(format!("integrity check failed at seq {seq}")));
     }
+    if let Some(reason) = state.ledger.poisoned() {
+        return Err(ApiError::Unavailable(reason));
+    }
     Ok("ready")
 }
 

@@ -15,7 +15,10 @@ use crate::state::Overlay;
 pub fn only_node_signs(kind: u16) -> bool {
     matches!(
         kind,
-        model::KIND_SMS_CHALLENGE | model::KIND_ACCOUNT_CHALLENGE | model::KIND_SMS_SENT
+        model::KIND_SMS_CHALLENGE
+            | model::KIND_ACCOUNT_CHALLENGE
+            | model::KIND_SMS_SENT
+            | model::KIND_SMS_CODE_REVEALED
     )
 }
 

@@ -369,7 +369,7 @@ impl Auditor {
         use crate::funds::model::{AccountConfirmed, ApprovalSigned, KIND_ACCOUNT_CONFIRMED, KIND_APPROVAL_SIGNED};
         if record.kind == KIND_APPROVAL_SIGNED {
             let statement: Option<ApprovalSigned> = serde_json::from_slice(&record.payload).ok();
-            if statement.is_some_and(|s| s.sms.is_some()) {
+            if statement.is_some_and(|s| s.sms_code.is_some()) {
                 self.sms_confirmations_verified += 1;
             }
         }

@@ -160,6 +160,8 @@ struct Shared {
     /// still being checked is on disk, for reading by every reader of
     /// derived state: nobody reads state an unverified record made.
     state_gate: RwLock<()>,
+    /// Why the writer refuses every write, once it does.
+    poisoned: std::sync::Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -432,6 +434,7 @@ impl Ledger {
             published: RwLock::new(published),
             keys: RwLock::new(Arc::new(Registry::new(node_key))),
             state_gate: RwLock::new(()),
+            poisoned: std::sync::Mutex::default(),
         })
     }
 
@@ -466,6 +469,12 @@ impl Ledger {
     }
 
     /// `Some(first bad seq, detail)` if the open-time integrity check failed.
+    /// Why the writer refuses every write (it panicked or a commit failed),
+    /// until the ledger is reopened; `None` while it writes.
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared.poisoned.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn corruption(&self) -> Option<(u64, &str)> {
         match &self.mode {
             Mode::Corrupt { first_bad_seq, detail } => Some((*first_bad_seq, detail)),
@@ -1020,6 +1029,16 @@ impl Ledger {
         self.shared
             .db
             .put_cf_opt(self.shared.cf(CF_META), format!("private/{key}"), value, &sync)
+            .map_err(storage)
+    }
+
+    /// Deletes private service data (synced).
+    pub fn private_delete(&self, key: &str) -> Result<()> {
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        self.shared
+            .db
+            .delete_cf_opt(self.shared.cf(CF_META), format!("private/{key}"), &sync)
             .map_err(storage)
     }
 

@@ -449,7 +449,7 @@ impl Inner {
             Ok(answers) => answers,
             Err(_) => {
                 let reason = "the writer panicked; writes refused until the ledger is reopened";
-                writer.poisoned = Some(reason.to_owned());
+                writer.poison(reason.to_owned());
                 let failed = || Error::Poisoned(reason.to_owned());
                 slots
                     .iter()
@@ -832,6 +832,13 @@ impl Writer {
         }
     }
 
+    /// Refuses every later write, and says why to whoever asks the ledger
+    /// (`/readyz` answers 503).
+    fn poison(&mut self, reason: String) {
+        *lock(&self.shared.poisoned) = Some(reason.clone());
+        self.poisoned = Some(reason);
+    }
+
     /// Commits the appends (and a checkpoint if asked or due); returns the
     /// answers of the appends and of the checkpoint requests at
     /// `checkpoints`, in group order.
@@ -851,11 +858,9 @@ impl Writer {
                     }
                     self.state.registry = admission.registry;
                 }
-                Err(e) => {
-                    self.poisoned = Some(format!(
-                        "commit failed, writes refused until the ledger is reopened: {e}"
-                    ));
-                }
+                Err(e) => self.poison(format!(
+                    "commit failed, writes refused until the ledger is reopened: {e}"
+                )),
             }
         }
         let mut answers: Vec<Option<Answer>> = Vec::new();

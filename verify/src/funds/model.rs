@@ -27,6 +27,9 @@ pub const KIND_DISBURSEMENT_CANCELLED: u16 = 0x0144;
 pub const KIND_SMS_CHALLENGE: u16 = 0x0145;
 /// The provider's message id of a code the node sent (after the challenge).
 pub const KIND_SMS_SENT: u16 = 0x0146;
+/// The node opens its commitment to an approver's code (the salt it kept)
+/// in the entry right before the approver's step that carries the code.
+pub const KIND_SMS_CODE_REVEALED: u16 = 0x0147;
 pub const KIND_DELAY_APPROVED: u16 = 0x0150;
 /// The reason for a delay has ended: payment is due within 10 days.
 pub const KIND_DELAY_ENDED: u16 = 0x0151;
@@ -59,6 +62,7 @@ pub fn kind_name(kind: u16) -> Option<&'static str> {
         KIND_DISBURSEMENT_CANCELLED => "disbursement_cancelled",
         KIND_SMS_CHALLENGE => "sms_challenge",
         KIND_SMS_SENT => "sms_sent",
+        KIND_SMS_CODE_REVEALED => "sms_code_revealed",
         KIND_DELAY_APPROVED => "delay_approved",
         KIND_DELAY_ENDED => "delay_ended",
         KIND_APPLICANT_CODE_ISSUED => "applicant_code_issued",
@@ -247,10 +251,33 @@ pub struct ApprovalSigned {
     pub step: u32,
     pub role: Role,
     pub decision: Decision,
-    /// The SMS code sent to the approver's phone, revealed with the salt of
-    /// the node's commitment; covered by the approver's record signature.
+    /// The 6-digit SMS code sent to the approver's phone, as they typed it;
+    /// covered by the approver's record signature. The node, which alone
+    /// holds the salt of its commitment, opens it in the
+    /// [`SmsCodeRevealed`] entry right before this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sms: Option<SmsReveal>,
+    pub sms_code: Option<String>,
+}
+
+/// Payload of [`KIND_SMS_CODE_REVEALED`], signed by the node key: the
+/// opening of its [`SmsChallenge`] for this step and member, written in
+/// the same request as (and right before) the approver's step. Until then
+/// the salt never leaves the node: the commitment in the ledger cannot be
+/// searched for the code, so the key alone cannot sign a confirmed step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsCodeRevealed {
+    pub request_id: String,
+    pub disbursement_id: String,
+    pub step: u32,
+    pub member_id: String,
+    /// The code the approver entered.
+    pub code: String,
+    /// Hex of the 16-byte salt of the commitment.
+    pub salt: String,
+    /// Hex SHA-256 of the payload of the approver's `approval_signed` that
+    /// carries the code: the only step this opening lets through.
+    pub step_sha256: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -360,6 +387,19 @@ pub struct ChallengeState {
     pub seq: u64,
     pub commitment: String,
     pub expires_ms: u64,
+    /// Set by an [`SmsCodeRevealed`]; only the very next entry may spend it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revealed: Option<Revealed>,
+}
+
+/// A challenge opened by the node for one step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revealed {
+    /// Seq of the [`SmsCodeRevealed`].
+    pub seq: u64,
+    pub code: String,
+    /// SHA-256 of the one step payload it lets through.
+    pub step_sha256: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

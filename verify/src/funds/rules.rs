@@ -8,6 +8,13 @@ use crate::funds::notify;
 
 type Rules = Result<Outcome, RuleError>;
 
+/// `a + b`, refusing to overflow: a sum of money that does not fit in 64
+/// bits is refused (`overflow`), never wrapped and never a panic.
+fn plus(a: u64, b: u64, what: &str) -> Result<u64, RuleError> {
+    a.checked_add(b)
+        .ok_or_else(|| rule("overflow", format!("{what} would overflow ({a} + {b})")))
+}
+
 /// `a - b`, refusing to go below zero: a balance is never negative.
 fn minus(a: u64, b: u64, what: &str) -> Result<u64, RuleError> {
     a.checked_sub(b)
@@ -25,9 +32,16 @@ pub(super) fn apply(objects: &mut Objects, context: &Context, record: &Record, s
         KIND_RECEIPT_RECORDED => receipt_recorded(objects, context, parse(record)?, signer),
         KIND_RECEIPT_CLAIMED => receipt_claimed(objects, context, parse(record)?, signer),
         KIND_DISBURSEMENT_REQUESTED => disbursement_requested(objects, context, parse(record)?, signer),
-        KIND_APPROVAL_SIGNED => approval_signed(objects, context, parse(record)?, signer),
+        KIND_APPROVAL_SIGNED => approval_signed(
+            objects,
+            context,
+            parse(record)?,
+            signer,
+            &hex::encode(Sha256::digest(&record.payload)),
+        ),
         KIND_SMS_CHALLENGE => sms_challenge(objects, context, parse(record)?),
         KIND_SMS_SENT => sms_sent(objects, parse(record)?),
+        KIND_SMS_CODE_REVEALED => sms_code_revealed(objects, context, parse(record)?),
         KIND_DISBURSEMENT_PAID => disbursement_paid(objects, context, parse(record)?, signer),
         KIND_PAYMENT_RETURNED => payment_returned(objects, context, parse(record)?, signer),
         KIND_DISBURSEMENT_CANCELLED => disbursement_cancelled(objects, context, parse(record)?, signer),
@@ -115,7 +129,7 @@ fn case_opened(objects: &mut Objects, context: &Context, case: CaseOpened, signe
     };
     objects.put(case_key(&case.case_number), &state);
     let mut totals = totals(objects)?;
-    totals.cases += 1;
+    totals.cases = plus(totals.cases, 1, "the number of cases")?;
     objects.put(TOTALS_KEY.to_owned(), &totals);
     Ok(Outcome::New)
 }
@@ -240,6 +254,8 @@ fn account_confirmed(objects: &mut Objects, context: &Context, confirmed: Accoun
                 "the node records an account confirmation only with the applicant's code",
             ));
         };
+        check_sms_code(&reveal.code)?;
+        check_salt(&reveal.salt)?;
         let opened = account_code_commitment(&reveal.salt, &reveal.code, &account_binding(context.origin, &account));
         spend_challenge(
             objects,
@@ -307,12 +323,12 @@ fn receipt_recorded(objects: &mut Objects, context: &Context, receipt: ReceiptRe
     let policy: Option<PolicySet> = objects.get(POLICY_KEY)?;
     let (deadline_days, claim_days) = policy.map_or((30, 3), |p| (p.deadline_days, p.unidentified_claim_days));
     let mut totals = totals(objects)?;
-    totals.receipts_fen += receipt.amount_fen;
+    totals.receipts_fen = plus(totals.receipts_fen, receipt.amount_fen, "totals receipts")?;
     let due_days = match &receipt.case_number {
         Some(number) => {
             let mut case: CaseState = objects.need(&case_key(number), "unknown_case", "the case")?;
-            case.available_fen += receipt.amount_fen;
-            case.received_fen += receipt.amount_fen;
+            case.available_fen = plus(case.available_fen, receipt.amount_fen, "case available")?;
+            case.received_fen = plus(case.received_fen, receipt.amount_fen, "case received")?;
             case.receipts.push(receipt.bank_reference.clone());
             objects.put(case_key(number), &case);
             let amount = Some(receipt.amount_fen);
@@ -328,7 +344,7 @@ fn receipt_recorded(objects: &mut Objects, context: &Context, receipt: ReceiptRe
             deadline_days
         }
         None => {
-            totals.unidentified_fen += receipt.amount_fen;
+            totals.unidentified_fen = plus(totals.unidentified_fen, receipt.amount_fen, "totals unidentified")?;
             objects.mark(format!("unidentified/{}", receipt.bank_reference));
             claim_days
         }
@@ -344,7 +360,7 @@ fn receipt_recorded(objects: &mut Objects, context: &Context, receipt: ReceiptRe
         case_number: receipt.case_number,
         recorded_seq: context.seq,
         recorded_ms: context.timestamp_ms,
-        due_ms: context.timestamp_ms + u64::from(due_days) * DAY_MS,
+        due_ms: context.timestamp_ms.saturating_add(u64::from(due_days) * DAY_MS),
         delayed: false,
         payload_hash: hash,
     };
@@ -371,9 +387,11 @@ fn receipt_claimed(objects: &mut Objects, context: &Context, claim: ReceiptClaim
     let policy: Option<PolicySet> = objects.get(POLICY_KEY)?;
     receipt.case_number = Some(claim.case_number.clone());
     receipt.assigned_ms = Some(context.timestamp_ms);
-    receipt.due_ms = context.timestamp_ms + u64::from(policy.map_or(30, |p| p.deadline_days)) * DAY_MS;
-    case.available_fen += receipt.amount_fen;
-    case.received_fen += receipt.amount_fen;
+    receipt.due_ms = context
+        .timestamp_ms
+        .saturating_add(u64::from(policy.map_or(30, |p| p.deadline_days)) * DAY_MS);
+    case.available_fen = plus(case.available_fen, receipt.amount_fen, "case available")?;
+    case.received_fen = plus(case.received_fen, receipt.amount_fen, "case received")?;
     case.receipts.push(receipt.bank_reference.clone());
     let mut totals = totals(objects)?;
     totals.unidentified_fen = minus(totals.unidentified_fen, receipt.amount_fen, "unidentified receipts")?;
@@ -457,7 +475,7 @@ fn disbursement_requested(
         .map(|t| t.chain.clone())
         .ok_or_else(|| rule("policy", "no tier covers the amount"))?;
     case.available_fen = minus(case.available_fen, request.amount_fen, "the case's available money")?;
-    case.reserved_fen += request.amount_fen;
+    case.reserved_fen = plus(case.reserved_fen, request.amount_fen, "case reserved")?;
     case.disbursements.push(request.disbursement_id.clone());
     objects.put(case_key(&request.case_number), &case);
     let state = DisbursementState {
@@ -486,12 +504,18 @@ fn disbursement_requested(
 fn release(objects: &mut Objects, disbursement: &DisbursementState) -> Result<(), RuleError> {
     let mut case: CaseState = objects.need(&case_key(&disbursement.case_number), "unknown_case", "the case")?;
     case.reserved_fen = minus(case.reserved_fen, disbursement.amount_fen, "the case's reserved money")?;
-    case.available_fen += disbursement.amount_fen;
+    case.available_fen = plus(case.available_fen, disbursement.amount_fen, "case available")?;
     objects.put(case_key(&disbursement.case_number), &case);
     Ok(())
 }
 
-fn approval_signed(objects: &mut Objects, context: &Context, statement: ApprovalSigned, signer: &KeyInfo) -> Rules {
+fn approval_signed(
+    objects: &mut Objects,
+    context: &Context,
+    statement: ApprovalSigned,
+    signer: &KeyInfo,
+    payload_sha256: &str,
+) -> Rules {
     let key = disbursement_key(&statement.disbursement_id);
     let mut disbursement: DisbursementState = objects.need(&key, "unknown_disbursement", "the disbursement")?;
     let member = member_of(signer)?;
@@ -552,9 +576,8 @@ fn approval_signed(objects: &mut Objects, context: &Context, statement: Approval
         context,
         &disbursement,
         step,
-        next_role,
         &member.member_id,
-        statement.sms.as_ref(),
+        statement.sms_code.as_deref().map(|code| (code, payload_sha256)),
     )?;
     objects.delete(pending_key(next_role, &disbursement.disbursement_id));
     disbursement.steps.push(StepState {
@@ -622,10 +645,10 @@ fn disbursement_paid(objects: &mut Objects, context: &Context, paid: Disbursemen
     }
     let mut case: CaseState = objects.need(&case_key(&disbursement.case_number), "unknown_case", "the case")?;
     case.reserved_fen = minus(case.reserved_fen, disbursement.amount_fen, "the case's reserved money")?;
-    case.paid_fen += disbursement.amount_fen;
+    case.paid_fen = plus(case.paid_fen, disbursement.amount_fen, "case paid")?;
     objects.put(case_key(&disbursement.case_number), &case);
     let mut totals = totals(objects)?;
-    totals.payments_fen += disbursement.amount_fen;
+    totals.payments_fen = plus(totals.payments_fen, disbursement.amount_fen, "totals payments")?;
     objects.put(TOTALS_KEY.to_owned(), &totals);
     objects.put(payment_key, &disbursement.disbursement_id);
     disbursement.status = DisbursementStatus::Paid;
@@ -660,11 +683,11 @@ fn payment_returned(objects: &mut Objects, context: &Context, returned: PaymentR
         ));
     }
     let mut case: CaseState = objects.need(&case_key(&disbursement.case_number), "unknown_case", "the case")?;
-    case.available_fen += disbursement.amount_fen;
-    case.returned_fen += disbursement.amount_fen;
+    case.available_fen = plus(case.available_fen, disbursement.amount_fen, "case available")?;
+    case.returned_fen = plus(case.returned_fen, disbursement.amount_fen, "case returned")?;
     objects.put(case_key(&disbursement.case_number), &case);
     let mut totals = totals(objects)?;
-    totals.returns_fen += disbursement.amount_fen;
+    totals.returns_fen = plus(totals.returns_fen, disbursement.amount_fen, "totals returns")?;
     objects.put(TOTALS_KEY.to_owned(), &totals);
     disbursement.status = DisbursementStatus::Returned;
     disbursement.returned_seq = Some(context.seq);
@@ -784,7 +807,9 @@ fn delay_ended(objects: &mut Objects, context: &Context, ended: DelayEnded, sign
     if !receipt.delayed {
         return Err(rule("delay", "the receipt is not delayed"));
     }
-    receipt.due_ms = receipt.due_ms.min(context.timestamp_ms + DELAY_ENDED_DAYS * DAY_MS);
+    receipt.due_ms = receipt
+        .due_ms
+        .min(context.timestamp_ms.saturating_add(DELAY_ENDED_DAYS * DAY_MS));
     receipt.delayed = false;
     store_receipt_and_tell(objects, context, receipt, notify::Event::DelayEnded)
 }
@@ -900,20 +925,21 @@ fn sms_challenge(objects: &mut Objects, context: &Context, challenge: SmsChallen
     )
 }
 
-/// An approval reveals the code of the node's latest challenge for this
-/// step and member (the chain orders them), before it expired; required
-/// when the policy says so.
+/// An approval that carries a code (`code_and_payload`: the code and the
+/// SHA-256 of the step's payload) spends the node's latest challenge for this step and
+/// member, which the node opened for exactly this payload in the entry
+/// right before (an [`SmsCodeRevealed`], written in the same request); a
+/// code is required when the policy says so.
 fn check_sms_reveal(
     objects: &mut Objects,
     context: &Context,
     disbursement: &DisbursementState,
     step: u32,
-    role: Role,
     member_id: &str,
-    reveal: Option<&SmsReveal>,
+    code_and_payload: Option<(&str, &str)>,
 ) -> Result<(), RuleError> {
     let required = sms_required(objects)?;
-    let Some(reveal) = reveal else {
+    let Some((code, payload_sha256)) = code_and_payload else {
         return if required {
             Err(rule(
                 "sms_confirmation",
@@ -923,14 +949,87 @@ fn check_sms_reveal(
             Ok(())
         };
     };
-    let binding = sms_binding(context.origin, disbursement, step, role, member_id);
-    spend_challenge(
-        objects,
-        context,
-        challenge_key(&disbursement.disbursement_id, step, member_id),
-        "this step and member",
-        &sms_commitment(&reveal.salt, &reveal.code, &binding),
-    )
+    let key = challenge_key(&disbursement.disbursement_id, step, member_id);
+    let challenge: ChallengeState =
+        objects.need(&key, "sms_confirmation", "an SMS challenge for this step and member")?;
+    match &challenge.revealed {
+        Some(opened)
+            if opened.seq.checked_add(1) == Some(context.seq)
+                && opened.step_sha256 == payload_sha256
+                && opened.code == code => {}
+        _ => {
+            return Err(rule(
+                "sms_confirmation",
+                "the node must open its commitment for exactly this step, with its code, in the entry right before it",
+            ))
+        }
+    }
+    objects.delete(key);
+    Ok(())
+}
+
+/// The node opens its commitment to an approver's code: the code the
+/// approver entered, with the salt the node kept, must open the latest
+/// challenge for the awaited step and this member, before it expired. The
+/// step that carries the code must be the next entry.
+fn sms_code_revealed(objects: &mut Objects, context: &Context, reveal: SmsCodeRevealed) -> Rules {
+    check_sms_code(&reveal.code)?;
+    check_salt(&reveal.salt)?;
+    check_code_hash(&reveal.step_sha256)?;
+    let disbursement: DisbursementState = objects.need(
+        &disbursement_key(&reveal.disbursement_id),
+        "unknown_disbursement",
+        "the disbursement",
+    )?;
+    let Some(role) = disbursement.next_role() else {
+        return Err(rule("status", "no step of this disbursement is awaited"));
+    };
+    let step = disbursement.steps.len() as u32 + 1;
+    if reveal.step != step {
+        return Err(rule(
+            "step_order",
+            format!("the next step is {step}, not {}", reveal.step),
+        ));
+    }
+    let key = challenge_key(&reveal.disbursement_id, step, &reveal.member_id);
+    let mut challenge: ChallengeState =
+        objects.need(&key, "sms_confirmation", "an SMS challenge for this step and member")?;
+    if context.timestamp_ms > challenge.expires_ms {
+        return Err(rule("sms_confirmation", "the code had expired"));
+    }
+    if challenge.revealed.is_some() {
+        return Err(rule("sms_confirmation", "this challenge was opened before"));
+    }
+    let binding = sms_binding(context.origin, &disbursement, step, role, &reveal.member_id);
+    if sms_commitment(&reveal.salt, &reveal.code, &binding) != challenge.commitment {
+        return Err(rule(
+            "sms_confirmation",
+            "the code does not match the node's commitment for this step and member",
+        ));
+    }
+    challenge.revealed = Some(Revealed {
+        seq: context.seq,
+        code: reveal.code,
+        step_sha256: reveal.step_sha256,
+    });
+    objects.put(key, &challenge);
+    Ok(Outcome::New)
+}
+
+/// A code is 6 ASCII digits.
+fn check_sms_code(code: &str) -> Result<(), RuleError> {
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(rule("payload", "an SMS code is 6 digits"));
+    }
+    Ok(())
+}
+
+/// A salt is 16 bytes, 32 lower-case hex digits.
+fn check_salt(salt: &str) -> Result<(), RuleError> {
+    if salt.len() != 32 || !salt.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(rule("payload", "a salt is 32 lower-case hex digits"));
+    }
+    Ok(())
 }
 
 /// Keeps the node's commitment at `key`; a new challenge replaces the
@@ -950,6 +1049,7 @@ fn record_challenge(
         seq: context.seq,
         commitment,
         expires_ms,
+        revealed: None,
     };
     objects.put(key, &state);
     Ok(Outcome::New)

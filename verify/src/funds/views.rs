@@ -43,7 +43,7 @@ pub struct ReceiptView {
 pub fn receipt_view(receipt: ReceiptState, near_due_days: u32, now_ms: u64) -> ReceiptView {
     let deadline = if now_ms > receipt.due_ms {
         DeadlineStatus::Overdue
-    } else if now_ms + u64::from(near_due_days) * DAY_MS > receipt.due_ms {
+    } else if now_ms.saturating_add(u64::from(near_due_days) * DAY_MS) > receipt.due_ms {
         DeadlineStatus::NearDue
     } else {
         DeadlineStatus::OnTime
