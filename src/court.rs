@@ -115,6 +115,7 @@ pub fn example_policy(request_id: &str, version: u32) -> PolicySet {
         unidentified_claim_days: 3,
         amount_max_fen: 10_000_000_000,
         sms_confirmation_required: false,
+        split_window_days: SPLIT_WINDOW_DAYS_DEFAULT,
     }
 }
 

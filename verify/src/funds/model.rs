@@ -95,6 +95,19 @@ pub struct PolicySet {
     /// Every approval step must reveal the SMS code committed for it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sms_confirmation_required: bool,
+    /// A disbursement's tier is chosen from its amount plus every open or
+    /// paid disbursement of the same case to the same applicant requested
+    /// within this many days before it, so that splitting a payment does
+    /// not skip approvers. Absent: [`SPLIT_WINDOW_DAYS_DEFAULT`].
+    #[serde(default = "split_window_days_default")]
+    pub split_window_days: u32,
+}
+
+/// The default window of [`PolicySet::split_window_days`].
+pub const SPLIT_WINDOW_DAYS_DEFAULT: u32 = 30;
+
+fn split_window_days_default() -> u32 {
+    SPLIT_WINDOW_DAYS_DEFAULT
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -624,6 +637,12 @@ pub struct DisbursementState {
     pub steps: Vec<StepState>,
     pub status: DisbursementStatus,
     pub requested_seq: u64,
+    /// The timestamp of the request entry.
+    pub requested_ms: u64,
+    /// What chose the tier: the amount plus the open or paid
+    /// disbursements of the case to the same applicant within the policy's
+    /// `split_window_days`.
+    pub tier_basis_fen: u64,
     pub payment_reference: Option<String>,
     /// Seqs of the payment, return and cancellation entries, when any.
     pub paid_seq: Option<u64>,

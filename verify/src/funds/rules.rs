@@ -82,6 +82,9 @@ fn policy_set(objects: &mut Objects, context: &Context, policy: PolicySet, signe
             "tiers must start at 0 fen, rise strictly, and each chain must end with finance and name only approver roles",
         ));
     }
+    if !(1..=366).contains(&policy.split_window_days) {
+        return Err(rule("policy", "split_window_days must be 1 to 366"));
+    }
     if policy.deadline_days == 0 || policy.near_due_days >= policy.deadline_days || policy.amount_max_fen == 0 {
         return Err(rule(
             "policy",
@@ -172,8 +175,25 @@ fn account_registered(objects: &mut Objects, context: &Context, account: Account
             format!("account {} exists", account.account_id),
         ));
     }
-    let active_key = format!("applicant_account/{}/{}", account.case_number, account.applicant_id);
-    let replaces: Option<String> = objects.get(&active_key)?;
+    // Any account of this applicant that is not superseded (active, or
+    // still pending) makes this registration a change, which the bureau
+    // head approves: an applicant has one payee account at a time.
+    let accounts_key = applicant_accounts_key(&account.case_number, &account.applicant_id);
+    let mut ids: Vec<String> = objects.get(&accounts_key)?.unwrap_or_default();
+    let mut standing = Vec::new();
+    for id in &ids {
+        let other: AccountState = objects.need(&account_key(id), "unknown_account", "an account of the applicant")?;
+        if other.status != AccountStatus::Superseded {
+            standing.push(other);
+        }
+    }
+    let replaces = standing
+        .iter()
+        .find(|a| a.status == AccountStatus::Active)
+        .or(standing.last())
+        .map(|a| a.account_id.clone());
+    ids.push(account.account_id.clone());
+    objects.put(accounts_key, &ids);
     let state = AccountState::registered(account, replaces, context.seq);
     let event = if state.replaces.is_some() {
         notify::Event::AccountChanged
@@ -194,14 +214,29 @@ fn account_registered(objects: &mut Objects, context: &Context, account: Account
     Ok(Outcome::New)
 }
 
-/// Activates an account once confirmed (and, for a change, approved).
+fn applicant_accounts_key(case_number: &str, applicant_id: &str) -> String {
+    format!("applicant_accounts/{case_number}/{applicant_id}")
+}
+
+/// Activates an account once confirmed (and, for a change, approved); it
+/// supersedes the applicant's active account and every account registered
+/// before it, pending or not: one account at most is payable, and none it
+/// replaced can come back. A later registration (a change of this one)
+/// stays pending.
 fn maybe_activate(objects: &mut Objects, mut account: AccountState) -> Result<(), RuleError> {
     if account.confirmed && account.change_approved && account.status == AccountStatus::Pending {
-        if let Some(old_id) = &account.replaces {
-            let mut old: AccountState =
-                objects.need(&account_key(old_id), "unknown_account", "the replaced account")?;
-            old.status = AccountStatus::Superseded;
-            objects.put(account_key(old_id), &old);
+        let ids: Vec<String> = objects
+            .get(&applicant_accounts_key(&account.case_number, &account.applicant_id))?
+            .unwrap_or_default();
+        for id in ids.iter().filter(|id| **id != account.account_id) {
+            let mut other: AccountState =
+                objects.need(&account_key(id), "unknown_account", "an account of the applicant")?;
+            let replaced = other.status == AccountStatus::Active
+                || (other.status == AccountStatus::Pending && other.registered_seq < account.registered_seq);
+            if replaced {
+                other.status = AccountStatus::Superseded;
+                objects.put(account_key(id), &other);
+            }
         }
         account.status = AccountStatus::Active;
         let active_key = format!("applicant_account/{}/{}", account.case_number, account.applicant_id);
@@ -456,7 +491,7 @@ fn disbursement_requested(
         ));
     }
     check_amount(objects, request.amount_fen)?;
-    active_payee(objects, &case, &request.account_id)?;
+    let payee = active_payee(objects, &case, &request.account_id)?;
     let policy: PolicySet = objects.need(POLICY_KEY, "policy", "a policy in force")?;
     if request.amount_fen > case.available_fen {
         return Err(rule(
@@ -467,11 +502,16 @@ fn disbursement_requested(
             ),
         ));
     }
+    let tier_basis_fen = plus(
+        request.amount_fen,
+        recent_to_applicant(objects, context, &case, &payee.applicant_id, policy.split_window_days)?,
+        "the amount with the recent disbursements to the applicant",
+    )?;
     let chain = policy
         .tiers
         .iter()
         .rev()
-        .find(|t| request.amount_fen >= t.from_fen)
+        .find(|t| tier_basis_fen >= t.from_fen)
         .map(|t| t.chain.clone())
         .ok_or_else(|| rule("policy", "no tier covers the amount"))?;
     case.available_fen = minus(case.available_fen, request.amount_fen, "the case's available money")?;
@@ -490,6 +530,8 @@ fn disbursement_requested(
         steps: Vec::new(),
         status: DisbursementStatus::Pending,
         requested_seq: context.seq,
+        requested_ms: context.timestamp_ms,
+        tier_basis_fen,
         payment_reference: None,
         paid_seq: None,
         returned_seq: None,
@@ -498,6 +540,41 @@ fn disbursement_requested(
     objects.mark(pending_key(state.chain[0], &state.disbursement_id));
     objects.put(disbursement_key(&state.disbursement_id), &state);
     Ok(Outcome::New)
+}
+
+/// The sum of the case's disbursements to `applicant_id` (to any of their
+/// accounts) that are pending, approved or paid and were requested within
+/// `window_days` before this entry: splitting a payment into smaller ones
+/// does not lower the approval tier.
+fn recent_to_applicant(
+    objects: &Objects,
+    context: &Context,
+    case: &CaseState,
+    applicant_id: &str,
+    window_days: u32,
+) -> Result<u64, RuleError> {
+    let since = context.timestamp_ms.saturating_sub(u64::from(window_days) * DAY_MS);
+    let mut sum = 0u64;
+    for id in &case.disbursements {
+        let other: DisbursementState = objects.need(
+            &disbursement_key(id),
+            "unknown_disbursement",
+            "a disbursement of the case",
+        )?;
+        let counts = matches!(
+            other.status,
+            DisbursementStatus::Pending | DisbursementStatus::Approved | DisbursementStatus::Paid
+        ) && other.requested_ms >= since;
+        if !counts {
+            continue;
+        }
+        let account: AccountState =
+            objects.need(&account_key(&other.account_id), "unknown_account", "a payee account")?;
+        if account.applicant_id == applicant_id {
+            sum = plus(sum, other.amount_fen, "the recent disbursements to the applicant")?;
+        }
+    }
+    Ok(sum)
 }
 
 /// Releases a reservation back to the case's available money.
@@ -563,6 +640,10 @@ fn approval_signed(
     }
     if member.member_id == disbursement.requester_member_id {
         return Err(rule("self_approval", "the requester cannot approve their own request"));
+    }
+    if statement.decision == Decision::Approve {
+        let case: CaseState = objects.need(&case_key(&disbursement.case_number), "unknown_case", "the case")?;
+        active_payee(objects, &case, &disbursement.account_id)?;
     }
     if disbursement.steps.iter().any(|s| s.member_id == member.member_id) {
         return Err(rule(
@@ -636,6 +717,10 @@ fn disbursement_paid(objects: &mut Objects, context: &Context, paid: Disbursemen
             "the payment must be the approved amount to the approved account",
         ));
     }
+    // The applicant may have changed the account since the request: money
+    // goes only to the account that is payable now.
+    let mut case: CaseState = objects.need(&case_key(&disbursement.case_number), "unknown_case", "the case")?;
+    active_payee(objects, &case, &disbursement.account_id)?;
     let payment_key = format!("payment/{}", paid.bank_reference);
     if objects.get::<String>(&payment_key)?.is_some() {
         return Err(rule(
@@ -643,7 +728,6 @@ fn disbursement_paid(objects: &mut Objects, context: &Context, paid: Disbursemen
             format!("bank reference {} was used for another payment", paid.bank_reference),
         ));
     }
-    let mut case: CaseState = objects.need(&case_key(&disbursement.case_number), "unknown_case", "the case")?;
     case.reserved_fen = minus(case.reserved_fen, disbursement.amount_fen, "the case's reserved money")?;
     case.paid_fen = plus(case.paid_fen, disbursement.amount_fen, "case paid")?;
     objects.put(case_key(&disbursement.case_number), &case);

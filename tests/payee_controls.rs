@@ -1,0 +1,285 @@
+//! Who gets paid, and who must approve it (issue 14, items 5 and 6):
+//! an applicant has one payable account at a time, any second registration
+//! is a change for the bureau head, and splitting a payment does not skip
+//! approvers. Each is refused when written, and named by `verify` at the
+//! right seq when forced into storage behind the service.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use caseledger::court::{sign, CaseRecords, Staff};
+use caseledger_ledger::store::Ledger;
+use caseledger_verify::entry::Record;
+use caseledger_verify::funds::model::*;
+use common::*;
+
+const CASE: &str = "(2026)苏02执77号";
+
+fn account(ledger: &Ledger, id: &str) -> AccountState {
+    serde_json::from_slice(
+        &ledger
+            .state_object(&format!("account/{id}"))
+            .expect("read")
+            .expect("exists"),
+    )
+    .expect("json")
+}
+
+fn disbursement(ledger: &Ledger, id: &str) -> DisbursementState {
+    serde_json::from_slice(
+        &ledger
+            .state_object(&format!("disbursement/{id}"))
+            .expect("read")
+            .expect("exists"),
+    )
+    .expect("json")
+}
+
+fn change_approved(staff: &Staff, account_id: &str) -> Record {
+    let payload = AccountChangeApproved {
+        request_id: format!("change-approved-{account_id}"),
+        account_id: account_id.into(),
+    };
+    sign(
+        ORIGIN,
+        KIND_ACCOUNT_CHANGE_APPROVED,
+        &payload,
+        &staff.bureau_head.identity,
+    )
+}
+
+/// A case with applicant 1 and ¥500,000 received, no account yet.
+fn case_without_account(dir: &std::path::Path, seed: u64) -> (Ledger, Staff) {
+    let (ledger, staff) = court(dir, seed);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append(vec![case.open(2), case.receipt("BANK-1", 50_000_000)])
+        .expect("case");
+    (ledger, staff)
+}
+
+#[test]
+fn a_second_account_registered_while_the_first_is_pending_is_a_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = case_without_account(dir.path(), 51);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append(vec![
+            case.account("acct-1", 1, "6222000011110001"),
+            case.account("acct-2", 1, "6222000011110002"),
+        ])
+        .expect("two registrations");
+    let second = account(&ledger, "acct-2");
+    assert_eq!(second.replaces.as_deref(), Some("acct-1"));
+    assert!(!second.change_approved, "the bureau head must approve it");
+    // Both confirmed by the applicant: only the first becomes payable.
+    ledger
+        .append(vec![case.confirm("acct-1"), case.confirm("acct-2")])
+        .expect("confirmed");
+    assert_eq!(account(&ledger, "acct-1").status, AccountStatus::Active);
+    assert_eq!(account(&ledger, "acct-2").status, AccountStatus::Pending);
+    assert_eq!(
+        refused_rule(&ledger, case.request("d-2", "acct-2", 1_000_000)),
+        "account"
+    );
+    // A disbursement to the first account, then the change is approved:
+    // the old account is superseded, and nothing is approved or paid to it.
+    ledger
+        .append_one(case.request("d-1", "acct-1", 1_000_000))
+        .expect("to acct-1");
+    ledger
+        .append_one(change_approved(&staff, "acct-2"))
+        .expect("change approved");
+    assert_eq!(account(&ledger, "acct-1").status, AccountStatus::Superseded);
+    assert_eq!(account(&ledger, "acct-2").status, AccountStatus::Active);
+    let step = |n, role, signer| case.approval(ORIGIN, "d-1", "acct-1", 1_000_000, n, role, Decision::Approve, signer);
+    assert_eq!(
+        refused_rule(&ledger, step(1, Role::BureauHead, &staff.bureau_head)),
+        "account"
+    );
+    assert_eq!(
+        refused_rule(&ledger, case.request("d-3", "acct-1", 1_000_000)),
+        "account"
+    );
+    ledger
+        .append_one(case.request("d-4", "acct-2", 1_000_000))
+        .expect("to the new account");
+    let report = ledger.audit(None, 2, &|_| {}).expect("audit");
+    assert!(report.ok, "{:?}", report.violations);
+}
+
+#[test]
+fn an_approved_change_supersedes_a_pending_account_for_good() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = case_without_account(dir.path(), 52);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append(vec![
+            case.account("acct-1", 1, "6222000011110001"),
+            case.account("acct-2", 1, "6222000011110002"),
+            change_approved(&staff, "acct-2"),
+            case.confirm("acct-2"),
+        ])
+        .expect("the change first");
+    assert_eq!(account(&ledger, "acct-2").status, AccountStatus::Active);
+    assert_eq!(account(&ledger, "acct-1").status, AccountStatus::Superseded);
+    // The first account cannot come back by a late confirmation.
+    assert_eq!(refused_rule(&ledger, case.confirm("acct-1")), "account");
+    // Applicant 2's accounts are apart: their first needs no approval.
+    ledger
+        .append(vec![
+            case.account("acct-3", 2, "6222000011110003"),
+            case.confirm("acct-3"),
+        ])
+        .expect("applicant 2");
+    assert_eq!(account(&ledger, "acct-3").status, AccountStatus::Active);
+}
+
+#[test]
+fn forced_payments_and_confirmations_to_a_superseded_account_are_named_by_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = case_without_account(dir.path(), 53);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let mut setup = vec![
+        case.account("acct-1", 1, "6222000011110001"),
+        case.confirm("acct-1"),
+        case.request("d-1", "acct-1", 1_000_000),
+    ];
+    setup.extend(case.approvals(ORIGIN, "d-1", "acct-1", 1_000_000, &[Role::BureauHead, Role::Finance]));
+    setup.extend([
+        case.account("acct-2", 1, "6222000011110002"),
+        case.confirm("acct-2"),
+        change_approved(&staff, "acct-2"),
+        case.account("acct-3", 1, "6222000011110003"),
+    ]);
+    ledger.append(setup).expect("d-1 approved, then the account changed");
+    assert_eq!(disbursement(&ledger, "d-1").status, DisbursementStatus::Approved);
+    let payment = case.payment("d-1", "PAY-1", "acct-1", 1_000_000);
+    assert_eq!(refused_rule(&ledger, payment.clone()), "account");
+    ledger.close().expect("close");
+    // Paying the old account; confirming it again; paying a second account
+    // the bureau head never approved.
+    let paid = force_append(dir.path(), payment);
+    let again = AccountConfirmed {
+        request_id: "reconfirm-acct-1".into(),
+        account_id: "acct-1".into(),
+        sms: None,
+        confirmation: Some("in-person-again".into()),
+    };
+    let again = sign(ORIGIN, KIND_ACCOUNT_CONFIRMED, &again, &staff.officers[0].identity);
+    let reconfirmed = force_append(dir.path(), again);
+    let unapproved = force_append(dir.path(), case.request("d-9", "acct-3", 1_000_000));
+    let report = audit(dir.path());
+    for seq in [paid, reconfirmed, unapproved] {
+        assert!(
+            report.violations.iter().any(|v| v.seq == seq && v.rule == "account"),
+            "seq {seq}: {:?}",
+            report.violations
+        );
+    }
+}
+
+/// Tiers: below ¥100,000 the bureau head and finance; from ¥100,000 the
+/// fund manager, bureau head, court leader and finance.
+fn tiered_court(dir: &std::path::Path, seed: u64) -> (Ledger, Staff, std::sync::Arc<TestClock>) {
+    let clock = clock();
+    let (ledger, staff) = court_with_clock(dir, seed, clock.clone());
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append(vec![
+            case.open(2),
+            case.account("acct-1", 1, "6222000011110001"),
+            case.confirm("acct-1"),
+            case.account("acct-2", 2, "6222000011110002"),
+            case.confirm("acct-2"),
+            case.receipt("BANK-1", 100_000_000),
+        ])
+        .expect("case");
+    (ledger, staff, clock)
+}
+
+const JUST_BELOW: u64 = 9_999_999; // ¥99,999.99
+
+#[test]
+fn splitting_a_payment_does_not_skip_approvers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff, clock) = tiered_court(dir.path(), 54);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let long = vec![Role::FundManager, Role::BureauHead, Role::CourtLeader, Role::Finance];
+    let short = vec![Role::BureauHead, Role::Finance];
+    ledger
+        .append_one(case.request("d-1", "acct-1", JUST_BELOW))
+        .expect("first half");
+    assert_eq!(disbursement(&ledger, "d-1").chain, short);
+    ledger
+        .append_one(case.request("d-2", "acct-1", JUST_BELOW))
+        .expect("second half");
+    let second = disbursement(&ledger, "d-2");
+    assert_eq!(second.chain, long, "the split reaches the court leader");
+    assert_eq!(second.tier_basis_fen, 2 * JUST_BELOW);
+    // Another applicant's disbursement is apart.
+    ledger
+        .append_one(case.request("d-3", "acct-2", JUST_BELOW))
+        .expect("applicant 2");
+    assert_eq!(disbursement(&ledger, "d-3").chain, short);
+    // A cancelled one no longer counts.
+    let cancel = DisbursementCancelled {
+        request_id: "cancel-d-2".into(),
+        disbursement_id: "d-2".into(),
+        reason: "拆分申请".into(),
+    };
+    ledger
+        .append_one(sign(
+            ORIGIN,
+            KIND_DISBURSEMENT_CANCELLED,
+            &cancel,
+            &staff.officers[0].identity,
+        ))
+        .expect("cancelled");
+    ledger.append_one(case.request("d-4", "acct-1", 1_000)).expect("small");
+    // d-1 and d-4 (not the cancelled d-2): ¥100,009.99 reaches the long chain.
+    assert_eq!(disbursement(&ledger, "d-4").tier_basis_fen, JUST_BELOW + 1_000);
+    assert_eq!(disbursement(&ledger, "d-4").chain, long);
+    // Beyond the policy's 30-day window, earlier ones no longer count.
+    clock.0.fetch_add(31 * DAY_MS, Ordering::SeqCst);
+    ledger
+        .append_one(case.request("d-5", "acct-1", JUST_BELOW))
+        .expect("a month later");
+    assert_eq!(disbursement(&ledger, "d-5").chain, short);
+    let report = ledger.audit(None, 2, &|_| {}).expect("audit");
+    assert!(report.ok, "{:?}", report.violations);
+}
+
+#[test]
+fn a_forced_step_that_skips_the_tier_of_a_split_is_named_by_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff, _clock) = tiered_court(dir.path(), 55);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append(vec![
+            case.request("d-1", "acct-1", JUST_BELOW),
+            case.request("d-2", "acct-1", JUST_BELOW),
+        ])
+        .expect("split");
+    // The bureau head signs d-2's first step as if the short chain held.
+    let skipped = case.approval(
+        ORIGIN,
+        "d-2",
+        "acct-1",
+        JUST_BELOW,
+        1,
+        Role::BureauHead,
+        Decision::Approve,
+        &staff.bureau_head,
+    );
+    assert_eq!(refused_rule(&ledger, skipped.clone()), "step_order");
+    ledger.close().expect("close");
+    let seq = force_append(dir.path(), skipped);
+    let report = audit(dir.path());
+    assert!(
+        report.violations.iter().any(|v| v.seq == seq && v.rule == "step_order"),
+        "{:?}",
+        report.violations
+    );
+}
