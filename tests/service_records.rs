@@ -790,8 +790,12 @@ async fn the_officer_records_the_applicants_phone_and_the_applicant_is_told() {
         }
     }
     let provider = Arc::new(Collect(std::sync::Mutex::new(Vec::new())));
-    let mut worker =
-        caseledger::service::sms::Deliverer::new(f.state.ledger.clone(), provider.clone(), Default::default());
+    let mut worker = caseledger::service::sms::Deliverer::new(
+        f.state.ledger.clone(),
+        provider.clone(),
+        f.staff.commitment_key,
+        Default::default(),
+    );
     assert_eq!(worker.run_once(0).expect("pass").sent, 1);
     let sent = provider.0.lock().expect("lock").clone();
     assert_eq!(sent[0].0, phone);

@@ -68,7 +68,7 @@ fn every_arrival_is_queued_with_its_entry_and_sent_once() {
     let ledger = Arc::new(ledger);
     sms::put_contact(&ledger, &outbox[0].1.recipient, "13900000001").expect("contact");
     let provider = Arc::new(Recorder::default());
-    let mut worker = Deliverer::new(Arc::clone(&ledger), provider.clone(), options());
+    let mut worker = Deliverer::new(Arc::clone(&ledger), provider.clone(), staff.commitment_key, options());
     let pass = worker.run_once(1_000).expect("pass");
     assert_eq!(
         (pass.sent, pass.waiting),
@@ -79,7 +79,7 @@ fn every_arrival_is_queued_with_its_entry_and_sent_once() {
     sms::put_contact(&ledger, &outbox[1].1.recipient, "13900000002").expect("contact");
     worker.run_once(3_000).expect("pass");
     // A restarted worker (fresh cursor) sends nothing twice.
-    Deliverer::new(Arc::clone(&ledger), provider.clone(), options())
+    Deliverer::new(Arc::clone(&ledger), provider.clone(), staff.commitment_key, options())
         .run_once(4_000)
         .expect("pass");
     let sent = provider.sent.lock().expect("lock").clone();
@@ -103,14 +103,14 @@ fn failures_back_off_and_end_in_the_dead_letter() {
         .expect("case and receipt");
     let ledger = Arc::new(ledger);
     let (_, notification) = ledger.outbox_from("", 1).expect("outbox").remove(0);
-    sms::put_contact(&ledger, &notification.recipient, "13900000003").expect("contact");
+    sms::put_contact(&ledger, &notification.recipient, "13900000001").expect("contact");
 
     // Down for two attempts, then back.
     let provider = Arc::new(Recorder {
         failures: Mutex::new(2),
         ..Recorder::default()
     });
-    let mut worker = Deliverer::new(Arc::clone(&ledger), provider.clone(), options());
+    let mut worker = Deliverer::new(Arc::clone(&ledger), provider.clone(), staff.commitment_key, options());
     assert_eq!(worker.run_once(10_000).expect("pass").failed, 1);
     let state = sms::delivery(&ledger, &notification.id).expect("read").expect("state");
     assert!(
@@ -137,7 +137,7 @@ fn failures_back_off_and_end_in_the_dead_letter() {
         failures: Mutex::new(100),
         ..Recorder::default()
     });
-    let mut worker = Deliverer::new(Arc::clone(&ledger), provider, options());
+    let mut worker = Deliverer::new(Arc::clone(&ledger), provider, staff.commitment_key, options());
     let mut now = 100_000;
     let mut dead = 0;
     for _ in 0..10 {
@@ -168,27 +168,62 @@ fn deadline_reminders_go_to_the_officer_and_the_bureau_head_once_per_threshold()
     }
     let provider = Recorder::default();
     assert_eq!(
-        sms::send_reminders(&ledger, &provider, &sms::Templates::default(), recorded + DAY_MS).expect("pass"),
+        sms::send_reminders(
+            &ledger,
+            &provider,
+            &sms::Templates::default(),
+            &staff.commitment_key,
+            recorded + DAY_MS
+        )
+        .expect("pass"),
         0,
         "on time"
     );
     assert_eq!(
-        sms::send_reminders(&ledger, &provider, &sms::Templates::default(), recorded + 26 * DAY_MS).expect("pass"),
+        sms::send_reminders(
+            &ledger,
+            &provider,
+            &sms::Templates::default(),
+            &staff.commitment_key,
+            recorded + 26 * DAY_MS
+        )
+        .expect("pass"),
         2,
         "near due"
     );
     assert_eq!(
-        sms::send_reminders(&ledger, &provider, &sms::Templates::default(), recorded + 27 * DAY_MS).expect("pass"),
+        sms::send_reminders(
+            &ledger,
+            &provider,
+            &sms::Templates::default(),
+            &staff.commitment_key,
+            recorded + 27 * DAY_MS
+        )
+        .expect("pass"),
         0,
         "once per threshold"
     );
     assert_eq!(
-        sms::send_reminders(&ledger, &provider, &sms::Templates::default(), recorded + 31 * DAY_MS).expect("pass"),
+        sms::send_reminders(
+            &ledger,
+            &provider,
+            &sms::Templates::default(),
+            &staff.commitment_key,
+            recorded + 31 * DAY_MS
+        )
+        .expect("pass"),
         2,
         "overdue"
     );
     assert_eq!(
-        sms::send_reminders(&ledger, &provider, &sms::Templates::default(), recorded + 40 * DAY_MS).expect("pass"),
+        sms::send_reminders(
+            &ledger,
+            &provider,
+            &sms::Templates::default(),
+            &staff.commitment_key,
+            recorded + 40 * DAY_MS
+        )
+        .expect("pass"),
         0
     );
     let sent = provider.sent.lock().expect("lock").clone();

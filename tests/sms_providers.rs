@@ -468,7 +468,12 @@ fn a_long_aliyun_outage_waits_then_delivers_and_the_limit_dead_letters() {
         concurrency: 8,
     };
     let provider: Arc<dyn SmsProvider> = Arc::new(aliyun_provider(&endpoint, ALIYUN_SECRET));
-    let mut worker = Deliverer::new(Arc::clone(&ledger), Arc::clone(&provider), options.clone());
+    let mut worker = Deliverer::new(
+        Arc::clone(&ledger),
+        Arc::clone(&provider),
+        staff.commitment_key,
+        options.clone(),
+    );
 
     // Down (throttled, then dropping connections) for two hours, a pass a minute.
     *emulator.mode.lock().expect("lock") = Mode::Throttle;
@@ -573,9 +578,14 @@ fn delivery_reports_come_back_to_the_service_and_forgeries_change_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff, notification) = case_with_a_notification(dir.path(), 72);
     let provider: Arc<dyn SmsProvider> = Arc::new(aliyun_provider(&endpoint, ALIYUN_SECRET));
-    Deliverer::new(Arc::clone(&ledger), provider, DeliveryOptions::default())
-        .run_once(1_000)
-        .expect("pass");
+    Deliverer::new(
+        Arc::clone(&ledger),
+        provider,
+        staff.commitment_key,
+        DeliveryOptions::default(),
+    )
+    .run_once(1_000)
+    .expect("pass");
     let (base, _service) = service(Arc::clone(&ledger));
     let agent = agent();
 
@@ -682,11 +692,23 @@ fn the_worker_sends_several_messages_at_once_and_each_exactly_once() {
     let ledger = Arc::new(ledger);
     let outbox = ledger.outbox_from("", 100).expect("outbox");
     assert_eq!(outbox.len(), 8, "two applicants a case");
-    for (n, (_, notification)) in outbox.iter().enumerate() {
-        sms::put_contact(&ledger, &notification.recipient, &format!("1390000{:04}", n)).expect("contact");
+    for (_, notification) in &outbox {
+        // Applicant k's number, as the case committed to it.
+        let k: u32 = notification
+            .recipient
+            .rsplit('-')
+            .next()
+            .and_then(|k| k.parse().ok())
+            .expect("applicant-k");
+        sms::put_contact(&ledger, &notification.recipient, &format!("139{k:08}")).expect("contact");
     }
     let provider: Arc<dyn SmsProvider> = Arc::new(aliyun_provider(&endpoint, ALIYUN_SECRET));
-    let mut worker = Deliverer::new(Arc::clone(&ledger), provider, DeliveryOptions::default());
+    let mut worker = Deliverer::new(
+        Arc::clone(&ledger),
+        provider,
+        staff.commitment_key,
+        DeliveryOptions::default(),
+    );
     let pass = worker.run_once(1_000).expect("pass");
     assert_eq!(pass.sent, 8);
     let most = emulator.most_in_flight.load(std::sync::atomic::Ordering::SeqCst);
@@ -696,6 +718,7 @@ fn the_worker_sends_several_messages_at_once_and_each_exactly_once() {
     Deliverer::new(
         Arc::clone(&ledger),
         Arc::new(aliyun_provider(&endpoint, ALIYUN_SECRET)),
+        staff.commitment_key,
         DeliveryOptions::default(),
     )
     .run_once(3_000)

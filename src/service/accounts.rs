@@ -99,10 +99,7 @@ pub(super) async fn challenge(
         ));
     }
     let recipient = caseledger_verify::funds::notify::applicant_contact(&account.case_number, &account.applicant_id);
-    let phone = state
-        .ledger
-        .private_get(&super::sms::contact_key(&recipient))?
-        .ok_or_else(|| refuse("sms_confirmation", "no phone number is on file for this applicant"))?;
+    let phone = super::contacts::phone_for(&state, &recipient, "account", "this applicant")?;
     if !state.challenge_allowed(&format!("account/{id}")) {
         return Err(ApiError::RateLimited);
     }
@@ -122,7 +119,6 @@ pub(super) async fn challenge(
         .sign_as_node(KIND_ACCOUNT_CHALLENGE, serde_json::to_vec(&payload).expect("json"))?;
     let seq = state.append_one(record).await?;
     issued.remember(&state, &private_key(&id), seq)?;
-    let phone = String::from_utf8_lossy(&phone).into_owned();
     let params = [
         ("case", account.case_number.clone()),
         ("account", account.account_number_masked.clone()),
@@ -283,11 +279,7 @@ pub(super) async fn issue_applicant_code(
         ));
     }
     let recipient = caseledger_verify::funds::notify::applicant_contact(&issued.case_number, &issued.applicant_id);
-    let phone = state
-        .ledger
-        .private_get(&super::sms::contact_key(&recipient))?
-        .ok_or_else(|| refuse("sms_confirmation", "no phone number is on file for this applicant"))?;
-    let phone = String::from_utf8_lossy(&phone).into_owned();
+    let phone = super::contacts::phone_for(&state, &recipient, "applicant_code", "this applicant")?;
     let seq = state.append_one(record).await?;
     let params = [
         ("case", issued.case_number.clone()),

@@ -70,12 +70,12 @@ pub(super) async fn challenge(
     if member.role != role {
         return Err(refuse("role", "the next step needs another role"));
     }
-    let phone = state
-        .ledger
-        .private_get(&super::sms::contact_key(&super::sms::member_recipient(
-            &member.member_id,
-        )))?
-        .ok_or_else(|| refuse("sms_confirmation", "no phone number is on file for this approver"))?;
+    let phone = super::contacts::phone_for(
+        &state,
+        &super::sms::member_recipient(&member.member_id),
+        "approval",
+        "this approver",
+    )?;
     // Only challenges that will send a code count against the limit.
     if !state.challenge_allowed(&member.member_id) {
         return Err(ApiError::RateLimited);
@@ -100,7 +100,6 @@ pub(super) async fn challenge(
         .sign_as_node(KIND_SMS_CHALLENGE, serde_json::to_vec(&payload).expect("json"))?;
     let seq = state.append_one(record).await?;
     issued.remember(&state, &private_key(&id, n, &member.member_id), seq)?;
-    let phone = String::from_utf8_lossy(&phone).into_owned();
     // The template carries only the code, as Chinese providers require.
     let message = state.templates.message(
         &format!("challenge-{seq}"),

@@ -10,6 +10,7 @@ mod approvals;
 mod challenges;
 pub mod client;
 pub mod config;
+pub mod contacts;
 pub mod httpsig;
 mod members;
 pub mod problem;

@@ -187,12 +187,14 @@ pub fn report_settings(config: &Config) -> super::reports::ReportSettings {
 fn start_delivery(
     ledger: Arc<Ledger>,
     provider: Arc<dyn super::sms::SmsProvider>,
+    commitment_key: [u8; 32],
     options: super::sms::DeliveryOptions,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let templates = options.templates.clone();
-        let mut worker = super::sms::Deliverer::new(Arc::clone(&ledger), Arc::clone(&provider), options);
+        let mut worker =
+            super::sms::Deliverer::new(Arc::clone(&ledger), Arc::clone(&provider), commitment_key, options);
         let mut next_reminders_ms = 0;
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             let now_ms = std::time::SystemTime::now()
@@ -203,7 +205,9 @@ fn start_delivery(
             }
             // Deadline reminders, once a minute.
             if now_ms >= next_reminders_ms {
-                if let Err(error) = super::sms::send_reminders(&ledger, provider.as_ref(), &templates, now_ms) {
+                if let Err(error) =
+                    super::sms::send_reminders(&ledger, provider.as_ref(), &templates, &commitment_key, now_ms)
+                {
                     tracing::error!(%error, "reminder pass failed");
                 }
                 next_reminders_ms = now_ms + 60_000;
@@ -259,7 +263,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         templates,
         ..Default::default()
     };
-    let deliverer = start_delivery(Arc::clone(&state.ledger), Arc::clone(&sms), options, Arc::clone(&stop));
+    let deliverer = start_delivery(
+        Arc::clone(&state.ledger),
+        Arc::clone(&sms),
+        *state.commitment_key,
+        options,
+        Arc::clone(&stop),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)

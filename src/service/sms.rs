@@ -381,6 +381,9 @@ pub fn delivery(ledger: &Ledger, id: &str) -> anyhow::Result<Option<Delivery>> {
 pub struct Deliverer {
     ledger: Arc<Ledger>,
     provider: Arc<dyn SmsProvider>,
+    /// The court's commitment key: every phone is checked against the
+    /// ledger before a send ([`super::contacts`]).
+    commitment_key: [u8; 32],
     options: DeliveryOptions,
     per_phone: governor::DefaultKeyedRateLimiter<String>,
     /// Outbox key before which every notification is final (sent or dead).
@@ -388,13 +391,19 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    pub fn new(ledger: Arc<Ledger>, provider: Arc<dyn SmsProvider>, options: DeliveryOptions) -> Self {
+    pub fn new(
+        ledger: Arc<Ledger>,
+        provider: Arc<dyn SmsProvider>,
+        commitment_key: [u8; 32],
+        options: DeliveryOptions,
+    ) -> Self {
         let quota = governor::Quota::per_minute(
             std::num::NonZeroU32::new(options.per_phone_per_minute.max(1)).expect("positive"),
         );
         Self {
             ledger,
             provider,
+            commitment_key,
             options,
             per_phone: governor::RateLimiter::keyed(quota),
             cursor: String::new(),
@@ -483,14 +492,34 @@ impl Deliverer {
         if state.next_attempt_ms > now_ms {
             return Ok(Prepared::Later);
         }
-        let Some(phone) = self.ledger.private_get(&contact_key(&notification.recipient))? else {
-            state.status = DeliveryStatus::WaitingForContact;
-            self.ledger
-                .private_put(&delivery_key(&notification.id), &serde_json::to_vec(&state)?)?;
-            pass.waiting += 1;
-            return Ok(Prepared::Later);
+        use super::contacts::{checked_phone, ContactError};
+        let phone = match checked_phone(
+            &self.ledger,
+            &self.commitment_key,
+            &notification.recipient,
+            "notification",
+        ) {
+            Ok(phone) => phone,
+            Err(ContactError::Missing) => {
+                state.status = DeliveryStatus::WaitingForContact;
+                self.ledger
+                    .private_put(&delivery_key(&notification.id), &serde_json::to_vec(&state)?)?;
+                pass.waiting += 1;
+                return Ok(Prepared::Later);
+            }
+            // A number that is not the applicant's gets nothing: the notice
+            // is a dead letter at once, for the auditors to see and a person
+            // to call the applicant.
+            Err(error @ (ContactError::Mismatch | ContactError::Unknown)) => {
+                state.status = DeliveryStatus::Dead;
+                state.last_error = Some(format!("contact_mismatch: {error}"));
+                self.ledger
+                    .private_put(&delivery_key(&notification.id), &serde_json::to_vec(&state)?)?;
+                pass.dead += 1;
+                return Ok(Prepared::Final);
+            }
+            Err(ContactError::Storage(detail)) => anyhow::bail!(detail),
         };
-        let phone = String::from_utf8_lossy(&phone).into_owned();
         if self.per_phone.check_key(&phone).is_err() {
             pass.waiting += 1;
             return Ok(Prepared::Later);
@@ -575,6 +604,7 @@ pub fn send_reminders(
     ledger: &Ledger,
     provider: &dyn SmsProvider,
     templates: &Templates,
+    commitment_key: &[u8; 32],
     now_ms: u64,
 ) -> anyhow::Result<u64> {
     use caseledger_verify::funds::model::Role;
@@ -618,11 +648,15 @@ pub fn send_reminders(
             ("amount", caseledger_verify::bundle::yuan(receipt.amount_fen)),
         ];
         for member in officer.iter().chain(heads.iter()) {
-            let Some(phone) = ledger.private_get(&contact_key(&member_recipient(member)))? else {
+            // A member without a number, or whose number on file does not
+            // match their enrolment (counted and logged), gets no reminder.
+            let Ok(phone) =
+                super::contacts::checked_phone(ledger, commitment_key, &member_recipient(member), "reminder")
+            else {
                 continue;
             };
             let id = format!("remind-{}-{threshold}-{member}", receipt.bank_reference);
-            let message = templates.message(&id, &String::from_utf8_lossy(&phone), template, &params);
+            let message = templates.message(&id, &phone, template, &params);
             match provider.send(&message) {
                 Ok(_) => sent += 1,
                 Err(error) => {
