@@ -1,6 +1,8 @@
-//! Who gets paid, and who must approve it (issue 14, items 5 and 6):
+//! Who gets paid, and who must approve it (issue 14, items 4 to 6):
 //! an applicant has one payable account at a time, any second registration
-//! is a change for the bureau head, and splitting a payment does not skip
+//! is a change for the bureau head, one account number belongs to one
+//! applicant of a case, masks and commitments have their form, and
+//! splitting a payment (across requests, or by parking one) does not skip
 //! approvers. Each is refused when written, and named by `verify` at the
 //! right seq when forced into storage behind the service.
 
@@ -204,7 +206,7 @@ const JUST_BELOW: u64 = 9_999_999; // ¥99,999.99
 #[test]
 fn splitting_a_payment_does_not_skip_approvers() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ledger, staff, clock) = tiered_court(dir.path(), 54);
+    let (ledger, staff, _clock) = tiered_court(dir.path(), 54);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     let long = vec![Role::FundManager, Role::BureauHead, Role::CourtLeader, Role::Finance];
     let short = vec![Role::BureauHead, Role::Finance];
@@ -241,12 +243,6 @@ fn splitting_a_payment_does_not_skip_approvers() {
     // d-1 and d-4 (not the cancelled d-2): ¥100,009.99 reaches the long chain.
     assert_eq!(disbursement(&ledger, "d-4").tier_basis_fen, JUST_BELOW + 1_000);
     assert_eq!(disbursement(&ledger, "d-4").chain, long);
-    // Beyond the policy's 30-day window, earlier ones no longer count.
-    clock.0.fetch_add(31 * DAY_MS, Ordering::SeqCst);
-    ledger
-        .append_one(case.request("d-5", "acct-1", JUST_BELOW))
-        .expect("a month later");
-    assert_eq!(disbursement(&ledger, "d-5").chain, short);
     let report = ledger.audit(None, 2, &|_| {}).expect("audit");
     assert!(report.ok, "{:?}", report.violations);
 }
@@ -282,4 +278,130 @@ fn a_forced_step_that_skips_the_tier_of_a_split_is_named_by_verify() {
         "{:?}",
         report.violations
     );
+}
+
+#[test]
+fn one_account_number_belongs_to_one_applicant_of_a_case() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = case_without_account(dir.path(), 56);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append(vec![
+            case.account("acct-1", 1, "6222000099990001"),
+            case.confirm("acct-1"),
+        ])
+        .expect("applicant 1");
+    // The same number under applicant 2 would pay one creditor as two,
+    // each below the tier of the whole.
+    let twin = case.account("acct-2", 2, "6222000099990001");
+    assert_eq!(refused_rule(&ledger, twin.clone()), "payee");
+    // The same applicant may register it again (a change back).
+    ledger
+        .append_one(case.account("acct-3", 1, "6222000099990001"))
+        .expect("applicant 1 again");
+    ledger.close().expect("close");
+    let seq = force_append(dir.path(), twin);
+    let report = audit(dir.path());
+    assert!(
+        report.violations.iter().any(|v| v.seq == seq && v.rule == "payee"),
+        "{:?}",
+        report.violations
+    );
+}
+
+#[test]
+fn masks_and_commitments_that_are_not_one_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = case_without_account(dir.path(), 57);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let with = |mask: &str, commitment: &str| {
+        let mut payload: AccountRegistered =
+            serde_json::from_slice(&case.account("acct-x", 1, "6222000011110001").payload).expect("json");
+        payload.account_number_masked = mask.into();
+        payload.account_number_commitment = commitment.into();
+        payload.request_id = format!("account-{mask}-{}", commitment.len());
+        sign(ORIGIN, KIND_ACCOUNT_REGISTERED, &payload, &staff.officers[0].identity)
+    };
+    let good = "ab".repeat(32);
+    for bad in [
+        with("zz", &good),
+        with("****000", &good),
+        with("6222000011110001", &good),
+        with("****0001", "zz"),
+    ] {
+        assert_eq!(refused_rule(&ledger, bad), "payload");
+    }
+    ledger.close().expect("close");
+    let seq = force_append(dir.path(), with("****0001", "zz"));
+    let report = audit(dir.path());
+    assert!(
+        report.violations.iter().any(|v| v.seq == seq && v.rule == "payload"),
+        "{:?}",
+        report.violations
+    );
+}
+
+#[test]
+fn a_request_left_open_counts_however_old_and_a_payment_by_its_date() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff, clock) = tiered_court(dir.path(), 58);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let long = vec![Role::FundManager, Role::BureauHead, Role::CourtLeader, Role::Finance];
+    ledger
+        .append_one(case.request("d-1", "acct-1", JUST_BELOW))
+        .expect("parked");
+    clock.0.fetch_add(31 * DAY_MS, Ordering::SeqCst);
+    ledger
+        .append_one(case.request("d-2", "acct-1", JUST_BELOW))
+        .expect("a month later");
+    assert_eq!(disbursement(&ledger, "d-2").chain, long, "d-1 is still open: it counts");
+    // Paid today, d-1 counts for 30 days from its payment.
+    ledger
+        .append(case.approvals(ORIGIN, "d-1", "acct-1", JUST_BELOW, &[Role::BureauHead, Role::Finance]))
+        .expect("d-1 approved");
+    ledger
+        .append_one(case.payment("d-1", "PAY-1", "acct-1", JUST_BELOW))
+        .expect("d-1 paid");
+    let cancel = DisbursementCancelled {
+        request_id: "cancel-d-2".into(),
+        disbursement_id: "d-2".into(),
+        reason: "重新申请".into(),
+    };
+    ledger
+        .append_one(sign(
+            ORIGIN,
+            KIND_DISBURSEMENT_CANCELLED,
+            &cancel,
+            &staff.officers[0].identity,
+        ))
+        .expect("d-2 cancelled");
+    clock.0.fetch_add(29 * DAY_MS, Ordering::SeqCst);
+    ledger
+        .append_one(case.request("d-3", "acct-1", JUST_BELOW))
+        .expect("29 days after the payment");
+    assert_eq!(disbursement(&ledger, "d-3").chain, long);
+    let cancel = DisbursementCancelled {
+        request_id: "cancel-d-3".into(),
+        disbursement_id: "d-3".into(),
+        reason: "重新申请".into(),
+    };
+    ledger
+        .append_one(sign(
+            ORIGIN,
+            KIND_DISBURSEMENT_CANCELLED,
+            &cancel,
+            &staff.officers[0].identity,
+        ))
+        .expect("d-3 cancelled");
+    // Beyond the window from its payment, d-1 no longer counts.
+    clock.0.fetch_add(2 * DAY_MS, Ordering::SeqCst);
+    ledger
+        .append_one(case.request("d-4", "acct-1", JUST_BELOW))
+        .expect("31 days after the payment");
+    assert_eq!(
+        disbursement(&ledger, "d-4").chain,
+        vec![Role::BureauHead, Role::Finance]
+    );
+    let report = ledger.audit(None, 2, &|_| {}).expect("audit");
+    assert!(report.ok, "{:?}", report.violations);
 }

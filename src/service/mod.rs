@@ -207,19 +207,31 @@ pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi)
         .layer(middleware::from_fn(record_metrics))
         .layer(axum::extract::DefaultBodyLimit::max(body_bytes_max))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<axum::body::Body>| {
-                let id = request
-                    .headers()
-                    .get(REQUEST_ID_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
-            })
-            .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+                    let id = request
+                        .headers()
+                        .get(REQUEST_ID_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    let path = loggable_path(request.uri().path());
+                    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %path)
+                })
+                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(PropagateRequestIdLayer::new(header.clone()))
         .layer(SetRequestIdLayer::new(header, SequentialIds::default()));
     (router, openapi)
+}
+
+/// A request path as it may be logged: an applicant's verification code
+/// (`/v1/verify/{code}`) opens their bundle, so it is never written to a
+/// log; every other path names no secret.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/v1/verify/") {
+        Some(code) if !code.is_empty() => std::borrow::Cow::Borrowed("/v1/verify/{code}"),
+        _ => std::borrow::Cow::Borrowed(path),
+    }
 }
 
 /// The OpenAPI document, generated once from the route registrations.

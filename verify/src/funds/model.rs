@@ -646,6 +646,8 @@ pub struct DisbursementState {
     pub payment_reference: Option<String>,
     /// Seqs of the payment, return and cancellation entries, when any.
     pub paid_seq: Option<u64>,
+    /// The timestamp of the payment entry.
+    pub paid_ms: Option<u64>,
     pub returned_seq: Option<u64>,
     pub cancelled_seq: Option<u64>,
 }

@@ -151,6 +151,8 @@ fn require_case_officer(case: &CaseState, signer: &KeyInfo, what: &str) -> Resul
 fn account_registered(objects: &mut Objects, context: &Context, account: AccountRegistered, signer: &KeyInfo) -> Rules {
     check_id("account_id", &account.account_id)?;
     check_text("bank", &account.bank)?;
+    check_masked("account_number_masked", &account.account_number_masked)?;
+    check_commitment("account_number_commitment", &account.account_number_commitment)?;
     let case: CaseState = objects.need(&case_key(&account.case_number), "unknown_case", "the case")?;
     require_case_officer(&case, signer, "registering an applicant account")?;
     let applicant = case
@@ -192,6 +194,23 @@ fn account_registered(objects: &mut Objects, context: &Context, account: Account
         .find(|a| a.status == AccountStatus::Active)
         .or(standing.last())
         .map(|a| a.account_id.clone());
+    // One account number belongs to one applicant of a case: the same
+    // number under two applicants would let one creditor be paid as two,
+    // each below the tier of the whole.
+    let number_key = format!(
+        "case_account_number/{}/{}",
+        account.case_number, account.account_number_commitment
+    );
+    match objects.get::<String>(&number_key)? {
+        Some(owner) if owner != account.applicant_id => {
+            return Err(rule(
+                "payee",
+                format!("this account number is registered for {owner}, another applicant of the case"),
+            ))
+        }
+        Some(_) => {}
+        None => objects.put(number_key, &account.applicant_id),
+    }
     ids.push(account.account_id.clone());
     objects.put(accounts_key, &ids);
     let state = AccountState::registered(account, replaces, context.seq);
@@ -534,6 +553,7 @@ fn disbursement_requested(
         tier_basis_fen,
         payment_reference: None,
         paid_seq: None,
+        paid_ms: None,
         returned_seq: None,
         cancelled_seq: None,
     };
@@ -543,9 +563,10 @@ fn disbursement_requested(
 }
 
 /// The sum of the case's disbursements to `applicant_id` (to any of their
-/// accounts) that are pending, approved or paid and were requested within
-/// `window_days` before this entry: splitting a payment into smaller ones
-/// does not lower the approval tier.
+/// accounts) that are still open (pending or approved, however old) or
+/// were paid within `window_days` before this entry: splitting a payment
+/// into smaller ones, or parking one until the window has passed, does not
+/// lower the approval tier.
 fn recent_to_applicant(
     objects: &Objects,
     context: &Context,
@@ -561,10 +582,11 @@ fn recent_to_applicant(
             "unknown_disbursement",
             "a disbursement of the case",
         )?;
-        let counts = matches!(
-            other.status,
-            DisbursementStatus::Pending | DisbursementStatus::Approved | DisbursementStatus::Paid
-        ) && other.requested_ms >= since;
+        let counts = match other.status {
+            DisbursementStatus::Pending | DisbursementStatus::Approved => true,
+            DisbursementStatus::Paid => other.paid_ms.is_some_and(|paid| paid >= since),
+            _ => false,
+        };
         if !counts {
             continue;
         }
@@ -738,6 +760,7 @@ fn disbursement_paid(objects: &mut Objects, context: &Context, paid: Disbursemen
     disbursement.status = DisbursementStatus::Paid;
     disbursement.payment_reference = Some(paid.bank_reference);
     disbursement.paid_seq = Some(context.seq);
+    disbursement.paid_ms = Some(context.timestamp_ms);
     let (payee, masked) = notify::payee(objects, &disbursement.account_id)?;
     let amount = Some(disbursement.amount_fen);
     notify::queue(
@@ -1098,6 +1121,29 @@ fn sms_code_revealed(objects: &mut Objects, context: &Context, reveal: SmsCodeRe
     });
     objects.put(key, &challenge);
     Ok(Outcome::New)
+}
+
+/// A masked number: `****` and its last four digits.
+fn check_masked(what: &str, masked: &str) -> Result<(), RuleError> {
+    let ok = masked
+        .strip_prefix("****")
+        .is_some_and(|tail| tail.len() == 4 && tail.bytes().all(|b| b.is_ascii_digit()));
+    if !ok {
+        return Err(rule("payload", format!("{what} must be **** and the last four digits")));
+    }
+    Ok(())
+}
+
+/// A commitment: 64 lower-case hex digits (HMAC-SHA256).
+fn check_commitment(what: &str, commitment: &str) -> Result<(), RuleError> {
+    if commitment.len() != 64
+        || !commitment
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(rule("payload", format!("{what} must be 64 lower-case hex digits")));
+    }
+    Ok(())
 }
 
 /// A code is 6 ASCII digits.

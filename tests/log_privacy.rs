@@ -1,0 +1,61 @@
+//! What the service writes to its log at the default level (`info`, the
+//! subscriber `serve` installs) names no secret: no applicant verification
+//! code (it opens the applicant's bundle), no phone number, even when an
+//! insider's number is refused.
+
+mod common;
+
+use caseledger::court::CaseRecords;
+use caseledger::service::sms;
+use common::send;
+
+static LOG: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().expect("log").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn log() -> String {
+    String::from_utf8(LOG.lock().expect("log").clone()).expect("utf8")
+}
+
+#[tokio::test]
+async fn codes_and_numbers_stay_out_of_the_log() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(|| Capture)
+        .with_ansi(false)
+        .init();
+    const CASE: &str = "(2023)苏02执123号";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = common::court_with_case(dir.path(), 9, CASE, 1, 5_000_000);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let (code, issued) = case.applicant_code(1);
+    ledger.append_one(issued).expect("code issued");
+    let state = common::service_state(ledger, &staff);
+    let (status, _) = send(&state, "GET", &format!("/v1/verify/{code}"), &[], Vec::new()).await;
+    assert_eq!(status.as_u16(), 200);
+    // An insider's number refused before a send.
+    let recipient = caseledger_verify::funds::notify::applicant_contact(CASE, "applicant-1");
+    sms::put_contact(&state.ledger, &recipient, "13812345678").expect("insider write");
+    let refused =
+        caseledger::service::contacts::checked_phone(&state.ledger, &staff.commitment_key, &recipient, "test");
+    assert!(refused.is_err());
+    let log = log();
+    assert!(
+        log.contains("path=/v1/verify/{code}"),
+        "the request is logged, its code redacted:\n{log}"
+    );
+    assert!(log.contains("does not match the ledger's commitment"), "{log}");
+    assert!(!log.contains(&code), "an applicant's code in the log:\n{log}");
+    assert!(!log.contains("13812345678"), "a phone number in the log:\n{log}");
+}
