@@ -308,3 +308,42 @@ fn report_prints_a_case_as_a_person_reads_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no case (2025)苏02执99号"));
 }
+
+/// Everything in a data folder is its owner's only (issue 14 item 13): the
+/// folder and RocksDB's folders 0700, every file 0600 or tighter, keys
+/// included, whatever the caller's umask; a folder made looser before is
+/// tightened by `init`.
+#[test]
+fn a_data_folder_and_its_files_are_its_owners_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let parent = tempfile::tempdir().expect("tempdir");
+    let data = parent.path().join("court");
+    std::fs::create_dir(&data).expect("mkdir");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let output = caseledger(&[
+        "init",
+        "--data",
+        data.to_str().expect("utf8"),
+        "--origin",
+        "court.example/ledger",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let demo_dir = parent.path().join("demo");
+    assert!(demo(&demo_dir, 50).status.success());
+    let mut seen = 0;
+    let mut stack = vec![data, demo_dir];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).expect("stat");
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} has mode {mode:o}", path.display());
+        seen += 1;
+        if meta.is_dir() {
+            stack.extend(
+                std::fs::read_dir(&path)
+                    .expect("read dir")
+                    .map(|e| e.expect("entry").path()),
+            );
+        }
+    }
+    assert!(seen > 10, "RocksDB's files were looked at too ({seen})");
+}

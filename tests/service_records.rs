@@ -1312,3 +1312,55 @@ fn at_most_five_new_codes_an_hour_for_one_approver_or_account() {
     assert!(f.state.challenge_allowed("head-2") && f.state.challenge_allowed("head-2"));
     assert!(!f.state.challenge_allowed("head-2"));
 }
+
+/// A signed challenge request captured on the wire cannot be replayed to
+/// send the approver another SMS: not before a restart (the nonce is
+/// spent), and not after one (the nonces of the earlier run are gone, so
+/// every signature made before the start is refused).
+#[tokio::test]
+async fn a_captured_challenge_request_replays_neither_before_nor_after_a_restart() {
+    let mut f = fixture(256 * 1024);
+    let phone = Arc::new(Phone::default());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    // The first run started a minute ago.
+    f.state = AppState {
+        nonces: Arc::new(httpsig::NonceCache::since(now - 60)),
+        ..f.state.clone().with_sms(phone.clone())
+    };
+    awaiting_the_bureau_head(&f).await;
+    head_phone_on_file(&f).await;
+    let head = &f.staff.bureau_head;
+    let target = "/v1/disbursements/d-1/steps/1/challenge";
+    let captured = httpsig::sign(
+        &head.identity,
+        "POST",
+        caseledger::service::DEFAULT_AUTHORITY,
+        target,
+        None,
+        &[],
+        now - 2,
+        "captured-nonce-0123456789",
+    );
+    let (status, _) = send(&f.state, "POST", target, &captured, Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(phone.0.lock().expect("lock").len(), 1);
+    let (status, value) = send(&f.state, "POST", target, &captured, Vec::new()).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:replay")
+    );
+    // Restarted now: a fresh nonce cache.
+    let restarted = AppState {
+        nonces: Arc::new(httpsig::NonceCache::since(now)),
+        ..f.state.clone()
+    };
+    let (status, value) = send(&restarted, "POST", target, &captured, Vec::new()).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:signature-expired")
+    );
+    assert_eq!(phone.0.lock().expect("lock").len(), 1, "no second SMS");
+}

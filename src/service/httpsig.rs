@@ -196,13 +196,27 @@ fn parse_input(header: &str) -> Result<Input, AuthError> {
     })
 }
 
-/// Remembers nonces within the window to refuse replays.
+/// Remembers nonces within the window to refuse replays. The cache lives
+/// in memory, so it also refuses every signature created before it was
+/// (`not_before`, the service's start): a request captured before a
+/// restart cannot be replayed after it (a client whose clock runs behind
+/// signs again once it has passed the start).
 #[derive(Default)]
 pub struct NonceCache {
     seen: Mutex<HashMap<String, u64>>,
+    not_before: u64,
 }
 
 impl NonceCache {
+    /// A cache that refuses signatures created before `not_before` (unix
+    /// seconds): the service's start.
+    pub fn since(not_before: u64) -> Self {
+        Self {
+            seen: Mutex::default(),
+            not_before,
+        }
+    }
+
     /// Records `nonce` (for `key`) used at `created`; false if seen already.
     fn insert(&self, key: &str, nonce: &str, created: u64, now: u64) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -297,6 +311,9 @@ impl Unverified {
     }
 
     fn spend(&self, nonces: &NonceCache, now: u64) -> Result<SpentNonce, AuthError> {
+        if self.created < nonces.not_before {
+            return Err(AuthError::Expired);
+        }
         if !nonces.insert(&self.key_text, &self.nonce, self.created, now) {
             return Err(AuthError::Replay);
         }
@@ -443,6 +460,13 @@ mod tests {
         };
         assert_eq!(
             check(&headers, &parts, body, 1000 + 301, &fresh, key).err(),
+            Some(AuthError::Expired)
+        );
+        // Signed before the service (re)started: refused, as a replay of a
+        // request captured before the restart would be.
+        let restarted = NonceCache::since(1001);
+        assert_eq!(
+            check(&headers, &parts, body, 1010, &restarted, key).err(),
             Some(AuthError::Expired)
         );
         let stranger = Identity::from_seed([6; 32]).public_key();

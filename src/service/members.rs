@@ -46,7 +46,7 @@ fn auth_error(error: AuthError) -> ApiError {
         }
         AuthError::Expired => ApiError::Unauthorized(
             "signature-expired",
-            "the signature's created time is outside the window".into(),
+            "the signature's created time is outside the window, or before the service started: sign again".into(),
         ),
         AuthError::Replay => ApiError::Unauthorized("replay", "this nonce was used already".into()),
     }

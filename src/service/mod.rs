@@ -107,7 +107,13 @@ impl AppState {
             metrics: metrics_handle(),
             body_bytes_max,
             request_timeout,
-            nonces: Arc::default(),
+            // Signatures made before this start are refused: the nonces
+            // of an earlier run are gone.
+            nonces: Arc::new(httpsig::NonceCache::since(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            )),
             verify_limiter: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
                 std::num::NonZeroU32::new(VERIFY_PER_IP_PER_MINUTE).expect("positive"),
             ))),

@@ -48,6 +48,15 @@ pub fn commitment_key(data: &Path) -> anyhow::Result<[u8; 32]> {
         .ok_or_else(|| anyhow::anyhow!("{} is not 32 bytes of hex", path.display()))
 }
 
+/// The data folder is its owner's alone (mode 0700): it holds the node and
+/// commitment keys and the ledger's personal data. A folder made earlier
+/// with a looser mode is tightened.
+fn owner_only(data: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} its owner's only", data.display()))
+}
+
 fn ledger_options(config: &Config) -> Options {
     Options {
         checkpoint_every_entries: config.checkpoint_every_entries,
@@ -68,6 +77,7 @@ pub fn init(
         anyhow::bail!("{} already holds a ledger", data.display());
     }
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    owner_only(data)?;
     let (admin, admin_path) = match admin_key {
         Some(path) => (files::read_private_key(path)?, path.to_owned()),
         None => {
@@ -222,6 +232,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     init_tracing();
     let sms = provider(&config)?;
     let ledger = if config.data.join(DB_DIR).exists() {
+        owner_only(&config.data)?;
         Ledger::open(&config.data, Arc::new(SystemClock), ledger_options(&config))
             .with_context(|| format!("opening {}", config.data.display()))?
     } else {
