@@ -202,7 +202,7 @@ pub fn records(fixture: &Fixture, setup: &[Record], data: &[u8]) {
     for (seq, (record, key)) in records.into_iter().enumerate() {
         let entry = Entry {
             seq: seq as u64,
-            timestamp_ms: 1_764_115_200_000 + seq as u64 * 60_000,
+            timestamp_ms: 1_795_190_400_000 + seq as u64 * 60_000,
             prev_hash,
             record,
         };

@@ -116,6 +116,8 @@ pub fn example_policy(request_id: &str, version: u32) -> PolicySet {
         amount_max_fen: 10_000_000_000,
         sms_confirmation_required: false,
         split_window_days: SPLIT_WINDOW_DAYS_DEFAULT,
+        booking_days: BOOKING_DAYS_DEFAULT,
+        delay_days_max: DELAY_DAYS_MAX_DEFAULT,
     }
 }
 

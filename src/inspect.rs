@@ -180,6 +180,22 @@ fn print_report(report: &caseledger_verify::audit::AuditReport) {
             report.violations_total - 20
         );
     }
+    println!(
+        "money held back (paid late, overdue, unclaimed or booked late) as of the newest entry: {} findings",
+        report.deadline_findings_total
+    );
+    for finding in report.deadline_findings.iter().take(20) {
+        println!(
+            "  seq {}: {} {}: {}",
+            finding.seq, finding.bank_reference, finding.finding, finding.detail
+        );
+    }
+    if report.deadline_findings_total > 20 {
+        println!(
+            "  ... {} more (use --json for up to 1000)",
+            report.deadline_findings_total - 20
+        );
+    }
 }
 
 pub fn proof(args: &ProofArgs) -> anyhow::Result<ExitCode> {

@@ -210,7 +210,7 @@ async fn a_switched_approver_number_gets_no_approval_code_and_no_reminder() {
     assert_eq!(mismatches(&f, "approval"), before + 1);
     // Deadline reminders skip the switched number (and count it).
     let provider = Phone::default();
-    let overdue_ms = 1_700_000_000_000 + 40 * 86_400_000;
+    let overdue_ms = common::CLOCK_START_MS + 40 * 86_400_000;
     let before = mismatches(&f, "reminder");
     sms::send_reminders(
         &f.state.ledger,

@@ -226,7 +226,7 @@ fn delays_cancellations_returns_and_key_rotation() {
         bank_reference: "BANK-1".into(),
         reason: DelayReason::FrozenForAnotherCase,
         text: None,
-        new_due_date: "2099-06-30".into(),
+        new_due_date: "2027-01-31".into(),
     };
     assert_eq!(
         refused_rule(

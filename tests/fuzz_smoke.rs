@@ -146,7 +146,7 @@ fn replay_records(fixture: &targets::Fixture, data: &[u8]) -> caseledger_verify:
     for (seq, record) in records.into_iter().enumerate() {
         let bytes = Entry {
             seq: seq as u64,
-            timestamp_ms: 1_764_115_200_000 + seq as u64 * 60_000,
+            timestamp_ms: 1_795_190_400_000 + seq as u64 * 60_000,
             prev_hash,
             record,
         }

@@ -45,8 +45,13 @@ impl Keys {
     }
 }
 
+/// 2026-11-21 00:00 China Standard Time: the day after the value date of
+/// `CaseRecords::receipt` (2026-11-20), so receipts are booked the day
+/// their money arrived.
+pub const CLOCK_START_MS: u64 = 1_795_190_400_000;
+
 pub fn clock() -> Arc<TestClock> {
-    Arc::new(TestClock(AtomicU64::new(1_700_000_000_000)))
+    Arc::new(TestClock(AtomicU64::new(CLOCK_START_MS)))
 }
 
 /// Options of the tests' ledgers: small checkpoint intervals; a demo

@@ -62,6 +62,13 @@ pub struct AuditReport {
     /// Applicant account confirmations whose SMS code matched the node's
     /// prior commitment.
     pub account_confirmations_verified: u64,
+    /// Money held back, as of `deadlines_as_of_ms` (the newest entry's
+    /// timestamp): receipts paid late, unpaid past their due date, left
+    /// unclaimed, or booked late (docs/FORMAT.md §3g). Findings, not
+    /// failures: they do not change `ok`. At most 1,000 listed.
+    pub deadline_findings_total: u64,
+    pub deadline_findings: Vec<crate::funds::deadlines::DeadlineFinding>,
+    pub deadlines_as_of_ms: u64,
 }
 
 impl AuditReport {
@@ -629,6 +636,9 @@ impl Auditor {
         let first_error = self.first_error;
         let rules_ok = self.violations_total == 0;
         let cases = crate::funds::views::totals(&self.state).map_or(0, |t| t.cases);
+        let mut deadline_findings = crate::funds::deadlines::findings(&self.state, self.last_timestamp_ms);
+        let deadline_findings_total = deadline_findings.len() as u64;
+        deadline_findings.truncate(VIOLATIONS_LISTED_MAX);
         AuditReport {
             ok: first_error.is_none() && rules_ok,
             entries,
@@ -641,6 +651,9 @@ impl Auditor {
             violations: self.violations,
             sms_confirmations_verified: self.sms_confirmations_verified,
             account_confirmations_verified: self.account_confirmations_verified,
+            deadline_findings_total,
+            deadline_findings,
+            deadlines_as_of_ms: self.last_timestamp_ms,
         }
     }
 }

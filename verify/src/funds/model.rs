@@ -101,6 +101,28 @@ pub struct PolicySet {
     /// not skip approvers. Absent: [`SPLIT_WINDOW_DAYS_DEFAULT`].
     #[serde(default = "split_window_days_default")]
     pub split_window_days: u32,
+    /// Money booked more than this many days after its value date is a
+    /// late-booking finding of the audit. Absent: [`BOOKING_DAYS_DEFAULT`].
+    #[serde(default = "booking_days_default")]
+    pub booking_days: u32,
+    /// A delay may set the due date at most this many days after the
+    /// delay's own entry. Absent: [`DELAY_DAYS_MAX_DEFAULT`].
+    #[serde(default = "delay_days_max_default")]
+    pub delay_days_max: u32,
+}
+
+/// The default of [`PolicySet::booking_days`]: cash is handed to finance
+/// within a day.
+pub const BOOKING_DAYS_DEFAULT: u32 = 1;
+/// The default of [`PolicySet::delay_days_max`].
+pub const DELAY_DAYS_MAX_DEFAULT: u32 = 90;
+
+fn booking_days_default() -> u32 {
+    BOOKING_DAYS_DEFAULT
+}
+
+fn delay_days_max_default() -> u32 {
+    DELAY_DAYS_MAX_DEFAULT
 }
 
 /// The default window of [`PolicySet::split_window_days`].
@@ -594,11 +616,17 @@ pub struct ReceiptState {
     pub case_number: Option<String>,
     pub recorded_seq: u64,
     pub recorded_ms: u64,
+    /// When the money arrived: the start of `value_date` in China Standard
+    /// Time. Every deadline counts from it.
+    pub arrival_ms: u64,
     /// When the case got the money (recording, or the claim).
     pub assigned_ms: Option<u64>,
     /// Pay-out deadline (or claim deadline while unidentified).
     pub due_ms: u64,
     pub delayed: bool,
+    /// Booked after the end of the policy's `booking_days`-th day after
+    /// the value date (China Standard Time): a finding of the audit.
+    pub booked_late: bool,
     /// Hex SHA-256 of the receipt's facts (all but the request id), to tell
     /// a retry from a conflicting use of the same bank reference.
     pub payload_hash: String,

@@ -85,6 +85,12 @@ fn policy_set(objects: &mut Objects, context: &Context, policy: PolicySet, signe
     if !(1..=366).contains(&policy.split_window_days) {
         return Err(rule("policy", "split_window_days must be 1 to 366"));
     }
+    if !(1..=30).contains(&policy.booking_days) || !(1..=366).contains(&policy.delay_days_max) {
+        return Err(rule(
+            "policy",
+            "booking_days must be 1 to 30 and delay_days_max 1 to 366",
+        ));
+    }
     if policy.deadline_days == 0 || policy.near_due_days >= policy.deadline_days || policy.amount_max_fen == 0 {
         return Err(rule(
             "policy",
@@ -373,8 +379,19 @@ fn receipt_recorded(objects: &mut Objects, context: &Context, receipt: ReceiptRe
     }
     check_amount(objects, receipt.amount_fen)?;
     check_text("payer", &receipt.payer)?;
-    parse_date(&receipt.value_date)?;
+    let arrival_ms = start_of_day_cst(parse_date(&receipt.value_date)?)?;
+    if arrival_ms > context.timestamp_ms {
+        return Err(rule(
+            "value_date",
+            format!(
+                "value date {} is in the future: money is booked after it arrives",
+                receipt.value_date
+            ),
+        ));
+    }
     let policy: Option<PolicySet> = objects.get(POLICY_KEY)?;
+    let booking_days = policy.as_ref().map_or(BOOKING_DAYS_DEFAULT, |p| p.booking_days);
+    let booked_late = context.timestamp_ms >= arrival_ms.saturating_add(u64::from(booking_days + 1) * DAY_MS);
     let (deadline_days, claim_days) = policy.map_or((30, 3), |p| (p.deadline_days, p.unidentified_claim_days));
     let mut totals = totals(objects)?;
     totals.receipts_fen = plus(totals.receipts_fen, receipt.amount_fen, "totals receipts")?;
@@ -414,8 +431,11 @@ fn receipt_recorded(objects: &mut Objects, context: &Context, receipt: ReceiptRe
         case_number: receipt.case_number,
         recorded_seq: context.seq,
         recorded_ms: context.timestamp_ms,
-        due_ms: context.timestamp_ms.saturating_add(u64::from(due_days) * DAY_MS),
+        arrival_ms,
+        // The clock starts when the money arrives, not when it is booked.
+        due_ms: arrival_ms.saturating_add(u64::from(due_days) * DAY_MS),
         delayed: false,
+        booked_late,
         payload_hash: hash,
     };
     objects.put(receipt_key(&state.bank_reference), &state);
@@ -441,8 +461,9 @@ fn receipt_claimed(objects: &mut Objects, context: &Context, claim: ReceiptClaim
     let policy: Option<PolicySet> = objects.get(POLICY_KEY)?;
     receipt.case_number = Some(claim.case_number.clone());
     receipt.assigned_ms = Some(context.timestamp_ms);
-    receipt.due_ms = context
-        .timestamp_ms
+    // Counted from the money's arrival: the days it sat unidentified count.
+    receipt.due_ms = receipt
+        .arrival_ms
         .saturating_add(u64::from(policy.map_or(30, |p| p.deadline_days)) * DAY_MS);
     case.available_fen = plus(case.available_fen, receipt.amount_fen, "case available")?;
     case.received_fen = plus(case.received_fen, receipt.amount_fen, "case received")?;
@@ -855,12 +876,19 @@ fn delay_approved(objects: &mut Objects, context: &Context, delay: DelayApproved
     }
     let mut receipt: ReceiptState =
         objects.need(&receipt_key(&delay.bank_reference), "unknown_receipt", "the receipt")?;
-    let day = parse_date(&delay.new_due_date)?;
     // End of that day in China Standard Time (UTC+8).
-    let due_ms = (day + 1) * DAY_MS as i64 - 8 * 3_600_000;
-    let due_ms = u64::try_from(due_ms).map_err(|_| rule("payload", "due date before 1970"))?;
+    let due_ms = start_of_day_cst(parse_date(&delay.new_due_date)? + 1)?;
     if due_ms <= receipt.due_ms {
         return Err(rule("delay", "the new due date must be later than the current one"));
+    }
+    let days_max = objects
+        .get::<PolicySet>(POLICY_KEY)?
+        .map_or(DELAY_DAYS_MAX_DEFAULT, |p| p.delay_days_max);
+    if due_ms > context.timestamp_ms.saturating_add(u64::from(days_max) * DAY_MS) {
+        return Err(rule(
+            "delay",
+            format!("a delay reaches at most {days_max} days past its approval; approve another when it ends"),
+        ));
     }
     receipt.due_ms = due_ms;
     receipt.delayed = true;
@@ -1121,6 +1149,12 @@ fn sms_code_revealed(objects: &mut Objects, context: &Context, reveal: SmsCodeRe
     });
     objects.put(key, &challenge);
     Ok(Outcome::New)
+}
+
+/// Ms at the start of `day` (days since 1970-01-01) in China Standard
+/// Time (UTC+8).
+fn start_of_day_cst(day: i64) -> Result<u64, RuleError> {
+    u64::try_from(day * DAY_MS as i64 - 8 * 3_600_000).map_err(|_| rule("payload", "a date before 1970"))
 }
 
 /// A masked number: `****` and its last four digits.
