@@ -215,15 +215,14 @@ fn approval_latency(c: &mut Criterion) {
     // measures a step, not the tiers.
     let mut policy = caseledger::court::example_policy("policy-bench", 2);
     policy.tiers.truncate(1);
-    ledger
-        .append(vec![
-            sign(ORIGIN, KIND_POLICY_SET, &policy, &staff.administrator.identity),
-            case.open(1),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.confirm("acct-1"),
-            case.receipt("BANK-1", 9_000_000_000),
-        ])
-        .expect("case");
+    let mut records = staff.policy_records(&policy);
+    records.extend([
+        case.open(1),
+        case.account("acct-1", 1, "6222000011110001"),
+        case.confirm("acct-1"),
+        case.receipt("BANK-1", 9_000_000_000),
+    ]);
+    ledger.append(records).expect("case");
     sms::put_contact(&ledger, &sms::member_recipient(&head.member_id), &head.phone).expect("phone");
     let mut next = 0u64;
     let mut pending = |count: u64| -> Vec<String> {

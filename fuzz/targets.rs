@@ -90,9 +90,13 @@ impl Fixture {
             "tiers": [{"from_fen": 0, "chain": ["bureau_head", "finance"]},
                       {"from_fen": 10000000, "chain": ["fund_manager", "bureau_head", "court_leader", "finance"]}],
             "deadline_days": 30, "near_due_days": 5, "unidentified_claim_days": 3,
-            "amount_max_fen": 100000000000u64
+            "amount_max_fen": 10000000000u64
         });
         records.push(sign(admin, model::KIND_POLICY_SET, &policy));
+        // In force once the court leader co-signs it.
+        let leader = &self.members[Self::index_of("leader-1").expect("a court leader")].0;
+        let approved = serde_json::json!({"request_id": "policy-1-approved", "version": 1});
+        records.push(sign(leader, model::KIND_POLICY_APPROVED, &approved));
         records
     }
 }
@@ -114,7 +118,7 @@ fn sign<T: serde::Serialize>(identity: &Identity, kind: u16, payload: &T) -> Rec
 
 /// The kinds the records target picks from (every kind caseledger knows,
 /// and a few it does not).
-pub const KINDS: [u16; 26] = [
+pub const KINDS: [u16; 28] = [
     record::KIND_GENESIS,
     record::KIND_KEY_REGISTERED,
     record::KIND_KEY_REVOKED,
@@ -141,6 +145,9 @@ pub const KINDS: [u16; 26] = [
     model::KIND_APPLICANT_CODE_REVOKED,
     0x0000,
     0xffff,
+    // Added later: after the others, so that the seeds keep their kinds.
+    model::KIND_SMS_CODE_REVEALED,
+    model::KIND_POLICY_APPROVED,
 ];
 
 /// Entry bytes: if they decode, they encode back to themselves, and the

@@ -185,13 +185,26 @@ impl Staff {
             .iter()
             .map(|p| p.enrolment(&self.origin, admin, &self.commitment_key))
             .collect();
-        records.push(sign(
-            &self.origin,
-            KIND_POLICY_SET,
-            &example_policy("policy-1", 1),
-            admin,
-        ));
+        records.extend(self.policy_records(&example_policy("policy-1", 1)));
         records
+    }
+
+    /// `policy` proposed by the administrator and put in force by the court
+    /// leader's co-signature.
+    pub fn policy_records(&self, policy: &PolicySet) -> Vec<Record> {
+        let approved = PolicyApproved {
+            request_id: format!("{}-approved", policy.request_id),
+            version: policy.version,
+        };
+        vec![
+            sign(&self.origin, KIND_POLICY_SET, policy, &self.administrator.identity),
+            sign(
+                &self.origin,
+                KIND_POLICY_APPROVED,
+                &approved,
+                &self.court_leader.identity,
+            ),
+        ]
     }
 }
 

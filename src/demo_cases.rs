@@ -25,12 +25,7 @@ fn ensure_staff(ledger: &Ledger, staff: &Staff) -> anyhow::Result<()> {
     // Every approval step and account confirmation goes through the SMS path.
     let mut policy = caseledger::court::example_policy("policy-2", 2);
     policy.sms_confirmation_required = true;
-    records.push(caseledger::court::sign(
-        &staff.origin,
-        caseledger_verify::funds::model::KIND_POLICY_SET,
-        &policy,
-        &staff.administrator.identity,
-    ));
+    records.extend(staff.policy_records(&policy));
     ledger
         .append(records)
         .context("enrolling the demo staff (was this ledger made by demo with the same --seed?)")?;

@@ -34,7 +34,13 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     let mut serve = Serve::start(&data, &[]);
     let address = serve.address.clone();
     let admin = Client::new(&address, staff.administrator.identity.clone());
-    assert_eq!(admin.write(&staff.setup_records()).expect("staff").0, 201);
+    // The administrator enrols the staff and proposes the policy; the court
+    // leader's co-signature puts it in force.
+    let mut setup = staff.setup_records();
+    let co_signature = setup.pop().expect("the court leader's co-signature");
+    assert_eq!(admin.write(&setup).expect("staff").0, 201);
+    let leader = Client::new(&address, staff.court_leader.identity.clone());
+    assert_eq!(leader.write(&[co_signature]).expect("policy in force").0, 201);
     let head = &staff.bureau_head;
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let body =

@@ -355,16 +355,50 @@ fn delays_cancellations_returns_and_key_rotation() {
         request_id: "return-1".into(),
         disbursement_id: "d-2".into(),
         bank_reference: "PAY-2".into(),
+        credit_reference: "CREDIT-2".into(),
+        amount_fen: 2_000_000,
+        account_id: "acct-1".into(),
         reason: "收款账户已销户".into(),
     };
-    ledger
-        .append_one(caseledger::court::sign(
-            ORIGIN,
-            KIND_PAYMENT_RETURNED,
-            &returned,
-            &staff.finance.identity,
-        ))
-        .expect("return");
+    let by = |person: &caseledger::court::Person, payload: &PaymentReturned| {
+        caseledger::court::sign(ORIGIN, KIND_PAYMENT_RETURNED, payload, &person.identity)
+    };
+    // Not by whoever paid; not another amount or account; not a credit
+    // reference already booked as a receipt.
+    assert_eq!(refused_rule(&ledger, by(&staff.finance, &returned)), "second_person");
+    let less = PaymentReturned {
+        amount_fen: 1_000_000,
+        ..returned.clone()
+    };
+    assert_eq!(
+        refused_rule(&ledger, by(&staff.fund_manager, &less)),
+        "payment_mismatch"
+    );
+    let reused = PaymentReturned {
+        credit_reference: "BANK-1".into(),
+        ..returned.clone()
+    };
+    assert_eq!(
+        refused_rule(&ledger, by(&staff.fund_manager, &reused)),
+        "duplicate_reference"
+    );
+    ledger.append_one(by(&staff.fund_manager, &returned)).expect("return");
+    // The credit cannot be booked again as a receipt.
+    let again = caseledger::court::sign(
+        ORIGIN,
+        KIND_RECEIPT_RECORDED,
+        &ReceiptRecorded {
+            request_id: "receipt-credit-2".into(),
+            bank_reference: "CREDIT-2".into(),
+            amount_fen: 2_000_000,
+            payer: "银行退回".into(),
+            value_date: "2026-11-20".into(),
+            channel: Channel::Transfer,
+            case_number: None,
+        },
+        &staff.finance.identity,
+    );
+    assert_eq!(refused_rule(&ledger, again.clone()), "duplicate_reference");
     let view = case_view(&ledger, 0);
     assert_eq!(
         (view.case.available_fen, view.case.paid_fen, view.case.returned_fen),

@@ -179,3 +179,30 @@ fn a_balance_edited_in_the_stored_view_is_caught() {
     );
     assert!(!report.ok);
 }
+
+#[test]
+fn the_payer_books_the_money_as_returned_to_pay_it_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court_with_case(dir.path(), 22, CASE, 1, 8_000_000);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let mut records = vec![case.request("d-1", "acct-1", AMOUNT)];
+    records.extend(case.approvals(ORIGIN, "d-1", "acct-1", AMOUNT, &[Role::BureauHead, Role::Finance]));
+    records.push(case.payment("d-1", "PAY-1", "acct-1", AMOUNT));
+    ledger.append(records).expect("paid");
+    ledger.close().expect("close");
+    // Finance, who paid, says the money came back (it did not).
+    let returned = PaymentReturned {
+        request_id: "return-1".into(),
+        disbursement_id: "d-1".into(),
+        bank_reference: "PAY-1".into(),
+        credit_reference: "CREDIT-FAKE".into(),
+        amount_fen: AMOUNT,
+        account_id: "acct-1".into(),
+        reason: "退回".into(),
+    };
+    let seq = force_append(
+        dir.path(),
+        sign(ORIGIN, KIND_PAYMENT_RETURNED, &returned, &staff.finance.identity),
+    );
+    caught(dir.path(), seq, "second_person");
+}

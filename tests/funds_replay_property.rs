@@ -162,10 +162,13 @@ fn record(staff: &caseledger::court::Staff, op: &Op, n: usize) -> Record {
             let returned = PaymentReturned {
                 request_id: format!("r-{n}"),
                 bank_reference: format!("PAY-{disbursement}"),
+                credit_reference: format!("CREDIT-{n}"),
+                amount_fen: op.amount,
+                account_id: "acct-1".into(),
                 disbursement_id: disbursement,
                 reason: "账户冻结".into(),
             };
-            sign(ORIGIN, KIND_PAYMENT_RETURNED, &returned, &staff.finance.identity)
+            sign(ORIGIN, KIND_PAYMENT_RETURNED, &returned, &staff.fund_manager.identity)
         }
     }
 }

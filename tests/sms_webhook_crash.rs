@@ -103,10 +103,19 @@ fn queued_notifications_survive_sigkill_and_arrive_exactly_once() {
     let address = serve.address.clone();
     let officer = &staff.officers[0];
     let case = CaseRecords::new(&staff, officer, "(2026)苏02执99号");
+    let mut setup = staff.setup_records();
+    let co_signature = setup.pop().expect("the court leader's co-signature");
     assert_eq!(
         Client::new(&address, staff.administrator.identity.clone())
-            .write(&staff.setup_records())
+            .write(&setup)
             .expect("staff")
+            .0,
+        201
+    );
+    assert_eq!(
+        Client::new(&address, staff.court_leader.identity.clone())
+            .write(&[co_signature])
+            .expect("policy in force")
             .0,
         201
     );

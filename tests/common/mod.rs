@@ -265,17 +265,11 @@ pub fn audit(dir: &Path) -> caseledger_verify::audit::AuditReport {
 /// A court ledger (node key from seed 1) whose policy v2 requires SMS codes
 /// for every approval step and account confirmation.
 pub fn court_requiring_sms(dir: &Path, seed: u64, clock: Arc<TestClock>) -> (Ledger, caseledger::court::Staff) {
-    use caseledger_verify::funds::model::KIND_POLICY_SET;
     let (ledger, staff) = court_with_clock(dir, seed, clock);
     let mut policy = caseledger::court::example_policy("policy-2", 2);
     policy.sms_confirmation_required = true;
     ledger
-        .append_one(caseledger::court::sign(
-            ORIGIN,
-            KIND_POLICY_SET,
-            &policy,
-            &staff.administrator.identity,
-        ))
+        .append(staff.policy_records(&policy))
         .expect("policy requiring SMS");
     (ledger, staff)
 }

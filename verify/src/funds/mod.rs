@@ -282,3 +282,67 @@ fn request_id_of(record: &Record) -> Result<String, RuleError> {
 }
 
 mod rules;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::MemoryState;
+    use caseledger_keys::Identity;
+
+    /// A money sum that would not fit in 64 bits is the refusal
+    /// `overflow`, never a wrapped balance or a panic. (The policy's
+    /// ceiling keeps real ledgers far from it; the check stays.)
+    #[test]
+    fn an_overflowing_sum_is_refused_by_rule() {
+        let finance = Identity::from_seed([3; 32]);
+        let case = CaseState {
+            case_number: "(2026)苏02执1号".into(),
+            available_fen: u64::MAX - 5,
+            received_fen: u64::MAX - 5,
+            ..CaseState::default()
+        };
+        let mut state = MemoryState::default();
+        state
+            .0
+            .insert(case_key(&case.case_number), serde_json::to_vec(&case).expect("json"));
+        let receipt = ReceiptRecorded {
+            request_id: "r-1".into(),
+            bank_reference: "B-1".into(),
+            amount_fen: 10,
+            payer: "被执行人".into(),
+            value_date: "2026-11-20".into(),
+            channel: Channel::Transfer,
+            case_number: Some(case.case_number.clone()),
+        };
+        let record = Record::sign(
+            "o",
+            KIND_RECEIPT_RECORDED,
+            serde_json::to_vec(&receipt).expect("json"),
+            &finance,
+        );
+        let signer = KeyInfo {
+            name: "finance".into(),
+            public_key: crate::record::KeyText::from_key(&finance.public_key()),
+            administrator: false,
+            registered_seq: 1,
+            revoked_seq: None,
+            member: Some(Member {
+                member_id: "finance-1".into(),
+                role: Role::Finance,
+                phone_masked: "****0001".into(),
+                phone_commitment: "00".repeat(32),
+            }),
+        };
+        let context = Context {
+            seq: 9,
+            timestamp_ms: 1_795_190_400_000,
+            origin: "o",
+            by_node: false,
+        };
+        let mut overlay = Overlay::new(&state);
+        match admit(&mut overlay, &context, &record, &signer) {
+            Err(RuleError::Rule { rule, .. }) => assert_eq!(rule, "overflow"),
+            other => panic!("expected the overflow rule, got {other:?}"),
+        }
+    }
+}

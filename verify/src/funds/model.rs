@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 /// Policy in force (versioned); each disbursement follows the one in force
 /// when it was requested.
 pub const KIND_POLICY_SET: u16 = 0x0100;
+/// A court leader's co-signature of a proposed policy: only then is it in force.
+pub const KIND_POLICY_APPROVED: u16 = 0x0101;
 pub const KIND_CASE_OPENED: u16 = 0x0110;
 pub const KIND_ACCOUNT_REGISTERED: u16 = 0x0120;
 pub const KIND_ACCOUNT_CONFIRMED: u16 = 0x0121;
@@ -48,6 +50,7 @@ pub const DAY_MS: u64 = 86_400_000;
 pub fn kind_name(kind: u16) -> Option<&'static str> {
     Some(match kind {
         KIND_POLICY_SET => "policy_set",
+        KIND_POLICY_APPROVED => "policy_approved",
         KIND_CASE_OPENED => "case_opened",
         KIND_ACCOUNT_REGISTERED => "account_registered",
         KIND_ACCOUNT_CONFIRMED => "account_confirmed",
@@ -131,6 +134,30 @@ pub const SPLIT_WINDOW_DAYS_DEFAULT: u32 = 30;
 fn split_window_days_default() -> u32 {
     SPLIT_WINDOW_DAYS_DEFAULT
 }
+
+/// Payload of [`KIND_POLICY_APPROVED`]: a member with role `court_leader`,
+/// not the proposer, puts the proposed policy `version` in force.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyApproved {
+    pub request_id: String,
+    pub version: u32,
+}
+
+/// A proposed policy waiting for its co-signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyProposal {
+    pub policy: PolicySet,
+    /// The proposer's public key (as registered): the co-signer must hold
+    /// another key.
+    pub proposed_by: String,
+    pub proposed_seq: u64,
+}
+
+/// Largest `amount_max_fen` a policy may set: ¥100 million a record.
+pub const AMOUNT_FEN_MAX_CEILING: u64 = AMOUNT_FEN_MAX_DEFAULT;
+/// Longest `deadline_days` a policy may set (法发〔2017〕6号, Art. 10).
+pub const DEADLINE_DAYS_MAX: u32 = 30;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -452,7 +479,15 @@ pub struct DisbursementPaid {
 pub struct PaymentReturned {
     pub request_id: String,
     pub disbursement_id: String,
+    /// The payment's bank reference.
     pub bank_reference: String,
+    /// The bank reference of the credit that brought the money back:
+    /// unique among receipts and returns.
+    pub credit_reference: String,
+    /// The money that came back: the payment's amount.
+    pub amount_fen: u64,
+    /// The account it came back from: the payment's.
+    pub account_id: String,
     pub reason: String,
 }
 
@@ -676,6 +711,8 @@ pub struct DisbursementState {
     pub paid_seq: Option<u64>,
     /// The timestamp of the payment entry.
     pub paid_ms: Option<u64>,
+    /// The member who recorded the payment (a return needs another).
+    pub paid_by: Option<String>,
     pub returned_seq: Option<u64>,
     pub cancelled_seq: Option<u64>,
 }

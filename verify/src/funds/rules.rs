@@ -24,6 +24,7 @@ fn minus(a: u64, b: u64, what: &str) -> Result<u64, RuleError> {
 pub(super) fn apply(objects: &mut Objects, context: &Context, record: &Record, signer: &KeyInfo) -> Rules {
     match record.kind {
         KIND_POLICY_SET => policy_set(objects, context, parse(record)?, signer),
+        KIND_POLICY_APPROVED => policy_approved(objects, parse(record)?, signer),
         KIND_CASE_OPENED => case_opened(objects, context, parse(record)?, signer),
         KIND_ACCOUNT_REGISTERED => account_registered(objects, context, parse(record)?, signer),
         KIND_ACCOUNT_CONFIRMED => account_confirmed(objects, context, parse(record)?, signer),
@@ -69,8 +70,8 @@ fn policy_set(objects: &mut Objects, context: &Context, policy: PolicySet, signe
     let tiers_ok = policy.tiers.first().is_some_and(|t| t.from_fen == 0)
         && policy.tiers.windows(2).all(|w| w[0].from_fen < w[1].from_fen)
         && policy.tiers.iter().all(|t| {
-            !t.chain.is_empty()
-                && t.chain.last() == Some(&Role::Finance)
+            t.chain.last() == Some(&Role::Finance)
+                && t.chain.contains(&Role::BureauHead)
                 && !t
                     .chain
                     .iter()
@@ -79,7 +80,17 @@ fn policy_set(objects: &mut Objects, context: &Context, policy: PolicySet, signe
     if !tiers_ok {
         return Err(rule(
             "policy",
-            "tiers must start at 0 fen, rise strictly, and each chain must end with finance and name only approver roles",
+            "tiers must start at 0 fen and rise strictly; every chain names the bureau head, ends with finance and names only approver roles",
+        ));
+    }
+    // Floors no signature lowers.
+    if current.as_ref().is_some_and(|c| c.sms_confirmation_required) && !policy.sms_confirmation_required {
+        return Err(rule("policy", "SMS confirmation, once required, stays required"));
+    }
+    if policy.amount_max_fen > AMOUNT_FEN_MAX_CEILING || policy.deadline_days > DEADLINE_DAYS_MAX {
+        return Err(rule(
+            "policy",
+            format!("amount_max_fen is at most {AMOUNT_FEN_MAX_CEILING} and deadline_days at most {DEADLINE_DAYS_MAX}"),
         ));
     }
     if !(1..=366).contains(&policy.split_window_days) {
@@ -97,9 +108,41 @@ fn policy_set(objects: &mut Objects, context: &Context, policy: PolicySet, signe
             "deadline_days must be positive and larger than near_due_days; amount_max_fen positive",
         ));
     }
-    let _ = context;
-    objects.put(format!("policy/{:010}", policy.version), &policy);
-    objects.put(POLICY_KEY.to_owned(), &policy);
+    // Proposed: in force once a court leader co-signs it. A newer proposal
+    // of the same version replaces this one.
+    let proposal = PolicyProposal {
+        policy,
+        proposed_by: signer.public_key.0.clone(),
+        proposed_seq: context.seq,
+    };
+    objects.put(POLICY_PROPOSED_KEY.to_owned(), &proposal);
+    Ok(Outcome::New)
+}
+
+const POLICY_PROPOSED_KEY: &str = "policy_proposed";
+
+/// A court leader (not the proposer's key) puts the proposed policy in
+/// force: one person alone never loosens the money rules.
+fn policy_approved(objects: &mut Objects, approved: PolicyApproved, signer: &KeyInfo) -> Rules {
+    require_role(signer, &[Role::CourtLeader], "approving a policy")?;
+    let proposal: PolicyProposal = objects.need(POLICY_PROPOSED_KEY, "policy", "a proposed policy")?;
+    if proposal.policy.version != approved.version {
+        return Err(rule(
+            "policy",
+            format!("the proposed policy is version {}", proposal.policy.version),
+        ));
+    }
+    if proposal.proposed_by == signer.public_key.0 {
+        return Err(rule("self_approval", "the proposer cannot co-sign their own policy"));
+    }
+    let current: Option<PolicySet> = objects.get(POLICY_KEY)?;
+    let expected = current.as_ref().map_or(1, |p| p.version + 1);
+    if approved.version != expected {
+        return Err(rule("policy", format!("policy version must be {expected}")));
+    }
+    objects.delete(POLICY_PROPOSED_KEY.to_owned());
+    objects.put(format!("policy/{:010}", proposal.policy.version), &proposal.policy);
+    objects.put(POLICY_KEY.to_owned(), &proposal.policy);
     Ok(Outcome::New)
 }
 
@@ -377,6 +420,18 @@ fn receipt_recorded(objects: &mut Objects, context: &Context, receipt: ReceiptRe
             ))
         };
     }
+    if objects
+        .get::<String>(&format!("credit/{}", receipt.bank_reference))?
+        .is_some()
+    {
+        return Err(rule(
+            "duplicate_reference",
+            format!(
+                "bank reference {} brought a returned payment back",
+                receipt.bank_reference
+            ),
+        ));
+    }
     check_amount(objects, receipt.amount_fen)?;
     check_text("payer", &receipt.payer)?;
     let arrival_ms = start_of_day_cst(parse_date(&receipt.value_date)?)?;
@@ -575,6 +630,7 @@ fn disbursement_requested(
         payment_reference: None,
         paid_seq: None,
         paid_ms: None,
+        paid_by: None,
         returned_seq: None,
         cancelled_seq: None,
     };
@@ -782,6 +838,7 @@ fn disbursement_paid(objects: &mut Objects, context: &Context, paid: Disbursemen
     disbursement.payment_reference = Some(paid.bank_reference);
     disbursement.paid_seq = Some(context.seq);
     disbursement.paid_ms = Some(context.timestamp_ms);
+    disbursement.paid_by = Some(member_of(signer)?.member_id.clone());
     let (payee, masked) = notify::payee(objects, &disbursement.account_id)?;
     let amount = Some(disbursement.amount_fen);
     notify::queue(
@@ -798,8 +855,13 @@ fn disbursement_paid(objects: &mut Objects, context: &Context, paid: Disbursemen
 }
 
 fn payment_returned(objects: &mut Objects, context: &Context, returned: PaymentReturned, signer: &KeyInfo) -> Rules {
-    require_role(signer, &[Role::Finance], "recording a returned payment")?;
+    require_role(
+        signer,
+        &[Role::Finance, Role::FundManager],
+        "recording a returned payment",
+    )?;
     check_text("reason", &returned.reason)?;
+    check_id("credit_reference", &returned.credit_reference)?;
     let key = disbursement_key(&returned.disbursement_id);
     let mut disbursement: DisbursementState = objects.need(&key, "unknown_disbursement", "the disbursement")?;
     if disbursement.status != DisbursementStatus::Paid
@@ -810,6 +872,33 @@ fn payment_returned(objects: &mut Objects, context: &Context, returned: PaymentR
             "only a paid disbursement is returned, naming its payment's bank reference",
         ));
     }
+    // The money coming back is the bank's credit: its own reference, the
+    // payment's amount, from the payment's account; and whoever paid does
+    // not also book the money as back (it would be paid again).
+    if returned.amount_fen != disbursement.amount_fen || returned.account_id != disbursement.account_id {
+        return Err(rule(
+            "payment_mismatch",
+            "a return is the payment's amount, back from the payment's account",
+        ));
+    }
+    if disbursement.paid_by.as_deref() == Some(member_of(signer)?.member_id.as_str()) {
+        return Err(rule(
+            "second_person",
+            "a returned payment is recorded by someone other than who recorded the payment",
+        ));
+    }
+    let credit_key = format!("credit/{}", returned.credit_reference);
+    if objects.get::<String>(&credit_key)?.is_some()
+        || objects
+            .get::<ReceiptState>(&receipt_key(&returned.credit_reference))?
+            .is_some()
+    {
+        return Err(rule(
+            "duplicate_reference",
+            format!("bank reference {} was booked before", returned.credit_reference),
+        ));
+    }
+    objects.put(credit_key, &returned.disbursement_id);
     let mut case: CaseState = objects.need(&case_key(&disbursement.case_number), "unknown_case", "the case")?;
     case.available_fen = plus(case.available_fen, disbursement.amount_fen, "case available")?;
     case.returned_fen = plus(case.returned_fen, disbursement.amount_fen, "case returned")?;
