@@ -465,7 +465,8 @@ fn case_ledger() -> PathBuf {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-cases-{cases}"));
+    // v3: issue 14 records (co-signed policy, code openings, value dates).
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-cases-v3-{cases}"));
     let done = dir.join("complete");
     if !done.exists() {
         let _ = std::fs::remove_dir_all(&dir);

@@ -283,13 +283,20 @@ impl<'a> CaseRecords<'a> {
         )
     }
 
+    /// A transfer for the case with value date 2026-11-20 (the tests'
+    /// clock starts the day after).
     pub fn receipt(&self, reference: &str, amount_fen: u64) -> Record {
+        self.receipt_on(reference, amount_fen, "2026-11-20")
+    }
+
+    /// A transfer for the case that arrived on `value_date` (`YYYY-MM-DD`).
+    pub fn receipt_on(&self, reference: &str, amount_fen: u64, value_date: &str) -> Record {
         let payload = ReceiptRecorded {
             request_id: format!("receipt-{reference}"),
             bank_reference: reference.to_owned(),
             amount_fen,
             payer: "被执行人公司".into(),
-            value_date: "2026-11-20".into(),
+            value_date: value_date.to_owned(),
             channel: Channel::Transfer,
             case_number: Some(self.case_number.clone()),
         };
@@ -439,7 +446,8 @@ pub fn demo_case_history(staff: &Staff, node: &Identity, origin: &str, n: u64, s
     for k in 1..=rng.gen_range(1..=3) {
         let amount = rng.gen_range(1_000_000..30_000_000u64);
         total += amount;
-        records.push(case.receipt(&format!("B{n}-{k}"), amount));
+        // Booked the day the money arrives, as finance does.
+        records.push(case.receipt_on(&format!("B{n}-{k}"), amount, &today_cst()));
     }
     if n % 10 == 9 {
         return records; // money still held: shows in the deadline views
@@ -492,6 +500,25 @@ pub fn demo_case_history(staff: &Staff, node: &Identity, origin: &str, n: u64, s
         records.push(case.payment(&disbursement, &format!("P{n}"), &account, amount));
     }
     records
+}
+
+/// Today's date in China Standard Time, `YYYY-MM-DD`.
+pub fn today_cst() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let days = ((ms + 8 * 3_600_000) / DAY_MS) as i64;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// The node's commitment to `code` for `statement`, as the service records
@@ -593,6 +620,17 @@ pub fn account_confirmation(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn today_in_china_is_a_date_the_rules_parse_back_to_today() {
+        let today = today_cst();
+        let day = caseledger_verify::funds::parse_date(&today).expect("a date");
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64;
+        assert_eq!(day as u64, (ms + 8 * 3_600_000) / DAY_MS, "{today}");
+    }
 
     #[test]
     fn commitments_need_the_court_key_and_separate_purposes() {
