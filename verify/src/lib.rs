@@ -45,6 +45,7 @@ pub mod merkle;
 pub mod record;
 pub mod registry;
 pub mod state;
+pub mod text;
 
 /// What can go wrong in the verifier's own calls (rule refusals and proof
 /// failures have their own types: [`registry::RuleError`],

@@ -264,11 +264,21 @@ impl Registry {
             let taken = self.keys.values().any(|(info, _)| {
                 info.revoked_seq.is_none() && info.member.as_ref().is_some_and(|m| m.member_id == member.member_id)
             });
-            if taken || member.member_id.is_empty() || member.member_id.contains('/') {
+            let malformed = crate::text::id_problem(&member.member_id, 128).is_some()
+                || !member
+                    .phone_masked
+                    .strip_prefix("****")
+                    .is_some_and(|tail| tail.len() == 4 && tail.bytes().all(|b| b.is_ascii_digit()))
+                || member.phone_commitment.len() != 64
+                || !member
+                    .phone_commitment
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if taken || malformed {
                 return Err(bad_payload(
                     kind,
                     format!(
-                        "member id {:?} is empty, malformed or already has an active key",
+                        "member {:?}: an id of printable ASCII, a phone masked as ****dddd and a 64-hex commitment, and no other active key",
                         member.member_id
                     ),
                 ));
@@ -365,6 +375,9 @@ impl Registry {
     ) -> Result<Admitted, RuleError> {
         Self::require_administrator(&signer.0, "a key revocation")?;
         let payload: KeyRevoked = parse(record)?;
+        if let Some(problem) = crate::text::free_text_problem(&payload.reason, 500) {
+            return Err(bad_payload(record.kind, format!("the reason must have {problem}")));
+        }
         let id = payload.key_id().map_err(|e| bad_payload(record.kind, e))?;
         let active_administrators = self
             .keys

@@ -114,28 +114,28 @@ fn parse<T: DeserializeOwned>(record: &Record) -> Result<T, RuleError> {
 }
 
 fn check_id(what: &str, id: &str) -> Result<(), RuleError> {
-    if id.is_empty() || id.len() > ID_BYTES_MAX || id.chars().any(|c| c.is_control() || c == '/' || c.is_whitespace()) {
-        return Err(rule(
-            "payload",
-            format!("{what} must be 1 to {ID_BYTES_MAX} bytes without spaces or '/'"),
-        ));
+    match crate::text::id_problem(id, ID_BYTES_MAX) {
+        Some(problem) => Err(rule("payload", format!("{what} must be {problem}"))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
+/// Free text: bounded, visible, and no personal number in it (rule
+/// `personal_data` for a run of 11 or more digits).
 fn check_text(what: &str, text: &str) -> Result<(), RuleError> {
-    if text.trim().is_empty() || text.len() > TEXT_BYTES_MAX || text.chars().any(char::is_control) {
-        return Err(rule(
-            "payload",
-            format!("{what} must be 1 to {TEXT_BYTES_MAX} printable bytes"),
-        ));
+    match crate::text::free_text_problem(text, TEXT_BYTES_MAX) {
+        Some(problem) if crate::text::longest_digit_run(text) >= crate::text::PERSONAL_DIGITS_MIN => {
+            Err(rule("personal_data", format!("{what}: {problem}")))
+        }
+        Some(problem) => Err(rule("payload", format!("{what} must have {problem}"))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-/// `(2023)苏02执123号`: a year in ASCII or full-width parentheses, a court
-/// code (CJK characters and digits), a case-type word containing 执, a
-/// number, and 号.
+/// `(2023)苏02执123号`: a year in ASCII parentheses (the full-width
+/// `（）` would make a second spelling of one case), a court code (CJK
+/// characters and digits), a case-type word containing 执, a number, and
+/// 号.
 pub fn check_case_number(number: &str) -> Result<(), RuleError> {
     let bad = || {
         rule(
@@ -143,11 +143,8 @@ pub fn check_case_number(number: &str) -> Result<(), RuleError> {
             format!("{number:?} is not a case number like (2023)苏02执123号"),
         )
     };
-    let rest = number
-        .strip_prefix('(')
-        .or_else(|| number.strip_prefix('（'))
-        .ok_or_else(bad)?;
-    let (year, rest) = rest.split_once(')').or_else(|| rest.split_once('）')).ok_or_else(bad)?;
+    let rest = number.strip_prefix('(').ok_or_else(bad)?;
+    let (year, rest) = rest.split_once(')').ok_or_else(bad)?;
     if year.len() != 4 || !year.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }

@@ -45,6 +45,8 @@ pub const AMOUNT_FEN_MAX_DEFAULT: u64 = 10_000_000_000;
 pub const ID_BYTES_MAX: usize = 128;
 /// Longest free text (reasons, names).
 pub const TEXT_BYTES_MAX: usize = 500;
+/// Most applicants, and most respondents, of one case.
+pub const PARTIES_MAX: usize = 50;
 pub const DAY_MS: u64 = 86_400_000;
 
 pub fn kind_name(kind: u16) -> Option<&'static str> {

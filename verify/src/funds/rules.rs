@@ -162,9 +162,20 @@ fn case_opened(objects: &mut Objects, context: &Context, case: CaseOpened, signe
             "a case needs at least one applicant and one respondent",
         ));
     }
+    if case.applicants.len() > PARTIES_MAX || case.respondents.len() > PARTIES_MAX {
+        return Err(rule(
+            "payload",
+            format!("at most {PARTIES_MAX} applicants and {PARTIES_MAX} respondents"),
+        ));
+    }
     for applicant in &case.applicants {
         check_id("applicant_id", &applicant.applicant_id)?;
         check_text("applicant name", &applicant.name)?;
+        check_masked("phone_masked", &applicant.phone_masked)?;
+        check_commitment("phone_commitment", &applicant.phone_commitment)?;
+    }
+    for respondent in &case.respondents {
+        check_text("respondent", respondent)?;
     }
     let mut ids: Vec<&str> = case.applicants.iter().map(|a| a.applicant_id.as_str()).collect();
     ids.sort_unstable();

@@ -1,0 +1,88 @@
+//! What may enter the permanent ledger (issue 14, item 12): free text is
+//! bounded and holds no phone, bank-card or ID-card number; identifiers
+//! have no look-alikes (other scripts, invisible characters, full-width
+//! brackets in case numbers). Refused when written; named by `verify`
+//! when forced into storage.
+
+mod common;
+
+use caseledger::court::{sign, CaseRecords};
+use caseledger_verify::entry::Record;
+use caseledger_verify::funds::model::*;
+use common::*;
+
+const CASE: &str = "(2026)苏02执88号";
+
+#[test]
+fn personal_numbers_and_look_alikes_stay_out_of_the_ledger() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 81);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let opened: CaseOpened = serde_json::from_slice(&case.open(1).payload).expect("json");
+    let open_with = |change: &dyn Fn(&mut CaseOpened)| -> Record {
+        let mut payload = opened.clone();
+        change(&mut payload);
+        sign(ORIGIN, KIND_CASE_OPENED, &payload, &staff.officers[0].identity)
+    };
+    let size = ledger.size();
+    for (record, rule) in [
+        (
+            open_with(&|p| p.respondents = vec!["被执行人 电话 138 1234 5678".into()]),
+            "personal_data",
+        ),
+        (
+            open_with(&|p| p.respondents = vec!["身份证32010219900101123X".into()]),
+            "personal_data",
+        ),
+        (open_with(&|p| p.applicants[0].name = "张\u{200B}三".into()), "payload"),
+        (
+            open_with(&|p| p.applicants[0].phone_masked = "13900000001".into()),
+            "payload",
+        ),
+        (
+            open_with(&|p| p.applicants[0].applicant_id = "applicant\u{2060}-1".into()),
+            "payload",
+        ),
+        (open_with(&|p| p.respondents = vec!["x".repeat(501)]), "payload"),
+        (
+            open_with(&|p| p.respondents = (0..51).map(|n| format!("公司{n}")).collect()),
+            "payload",
+        ),
+        (
+            open_with(&|p| p.case_number = "（2026）苏02执88号".into()),
+            "case_number",
+        ),
+    ] {
+        assert_eq!(refused_rule(&ledger, record), rule);
+    }
+    assert_eq!(ledger.size(), size, "nothing written");
+    ledger
+        .append(vec![
+            case.open(1),
+            case.account("acct-1", 1, "6222000011110001"),
+            case.confirm("acct-1"),
+            case.receipt("BANK-1", 100_000),
+        ])
+        .expect("a clean case");
+    let mut request: DisbursementRequested =
+        serde_json::from_slice(&case.request("d-1", "acct-1", 50_000).payload).expect("json");
+    request.reason = "付至 6222 0000 1111 0001".into();
+    let numbered = sign(
+        ORIGIN,
+        KIND_DISBURSEMENT_REQUESTED,
+        &request,
+        &staff.officers[0].identity,
+    );
+    assert_eq!(refused_rule(&ledger, numbered.clone()), "personal_data");
+    ledger.close().expect("close");
+    let seq = force_append(dir.path(), numbered);
+    let report = audit(dir.path());
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.seq == seq && v.rule == "personal_data"),
+        "{:?}",
+        report.violations
+    );
+}

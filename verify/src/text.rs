@@ -1,0 +1,125 @@
+//! What free text and identifiers in the permanent ledger may hold. A
+//! record can never be deleted, so personal numbers must not enter it
+//! through a free-text field (PIPL), and identifiers must not have
+//! look-alikes that read the same to a person and differ to the rules.
+
+/// Characters that change how a string looks, or look like nothing:
+/// zero-width spaces and joiners, bidirectional controls, the soft hyphen,
+/// variation selectors, fillers, tags and the byte-order mark.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F
+            | 0x1160
+            | 0x17B4
+            | 0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xE0000..=0xE0FFF
+    )
+}
+
+/// Digits in a row that make a personal number: a mobile phone has 11,
+/// a bank card 16 to 19, an ID card 18.
+pub const PERSONAL_DIGITS_MIN: usize = 11;
+
+/// The longest run of digits in `text`, ASCII or full-width, counted
+/// across single spaces, hyphens, dots and ideographic spaces between
+/// digits (`138 1234 5678` is one run of 11).
+pub fn longest_digit_run(text: &str) -> usize {
+    let digit = |c: char| c.is_ascii_digit() || ('０'..='９').contains(&c);
+    let separator = |c: char| matches!(c, ' ' | '-' | '.' | '\u{3000}' | '－' | '．');
+    let chars: Vec<char> = text.chars().collect();
+    let (mut longest, mut run) = (0, 0);
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if digit(c) {
+            run += 1;
+            longest = longest.max(run);
+        } else if separator(c) && run > 0 && chars.get(i + 1).is_some_and(|&n| digit(n)) {
+            // A separator inside a number: the run goes on.
+        } else {
+            run = 0;
+        }
+        i += 1;
+    }
+    longest
+}
+
+/// Why a free text may not enter the ledger, if it may not.
+pub fn free_text_problem(text: &str, bytes_max: usize) -> Option<String> {
+    if text.trim().is_empty() || text.len() > bytes_max {
+        return Some(format!("1 to {bytes_max} bytes"));
+    }
+    if text.trim() != text {
+        return Some("no leading or trailing spaces".into());
+    }
+    if text.chars().any(|c| c.is_control() || is_invisible(c)) {
+        return Some("no control or invisible characters".into());
+    }
+    if longest_digit_run(text) >= PERSONAL_DIGITS_MIN {
+        return Some(format!(
+            "no run of {PERSONAL_DIGITS_MIN} or more digits: phone, bank account and ID-card numbers never enter the ledger"
+        ));
+    }
+    None
+}
+
+/// Why an identifier may not be used, if it may not: no whitespace, no
+/// control or invisible character (two ids that look the same must be the
+/// same bytes), no '/'.
+pub fn id_problem(id: &str, bytes_max: usize) -> Option<String> {
+    if id.is_empty() || id.len() > bytes_max {
+        return Some(format!("1 to {bytes_max} bytes"));
+    }
+    if id
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c) || c == '/')
+    {
+        return Some("without spaces, control or invisible characters, or '/'".into());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn personal_numbers_and_invisible_characters_are_found() {
+        for number in [
+            "13812345678",
+            "138 1234 5678",
+            "138-1234-5678",
+            "１３８１２３４５６７８",
+            "6222 0000 1111 0001",
+            "32010219900101123X",
+        ] {
+            let text = format!("申请人电话{number}");
+            assert!(free_text_problem(&text, 500).is_some(), "{text}");
+        }
+        for fine in [
+            "执行款发放",
+            "(2023)苏02执123号 第2笔",
+            "2026-11-20 退回",
+            "金额 1000000 元",
+        ] {
+            assert_eq!(free_text_problem(fine, 500), None, "{fine}");
+        }
+        assert!(free_text_problem("张\u{200B}三", 500).is_some());
+        assert!(free_text_problem("abc\u{202E}fed", 500).is_some());
+        assert!(free_text_problem("trailing ", 500).is_some());
+        assert!(id_problem("acct-1", 128).is_none());
+        assert!(id_problem("acct\u{200B}1", 128).is_some());
+    }
+}
