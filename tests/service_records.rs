@@ -145,10 +145,27 @@ async fn a_disbursement_from_filing_to_payment_over_http() {
     assert_eq!(status, StatusCode::OK, "{view}");
     assert_eq!(view["case"]["paid_fen"], 4_000_000);
     assert_eq!(view["disbursements"][0]["status"], "paid");
-    let (status, entry) = read(&f.state, &f.staff.court_leader.identity, &format!("/v1/entries/{seq}")).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(entry["kind_name"], "disbursement_paid");
-    assert_eq!(entry["signer"], f.staff.finance.identity.public_key().key_id().to_hex());
+    // One read rule for entries: the case's officer, finance and the
+    // administrator read this payment; another officer, and a court leader
+    // whom no chain of this case names, do not.
+    let target = format!("/v1/entries/{seq}");
+    for (who, expected) in [
+        (&officer.identity, StatusCode::OK),
+        (&f.staff.finance.identity, StatusCode::OK),
+        (&f.staff.administrator.identity, StatusCode::OK),
+        (&f.staff.officers[1].identity, StatusCode::FORBIDDEN),
+        (&f.staff.court_leader.identity, StatusCode::FORBIDDEN),
+    ] {
+        let (status, entry) = read(&f.state, who, &target).await;
+        assert_eq!(status, expected, "{entry}");
+        if status == StatusCode::OK {
+            assert_eq!(entry["kind_name"], "disbursement_paid");
+            assert_eq!(entry["signer"], f.staff.finance.identity.public_key().key_id().to_hex());
+        }
+    }
+    // Entries that concern no case (key registrations) are not for an officer.
+    let (status, _) = read(&f.state, &officer.identity, "/v1/entries/1").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     let report = f.state.ledger.audit(None, 2, &|_| {}).expect("audit");
     assert!(report.ok, "{:?}", report.violations);
 }

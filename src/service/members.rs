@@ -398,19 +398,28 @@ pub struct EntryResponse {
     pub entry: String,
 }
 
-/// One entry (members only).
+/// One entry: auditors and administrators read every entry; other members
+/// the entries of the cases they work on and their own (see
+/// [`super::access`]).
 #[utoipa::path(get, path = "/v1/entries/{seq}", params(("seq" = u64, Path)), responses(
     (status = OK, body = EntryResponse),
     (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+    (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
     (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
 ))]
 pub(super) async fn entry(
     State(state): State<AppState>,
     Path(seq): Path<u64>,
-    _member: SignedBy,
+    SignedBy { info }: SignedBy,
 ) -> Result<Json<EntryResponse>, ApiError> {
     let bytes = state.ledger.entry_bytes(seq)?;
     let entry = caseledger_verify::entry::Entry::decode(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !super::access::may_read(&state, &info, &entry.record)? {
+        return Err(ApiError::RuleViolated {
+            rule: "role".into(),
+            detail: "members read the entries of the cases they work on; auditors read everything".into(),
+        });
+    }
     Ok(Json(EntryResponse {
         seq,
         timestamp_ms: entry.timestamp_ms,

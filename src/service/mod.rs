@@ -5,6 +5,7 @@
 //! OpenAPI document at `/v1/openapi.json` is generated from the same
 //! handlers that serve them.
 
+mod access;
 mod accounts;
 mod approvals;
 mod challenges;
