@@ -92,10 +92,16 @@ impl Fixture {
             "deadline_days": 30, "near_due_days": 5, "unidentified_claim_days": 3,
             "amount_max_fen": 10000000000u64
         });
-        records.push(sign(admin, model::KIND_POLICY_SET, &policy));
+        let proposal = sign(admin, model::KIND_POLICY_SET, &policy);
+        let proposal_sha256: String = <sha2::Sha256 as sha2::Digest>::digest(&proposal.payload)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        records.push(proposal);
         // In force once the court leader co-signs it.
         let leader = &self.members[Self::index_of("leader-1").expect("a court leader")].0;
-        let approved = serde_json::json!({"request_id": "policy-1-approved", "version": 1});
+        let approved =
+            serde_json::json!({"request_id": "policy-1-approved", "version": 1, "proposal_sha256": proposal_sha256});
         records.push(sign(leader, model::KIND_POLICY_APPROVED, &approved));
         records
     }

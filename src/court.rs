@@ -192,12 +192,14 @@ impl Staff {
     /// `policy` proposed by the administrator and put in force by the court
     /// leader's co-signature.
     pub fn policy_records(&self, policy: &PolicySet) -> Vec<Record> {
+        let proposal = sign(&self.origin, KIND_POLICY_SET, policy, &self.administrator.identity);
         let approved = PolicyApproved {
             request_id: format!("{}-approved", policy.request_id),
             version: policy.version,
+            proposal_sha256: hex::encode(<Sha256 as sha2::Digest>::digest(&proposal.payload)),
         };
         vec![
-            sign(&self.origin, KIND_POLICY_SET, policy, &self.administrator.identity),
+            proposal,
             sign(
                 &self.origin,
                 KIND_POLICY_APPROVED,

@@ -197,3 +197,40 @@ fn forced_future_value_dates_and_endless_delays_are_named_by_verify() {
         );
     }
 }
+
+/// A delay is decided before the deadline passes (the second attack
+/// round: a delay approved afterwards erased paid-late and overdue
+/// findings), and only for money of a case.
+#[test]
+fn a_delay_after_the_deadline_or_for_unidentified_money_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff, clock) = court_with_account(dir.path(), 75);
+    ledger
+        .append(vec![
+            receipt(&staff, "B-1", 100_000, "2026-11-20", Some(CASE)),
+            receipt(&staff, "B-unknown", 100_000, "2026-11-20", None),
+        ])
+        .expect("receipts");
+    assert_eq!(refused_rule(&ledger, delay(&staff, "B-unknown", "2026-12-31")), "delay");
+    clock.0.fetch_add(40 * DAY_MS, Ordering::SeqCst);
+    let late = delay(&staff, "B-1", "2027-02-01");
+    assert_eq!(refused_rule(&ledger, late.clone()), "delay");
+    // An entry on day 40 moves the ledger's own clock, which the forced
+    // record takes.
+    ledger
+        .append_one(receipt(&staff, "B-2", 100_000, "2026-12-30", Some(CASE)))
+        .expect("day 40");
+    ledger.close().expect("close");
+    let seq = force_append(dir.path(), late);
+    let report = audit(dir.path());
+    assert!(
+        report.violations.iter().any(|v| v.seq == seq && v.rule == "delay"),
+        "{:?}",
+        report.violations
+    );
+    assert!(
+        report.deadline_findings.iter().any(|f| f.bank_reference == "B-1"),
+        "the forced delay erases nothing: {:?}",
+        report.deadline_findings
+    );
+}

@@ -421,10 +421,12 @@ fn a_policy_needs_a_second_person_and_keeps_its_floors() {
             .version
     };
     let proposal = |policy: &PolicySet| sign(ORIGIN, KIND_POLICY_SET, policy, admin);
-    let approval = |version: u32, by: &caseledger::court::Person| {
+    let approval = |version: u32, proposed: &PolicySet, by: &caseledger::court::Person| {
+        use sha2::Digest as _;
         let payload = PolicyApproved {
-            request_id: format!("approve-{version}-{}", by.member_id),
+            request_id: format!("approve-{version}-{}-{}", by.member_id, proposed.request_id),
             version,
+            proposal_sha256: hex::encode(sha2::Sha256::digest(&proposal(proposed).payload)),
         };
         sign(ORIGIN, KIND_POLICY_APPROVED, &payload, &by.identity)
     };
@@ -444,9 +446,21 @@ fn a_policy_needs_a_second_person_and_keeps_its_floors() {
     ledger.append_one(proposal(&v2)).expect("proposed");
     assert_eq!(in_force(&ledger), 1, "a proposal alone changes nothing");
     // Only a court leader co-signs it.
-    assert_eq!(refused_rule(&ledger, approval(2, &staff.bureau_head)), "role");
-    assert_eq!(refused_rule(&ledger, approval(3, &staff.court_leader)), "policy");
-    ledger.append_one(approval(2, &staff.court_leader)).expect("co-signed");
+    assert_eq!(refused_rule(&ledger, approval(2, &v2, &staff.bureau_head)), "role");
+    assert_eq!(refused_rule(&ledger, approval(3, &v2, &staff.court_leader)), "policy");
+    // The co-signature names the proposal it approves: a proposal swapped
+    // in after the court leader read another is not put in force.
+    let mut swapped = v2.clone();
+    swapped.request_id = "p-2-swapped".into();
+    swapped.near_due_days = 1;
+    ledger.append_one(proposal(&swapped)).expect("a second proposal of v2");
+    assert_eq!(refused_rule(&ledger, approval(2, &v2, &staff.court_leader)), "policy");
+    let mut again = v2.clone();
+    again.request_id = "p-2-again".into();
+    ledger.append_one(proposal(&again)).expect("proposed again");
+    ledger
+        .append_one(approval(2, &again, &staff.court_leader))
+        .expect("co-signed");
     assert_eq!(in_force(&ledger), 2);
     // SMS, once required, stays required.
     let mut off = caseledger::court::example_policy("p-3", 3);
@@ -457,7 +471,7 @@ fn a_policy_needs_a_second_person_and_keeps_its_floors() {
     let mut v3 = caseledger::court::example_policy("p-3b", 3);
     v3.sms_confirmation_required = true;
     ledger.append_one(proposal(&v3)).expect("proposed");
-    let by_head = approval(3, &staff.bureau_head);
+    let by_head = approval(3, &v3, &staff.bureau_head);
     assert_eq!(refused_rule(&ledger, by_head.clone()), "role");
     // Forced behind the writer: named by verify.
     ledger.close().expect("close");

@@ -86,3 +86,39 @@ fn personal_numbers_and_look_alikes_stay_out_of_the_ledger() {
         report.violations
     );
 }
+
+/// The second attack round's numbers and look-alikes (issue 14 item 12).
+#[test]
+fn numbers_in_other_scripts_separators_and_ids_are_refused_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 82);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let opened: CaseOpened = serde_json::from_slice(&case.open(1).payload).expect("json");
+    let open_with = |change: &dyn Fn(&mut CaseOpened)| -> Record {
+        let mut payload = opened.clone();
+        change(&mut payload);
+        sign(ORIGIN, KIND_CASE_OPENED, &payload, &staff.officers[0].identity)
+    };
+    for respondent in [
+        "一三八一二三四五六七八",
+        "138\u{a0}1234\u{a0}5678",
+        "138,1234,5678",
+        "(138)1234-5678",
+        "138  1234  5678",
+        "١٣٨١٢٣٤٥٦٧٨",
+    ] {
+        let record = open_with(&|p| p.respondents = vec![respondent.to_owned()]);
+        assert_eq!(refused_rule(&ledger, record), "personal_data", "{respondent}");
+    }
+    let id_card = open_with(&|p| p.applicants[0].applicant_id = "320102199001011234".into());
+    assert_eq!(refused_rule(&ledger, id_card), "personal_data");
+    for look_alike in [
+        "(2026)苏02执088号",
+        "(2026)蘇02执88号",
+        "(2026)苏02執执88号",
+        "(2026)苏02执13812345678号",
+    ] {
+        let record = open_with(&|p| p.case_number = look_alike.into());
+        assert_eq!(refused_rule(&ledger, record), "case_number", "{look_alike}");
+    }
+}

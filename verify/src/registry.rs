@@ -94,11 +94,8 @@ fn parse<T: serde::de::DeserializeOwned>(record: &Record) -> Result<T, RuleError
 }
 
 fn check_name(kind: u16, name: &str) -> Result<(), RuleError> {
-    if name.trim().is_empty() || name.len() > KEY_NAME_BYTES_MAX || name.chars().any(char::is_control) {
-        return Err(bad_payload(
-            kind,
-            format!("key name must be 1 to {KEY_NAME_BYTES_MAX} printable bytes"),
-        ));
+    if let Some(problem) = crate::text::free_text_problem(name, KEY_NAME_BYTES_MAX) {
+        return Err(bad_payload(kind, format!("the key name must have {problem}")));
     }
     Ok(())
 }
@@ -264,7 +261,7 @@ impl Registry {
             let taken = self.keys.values().any(|(info, _)| {
                 info.revoked_seq.is_none() && info.member.as_ref().is_some_and(|m| m.member_id == member.member_id)
             });
-            let malformed = crate::text::id_problem(&member.member_id, 128).is_some()
+            let malformed = crate::text::ascii_id_problem(&member.member_id, 128, false).is_some()
                 || !member
                     .phone_masked
                     .strip_prefix("****")

@@ -32,26 +32,41 @@ pub fn is_invisible(c: char) -> bool {
 /// a bank card 16 to 19, an ID card 18.
 pub const PERSONAL_DIGITS_MIN: usize = 11;
 
-/// The longest run of digits in `text`, ASCII or full-width, counted
-/// across single spaces, hyphens, dots and ideographic spaces between
-/// digits (`138 1234 5678` is one run of 11).
+/// Whether `c` is a digit a person would read as one: any Unicode number
+/// (ASCII, full-width, Arabic-Indic, mathematical, circled…) or a Chinese
+/// numeral, plain or financial.
+pub fn is_digit_like(c: char) -> bool {
+    c.is_numeric() || "〇零一二三四五六七八九壹贰叁肆伍陆柒捌玖貳參陸".contains(c)
+}
+
+/// Whether `c` may sit inside a written number: any whitespace, dashes,
+/// dots, commas, slashes and brackets, ASCII, full-width or typographic.
+fn is_number_separator(c: char) -> bool {
+    c.is_whitespace() || "-‐‑‒–—―－﹣.．,，、/／()（）·・_".contains(c)
+}
+
+/// The longest run of digit-like characters in `text` (see
+/// [`is_digit_like`]), counted across up to two separators in a row
+/// between digits (`138 1234 5678`, `(138)1234-5678`, `138,,1234` are
+/// runs of 11).
 pub fn longest_digit_run(text: &str) -> usize {
-    let digit = |c: char| c.is_ascii_digit() || ('０'..='９').contains(&c);
-    let separator = |c: char| matches!(c, ' ' | '-' | '.' | '\u{3000}' | '－' | '．');
     let chars: Vec<char> = text.chars().collect();
     let (mut longest, mut run) = (0, 0);
     let mut i = 0;
     while i < chars.len() {
-        let c = chars[i];
-        if digit(c) {
+        if is_digit_like(chars[i]) {
             run += 1;
             longest = longest.max(run);
-        } else if separator(c) && run > 0 && chars.get(i + 1).is_some_and(|&n| digit(n)) {
-            // A separator inside a number: the run goes on.
-        } else {
+            i += 1;
+            continue;
+        }
+        // Up to two separators followed by a digit keep the run going.
+        let gap = chars[i..].iter().take_while(|&&c| is_number_separator(c)).count();
+        let continues = gap > 0 && gap <= 2 && chars.get(i + gap).is_some_and(|&n| is_digit_like(n));
+        if !continues {
             run = 0;
         }
-        i += 1;
+        i += gap.max(1);
     }
     longest
 }
@@ -71,6 +86,24 @@ pub fn free_text_problem(text: &str, bytes_max: usize) -> Option<String> {
         return Some(format!(
             "no run of {PERSONAL_DIGITS_MIN} or more digits: phone, bank account and ID-card numbers never enter the ledger"
         ));
+    }
+    None
+}
+
+/// Why a court-made identifier (member, applicant, account, disbursement,
+/// bank reference) may not be used, if it may not: ASCII letters, digits,
+/// `-`, `_`, `.` and `:` only (no look-alike letters of other scripts or
+/// typographic dashes), and, unless `digits_allowed`, no personal number
+/// in it.
+pub fn ascii_id_problem(id: &str, bytes_max: usize, digits_allowed: bool) -> Option<String> {
+    if id.is_empty() || id.len() > bytes_max {
+        return Some(format!("1 to {bytes_max} bytes"));
+    }
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+        return Some("ASCII letters, digits, '-', '_', '.' and ':' only".into());
+    }
+    if !digits_allowed && longest_digit_run(id) >= PERSONAL_DIGITS_MIN {
+        return Some(format!("fewer than {PERSONAL_DIGITS_MIN} digits in a row"));
     }
     None
 }
@@ -108,6 +141,20 @@ mod tests {
             let text = format!("申请人电话{number}");
             assert!(free_text_problem(&text, 500).is_some(), "{text}");
         }
+        for number in [
+            "一三八一二三四五六七八",
+            "138\u{a0}1234\u{a0}5678",
+            "138,1234,5678",
+            "(138)1234-5678",
+            "138  1234  5678",
+            "١٣٨١٢٣٤٥٦٧٨",
+        ] {
+            assert!(free_text_problem(number, 500).is_some(), "{number}");
+        }
+        assert!(free_text_problem("2026-11-20 10:30", 500).is_none());
+        assert!(ascii_id_problem("CR\u{2010}100", 128, true).is_some());
+        assert!(ascii_id_problem("320102199001011234", 128, false).is_some());
+        assert!(ascii_id_problem("PAY-20261120123456789", 128, true).is_none());
         for fine in [
             "执行款发放",
             "(2023)苏02执123号 第2笔",

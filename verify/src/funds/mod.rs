@@ -120,6 +120,16 @@ fn check_id(what: &str, id: &str) -> Result<(), RuleError> {
     }
 }
 
+/// A court-made id (see [`crate::text::ascii_id_problem`]); `digits_allowed`
+/// for bank references, which are the bank's numbers.
+fn check_ascii_id(what: &str, id: &str, digits_allowed: bool) -> Result<(), RuleError> {
+    match crate::text::ascii_id_problem(id, ID_BYTES_MAX, digits_allowed) {
+        Some(problem) if problem.starts_with("fewer") => Err(rule("personal_data", format!("{what}: {problem}"))),
+        Some(problem) => Err(rule("payload", format!("{what} must be {problem}"))),
+        None => Ok(()),
+    }
+}
+
 /// Free text: bounded, visible, and no personal number in it (rule
 /// `personal_data` for a run of 11 or more digits).
 fn check_text(what: &str, text: &str) -> Result<(), RuleError> {
@@ -132,10 +142,19 @@ fn check_text(what: &str, text: &str) -> Result<(), RuleError> {
     }
 }
 
-/// `(2023)苏02执123号`: a year in ASCII parentheses (the full-width
-/// `（）` would make a second spelling of one case), a court code (CJK
-/// characters and digits), a case-type word containing 执, a number, and
-/// 号.
+/// Province abbreviations that begin a court code (`苏02`), and 兵 for the
+/// Production and Construction Corps courts.
+const PROVINCES: &str = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼兵";
+/// Characters of an enforcement case-type word after its first 执
+/// (执恢, 执保, 执异, 执复, 执监, 执协, 执他, 执配).
+const CASE_TYPE_TAIL: &str = "恢保异复监协他配";
+
+/// `(2023)苏02执123号`, in one spelling only, so that one case cannot be
+/// opened twice under look-alike numbers: a 4-digit year in ASCII
+/// parentheses; a court code, either a province abbreviation in simplified
+/// characters and 1 to 6 ASCII digits, or 最高法; an enforcement case-type
+/// word, 执 and at most 3 of 恢保异复监协他配; a serial of 1 to 7 ASCII
+/// digits without a leading zero; and 号.
 pub fn check_case_number(number: &str) -> Result<(), RuleError> {
     let bad = || {
         rule(
@@ -149,17 +168,28 @@ pub fn check_case_number(number: &str) -> Result<(), RuleError> {
         return Err(bad());
     }
     let body = rest.strip_suffix('号').ok_or_else(bad)?;
-    let digits_at = body
-        .char_indices()
-        .rev()
-        .take_while(|(_, c)| c.is_ascii_digit())
-        .last()
-        .map(|(i, _)| i)
-        .ok_or_else(bad)?;
-    let (prefix, serial) = body.split_at(digits_at);
-    let is_cjk = |c: char| ('\u{4e00}'..='\u{9fff}').contains(&c);
-    let court_ok = prefix.chars().all(|c| is_cjk(c) || c.is_ascii_digit());
-    if serial.is_empty() || !prefix.contains('执') || !court_ok || !prefix.chars().next().is_some_and(is_cjk) {
+    let rest = match body.strip_prefix("最高法") {
+        Some(rest) => rest,
+        None => {
+            let mut chars = body.chars();
+            let province = chars.next().ok_or_else(bad)?;
+            if !PROVINCES.contains(province) {
+                return Err(bad());
+            }
+            let rest = chars.as_str();
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if !(1..=6).contains(&digits) {
+                return Err(bad());
+            }
+            &rest[digits..]
+        }
+    };
+    let rest = rest.strip_prefix('执').ok_or_else(bad)?;
+    let tail: String = rest.chars().take_while(|c| CASE_TYPE_TAIL.contains(*c)).collect();
+    let serial = &rest[tail.len()..];
+    let serial_ok =
+        (1..=7).contains(&serial.len()) && serial.bytes().all(|b| b.is_ascii_digit()) && !serial.starts_with('0');
+    if tail.chars().count() > 3 || !serial_ok {
         return Err(bad());
     }
     Ok(())

@@ -144,6 +144,9 @@ fn split_window_days_default() -> u32 {
 pub struct PolicyApproved {
     pub request_id: String,
     pub version: u32,
+    /// Hex SHA-256 of the proposal's payload bytes: the co-signer approves
+    /// exactly the policy they read, not a later proposal of the version.
+    pub proposal_sha256: String,
 }
 
 /// A proposed policy waiting for its co-signature.
@@ -154,6 +157,8 @@ pub struct PolicyProposal {
     /// another key.
     pub proposed_by: String,
     pub proposed_seq: u64,
+    /// Hex SHA-256 of the proposal's payload bytes.
+    pub proposal_sha256: String,
 }
 
 /// Largest `amount_max_fen` a policy may set: ¥100 million a record.

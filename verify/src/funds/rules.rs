@@ -23,7 +23,13 @@ fn minus(a: u64, b: u64, what: &str) -> Result<u64, RuleError> {
 
 pub(super) fn apply(objects: &mut Objects, context: &Context, record: &Record, signer: &KeyInfo) -> Rules {
     match record.kind {
-        KIND_POLICY_SET => policy_set(objects, context, parse(record)?, signer),
+        KIND_POLICY_SET => policy_set(
+            objects,
+            context,
+            parse(record)?,
+            signer,
+            hex::encode(Sha256::digest(&record.payload)),
+        ),
         KIND_POLICY_APPROVED => policy_approved(objects, parse(record)?, signer),
         KIND_CASE_OPENED => case_opened(objects, context, parse(record)?, signer),
         KIND_ACCOUNT_REGISTERED => account_registered(objects, context, parse(record)?, signer),
@@ -58,7 +64,13 @@ fn totals(objects: &Objects) -> Result<Totals, RuleError> {
     Ok(objects.get(TOTALS_KEY)?.unwrap_or_default())
 }
 
-fn policy_set(objects: &mut Objects, context: &Context, policy: PolicySet, signer: &KeyInfo) -> Rules {
+fn policy_set(
+    objects: &mut Objects,
+    context: &Context,
+    policy: PolicySet,
+    signer: &KeyInfo,
+    proposal_sha256: String,
+) -> Rules {
     if !signer.administrator {
         return Err(rule("role", "a policy is set by an administrator"));
     }
@@ -96,10 +108,13 @@ fn policy_set(objects: &mut Objects, context: &Context, policy: PolicySet, signe
     if !(1..=366).contains(&policy.split_window_days) {
         return Err(rule("policy", "split_window_days must be 1 to 366"));
     }
-    if !(1..=30).contains(&policy.booking_days) || !(1..=366).contains(&policy.delay_days_max) {
+    if !(1..=30).contains(&policy.booking_days)
+        || !(1..=366).contains(&policy.delay_days_max)
+        || !(1..=30).contains(&policy.unidentified_claim_days)
+    {
         return Err(rule(
             "policy",
-            "booking_days must be 1 to 30 and delay_days_max 1 to 366",
+            "booking_days and unidentified_claim_days must be 1 to 30, delay_days_max 1 to 366",
         ));
     }
     if policy.deadline_days == 0 || policy.near_due_days >= policy.deadline_days || policy.amount_max_fen == 0 {
@@ -114,6 +129,7 @@ fn policy_set(objects: &mut Objects, context: &Context, policy: PolicySet, signe
         policy,
         proposed_by: signer.public_key.0.clone(),
         proposed_seq: context.seq,
+        proposal_sha256,
     };
     objects.put(POLICY_PROPOSED_KEY.to_owned(), &proposal);
     Ok(Outcome::New)
@@ -126,10 +142,13 @@ const POLICY_PROPOSED_KEY: &str = "policy_proposed";
 fn policy_approved(objects: &mut Objects, approved: PolicyApproved, signer: &KeyInfo) -> Rules {
     require_role(signer, &[Role::CourtLeader], "approving a policy")?;
     let proposal: PolicyProposal = objects.need(POLICY_PROPOSED_KEY, "policy", "a proposed policy")?;
-    if proposal.policy.version != approved.version {
+    if proposal.policy.version != approved.version || proposal.proposal_sha256 != approved.proposal_sha256 {
         return Err(rule(
             "policy",
-            format!("the proposed policy is version {}", proposal.policy.version),
+            format!(
+                "the proposal awaiting a co-signature is version {} with payload SHA-256 {}",
+                proposal.policy.version, proposal.proposal_sha256
+            ),
         ));
     }
     if proposal.proposed_by == signer.public_key.0 {
@@ -149,7 +168,7 @@ fn policy_approved(objects: &mut Objects, approved: PolicyApproved, signer: &Key
 fn case_opened(objects: &mut Objects, context: &Context, case: CaseOpened, signer: &KeyInfo) -> Rules {
     require_role(signer, &[Role::Officer, Role::Administrator], "opening a case")?;
     check_case_number(&case.case_number)?;
-    check_id("officer_member_id", &case.officer_member_id)?;
+    check_ascii_id("officer_member_id", &case.officer_member_id, false)?;
     if objects.get::<CaseState>(&case_key(&case.case_number))?.is_some() {
         return Err(rule(
             "duplicate_case",
@@ -169,7 +188,7 @@ fn case_opened(objects: &mut Objects, context: &Context, case: CaseOpened, signe
         ));
     }
     for applicant in &case.applicants {
-        check_id("applicant_id", &applicant.applicant_id)?;
+        check_ascii_id("applicant_id", &applicant.applicant_id, false)?;
         check_text("applicant name", &applicant.name)?;
         check_masked("phone_masked", &applicant.phone_masked)?;
         check_commitment("phone_commitment", &applicant.phone_commitment)?;
@@ -209,7 +228,7 @@ fn require_case_officer(case: &CaseState, signer: &KeyInfo, what: &str) -> Resul
 }
 
 fn account_registered(objects: &mut Objects, context: &Context, account: AccountRegistered, signer: &KeyInfo) -> Rules {
-    check_id("account_id", &account.account_id)?;
+    check_ascii_id("account_id", &account.account_id, false)?;
     check_text("bank", &account.bank)?;
     check_masked("account_number_masked", &account.account_number_masked)?;
     check_commitment("account_number_commitment", &account.account_number_commitment)?;
@@ -410,7 +429,7 @@ fn account_change_approved(objects: &mut Objects, approved: AccountChangeApprove
 
 fn receipt_recorded(objects: &mut Objects, context: &Context, receipt: ReceiptRecorded, signer: &KeyInfo) -> Rules {
     require_role(signer, &[Role::Finance, Role::FundManager], "recording a receipt")?;
-    check_id("bank_reference", &receipt.bank_reference)?;
+    check_ascii_id("bank_reference", &receipt.bank_reference, true)?;
     // What the bank reported, without the client's request id: the same
     // reference with the same facts is a retry, with other facts a conflict.
     let hash = {
@@ -583,7 +602,7 @@ fn disbursement_requested(
     request: DisbursementRequested,
     signer: &KeyInfo,
 ) -> Rules {
-    check_id("disbursement_id", &request.disbursement_id)?;
+    check_ascii_id("disbursement_id", &request.disbursement_id, false)?;
     check_text("reason", &request.reason)?;
     let mut case: CaseState = objects.need(&case_key(&request.case_number), "unknown_case", "the case")?;
     require_case_officer(&case, signer, "requesting a disbursement")?;
@@ -809,7 +828,7 @@ fn approval_signed(
 
 fn disbursement_paid(objects: &mut Objects, context: &Context, paid: DisbursementPaid, signer: &KeyInfo) -> Rules {
     require_role(signer, &[Role::Finance], "paying a disbursement")?;
-    check_id("bank_reference", &paid.bank_reference)?;
+    check_ascii_id("bank_reference", &paid.bank_reference, true)?;
     let key = disbursement_key(&paid.disbursement_id);
     let mut disbursement: DisbursementState = objects.need(&key, "unknown_disbursement", "the disbursement")?;
     if disbursement.status != DisbursementStatus::Approved {
@@ -872,7 +891,7 @@ fn payment_returned(objects: &mut Objects, context: &Context, returned: PaymentR
         "recording a returned payment",
     )?;
     check_text("reason", &returned.reason)?;
-    check_id("credit_reference", &returned.credit_reference)?;
+    check_ascii_id("credit_reference", &returned.credit_reference, true)?;
     let key = disbursement_key(&returned.disbursement_id);
     let mut disbursement: DisbursementState = objects.need(&key, "unknown_disbursement", "the disbursement")?;
     if disbursement.status != DisbursementStatus::Paid
@@ -976,6 +995,22 @@ fn delay_approved(objects: &mut Objects, context: &Context, delay: DelayApproved
     }
     let mut receipt: ReceiptState =
         objects.need(&receipt_key(&delay.bank_reference), "unknown_receipt", "the receipt")?;
+    // A delay is decided before the deadline passes, for money of a case:
+    // approved afterwards, it would erase a late payment or an overdue
+    // receipt from the audit; an unidentified receipt is claimed, not
+    // delayed.
+    if receipt.case_number.is_none() {
+        return Err(rule(
+            "delay",
+            "an unidentified receipt is claimed for a case, not delayed",
+        ));
+    }
+    if context.timestamp_ms > receipt.due_ms {
+        return Err(rule(
+            "delay",
+            "the deadline has passed: a delay is approved before it, not after",
+        ));
+    }
     // End of that day in China Standard Time (UTC+8).
     let due_ms = start_of_day_cst(parse_date(&delay.new_due_date)? + 1)?;
     if due_ms <= receipt.due_ms {
