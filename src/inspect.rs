@@ -171,30 +171,33 @@ fn print_report(report: &caseledger_verify::audit::AuditReport) {
         "SMS codes checked against the node's prior commitments: {} approval steps, {} account confirmations",
         report.sms_confirmations_verified, report.account_confirmations_verified
     );
-    for violation in report.violations.iter().take(20) {
-        println!("  seq {}: {}: {}", violation.seq, violation.rule, violation.detail);
-    }
-    if report.violations_total > 20 {
-        println!(
-            "  ... {} more (use --json for up to 1000)",
-            report.violations_total - 20
-        );
-    }
+    print_listed(
+        report
+            .violations
+            .iter()
+            .map(|v| format!("seq {}: {}: {}", v.seq, v.rule, v.detail)),
+        report.violations_total,
+    );
     println!(
         "money held back (paid late, overdue, unclaimed or booked late) as of the newest entry: {} findings",
         report.deadline_findings_total
     );
-    for finding in report.deadline_findings.iter().take(20) {
-        println!(
-            "  seq {}: {} {}: {}",
-            finding.seq, finding.bank_reference, finding.finding, finding.detail
-        );
+    print_listed(
+        report
+            .deadline_findings
+            .iter()
+            .map(|f| format!("seq {}: {} {}: {}", f.seq, f.bank_reference, f.finding, f.detail)),
+        report.deadline_findings_total,
+    );
+}
+
+/// The first 20 of `total` lines, indented, and how many more `--json` lists.
+fn print_listed(lines: impl Iterator<Item = String>, total: u64) {
+    for line in lines.take(20) {
+        println!("  {line}");
     }
-    if report.deadline_findings_total > 20 {
-        println!(
-            "  ... {} more (use --json for up to 1000)",
-            report.deadline_findings_total - 20
-        );
+    if total > 20 {
+        println!("  ... {} more (use --json for up to 1000)", total - 20);
     }
 }
 

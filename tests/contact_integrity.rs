@@ -52,15 +52,7 @@ async fn fixture() -> Fixture {
         staff,
         phone,
     };
-    let contact = serde_json::json!({"case_number": CASE, "applicant_id": "applicant-1", "phone": "13900000001"});
-    post(
-        &f,
-        &f.staff.officers[0],
-        "/v1/contacts",
-        &contact,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
+    applicant_phone_on_file(&f).await;
     let head = &f.staff.bureau_head;
     let member = serde_json::json!({"member_id": head.member_id, "phone": head.phone});
     post(
@@ -72,6 +64,20 @@ async fn fixture() -> Fixture {
     )
     .await;
     f
+}
+
+/// The case's officer records applicant 1's number through the checked
+/// endpoint.
+async fn applicant_phone_on_file(f: &Fixture) {
+    let contact = serde_json::json!({"case_number": CASE, "applicant_id": "applicant-1", "phone": "13900000001"});
+    post(
+        f,
+        &f.staff.officers[0],
+        "/v1/contacts",
+        &contact,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
 }
 
 async fn post(
@@ -159,15 +165,7 @@ async fn a_switched_applicant_number_gets_neither_codes_nor_notices() {
     );
 
     // Put back through the checked endpoint, everything flows again.
-    let contact = serde_json::json!({"case_number": CASE, "applicant_id": "applicant-1", "phone": "13900000001"});
-    post(
-        &f,
-        &f.staff.officers[0],
-        "/v1/contacts",
-        &contact,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
+    applicant_phone_on_file(&f).await;
     post(
         &f,
         &f.staff.officers[0],

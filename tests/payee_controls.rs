@@ -38,6 +38,21 @@ fn disbursement(ledger: &Ledger, id: &str) -> DisbursementState {
     .expect("json")
 }
 
+/// The case officer's cancellation of `disbursement_id`.
+fn cancelled(staff: &Staff, disbursement_id: &str) -> Record {
+    let payload = DisbursementCancelled {
+        request_id: format!("cancel-{disbursement_id}"),
+        disbursement_id: disbursement_id.into(),
+        reason: "重新申请".into(),
+    };
+    sign(
+        ORIGIN,
+        KIND_DISBURSEMENT_CANCELLED,
+        &payload,
+        &staff.officers[0].identity,
+    )
+}
+
 fn change_approved(staff: &Staff, account_id: &str) -> Record {
     let payload = AccountChangeApproved {
         request_id: format!("change-approved-{account_id}"),
@@ -226,19 +241,7 @@ fn splitting_a_payment_does_not_skip_approvers() {
         .expect("applicant 2");
     assert_eq!(disbursement(&ledger, "d-3").chain, short);
     // A cancelled one no longer counts.
-    let cancel = DisbursementCancelled {
-        request_id: "cancel-d-2".into(),
-        disbursement_id: "d-2".into(),
-        reason: "拆分申请".into(),
-    };
-    ledger
-        .append_one(sign(
-            ORIGIN,
-            KIND_DISBURSEMENT_CANCELLED,
-            &cancel,
-            &staff.officers[0].identity,
-        ))
-        .expect("cancelled");
+    ledger.append_one(cancelled(&staff, "d-2")).expect("cancelled");
     ledger.append_one(case.request("d-4", "acct-1", 1_000)).expect("small");
     // d-1 and d-4 (not the cancelled d-2): ¥100,009.99 reaches the long chain.
     assert_eq!(disbursement(&ledger, "d-4").tier_basis_fen, JUST_BELOW + 1_000);
@@ -362,37 +365,13 @@ fn a_request_left_open_counts_however_old_and_a_payment_by_its_date() {
     ledger
         .append_one(case.payment("d-1", "PAY-1", "acct-1", JUST_BELOW))
         .expect("d-1 paid");
-    let cancel = DisbursementCancelled {
-        request_id: "cancel-d-2".into(),
-        disbursement_id: "d-2".into(),
-        reason: "重新申请".into(),
-    };
-    ledger
-        .append_one(sign(
-            ORIGIN,
-            KIND_DISBURSEMENT_CANCELLED,
-            &cancel,
-            &staff.officers[0].identity,
-        ))
-        .expect("d-2 cancelled");
+    ledger.append_one(cancelled(&staff, "d-2")).expect("d-2 cancelled");
     clock.0.fetch_add(29 * DAY_MS, Ordering::SeqCst);
     ledger
         .append_one(case.request("d-3", "acct-1", JUST_BELOW))
         .expect("29 days after the payment");
     assert_eq!(disbursement(&ledger, "d-3").chain, long);
-    let cancel = DisbursementCancelled {
-        request_id: "cancel-d-3".into(),
-        disbursement_id: "d-3".into(),
-        reason: "重新申请".into(),
-    };
-    ledger
-        .append_one(sign(
-            ORIGIN,
-            KIND_DISBURSEMENT_CANCELLED,
-            &cancel,
-            &staff.officers[0].identity,
-        ))
-        .expect("d-3 cancelled");
+    ledger.append_one(cancelled(&staff, "d-3")).expect("d-3 cancelled");
     // Beyond the window from its payment, d-1 no longer counts.
     clock.0.fetch_add(2 * DAY_MS, Ordering::SeqCst);
     ledger

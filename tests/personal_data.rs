@@ -13,17 +13,20 @@ use common::*;
 
 const CASE: &str = "(2026)苏02执88号";
 
+/// `case_opened` of `case` (one applicant) changed by `change`, signed by
+/// the case's officer.
+fn opened_with(case: &CaseRecords, change: &dyn Fn(&mut CaseOpened)) -> Record {
+    let mut payload: CaseOpened = serde_json::from_slice(&case.open(1).payload).expect("json");
+    change(&mut payload);
+    sign(ORIGIN, KIND_CASE_OPENED, &payload, &case.officer.identity)
+}
+
 #[test]
 fn personal_numbers_and_look_alikes_stay_out_of_the_ledger() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court(dir.path(), 81);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    let opened: CaseOpened = serde_json::from_slice(&case.open(1).payload).expect("json");
-    let open_with = |change: &dyn Fn(&mut CaseOpened)| -> Record {
-        let mut payload = opened.clone();
-        change(&mut payload);
-        sign(ORIGIN, KIND_CASE_OPENED, &payload, &staff.officers[0].identity)
-    };
+    let open_with = |change: &dyn Fn(&mut CaseOpened)| opened_with(&case, change);
     let size = ledger.size();
     for (record, rule) in [
         (
@@ -93,12 +96,7 @@ fn numbers_in_other_scripts_separators_and_ids_are_refused_too() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court(dir.path(), 82);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    let opened: CaseOpened = serde_json::from_slice(&case.open(1).payload).expect("json");
-    let open_with = |change: &dyn Fn(&mut CaseOpened)| -> Record {
-        let mut payload = opened.clone();
-        change(&mut payload);
-        sign(ORIGIN, KIND_CASE_OPENED, &payload, &staff.officers[0].identity)
-    };
+    let open_with = |change: &dyn Fn(&mut CaseOpened)| opened_with(&case, change);
     for respondent in [
         "一三八一二三四五六七八",
         "138\u{a0}1234\u{a0}5678",

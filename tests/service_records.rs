@@ -1088,25 +1088,25 @@ async fn concurrent_wrong_codes_are_counted_one_by_one() {
     let code = last_code(&phone);
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let size = f.state.ledger.size();
+    // The bureau head's step 1 with `code`, under request id `request`.
+    let step = |code: &str, request: &str| {
+        let record = case.approval(
+            common::ORIGIN,
+            "d-1",
+            "acct-1",
+            4_000_000,
+            1,
+            Role::BureauHead,
+            Decision::Approve,
+            head,
+        );
+        let mut statement: ApprovalSigned = serde_json::from_slice(&record.payload).expect("json");
+        statement.request_id = request.into();
+        statement.sms_code = Some(code.into());
+        sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &head.identity)
+    };
     let tries = (0..16).map(|n| {
-        let mut statement: ApprovalSigned = serde_json::from_slice(
-            &case
-                .approval(
-                    common::ORIGIN,
-                    "d-1",
-                    "acct-1",
-                    4_000_000,
-                    1,
-                    Role::BureauHead,
-                    Decision::Approve,
-                    head,
-                )
-                .payload,
-        )
-        .expect("json");
-        statement.request_id = format!("guess-{n}");
-        statement.sms_code = Some(wrong.into());
-        let record = sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &head.identity);
+        let record = step(wrong, &format!("guess-{n}"));
         let state = f.state.clone();
         let identity = head.identity.clone();
         tokio::spawn(async move { write(&state, &identity, &[record]).await })
@@ -1121,23 +1121,7 @@ async fn concurrent_wrong_codes_are_counted_one_by_one() {
     let locked = rules.iter().filter(|r| *r == "sms_locked").count();
     assert_eq!((wrong_codes, locked), (5, 11), "{rules:?}");
     // The right code cannot sign any more: the challenge is locked.
-    let mut statement: ApprovalSigned = serde_json::from_slice(
-        &case
-            .approval(
-                common::ORIGIN,
-                "d-1",
-                "acct-1",
-                4_000_000,
-                1,
-                Role::BureauHead,
-                Decision::Approve,
-                head,
-            )
-            .payload,
-    )
-    .expect("json");
-    statement.sms_code = Some(code);
-    let record = sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &head.identity);
+    let record = step(&code, "right-but-locked");
     let (_, value) = write(&f.state, &head.identity, &[record]).await;
     assert_eq!(value["rule"], "sms_locked");
     assert_eq!(f.state.ledger.size(), size, "nothing written");

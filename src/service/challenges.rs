@@ -44,7 +44,7 @@ impl Issued {
     /// A fresh code for a challenge whose request id starts with `prefix`,
     /// alive for `ttl_ms`.
     pub fn new(state: &AppState, prefix: &str, ttl_ms: u64) -> Self {
-        let request_id = format!("{prefix}-{}", hex::encode(rand::random::<[u8; 16]>()));
+        let request_id = random_request_id(prefix);
         Self {
             salt: salt_of(&state.commitment_key, &request_id),
             code: format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32)),
