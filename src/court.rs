@@ -1,6 +1,6 @@
-//! Building signed case-fund records: member enrolment, policy, and one
-//! function per record kind. Used by `caseledger demo --cases`, the tests,
-//! and (later) the HTTP client.
+//! The demo court's staff and record builders: member enrolment, policy,
+//! and one function per record kind. Used by `caseledger demo`, the tests
+//! and benches (and `sign` by the command-line client), not by the service.
 
 use caseledger_keys::Identity;
 use caseledger_verify::entry::Record;
@@ -11,6 +11,8 @@ use rand::{Rng as _, SeedableRng as _};
 use serde::Serialize;
 use sha2::Sha256;
 
+use crate::commitments::{commitment, mask, COMMITMENT_ACCOUNT, COMMITMENT_PHONE};
+
 /// Signs a case-fund payload.
 pub fn sign<T: Serialize>(origin: &str, kind: u16, payload: &T, identity: &Identity) -> Record {
     Record::sign(
@@ -19,37 +21,6 @@ pub fn sign<T: Serialize>(origin: &str, kind: u16, payload: &T, identity: &Ident
         serde_json::to_vec(payload).expect("payloads serialise"),
         identity,
     )
-}
-
-/// `****1234`: the last four characters, the rest hidden.
-pub fn mask(value: &str) -> String {
-    let tail: String = value
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("****{tail}")
-}
-
-/// What a commitment commits to; part of the MAC input.
-pub const COMMITMENT_PHONE: &str = "phone";
-pub const COMMITMENT_ACCOUNT: &str = "account";
-
-/// Hex HMAC-SHA256(court commitment key, purpose || 0x00 || value): lets the
-/// court check a masked phone or account number against the ledger without
-/// the number ever entering it. The key stays with the court: phone and
-/// account numbers have so little entropy that a plain or publicly salted
-/// hash could be reversed by trying them all.
-pub fn commitment(key: &[u8; 32], purpose: &str, value: &str) -> String {
-    use hmac::Mac as _;
-    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(purpose.as_bytes());
-    mac.update(&[0]);
-    mac.update(value.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
 }
 
 /// A court member with a key.
@@ -632,20 +603,5 @@ mod tests {
             .expect("clock")
             .as_millis() as u64;
         assert_eq!(day as u64, (ms + 8 * 3_600_000) / DAY_MS, "{today}");
-    }
-
-    #[test]
-    fn commitments_need_the_court_key_and_separate_purposes() {
-        let key = [7u8; 32];
-        let phone = "13912345678";
-        let c = commitment(&key, COMMITMENT_PHONE, phone);
-        assert_eq!(c, commitment(&key, COMMITMENT_PHONE, phone));
-        assert_ne!(
-            c,
-            commitment(&[8u8; 32], COMMITMENT_PHONE, phone),
-            "another court's key"
-        );
-        assert_ne!(c, commitment(&key, COMMITMENT_ACCOUNT, phone), "another purpose");
-        assert_eq!(mask(phone), "****5678");
     }
 }

@@ -25,8 +25,8 @@ use caseledger_verify::funds::model::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::auth::SignedBy;
 use super::challenges::{self, refuse, Issued};
-use super::members::SignedBy;
 use super::problem::{ApiError, Problem};
 use super::AppState;
 
@@ -131,7 +131,7 @@ pub(super) async fn challenge(
     Ok(Json(AccountChallengeResponse {
         challenge_seq: seq,
         expires_ms: issued.expires_ms,
-        sent_to: crate::court::mask(&phone),
+        sent_to: crate::commitments::mask(&phone),
         statement: statement(&account),
     }))
 }
@@ -177,7 +177,7 @@ pub(super) async fn confirm(
     extensions: axum::http::Extensions,
     body: axum::body::Bytes,
 ) -> Result<Json<AccountConfirmResponse>, ApiError> {
-    let client = super::members::client_ip(&extensions);
+    let client = super::applicant::client_ip(&extensions);
     if state.verify_limiter.check_key(&client).is_err() {
         metrics::counter!("caseledger_rate_limited_total", "route" => "/v1/accounts/confirm").increment(1);
         return Err(ApiError::RateLimited);
@@ -228,7 +228,7 @@ pub(super) async fn confirm(
 #[serde(deny_unknown_fields)]
 pub struct ApplicantCodeRequest {
     /// The officer's signed `applicant_code_issued` record.
-    pub record: super::members::RecordRequest,
+    pub record: super::writes::RecordRequest,
     /// The code whose hash the record carries (lower-case hex, 128 bits or more).
     pub code: String,
 }
@@ -252,11 +252,11 @@ pub struct ApplicantCodeResponse {
 ))]
 pub(super) async fn issue_applicant_code(
     State(state): State<AppState>,
-    super::members::SignedJson {
+    super::auth::SignedJson {
         key_id, body: request, ..
-    }: super::members::SignedJson<ApplicantCodeRequest>,
+    }: super::auth::SignedJson<ApplicantCodeRequest>,
 ) -> Result<(axum::http::StatusCode, Json<ApplicantCodeResponse>), ApiError> {
-    let record = super::members::decode_record(0, request.record, key_id)?;
+    let record = super::writes::decode_record(0, request.record, key_id)?;
     if record.kind != KIND_APPLICANT_CODE_ISSUED {
         return Err(ApiError::BadRequest(
             "the record must be an applicant_code_issued".into(),
@@ -299,7 +299,7 @@ pub(super) async fn issue_applicant_code(
         axum::http::StatusCode::CREATED,
         Json(ApplicantCodeResponse {
             seq,
-            sent_to: crate::court::mask(&phone),
+            sent_to: crate::commitments::mask(&phone),
         }),
     ))
 }

@@ -1,5 +1,6 @@
-//! Approval steps confirmed by SMS (issue 5): the challenge endpoint, the
-//! approvers' phone numbers, and the code check before a step is written.
+//! Approval steps confirmed by SMS (issue 5): the challenge endpoint and
+//! the code check before a step is written (approvers' phone numbers are
+//! recorded in [`super::contacts`]).
 //!
 //! The code (see [`super::challenges`]) goes to the approver's phone on
 //! file; the node commits to it in the ledger before sending. The approver
@@ -8,15 +9,14 @@
 //! opening of its commitment) right before the step.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::Json;
 use caseledger_verify::entry::Record;
 use caseledger_verify::funds::model::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::auth::SignedBy;
 use super::challenges::{self, refuse, Issued};
-use super::members::{SignedBy, SignedJson};
 use super::problem::{ApiError, Problem};
 use super::AppState;
 
@@ -205,45 +205,6 @@ fn reveal_for(state: &AppState, member_id: Option<&str>, record: &Record) -> Res
         .ledger
         .sign_as_node(KIND_SMS_CODE_REVEALED, serde_json::to_vec(&reveal).expect("json"))?;
     Ok(Some(record))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MemberContactRequest {
-    pub member_id: String,
-    pub phone: String,
-}
-
-/// Records an approver's phone number (administrators), checked against
-/// the commitment in their enrolment.
-#[utoipa::path(post, path = "/v1/contacts/members", request_body = MemberContactRequest, responses(
-    (status = NO_CONTENT),
-    (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
-    (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
-    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
-))]
-pub(super) async fn member_contact(
-    State(state): State<AppState>,
-    SignedJson {
-        info, body: request, ..
-    }: SignedJson<MemberContactRequest>,
-) -> Result<StatusCode, ApiError> {
-    if !info.administrator {
-        return Err(refuse("role", "administrators record approvers' phones"));
-    }
-    let keys = state.ledger.keys();
-    let member = keys
-        .keys()
-        .filter(|(_, i)| i.revoked_seq.is_none())
-        .find_map(|(_, i)| i.member.clone().filter(|m| m.member_id == request.member_id))
-        .ok_or_else(|| ApiError::NotFound(format!("member {}", request.member_id)))?;
-    super::members::put_checked_phone(
-        &state,
-        &super::sms::member_recipient(&request.member_id),
-        &request.phone,
-        &member.phone_commitment,
-        "the member's enrolment",
-    )
 }
 
 #[derive(Serialize, ToSchema)]

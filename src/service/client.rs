@@ -6,7 +6,7 @@ use base64::Engine as _;
 use caseledger_keys::Identity;
 use caseledger_verify::entry::Record;
 
-use super::members::{RecordRequest, WriteRequest};
+use super::writes::{RecordRequest, WriteRequest};
 
 /// The JSON body of a write of `records`.
 pub fn write_body(records: &[Record]) -> Vec<u8> {

@@ -7,11 +7,23 @@
 //! in `case_opened`); a mismatch refuses the send, is logged as an error
 //! naming the recipient (never the number) and is counted in `/metrics`
 //! (`caseledger_contact_mismatch_total`).
+//!
+//! Also here: the endpoints that record them, `POST /v1/contacts` (an
+//! applicant's, by the case's officer) and `POST /v1/contacts/members` (an
+//! approver's, by an administrator).
 
+use axum::extract::State;
+use axum::http::StatusCode;
 use caseledger_ledger::store::Ledger;
 use caseledger_verify::funds::model::CaseState;
+use serde::Deserialize;
+use utoipa::ToSchema;
 
+use super::auth::SignedJson;
+use super::challenges::refuse;
+use super::problem::{ApiError, Problem};
 use super::sms::contact_key;
+use super::AppState;
 
 /// Why no number can be used for a recipient.
 #[derive(Debug)]
@@ -87,7 +99,7 @@ pub fn checked_phone(
         .ok_or(ContactError::Missing)?;
     let phone = String::from_utf8(phone).map_err(|_| ContactError::Mismatch)?;
     let committed = ledger_commitment(ledger, recipient)?.ok_or(ContactError::Unknown)?;
-    if crate::court::commitment(commitment_key, crate::court::COMMITMENT_PHONE, &phone) != committed {
+    if crate::commitments::commitment(commitment_key, crate::commitments::COMMITMENT_PHONE, &phone) != committed {
         metrics::counter!("caseledger_contact_mismatch_total", "purpose" => purpose).increment(1);
         tracing::error!(
             recipient,
@@ -107,11 +119,123 @@ pub(super) fn phone_for(
     purpose: &'static str,
     whose: &str,
 ) -> Result<String, super::problem::ApiError> {
-    use super::challenges::refuse;
     checked_phone(&state.ledger, &state.commitment_key, recipient, purpose).map_err(|error| match error {
         ContactError::Missing => refuse("sms_confirmation", &format!("no phone number is on file for {whose}")),
         ContactError::Unknown => refuse("sms_confirmation", &format!("the ledger holds no phone of {whose}")),
         ContactError::Mismatch => refuse("contact_mismatch", &format!("{whose}: {error}")),
         ContactError::Storage(detail) => super::problem::ApiError::Internal(detail),
     })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ContactRequest {
+    pub case_number: String,
+    pub applicant_id: String,
+    /// The applicant's phone number; must match the commitment on file.
+    pub phone: String,
+}
+
+/// Records an applicant's phone number for notifications, kept beside the
+/// ledger (never in it), after checking it against the commitment recorded
+/// when the case was opened. The case's officer only.
+#[utoipa::path(post, path = "/v1/contacts", request_body = ContactRequest, responses(
+    (status = NO_CONTENT),
+    (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+    (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn contact(
+    State(state): State<AppState>,
+    SignedJson {
+        info, body: request, ..
+    }: SignedJson<ContactRequest>,
+) -> Result<StatusCode, ApiError> {
+    let view = state
+        .ledger
+        .case_view(&request.case_number, 0)?
+        .ok_or_else(|| ApiError::NotFound(format!("case {}", request.case_number)))?;
+    let is_officer = info
+        .member
+        .as_ref()
+        .is_some_and(|m| m.member_id == view.case.officer_member_id);
+    if !is_officer {
+        return Err(ApiError::RuleViolated {
+            rule: "role".into(),
+            detail: "the case's officer records contacts".into(),
+        });
+    }
+    let applicant = view
+        .case
+        .applicants
+        .iter()
+        .find(|a| a.applicant_id == request.applicant_id)
+        .ok_or_else(|| ApiError::NotFound(format!("applicant {}", request.applicant_id)))?;
+    let recipient = caseledger_verify::funds::notify::applicant_contact(&request.case_number, &request.applicant_id);
+    put_checked_phone(
+        &state,
+        &recipient,
+        &request.phone,
+        &applicant.phone_commitment,
+        "the applicant",
+    )
+}
+
+/// Keeps `phone` for `recipient` (beside the ledger) if it opens the
+/// commitment the ledger recorded for `whose` phone.
+fn put_checked_phone(
+    state: &AppState,
+    recipient: &str,
+    phone: &str,
+    commitment: &str,
+    whose: &str,
+) -> Result<StatusCode, ApiError> {
+    if crate::commitments::commitment(&state.commitment_key, crate::commitments::COMMITMENT_PHONE, phone) != commitment
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the phone number does not match the one recorded for {whose}"
+        )));
+    }
+    super::sms::put_contact(&state.ledger, recipient, phone)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MemberContactRequest {
+    pub member_id: String,
+    pub phone: String,
+}
+
+/// Records an approver's phone number (administrators), checked against
+/// the commitment in their enrolment.
+#[utoipa::path(post, path = "/v1/contacts/members", request_body = MemberContactRequest, responses(
+    (status = NO_CONTENT),
+    (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
+    (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn member_contact(
+    State(state): State<AppState>,
+    SignedJson {
+        info, body: request, ..
+    }: SignedJson<MemberContactRequest>,
+) -> Result<StatusCode, ApiError> {
+    if !info.administrator {
+        return Err(refuse("role", "administrators record approvers' phones"));
+    }
+    let keys = state.ledger.keys();
+    let member = keys
+        .keys()
+        .filter(|(_, i)| i.revoked_seq.is_none())
+        .find_map(|(_, i)| i.member.clone().filter(|m| m.member_id == request.member_id))
+        .ok_or_else(|| ApiError::NotFound(format!("member {}", request.member_id)))?;
+    put_checked_phone(
+        &state,
+        &super::sms::member_recipient(&request.member_id),
+        &request.phone,
+        &member.phone_commitment,
+        "the member's enrolment",
+    )
 }

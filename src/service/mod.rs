@@ -7,19 +7,23 @@
 
 mod access;
 mod accounts;
+mod applicant;
 mod approvals;
+mod auth;
 mod challenges;
 pub mod client;
+mod commitments;
 pub mod config;
 pub mod contacts;
 pub mod httpsig;
-mod members;
 pub mod problem;
 pub mod providers;
+mod reads;
 pub mod reports;
 mod routes;
 pub mod serve;
 pub mod sms;
+mod writes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

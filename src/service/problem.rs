@@ -118,7 +118,7 @@ impl From<caseledger_ledger::Error> for ApiError {
                 rule: "signature".into(),
                 detail: "a record signature does not verify".into(),
             },
-            E::BadRequestSignature => super::members::bad_request_signature(),
+            E::BadRequestSignature => bad_request_signature(),
             E::Corrupt { first_bad_seq, .. } => {
                 ApiError::Unavailable(format!("integrity check failed at seq {first_bad_seq}; writes refused"))
             }
@@ -126,6 +126,10 @@ impl From<caseledger_ledger::Error> for ApiError {
             other => ApiError::Internal(other.to_string()),
         }
     }
+}
+
+pub(super) fn bad_request_signature() -> ApiError {
+    ApiError::Unauthorized("bad-signature", "the request signature does not verify".into())
 }
 
 /// The timeout layers answer with a bare 408: make it a problem document.

@@ -20,8 +20,8 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::auth::SignedBy;
 use super::challenges::now_ms;
-use super::members::SignedBy;
 use super::problem::{ApiError, Problem};
 use super::providers::{twilio_signature_ok, AliyunReport};
 use super::sms::{self, Delivery, DeliveryReport};

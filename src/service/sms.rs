@@ -192,7 +192,7 @@ impl SmsProvider for ConsoleProvider {
         println!(
             "[SMS {} to {}] {}",
             message.id,
-            crate::court::mask(&message.to),
+            crate::commitments::mask(&message.to),
             message.text
         );
         Ok(format!("console-{}", message.id))
