@@ -420,7 +420,7 @@ fn funds_write(c: &mut Criterion) {
     let mut next_case = 1u64;
     let mut take_cases = |count: u64| {
         let records: Vec<Record> = (next_case..next_case + count)
-            .flat_map(|n| demo_case_history(&staff, &node, &origin, n, 1))
+            .flat_map(|n| demo_case_history(&staff, &origin, n, 1))
             .collect();
         next_case += count;
         records
@@ -465,8 +465,9 @@ fn case_ledger() -> PathBuf {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    // v3: issue 14 records (co-signed policy, code openings, value dates).
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-cases-v3-{cases}"));
+    // v4: issue 14 records (co-signed policy, code openings, value dates,
+    // cases by the filing clerk with the node's commitments, claims decided).
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-cases-v4-{cases}"));
     let done = dir.join("complete");
     if !done.exists() {
         let _ = std::fs::remove_dir_all(&dir);

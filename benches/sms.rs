@@ -101,7 +101,7 @@ fn drain(c: &mut Criterion) {
     let (_dir, ledger, staff) = court();
     for n in 0..CASES {
         let case = CaseRecords::new(&staff, &staff.officers[0], &case_number(n));
-        ledger.append_one(case.open(1)).expect("case");
+        ledger.append(case.open(1)).expect("case");
         sms::put_contact(
             &ledger,
             &caseledger_verify::funds::notify::applicant_contact(&case_number(n), "applicant-1"),
@@ -216,12 +216,9 @@ fn approval_latency(c: &mut Criterion) {
     let mut policy = caseledger::court::example_policy("policy-bench", 2);
     policy.tiers.truncate(1);
     let mut records = staff.policy_records(&policy);
-    records.extend([
-        case.open(1),
-        case.account("acct-1", 1, "6222000011110001"),
-        case.confirm("acct-1"),
-        case.receipt("BANK-1", 9_000_000_000),
-    ]);
+    records.extend(case.open(1));
+    records.extend(case.account("acct-1", 1, "6222000011110001"));
+    records.extend([case.confirm("acct-1"), case.receipt("BANK-1", 9_000_000_000)]);
     ledger.append(records).expect("case");
     sms::put_contact(&ledger, &sms::member_recipient(&head.member_id), &head.phone).expect("phone");
     let mut next = 0u64;

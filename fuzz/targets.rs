@@ -24,7 +24,7 @@ pub const ORIGIN: &str = "test.caseledger.local/ledger";
 
 /// The members of the fuzz court: their ids are the demo court's
 /// (`src/court.rs`), so that seeds made from its records reach the rules.
-pub const MEMBERS: [(&str, Option<Role>); 7] = [
+pub const MEMBERS: [(&str, Option<Role>); 8] = [
     ("admin-1", None),
     ("officer-1", Some(Role::Officer)),
     ("officer-2", Some(Role::Officer)),
@@ -32,6 +32,8 @@ pub const MEMBERS: [(&str, Option<Role>); 7] = [
     ("head-1", Some(Role::BureauHead)),
     ("leader-1", Some(Role::CourtLeader)),
     ("finance-1", Some(Role::Finance)),
+    // Added later: after the others, so that the seeds keep their signers.
+    ("clerk-1", Some(Role::FilingClerk)),
 ];
 
 /// Keys of the fuzz ledger: node, administrator, then one member per role.
@@ -80,7 +82,8 @@ impl Fixture {
                     member_id: (*member_id).to_owned(),
                     role,
                     phone_masked: "****0000".into(),
-                    phone_commitment: "00".repeat(32),
+                    // One phone per member (the registry refuses a shared one).
+                    phone_commitment: format!("{i:064x}"),
                 }),
             };
             records.push(sign(admin, record::KIND_KEY_REGISTERED, &registration));
@@ -124,7 +127,7 @@ fn sign<T: serde::Serialize>(identity: &Identity, kind: u16, payload: &T) -> Rec
 
 /// The kinds the records target picks from (every kind caseledger knows,
 /// and a few it does not).
-pub const KINDS: [u16; 28] = [
+pub const KINDS: [u16; 30] = [
     record::KIND_GENESIS,
     record::KIND_KEY_REGISTERED,
     record::KIND_KEY_REVOKED,
@@ -154,6 +157,8 @@ pub const KINDS: [u16; 28] = [
     // Added later: after the others, so that the seeds keep their kinds.
     model::KIND_SMS_CODE_REVEALED,
     model::KIND_POLICY_APPROVED,
+    model::KIND_RECEIPT_CLAIM_DECIDED,
+    model::KIND_NUMBERS_COMMITTED,
 ];
 
 /// Entry bytes: if they decode, they encode back to themselves, and the

@@ -99,7 +99,13 @@ pub struct Staff {
     pub origin: String,
     /// The court's commitment key (derived from the seed: demo only).
     pub commitment_key: [u8; 32],
+    /// The node key that signs the node's records the fixtures build (its
+    /// commitments to numbers given in clear): the tests' node key (seed
+    /// 1) unless [`Staff::with_node`] says otherwise.
+    pub node: Identity,
     pub administrator: Person,
+    /// 立案庭: opens cases.
+    pub filing_clerk: Person,
     pub officers: Vec<Person>,
     pub fund_manager: Person,
     pub bureau_head: Person,
@@ -117,7 +123,9 @@ impl Staff {
         Self {
             origin: origin.to_owned(),
             commitment_key,
+            node: Identity::from_seed([1; 32]),
             administrator: person("admin-1", "系统管理员", Role::Administrator, "13800000001"),
+            filing_clerk: person("clerk-1", "郑立案", Role::FilingClerk, "13800000071"),
             officers: vec![
                 person("officer-1", "王承办", Role::Officer, "13800000011"),
                 person("officer-2", "李承办", Role::Officer, "13800000012"),
@@ -130,15 +138,23 @@ impl Staff {
         }
     }
 
+    /// The same staff, with the node key `node` for the node's records.
+    pub fn with_node(mut self, node: Identity) -> Self {
+        self.node = node;
+        self
+    }
+
     /// Everyone but the administrator, who is named in the genesis entry.
     pub fn members(&self) -> Vec<&Person> {
-        let mut all: Vec<&Person> = self.officers.iter().collect();
+        let mut all: Vec<&Person> = vec![&self.filing_clerk];
+        all.extend(self.officers.iter());
         all.extend([&self.fund_manager, &self.bureau_head, &self.court_leader, &self.finance]);
         all
     }
 
     pub fn by_role(&self, role: Role) -> &Person {
         match role {
+            Role::FilingClerk => &self.filing_clerk,
             Role::Officer => &self.officers[0],
             Role::FundManager => &self.fund_manager,
             Role::BureauHead => &self.bureau_head,
@@ -158,6 +174,22 @@ impl Staff {
             .collect();
         records.extend(self.policy_records(&example_policy("policy-1", 1)));
         records
+    }
+
+    /// `record` preceded by the node's commitments to `numbers` (each of
+    /// `purpose`), as the service writes a record whose request gave them
+    /// in clear (docs/FORMAT.md §3c).
+    pub fn committed(&self, record: Record, purpose: &str, numbers: &[String]) -> Vec<Record> {
+        let record_sha256 = hex::encode(<Sha256 as sha2::Digest>::digest(&record.payload));
+        let payload = NumbersCommitted {
+            request_id: format!("numbers-{}", &record_sha256[..32]),
+            record_sha256,
+            commitments: numbers
+                .iter()
+                .map(|n| commitment(&self.commitment_key, purpose, n))
+                .collect(),
+        };
+        vec![sign(&self.origin, KIND_NUMBERS_COMMITTED, &payload, &self.node), record]
     }
 
     /// `policy` proposed by the administrator and put in force by the court
@@ -201,17 +233,26 @@ impl<'a> CaseRecords<'a> {
         format!("{}-{what}", self.case_number.replace(['(', ')', '（', '）'], ""))
     }
 
+    /// Applicant `n`'s phone number.
+    pub fn applicant_phone(n: u32) -> String {
+        format!("139{n:08}")
+    }
+
+    /// Applicant `n` as the filing clerk names them (the phone masked; its
+    /// commitment is the node's).
     pub fn applicant(&self, n: u32) -> Applicant {
-        let phone = format!("139{:08}", n);
         Applicant {
             applicant_id: format!("applicant-{n}"),
             name: format!("申请人{n}"),
-            phone_masked: mask(&phone),
-            phone_commitment: commitment(&self.staff.commitment_key, COMMITMENT_PHONE, &phone),
+            phone_masked: mask(&Self::applicant_phone(n)),
+            phone_commitment: String::new(),
         }
     }
 
-    pub fn open(&self, applicants: u32) -> Record {
+    /// The filing clerk's `case_opened` naming `applicants` applicants and
+    /// the case's officer, and the applicants' phones in clear as the
+    /// clerk's request gives them.
+    pub fn open_request(&self, applicants: u32) -> (Record, Vec<String>) {
         let payload = CaseOpened {
             request_id: self.id("open"),
             case_number: self.case_number.clone(),
@@ -219,10 +260,25 @@ impl<'a> CaseRecords<'a> {
             respondents: vec!["被执行人公司".into()],
             officer_member_id: self.officer.member_id.clone(),
         };
-        sign(&self.staff.origin, KIND_CASE_OPENED, &payload, &self.officer.identity)
+        let record = sign(
+            &self.staff.origin,
+            KIND_CASE_OPENED,
+            &payload,
+            &self.staff.filing_clerk.identity,
+        );
+        (record, (1..=applicants).map(Self::applicant_phone).collect())
     }
 
-    pub fn account(&self, account_id: &str, applicant: u32, number: &str) -> Record {
+    /// The case opened as the service writes it: the node's commitments to
+    /// the applicants' phones, then the filing clerk's `case_opened`.
+    pub fn open(&self, applicants: u32) -> Vec<Record> {
+        let (record, phones) = self.open_request(applicants);
+        self.staff.committed(record, COMMITMENT_PHONE, &phones)
+    }
+
+    /// The officer's `account_registered` for applicant `applicant` (the
+    /// number masked), and the number in clear as the request gives it.
+    pub fn account_request(&self, account_id: &str, applicant: u32, number: &str) -> (Record, Vec<String>) {
         let payload = AccountRegistered {
             request_id: self.id(&format!("account-{account_id}")),
             account_id: account_id.to_owned(),
@@ -231,14 +287,22 @@ impl<'a> CaseRecords<'a> {
             bank: "中国工商银行无锡分行".into(),
             account_name: format!("申请人{applicant}"),
             account_number_masked: mask(number),
-            account_number_commitment: commitment(&self.staff.commitment_key, COMMITMENT_ACCOUNT, number),
+            account_number_commitment: String::new(),
         };
-        sign(
+        let record = sign(
             &self.staff.origin,
             KIND_ACCOUNT_REGISTERED,
             &payload,
             &self.officer.identity,
-        )
+        );
+        (record, vec![number.to_owned()])
+    }
+
+    /// The account registered as the service writes it: the node's
+    /// commitment to the number, then the officer's record.
+    pub fn account(&self, account_id: &str, applicant: u32, number: &str) -> Vec<Record> {
+        let (record, number) = self.account_request(account_id, applicant, number);
+        self.staff.committed(record, COMMITMENT_ACCOUNT, &number)
     }
 
     pub fn confirm(&self, account_id: &str) -> Record {
@@ -279,6 +343,46 @@ impl<'a> CaseRecords<'a> {
             &payload,
             &self.staff.finance.identity,
         )
+    }
+
+    /// Finance's record of money that arrived on `value_date` without a
+    /// case it could be matched to (an unidentified receipt).
+    pub fn unidentified_receipt(&self, reference: &str, amount_fen: u64, value_date: &str) -> Record {
+        let mut payload: ReceiptRecorded =
+            serde_json::from_slice(&self.receipt_on(reference, amount_fen, value_date).payload).expect("json");
+        payload.case_number = None;
+        sign(
+            &self.staff.origin,
+            KIND_RECEIPT_RECORDED,
+            &payload,
+            &self.staff.finance.identity,
+        )
+    }
+
+    /// The officer's claim of the unidentified receipt `reference` for the case.
+    pub fn claim(&self, reference: &str) -> Record {
+        let payload = ReceiptClaimed {
+            request_id: format!("claim-{reference}"),
+            bank_reference: reference.to_owned(),
+            case_number: self.case_number.clone(),
+        };
+        sign(
+            &self.staff.origin,
+            KIND_RECEIPT_CLAIMED,
+            &payload,
+            &self.officer.identity,
+        )
+    }
+
+    /// `by`'s decision on the claim of `reference` for the case.
+    pub fn claim_decided(&self, reference: &str, decision: Decision, by: &Person) -> Record {
+        let payload = ReceiptClaimDecided {
+            request_id: format!("claim-decided-{reference}"),
+            bank_reference: reference.to_owned(),
+            case_number: self.case_number.clone(),
+            decision,
+        };
+        sign(&self.staff.origin, KIND_RECEIPT_CLAIM_DECIDED, &payload, &by.identity)
     }
 
     pub fn request(&self, disbursement_id: &str, account_id: &str, amount_fen: u64) -> Record {
@@ -390,10 +494,12 @@ impl<'a> CaseRecords<'a> {
     }
 }
 
-/// The records of case number `n` (1-based), in order.
+/// The records of case number `n` (1-based), in order; the node's records
+/// are signed with `staff.node`.
 /// Every approval step goes through the SMS path: a node-signed commitment
 /// to a code, then the step revealing it (the demo plays the phone).
-pub fn demo_case_history(staff: &Staff, node: &Identity, origin: &str, n: u64, seed: u64) -> Vec<Record> {
+pub fn demo_case_history(staff: &Staff, origin: &str, n: u64, seed: u64) -> Vec<Record> {
+    let node = &staff.node;
     let expires_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -413,14 +519,24 @@ pub fn demo_case_history(staff: &Staff, node: &Identity, origin: &str, n: u64, s
     let salt = hex::encode(rng.gen::<[u8; 16]>());
     let ids: [String; 2] = [0, 1].map(|_| hex::encode(rng.gen::<[u8; 16]>()));
     let confirmation = account_confirmation(node, origin, &registered, &code, &salt, &ids, expires_ms);
-    let mut records = vec![case.open(1 + (n % 2) as u32), registered];
+    let mut records = case.open(1 + (n % 2) as u32);
+    records.extend(registered);
     records.extend(confirmation);
     let mut total = 0;
     for k in 1..=rng.gen_range(1..=3) {
         let amount = rng.gen_range(1_000_000..30_000_000u64);
         total += amount;
+        let reference = format!("B{n}-{k}");
+        if n % 10 == 5 && k == 1 {
+            // Money that came without a case: the officer claims it, the
+            // fund manager (a second person) approves the claim.
+            records.push(case.unidentified_receipt(&reference, amount, &today_cst()));
+            records.push(case.claim(&reference));
+            records.push(case.claim_decided(&reference, Decision::Approve, &staff.fund_manager));
+            continue;
+        }
         // Booked the day the money arrives, as finance does.
-        records.push(case.receipt_on(&format!("B{n}-{k}"), amount, &today_cst()));
+        records.push(case.receipt_on(&reference, amount, &today_cst()));
     }
     if n % 10 == 9 {
         return records; // money still held: shows in the deadline views
@@ -553,20 +669,26 @@ fn sms_sent(challenge_request_id: &str) -> SmsSent {
     }
 }
 
-/// The applicant's confirmation of the account `registered` (an
-/// account_registered record) by SMS, as the service records it: the node's
+/// The applicant's confirmation of the account `registered` (the node's
+/// numbers_committed and the account_registered record) by SMS, as the service records it: the node's
 /// commitment to `code`, then the node's record of the code the applicant
 /// entered (docs/FORMAT.md §3c); `ids` make the two request ids.
 pub fn account_confirmation(
     node: &Identity,
     origin: &str,
-    registered: &Record,
+    registered: &[Record],
     code: &str,
     salt: &str,
     ids: &[String; 2],
     expires_ms: u64,
 ) -> Vec<Record> {
-    let account: AccountRegistered = serde_json::from_slice(&registered.payload).expect("an account_registered record");
+    let [committed, registered] = registered else {
+        panic!("the node's numbers_committed and the account_registered record");
+    };
+    let mut account: AccountRegistered =
+        serde_json::from_slice(&registered.payload).expect("an account_registered record");
+    let numbers: NumbersCommitted = serde_json::from_slice(&committed.payload).expect("a numbers_committed record");
+    account.account_number_commitment = numbers.commitments[0].clone();
     let state = AccountState::registered(account.clone(), None, 0);
     let challenge = AccountChallenge {
         request_id: format!("account-challenge-{}", ids[0]),

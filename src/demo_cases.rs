@@ -39,6 +39,7 @@ pub fn write_cases(
     seed: u64,
     cases: u64,
 ) -> anyhow::Result<()> {
+    let staff = &staff.clone().with_node(node.clone());
     ensure_staff(ledger, staff)?;
     let existing = caseledger_verify::funds::views::totals(&ledger_state(ledger)).map_or(0, |t| t.cases);
     let progress = indicatif::ProgressBar::new(cases);
@@ -47,7 +48,7 @@ pub fn write_cases(
     while done < cases {
         let count = (cases - done).min(CASES_PER_BATCH);
         let first = existing + done + 1;
-        let records = sign_cases(staff, node, &origin, seed, first..first + count);
+        let records = sign_cases(staff, &origin, seed, first..first + count);
         ledger
             .append(records)
             .with_context(|| format!("appending cases {first} to {}", first + count - 1))?;
@@ -64,16 +65,10 @@ pub fn write_cases(
 }
 
 /// Builds and signs the histories of `numbers` on every core.
-fn sign_cases(
-    staff: &Staff,
-    node: &caseledger_keys::Identity,
-    origin: &str,
-    seed: u64,
-    numbers: std::ops::Range<u64>,
-) -> Vec<Record> {
+fn sign_cases(staff: &Staff, origin: &str, seed: u64, numbers: std::ops::Range<u64>) -> Vec<Record> {
     let numbers: Vec<u64> = numbers.collect();
     caseledger::parallel_flat_map(&numbers, |_, n| {
-        caseledger::court::demo_case_history(staff, node, origin, *n, seed)
+        caseledger::court::demo_case_history(staff, origin, *n, seed)
     })
 }
 

@@ -181,7 +181,9 @@ fn history(ledger: &Ledger, view: &CaseView) -> anyhow::Result<Vec<String>> {
         };
         let text = |field: &str| payload[field].as_str().unwrap_or_default().to_owned();
         let ours = match entry.record.kind {
-            KIND_CASE_OPENED | KIND_RECEIPT_CLAIMED => text("case_number") == case.case_number,
+            KIND_CASE_OPENED | KIND_RECEIPT_CLAIMED | KIND_RECEIPT_CLAIM_DECIDED => {
+                text("case_number") == case.case_number
+            }
             KIND_ACCOUNT_REGISTERED if text("case_number") == case.case_number => {
                 accounts.insert(text("account_id"));
                 true
@@ -297,7 +299,19 @@ fn describe(ledger: &Ledger, registry: &Registry, entry: &Entry, p: &Value) -> S
                 ""
             }
         ),
-        KIND_RECEIPT_CLAIMED => format!("receipt {} claimed for this case by {by}", s("bank_reference")),
+        KIND_RECEIPT_CLAIMED => format!(
+            "receipt {} claimed for this case by {by}, for a second person to decide",
+            s("bank_reference")
+        ),
+        KIND_RECEIPT_CLAIM_DECIDED => format!(
+            "the claim of receipt {} {} by {by}",
+            s("bank_reference"),
+            if s("decision") == "approve" {
+                "approved: the money belongs to the case"
+            } else {
+                "rejected"
+            }
+        ),
         KIND_DISBURSEMENT_REQUESTED => format!(
             "disbursement {} of {} to account {} requested by {by}: {}",
             s("disbursement_id"),

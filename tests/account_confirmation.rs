@@ -44,7 +44,7 @@ fn court() -> Court {
     let (ledger, staff) = court_requiring_sms(dir.path(), 23, clock.clone());
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append(vec![case.open(1), case.account("acct-1", 1, "6222000011112222")])
+        .append([case.open(1), case.account("acct-1", 1, "6222000011112222")].concat())
         .expect("case");
     Court {
         path: dir.path().to_owned(),
@@ -66,13 +66,19 @@ fn account(ledger: &Ledger, id: &str) -> AccountState {
     .expect("json")
 }
 
-fn registered(court: &Court, id: &str, number: &str) -> Record {
+fn registered(court: &Court, id: &str, number: &str) -> Vec<Record> {
     CaseRecords::new(&court.staff, &court.staff.officers[0], CASE).account(id, 1, number)
 }
 
 /// The node's challenge for `code` and its record of the applicant's
 /// `entered` code (request ids made distinct by `tag`).
-fn challenge_and_reveal(court: &Court, registered: &Record, code: &str, entered: &str, tag: &str) -> (Record, Record) {
+fn challenge_and_reveal(
+    court: &Court,
+    registered: &[Record],
+    code: &str,
+    entered: &str,
+    tag: &str,
+) -> (Record, Record) {
     let expires = court.clock.0.load(Ordering::SeqCst) + 30 * MINUTE_MS;
     let ids = ["challenge".to_owned(), "confirm".to_owned()];
     let mut pair = account_confirmation(&court.node, ORIGIN, registered, code, SALT, &ids, expires);
@@ -169,7 +175,7 @@ fn without_the_sms_policy_the_officer_records_a_confirmation_in_person() {
     let (ledger, staff) = common::court(dir.path(), 24);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append(vec![case.open(1), case.account("acct-1", 1, "6222000011113333")])
+        .append([case.open(1), case.account("acct-1", 1, "6222000011113333")].concat())
         .expect("case");
     // Another officer may not.
     let mut payload: AccountConfirmed = serde_json::from_slice(&case.confirm("acct-1").payload).expect("json");
@@ -273,14 +279,14 @@ async fn the_code_goes_to_the_applicants_phone_and_the_applicant_confirms_over_h
         (StatusCode::UNPROCESSABLE_ENTITY, Some("sms_confirmation"))
     );
     let applicant_phone = "13900000001"; // CaseRecords::applicant(1)
-    let body = serde_json::to_vec(&serde_json::json!({
-        "case_number": CASE, "applicant_id": "applicant-1", "phone": applicant_phone
-    }))
-    .expect("json");
-    assert_eq!(
-        signed(&state, &officer.identity, "/v1/contacts", body).await.0,
-        StatusCode::NO_CONTENT
-    );
+                                         // What the filing clerk's request would have kept (this case was
+                                         // opened behind the service).
+    caseledger::service::sms::put_contact(
+        &state.ledger,
+        &caseledger_verify::funds::notify::applicant_contact(CASE, "applicant-1"),
+        applicant_phone,
+    )
+    .expect("contact");
 
     // Only the case's officer asks; another officer is refused.
     let (status, _) = signed(&state, &staff.officers[1].identity, target, Vec::new()).await;

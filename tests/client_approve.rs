@@ -60,14 +60,19 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     let officer = &staff.officers[0];
     let case = CaseRecords::new(&staff, officer, "(2026)苏02执11号");
     let officer_client = Client::new(&address, officer.identity.clone());
+    // The filing clerk opens the case, giving the applicant's phone.
+    let clerk_client = Client::new(&address, staff.filing_clerk.identity.clone());
+    assert_eq!(
+        clerk_client.write_numbered(&[case.open_request(1)]).expect("case").0,
+        201
+    );
     assert_eq!(
         officer_client
-            .write(&[
-                case.open(1),
-                case.account("acct-1", 1, "6222000011115555"),
-                case.confirm("acct-1")
+            .write_numbered(&[
+                case.account_request("acct-1", 1, "6222000011115555"),
+                (case.confirm("acct-1"), Vec::new())
             ])
-            .expect("case")
+            .expect("account")
             .0,
         201
     );
@@ -136,14 +141,6 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
 
     // The officer's other commands: the applicant's verification code and
     // the confirmation of a changed account, each sent to the applicant only.
-    let contact = serde_json::to_vec(&serde_json::json!({
-        "case_number": "(2026)苏02执11号", "applicant_id": "applicant-1", "phone": "13900000001"
-    }))
-    .expect("json");
-    assert_eq!(
-        officer_client.post_json("/v1/contacts", &contact).expect("contact").0,
-        204
-    );
     let officer_key = dir.path().join("officer.key");
     caseledger_keys::files::write_private_key(&officer_key, &officer.identity).expect("key");
     let officer_command = |args: &[&str]| {
@@ -191,7 +188,7 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
 
     assert_eq!(
         officer_client
-            .write(&[case.account("acct-2", 1, "6222000011116666")])
+            .write_numbered(&[case.account_request("acct-2", 1, "6222000011116666")])
             .expect("a changed account")
             .0,
         201

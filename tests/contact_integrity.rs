@@ -37,22 +37,22 @@ async fn fixture() -> Fixture {
     let state = AppState::new(Arc::new(ledger), 256 * 1024, Duration::from_secs(5))
         .with_commitment_key(staff.commitment_key)
         .with_sms(phone.clone());
-    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    state
-        .ledger
-        .append(vec![
-            case.open(1),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.receipt("BANK-1", 100_000),
-        ])
-        .expect("case");
     let f = Fixture {
         _dir: dir,
         state,
         staff,
         phone,
     };
-    applicant_phone_on_file(&f).await;
+    let case = CaseRecords::new(&f.staff, &f.staff.officers[0], CASE);
+    // The filing clerk's request gives the applicant's number: kept as
+    // their contact.
+    common::open_case(&f.state, &case, 1).await;
+    let (status, body) = common::register_account(&f.state, &case, "acct-1", 1, "6222000011110001").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    f.state
+        .ledger
+        .append(vec![case.receipt("BANK-1", 100_000)])
+        .expect("receipt");
     let head = &f.staff.bureau_head;
     let member = serde_json::json!({"member_id": head.member_id, "phone": head.phone});
     post(
@@ -64,20 +64,6 @@ async fn fixture() -> Fixture {
     )
     .await;
     f
-}
-
-/// The case's officer records applicant 1's number through the checked
-/// endpoint.
-async fn applicant_phone_on_file(f: &Fixture) {
-    let contact = serde_json::json!({"case_number": CASE, "applicant_id": "applicant-1", "phone": "13900000001"});
-    post(
-        f,
-        &f.staff.officers[0],
-        "/v1/contacts",
-        &contact,
-        StatusCode::NO_CONTENT,
-    )
-    .await;
 }
 
 async fn post(
@@ -164,8 +150,8 @@ async fn a_switched_applicant_number_gets_neither_codes_nor_notices() {
         "{delivery:?}"
     );
 
-    // Put back through the checked endpoint, everything flows again.
-    applicant_phone_on_file(&f).await;
+    // Put back by the operator, everything flows again.
+    sms::put_contact(&f.state.ledger, &recipient, &CaseRecords::applicant_phone(1)).expect("restore");
     post(
         &f,
         &f.staff.officers[0],
@@ -176,7 +162,7 @@ async fn a_switched_applicant_number_gets_neither_codes_nor_notices() {
     .await;
     let sent = f.phone.0.lock().expect("lock").clone();
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].0, "13900000001");
+    assert_eq!(sent[0].0, CaseRecords::applicant_phone(1));
 }
 
 #[tokio::test]

@@ -57,11 +57,14 @@ fn court_with_account(dir: &std::path::Path, seed: u64) -> (Ledger, Staff, std::
     let (ledger, staff) = court_with_clock(dir, seed, clock.clone());
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append(vec![
-            case.open(1),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.confirm("acct-1"),
-        ])
+        .append(
+            [
+                case.open(1),
+                case.account("acct-1", 1, "6222000011110001"),
+                vec![case.confirm("acct-1")],
+            ]
+            .concat(),
+        )
         .expect("case");
     (ledger, staff, clock)
 }

@@ -533,15 +533,15 @@ fn request_at_edge(
 #[tokio::test]
 async fn post_records_accepts_only_honest_record_and_request_signatures() {
     use caseledger::court::CaseRecords;
-    use caseledger::service::client::{sign_request, write_body};
+    use caseledger::service::client::{sign_request, write_body, write_body_numbered};
     let dir = tempfile::tempdir().expect("tempdir");
     let (state, staff) = service(dir.path());
     let finance = &staff.finance.identity;
     let case = CaseRecords::new(&staff, &staff.officers[0], "(2023)苏02执123号");
     let (status, body) = {
-        let body = write_body(&[case.open(1)]);
+        let body = write_body_numbered(&[case.open_request(1)]);
         let headers = sign_request(
-            &staff.officers[0].identity,
+            &staff.filing_clerk.identity,
             caseledger::service::DEFAULT_AUTHORITY,
             "POST",
             "/v1/records",

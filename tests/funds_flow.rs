@@ -22,9 +22,9 @@ fn a_disbursement_from_filing_to_payment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court(dir.path(), 1);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger.append_one(case.open(2)).expect("open case");
+    ledger.append(case.open(2)).expect("open case");
     ledger
-        .append_one(case.account("acct-1", 1, "6222020200112233445"))
+        .append(case.account("acct-1", 1, "6222020200112233445"))
         .expect("register account");
     let error = ledger
         .append_one(case.request("d-1", "acct-1", 1_000))
@@ -100,11 +100,14 @@ fn large_amounts_take_the_long_chain_and_a_rejection_releases_the_money() {
     let (ledger, staff) = court(dir.path(), 2);
     let case = CaseRecords::new(&staff, &staff.officers[1], CASE);
     ledger
-        .append(vec![
-            case.open(1),
-            case.account("acct-1", 1, "6222000011112222"),
-            case.confirm("acct-1"),
-        ])
+        .append(
+            [
+                case.open(1),
+                case.account("acct-1", 1, "6222000011112222"),
+                vec![case.confirm("acct-1")],
+            ]
+            .concat(),
+        )
         .expect("case and account");
     ledger.append_one(case.receipt("BANK-1", 50_000_000)).expect("receipt");
     ledger
@@ -159,9 +162,10 @@ fn retries_return_the_first_result_and_write_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court(dir.path(), 3);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    let first = ledger.append_one(case.open(1)).expect("open");
+    let first = ledger.append(case.open(1)).expect("open").seqs;
     let size = ledger.size();
-    assert_eq!(ledger.append_one(case.open(1)).expect("retry"), first);
+    assert_eq!(ledger.append(case.open(1)).expect("retry").seqs, first);
+    assert_eq!(ledger.size(), size, "the retried opening wrote nothing");
     let receipt = ledger.append_one(case.receipt("BANK-9", 100)).expect("receipt");
     // The same bank reference recorded again (another request id) returns the original receipt.
     let mut again = serde_json::from_slice::<ReceiptRecorded>(&case.receipt("BANK-9", 100).payload).expect("json");
@@ -177,7 +181,7 @@ fn unidentified_receipts_are_claimed_into_a_case() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court(dir.path(), 4);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger.append_one(case.open(1)).expect("open");
+    ledger.append(case.open(1)).expect("open");
     let unknown = ReceiptRecorded {
         request_id: "r-unknown".into(),
         bank_reference: "BANK-U1".into(),
@@ -209,6 +213,23 @@ fn unidentified_receipts_are_claimed_into_a_case() {
             &staff.fund_manager.identity,
         ))
         .expect("claim");
+    // A claim alone moves nothing: a second person decides it.
+    assert_eq!(ledger.unidentified_receipts().expect("list").len(), 1);
+    assert_eq!(case_view(&ledger, 0).case.available_fen, 0);
+    let decided = ReceiptClaimDecided {
+        request_id: "claim-1-decided".into(),
+        bank_reference: "BANK-U1".into(),
+        case_number: CASE.into(),
+        decision: Decision::Approve,
+    };
+    ledger
+        .append_one(caseledger::court::sign(
+            ORIGIN,
+            KIND_RECEIPT_CLAIM_DECIDED,
+            &decided,
+            &staff.bureau_head.identity,
+        ))
+        .expect("the bureau head approves the fund manager's claim");
     assert!(ledger.unidentified_receipts().expect("list").is_empty());
     assert_eq!(case_view(&ledger, 0).case.available_fen, 77_700);
     let report = ledger.audit(None, 2, &|_| {}).expect("audit");
@@ -414,13 +435,18 @@ fn pending_steps_per_member_and_receipts_due() {
     let (ledger, staff) = court(dir.path(), 6);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append(vec![
-            case.open(1),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.confirm("acct-1"),
-            case.receipt("BANK-1", 30_000_000),
-            case.request("big", "acct-1", 20_000_000),
-        ])
+        .append(
+            [
+                case.open(1),
+                case.account("acct-1", 1, "6222000011110001"),
+                vec![
+                    case.confirm("acct-1"),
+                    case.receipt("BANK-1", 30_000_000),
+                    case.request("big", "acct-1", 20_000_000),
+                ],
+            ]
+            .concat(),
+        )
         .expect("setup");
     let fund = &staff.fund_manager;
     assert_eq!(

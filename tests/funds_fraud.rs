@@ -7,8 +7,10 @@ mod common;
 
 use std::path::Path;
 
-use caseledger::court::{sign, CaseRecords, Staff};
+use caseledger::commitments::{commitment, mask, COMMITMENT_ACCOUNT, COMMITMENT_PHONE};
+use caseledger::court::{sign, CaseRecords, Person, Staff};
 use caseledger_ledger::store::Ledger;
+use caseledger_verify::entry::Record;
 use caseledger_verify::funds::model::*;
 use common::*;
 
@@ -25,6 +27,40 @@ fn setup(dir: &Path) -> Staff {
     assert!(report.ok, "clean before the fraud: {:?}", report.violations);
     ledger.close().expect("close");
     staff
+}
+
+/// Everything a write could change: the chain, every derived object and
+/// the key registry.
+fn snapshot(ledger: &Ledger) -> (u64, caseledger_verify::hash::Hash, Vec<(String, Vec<u8>)>, String) {
+    let registry = ledger.registry().expect("registry");
+    let keys: Vec<String> = registry
+        .keys()
+        .map(|(id, info)| format!("{} {info:?}", id.to_hex()))
+        .collect();
+    (
+        ledger.size(),
+        ledger.root(),
+        ledger.state_objects("").expect("state"),
+        keys.join("\n"),
+    )
+}
+
+/// Opens the closed ledger in `dir`, checks that `records` (one batch) are
+/// refused by `rule` and change nothing, and closes it again.
+fn refused_unchanged(dir: &Path, records: Vec<Record>, rule: &str) {
+    let ledger = Ledger::open(dir, clock(), options()).expect("open");
+    let before = snapshot(&ledger);
+    match ledger.append(records) {
+        Err(caseledger_ledger::Error::Rejected { source, .. }) => assert_eq!(source.check(), rule, "{source}"),
+        other => panic!("expected the rule {rule}, got {other:?}"),
+    }
+    assert!(snapshot(&ledger) == before, "a refused write changed nothing");
+    ledger.close().expect("close");
+}
+
+/// Forces `records` into storage one after another; their seqs.
+fn force_all(dir: &Path, records: Vec<Record>) -> Vec<u64> {
+    records.into_iter().map(|record| force_append(dir, record)).collect()
 }
 
 fn caught(dir: &Path, seq: u64, rule: &str) {
@@ -47,15 +83,13 @@ fn fake_payee_account_in_another_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let staff = setup(dir.path());
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    let mut fake =
-        serde_json::from_slice::<AccountRegistered>(&case.account("acct-fake", 1, "6222111122223333").payload)
-            .expect("json");
+    let (record, numbers) = case.account_request("acct-fake", 1, "6222111122223333");
+    let mut fake = serde_json::from_slice::<AccountRegistered>(&record.payload).expect("json");
     fake.account_name = "法官的亲戚".into();
-    let seq = force_append(
-        dir.path(),
-        sign(ORIGIN, KIND_ACCOUNT_REGISTERED, &fake, &staff.officers[0].identity),
-    );
-    caught(dir.path(), seq, "payee");
+    let fake = sign(ORIGIN, KIND_ACCOUNT_REGISTERED, &fake, &staff.officers[0].identity);
+    // The node's commitment to the number, then the officer's record.
+    let seqs = force_all(dir.path(), staff.committed(fake, COMMITMENT_ACCOUNT, &numbers));
+    caught(dir.path(), seqs[1], "payee");
 }
 
 #[test]
@@ -146,7 +180,7 @@ fn account_switched_without_the_applicants_confirmation() {
     {
         let ledger = Ledger::open(dir.path(), clock(), options()).expect("open");
         ledger
-            .append_one(case.account("acct-switch", 1, "6222000077776666"))
+            .append(case.account("acct-switch", 1, "6222000077776666"))
             .expect("change registered");
         ledger.close().expect("close");
     }
@@ -205,4 +239,229 @@ fn the_payer_books_the_money_as_returned_to_pay_it_again() {
         sign(ORIGIN, KIND_PAYMENT_RETURNED, &returned, &staff.finance.identity),
     );
     caught(dir.path(), seq, "second_person");
+}
+
+// ---- who files a case, whose phones, and who moves an unidentified receipt ----
+
+/// Another case of the court, for the filings below.
+const NEW_CASE: &str = "(2022)苏02执10号";
+
+/// The filing clerk's `case_opened` of [`NEW_CASE`] (one applicant)
+/// changed by `change` and signed by `signer`, and the applicant's phone.
+fn opened_by(staff: &Staff, signer: &Person, change: &dyn Fn(&mut CaseOpened)) -> (Record, Vec<String>) {
+    let case = CaseRecords::new(staff, &staff.officers[0], NEW_CASE);
+    let (record, phones) = case.open_request(1);
+    let mut payload: CaseOpened = serde_json::from_slice(&record.payload).expect("json");
+    change(&mut payload);
+    (sign(ORIGIN, KIND_CASE_OPENED, &payload, &signer.identity), phones)
+}
+
+/// The case's officer files the case (and so its applicants) themselves.
+fn opened_by_the_officer(staff: &Staff) -> Vec<Record> {
+    let (record, phones) = opened_by(staff, &staff.officers[0], &|_| {});
+    staff.committed(record, COMMITMENT_PHONE, &phones)
+}
+
+#[test]
+fn the_cases_officer_cannot_open_a_case() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    refused_unchanged(dir.path(), opened_by_the_officer(&staff), "role");
+    // The same filing by the clerk is accepted.
+    let case = CaseRecords::new(&staff, &staff.officers[0], NEW_CASE);
+    let ledger = Ledger::open(dir.path(), clock(), options()).expect("open");
+    ledger.append(case.open(1)).expect("filed by the clerk");
+    assert!(ledger.case_view(NEW_CASE, 0).expect("read").is_some());
+}
+
+#[test]
+fn a_case_opened_by_its_officer_forced_into_storage_is_named_by_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    let seqs = force_all(dir.path(), opened_by_the_officer(&staff));
+    caught(dir.path(), seqs[1], "role");
+}
+
+/// The clerk files an applicant whose phone is the officer's: the node
+/// commits to the number the request gave.
+fn applicant_with_the_officers_phone(staff: &Staff) -> Vec<Record> {
+    let phone = staff.officers[0].phone.clone();
+    let (record, _) = opened_by(staff, &staff.filing_clerk, &|p| {
+        p.applicants[0].phone_masked = mask(&phone);
+    });
+    staff.committed(record, COMMITMENT_PHONE, &[phone])
+}
+
+#[test]
+fn an_applicant_with_a_members_phone_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    refused_unchanged(dir.path(), applicant_with_the_officers_phone(&staff), "phone_of_member");
+}
+
+#[test]
+fn an_applicant_with_a_members_phone_forced_into_storage_is_named_by_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    let seqs = force_all(dir.path(), applicant_with_the_officers_phone(&staff));
+    caught(dir.path(), seqs[1], "phone_of_member");
+}
+
+/// The clerk's `case_opened` carrying the applicant's phone commitment
+/// itself, with no node record before it.
+fn opened_with_its_own_commitment(staff: &Staff) -> Record {
+    let key = staff.commitment_key;
+    let (record, _) = opened_by(staff, &staff.filing_clerk, &|p| {
+        p.applicants[0].phone_commitment = commitment(&key, COMMITMENT_PHONE, &CaseRecords::applicant_phone(1));
+    });
+    record
+}
+
+#[test]
+fn a_case_opened_without_the_nodes_commitment_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    refused_unchanged(dir.path(), vec![opened_with_its_own_commitment(&staff)], "commitment");
+    // Nor without any commitment at all.
+    let (bare, phones) = opened_by(&staff, &staff.filing_clerk, &|_| {});
+    refused_unchanged(dir.path(), vec![bare.clone()], "commitment");
+    // Nor with the clerk's commitment after the node's.
+    refused_unchanged(
+        dir.path(),
+        staff.committed(opened_with_its_own_commitment(&staff), COMMITMENT_PHONE, &phones),
+        "commitment",
+    );
+    // Nor with the node's commitment to another record.
+    let other = CaseRecords::new(&staff, &staff.officers[0], "(2022)苏02执11号").open(1);
+    refused_unchanged(dir.path(), vec![other[0].clone(), bare], "commitment");
+}
+
+#[test]
+fn a_case_opened_without_the_nodes_commitment_forced_into_storage_is_named_by_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    let seq = force_append(dir.path(), opened_with_its_own_commitment(&staff));
+    caught(dir.path(), seq, "commitment");
+}
+
+const UNIDENTIFIED: &str = "BANK-U1";
+const UNIDENTIFIED_FEN: u64 = 77_700;
+
+/// Money finance could not assign to a case, then the case officer's
+/// claim of it for their own case ([`CASE`]): pending, nothing moved.
+fn claimed_by_the_officer(dir: &Path, staff: &Staff) {
+    let ledger = Ledger::open(dir, clock(), options()).expect("open");
+    let unknown = ReceiptRecorded {
+        request_id: "r-unknown".into(),
+        bank_reference: UNIDENTIFIED.into(),
+        amount_fen: UNIDENTIFIED_FEN,
+        payer: "不明付款人".into(),
+        value_date: "2026-11-20".into(),
+        channel: Channel::Transfer,
+        case_number: None,
+    };
+    ledger
+        .append_one(sign(ORIGIN, KIND_RECEIPT_RECORDED, &unknown, &staff.finance.identity))
+        .expect("unidentified receipt");
+    let claim = ReceiptClaimed {
+        request_id: "claim-1".into(),
+        bank_reference: UNIDENTIFIED.into(),
+        case_number: CASE.into(),
+    };
+    ledger
+        .append_one(sign(ORIGIN, KIND_RECEIPT_CLAIMED, &claim, &staff.officers[0].identity))
+        .expect("the officer claims it for their case");
+    assert_eq!(ledger.unidentified_receipts().expect("list").len(), 1, "pending");
+    ledger.close().expect("close");
+}
+
+fn claim_decided(by: &Person, request_id: &str) -> Record {
+    let decided = ReceiptClaimDecided {
+        request_id: request_id.into(),
+        bank_reference: UNIDENTIFIED.into(),
+        case_number: CASE.into(),
+        decision: Decision::Approve,
+    };
+    sign(ORIGIN, KIND_RECEIPT_CLAIM_DECIDED, &decided, &by.identity)
+}
+
+#[test]
+fn an_officer_cannot_decide_their_own_claim_of_a_receipt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    claimed_by_the_officer(dir.path(), &staff);
+    refused_unchanged(
+        dir.path(),
+        vec![claim_decided(&staff.officers[0], "decided-by-officer")],
+        "second_person",
+    );
+    // The bureau head decides the fund manager's claims, not an officer's.
+    refused_unchanged(
+        dir.path(),
+        vec![claim_decided(&staff.bureau_head, "decided-by-head")],
+        "role",
+    );
+    let ledger = Ledger::open(dir.path(), clock(), options()).expect("open");
+    let available = ledger
+        .case_view(CASE, 0)
+        .expect("read")
+        .expect("case")
+        .case
+        .available_fen;
+    ledger
+        .append_one(claim_decided(&staff.fund_manager, "decided-by-fund-manager"))
+        .expect("the fund manager approves the officer's claim");
+    assert!(ledger.unidentified_receipts().expect("list").is_empty());
+    let view = ledger.case_view(CASE, 0).expect("read").expect("case");
+    assert_eq!(view.case.available_fen, available + UNIDENTIFIED_FEN);
+    assert!(view.receipts.iter().any(|r| r.receipt.bank_reference == UNIDENTIFIED));
+    let report = ledger.audit(None, 2, &|_| {}).expect("audit");
+    assert!(report.ok, "{:?}", report.violations);
+}
+
+#[test]
+fn a_self_decided_claim_forced_into_storage_is_named_by_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    claimed_by_the_officer(dir.path(), &staff);
+    let seq = force_append(dir.path(), claim_decided(&staff.officers[0], "decided-by-officer"));
+    caught(dir.path(), seq, "second_person");
+}
+
+/// A new officer enrolled with the phone of applicant 1 of [`CASE`], and
+/// one enrolled with the phone of another member.
+fn enrolments_with_taken_phones(staff: &Staff) -> [Record; 2] {
+    let admin = &staff.administrator.identity;
+    let applicants = Person::new(
+        [91; 32],
+        "officer-9",
+        "钱承办",
+        Role::Officer,
+        &CaseRecords::applicant_phone(1),
+    );
+    let members = Person::new([92; 32], "officer-8", "冯承办", Role::Officer, &staff.officers[1].phone);
+    [
+        applicants.enrolment(ORIGIN, admin, &staff.commitment_key),
+        members.enrolment(ORIGIN, admin, &staff.commitment_key),
+    ]
+}
+
+#[test]
+fn a_member_is_not_enrolled_with_an_applicants_or_another_members_phone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    for enrolment in enrolments_with_taken_phones(&staff) {
+        refused_unchanged(dir.path(), vec![enrolment], "phone_of_member");
+    }
+}
+
+#[test]
+fn members_enrolled_with_taken_phones_forced_into_storage_are_named_by_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    let [applicants, members] = enrolments_with_taken_phones(&staff);
+    let applicants = force_append(dir.path(), applicants);
+    let members = force_append(dir.path(), members);
+    caught(dir.path(), applicants, "phone_of_member");
+    caught(dir.path(), members, "phone_of_member");
 }

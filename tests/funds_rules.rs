@@ -5,6 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
+use caseledger::commitments::COMMITMENT_ACCOUNT;
 use caseledger::court::{sign, CaseRecords, Staff};
 use caseledger_ledger::store::Ledger;
 use caseledger_verify::funds::model::*;
@@ -141,13 +142,18 @@ fn separation_of_duties() {
     ledger.append(staff.policy_records(&policy)).expect("policy v2");
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append(vec![
-            case.open(1),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.confirm("acct-1"),
-            case.receipt("BANK-1", 5_000_000),
-            case.request("d-1", "acct-1", AMOUNT),
-        ])
+        .append(
+            [
+                case.open(1),
+                case.account("acct-1", 1, "6222000011110001"),
+                vec![
+                    case.confirm("acct-1"),
+                    case.receipt("BANK-1", 5_000_000),
+                    case.request("d-1", "acct-1", AMOUNT),
+                ],
+            ]
+            .concat(),
+        )
         .expect("setup");
     let approve =
         |step, role, signer| case.approval(ORIGIN, "d-1", "acct-1", AMOUNT, step, role, Decision::Approve, signer);
@@ -175,11 +181,14 @@ fn the_requester_cannot_approve_even_with_an_approver_role() {
     let (ledger, staff) = court(dir.path(), 13);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append(vec![
-            case.open(1),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.confirm("acct-1"),
-        ])
+        .append(
+            [
+                case.open(1),
+                case.account("acct-1", 1, "6222000011110001"),
+                vec![case.confirm("acct-1")],
+            ]
+            .concat(),
+        )
         .expect("setup");
     ledger.append_one(case.receipt("BANK-1", 5_000_000)).expect("receipt");
     ledger
@@ -246,39 +255,35 @@ fn the_payee_is_a_confirmed_account_of_the_cases_applicant() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = ready(dir.path());
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let size = ledger.size();
     // An account for someone who is not an applicant.
-    let mut stranger =
-        serde_json::from_slice::<AccountRegistered>(&case.account("acct-x", 1, "6222999900001111").payload)
-            .expect("json");
+    let (record, numbers) = case.account_request("acct-x", 1, "6222999900001111");
+    let mut stranger = serde_json::from_slice::<AccountRegistered>(&record.payload).expect("json");
     stranger.applicant_id = "applicant-99".into();
     stranger.request_id = "acct-stranger".into();
+    let stranger = sign(ORIGIN, KIND_ACCOUNT_REGISTERED, &stranger, &staff.officers[0].identity);
     assert_eq!(
-        refused_rule(
-            &ledger,
-            sign(ORIGIN, KIND_ACCOUNT_REGISTERED, &stranger, &staff.officers[0].identity)
-        ),
+        common::refused_batch(&ledger, staff.committed(stranger, COMMITMENT_ACCOUNT, &numbers)),
         "payee"
     );
     // An account in another name.
-    let mut other_name =
-        serde_json::from_slice::<AccountRegistered>(&case.account("acct-y", 1, "6222999900002222").payload)
-            .expect("json");
+    let (record, numbers) = case.account_request("acct-y", 1, "6222999900002222");
+    let mut other_name = serde_json::from_slice::<AccountRegistered>(&record.payload).expect("json");
     other_name.account_name = "假收款人".into();
+    let other_name = sign(
+        ORIGIN,
+        KIND_ACCOUNT_REGISTERED,
+        &other_name,
+        &staff.officers[0].identity,
+    );
     assert_eq!(
-        refused_rule(
-            &ledger,
-            sign(
-                ORIGIN,
-                KIND_ACCOUNT_REGISTERED,
-                &other_name,
-                &staff.officers[0].identity
-            )
-        ),
+        common::refused_batch(&ledger, staff.committed(other_name, COMMITMENT_ACCOUNT, &numbers)),
         "payee"
     );
+    unchanged(&ledger, size);
     // A registered but unconfirmed account cannot be paid.
     ledger
-        .append_one(case.account("acct-2", 2, "6222000011110002"))
+        .append(case.account("acct-2", 2, "6222000011110002"))
         .expect("second applicant's account");
     assert_eq!(refused_rule(&ledger, case.request("d-2", "acct-2", 100)), "account");
 }
@@ -289,7 +294,7 @@ fn an_account_change_needs_confirmation_and_the_bureau_heads_approval() {
     let (ledger, staff) = ready(dir.path());
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append_one(case.account("acct-new", 1, "6222000099998888"))
+        .append(case.account("acct-new", 1, "6222000099998888"))
         .expect("change registered");
     ledger.append_one(case.confirm("acct-new")).expect("applicant confirms");
     assert_eq!(
@@ -360,7 +365,7 @@ fn bank_references_are_unique_and_payments_match_the_approval() {
         "payment_mismatch"
     );
     ledger
-        .append_one(case.account("acct-2", 2, "6222000011110002"))
+        .append(case.account("acct-2", 2, "6222000011110002"))
         .expect("account");
     ledger.append_one(case.confirm("acct-2")).expect("confirm");
     assert_eq!(
@@ -384,14 +389,14 @@ fn bad_amounts_and_case_numbers_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court(dir.path(), 14);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger.append_one(case.open(1)).expect("open");
+    ledger.append(case.open(1)).expect("open");
     assert_eq!(refused_rule(&ledger, case.receipt("BANK-0", 0)), "amount");
     assert_eq!(
         refused_rule(&ledger, case.receipt("BANK-BIG", 10_000_000_001)),
         "amount"
     );
     let bad = CaseRecords::new(&staff, &staff.officers[0], "2023-123");
-    assert_eq!(refused_rule(&ledger, bad.open(1)), "case_number");
+    assert_eq!(common::refused_batch(&ledger, bad.open(1)), "case_number");
     // Fractional or negative amounts are not even valid payloads.
     let text = String::from_utf8(case.receipt("BANK-F", 100).payload)
         .expect("utf8")

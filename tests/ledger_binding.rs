@@ -6,7 +6,7 @@
 mod common;
 
 use caseledger::court::CaseRecords;
-use caseledger::service::client::{sign_request, write_body};
+use caseledger::service::client::{sign_request, write_body_numbered};
 use caseledger_ledger::Error;
 use common::*;
 
@@ -58,9 +58,9 @@ async fn post_records_refuses_a_record_signed_for_staging() {
     let state = service_state(ledger, &staff);
     // The same staff, keys and case, signing for the staging ledger.
     let staging = caseledger::court::Staff::from_seed(61, STAGING);
-    let officer = &staging.officers[0];
+    let officer = &staging.filing_clerk;
     let size = state.ledger.size();
-    let body = write_body(&[CaseRecords::new(&staging, officer, CASE).open(1)]);
+    let body = write_body_numbered(&[CaseRecords::new(&staging, &staging.officers[0], CASE).open_request(1)]);
     let headers = sign_request(
         &officer.identity,
         caseledger::service::DEFAULT_AUTHORITY,
@@ -73,9 +73,9 @@ async fn post_records_refuses_a_record_signed_for_staging() {
     assert_eq!(answer["rule"], "signature", "{answer}");
     assert_eq!(state.ledger.size(), size);
     // Signed for this ledger, it goes in.
-    let body = write_body(&[CaseRecords::new(&staff, &staff.officers[0], CASE).open(1)]);
+    let body = write_body_numbered(&[CaseRecords::new(&staff, &staff.officers[0], CASE).open_request(1)]);
     let headers = sign_request(
-        &staff.officers[0].identity,
+        &staff.filing_clerk.identity,
         caseledger::service::DEFAULT_AUTHORITY,
         "POST",
         "/v1/records",
@@ -120,9 +120,9 @@ async fn a_request_signed_for_another_service_or_not_naming_one_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court(dir.path(), 62);
     let state = service_state(ledger, &staff).with_authority("Case-Funds.Court-A.example");
-    let officer = &staff.officers[0].identity;
+    let officer = &staff.filing_clerk.identity;
     let size = state.ledger.size();
-    let body = write_body(&[CaseRecords::new(&staff, &staff.officers[0], CASE).open(1)]);
+    let body = write_body_numbered(&[CaseRecords::new(&staff, &staff.officers[0], CASE).open_request(1)]);
     for (headers, problem) in [
         (
             sign_request(officer, "case-funds.court-b.example", "POST", "/v1/records", &body),

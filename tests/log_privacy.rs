@@ -50,7 +50,19 @@ async fn codes_and_numbers_stay_out_of_the_log() {
     let refused =
         caseledger::service::contacts::checked_phone(&state.ledger, &staff.commitment_key, &recipient, "test");
     assert!(refused.is_err());
+    // Numbers given in clear to open a case and register an account.
+    let other = CaseRecords::new(&staff, &staff.officers[0], "(2023)苏02执124号");
+    common::open_case(&state, &other, 1).await;
+    let (status, body) = common::register_account(&state, &other, "acct-9", 1, "6222000077778888").await;
+    assert_eq!(status.as_u16(), 201, "{body}");
     let log = log();
+    assert!(
+        log.contains("numbers given for the node to commit to"),
+        "who gave numbers is logged:\n{log}"
+    );
+    for number in [CaseRecords::applicant_phone(1), "6222000077778888".to_owned()] {
+        assert!(!log.contains(&number), "a number given in clear in the log:\n{log}");
+    }
     assert!(
         log.contains("path=/v1/verify/{code}"),
         "the request is logged, its code redacted:\n{log}"

@@ -10,6 +10,7 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
+use caseledger::commitments::COMMITMENT_ACCOUNT;
 use caseledger::court::{sign, CaseRecords, Staff};
 use caseledger_ledger::store::Ledger;
 use caseledger_verify::entry::Record;
@@ -71,7 +72,7 @@ fn case_without_account(dir: &std::path::Path, seed: u64) -> (Ledger, Staff) {
     let (ledger, staff) = court(dir, seed);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append(vec![case.open(2), case.receipt("BANK-1", 50_000_000)])
+        .append([case.open(2), vec![case.receipt("BANK-1", 50_000_000)]].concat())
         .expect("case");
     (ledger, staff)
 }
@@ -82,10 +83,13 @@ fn a_second_account_registered_while_the_first_is_pending_is_a_change() {
     let (ledger, staff) = case_without_account(dir.path(), 51);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append(vec![
-            case.account("acct-1", 1, "6222000011110001"),
-            case.account("acct-2", 1, "6222000011110002"),
-        ])
+        .append(
+            [
+                case.account("acct-1", 1, "6222000011110001"),
+                case.account("acct-2", 1, "6222000011110002"),
+            ]
+            .concat(),
+        )
         .expect("two registrations");
     let second = account(&ledger, "acct-2");
     assert_eq!(second.replaces.as_deref(), Some("acct-1"));
@@ -132,12 +136,14 @@ fn an_approved_change_supersedes_a_pending_account_for_good() {
     let (ledger, staff) = case_without_account(dir.path(), 52);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append(vec![
-            case.account("acct-1", 1, "6222000011110001"),
-            case.account("acct-2", 1, "6222000011110002"),
-            change_approved(&staff, "acct-2"),
-            case.confirm("acct-2"),
-        ])
+        .append(
+            [
+                case.account("acct-1", 1, "6222000011110001"),
+                case.account("acct-2", 1, "6222000011110002"),
+                vec![change_approved(&staff, "acct-2"), case.confirm("acct-2")],
+            ]
+            .concat(),
+        )
         .expect("the change first");
     assert_eq!(account(&ledger, "acct-2").status, AccountStatus::Active);
     assert_eq!(account(&ledger, "acct-1").status, AccountStatus::Superseded);
@@ -145,10 +151,13 @@ fn an_approved_change_supersedes_a_pending_account_for_good() {
     assert_eq!(refused_rule(&ledger, case.confirm("acct-1")), "account");
     // Applicant 2's accounts are apart: their first needs no approval.
     ledger
-        .append(vec![
-            case.account("acct-3", 2, "6222000011110003"),
-            case.confirm("acct-3"),
-        ])
+        .append(
+            [
+                case.account("acct-3", 2, "6222000011110003"),
+                vec![case.confirm("acct-3")],
+            ]
+            .concat(),
+        )
         .expect("applicant 2");
     assert_eq!(account(&ledger, "acct-3").status, AccountStatus::Active);
 }
@@ -158,18 +167,12 @@ fn forced_payments_and_confirmations_to_a_superseded_account_are_named_by_verify
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = case_without_account(dir.path(), 53);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    let mut setup = vec![
-        case.account("acct-1", 1, "6222000011110001"),
-        case.confirm("acct-1"),
-        case.request("d-1", "acct-1", 1_000_000),
-    ];
+    let mut setup = case.account("acct-1", 1, "6222000011110001");
+    setup.extend([case.confirm("acct-1"), case.request("d-1", "acct-1", 1_000_000)]);
     setup.extend(case.approvals(ORIGIN, "d-1", "acct-1", 1_000_000, &[Role::BureauHead, Role::Finance]));
-    setup.extend([
-        case.account("acct-2", 1, "6222000011110002"),
-        case.confirm("acct-2"),
-        change_approved(&staff, "acct-2"),
-        case.account("acct-3", 1, "6222000011110003"),
-    ]);
+    setup.extend(case.account("acct-2", 1, "6222000011110002"));
+    setup.extend([case.confirm("acct-2"), change_approved(&staff, "acct-2")]);
+    setup.extend(case.account("acct-3", 1, "6222000011110003"));
     ledger.append(setup).expect("d-1 approved, then the account changed");
     assert_eq!(disbursement(&ledger, "d-1").status, DisbursementStatus::Approved);
     let payment = case.payment("d-1", "PAY-1", "acct-1", 1_000_000);
@@ -204,14 +207,16 @@ fn tiered_court(dir: &std::path::Path, seed: u64) -> (Ledger, Staff, std::sync::
     let (ledger, staff) = court_with_clock(dir, seed, clock.clone());
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append(vec![
-            case.open(2),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.confirm("acct-1"),
-            case.account("acct-2", 2, "6222000011110002"),
-            case.confirm("acct-2"),
-            case.receipt("BANK-1", 100_000_000),
-        ])
+        .append(
+            [
+                case.open(2),
+                case.account("acct-1", 1, "6222000011110001"),
+                vec![case.confirm("acct-1")],
+                case.account("acct-2", 2, "6222000011110002"),
+                vec![case.confirm("acct-2"), case.receipt("BANK-1", 100_000_000)],
+            ]
+            .concat(),
+        )
         .expect("case");
     (ledger, staff, clock)
 }
@@ -289,21 +294,31 @@ fn one_account_number_belongs_to_one_applicant_of_a_case() {
     let (ledger, staff) = case_without_account(dir.path(), 56);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append(vec![
-            case.account("acct-1", 1, "6222000099990001"),
-            case.confirm("acct-1"),
-        ])
+        .append(
+            [
+                case.account("acct-1", 1, "6222000099990001"),
+                vec![case.confirm("acct-1")],
+            ]
+            .concat(),
+        )
         .expect("applicant 1");
     // The same number under applicant 2 would pay one creditor as two,
     // each below the tier of the whole.
     let twin = case.account("acct-2", 2, "6222000099990001");
-    assert_eq!(refused_rule(&ledger, twin.clone()), "payee");
+    let size = ledger.size();
+    assert_eq!(common::refused_batch(&ledger, twin.clone()), "payee");
+    assert_eq!(ledger.size(), size, "nothing written");
     // The same applicant may register it again (a change back).
     ledger
-        .append_one(case.account("acct-3", 1, "6222000099990001"))
+        .append(case.account("acct-3", 1, "6222000099990001"))
         .expect("applicant 1 again");
     ledger.close().expect("close");
-    let seq = force_append(dir.path(), twin);
+    // The node's commitment, then the officer's registration.
+    let seqs: Vec<u64> = twin
+        .into_iter()
+        .map(|record| force_append(dir.path(), record))
+        .collect();
+    let seq = seqs[1];
     let report = audit(dir.path());
     assert!(
         report.violations.iter().any(|v| v.seq == seq && v.rule == "payee"),
@@ -317,31 +332,62 @@ fn masks_and_commitments_that_are_not_one_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = case_without_account(dir.path(), 57);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    let with = |mask: &str, commitment: &str| {
-        let mut payload: AccountRegistered =
-            serde_json::from_slice(&case.account("acct-x", 1, "6222000011110001").payload).expect("json");
+    // The officer's registration with the mask `mask` (and the commitment
+    // `given`, which only the node makes), after the node's commitment
+    // `node` (its HMAC of the number when `None`).
+    let with = |mask: &str, given: &str, node: Option<&str>| -> Vec<Record> {
+        let (record, numbers) = case.account_request("acct-x", 1, "6222000011110001");
+        let mut payload: AccountRegistered = serde_json::from_slice(&record.payload).expect("json");
         payload.account_number_masked = mask.into();
-        payload.account_number_commitment = commitment.into();
-        payload.request_id = format!("account-{mask}-{}", commitment.len());
-        sign(ORIGIN, KIND_ACCOUNT_REGISTERED, &payload, &staff.officers[0].identity)
+        payload.account_number_commitment = given.into();
+        payload.request_id = format!("account-{mask}-{}-{}", given.len(), node.map_or(0, str::len));
+        let record = sign(ORIGIN, KIND_ACCOUNT_REGISTERED, &payload, &staff.officers[0].identity);
+        let mut records = staff.committed(record, COMMITMENT_ACCOUNT, &numbers);
+        if let Some(node) = node {
+            let mut numbers: NumbersCommitted = serde_json::from_slice(&records[0].payload).expect("json");
+            numbers.commitments = vec![node.to_owned()];
+            records[0] = sign(ORIGIN, KIND_NUMBERS_COMMITTED, &numbers, &staff.node);
+        }
+        records
     };
     let good = "ab".repeat(32);
+    let size = ledger.size();
     for bad in [
-        with("zz", &good),
-        with("****000", &good),
-        with("6222000011110001", &good),
-        with("****0001", "zz"),
+        with("zz", "", None),
+        with("****000", "", None),
+        with("6222000011110001", "", None),
+        with("****0001", "", Some("zz")),
+        with("****0001", "", Some(&"AB".repeat(32))),
     ] {
-        assert_eq!(refused_rule(&ledger, bad), "payload");
+        assert_eq!(common::refused_batch(&ledger, bad), "payload");
     }
+    // A commitment is the node's to make, never the officer's to give,
+    // even one of the right form.
+    for given in [good.as_str(), "zz"] {
+        assert_eq!(
+            common::refused_batch(&ledger, with("****0001", given, None)),
+            "commitment"
+        );
+    }
+    assert_eq!(ledger.size(), size, "nothing written");
     ledger.close().expect("close");
-    let seq = force_append(dir.path(), with("****0001", "zz"));
+    let force = |records: Vec<Record>| -> Vec<u64> {
+        records
+            .into_iter()
+            .map(|record| force_append(dir.path(), record))
+            .collect()
+    };
+    let bad_mask = force(with("zz", "", None))[1];
+    let bad_node = force(with("****0001", "", Some("zz")))[0];
+    let given = force(with("****0001", &good, None))[1];
     let report = audit(dir.path());
-    assert!(
-        report.violations.iter().any(|v| v.seq == seq && v.rule == "payload"),
-        "{:?}",
-        report.violations
-    );
+    for (seq, rule) in [(bad_mask, "payload"), (bad_node, "payload"), (given, "commitment")] {
+        assert!(
+            report.violations.iter().any(|v| v.seq == seq && v.rule == rule),
+            "{rule} at {seq}: {:?}",
+            report.violations
+        );
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 mod common;
 
+use caseledger::commitments::COMMITMENT_PHONE;
 use caseledger::court::{sign, CaseRecords};
 use caseledger_verify::entry::Record;
 use caseledger_verify::funds::model::*;
@@ -14,11 +15,13 @@ use common::*;
 const CASE: &str = "(2026)苏02执88号";
 
 /// `case_opened` of `case` (one applicant) changed by `change`, signed by
-/// the case's officer.
-fn opened_with(case: &CaseRecords, change: &dyn Fn(&mut CaseOpened)) -> Record {
-    let mut payload: CaseOpened = serde_json::from_slice(&case.open(1).payload).expect("json");
+/// the filing clerk, after the node's commitment to the applicant's phone.
+fn opened_with(case: &CaseRecords, change: &dyn Fn(&mut CaseOpened)) -> Vec<Record> {
+    let (record, phones) = case.open_request(1);
+    let mut payload: CaseOpened = serde_json::from_slice(&record.payload).expect("json");
     change(&mut payload);
-    sign(ORIGIN, KIND_CASE_OPENED, &payload, &case.officer.identity)
+    let record = sign(ORIGIN, KIND_CASE_OPENED, &payload, &case.staff.filing_clerk.identity);
+    case.staff.committed(record, COMMITMENT_PHONE, &phones)
 }
 
 #[test]
@@ -56,16 +59,18 @@ fn personal_numbers_and_look_alikes_stay_out_of_the_ledger() {
             "case_number",
         ),
     ] {
-        assert_eq!(refused_rule(&ledger, record), rule);
+        assert_eq!(common::refused_batch(&ledger, record), rule);
     }
     assert_eq!(ledger.size(), size, "nothing written");
     ledger
-        .append(vec![
-            case.open(1),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.confirm("acct-1"),
-            case.receipt("BANK-1", 100_000),
-        ])
+        .append(
+            [
+                case.open(1),
+                case.account("acct-1", 1, "6222000011110001"),
+                vec![case.confirm("acct-1"), case.receipt("BANK-1", 100_000)],
+            ]
+            .concat(),
+        )
         .expect("a clean case");
     let mut request: DisbursementRequested =
         serde_json::from_slice(&case.request("d-1", "acct-1", 50_000).payload).expect("json");
@@ -106,10 +111,10 @@ fn numbers_in_other_scripts_separators_and_ids_are_refused_too() {
         "١٣٨١٢٣٤٥٦٧٨",
     ] {
         let record = open_with(&|p| p.respondents = vec![respondent.to_owned()]);
-        assert_eq!(refused_rule(&ledger, record), "personal_data", "{respondent}");
+        assert_eq!(common::refused_batch(&ledger, record), "personal_data", "{respondent}");
     }
     let id_card = open_with(&|p| p.applicants[0].applicant_id = "320102199001011234".into());
-    assert_eq!(refused_rule(&ledger, id_card), "personal_data");
+    assert_eq!(common::refused_batch(&ledger, id_card), "personal_data");
     for look_alike in [
         "(2026)苏02执088号",
         "(2026)蘇02执88号",
@@ -117,6 +122,6 @@ fn numbers_in_other_scripts_separators_and_ids_are_refused_too() {
         "(2026)苏02执13812345678号",
     ] {
         let record = open_with(&|p| p.case_number = look_alike.into());
-        assert_eq!(refused_rule(&ledger, record), "case_number", "{look_alike}");
+        assert_eq!(common::refused_batch(&ledger, record), "case_number", "{look_alike}");
     }
 }

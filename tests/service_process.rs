@@ -86,13 +86,21 @@ fn sigterm_as_soon_as_the_address_is_printed_is_a_clean_shutdown() {
 }
 
 /// Sends a signed write of `records` to a running service.
+/// Records, each with the numbers it masks in clear.
+type Numbered = Vec<(caseledger_verify::entry::Record, Vec<String>)>;
+
+/// Records without numbers in clear.
+fn plain(records: Vec<caseledger_verify::entry::Record>) -> Numbered {
+    records.into_iter().map(|r| (r, Vec::new())).collect()
+}
+
 fn post_records(
     agent: &ureq::Agent,
     address: &str,
     signer: &caseledger_keys::Identity,
-    records: &[caseledger_verify::entry::Record],
+    records: &[(caseledger_verify::entry::Record, Vec<String>)],
 ) -> (u16, serde_json::Value) {
-    let body = caseledger::service::client::write_body(records);
+    let body = caseledger::service::client::write_body_numbered(records);
     let mut request = agent
         .post(&format!("{address}/v1/records"))
         .header("content-type", "application/json");
@@ -136,29 +144,35 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
     let origin = "wxzy.court.example/case-funds";
     let mut setup = staff.setup_records();
     let co_signature = setup.pop().expect("the court leader's co-signature");
-    let (status, body) = post_records(&agent, &address, &staff.administrator.identity, &setup);
+    let (status, body) = post_records(&agent, &address, &staff.administrator.identity, &plain(setup));
     assert_eq!(status, 201, "{body}");
-    let (status, body) = post_records(&agent, &address, &staff.court_leader.identity, &[co_signature]);
+    let (status, body) = post_records(
+        &agent,
+        &address,
+        &staff.court_leader.identity,
+        &plain(vec![co_signature]),
+    );
     assert_eq!(status, 201, "{body}");
 
     let officer = &staff.officers[0];
     let case = CaseRecords::new(&staff, officer, "(2026)苏02执8号");
     let (code, issue) = case.applicant_code(1);
-    let steps: Vec<(&caseledger_keys::Identity, Vec<caseledger_verify::entry::Record>)> = vec![
+    let steps: Vec<(&caseledger_keys::Identity, Numbered)> = vec![
+        // The filing clerk opens the case with the applicant's phone in clear.
+        (&staff.filing_clerk.identity, vec![case.open_request(1)]),
         (
             &officer.identity,
             vec![
-                case.open(1),
-                case.account("acct-1", 1, "6222000011119876"),
-                case.confirm("acct-1"),
-                issue,
+                case.account_request("acct-1", 1, "6222000011119876"),
+                (case.confirm("acct-1"), Vec::new()),
+                (issue, Vec::new()),
             ],
         ),
-        (&staff.finance.identity, vec![case.receipt("BANK-8", 3_000_000)]),
-        (&officer.identity, vec![case.request("d-8", "acct-1", 2_500_000)]),
+        (&staff.finance.identity, plain(vec![case.receipt("BANK-8", 3_000_000)])),
+        (&officer.identity, plain(vec![case.request("d-8", "acct-1", 2_500_000)])),
         (
             &staff.bureau_head.identity,
-            vec![case.approval(
+            plain(vec![case.approval(
                 origin,
                 "d-8",
                 "acct-1",
@@ -167,11 +181,11 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
                 Role::BureauHead,
                 Decision::Approve,
                 &staff.bureau_head,
-            )],
+            )]),
         ),
         (
             &staff.finance.identity,
-            vec![case.approval(
+            plain(vec![case.approval(
                 origin,
                 "d-8",
                 "acct-1",
@@ -180,17 +194,17 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
                 Role::Finance,
                 Decision::Approve,
                 &staff.finance,
-            )],
+            )]),
         ),
         (
             &staff.finance.identity,
-            vec![case.payment("d-8", "PAY-8", "acct-1", 2_500_000)],
+            plain(vec![case.payment("d-8", "PAY-8", "acct-1", 2_500_000)]),
         ),
     ];
     for (n, (signer, records)) in steps.iter().enumerate() {
         let (status, body) = post_records(&agent, &address, signer, records);
         assert_eq!(status, 201, "{body}");
-        if n == 2 {
+        if n == 3 {
             // The bureau head asks what waits for them, with the command-line client.
             let key = dir.path().join("head.key");
             caseledger_keys::files::write_private_key(&key, &staff.bureau_head.identity).expect("key file");

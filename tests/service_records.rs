@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use caseledger::court::{sign, CaseRecords, Person, Staff};
-use caseledger::service::client::{sign_request, write_body};
+use caseledger::service::client::{sign_request, write_body, write_body_numbered};
 use caseledger::service::httpsig;
 use caseledger::service::{app, AppState};
 use caseledger_keys::Identity;
@@ -88,13 +88,13 @@ async fn a_disbursement_from_filing_to_payment_over_http() {
     let f = fixture(256 * 1024);
     let officer: &Person = &f.staff.officers[0];
     let case = CaseRecords::new(&f.staff, officer, CASE);
-    let (status, body) = write(
+    common::open_case(&f.state, &case, 1).await;
+    let (status, body) = common::write_numbered(
         &f.state,
         &officer.identity,
         &[
-            case.open(1),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.confirm("acct-1"),
+            case.account_request("acct-1", 1, "6222000011110001"),
+            (case.confirm("acct-1"), Vec::new()),
         ],
     )
     .await;
@@ -173,11 +173,11 @@ async fn a_disbursement_from_filing_to_payment_over_http() {
 #[tokio::test]
 async fn bad_requests_get_their_problem_type_and_write_nothing() {
     let f = fixture(8 * 1024);
-    let officer = &f.staff.officers[0];
-    let case = CaseRecords::new(&f.staff, officer, CASE);
+    let case = CaseRecords::new(&f.staff, &f.staff.officers[0], CASE);
+    // The filing clerk opens the case.
+    let officer = &f.staff.filing_clerk;
     let size = f.state.ledger.size();
-    let open = [case.open(1)];
-    let body = write_body(&open);
+    let body = write_body_numbered(&[case.open_request(1)]);
 
     // No signature at all.
     let (status, value) = send(&f.state, "POST", "/v1/records", &[], body.clone()).await;
@@ -303,10 +303,11 @@ async fn bad_requests_get_their_problem_type_and_write_nothing() {
 #[tokio::test]
 async fn a_forged_request_signature_writes_nothing_and_spends_no_nonce() {
     let f = fixture(8 * 1024);
-    let officer = &f.staff.officers[0];
-    let case = CaseRecords::new(&f.staff, officer, CASE);
+    let case = CaseRecords::new(&f.staff, &f.staff.officers[0], CASE);
+    // The filing clerk opens the case.
+    let officer = &f.staff.filing_clerk;
     let size = f.state.ledger.size();
-    let body = write_body(&[case.open(1)]);
+    let body = write_body_numbered(&[case.open_request(1)]);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("time")
@@ -356,7 +357,7 @@ async fn a_forged_request_signature_writes_nothing_and_spends_no_nonce() {
     // The forgery did not spend the genuine request's nonce.
     let (status, value) = send(&f.state, "POST", "/v1/records", &genuine, body.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{value}");
-    assert_eq!(f.state.ledger.size(), size + 1);
+    assert_eq!(f.state.ledger.size(), size + 2, "the node's commitment and the case");
     let (status, value) = send(&f.state, "POST", "/v1/records", &genuine, body).await;
     assert_eq!(
         (status, problem(&value)),
@@ -369,7 +370,7 @@ async fn rules_answer_with_their_names_and_roles_with_wrong_role() {
     let f = fixture(256 * 1024);
     let officer = &f.staff.officers[0];
     let case = CaseRecords::new(&f.staff, officer, CASE);
-    write(&f.state, &officer.identity, &[case.open(1)]).await;
+    common::open_case(&f.state, &case, 1).await;
     let size = f.state.ledger.size();
     // An officer recording a receipt: wrong role.
     let mut receipt: ReceiptRecorded = serde_json::from_slice(&case.receipt("BANK-1", 100).payload).expect("json");
@@ -545,14 +546,14 @@ async fn an_applicant_verifies_their_disbursement_with_the_code_alone() {
     let officer = &f.staff.officers[0];
     let case = CaseRecords::new(&f.staff, officer, CASE);
     let (code, issue) = case.applicant_code(1);
-    let (status, body) = write(
+    common::open_case(&f.state, &case, 2).await;
+    let (status, body) = common::write_numbered(
         &f.state,
         &officer.identity,
         &[
-            case.open(2),
-            case.account("acct-1", 1, "6222000011113445"),
-            case.confirm("acct-1"),
-            issue,
+            case.account_request("acct-1", 1, "6222000011113445"),
+            (case.confirm("acct-1"), Vec::new()),
+            (issue, Vec::new()),
         ],
     )
     .await;
@@ -699,11 +700,12 @@ async fn guessing_verification_codes_is_rate_limited() {
 #[tokio::test]
 async fn the_idempotency_key_names_the_request() {
     let f = fixture(256 * 1024);
-    let officer = &f.staff.officers[0];
-    let case = CaseRecords::new(&f.staff, officer, CASE);
-    let records = [case.open(1)];
-    let body = write_body(&records);
-    let request_id: Value = serde_json::from_slice(&records[0].payload).expect("json");
+    let case = CaseRecords::new(&f.staff, &f.staff.officers[0], CASE);
+    // The filing clerk opens the case.
+    let officer = &f.staff.filing_clerk;
+    let records = [case.open_request(1)];
+    let body = write_body_numbered(&records);
+    let request_id: Value = serde_json::from_slice(&records[0].0.payload).expect("json");
     let request_id = request_id["request_id"].as_str().expect("id").to_owned();
     let mut headers = sign_request(
         &officer.identity,
@@ -733,14 +735,15 @@ async fn the_idempotency_key_names_the_request() {
 }
 
 #[tokio::test]
-async fn the_officer_records_the_applicants_phone_and_the_applicant_is_told() {
+async fn the_filing_clerk_gives_the_phones_in_clear_the_node_commits_and_the_applicant_is_told() {
     let f = fixture(256 * 1024);
     let officer = &f.staff.officers[0];
+    let clerk = &f.staff.filing_clerk;
     let case = CaseRecords::new(&f.staff, officer, CASE);
-    write(&f.state, &officer.identity, &[case.open(1)]).await;
-    let phone = "13900000001"; // CaseRecords' applicant 1
+    let phone = CaseRecords::applicant_phone(1);
+    let size = f.state.ledger.size();
 
-    // The service computes commitments with the court's key.
+    // No commitment oracle: the endpoint is gone.
     let body = serde_json::to_vec(&serde_json::json!({"purpose": "phone", "value": phone})).expect("json");
     let headers = sign_request(
         &officer.identity,
@@ -749,48 +752,70 @@ async fn the_officer_records_the_applicants_phone_and_the_applicant_is_told() {
         "/v1/commitments",
         &body,
     );
-    let (status, value) = send(&f.state, "POST", "/v1/commitments", &headers, body).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(value["commitment"], case.applicant(1).phone_commitment);
-    assert_eq!(value["masked"], "****0001");
-
-    let contact = |phone: &str| {
-        serde_json::to_vec(&serde_json::json!({"case_number": CASE, "applicant_id": "applicant-1", "phone": phone}))
-            .expect("json")
-    };
-    let wrong = contact("13999999999");
-    let headers = sign_request(
-        &officer.identity,
-        caseledger::service::DEFAULT_AUTHORITY,
-        "POST",
-        "/v1/contacts",
-        &wrong,
-    );
-    let (status, _) = send(&f.state, "POST", "/v1/contacts", &headers, wrong).await;
     assert_eq!(
-        status,
-        StatusCode::BAD_REQUEST,
-        "a number that does not match the record is refused"
+        send(&f.state, "POST", "/v1/commitments", &headers, body).await.0,
+        StatusCode::NOT_FOUND
     );
-    let right = contact(phone);
-    let headers = sign_request(
-        &f.staff.officers[1].identity,
-        caseledger::service::DEFAULT_AUTHORITY,
-        "POST",
-        "/v1/contacts",
-        &right,
-    );
-    let (status, _) = send(&f.state, "POST", "/v1/contacts", &headers, right.clone()).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "another case's officer");
-    let headers = sign_request(
+
+    // The case's officer may not open it, numbers or not.
+    let (record, phones) = case.open_request(1);
+    let by_officer = caseledger::court::sign(
+        common::ORIGIN,
+        KIND_CASE_OPENED,
+        &serde_json::from_slice::<CaseOpened>(&record.payload).expect("json"),
         &officer.identity,
-        caseledger::service::DEFAULT_AUTHORITY,
-        "POST",
-        "/v1/contacts",
-        &right,
     );
-    let (status, _) = send(&f.state, "POST", "/v1/contacts", &headers, right).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, value) = common::write_numbered(&f.state, &officer.identity, &[(by_officer, phones.clone())]).await;
+    assert_eq!(
+        (status, value["rule"].as_str()),
+        (StatusCode::FORBIDDEN, Some("role")),
+        "{value}"
+    );
+    // Without the numbers, with a number that is not the masked one, or
+    // with one that is not a phone number: refused, nothing written.
+    for numbers in [
+        vec![],
+        vec!["13912340002".to_owned()],
+        vec!["1390000000".to_owned()],
+        vec![phone.clone(), phone.clone()],
+    ] {
+        let (status, value) =
+            common::write_numbered(&f.state, &clerk.identity, &[(record.clone(), numbers.clone())]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{numbers:?}: {value}");
+    }
+    // Numbers with a record that masks none.
+    let receipt = case.receipt("BANK-0", 100);
+    let (status, _) =
+        common::write_numbered(&f.state, &f.staff.finance.identity, &[(receipt, vec![phone.clone()])]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(f.state.ledger.size(), size, "nothing written");
+
+    // The clerk's request: the node's commitment right before the record,
+    // computed from the number in the request; the applicant's contact kept.
+    let (status, value) = common::write_numbered(&f.state, &clerk.identity, &[(record.clone(), phones.clone())]).await;
+    assert_eq!(status, StatusCode::CREATED, "{value}");
+    let seq = value["seqs"][0].as_u64().expect("seq");
+    assert_eq!(value["written"], 2, "the node's numbers_committed and the case");
+    let (_, node_entry) = read(
+        &f.state,
+        &f.staff.administrator.identity,
+        &format!("/v1/entries/{}", seq - 1),
+    )
+    .await;
+    assert_eq!(node_entry["kind_name"], "numbers_committed");
+    let committed: NumbersCommitted =
+        serde_json::from_str(node_entry["payload"].as_str().expect("payload")).expect("json");
+    let expected = caseledger::commitments::commitment(
+        &f.staff.commitment_key,
+        caseledger::commitments::COMMITMENT_PHONE,
+        &phone,
+    );
+    assert_eq!(committed.commitments, vec![expected.clone()]);
+    let (_, view) = read(&f.state, &officer.identity, CASE_PATH).await;
+    assert_eq!(view["case"]["applicants"][0]["phone_commitment"], expected);
+    // A retry writes nothing new, not even a second commitment.
+    let (status, retry) = common::write_numbered(&f.state, &clerk.identity, &[(record, phones)]).await;
+    assert_eq!((status, retry["written"].as_u64()), (StatusCode::OK, Some(0)));
 
     write(&f.state, &f.staff.finance.identity, &[case.receipt("BANK-1", 250_000)]).await;
     struct Collect(std::sync::Mutex<Vec<(String, String)>>);
@@ -815,7 +840,7 @@ async fn the_officer_records_the_applicants_phone_and_the_applicant_is_told() {
     );
     assert_eq!(worker.run_once(0).expect("pass").sent, 1);
     let sent = provider.0.lock().expect("lock").clone();
-    assert_eq!(sent[0].0, phone);
+    assert_eq!(sent[0].0, phone, "the number the clerk gave");
     assert!(sent[0].1.contains("¥2,500.00"), "{}", sent[0].1);
 }
 
@@ -830,12 +855,15 @@ fn last_code(phone: &Phone) -> String {
 async fn awaiting_the_bureau_head(f: &Fixture) {
     let officer = &f.staff.officers[0];
     let case = CaseRecords::new(&f.staff, officer, CASE);
+    common::open_case(&f.state, &case, 1).await;
     let opened = [
-        case.open(1),
-        case.account("acct-1", 1, "6222000011110001"),
-        case.confirm("acct-1"),
+        case.account_request("acct-1", 1, "6222000011110001"),
+        (case.confirm("acct-1"), Vec::new()),
     ];
-    assert_eq!(write(&f.state, &officer.identity, &opened).await.0, StatusCode::CREATED);
+    assert_eq!(
+        common::write_numbered(&f.state, &officer.identity, &opened).await.0,
+        StatusCode::CREATED
+    );
     let receipt = [case.receipt("BANK-1", 5_000_000)];
     assert_eq!(
         write(&f.state, &f.staff.finance.identity, &receipt).await.0,
@@ -1188,7 +1216,8 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
     f.state = f.state.clone().with_sms(phone.clone());
     let officer = &f.staff.officers[0];
     let case = CaseRecords::new(&f.staff, officer, CASE);
-    write(&f.state, &officer.identity, &[case.open(1)]).await;
+    // Opened behind the service: no contact kept.
+    f.state.ledger.append(case.open(1)).expect("open");
     let issue = |signer: &Identity, body: Vec<u8>| {
         let headers = sign_request(
             signer,
@@ -1208,21 +1237,12 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
         (status, value["rule"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("sms_confirmation"))
     );
-    let contact = serde_json::to_vec(&serde_json::json!({
-        "case_number": CASE, "applicant_id": "applicant-1", "phone": "13900000001"
-    }))
-    .expect("json");
-    let headers = sign_request(
-        &officer.identity,
-        caseledger::service::DEFAULT_AUTHORITY,
-        "POST",
-        "/v1/contacts",
-        &contact,
-    );
-    assert_eq!(
-        send(&f.state, "POST", "/v1/contacts", &headers, contact).await.0,
-        StatusCode::NO_CONTENT
-    );
+    caseledger::service::sms::put_contact(
+        &f.state.ledger,
+        &caseledger_verify::funds::notify::applicant_contact(CASE, "applicant-1"),
+        &CaseRecords::applicant_phone(1),
+    )
+    .expect("the operator keeps the number");
     // A code that does not match the signed hash, and another officer: refused.
     let (_, body) = caseledger::service::client::applicant_code_request(ORIGIN, &officer.identity, CASE, "applicant-1");
     let mut tampered: Value = serde_json::from_slice(&body).expect("json");
@@ -1262,7 +1282,8 @@ async fn each_route_has_its_own_time_limit_and_a_timeout_is_a_problem_document()
         .with_commitment_key(f.staff.commitment_key);
     let officer = &f.staff.officers[0];
     let case = CaseRecords::new(&f.staff, officer, CASE);
-    write(&f.state, &officer.identity, &[case.open(1)]).await;
+    // Opened behind the service: no contact kept.
+    f.state.ledger.append(case.open(1)).expect("open");
     // A thousand receipts: their signature checks alone take ~25 ms on 2 cores.
     let receipts: Vec<Record> = (0..1000).map(|n| case.receipt(&format!("SLOW-{n}"), 100)).collect();
     let (status, value) = write(&f.state, &f.staff.finance.identity, &receipts).await;

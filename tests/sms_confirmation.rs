@@ -46,7 +46,8 @@ fn court_with_sms() -> Court {
         &["c1".into(), "c2".into()],
         clock.0.load(Ordering::SeqCst) + 30 * MINUTE_MS,
     );
-    let mut records = vec![case.open(1), registered];
+    let mut records = case.open(1);
+    records.extend(registered);
     records.extend(confirmation);
     records.extend([case.receipt("BANK-1", 5_000_000), case.request("d-1", "acct-1", AMOUNT)]);
     ledger.append(records).expect("setup");

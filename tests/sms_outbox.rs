@@ -51,7 +51,7 @@ fn every_arrival_is_queued_with_its_entry_and_sent_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court(dir.path(), 61);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger.append(vec![case.open(2)]).expect("case");
+    ledger.append(case.open(2)).expect("case");
     ledger.append_one(case.receipt("BANK-1", 123_456)).expect("receipt");
     assert!(
         ledger.append_one(case.receipt("BANK-0", 0)).is_err(),
@@ -99,7 +99,7 @@ fn failures_back_off_and_end_in_the_dead_letter() {
     let (ledger, staff) = court(dir.path(), 62);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append(vec![case.open(1), case.receipt("BANK-1", 100)])
+        .append([case.open(1), vec![case.receipt("BANK-1", 100)]].concat())
         .expect("case and receipt");
     let ledger = Arc::new(ledger);
     let (_, notification) = ledger.outbox_from("", 1).expect("outbox").remove(0);
@@ -160,7 +160,7 @@ fn deadline_reminders_go_to_the_officer_and_the_bureau_head_once_per_threshold()
     let (ledger, staff) = court(dir.path(), 63);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append(vec![case.open(1), case.receipt("BANK-1", 4_200_000)])
+        .append([case.open(1), vec![case.receipt("BANK-1", 4_200_000)]].concat())
         .expect("case and receipt");
     let recorded = ledger.entry(ledger.size() - 1).expect("entry").timestamp_ms;
     for person in [&staff.officers[0], &staff.bureau_head] {

@@ -446,7 +446,7 @@ fn case_with_a_notification(
     let (ledger, staff) = common::court(dir, seed);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append(vec![case.open(1), case.receipt("BANK-1", 123_456)])
+        .append([case.open(1), vec![case.receipt("BANK-1", 123_456)]].concat())
         .expect("case and receipt");
     let (_, first) = ledger.outbox_from("", 1).expect("outbox").remove(0);
     sms::put_contact(&ledger, &first.recipient, "13900000001").expect("contact");
@@ -685,7 +685,7 @@ fn the_worker_sends_several_messages_at_once_and_each_exactly_once() {
     let mut records = Vec::new();
     for n in 0..4 {
         let case = CaseRecords::new(&staff, &staff.officers[0], &format!("(2026)苏02执{}号", 100 + n));
-        records.push(case.open(2));
+        records.extend(case.open(2));
         records.push(case.receipt(&format!("LAG-{n}"), 10_000 + n));
     }
     ledger.append(records).expect("cases and receipts");

@@ -119,23 +119,12 @@ fn queued_notifications_survive_sigkill_and_arrive_exactly_once() {
             .0,
         201
     );
-    let officer_client = Client::new(&address, officer.identity.clone());
-    assert_eq!(officer_client.write(&[case.open(1)]).expect("open").0, 201);
-    let contact =
-        serde_json::json!({"case_number": case.case_number, "applicant_id": "applicant-1", "phone": "13900000001"});
-    let body = serde_json::to_vec(&contact).expect("json");
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut request = agent.post(&format!("{address}/v1/contacts"));
-    for (name, value) in caseledger::service::client::sign_request(
-        &officer.identity,
-        &caseledger::service::client::authority_of(&address),
-        "POST",
-        "/v1/contacts",
-        &body,
-    ) {
-        request = request.header(&name, &value);
-    }
-    assert_eq!(request.send(&body[..]).expect("contact").status().as_u16(), 204);
+    // The filing clerk opens the case; the applicant's phone is kept.
+    let clerk_client = Client::new(&address, staff.filing_clerk.identity.clone());
+    assert_eq!(
+        clerk_client.write_numbered(&[case.open_request(1)]).expect("open").0,
+        201
+    );
     let finance = Client::new(&address, staff.finance.identity.clone());
     for (n, amount) in [(1, 10_000), (2, 20_000), (3, 30_000)] {
         assert_eq!(

@@ -66,6 +66,8 @@ pub(super) fn may_read(state: &AppState, info: &KeyInfo, record: &Record) -> Res
     };
     Ok(match member.role {
         Role::Officer => case.officer_member_id == member.member_id,
+        // The filing division reads what it filed (its own entries).
+        Role::FilingClerk => false,
         Role::Finance | Role::FundManager | Role::BureauHead => true,
         Role::CourtLeader => {
             let mut names_leader = false;

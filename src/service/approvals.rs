@@ -128,30 +128,6 @@ pub(super) async fn challenge(
     }))
 }
 
-/// The records of a write, with the node's opening of its commitment
-/// (`sms_code_revealed`) put right before each approval step that carries
-/// a code, once the code is checked: it must be the one sent to that
-/// approver for that step, within its lifetime, with fewer than five
-/// wrong tries. A step already in the ledger (a retry) gets no new
-/// opening: the ledger answers the retry. Returns the records and the
-/// positions of the member's own records among them.
-pub(super) fn with_code_reveals(
-    state: &AppState,
-    member_id: Option<&str>,
-    records: Vec<Record>,
-) -> Result<(Vec<Record>, Vec<usize>), ApiError> {
-    let mut out = Vec::with_capacity(records.len() + 1);
-    let mut own = Vec::with_capacity(records.len());
-    for record in records {
-        if let Some(reveal) = reveal_for(state, member_id, &record)? {
-            out.push(reveal);
-        }
-        own.push(out.len());
-        out.push(record);
-    }
-    Ok((out, own))
-}
-
 /// After the write: the challenges whose codes the ledger now holds are
 /// forgotten by the node.
 pub(super) fn forget_spent(state: &AppState, member_id: Option<&str>, records: &[Record]) -> Result<(), ApiError> {
@@ -171,7 +147,11 @@ pub(super) fn forget_spent(state: &AppState, member_id: Option<&str>, records: &
 
 /// The node's `sms_code_revealed` record for an approval step carrying a
 /// code.
-fn reveal_for(state: &AppState, member_id: Option<&str>, record: &Record) -> Result<Option<Record>, ApiError> {
+pub(super) fn reveal_for(
+    state: &AppState,
+    member_id: Option<&str>,
+    record: &Record,
+) -> Result<Option<Record>, ApiError> {
     if record.kind != KIND_APPROVAL_SIGNED {
         return Ok(None);
     }

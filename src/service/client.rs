@@ -10,13 +10,22 @@ use super::writes::{RecordRequest, WriteRequest};
 
 /// The JSON body of a write of `records`.
 pub fn write_body(records: &[Record]) -> Vec<u8> {
+    let numbered: Vec<(Record, Vec<String>)> = records.iter().map(|r| (r.clone(), Vec::new())).collect();
+    write_body_numbered(&numbered)
+}
+
+/// The JSON body of a write of records, each with the numbers it masks in
+/// clear (a `case_opened`'s applicants' phones, an `account_registered`'s
+/// account number; empty for other records).
+pub fn write_body_numbered(records: &[(Record, Vec<String>)]) -> Vec<u8> {
     let request = WriteRequest {
         records: records
             .iter()
-            .map(|r| RecordRequest {
+            .map(|(r, numbers)| RecordRequest {
                 kind: r.kind,
                 payload: String::from_utf8_lossy(&r.payload).into_owned(),
                 signature: BASE64.encode(r.signature.to_bytes()),
+                numbers: numbers.clone(),
             })
             .collect(),
     };
@@ -191,5 +200,11 @@ impl Client {
     /// A signed write of `records`, which must be signed by this member.
     pub fn write(&self, records: &[Record]) -> anyhow::Result<(u16, serde_json::Value)> {
         self.post_json("/v1/records", &write_body(records))
+    }
+
+    /// A signed write of records with the numbers they mask in clear (see
+    /// [`write_body_numbered`]).
+    pub fn write_numbered(&self, records: &[(Record, Vec<String>)]) -> anyhow::Result<(u16, serde_json::Value)> {
+        self.post_json("/v1/records", &write_body_numbered(records))
     }
 }

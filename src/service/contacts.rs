@@ -8,9 +8,9 @@
 //! naming the recipient (never the number) and is counted in `/metrics`
 //! (`caseledger_contact_mismatch_total`).
 //!
-//! Also here: the endpoints that record them, `POST /v1/contacts` (an
-//! applicant's, by the case's officer) and `POST /v1/contacts/members` (an
-//! approver's, by an administrator).
+//! An applicant's phone is kept when the case is opened, from the filing
+//! clerk's request (see [`super::numbers`]); an approver's is recorded by an
+//! administrator at `POST /v1/contacts/members`, here.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -125,61 +125,6 @@ pub(super) fn phone_for(
         ContactError::Mismatch => refuse("contact_mismatch", &format!("{whose}: {error}")),
         ContactError::Storage(detail) => super::problem::ApiError::Internal(detail),
     })
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ContactRequest {
-    pub case_number: String,
-    pub applicant_id: String,
-    /// The applicant's phone number; must match the commitment on file.
-    pub phone: String,
-}
-
-/// Records an applicant's phone number for notifications, kept beside the
-/// ledger (never in it), after checking it against the commitment recorded
-/// when the case was opened. The case's officer only.
-#[utoipa::path(post, path = "/v1/contacts", request_body = ContactRequest, responses(
-    (status = NO_CONTENT),
-    (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
-    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
-    (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
-    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
-))]
-pub(super) async fn contact(
-    State(state): State<AppState>,
-    SignedJson {
-        info, body: request, ..
-    }: SignedJson<ContactRequest>,
-) -> Result<StatusCode, ApiError> {
-    let view = state
-        .ledger
-        .case_view(&request.case_number, 0)?
-        .ok_or_else(|| ApiError::NotFound(format!("case {}", request.case_number)))?;
-    let is_officer = info
-        .member
-        .as_ref()
-        .is_some_and(|m| m.member_id == view.case.officer_member_id);
-    if !is_officer {
-        return Err(ApiError::RuleViolated {
-            rule: "role".into(),
-            detail: "the case's officer records contacts".into(),
-        });
-    }
-    let applicant = view
-        .case
-        .applicants
-        .iter()
-        .find(|a| a.applicant_id == request.applicant_id)
-        .ok_or_else(|| ApiError::NotFound(format!("applicant {}", request.applicant_id)))?;
-    let recipient = caseledger_verify::funds::notify::applicant_contact(&request.case_number, &request.applicant_id);
-    put_checked_phone(
-        &state,
-        &recipient,
-        &request.phone,
-        &applicant.phone_commitment,
-        "the applicant",
-    )
 }
 
 /// Keeps `phone` for `recipient` (beside the ledger) if it opens the

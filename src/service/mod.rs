@@ -12,10 +12,10 @@ mod approvals;
 mod auth;
 mod challenges;
 pub mod client;
-mod commitments;
 pub mod config;
 pub mod contacts;
 pub mod httpsig;
+mod numbers;
 pub mod problem;
 pub mod providers;
 mod reads;
@@ -70,6 +70,8 @@ pub struct AppState {
     pub challenge_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
     /// And per hour (five).
     pub challenge_hourly_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
+    /// Per member: numbers given in clear for the node to commit to.
+    pub numbers_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
     /// How long an approval code lives (config `sms_code_ttl_ms`).
     pub code_ttl_ms: u64,
     /// Held while a code is checked: wrong tries are counted one by one.
@@ -132,6 +134,9 @@ impl AppState {
             )),
             challenge_hourly_limiter: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_hour(
                 std::num::NonZeroU32::new(5).expect("positive"),
+            ))),
+            numbers_limiter: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_hour(
+                std::num::NonZeroU32::new(numbers::NUMBERS_PER_MEMBER_PER_HOUR).expect("positive"),
             ))),
             code_ttl_ms: approvals::CODE_TTL_MS,
             code_checks: Arc::default(),

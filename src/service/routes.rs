@@ -37,8 +37,6 @@ pub(super) fn routes(timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .routes(routes!(super::reads::export))
         .routes(routes!(super::applicant::verify_code))
         .routes(routes!(verify_page))
-        .routes(routes!(super::commitments::commitment))
-        .routes(routes!(super::contacts::contact))
         .routes(routes!(super::reads::dead_letters))
         .routes(routes!(super::approvals::challenge))
         .routes(routes!(super::contacts::member_contact))

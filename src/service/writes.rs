@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use caseledger_keys::{KeyId, Signature};
 use caseledger_verify::entry::Record;
+use caseledger_verify::funds::model::{KIND_ACCOUNT_REGISTERED, KIND_APPROVAL_SIGNED, KIND_CASE_OPENED};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -29,6 +30,12 @@ pub struct RecordRequest {
     pub payload: String,
     /// Ed25519 record signature (docs/FORMAT.md §3), base64.
     pub signature: String,
+    /// The numbers the record masks, in clear and in order: a
+    /// `case_opened`'s applicants' phones, an `account_registered`'s
+    /// account number. The node commits to them in the ledger right before
+    /// the record (`numbers_committed`); they never enter it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub numbers: Vec<String>,
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -72,15 +79,21 @@ pub(super) async fn write_records(
             return Err(refused);
         }
     };
-    let approval = |r: &Record| r.kind == caseledger_verify::funds::model::KIND_APPROVAL_SIGNED;
+    let approval = |r: &Record| r.kind == KIND_APPROVAL_SIGNED;
     let member_id = member_info.member.as_ref().map(|m| m.member_id.clone());
-    let (records, own, signature) = if records.iter().any(approval) {
-        // An approval's SMS code is looked at only for a verified request;
-        // the node's opening of its commitment goes right before the step.
+    let needs_node = records.iter().any(|(r, numbers)| {
+        approval(r) || !numbers.is_empty() || matches!(r.kind, KIND_CASE_OPENED | KIND_ACCOUNT_REGISTERED)
+    });
+    let mut contacts = Vec::new();
+    let (records, own, signature) = if needs_node {
+        // An approval's SMS code and numbers in clear are looked at only for
+        // a verified request; the node's records go right before the
+        // member's record they are for.
         signature.verify_now(&state)?;
-        let (records, own) = super::approvals::with_code_reveals(&state, member_id.as_deref(), records)?;
+        let (records, own) = with_node_records(&state, member_id.as_deref(), records, &mut contacts)?;
         (records, Some(own), None)
     } else {
+        let records = records.into_iter().map(|(r, _)| r).collect();
         (records, None, Some(signature.into_authorization()))
     };
     let (authorization, nonce) = signature.unzip();
@@ -99,6 +112,9 @@ pub(super) async fn write_records(
         }
         result => result?,
     };
+    for (recipient, phone) in &contacts {
+        super::sms::put_contact(&state.ledger, recipient, phone)?;
+    }
     if let Some(own) = own {
         super::approvals::forget_spent(&state, member_id.as_deref(), &approvals)?;
         appended.seqs = own.iter().map(|&i| appended.seqs[i]).collect();
@@ -118,9 +134,41 @@ pub(super) async fn write_records(
     ))
 }
 
+/// The records of a write with the node's records each needs right before
+/// it: its commitments to numbers given in clear ([`super::numbers`]), the
+/// opening of an approval code's commitment ([`super::approvals`]).
+/// Returns the records and the positions of the member's own among them;
+/// `contacts` gets the applicants' phones to keep once written.
+fn with_node_records(
+    state: &AppState,
+    member_id: Option<&str>,
+    records: Vec<(Record, Vec<String>)>,
+    contacts: &mut Vec<(String, String)>,
+) -> Result<(Vec<Record>, Vec<usize>), ApiError> {
+    let mut out = Vec::with_capacity(records.len() + 1);
+    let mut own = Vec::with_capacity(records.len());
+    for (index, (record, numbers)) in records.into_iter().enumerate() {
+        if let Some(committed) = super::numbers::commit(state, member_id, index, &record, &numbers)? {
+            out.push(committed.record);
+            contacts.extend(committed.contacts);
+        }
+        if let Some(reveal) = super::approvals::reveal_for(state, member_id, &record)? {
+            out.push(reveal);
+        }
+        own.push(out.len());
+        out.push(record);
+    }
+    Ok((out, own))
+}
+
 /// The records of a write request, checked for shape: their number, the
-/// `Idempotency-Key`, each signature's encoding and payload's JSON.
-fn write_request_records(headers: &HeaderMap, request: WriteRequest, signer: KeyId) -> Result<Vec<Record>, ApiError> {
+/// `Idempotency-Key`, each signature's encoding and payload's JSON; each
+/// with the numbers its request gave in clear.
+fn write_request_records(
+    headers: &HeaderMap,
+    request: WriteRequest,
+    signer: KeyId,
+) -> Result<Vec<(Record, Vec<String>)>, ApiError> {
     if request.records.is_empty() || request.records.len() > RECORDS_PER_REQUEST_MAX {
         return Err(ApiError::BadRequest(format!(
             "send 1 to {RECORDS_PER_REQUEST_MAX} records"
@@ -131,7 +179,10 @@ fn write_request_records(headers: &HeaderMap, request: WriteRequest, signer: Key
         .records
         .into_iter()
         .enumerate()
-        .map(|(index, r)| decode_record(index, r, signer))
+        .map(|(index, mut r)| {
+            let numbers = std::mem::take(&mut r.numbers);
+            decode_record(index, r, signer).map(|record| (record, numbers))
+        })
         .collect()
 }
 

@@ -180,12 +180,14 @@ pub fn court_with_case(
     let (ledger, staff) = court(dir, seed);
     let case = caseledger::court::CaseRecords::new(&staff, &staff.officers[0], case_number);
     ledger
-        .append(vec![
-            case.open(applicants),
-            case.account("acct-1", 1, "6222000011110001"),
-            case.confirm("acct-1"),
-            case.receipt("BANK-1", received_fen),
-        ])
+        .append(
+            [
+                case.open(applicants),
+                case.account("acct-1", 1, "6222000011110001"),
+                vec![case.confirm("acct-1"), case.receipt("BANK-1", received_fen)],
+            ]
+            .concat(),
+        )
         .expect("case with money");
     (ledger, staff)
 }
@@ -245,6 +247,14 @@ pub fn force_append(dir: &Path, record: Record) -> u64 {
     db.put_cf(meta, b"head", serde_json::to_vec(&new_head).expect("json"))
         .expect("put head");
     entry.seq
+}
+
+/// Appends records in one batch and returns the rule that refused it.
+pub fn refused_batch(ledger: &Ledger, records: Vec<Record>) -> String {
+    match ledger.append(records) {
+        Err(caseledger_ledger::Error::Rejected { source, .. }) => source.check().to_owned(),
+        other => panic!("expected a rule refusal, got {other:?}"),
+    }
 }
 
 /// The service's state over `ledger` (256 KiB bodies, 5 s timeout), with
@@ -478,4 +488,61 @@ impl Pause {
     pub fn resume(&self) {
         self.resume.wait();
     }
+}
+
+/// A signed `POST /v1/records` of records with the numbers they mask in
+/// clear (empty for records without numbers), by `signer`.
+pub async fn write_numbered(
+    state: &caseledger::service::AppState,
+    signer: &Identity,
+    records: &[(Record, Vec<String>)],
+) -> (axum::http::StatusCode, serde_json::Value) {
+    let body = caseledger::service::client::write_body_numbered(records);
+    let headers = caseledger::service::client::sign_request(
+        signer,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/records",
+        &body,
+    );
+    send(state, "POST", "/v1/records", &headers, body).await
+}
+
+/// Opens `case` for `applicants` applicants through the service, as the
+/// filing clerk does (their phones in clear, kept as contacts); asserts it
+/// was written.
+pub async fn open_case(
+    state: &caseledger::service::AppState,
+    case: &caseledger::court::CaseRecords<'_>,
+    applicants: u32,
+) {
+    let (status, body) = write_numbered(
+        state,
+        &case.staff.filing_clerk.identity,
+        &[case.open_request(applicants)],
+    )
+    .await;
+    assert_eq!(
+        status,
+        axum::http::StatusCode::CREATED,
+        "opening {}: {body}",
+        case.case_number
+    );
+}
+
+/// Registers account `account_id` of applicant `applicant` with `number`
+/// through the service, as the case's officer does; the response.
+pub async fn register_account(
+    state: &caseledger::service::AppState,
+    case: &caseledger::court::CaseRecords<'_>,
+    account_id: &str,
+    applicant: u32,
+    number: &str,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    write_numbered(
+        state,
+        &case.officer.identity,
+        &[case.account_request(account_id, applicant, number)],
+    )
+    .await
 }

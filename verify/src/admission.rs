@@ -11,7 +11,8 @@ use crate::registry::{Admitted, KeyInfo, Registry, RuleError};
 use crate::state::Overlay;
 
 /// Kinds only the node key signs: it sends the SMS, so it commits to the
-/// codes and records what the provider accepted.
+/// codes and records what the provider accepted; and it alone holds the
+/// commitment key, so it commits to the numbers members give in clear.
 pub fn only_node_signs(kind: u16) -> bool {
     matches!(
         kind,
@@ -19,6 +20,7 @@ pub fn only_node_signs(kind: u16) -> bool {
             | model::KIND_ACCOUNT_CHALLENGE
             | model::KIND_SMS_SENT
             | model::KIND_SMS_CODE_REVEALED
+            | model::KIND_NUMBERS_COMMITTED
     )
 }
 
@@ -67,6 +69,9 @@ pub fn admit_record(
             "an SMS challenge is recorded by the node key".into(),
         ));
     } else {
+        if record.kind == crate::record::KIND_KEY_REGISTERED {
+            member_phone_not_an_applicants(state, record)?;
+        }
         registry.admit(seq, record)?
     };
     if !crate::record::is_known_kind(record.kind) {
@@ -116,11 +121,97 @@ pub fn admit_record(
         by_node,
     };
     let mark = state.mark();
-    match funds::admit(state, &context, record, &signer) {
+    let admitted_funds = funds::admit(state, &context, record, &signer).and_then(|outcome| {
+        if record.kind == model::KIND_CASE_OPENED && outcome == funds::Outcome::New {
+            case_parties_independent(registry, state, record)?;
+        }
+        Ok(outcome)
+    });
+    match admitted_funds {
         Ok(outcome) => Ok((admitted, outcome)),
         Err(e) => {
             state.rollback(mark);
             Err(e)
         }
     }
+}
+
+/// A new case names an active officer, and none of its applicants has the
+/// phone of a court member (rule `phone_of_member`): an insider cannot
+/// file themselves, or a phone they hold as a member, as a creditor.
+fn case_parties_independent(registry: &Registry, state: &Overlay, record: &Record) -> Result<(), RuleError> {
+    let opened: model::CaseOpened = serde_json::from_slice(&record.payload).map_err(|e| RuleError::Rule {
+        rule: "payload",
+        detail: e.to_string(),
+    })?;
+    let officer_active = registry.keys().any(|(_, info)| {
+        info.revoked_seq.is_none()
+            && info
+                .member
+                .as_ref()
+                .is_some_and(|m| m.member_id == opened.officer_member_id && m.role == model::Role::Officer)
+    });
+    if !officer_active {
+        return Err(RuleError::Rule {
+            rule: "role",
+            detail: format!("{} is not an active officer", opened.officer_member_id),
+        });
+    }
+    let case: model::CaseState = state
+        .get(&funds::case_key(&opened.case_number))
+        .map_err(storage)?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| RuleError::Rule {
+            rule: "storage",
+            detail: "the case just opened is unreadable".into(),
+        })?;
+    for applicant in &case.applicants {
+        let member = registry.keys().map(|(_, info)| info).find(|info| {
+            info.member
+                .as_ref()
+                .is_some_and(|m| m.phone_commitment == applicant.phone_commitment)
+        });
+        if let Some(member) = member {
+            return Err(RuleError::Rule {
+                rule: "phone_of_member",
+                // Which member is not said: the refusal is no directory.
+                detail: format!(
+                    "applicant {}'s phone is the phone of a court member{}",
+                    applicant.applicant_id,
+                    if member.revoked_seq.is_some() { " (revoked)" } else { "" }
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn storage(e: crate::Error) -> RuleError {
+    RuleError::Rule {
+        rule: "storage",
+        detail: e.to_string(),
+    }
+}
+
+/// A member is not enrolled with the phone of a case's applicant (rule
+/// `phone_of_member`, the other way round).
+fn member_phone_not_an_applicants(state: &Overlay, record: &Record) -> Result<(), RuleError> {
+    let Ok(registration) = serde_json::from_slice::<crate::record::KeyRegistered>(&record.payload) else {
+        return Ok(()); // the registry refuses it with its reason
+    };
+    let Some(member) = registration.member else {
+        return Ok(());
+    };
+    let key = funds::applicant_phone_key(&member.phone_commitment);
+    if let Some(applicant) = state.get(&key).map_err(storage)? {
+        let applicant: String = serde_json::from_slice(&applicant).unwrap_or_default();
+        return Err(RuleError::Rule {
+            rule: "phone_of_member",
+            detail: format!(
+                "member {}'s phone is the phone of applicant {applicant}",
+                member.member_id
+            ),
+        });
+    }
+    Ok(())
 }

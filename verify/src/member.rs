@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// 立案庭: files cases, their parties and the applicants' phones.
+    FilingClerk,
     /// 承办人
     Officer,
     /// 案款管理人
@@ -24,6 +26,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::FilingClerk => "filing_clerk",
             Role::Officer => "officer",
             Role::FundManager => "fund_manager",
             Role::BureauHead => "bureau_head",

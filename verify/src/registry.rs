@@ -307,6 +307,25 @@ impl Registry {
     ) -> Result<Admitted, RuleError> {
         Self::require_administrator(&signer.0, "a key registration")?;
         let payload: KeyRegistered = parse(record)?;
+        // One phone, one member: a phone another active member holds would
+        // let one person confirm two roles' steps (a borrowed account).
+        if let Some(member) = &payload.member {
+            let shared = self.keys.values().find_map(|(info, _)| {
+                info.member
+                    .as_ref()
+                    .filter(|m| info.revoked_seq.is_none() && m.member_id != member.member_id)
+                    .filter(|m| m.phone_commitment == member.phone_commitment)
+            });
+            if let Some(other) = shared {
+                return Err(RuleError::Rule {
+                    rule: "phone_of_member",
+                    detail: format!(
+                        "member {}'s phone is the phone of member {}",
+                        member.member_id, other.member_id
+                    ),
+                });
+            }
+        }
         let id = self.add_key(
             seq,
             record.kind,

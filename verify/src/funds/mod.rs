@@ -103,6 +103,11 @@ pub fn disbursement_key(id: &str) -> String {
 pub fn pending_key(role: Role, id: &str) -> String {
     format!("pending/{}/{id}", role.as_str())
 }
+/// Marks a phone commitment as a case applicant's (`case/applicant`): no
+/// member may be enrolled with it.
+pub fn applicant_phone_key(commitment: &str) -> String {
+    format!("applicant_phone/{commitment}")
+}
 pub const TOTALS_KEY: &str = "totals";
 pub const POLICY_KEY: &str = "policy";
 

@@ -19,7 +19,12 @@ pub const KIND_ACCOUNT_CHANGE_APPROVED: u16 = 0x0122;
 /// The node's commitment to the code it sends an applicant to confirm an account.
 pub const KIND_ACCOUNT_CHALLENGE: u16 = 0x0123;
 pub const KIND_RECEIPT_RECORDED: u16 = 0x0130;
+/// A claim of an unidentified receipt for a case: the money moves only
+/// when a second person decides it ([`KIND_RECEIPT_CLAIM_DECIDED`]).
 pub const KIND_RECEIPT_CLAIMED: u16 = 0x0131;
+/// The second person's decision on a claim: the fund manager's when an
+/// officer claimed, the bureau head's when the fund manager claimed.
+pub const KIND_RECEIPT_CLAIM_DECIDED: u16 = 0x0132;
 pub const KIND_DISBURSEMENT_REQUESTED: u16 = 0x0140;
 pub const KIND_APPROVAL_SIGNED: u16 = 0x0141;
 pub const KIND_DISBURSEMENT_PAID: u16 = 0x0142;
@@ -38,6 +43,10 @@ pub const KIND_DELAY_ENDED: u16 = 0x0151;
 /// A verification code for an applicant: only its hash enters the ledger.
 pub const KIND_APPLICANT_CODE_ISSUED: u16 = 0x0160;
 pub const KIND_APPLICANT_CODE_REVOKED: u16 = 0x0161;
+/// The node's commitments to the phone or account numbers given in clear in
+/// the signed request whose record is the next entry (a case's applicants'
+/// phones, an account's number): no member computes a commitment.
+pub const KIND_NUMBERS_COMMITTED: u16 = 0x0170;
 
 /// Largest amount of one record before any policy is in force: ¥100 million.
 pub const AMOUNT_FEN_MAX_DEFAULT: u64 = 10_000_000_000;
@@ -60,6 +69,7 @@ pub fn kind_name(kind: u16) -> Option<&'static str> {
         KIND_ACCOUNT_CHALLENGE => "account_challenge",
         KIND_RECEIPT_RECORDED => "receipt_recorded",
         KIND_RECEIPT_CLAIMED => "receipt_claimed",
+        KIND_RECEIPT_CLAIM_DECIDED => "receipt_claim_decided",
         KIND_DISBURSEMENT_REQUESTED => "disbursement_requested",
         KIND_APPROVAL_SIGNED => "approval_signed",
         KIND_DISBURSEMENT_PAID => "disbursement_paid",
@@ -72,6 +82,7 @@ pub fn kind_name(kind: u16) -> Option<&'static str> {
         KIND_DELAY_ENDED => "delay_ended",
         KIND_APPLICANT_CODE_ISSUED => "applicant_code_issued",
         KIND_APPLICANT_CODE_REVOKED => "applicant_code_revoked",
+        KIND_NUMBERS_COMMITTED => "numbers_committed",
         _ => return None,
     })
 }
@@ -172,6 +183,9 @@ pub struct Applicant {
     pub applicant_id: String,
     pub name: String,
     pub phone_masked: String,
+    /// Absent from the filing clerk's `case_opened`: filled in from the
+    /// node's [`NumbersCommitted`] right before it (in the derived case).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub phone_commitment: String,
 }
 
@@ -196,7 +210,31 @@ pub struct AccountRegistered {
     pub bank: String,
     pub account_name: String,
     pub account_number_masked: String,
+    /// Absent from the officer's record: filled in from the node's
+    /// [`NumbersCommitted`] right before it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub account_number_commitment: String,
+}
+
+/// Payload of [`KIND_NUMBERS_COMMITTED`], signed by the node key: the
+/// court's commitments (HMAC with the commitment key) to the numbers the
+/// member's signed request gave in clear, in the order of the masked
+/// numbers of the record that is the next entry, whose payload has the
+/// SHA-256 `record_sha256`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumbersCommitted {
+    pub request_id: String,
+    pub record_sha256: String,
+    pub commitments: Vec<String>,
+}
+
+/// The node's commitments waiting for the next entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedNumbers {
+    pub seq: u64,
+    pub record_sha256: String,
+    pub commitments: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +324,25 @@ pub struct ReceiptClaimed {
     pub request_id: String,
     pub bank_reference: String,
     pub case_number: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptClaimDecided {
+    pub request_id: String,
+    pub bank_reference: String,
+    pub case_number: String,
+    pub decision: Decision,
+}
+
+/// A claim waiting for the second person's decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimState {
+    pub bank_reference: String,
+    pub case_number: String,
+    pub claimed_by: String,
+    pub claimant_role: Role,
+    pub claimed_seq: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

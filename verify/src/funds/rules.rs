@@ -31,13 +31,15 @@ pub(super) fn apply(objects: &mut Objects, context: &Context, record: &Record, s
             hex::encode(Sha256::digest(&record.payload)),
         ),
         KIND_POLICY_APPROVED => policy_approved(objects, parse(record)?, signer),
-        KIND_CASE_OPENED => case_opened(objects, context, parse(record)?, signer),
-        KIND_ACCOUNT_REGISTERED => account_registered(objects, context, parse(record)?, signer),
+        KIND_CASE_OPENED => case_opened(objects, context, parse(record)?, signer, &payload_hash(record)),
+        KIND_ACCOUNT_REGISTERED => account_registered(objects, context, parse(record)?, signer, &payload_hash(record)),
+        KIND_NUMBERS_COMMITTED => numbers_committed(objects, context, parse(record)?),
         KIND_ACCOUNT_CONFIRMED => account_confirmed(objects, context, parse(record)?, signer),
         KIND_ACCOUNT_CHALLENGE => account_challenge(objects, context, parse(record)?),
         KIND_ACCOUNT_CHANGE_APPROVED => account_change_approved(objects, parse(record)?, signer),
         KIND_RECEIPT_RECORDED => receipt_recorded(objects, context, parse(record)?, signer),
         KIND_RECEIPT_CLAIMED => receipt_claimed(objects, context, parse(record)?, signer),
+        KIND_RECEIPT_CLAIM_DECIDED => receipt_claim_decided(objects, context, parse(record)?, signer),
         KIND_DISBURSEMENT_REQUESTED => disbursement_requested(objects, context, parse(record)?, signer),
         KIND_APPROVAL_SIGNED => approval_signed(
             objects,
@@ -84,10 +86,12 @@ fn policy_set(
         && policy.tiers.iter().all(|t| {
             t.chain.last() == Some(&Role::Finance)
                 && t.chain.contains(&Role::BureauHead)
-                && !t
-                    .chain
-                    .iter()
-                    .any(|r| matches!(r, Role::Officer | Role::Auditor | Role::Administrator))
+                && !t.chain.iter().any(|r| {
+                    matches!(
+                        r,
+                        Role::FilingClerk | Role::Officer | Role::Auditor | Role::Administrator
+                    )
+                })
         });
     if !tiers_ok {
         return Err(rule(
@@ -165,8 +169,66 @@ fn policy_approved(objects: &mut Objects, approved: PolicyApproved, signer: &Key
     Ok(Outcome::New)
 }
 
-fn case_opened(objects: &mut Objects, context: &Context, case: CaseOpened, signer: &KeyInfo) -> Rules {
-    require_role(signer, &[Role::Officer, Role::Administrator], "opening a case")?;
+/// The key under which the node's commitments wait for the next entry.
+const COMMITTED_NUMBERS_KEY: &str = "numbers_committed";
+
+/// The node commits to the numbers of the request whose record comes next.
+fn numbers_committed(objects: &mut Objects, context: &Context, numbers: NumbersCommitted) -> Rules {
+    check_commitment("record_sha256", &numbers.record_sha256)?;
+    if numbers.commitments.is_empty() || numbers.commitments.len() > PARTIES_MAX {
+        return Err(rule(
+            "payload",
+            format!("1 to {PARTIES_MAX} commitments in one numbers_committed"),
+        ));
+    }
+    for commitment in &numbers.commitments {
+        check_commitment("commitment", commitment)?;
+    }
+    let pending = CommittedNumbers {
+        seq: context.seq,
+        record_sha256: numbers.record_sha256,
+        commitments: numbers.commitments,
+    };
+    objects.put(COMMITTED_NUMBERS_KEY.to_owned(), &pending);
+    Ok(Outcome::New)
+}
+
+/// The node's commitments to the `count` numbers of the record with the
+/// payload hash `record_sha256` at `context.seq`: they must be in the entry
+/// right before it (rule `commitment`). A member never gives a commitment.
+fn take_committed_numbers(
+    objects: &mut Objects,
+    context: &Context,
+    record_sha256: &str,
+    count: usize,
+) -> Result<Vec<String>, RuleError> {
+    let pending: Option<CommittedNumbers> = objects.get(COMMITTED_NUMBERS_KEY)?;
+    match pending {
+        Some(p)
+            if p.seq.checked_add(1) == Some(context.seq)
+                && p.record_sha256 == record_sha256
+                && p.commitments.len() == count =>
+        {
+            objects.delete(COMMITTED_NUMBERS_KEY.to_owned());
+            Ok(p.commitments)
+        }
+        _ => Err(rule(
+            "commitment",
+            "the node must commit to the numbers given in clear in the request, for exactly this record, in the entry right before it",
+        )),
+    }
+}
+
+fn case_opened(
+    objects: &mut Objects,
+    context: &Context,
+    mut case: CaseOpened,
+    signer: &KeyInfo,
+    record_sha256: &str,
+) -> Rules {
+    // The filing division (立案庭) files the parties, never the officer the
+    // case names: an officer cannot invent an applicant with their phone.
+    require_role(signer, &[Role::FilingClerk], "opening a case")?;
     check_case_number(&case.case_number)?;
     check_ascii_id("officer_member_id", &case.officer_member_id, false)?;
     if objects.get::<CaseState>(&case_key(&case.case_number))?.is_some() {
@@ -191,7 +253,12 @@ fn case_opened(objects: &mut Objects, context: &Context, case: CaseOpened, signe
         check_ascii_id("applicant_id", &applicant.applicant_id, false)?;
         check_text("applicant name", &applicant.name)?;
         check_masked("phone_masked", &applicant.phone_masked)?;
-        check_commitment("phone_commitment", &applicant.phone_commitment)?;
+        if !applicant.phone_commitment.is_empty() {
+            return Err(rule(
+                "commitment",
+                "a phone commitment is made by the node from the number in the request, never given",
+            ));
+        }
     }
     for respondent in &case.respondents {
         check_text("respondent", respondent)?;
@@ -200,6 +267,22 @@ fn case_opened(objects: &mut Objects, context: &Context, case: CaseOpened, signe
     ids.sort_unstable();
     if ids.windows(2).any(|w| w[0] == w[1]) {
         return Err(rule("payload", "applicant ids must be distinct"));
+    }
+    let commitments = take_committed_numbers(objects, context, record_sha256, case.applicants.len())?;
+    let mut phones: Vec<&String> = commitments.iter().collect();
+    phones.sort_unstable();
+    if phones.windows(2).any(|w| w[0] == w[1]) {
+        return Err(rule(
+            "payee",
+            "two applicants of a case with one phone: one person would be paid as two",
+        ));
+    }
+    for (applicant, commitment) in case.applicants.iter_mut().zip(commitments) {
+        applicant.phone_commitment = commitment;
+        objects.put(
+            applicant_phone_key(&applicant.phone_commitment),
+            &format!("{}/{}", case.case_number, applicant.applicant_id),
+        );
     }
     let state = CaseState {
         case_number: case.case_number.clone(),
@@ -227,11 +310,22 @@ fn require_case_officer(case: &CaseState, signer: &KeyInfo, what: &str) -> Resul
     ))
 }
 
-fn account_registered(objects: &mut Objects, context: &Context, account: AccountRegistered, signer: &KeyInfo) -> Rules {
+fn account_registered(
+    objects: &mut Objects,
+    context: &Context,
+    mut account: AccountRegistered,
+    signer: &KeyInfo,
+    record_sha256: &str,
+) -> Rules {
     check_ascii_id("account_id", &account.account_id, false)?;
     check_text("bank", &account.bank)?;
     check_masked("account_number_masked", &account.account_number_masked)?;
-    check_commitment("account_number_commitment", &account.account_number_commitment)?;
+    if !account.account_number_commitment.is_empty() {
+        return Err(rule(
+            "commitment",
+            "an account number's commitment is made by the node from the number in the request, never given",
+        ));
+    }
     let case: CaseState = objects.need(&case_key(&account.case_number), "unknown_case", "the case")?;
     require_case_officer(&case, signer, "registering an applicant account")?;
     let applicant = case
@@ -247,6 +341,9 @@ fn account_registered(objects: &mut Objects, context: &Context, account: Account
     if account.account_name != applicant.name {
         return Err(rule("payee", "the account name must be the applicant's name"));
     }
+    let [commitment] = <[String; 1]>::try_from(take_committed_numbers(objects, context, record_sha256, 1)?)
+        .map_err(|_| rule("commitment", "one commitment for an account number"))?;
+    account.account_number_commitment = commitment;
     if objects
         .get::<AccountState>(&account_key(&account.account_id))?
         .is_some()
@@ -527,10 +624,16 @@ fn receipt_recorded(objects: &mut Objects, context: &Context, receipt: ReceiptRe
     Ok(Outcome::New)
 }
 
+fn claim_key(bank_reference: &str) -> String {
+    format!("claim/{bank_reference}")
+}
+
+/// A claim of an unidentified receipt for a case, by the fund manager or
+/// the case's officer: it waits for a second person's decision, and the
+/// money stays unidentified until then.
 fn receipt_claimed(objects: &mut Objects, context: &Context, claim: ReceiptClaimed, signer: &KeyInfo) -> Rules {
-    let mut receipt: ReceiptState =
-        objects.need(&receipt_key(&claim.bank_reference), "unknown_receipt", "the receipt")?;
-    let mut case: CaseState = objects.need(&case_key(&claim.case_number), "unknown_case", "the case")?;
+    let receipt: ReceiptState = objects.need(&receipt_key(&claim.bank_reference), "unknown_receipt", "the receipt")?;
+    let case: CaseState = objects.need(&case_key(&claim.case_number), "unknown_case", "the case")?;
     let member = member_of(signer)?;
     let allowed = member.role == Role::FundManager
         || (member.role == Role::Officer && member.member_id == case.officer_member_id);
@@ -540,6 +643,77 @@ fn receipt_claimed(objects: &mut Objects, context: &Context, claim: ReceiptClaim
             "an unidentified receipt is claimed by the fund manager or the case's officer",
         ));
     }
+    if receipt.case_number.is_some() {
+        return Err(rule("receipt", "the receipt already belongs to a case"));
+    }
+    if let Some(pending) = objects.get::<ClaimState>(&claim_key(&claim.bank_reference))? {
+        return Err(rule(
+            "receipt",
+            format!(
+                "the receipt is claimed for {} (seq {}), waiting for a decision",
+                pending.case_number, pending.claimed_seq
+            ),
+        ));
+    }
+    let state = ClaimState {
+        bank_reference: claim.bank_reference.clone(),
+        case_number: claim.case_number,
+        claimed_by: member.member_id.clone(),
+        claimant_role: member.role,
+        claimed_seq: context.seq,
+    };
+    objects.put(claim_key(&claim.bank_reference), &state);
+    Ok(Outcome::New)
+}
+
+/// The second person's decision on a claim: the fund manager decides an
+/// officer's claim, the bureau head the fund manager's; never the claimant
+/// and never the case's officer. An approval moves the money into the case.
+fn receipt_claim_decided(
+    objects: &mut Objects,
+    context: &Context,
+    decided: ReceiptClaimDecided,
+    signer: &KeyInfo,
+) -> Rules {
+    let claim: ClaimState = objects.need(
+        &claim_key(&decided.bank_reference),
+        "unknown_claim",
+        "a claim of the receipt",
+    )?;
+    if claim.case_number != decided.case_number {
+        return Err(rule(
+            "receipt",
+            format!(
+                "the receipt is claimed for {}, not {}",
+                claim.case_number, decided.case_number
+            ),
+        ));
+    }
+    let mut case: CaseState = objects.need(&case_key(&claim.case_number), "unknown_case", "the case")?;
+    let member = member_of(signer)?;
+    let decider = if claim.claimant_role == Role::FundManager {
+        Role::BureauHead
+    } else {
+        Role::FundManager
+    };
+    if member.member_id == claim.claimed_by || member.member_id == case.officer_member_id {
+        return Err(rule(
+            "second_person",
+            "a claim is decided by a second person, neither the claimant nor the case's officer",
+        ));
+    }
+    if member.role != decider {
+        return Err(rule(
+            "role",
+            format!("this claim is decided by the {}", decider.as_str()),
+        ));
+    }
+    objects.delete(claim_key(&decided.bank_reference));
+    if decided.decision == Decision::Reject {
+        return Ok(Outcome::New);
+    }
+    let mut receipt: ReceiptState =
+        objects.need(&receipt_key(&claim.bank_reference), "unknown_receipt", "the receipt")?;
     if receipt.case_number.is_some() {
         return Err(rule("receipt", "the receipt already belongs to a case"));
     }

@@ -1,0 +1,161 @@
+//! Numbers given in clear: a case's applicants' phones (the filing clerk's
+//! `case_opened`) and an account's number (the officer's
+//! `account_registered`). The member's record carries only the masks; the
+//! member's signed request carries the numbers, in `numbers`; the node
+//! checks each against its mask, computes the court's commitments (HMAC
+//! with `commitment.key`) and writes them, node-signed, in
+//! `numbers_committed` right before the member's record, in the same
+//! request (docs/FORMAT.md §3c). So no member ever learns a commitment
+//! before it is in the ledger: there is no commitment oracle, each number
+//! committed leaves a permanent record naming who gave it, and the numbers
+//! a member may have committed are limited per hour. The applicants'
+//! phones become their contacts for codes and notices.
+
+use caseledger_verify::entry::Record;
+use caseledger_verify::funds::model::*;
+
+use super::problem::ApiError;
+use super::AppState;
+use crate::commitments::{commitment, mask, COMMITMENT_ACCOUNT, COMMITMENT_PHONE};
+
+/// Numbers one member may have committed in an hour (a filing clerk opens
+/// a few dozen cases a day; trying phone numbers against commitments
+/// would need millions).
+pub const NUMBERS_PER_MEMBER_PER_HOUR: u32 = 600;
+
+/// What a record's numbers are, and how many it has.
+fn numbers_of(record: &Record) -> Option<(&'static str, Vec<String>)> {
+    match record.kind {
+        KIND_CASE_OPENED => {
+            let case: CaseOpened = serde_json::from_slice(&record.payload).ok()?;
+            Some((
+                COMMITMENT_PHONE,
+                case.applicants.into_iter().map(|a| a.phone_masked).collect(),
+            ))
+        }
+        KIND_ACCOUNT_REGISTERED => {
+            let account: AccountRegistered = serde_json::from_slice(&record.payload).ok()?;
+            Some((COMMITMENT_ACCOUNT, vec![account.account_number_masked]))
+        }
+        _ => None,
+    }
+}
+
+/// A mainland mobile number (11 digits, 1 then 3-9), or a bank account
+/// number (8 to 30 digits).
+fn well_formed(purpose: &str, number: &str) -> bool {
+    let digits = number.bytes().all(|b| b.is_ascii_digit());
+    if purpose == COMMITMENT_PHONE {
+        digits && number.len() == 11 && number.starts_with('1') && !matches!(number.as_bytes()[1], b'0'..=b'2')
+    } else {
+        digits && (8..=30).contains(&number.len())
+    }
+}
+
+/// The node's commitments to what the request gave in clear.
+pub(super) struct Committed {
+    /// The node's `numbers_committed`, to go right before the record.
+    pub record: Record,
+    /// `(recipient, phone)` to keep as contacts once written.
+    pub contacts: Vec<(String, String)>,
+}
+
+/// The node's `numbers_committed` for `record` and the `numbers` its
+/// request gave in clear; `None` for a record without numbers, or a retry
+/// of a record already written (the ledger answers the retry).
+pub(super) fn commit(
+    state: &AppState,
+    member_id: Option<&str>,
+    index: usize,
+    record: &Record,
+    numbers: &[String],
+) -> Result<Option<Committed>, ApiError> {
+    let Some((purpose, masks)) = numbers_of(record) else {
+        if numbers.is_empty() {
+            return Ok(None);
+        }
+        return Err(ApiError::BadRequest(format!(
+            "record {index}: numbers are given only with case_opened (the applicants' phones) and account_registered (the account number)"
+        )));
+    };
+    let request_id = serde_json::from_slice::<serde_json::Value>(&record.payload)
+        .ok()
+        .and_then(|v| v.get("request_id").and_then(|r| r.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    if state.ledger.state_object(&format!("request/{request_id}"))?.is_some() {
+        return Ok(None);
+    }
+    if numbers.len() != masks.len() {
+        return Err(ApiError::BadRequest(format!(
+            "record {index}: give {} number(s) in clear in `numbers`, in the order of the masked ones",
+            masks.len()
+        )));
+    }
+    for (number, masked) in numbers.iter().zip(&masks) {
+        if !well_formed(purpose, number) {
+            return Err(ApiError::BadRequest(format!(
+                "record {index}: a {purpose} number must be {}",
+                if purpose == COMMITMENT_PHONE {
+                    "a mainland mobile number of 11 digits"
+                } else {
+                    "8 to 30 digits"
+                }
+            )));
+        }
+        if mask(number) != *masked {
+            return Err(ApiError::BadRequest(format!(
+                "record {index}: a number given does not end with the digits of its mask {masked}"
+            )));
+        }
+    }
+    let Some(member_id) = member_id else {
+        return Err(ApiError::RuleViolated {
+            rule: "role".into(),
+            detail: "only court members give numbers".into(),
+        });
+    };
+    let cells = std::num::NonZeroU32::new(numbers.len() as u32).expect("at least one number");
+    if !matches!(
+        state.numbers_limiter.check_key_n(&member_id.to_owned(), cells),
+        Ok(Ok(()))
+    ) {
+        metrics::counter!("caseledger_rate_limited_total", "route" => "numbers").increment(1);
+        return Err(ApiError::RateLimited);
+    }
+    let record_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&record.payload));
+    let payload = NumbersCommitted {
+        request_id: super::challenges::random_request_id("numbers"),
+        record_sha256,
+        commitments: numbers
+            .iter()
+            .map(|n| commitment(&state.commitment_key, purpose, n))
+            .collect(),
+    };
+    tracing::info!(
+        member = member_id,
+        kind = caseledger_verify::record::kind_name(record.kind),
+        request_id,
+        numbers = numbers.len(),
+        "numbers given for the node to commit to"
+    );
+    let contacts = match record.kind {
+        KIND_CASE_OPENED => {
+            let case: CaseOpened = serde_json::from_slice(&record.payload).expect("parsed above");
+            case.applicants
+                .iter()
+                .zip(numbers)
+                .map(|(a, phone)| {
+                    (
+                        caseledger_verify::funds::notify::applicant_contact(&case.case_number, &a.applicant_id),
+                        phone.clone(),
+                    )
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let record = state
+        .ledger
+        .sign_as_node(KIND_NUMBERS_COMMITTED, serde_json::to_vec(&payload).expect("json"))?;
+    Ok(Some(Committed { record, contacts }))
+}
