@@ -307,13 +307,17 @@ impl Registry {
     ) -> Result<Admitted, RuleError> {
         Self::require_administrator(&signer.0, "a key registration")?;
         let payload: KeyRegistered = parse(record)?;
-        // One phone, one member: a phone another active member holds would
-        // let one person confirm two roles' steps (a borrowed account).
+        // One phone, one member id, for good: a phone another member holds
+        // would let one person confirm two roles' steps (a borrowed
+        // account); a phone a revoked member held, under a new member id,
+        // would let one person be their own second person (a claimant
+        // re-enrolled to decide their own claim). A person keeps their
+        // member id across keys and roles.
         if let Some(member) = &payload.member {
             let shared = self.keys.values().find_map(|(info, _)| {
                 info.member
                     .as_ref()
-                    .filter(|m| info.revoked_seq.is_none() && m.member_id != member.member_id)
+                    .filter(|m| m.member_id != member.member_id)
                     .filter(|m| m.phone_commitment == member.phone_commitment)
             });
             if let Some(other) = shared {
