@@ -165,7 +165,11 @@ fn main() {
     };
     std::thread::spawn(move || for _ in lines {});
     let admin = Client::new(&address, staff.administrator.identity.clone());
-    let (status, _) = admin.write(&staff.setup_records()).expect("staff");
+    let (setup, co_signature) = staff.setup_requests();
+    let (status, _) = admin.write_numbered(&setup).expect("staff");
+    assert_eq!(status, 201);
+    let leader = Client::new(&address, staff.court_leader.identity.clone());
+    let (status, _) = leader.write(&[co_signature]).expect("policy in force");
     assert_eq!(status, 201);
 
     println!("signed single-record writes over HTTP ({WRITES_PER_RUN} per run, pre-signed):");

@@ -82,11 +82,24 @@ impl Fixture {
                     member_id: (*member_id).to_owned(),
                     role,
                     phone_masked: "****0000".into(),
-                    // One phone per member (the registry refuses a shared one).
-                    phone_commitment: format!("{i:064x}"),
+                    phone_commitment: String::new(),
                 }),
             };
-            records.push(sign(admin, record::KIND_KEY_REGISTERED, &registration));
+            let registration = sign(admin, record::KIND_KEY_REGISTERED, &registration);
+            if role.is_some() {
+                // The node's commitment to the member's phone, one phone
+                // per member (the registry refuses a shared one).
+                let committed = model::NumbersCommitted {
+                    request_id: format!("numbers-{i}"),
+                    record_sha256: <sha2::Sha256 as sha2::Digest>::digest(&registration.payload)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect(),
+                    commitments: vec![format!("{i:064x}")],
+                };
+                records.push(sign(&self.node, model::KIND_NUMBERS_COMMITTED, &committed));
+            }
+            records.push(registration);
         }
         let policy = serde_json::json!({
             "request_id": "policy-1", "version": 1,

@@ -32,6 +32,13 @@ enum ClientCommand {
         /// JSON payload file, sent exactly as signed.
         #[arg(long)]
         payload: PathBuf,
+        /// A file of the numbers the record masks, in clear, one per line
+        /// (a case_opened's applicants' phones in order, an
+        /// account_registered's account number, an enrolment's phone): the
+        /// node commits to them. A file, so that no number is left in the
+        /// shell's history or the process list.
+        #[arg(long)]
+        numbers_file: Option<PathBuf>,
     },
     /// Issue an applicant's verification code: drawn here, its hash signed
     /// into the ledger, the code sent by SMS to the applicant only.
@@ -66,10 +73,24 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     let identity = files::read_private_key(&args.key)?;
     let client = Client::new(&args.url, identity.clone());
     let (status, body) = match &args.command {
-        ClientCommand::Record { kind, payload } => {
+        ClientCommand::Record {
+            kind,
+            payload,
+            numbers_file,
+        } => {
             let bytes = std::fs::read(payload).with_context(|| format!("reading {}", payload.display()))?;
             serde_json::from_slice::<serde_json::Value>(&bytes).context("the payload file is not JSON")?;
-            client.write(&[Record::sign(&client.origin()?, *kind, bytes, &identity)])?
+            let numbers = match numbers_file {
+                Some(file) => std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                None => Vec::new(),
+            };
+            client.write_numbered(&[(Record::sign(&client.origin()?, *kind, bytes, &identity), numbers)])?
         }
         ClientCommand::Get { path } => client.get(path)?,
         ClientCommand::IssueCode { case, applicant } => client.issue_applicant_code(case, applicant)?,

@@ -44,24 +44,30 @@ impl Person {
         }
     }
 
-    pub fn member(&self, commitment_key: &[u8; 32]) -> Member {
+    /// The member fields as the administrator signs them: the phone
+    /// masked, its commitment left to the node.
+    pub fn member(&self) -> Member {
         Member {
             member_id: self.member_id.clone(),
             role: self.role,
             phone_masked: mask(&self.phone),
-            phone_commitment: commitment(commitment_key, COMMITMENT_PHONE, &self.phone),
+            phone_commitment: String::new(),
         }
     }
 
-    /// The enrolment record, signed by an administrator.
-    pub fn enrolment(&self, origin: &str, administrator: &Identity, commitment_key: &[u8; 32]) -> Record {
+    /// The administrator's enrolment record, and the phone in clear as the
+    /// administrator's request gives it.
+    pub fn enrolment_request(&self, origin: &str, administrator: &Identity) -> (Record, Vec<String>) {
         let payload = KeyRegistered {
             name: self.name.clone(),
             public_key: KeyText::from_key(&self.identity.public_key()),
             administrator: self.role == Role::Administrator,
-            member: Some(self.member(commitment_key)),
+            member: Some(self.member()),
         };
-        sign(origin, record::KIND_KEY_REGISTERED, &payload, administrator)
+        (
+            sign(origin, record::KIND_KEY_REGISTERED, &payload, administrator),
+            vec![self.phone.clone()],
+        )
     }
 }
 
@@ -166,14 +172,31 @@ impl Staff {
 
     /// The administrator's enrolment of every member, then the example policy.
     pub fn setup_records(&self) -> Vec<Record> {
-        let admin = &self.administrator.identity;
-        let mut records: Vec<Record> = self
-            .members()
-            .iter()
-            .map(|p| p.enrolment(&self.origin, admin, &self.commitment_key))
-            .collect();
+        let mut records: Vec<Record> = self.members().iter().flat_map(|p| self.enrol(p)).collect();
         records.extend(self.policy_records(&example_policy("policy-1", 1)));
         records
+    }
+
+    /// [`Staff::setup_records`] as requests to the service: the
+    /// administrator's (each member's enrolment with their phone in clear,
+    /// then the policy proposal), and the court leader's co-signature.
+    pub fn setup_requests(&self) -> (Vec<(Record, Vec<String>)>, Record) {
+        let mut administrators: Vec<(Record, Vec<String>)> = self
+            .members()
+            .iter()
+            .map(|p| p.enrolment_request(&self.origin, &self.administrator.identity))
+            .collect();
+        let mut policy = self.policy_records(&example_policy("policy-1", 1));
+        let co_signature = policy.pop().expect("the court leader's co-signature");
+        administrators.extend(policy.into_iter().map(|r| (r, Vec::new())));
+        (administrators, co_signature)
+    }
+
+    /// `person` enrolled by the administrator as the service writes it: the
+    /// node's commitment to their phone, then the registration.
+    pub fn enrol(&self, person: &Person) -> Vec<Record> {
+        let (record, phone) = person.enrolment_request(&self.origin, &self.administrator.identity);
+        self.committed(record, COMMITMENT_PHONE, &phone)
     }
 
     /// `record` preceded by the node's commitments to `numbers` (each of

@@ -74,8 +74,8 @@ fn the_claimant_reenrolled_as_fund_manager_cannot_decide_their_own_claim() {
     let revoked = revoke(&staff, &officer, "officer-to-fund-manager");
     ledger.append_one(revoked).expect("revoked");
     let new_id = Person::new([77; 32], "fm-77", &officer.name, Role::FundManager, &officer.phone);
-    let new_id_enrolment = new_id.enrolment(ORIGIN, &staff.administrator.identity, &staff.commitment_key);
-    assert_eq!(refused_rule(&ledger, new_id_enrolment.clone()), "phone_of_member");
+    let new_id_enrolment = staff.enrol(&new_id);
+    assert_eq!(refused_batch(&ledger, new_id_enrolment.clone()), "phone_of_member");
     let same_id = Person::new(
         [79; 32],
         &officer.member_id,
@@ -84,11 +84,15 @@ fn the_claimant_reenrolled_as_fund_manager_cannot_decide_their_own_claim() {
         &officer.phone,
     );
     ledger
-        .append_one(same_id.enrolment(ORIGIN, &staff.administrator.identity, &staff.commitment_key))
+        .append(staff.enrol(&same_id))
         .expect("the same member id with a new role");
     assert_eq!(refused_rule(&ledger, decided(&same_id)), "second_person");
     drop(ledger);
-    let seq = force_append(dir.path(), new_id_enrolment);
+    let seqs: Vec<u64> = new_id_enrolment
+        .into_iter()
+        .map(|record| force_append(dir.path(), record))
+        .collect();
+    let seq = *seqs.last().expect("seq");
     let report = audit(dir.path());
     assert!(
         report
@@ -110,11 +114,10 @@ fn the_fund_manager_reenrolled_as_bureau_head_cannot_decide_their_own_claim() {
     claim(&staff, &ledger, &fm);
     ledger.append_one(revoke(&staff, &fm, "fm-to-head")).expect("revoked");
     let same_person = Person::new([78; 32], "bh-78", &fm.name, Role::BureauHead, &fm.phone);
-    let enrolment = same_person.enrolment(ORIGIN, &staff.administrator.identity, &staff.commitment_key);
-    assert_eq!(refused_rule(&ledger, enrolment), "phone_of_member");
+    assert_eq!(refused_batch(&ledger, staff.enrol(&same_person)), "phone_of_member");
     let same_id = Person::new([80; 32], &fm.member_id, &fm.name, Role::BureauHead, &fm.phone);
     ledger
-        .append_one(same_id.enrolment(ORIGIN, &staff.administrator.identity, &staff.commitment_key))
+        .append(staff.enrol(&same_id))
         .expect("the same member id with a new role");
     assert_eq!(refused_rule(&ledger, decided(&same_id)), "second_person");
 }

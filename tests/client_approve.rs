@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use caseledger::court::{CaseRecords, Staff};
 use caseledger::service::client::Client;
+use caseledger_verify::funds::model::KIND_CASE_OPENED;
 
 #[test]
 fn an_approver_signs_a_step_with_the_code_from_their_phone() {
@@ -36,9 +37,8 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     let admin = Client::new(&address, staff.administrator.identity.clone());
     // The administrator enrols the staff and proposes the policy; the court
     // leader's co-signature puts it in force.
-    let mut setup = staff.setup_records();
-    let co_signature = setup.pop().expect("the court leader's co-signature");
-    assert_eq!(admin.write(&setup).expect("staff").0, 201);
+    let (setup, co_signature) = staff.setup_requests();
+    assert_eq!(admin.write_numbered(&setup).expect("staff").0, 201);
     let leader = Client::new(&address, staff.court_leader.identity.clone());
     assert_eq!(leader.write(&[co_signature]).expect("policy in force").0, 201);
     let head = &staff.bureau_head;
@@ -60,12 +60,25 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     let officer = &staff.officers[0];
     let case = CaseRecords::new(&staff, officer, "(2026)苏02执11号");
     let officer_client = Client::new(&address, officer.identity.clone());
-    // The filing clerk opens the case, giving the applicant's phone.
-    let clerk_client = Client::new(&address, staff.filing_clerk.identity.clone());
-    assert_eq!(
-        clerk_client.write_numbered(&[case.open_request(1)]).expect("case").0,
-        201
-    );
+    // The filing clerk opens the case with the command-line client, the
+    // applicant's phone given in clear in a file.
+    let (opened, phones) = case.open_request(1);
+    let clerk_key = dir.path().join("clerk.key");
+    caseledger_keys::files::write_private_key(&clerk_key, &staff.filing_clerk.identity).expect("key");
+    std::fs::write(dir.path().join("case.json"), &opened.payload).expect("payload");
+    std::fs::write(dir.path().join("phones.txt"), phones.join("\n")).expect("numbers");
+    let out = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["client", "--url", &address, "--key"])
+        .arg(&clerk_key)
+        .args(["record", "--kind", &KIND_CASE_OPENED.to_string(), "--payload"])
+        .arg(dir.path().join("case.json"))
+        .arg("--numbers-file")
+        .arg(dir.path().join("phones.txt"))
+        .output()
+        .expect("client record");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let written: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(written["written"], 2, "the node's commitment and the case: {written}");
     assert_eq!(
         officer_client
             .write_numbered(&[

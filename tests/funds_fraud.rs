@@ -430,8 +430,7 @@ fn a_self_decided_claim_forced_into_storage_is_named_by_verify() {
 
 /// A new officer enrolled with the phone of applicant 1 of [`CASE`], and
 /// one enrolled with the phone of another member.
-fn enrolments_with_taken_phones(staff: &Staff) -> [Record; 2] {
-    let admin = &staff.administrator.identity;
+fn enrolments_with_taken_phones(staff: &Staff) -> [Vec<Record>; 2] {
     let applicants = Person::new(
         [91; 32],
         "officer-9",
@@ -440,10 +439,7 @@ fn enrolments_with_taken_phones(staff: &Staff) -> [Record; 2] {
         &CaseRecords::applicant_phone(1),
     );
     let members = Person::new([92; 32], "officer-8", "冯承办", Role::Officer, &staff.officers[1].phone);
-    [
-        applicants.enrolment(ORIGIN, admin, &staff.commitment_key),
-        members.enrolment(ORIGIN, admin, &staff.commitment_key),
-    ]
+    [staff.enrol(&applicants), staff.enrol(&members)]
 }
 
 #[test]
@@ -451,7 +447,7 @@ fn a_member_is_not_enrolled_with_an_applicants_or_another_members_phone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let staff = setup(dir.path());
     for enrolment in enrolments_with_taken_phones(&staff) {
-        refused_unchanged(dir.path(), vec![enrolment], "phone_of_member");
+        refused_unchanged(dir.path(), enrolment, "phone_of_member");
     }
 }
 
@@ -460,8 +456,56 @@ fn members_enrolled_with_taken_phones_forced_into_storage_are_named_by_verify() 
     let dir = tempfile::tempdir().expect("tempdir");
     let staff = setup(dir.path());
     let [applicants, members] = enrolments_with_taken_phones(&staff);
-    let applicants = force_append(dir.path(), applicants);
-    let members = force_append(dir.path(), members);
+    let applicants = *force_all(dir.path(), applicants).last().expect("seq");
+    let members = *force_all(dir.path(), members).last().expect("seq");
     caught(dir.path(), applicants, "phone_of_member");
     caught(dir.path(), members, "phone_of_member");
+}
+
+/// An officer enrolled with a phone commitment the administrator made up
+/// (not the node's from the number in clear): the administrator could then
+/// let the officer's real phone pass as an applicant's (third attack round,
+/// finding B).
+fn enrolment_with_a_made_up_commitment(staff: &Staff) -> Record {
+    let officer = Person::new([93; 32], "officer-93", "陈承办", Role::Officer, "13912345678");
+    let (record, _) = officer.enrolment_request(ORIGIN, &staff.administrator.identity);
+    let mut payload: caseledger_verify::record::KeyRegistered = serde_json::from_slice(&record.payload).expect("json");
+    payload.member.as_mut().expect("member").phone_commitment = "ab".repeat(32);
+    sign(
+        ORIGIN,
+        caseledger_verify::record::KIND_KEY_REGISTERED,
+        &payload,
+        &staff.administrator.identity,
+    )
+}
+
+#[test]
+fn an_enrolment_that_gives_its_own_phone_commitment_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    let made_up = enrolment_with_a_made_up_commitment(&staff);
+    refused_unchanged(dir.path(), vec![made_up.clone()], "commitment");
+    // Not even behind a node commitment to the real number.
+    let real = vec!["13912345678".to_owned()];
+    refused_unchanged(
+        dir.path(),
+        staff.committed(made_up, COMMITMENT_PHONE, &real),
+        "commitment",
+    );
+    // Without any commitment, and with the node's: the second goes in.
+    let officer = Person::new([93; 32], "officer-93", "陈承办", Role::Officer, "13912345678");
+    let (bare, _) = officer.enrolment_request(ORIGIN, &staff.administrator.identity);
+    refused_unchanged(dir.path(), vec![bare], "commitment");
+    let ledger = Ledger::open(dir.path(), clock(), options()).expect("open");
+    ledger
+        .append(staff.enrol(&officer))
+        .expect("enrolled with the node's commitment");
+}
+
+#[test]
+fn an_enrolment_with_a_made_up_commitment_forced_into_storage_is_named_by_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    let seq = force_append(dir.path(), enrolment_with_a_made_up_commitment(&staff));
+    caught(dir.path(), seq, "commitment");
 }

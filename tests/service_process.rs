@@ -142,9 +142,8 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
     let address = serve.address.clone();
     let agent = agent();
     let origin = "wxzy.court.example/case-funds";
-    let mut setup = staff.setup_records();
-    let co_signature = setup.pop().expect("the court leader's co-signature");
-    let (status, body) = post_records(&agent, &address, &staff.administrator.identity, &plain(setup));
+    let (setup, co_signature) = staff.setup_requests();
+    let (status, body) = post_records(&agent, &address, &staff.administrator.identity, &setup);
     assert_eq!(status, 201, "{body}");
     let (status, body) = post_records(
         &agent,

@@ -440,10 +440,10 @@ async fn a_revoked_key_is_refused_at_the_door() {
 async fn auditors_run_the_audit_on_the_live_ledger_and_export_entries() {
     let f = fixture(256 * 1024);
     let auditor = Person::new([61; 32], "auditor-1", "纪检监察", Role::Auditor, "13800000061");
-    let (status, body) = write(
+    let (status, body) = common::write_numbered(
         &f.state,
         &f.staff.administrator.identity,
-        &[auditor.enrolment(ORIGIN, &f.staff.administrator.identity, &f.staff.commitment_key)],
+        &[auditor.enrolment_request(ORIGIN, &f.staff.administrator.identity)],
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -1300,12 +1300,13 @@ async fn each_route_has_its_own_time_limit_and_a_timeout_is_a_problem_document()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let auditor = Person::new([77; 32], "auditor-1", "审计员", Role::Auditor, "13900007777");
-    write(
+    let (status, body) = common::write_numbered(
         &f.state,
         &f.staff.administrator.identity,
-        &[auditor.enrolment(ORIGIN, &f.staff.administrator.identity, &f.staff.commitment_key)],
+        &[auditor.enrolment_request(ORIGIN, &f.staff.administrator.identity)],
     )
     .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     // The audit of the whole ledger takes far longer than 5 ms, and answers.
     let (status, report) = read(&f.state, &auditor.identity, "/v1/audit").await;
     assert_eq!(status, StatusCode::OK, "{report}");
@@ -1385,4 +1386,48 @@ async fn a_captured_challenge_request_replays_neither_before_nor_after_a_restart
         (StatusCode::UNAUTHORIZED, "urn:caseledger:problem:signature-expired")
     );
     assert_eq!(phone.0.lock().expect("lock").len(), 1, "no second SMS");
+}
+
+/// The administrator gives an officer's phone in clear; the node commits
+/// to it; that phone can then not be filed as an applicant's of a case the
+/// officer handles (third attack round, finding B).
+#[tokio::test]
+async fn an_officer_enrolled_through_the_service_cannot_be_filed_as_an_applicant() {
+    let f = fixture(256 * 1024);
+    let admin = &f.staff.administrator.identity;
+    let officer = Person::new([93; 32], "officer-93", "陈承办", Role::Officer, "13912345678");
+    // A made-up commitment in the registration: refused.
+    let (record, phone) = officer.enrolment_request(ORIGIN, admin);
+    let mut payload: caseledger_verify::record::KeyRegistered = serde_json::from_slice(&record.payload).expect("json");
+    payload.member.as_mut().expect("member").phone_commitment = "ab".repeat(32);
+    let made_up = caseledger::court::sign(ORIGIN, caseledger_verify::record::KIND_KEY_REGISTERED, &payload, admin);
+    let (status, value) = common::write_numbered(&f.state, admin, &[(made_up, phone.clone())]).await;
+    assert_eq!(
+        (status, value["rule"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("commitment")),
+        "{value}"
+    );
+    // The phone in clear: the node commits.
+    let (status, value) = common::write_numbered(&f.state, admin, &[(record, phone)]).await;
+    assert_eq!(status, StatusCode::CREATED, "{value}");
+    assert_eq!(value["written"], 2);
+    // The officer's phone as an applicant's: refused, nothing written.
+    let case = CaseRecords::new(&f.staff, &officer, "(2022)苏02执10号");
+    let (record, _) = case.open_request(1);
+    let mut opened: CaseOpened = serde_json::from_slice(&record.payload).expect("json");
+    opened.applicants[0].phone_masked = caseledger::commitments::mask("13912345678");
+    let record = caseledger::court::sign(ORIGIN, KIND_CASE_OPENED, &opened, &f.staff.filing_clerk.identity);
+    let size = f.state.ledger.size();
+    let (status, value) = common::write_numbered(
+        &f.state,
+        &f.staff.filing_clerk.identity,
+        &[(record, vec!["13912345678".to_owned()])],
+    )
+    .await;
+    assert_eq!(
+        (status, value["rule"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("phone_of_member")),
+        "{value}"
+    );
+    assert_eq!(f.state.ledger.size(), size);
 }

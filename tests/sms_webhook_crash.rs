@@ -103,11 +103,10 @@ fn queued_notifications_survive_sigkill_and_arrive_exactly_once() {
     let address = serve.address.clone();
     let officer = &staff.officers[0];
     let case = CaseRecords::new(&staff, officer, "(2026)苏02执99号");
-    let mut setup = staff.setup_records();
-    let co_signature = setup.pop().expect("the court leader's co-signature");
+    let (setup, co_signature) = staff.setup_requests();
     assert_eq!(
         Client::new(&address, staff.administrator.identity.clone())
-            .write(&setup)
+            .write_numbered(&setup)
             .expect("staff")
             .0,
         201

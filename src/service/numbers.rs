@@ -1,6 +1,7 @@
 //! Numbers given in clear: a case's applicants' phones (the filing clerk's
-//! `case_opened`) and an account's number (the officer's
-//! `account_registered`). The member's record carries only the masks; the
+//! `case_opened`), an account's number (the officer's
+//! `account_registered`) and a member's phone (the administrator's
+//! `key_registered`). The member's record carries only the masks; the
 //! member's signed request carries the numbers, in `numbers`; the node
 //! checks each against its mask, computes the court's commitments (HMAC
 //! with `commitment.key`) and writes them, node-signed, in
@@ -8,8 +9,8 @@
 //! request (docs/FORMAT.md §3c). So no member ever learns a commitment
 //! before it is in the ledger: there is no commitment oracle, each number
 //! committed leaves a permanent record naming who gave it, and the numbers
-//! a member may have committed are limited per hour. The applicants'
-//! phones become their contacts for codes and notices.
+//! a member may have committed are limited per hour. The applicants' and
+//! members' phones become their contacts for codes and notices.
 
 use caseledger_verify::entry::Record;
 use caseledger_verify::funds::model::*;
@@ -37,6 +38,11 @@ fn numbers_of(record: &Record) -> Option<(&'static str, Vec<String>)> {
             let account: AccountRegistered = serde_json::from_slice(&record.payload).ok()?;
             Some((COMMITMENT_ACCOUNT, vec![account.account_number_masked]))
         }
+        caseledger_verify::record::KIND_KEY_REGISTERED => {
+            let registration: caseledger_verify::record::KeyRegistered =
+                serde_json::from_slice(&record.payload).ok()?;
+            Some((COMMITMENT_PHONE, vec![registration.member?.phone_masked]))
+        }
         _ => None,
     }
 }
@@ -61,11 +67,12 @@ pub(super) struct Committed {
 }
 
 /// The node's `numbers_committed` for `record` and the `numbers` its
-/// request gave in clear; `None` for a record without numbers, or a retry
+/// request gave in clear, by `who` (a member id, or the key id of a
+/// genesis administrator); `None` for a record without numbers, or a retry
 /// of a record already written (the ledger answers the retry).
 pub(super) fn commit(
     state: &AppState,
-    member_id: Option<&str>,
+    who: &str,
     index: usize,
     record: &Record,
     numbers: &[String],
@@ -75,7 +82,7 @@ pub(super) fn commit(
             return Ok(None);
         }
         return Err(ApiError::BadRequest(format!(
-            "record {index}: numbers are given only with case_opened (the applicants' phones) and account_registered (the account number)"
+            "record {index}: numbers are given only with case_opened (the applicants' phones), account_registered (the account number) and a member's key_registered (the member's phone)"
         )));
     };
     let request_id = serde_json::from_slice::<serde_json::Value>(&record.payload)
@@ -108,17 +115,9 @@ pub(super) fn commit(
             )));
         }
     }
-    let Some(member_id) = member_id else {
-        return Err(ApiError::RuleViolated {
-            rule: "role".into(),
-            detail: "only court members give numbers".into(),
-        });
-    };
+
     let cells = std::num::NonZeroU32::new(numbers.len() as u32).expect("at least one number");
-    if !matches!(
-        state.numbers_limiter.check_key_n(&member_id.to_owned(), cells),
-        Ok(Ok(()))
-    ) {
+    if !matches!(state.numbers_limiter.check_key_n(&who.to_owned(), cells), Ok(Ok(()))) {
         metrics::counter!("caseledger_rate_limited_total", "route" => "numbers").increment(1);
         return Err(ApiError::RateLimited);
     }
@@ -132,7 +131,7 @@ pub(super) fn commit(
             .collect(),
     };
     tracing::info!(
-        member = member_id,
+        by = who,
         kind = caseledger_verify::record::kind_name(record.kind),
         request_id,
         numbers = numbers.len(),
@@ -151,6 +150,12 @@ pub(super) fn commit(
                     )
                 })
                 .collect()
+        }
+        caseledger_verify::record::KIND_KEY_REGISTERED => {
+            let registration: caseledger_verify::record::KeyRegistered =
+                serde_json::from_slice(&record.payload).expect("parsed above");
+            let member = registration.member.expect("a member: parsed above");
+            vec![(super::sms::member_recipient(&member.member_id), numbers[0].clone())]
         }
         _ => Vec::new(),
     };

@@ -81,8 +81,14 @@ pub(super) async fn write_records(
     };
     let approval = |r: &Record| r.kind == KIND_APPROVAL_SIGNED;
     let member_id = member_info.member.as_ref().map(|m| m.member_id.clone());
+    let who = member_id.clone().unwrap_or_else(|| key_id.to_hex());
     let needs_node = records.iter().any(|(r, numbers)| {
-        approval(r) || !numbers.is_empty() || matches!(r.kind, KIND_CASE_OPENED | KIND_ACCOUNT_REGISTERED)
+        approval(r)
+            || !numbers.is_empty()
+            || matches!(
+                r.kind,
+                KIND_CASE_OPENED | KIND_ACCOUNT_REGISTERED | caseledger_verify::record::KIND_KEY_REGISTERED
+            )
     });
     let mut contacts = Vec::new();
     let (records, own, signature) = if needs_node {
@@ -90,7 +96,7 @@ pub(super) async fn write_records(
         // a verified request; the node's records go right before the
         // member's record they are for.
         signature.verify_now(&state)?;
-        let (records, own) = with_node_records(&state, member_id.as_deref(), records, &mut contacts)?;
+        let (records, own) = with_node_records(&state, member_id.as_deref(), &who, records, &mut contacts)?;
         (records, Some(own), None)
     } else {
         let records = records.into_iter().map(|(r, _)| r).collect();
@@ -142,13 +148,14 @@ pub(super) async fn write_records(
 fn with_node_records(
     state: &AppState,
     member_id: Option<&str>,
+    who: &str,
     records: Vec<(Record, Vec<String>)>,
     contacts: &mut Vec<(String, String)>,
 ) -> Result<(Vec<Record>, Vec<usize>), ApiError> {
     let mut out = Vec::with_capacity(records.len() + 1);
     let mut own = Vec::with_capacity(records.len());
     for (index, (record, numbers)) in records.into_iter().enumerate() {
-        if let Some(committed) = super::numbers::commit(state, member_id, index, &record, &numbers)? {
+        if let Some(committed) = super::numbers::commit(state, who, index, &record, &numbers)? {
             out.push(committed.record);
             contacts.extend(committed.contacts);
         }

@@ -59,6 +59,7 @@ pub fn admit_record(
 ) -> Result<(Admitted, funds::Outcome), RuleError> {
     let by_node = record.signer == registry.node_key().key_id();
     let genesis = seq == 0 || record.kind == crate::record::KIND_GENESIS;
+    let mark_before = state.mark();
     let admitted = if !genesis && by_node && node_may_sign(record.kind) {
         Admitted {
             key: registry.node_key(),
@@ -68,10 +69,15 @@ pub fn admit_record(
         return Err(RuleError::NotAuthorized(
             "an SMS challenge is recorded by the node key".into(),
         ));
-    } else {
-        if record.kind == crate::record::KIND_KEY_REGISTERED {
-            member_phone_not_an_applicants(state, record)?;
+    } else if let Some(completed) = funds::completed_enrolment(state, seq, record)? {
+        // Judged with the node's commitment; the spent commitment is put
+        // back if the registry refuses the record.
+        let admitted = member_phone_not_an_applicants(state, &completed).and_then(|()| registry.admit(seq, &completed));
+        if admitted.is_err() {
+            state.rollback(mark_before);
         }
+        admitted?
+    } else {
         registry.admit(seq, record)?
     };
     if !crate::record::is_known_kind(record.kind) {

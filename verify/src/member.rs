@@ -46,6 +46,9 @@ pub struct Member {
     pub role: Role,
     /// `****1234`
     pub phone_masked: String,
-    /// Hex SHA-256 of a salt and the full number, kept by the service.
+    /// The court's commitment (HMAC) to the full number: absent from the
+    /// administrator's `key_registered`, filled in from the node's
+    /// `numbers_committed` right before it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub phone_commitment: String,
 }

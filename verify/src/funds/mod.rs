@@ -111,6 +111,63 @@ pub fn applicant_phone_key(commitment: &str) -> String {
 pub const TOTALS_KEY: &str = "totals";
 pub const POLICY_KEY: &str = "policy";
 
+/// The key under which the node's commitments wait for the next entry.
+const COMMITTED_NUMBERS_KEY: &str = "numbers_committed";
+
+/// The node's commitments to the `count` numbers of the record with the
+/// payload hash `record_sha256` at `seq`: they must be in the entry right
+/// before it (rule `commitment`), and are spent. A member never gives a
+/// commitment.
+fn take_committed_numbers(
+    objects: &mut Objects,
+    seq: u64,
+    record_sha256: &str,
+    count: usize,
+) -> Result<Vec<String>, RuleError> {
+    let pending: Option<CommittedNumbers> = objects.get(COMMITTED_NUMBERS_KEY)?;
+    match pending {
+        Some(p) if p.seq.checked_add(1) == Some(seq) && p.record_sha256 == record_sha256 && p.commitments.len() == count => {
+            objects.delete(COMMITTED_NUMBERS_KEY.to_owned());
+            Ok(p.commitments)
+        }
+        _ => Err(rule(
+            "commitment",
+            "the node must commit to the numbers given in clear in the request, for exactly this record, in the entry right before it",
+        )),
+    }
+}
+
+/// A member enrolment (`key_registered` with a member) as the registry
+/// must see it: the member's phone commitment is the node's, from its
+/// `numbers_committed` right before (spent from `view`); a registration
+/// that gives one itself is refused (`commitment`). Other records are
+/// returned as they are.
+pub fn completed_enrolment(view: &mut Overlay, seq: u64, record: &Record) -> Result<Option<Record>, RuleError> {
+    if record.kind != crate::record::KIND_KEY_REGISTERED {
+        return Ok(None);
+    }
+    let Ok(mut registration) = serde_json::from_slice::<crate::record::KeyRegistered>(&record.payload) else {
+        return Ok(None); // the registry refuses it with its reason
+    };
+    let Some(member) = registration.member.as_mut() else {
+        return Ok(None);
+    };
+    if !member.phone_commitment.is_empty() {
+        return Err(rule(
+            "commitment",
+            "a member's phone commitment is made by the node from the number in the request, never given",
+        ));
+    }
+    let mut objects = Objects { view };
+    let [commitment] = <[String; 1]>::try_from(take_committed_numbers(&mut objects, seq, &payload_hash(record), 1)?)
+        .map_err(|_| rule("commitment", "one commitment for a member's phone"))?;
+    member.phone_commitment = commitment;
+    Ok(Some(Record {
+        payload: serde_json::to_vec(&registration).expect("serialisable"),
+        ..record.clone()
+    }))
+}
+
 fn parse<T: DeserializeOwned>(record: &Record) -> Result<T, RuleError> {
     if !crate::record::is_json_object(&record.payload) {
         return Err(rule("payload", "a payload is a JSON object"));

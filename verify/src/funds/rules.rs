@@ -169,9 +169,6 @@ fn policy_approved(objects: &mut Objects, approved: PolicyApproved, signer: &Key
     Ok(Outcome::New)
 }
 
-/// The key under which the node's commitments wait for the next entry.
-const COMMITTED_NUMBERS_KEY: &str = "numbers_committed";
-
 /// The node commits to the numbers of the request whose record comes next.
 fn numbers_committed(objects: &mut Objects, context: &Context, numbers: NumbersCommitted) -> Rules {
     check_commitment("record_sha256", &numbers.record_sha256)?;
@@ -191,32 +188,6 @@ fn numbers_committed(objects: &mut Objects, context: &Context, numbers: NumbersC
     };
     objects.put(COMMITTED_NUMBERS_KEY.to_owned(), &pending);
     Ok(Outcome::New)
-}
-
-/// The node's commitments to the `count` numbers of the record with the
-/// payload hash `record_sha256` at `context.seq`: they must be in the entry
-/// right before it (rule `commitment`). A member never gives a commitment.
-fn take_committed_numbers(
-    objects: &mut Objects,
-    context: &Context,
-    record_sha256: &str,
-    count: usize,
-) -> Result<Vec<String>, RuleError> {
-    let pending: Option<CommittedNumbers> = objects.get(COMMITTED_NUMBERS_KEY)?;
-    match pending {
-        Some(p)
-            if p.seq.checked_add(1) == Some(context.seq)
-                && p.record_sha256 == record_sha256
-                && p.commitments.len() == count =>
-        {
-            objects.delete(COMMITTED_NUMBERS_KEY.to_owned());
-            Ok(p.commitments)
-        }
-        _ => Err(rule(
-            "commitment",
-            "the node must commit to the numbers given in clear in the request, for exactly this record, in the entry right before it",
-        )),
-    }
 }
 
 fn case_opened(
@@ -268,7 +239,7 @@ fn case_opened(
     if ids.windows(2).any(|w| w[0] == w[1]) {
         return Err(rule("payload", "applicant ids must be distinct"));
     }
-    let commitments = take_committed_numbers(objects, context, record_sha256, case.applicants.len())?;
+    let commitments = take_committed_numbers(objects, context.seq, record_sha256, case.applicants.len())?;
     let mut phones: Vec<&String> = commitments.iter().collect();
     phones.sort_unstable();
     if phones.windows(2).any(|w| w[0] == w[1]) {
@@ -341,7 +312,7 @@ fn account_registered(
     if account.account_name != applicant.name {
         return Err(rule("payee", "the account name must be the applicant's name"));
     }
-    let [commitment] = <[String; 1]>::try_from(take_committed_numbers(objects, context, record_sha256, 1)?)
+    let [commitment] = <[String; 1]>::try_from(take_committed_numbers(objects, context.seq, record_sha256, 1)?)
         .map_err(|_| rule("commitment", "one commitment for an account number"))?;
     account.account_number_commitment = commitment;
     if objects
