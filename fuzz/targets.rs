@@ -140,7 +140,7 @@ fn sign<T: serde::Serialize>(identity: &Identity, kind: u16, payload: &T) -> Rec
 
 /// The kinds the records target picks from (every kind caseledger knows,
 /// and a few it does not).
-pub const KINDS: [u16; 30] = [
+pub const KINDS: [u16; 32] = [
     record::KIND_GENESIS,
     record::KIND_KEY_REGISTERED,
     record::KIND_KEY_REVOKED,
@@ -172,6 +172,8 @@ pub const KINDS: [u16; 30] = [
     model::KIND_POLICY_APPROVED,
     model::KIND_RECEIPT_CLAIM_DECIDED,
     model::KIND_NUMBERS_COMMITTED,
+    model::KIND_PHONE_CHALLENGE,
+    model::KIND_PHONE_CONFIRMED,
 ];
 
 /// Entry bytes: if they decode, they encode back to themselves, and the

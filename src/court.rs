@@ -299,6 +299,74 @@ impl<'a> CaseRecords<'a> {
         self.staff.committed(record, COMMITMENT_PHONE, &phones)
     }
 
+    /// Applicant `n`'s phone confirmed by the code sent to it, as the
+    /// service records it: the node's commitment to `code`, the provider's
+    /// acceptance, and the node's record of the code the applicant entered
+    /// (docs/FORMAT.md §3c); `ids` make the request ids.
+    pub fn phone_confirmation(
+        &self,
+        n: u32,
+        code: &str,
+        salt: &str,
+        ids: &[String; 2],
+        expires_ms: u64,
+    ) -> Vec<Record> {
+        let mut applicant = self.applicant(n);
+        applicant.phone_commitment =
+            commitment(&self.staff.commitment_key, COMMITMENT_PHONE, &Self::applicant_phone(n));
+        let challenge = PhoneChallenge {
+            request_id: format!("phone-challenge-{}", ids[0]),
+            case_number: self.case_number.clone(),
+            applicant_id: applicant.applicant_id.clone(),
+            commitment: phone_code_commitment(
+                salt,
+                code,
+                &phone_binding(&self.staff.origin, &self.case_number, &applicant),
+            ),
+            expires_ms,
+        };
+        let confirmed = PhoneConfirmed {
+            request_id: format!("phone-confirmed-{}", ids[1]),
+            case_number: self.case_number.clone(),
+            applicant_id: applicant.applicant_id,
+            sms: SmsReveal {
+                code: code.to_owned(),
+                salt: salt.to_owned(),
+            },
+        };
+        let node = &self.staff.node;
+        vec![
+            sign(&self.staff.origin, KIND_PHONE_CHALLENGE, &challenge, node),
+            sign(
+                &self.staff.origin,
+                KIND_SMS_SENT,
+                &sms_sent(&challenge.request_id),
+                node,
+            ),
+            sign(&self.staff.origin, KIND_PHONE_CONFIRMED, &confirmed, node),
+        ]
+    }
+
+    /// [`CaseRecords::phone_confirmation`] of applicants 1 to `n` with
+    /// fixed codes, for ledgers whose policy requires SMS.
+    pub fn phones_confirmed(&self, n: u32, expires_ms: u64) -> Vec<Record> {
+        (1..=n)
+            .flat_map(|k| {
+                let ids = [
+                    format!("{}-{k}-c", self.id("phone")),
+                    format!("{}-{k}-r", self.id("phone")),
+                ];
+                self.phone_confirmation(
+                    k,
+                    &format!("{:06}", 100_000 + k),
+                    &format!("{:032x}", k),
+                    &ids,
+                    expires_ms,
+                )
+            })
+            .collect()
+    }
+
     /// The officer's `account_registered` for applicant `applicant` (the
     /// number masked), and the number in clear as the request gives it.
     pub fn account_request(&self, account_id: &str, applicant: u32, number: &str) -> (Record, Vec<String>) {
@@ -542,7 +610,15 @@ pub fn demo_case_history(staff: &Staff, origin: &str, n: u64, seed: u64) -> Vec<
     let salt = hex::encode(rng.gen::<[u8; 16]>());
     let ids: [String; 2] = [0, 1].map(|_| hex::encode(rng.gen::<[u8; 16]>()));
     let confirmation = account_confirmation(node, origin, &registered, &code, &salt, &ids, expires_ms);
-    let mut records = case.open(1 + (n % 2) as u32);
+    let applicants = 1 + (n % 2) as u32;
+    let mut records = case.open(applicants);
+    // Each applicant confirms their phone with the code sent to it.
+    for k in 1..=applicants {
+        let code = format!("{:06}", rng.gen_range(0..1_000_000u32));
+        let salt = hex::encode(rng.gen::<[u8; 16]>());
+        let ids: [String; 2] = [0, 1].map(|_| hex::encode(rng.gen::<[u8; 16]>()));
+        records.extend(case.phone_confirmation(k, &code, &salt, &ids, expires_ms));
+    }
     records.extend(registered);
     records.extend(confirmation);
     let mut total = 0;

@@ -44,7 +44,14 @@ fn court() -> Court {
     let (ledger, staff) = court_requiring_sms(dir.path(), 23, clock.clone());
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger
-        .append([case.open(1), case.account("acct-1", 1, "6222000011112222")].concat())
+        .append(
+            [
+                case.open(1),
+                case.phones_confirmed(1, clock.0.load(Ordering::SeqCst) + 30 * MINUTE_MS),
+                case.account("acct-1", 1, "6222000011112222"),
+            ]
+            .concat(),
+        )
         .expect("case");
     Court {
         path: dir.path().to_owned(),

@@ -1300,13 +1300,13 @@ async fn each_route_has_its_own_time_limit_and_a_timeout_is_a_problem_document()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let auditor = Person::new([77; 32], "auditor-1", "审计员", Role::Auditor, "13900007777");
-    let (status, body) = common::write_numbered(
+    // (Under this 5 ms limit the answer may be a timeout; the write lands.)
+    common::write_numbered(
         &f.state,
         &f.staff.administrator.identity,
         &[auditor.enrolment_request(ORIGIN, &f.staff.administrator.identity)],
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     // The audit of the whole ledger takes far longer than 5 ms, and answers.
     let (status, report) = read(&f.state, &auditor.identity, "/v1/audit").await;
     assert_eq!(status, StatusCode::OK, "{report}");

@@ -47,6 +47,7 @@ fn court_with_sms() -> Court {
         clock.0.load(Ordering::SeqCst) + 30 * MINUTE_MS,
     );
     let mut records = case.open(1);
+    records.extend(case.phones_confirmed(1, clock.0.load(Ordering::SeqCst) + 30 * MINUTE_MS));
     records.extend(registered);
     records.extend(confirmation);
     records.extend([case.receipt("BANK-1", 5_000_000), case.request("d-1", "acct-1", AMOUNT)]);

@@ -16,6 +16,7 @@ pub mod config;
 pub mod contacts;
 pub mod httpsig;
 mod numbers;
+mod phones;
 pub mod problem;
 pub mod providers;
 mod reads;

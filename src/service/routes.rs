@@ -43,6 +43,8 @@ pub(super) fn routes(timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .routes(routes!(super::approvals::disbursement))
         .routes(routes!(super::accounts::challenge))
         .routes(routes!(super::accounts::confirm))
+        .routes(routes!(super::phones::challenge))
+        .routes(routes!(super::phones::confirm))
         .routes(routes!(super::accounts::issue_applicant_code))
         .routes(routes!(super::reports::aliyun))
         .routes(routes!(super::reports::twilio))

@@ -21,6 +21,8 @@ pub fn only_node_signs(kind: u16) -> bool {
             | model::KIND_SMS_SENT
             | model::KIND_SMS_CODE_REVEALED
             | model::KIND_NUMBERS_COMMITTED
+            | model::KIND_PHONE_CHALLENGE
+            | model::KIND_PHONE_CONFIRMED
     )
 }
 

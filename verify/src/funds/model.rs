@@ -18,6 +18,12 @@ pub const KIND_ACCOUNT_CONFIRMED: u16 = 0x0121;
 pub const KIND_ACCOUNT_CHANGE_APPROVED: u16 = 0x0122;
 /// The node's commitment to the code it sends an applicant to confirm an account.
 pub const KIND_ACCOUNT_CHALLENGE: u16 = 0x0123;
+/// The node's commitment to the code it sends an applicant's phone to
+/// confirm that the number the filing clerk gave reaches them.
+pub const KIND_PHONE_CHALLENGE: u16 = 0x0124;
+/// The node's record of the code the applicant entered: it opens the
+/// commitment; the applicant's phone is confirmed.
+pub const KIND_PHONE_CONFIRMED: u16 = 0x0125;
 pub const KIND_RECEIPT_RECORDED: u16 = 0x0130;
 /// A claim of an unidentified receipt for a case: the money moves only
 /// when a second person decides it ([`KIND_RECEIPT_CLAIM_DECIDED`]).
@@ -67,6 +73,8 @@ pub fn kind_name(kind: u16) -> Option<&'static str> {
         KIND_ACCOUNT_CONFIRMED => "account_confirmed",
         KIND_ACCOUNT_CHANGE_APPROVED => "account_change_approved",
         KIND_ACCOUNT_CHALLENGE => "account_challenge",
+        KIND_PHONE_CHALLENGE => "phone_challenge",
+        KIND_PHONE_CONFIRMED => "phone_confirmed",
         KIND_RECEIPT_RECORDED => "receipt_recorded",
         KIND_RECEIPT_CLAIMED => "receipt_claimed",
         KIND_RECEIPT_CLAIM_DECIDED => "receipt_claim_decided",
@@ -287,6 +295,48 @@ pub fn account_binding(origin: &str, account: &AccountState) -> String {
 /// Hex SHA-256(ACCOUNT_CODE_CONTEXT ‖ 0x00 ‖ salt ‖ 0x00 ‖ code ‖ 0x00 ‖ binding).
 pub fn account_code_commitment(salt_hex: &str, code: &str, binding: &str) -> String {
     code_commitment(ACCOUNT_CODE_CONTEXT, salt_hex, code, binding)
+}
+
+/// Payload of [`KIND_PHONE_CHALLENGE`], signed by the node key: a
+/// commitment to the code sent to an applicant's phone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneChallenge {
+    pub request_id: String,
+    pub case_number: String,
+    pub applicant_id: String,
+    /// [`phone_code_commitment`], hex.
+    pub commitment: String,
+    pub expires_ms: u64,
+}
+
+/// Payload of [`KIND_PHONE_CONFIRMED`], signed by the node key: the code
+/// the applicant entered and the salt of the node's commitment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneConfirmed {
+    pub request_id: String,
+    pub case_number: String,
+    pub applicant_id: String,
+    pub sms: SmsReveal,
+}
+
+/// Domain-separation prefix of applicant phone code commitments.
+pub const PHONE_CODE_CONTEXT: &str = "caseledger/v1/phone-code";
+
+/// What a phone confirmation code is bound to (docs/FORMAT.md §3c):
+/// origin, case, applicant and the commitment to their phone,
+/// newline-joined.
+pub fn phone_binding(origin: &str, case_number: &str, applicant: &Applicant) -> String {
+    format!(
+        "{origin}\n{case_number}\n{}\n{}",
+        applicant.applicant_id, applicant.phone_commitment
+    )
+}
+
+/// Hex SHA-256(PHONE_CODE_CONTEXT ‖ 0x00 ‖ salt ‖ 0x00 ‖ code ‖ 0x00 ‖ binding).
+pub fn phone_code_commitment(salt_hex: &str, code: &str, binding: &str) -> String {
+    code_commitment(PHONE_CODE_CONTEXT, salt_hex, code, binding)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -655,6 +705,9 @@ pub struct CaseState {
     pub returned_fen: u64,
     pub receipts: Vec<String>,
     pub disbursements: Vec<String>,
+    /// Applicants whose phone the node confirmed with a code.
+    #[serde(default)]
+    pub phones_confirmed: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

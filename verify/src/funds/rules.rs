@@ -36,6 +36,8 @@ pub(super) fn apply(objects: &mut Objects, context: &Context, record: &Record, s
         KIND_NUMBERS_COMMITTED => numbers_committed(objects, context, parse(record)?),
         KIND_ACCOUNT_CONFIRMED => account_confirmed(objects, context, parse(record)?, signer),
         KIND_ACCOUNT_CHALLENGE => account_challenge(objects, context, parse(record)?),
+        KIND_PHONE_CHALLENGE => phone_challenge(objects, context, parse(record)?),
+        KIND_PHONE_CONFIRMED => phone_confirmed(objects, context, parse(record)?),
         KIND_ACCOUNT_CHANGE_APPROVED => account_change_approved(objects, parse(record)?, signer),
         KIND_RECEIPT_RECORDED => receipt_recorded(objects, context, parse(record)?, signer),
         KIND_RECEIPT_CLAIMED => receipt_claimed(objects, context, parse(record)?, signer),
@@ -312,6 +314,15 @@ fn account_registered(
     if account.account_name != applicant.name {
         return Err(rule("payee", "the account name must be the applicant's name"));
     }
+    if sms_required(objects)? && !case.phones_confirmed.contains(&account.applicant_id) {
+        return Err(rule(
+            "phone_confirmation",
+            format!(
+                "{}'s phone is not confirmed yet: the applicant enters the code sent to it first",
+                account.applicant_id
+            ),
+        ));
+    }
     let [commitment] = <[String; 1]>::try_from(take_committed_numbers(objects, context.seq, record_sha256, 1)?)
         .map_err(|_| rule("commitment", "one commitment for an account number"))?;
     account.account_number_commitment = commitment;
@@ -480,6 +491,68 @@ fn account_confirmed(objects: &mut Objects, context: &Context, confirmed: Accoun
     }
     account.confirmed = true;
     maybe_activate(objects, account)?;
+    Ok(Outcome::New)
+}
+
+fn phone_challenge_key(case_number: &str, applicant_id: &str) -> String {
+    format!("phone_challenge/{case_number}/{applicant_id}")
+}
+
+/// The applicant of `case_number` named `applicant_id`, whose phone is not
+/// confirmed yet.
+fn unconfirmed_applicant(
+    objects: &Objects,
+    case_number: &str,
+    applicant_id: &str,
+) -> Result<(CaseState, Applicant), RuleError> {
+    let case: CaseState = objects.need(&case_key(case_number), "unknown_case", "the case")?;
+    let applicant = case
+        .applicants
+        .iter()
+        .find(|a| a.applicant_id == applicant_id)
+        .cloned()
+        .ok_or_else(|| rule("payee", format!("{applicant_id} is not an applicant of {case_number}")))?;
+    if case.phones_confirmed.iter().any(|a| a == applicant_id) {
+        return Err(rule(
+            "phone_confirmation",
+            "this applicant's phone is confirmed already",
+        ));
+    }
+    Ok((case, applicant))
+}
+
+/// The node commits to the code it is about to send an applicant's phone.
+fn phone_challenge(objects: &mut Objects, context: &Context, challenge: PhoneChallenge) -> Rules {
+    unconfirmed_applicant(objects, &challenge.case_number, &challenge.applicant_id)?;
+    record_challenge(
+        objects,
+        context,
+        phone_challenge_key(&challenge.case_number, &challenge.applicant_id),
+        challenge.commitment,
+        challenge.expires_ms,
+    )
+}
+
+/// The node records the code the applicant entered: it must open the
+/// latest commitment for this applicant's phone, before it expired.
+fn phone_confirmed(objects: &mut Objects, context: &Context, confirmed: PhoneConfirmed) -> Rules {
+    check_sms_code(&confirmed.sms.code)?;
+    check_salt(&confirmed.sms.salt)?;
+    let (mut case, applicant) = unconfirmed_applicant(objects, &confirmed.case_number, &confirmed.applicant_id)?;
+    let opened = phone_code_commitment(
+        &confirmed.sms.salt,
+        &confirmed.sms.code,
+        &phone_binding(context.origin, &case.case_number, &applicant),
+    );
+    spend_challenge(
+        objects,
+        context,
+        phone_challenge_key(&confirmed.case_number, &confirmed.applicant_id),
+        "this applicant's phone",
+        &opened,
+    )?;
+    case.phones_confirmed.push(applicant.applicant_id);
+    objects.put(case_key(&confirmed.case_number), &case);
     Ok(Outcome::New)
 }
 
