@@ -548,14 +548,16 @@ impl<'a> CaseRecords<'a> {
             .collect()
     }
 
-    /// A verification code for applicant `n`, and the record issuing it.
+    /// A verification code for applicant `n` drawn by the node at the
+    /// officer's request, and the node's record issuing it.
     pub fn applicant_code(&self, applicant: u32) -> (String, Record) {
         let code = hex::encode(rand::random::<[u8; APPLICANT_CODE_BYTES]>());
         let payload = ApplicantCodeIssued {
-            request_id: format!("code-{}", &code[..16]),
+            request_id: format!("code-{}", hex::encode(rand::random::<[u8; 8]>())),
             case_number: self.case_number.clone(),
             applicant_id: format!("applicant-{applicant}"),
             code_hash: applicant_code_hash(&code),
+            requested_by: self.officer.member_id.clone(),
         };
         (
             code,
@@ -563,7 +565,7 @@ impl<'a> CaseRecords<'a> {
                 &self.staff.origin,
                 KIND_APPLICANT_CODE_ISSUED,
                 &payload,
-                &self.officer.identity,
+                &self.staff.node,
             ),
         )
     }

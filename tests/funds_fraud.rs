@@ -509,3 +509,41 @@ fn an_enrolment_with_a_made_up_commitment_forced_into_storage_is_named_by_verify
     let seq = force_append(dir.path(), enrolment_with_a_made_up_commitment(&staff));
     caught(dir.path(), seq, "commitment");
 }
+
+/// An officer's own applicant code (the all-zero one, which they could
+/// then use as the applicant): codes are drawn and recorded by the node.
+fn officers_chosen_code(staff: &Staff) -> Record {
+    let payload = ApplicantCodeIssued {
+        request_id: "code-by-officer".into(),
+        case_number: CASE.into(),
+        applicant_id: "applicant-1".into(),
+        code_hash: applicant_code_hash(&"0".repeat(32)),
+        requested_by: staff.officers[0].member_id.clone(),
+    };
+    sign(
+        ORIGIN,
+        KIND_APPLICANT_CODE_ISSUED,
+        &payload,
+        &staff.officers[0].identity,
+    )
+}
+
+#[test]
+fn an_officer_cannot_record_an_applicant_code_of_their_choosing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    refused_unchanged(dir.path(), vec![officers_chosen_code(&staff)], "not_authorized");
+    // The node's record naming another officer as the one who asked: refused.
+    let (_, mut issued) = CaseRecords::new(&staff, &staff.officers[1], CASE).applicant_code(1);
+    let payload: ApplicantCodeIssued = serde_json::from_slice(&issued.payload).expect("json");
+    issued = sign(ORIGIN, KIND_APPLICANT_CODE_ISSUED, &payload, &staff.node);
+    refused_unchanged(dir.path(), vec![issued], "role");
+}
+
+#[test]
+fn an_officers_chosen_code_forced_into_storage_is_named_by_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    let seq = force_append(dir.path(), officers_chosen_code(&staff));
+    caught(dir.path(), seq, "not_authorized");
+}

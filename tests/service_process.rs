@@ -155,7 +155,6 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
 
     let officer = &staff.officers[0];
     let case = CaseRecords::new(&staff, officer, "(2026)苏02执8号");
-    let (code, issue) = case.applicant_code(1);
     let steps: Vec<(&caseledger_keys::Identity, Numbered)> = vec![
         // The filing clerk opens the case with the applicant's phone in clear.
         (&staff.filing_clerk.identity, vec![case.open_request(1)]),
@@ -164,7 +163,6 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
             vec![
                 case.account_request("acct-1", 1, "6222000011119876"),
                 (case.confirm("acct-1"), Vec::new()),
-                (issue, Vec::new()),
             ],
         ),
         (&staff.finance.identity, plain(vec![case.receipt("BANK-8", 3_000_000)])),
@@ -223,6 +221,27 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
             assert!(String::from_utf8_lossy(&out.stdout).contains("d-8"));
         }
     }
+    // The officer asks for the applicant's code; the node draws it and the
+    // (console) provider shows the SMS to the applicant's phone only.
+    let officer_client = caseledger::service::client::Client::new(&address, officer.identity.clone());
+    let (status, body) = officer_client
+        .issue_applicant_code("(2026)苏02执8号", "applicant-1")
+        .expect("issue");
+    assert_eq!(status, 201, "{body}");
+    let code = loop {
+        let line = serve
+            .lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("an SMS");
+        if line.starts_with("[SMS applicant-code-") {
+            assert!(line.contains("****0001"), "to the applicant: {line}");
+            let (_, after) = line.split_once("查询码为").expect("the code");
+            break after
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect::<String>();
+        }
+    };
     // The applicant, with the code from the SMS and nothing else.
     let mut response = agent
         .get(&format!("{address}/v1/verify/{code}"))

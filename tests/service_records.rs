@@ -553,11 +553,12 @@ async fn an_applicant_verifies_their_disbursement_with_the_code_alone() {
         &[
             case.account_request("acct-1", 1, "6222000011113445"),
             (case.confirm("acct-1"), Vec::new()),
-            (issue, Vec::new()),
         ],
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The node's record of the code it drew (as `POST /v1/applicant-codes` writes it).
+    f.state.ledger.append_one(issue).expect("code issued");
     write(
         &f.state,
         &f.staff.finance.identity,
@@ -1229,10 +1230,12 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
         let state = f.state.clone();
         async move { send(&state, "POST", "/v1/applicant-codes", &headers, body).await }
     };
+    let body = |applicant: &str| {
+        serde_json::to_vec(&serde_json::json!({"case_number": CASE, "applicant_id": applicant})).expect("json")
+    };
     let size = f.state.ledger.size();
     // No phone on file: nothing is written.
-    let (_, body) = caseledger::service::client::applicant_code_request(ORIGIN, &officer.identity, CASE, "applicant-1");
-    let (status, value) = issue(&officer.identity, body).await;
+    let (status, value) = issue(&officer.identity, body("applicant-1")).await;
     assert_eq!(
         (status, value["rule"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("sms_confirmation"))
@@ -1243,26 +1246,56 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
         &CaseRecords::applicant_phone(1),
     )
     .expect("the operator keeps the number");
-    // A code that does not match the signed hash, and another officer: refused.
-    let (_, body) = caseledger::service::client::applicant_code_request(ORIGIN, &officer.identity, CASE, "applicant-1");
-    let mut tampered: Value = serde_json::from_slice(&body).expect("json");
-    tampered["code"] = "0123456789abcdef0123456789abcdef".into();
-    let (status, _) = issue(&officer.identity, serde_json::to_vec(&tampered).expect("json")).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A code the officer chose, an applicant the case does not have, and
+    // another officer: refused.
+    let chosen = serde_json::to_vec(&serde_json::json!({
+        "case_number": CASE, "applicant_id": "applicant-1", "code": "00000000000000000000000000000000"
+    }))
+    .expect("json");
+    assert_eq!(issue(&officer.identity, chosen).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        issue(&officer.identity, body("applicant-9")).await.0,
+        StatusCode::NOT_FOUND
+    );
     let other = &f.staff.officers[1];
-    let (_, body) = caseledger::service::client::applicant_code_request(ORIGIN, &other.identity, CASE, "applicant-1");
-    assert_eq!(issue(&other.identity, body).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        issue(&other.identity, body("applicant-1")).await.0,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(f.state.ledger.size(), size, "nothing written");
     assert!(phone.0.lock().expect("lock").is_empty(), "no SMS sent");
 
-    let (code, body) =
-        caseledger::service::client::applicant_code_request(ORIGIN, &officer.identity, CASE, "applicant-1");
-    let (status, value) = issue(&officer.identity, body).await;
+    // The node draws the code: it goes to the applicant only.
+    let (status, value) = issue(&officer.identity, body("applicant-1")).await;
     assert_eq!(status, StatusCode::CREATED, "{value}");
     assert_eq!(value["sent_to"], "****0001");
+    assert!(
+        !value.to_string().contains("code\":"),
+        "the officer is not given the code: {value}"
+    );
     let (to, text) = phone.0.lock().expect("lock").last().cloned().expect("an SMS");
     assert_eq!(to, "13900000001");
-    assert!(text.contains(&code) && text.contains(CASE), "{text}");
+    let code: String = text
+        .split_once("查询码为")
+        .expect("a code")
+        .1
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    assert_eq!(code.len(), 2 * APPLICANT_CODE_BYTES, "{text}");
+    assert!(text.contains(CASE), "{text}");
+    let issued = f
+        .state
+        .ledger
+        .entry(value["seq"].as_u64().expect("seq"))
+        .expect("entry");
+    assert_eq!(
+        issued.record.signer,
+        f.state.ledger.node_key().key_id(),
+        "signed by the node"
+    );
+    let payload: ApplicantCodeIssued = serde_json::from_slice(&issued.record.payload).expect("json");
+    assert_eq!(payload.requested_by, officer.member_id);
     // The code opens the applicant's view; the ledger keeps only its hash.
     let (status, _) = send(&f.state, "GET", &format!("/v1/verify/{code}"), &[], Vec::new()).await;
     assert_eq!(status, StatusCode::OK);

@@ -12,12 +12,6 @@
 //! The salt never leaves the node until the reveal (see
 //! [`super::challenges`]): with it, anyone could search the million codes
 //! against the public commitment.
-//!
-//! Also here: issuing an applicant's verification code. The officer's client
-//! draws the 128-bit code, signs `applicant_code_issued` with its hash, and
-//! hands both to `POST /v1/applicant-codes`; the service checks the hash,
-//! writes the record and sends the code to the applicant's phone on file. The
-//! code itself is never stored.
 
 use axum::extract::{Path, State};
 use axum::Json;
@@ -222,84 +216,4 @@ pub(super) async fn confirm(
         status: status.into(),
         statement: statement(&account),
     }))
-}
-
-#[derive(Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApplicantCodeRequest {
-    /// The officer's signed `applicant_code_issued` record.
-    pub record: super::writes::RecordRequest,
-    /// The code whose hash the record carries (lower-case hex, 128 bits or more).
-    pub code: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ApplicantCodeResponse {
-    pub seq: u64,
-    /// The applicant's phone the code went to, masked.
-    pub sent_to: String,
-}
-
-/// Issues an applicant's verification code (the case's officer): writes the
-/// signed record carrying its hash and sends the code to the applicant.
-#[utoipa::path(post, path = "/v1/applicant-codes", request_body = ApplicantCodeRequest, responses(
-    (status = CREATED, body = ApplicantCodeResponse),
-    (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
-    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
-    (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
-    (status = UNPROCESSABLE_ENTITY, body = Problem, content_type = "application/problem+json"),
-    (status = SERVICE_UNAVAILABLE, body = Problem, content_type = "application/problem+json"),
-))]
-pub(super) async fn issue_applicant_code(
-    State(state): State<AppState>,
-    super::auth::SignedJson {
-        key_id, body: request, ..
-    }: super::auth::SignedJson<ApplicantCodeRequest>,
-) -> Result<(axum::http::StatusCode, Json<ApplicantCodeResponse>), ApiError> {
-    let record = super::writes::decode_record(0, request.record, key_id)?;
-    if record.kind != KIND_APPLICANT_CODE_ISSUED {
-        return Err(ApiError::BadRequest(
-            "the record must be an applicant_code_issued".into(),
-        ));
-    }
-    let issued: ApplicantCodeIssued = serde_json::from_slice(&record.payload)
-        .map_err(|e| ApiError::BadRequest(format!("malformed applicant_code_issued: {e}")))?;
-    let code = request.code;
-    if code.len() < 2 * APPLICANT_CODE_BYTES
-        || code.len() > 64
-        || !code.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(ApiError::BadRequest(
-            "the code must be lower-case hex of 128 bits or more".into(),
-        ));
-    }
-    if applicant_code_hash(&code) != issued.code_hash {
-        return Err(ApiError::BadRequest(
-            "the code does not match the record's code_hash".into(),
-        ));
-    }
-    let recipient = caseledger_verify::funds::notify::applicant_contact(&issued.case_number, &issued.applicant_id);
-    let phone = super::contacts::phone_for(&state, &recipient, "applicant_code", "this applicant")?;
-    let seq = state.append_one(record).await?;
-    let params = [
-        ("case", issued.case_number.clone()),
-        ("code", code),
-        ("link", state.templates.verify_link.clone()),
-    ];
-    let message = state
-        .templates
-        .message(&format!("applicant-code-{seq}"), &phone, "applicant_code", &params);
-    state.sms.send(&message).map_err(|e| {
-        ApiError::Unavailable(format!(
-            "the code was issued at seq {seq} but the SMS could not be sent ({}): revoke it and issue another",
-            e.detail
-        ))
-    })?;
-    Ok((
-        axum::http::StatusCode::CREATED,
-        Json(ApplicantCodeResponse {
-            seq,
-            sent_to: crate::commitments::mask(&phone),
-        }),
-    ))
 }

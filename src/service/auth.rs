@@ -116,7 +116,6 @@ async fn checked_body(
 /// A body over the limit is `payload-too-large`; a body that is not a `T`
 /// is `bad-request`, after the signature was checked.
 pub(super) struct SignedJson<T> {
-    pub key_id: KeyId,
     pub info: KeyInfo,
     pub body: T,
 }
@@ -126,10 +125,10 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<AppState> for Si
 
     async fn from_request(request: axum::extract::Request, state: &AppState) -> Result<Self, ApiError> {
         let (unverified, info, bytes) = checked_body(request, state).await?;
-        let key_id = unverified.verify(&state.nonces, unix_now()).map_err(auth_error)?.key_id;
+        unverified.verify(&state.nonces, unix_now()).map_err(auth_error)?;
         let body =
             serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
-        Ok(Self { key_id, info, body })
+        Ok(Self { info, body })
     }
 }
 

@@ -32,41 +32,6 @@ pub fn write_body_numbered(records: &[(Record, Vec<String>)]) -> Vec<u8> {
     serde_json::to_vec(&request).expect("serialisable")
 }
 
-/// A fresh applicant verification code (128 random bits, hex) and the body
-/// of `POST /v1/applicant-codes`: `applicant_code_issued` with the code's
-/// hash, signed by `identity` (the case's officer) for the ledger named
-/// `origin`, and the code.
-pub fn applicant_code_request(
-    origin: &str,
-    identity: &Identity,
-    case_number: &str,
-    applicant_id: &str,
-) -> (String, Vec<u8>) {
-    use caseledger_verify::funds::model::*;
-    let code = hex::encode(rand::random::<[u8; APPLICANT_CODE_BYTES]>());
-    let payload = ApplicantCodeIssued {
-        request_id: format!("code-{}", &applicant_code_hash(&code)[..16]),
-        case_number: case_number.to_owned(),
-        applicant_id: applicant_id.to_owned(),
-        code_hash: applicant_code_hash(&code),
-    };
-    let record = Record::sign(
-        origin,
-        KIND_APPLICANT_CODE_ISSUED,
-        serde_json::to_vec(&payload).expect("json"),
-        identity,
-    );
-    let body = serde_json::json!({
-        "record": {
-            "kind": record.kind,
-            "payload": String::from_utf8_lossy(&record.payload),
-            "signature": BASE64.encode(record.signature.to_bytes()),
-        },
-        "code": code,
-    });
-    (code, serde_json::to_vec(&body).expect("json"))
-}
-
 /// Signature headers for a request made now with a fresh random nonce.
 /// `path_and_query` is the request target as sent (percent-encoded).
 /// `authority` is the service's `host[:port]` as the member addresses it.
@@ -185,15 +150,18 @@ impl Client {
         Self::finish(request.send(body)?)
     }
 
-    /// Issues a verification code for an applicant of a case (see
-    /// [`applicant_code_request`]). The code is not returned: only the
-    /// applicant gets it.
+    /// Asks the node to issue a verification code for an applicant of a
+    /// case (the case's officer): the node draws it and sends it to the
+    /// applicant only; nobody else sees it.
     pub fn issue_applicant_code(
         &self,
         case_number: &str,
         applicant_id: &str,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
-        let (_, body) = applicant_code_request(&self.origin()?, &self.identity, case_number, applicant_id);
+        let body = serde_json::to_vec(&serde_json::json!({
+            "case_number": case_number,
+            "applicant_id": applicant_id,
+        }))?;
         self.post_json("/v1/applicant-codes", &body)
     }
 

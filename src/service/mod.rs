@@ -8,6 +8,7 @@
 mod access;
 mod accounts;
 mod applicant;
+mod applicant_codes;
 mod approvals;
 mod auth;
 mod challenges;

@@ -45,7 +45,7 @@ pub(super) fn routes(timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .routes(routes!(super::accounts::confirm))
         .routes(routes!(super::phones::challenge))
         .routes(routes!(super::phones::confirm))
-        .routes(routes!(super::accounts::issue_applicant_code))
+        .routes(routes!(super::applicant_codes::issue))
         .routes(routes!(super::reports::aliyun))
         .routes(routes!(super::reports::twilio))
         .routes(routes!(super::reports::notification))

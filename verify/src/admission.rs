@@ -23,6 +23,7 @@ pub fn only_node_signs(kind: u16) -> bool {
             | model::KIND_NUMBERS_COMMITTED
             | model::KIND_PHONE_CHALLENGE
             | model::KIND_PHONE_CONFIRMED
+            | model::KIND_APPLICANT_CODE_ISSUED
     )
 }
 

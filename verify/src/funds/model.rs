@@ -656,6 +656,9 @@ pub struct ApplicantCodeIssued {
     pub applicant_id: String,
     /// [`applicant_code_hash`] of the code, hex.
     pub code_hash: String,
+    /// The member id of the case's officer who asked; the node drew the
+    /// code and signs this record (no member ever chooses or sees a code).
+    pub requested_by: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -58,7 +58,7 @@ pub(super) fn apply(objects: &mut Objects, context: &Context, record: &Record, s
         KIND_DISBURSEMENT_CANCELLED => disbursement_cancelled(objects, context, parse(record)?, signer),
         KIND_DELAY_APPROVED => delay_approved(objects, context, parse(record)?, signer),
         KIND_DELAY_ENDED => delay_ended(objects, context, parse(record)?, signer),
-        KIND_APPLICANT_CODE_ISSUED => code_issued(objects, context, parse(record)?, signer),
+        KIND_APPLICANT_CODE_ISSUED => code_issued(objects, context, parse(record)?),
         KIND_APPLICANT_CODE_REVOKED => code_revoked(objects, context, parse(record)?, signer),
         other => Err(rule("payload", format!("unknown record kind {other:#06x}"))),
     }
@@ -1313,10 +1313,21 @@ fn check_code_hash(hash: &str) -> Result<(), RuleError> {
     Ok(())
 }
 
-fn code_issued(objects: &mut Objects, context: &Context, issued: ApplicantCodeIssued, signer: &KeyInfo) -> Rules {
+/// A verification code the node drew for an applicant, at the request of
+/// the case's officer (`requested_by`): only its hash is recorded.
+fn code_issued(objects: &mut Objects, context: &Context, issued: ApplicantCodeIssued) -> Rules {
     check_code_hash(&issued.code_hash)?;
+    check_ascii_id("requested_by", &issued.requested_by, false)?;
     let case: CaseState = objects.need(&case_key(&issued.case_number), "unknown_case", "the case")?;
-    require_case_officer(&case, signer, "issuing an applicant's verification code")?;
+    if !context.by_node || issued.requested_by != case.officer_member_id {
+        return Err(rule(
+            "role",
+            format!(
+                "an applicant's code is drawn by the node at the request of the case's officer {}",
+                case.officer_member_id
+            ),
+        ));
+    }
     if !case.applicants.iter().any(|a| a.applicant_id == issued.applicant_id) {
         return Err(rule(
             "payee",
