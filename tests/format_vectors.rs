@@ -9,8 +9,8 @@ use caseledger_keys::{context, note, Identity};
 use caseledger_verify::checkpoint::Checkpoint;
 use caseledger_verify::entry::{Entry, Record};
 use caseledger_verify::funds::model::{
-    account_binding, account_code_commitment, applicant_code_hash, sms_commitment, AccountState, AccountStatus, Role,
-    StepStatement,
+    account_binding, account_code_commitment, applicant_code_hash, phone_binding, phone_code_commitment, sms_commitment,
+    AccountState, AccountStatus, Applicant, Role, StepStatement,
 };
 use caseledger_verify::hash::{leaf_hash, node_hash};
 use caseledger_verify::record;
@@ -67,6 +67,12 @@ fn vectors() -> Value {
         registered_seq: 9,
     };
     let account_binding = account_binding("court.example/ledger", &account);
+    let applicant = Applicant {
+        applicant_id: "applicant-1".into(),
+        name: "申请人1".into(),
+        phone_masked: "****0001".into(),
+        phone_commitment: "cd".repeat(32),
+    };
     json!({
         "sms_code_salt": code_salt,
         "sms_code": "482913",
@@ -74,6 +80,12 @@ fn vectors() -> Value {
         "sms_step_commitment_hex": sms_commitment(code_salt, "482913", &step_binding),
         "account_binding": account_binding,
         "account_code_commitment_hex": account_code_commitment(code_salt, "482913", &account_binding),
+        "phone_binding": phone_binding("court.example/ledger", "(2023)苏02执123号", &applicant),
+        "phone_code_commitment_hex": phone_code_commitment(
+            code_salt,
+            "482913",
+            &phone_binding("court.example/ledger", "(2023)苏02执123号", &applicant)
+        ),
         "applicant_code": "0123456789abcdef0123456789abcdef",
         "applicant_code_hash_hex": applicant_code_hash("0123456789abcdef0123456789abcdef"),
         "signer_seed_hex": hex::encode(seed),
@@ -127,6 +139,7 @@ fn format_md_quotes_the_vectors() {
         "node_verifier_key",
         "sms_step_commitment_hex",
         "account_code_commitment_hex",
+        "phone_code_commitment_hex",
         "applicant_code_hash_hex",
     ] {
         let value = computed[field].as_str().expect("string");
