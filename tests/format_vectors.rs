@@ -9,8 +9,8 @@ use caseledger_keys::{context, note, Identity};
 use caseledger_verify::checkpoint::Checkpoint;
 use caseledger_verify::entry::{Entry, Record};
 use caseledger_verify::funds::model::{
-    account_binding, account_code_commitment, applicant_code_hash, phone_binding, phone_code_commitment, sms_commitment,
-    AccountState, AccountStatus, Applicant, Role, StepStatement,
+    account_binding, account_code_commitment, applicant_code_hash, phone_binding, phone_code_commitment,
+    sms_commitment, AccountState, AccountStatus, Applicant, Role, StepStatement,
 };
 use caseledger_verify::hash::{leaf_hash, node_hash};
 use caseledger_verify::record;
