@@ -79,7 +79,7 @@ impl Cli {
                 admin_key,
             } => {
                 let (ledger, admin) =
-                    caseledger::service::serve::init(&data, &origin, admin_key.as_deref(), Default::default())?;
+                    caseledger::service::serve::init(&data, &origin, admin_key.as_deref(), None, Default::default())?;
                 println!(
                     "created a ledger for {origin} in {} with {} entry",
                     data.display(),

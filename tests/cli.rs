@@ -347,3 +347,68 @@ fn a_data_folder_and_its_files_are_its_owners_only() {
     }
     assert!(seen > 10, "RocksDB's files were looked at too ({seen})");
 }
+
+/// The node and commitment keys can live outside the data folder
+/// (`node_key_file`, `commitment_key_file`): a first start writes them
+/// there (0600) and none into the folder; a restart reads them from there;
+/// a restart without them cannot sign and does not start.
+#[test]
+fn the_keys_can_live_outside_the_data_folder() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let parent = tempfile::tempdir().expect("tempdir");
+    let data = parent.path().join("court");
+    let keys = parent.path().join("keys");
+    std::fs::create_dir(&keys).expect("mkdir");
+    let node_key = keys.join("node.key");
+    let commitment_key = keys.join("commitment.key");
+    let envs = [
+        ("CASELEDGER_NODE_KEY_FILE", node_key.to_str().expect("utf8")),
+        ("CASELEDGER_COMMITMENT_KEY_FILE", commitment_key.to_str().expect("utf8")),
+    ];
+    let mut serve = common::Serve::start(&data, &envs);
+    assert!(serve.terminate().success());
+    for key in [&node_key, &commitment_key] {
+        let mode = std::fs::metadata(key).expect("key written").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", key.display());
+    }
+    for name in ["node.key", "commitment.key"] {
+        assert!(!data.join(name).exists(), "{name} in the data folder");
+    }
+    let before = std::fs::read(&commitment_key).expect("read");
+    let mut serve = common::Serve::start(&data, &envs);
+    assert!(
+        serve.terminate().success(),
+        "a restart reads the keys from where they are"
+    );
+    assert_eq!(
+        std::fs::read(&commitment_key).expect("read"),
+        before,
+        "the same commitment key"
+    );
+    // Without the node key the service does not start (and makes no new one).
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("CASELEDGER_LOG", "warn")
+        .output()
+        .expect("serve");
+    assert!(!output.status.success(), "started without its node key");
+    assert!(!data.join("node.key").exists());
+    // Nor without its commitment key (never a new one for an old ledger).
+    std::fs::remove_file(&commitment_key).expect("remove");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("CASELEDGER_LOG", "warn")
+        .env("CASELEDGER_NODE_KEY_FILE", &node_key)
+        .env("CASELEDGER_COMMITMENT_KEY_FILE", &commitment_key)
+        .output()
+        .expect("serve");
+    assert!(!output.status.success(), "started without its commitment key");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("commitment key"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!commitment_key.exists(), "no new commitment key made");
+}

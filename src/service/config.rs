@@ -14,6 +14,13 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Ledger folder (created with a new node key on first start).
     pub data: PathBuf,
+    /// The node's private key file; default `<data>/node.key`. Put it (and
+    /// the commitment key) outside the data folder, readable only by the
+    /// service's account, so that a copy of the database is not a copy of
+    /// the keys. Created there on first start if absent.
+    pub node_key_file: Option<PathBuf>,
+    /// The court's commitment key file; default `<data>/commitment.key`.
+    pub commitment_key_file: Option<PathBuf>,
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Origin of a ledger created on first start.
@@ -71,6 +78,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data: PathBuf::from("caseledger-data"),
+            node_key_file: None,
+            commitment_key_file: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8470)),
             origin: "caseledger.local/ledger".into(),
             authority: None,

@@ -19,29 +19,37 @@ pub const ADMIN_KEY_FILE: &str = "admin.key";
 /// File name of the court's commitment key (32 random bytes, hex, mode 0600).
 pub const COMMITMENT_KEY_FILE: &str = "commitment.key";
 
-/// Reads the court's commitment key, creating it (0600) if absent.
-pub fn commitment_key(data: &Path) -> anyhow::Result<[u8; 32]> {
+/// Reads the court's commitment key from `path`; `create`: make it (0600)
+/// if absent (a new ledger only: a ledger's commitments need the key they
+/// were made with, so a missing key at a later start is an error, never a
+/// new key).
+pub fn commitment_key(path: &Path, create: bool) -> anyhow::Result<[u8; 32]> {
     use std::io::Write as _;
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let path = data.join(COMMITMENT_KEY_FILE);
+    if !path.exists() && !create {
+        anyhow::bail!(
+            "the commitment key {} is missing: the ledger's phone and account commitments need it",
+            path.display()
+        );
+    }
     if !path.exists() {
         let key: [u8; 32] = rand::random();
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)?;
+            .open(path)?;
         file.write_all(hex::encode(key).as_bytes())?;
         file.sync_all()?;
     }
-    let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         anyhow::bail!(
             "{} has mode {mode:o}; it must not be readable by group or others",
             path.display()
         );
     }
-    let text = std::fs::read_to_string(&path)?;
+    let text = std::fs::read_to_string(path)?;
     hex::decode(text.trim())
         .ok()
         .and_then(|b| b.try_into().ok())
@@ -61,16 +69,25 @@ fn ledger_options(config: &Config) -> Options {
     Options {
         checkpoint_every_entries: config.checkpoint_every_entries,
         checkpoint_every_ms: config.checkpoint_every_ms,
+        node_key_path: config.node_key_file.clone(),
         ..Options::default()
     }
 }
 
-/// Creates a new ledger in `data`: node key, genesis naming the first
-/// administrator (key from `admin_key`, or a new one in `data/admin.key`).
+/// Where the court's commitment key is: configured, or in the data folder.
+pub fn commitment_key_path(data: &Path, configured: Option<&Path>) -> PathBuf {
+    configured.map_or_else(|| data.join(COMMITMENT_KEY_FILE), Path::to_owned)
+}
+
+/// Creates a new ledger in `data`: node key (at `options.node_key_path`,
+/// or in `data`), commitment key (at `commitment_key_file`, or in `data`),
+/// genesis naming the first administrator (key from `admin_key`, or a new
+/// one in `data/admin.key`).
 pub fn init(
     data: &Path,
     origin: &str,
     admin_key: Option<&Path>,
+    commitment_key_file: Option<&Path>,
     options: Options,
 ) -> anyhow::Result<(Ledger, PathBuf)> {
     if data.join(DB_DIR).exists() {
@@ -88,8 +105,15 @@ pub fn init(
             (identity, path)
         }
     };
-    commitment_key(data)?;
+    commitment_key(&commitment_key_path(data, commitment_key_file), true)?;
     let node = Identity::generate();
+    if let Some(path) = &options.node_key_path {
+        // Outside the data folder: written there (0600, never over a file).
+        if path.exists() {
+            anyhow::bail!("{} exists: a new ledger gets a new node key", path.display());
+        }
+        files::write_private_key(path, &node)?;
+    }
     let ledger = Ledger::create(
         data,
         origin,
@@ -236,16 +260,26 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Ledger::open(&config.data, Arc::new(SystemClock), ledger_options(&config))
             .with_context(|| format!("opening {}", config.data.display()))?
     } else {
-        let (ledger, admin) = init(&config.data, &config.origin, None, ledger_options(&config))?;
+        let (ledger, admin) = init(
+            &config.data,
+            &config.origin,
+            None,
+            config.commitment_key_file.as_deref(),
+            ledger_options(&config),
+        )?;
         println!(
             "created a new ledger in {} (origin {})",
             config.data.display(),
             config.origin
         );
+        let node_key = config
+            .node_key_file
+            .clone()
+            .unwrap_or_else(|| config.data.join(caseledger_ledger::store::NODE_KEY_FILE));
         println!(
-            "first administrator key: {} (mode 0600); node key: {}/node.key",
+            "first administrator key: {} (mode 0600); node key: {}",
             admin.display(),
-            config.data.display()
+            node_key.display()
         );
         ledger
     };
@@ -262,7 +296,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         config.body_bytes_max,
         Duration::from_millis(config.request_timeout_ms),
     )
-    .with_commitment_key(commitment_key(&config.data)?)
+    .with_commitment_key(commitment_key(
+        &commitment_key_path(&config.data, config.commitment_key_file.as_deref()),
+        false,
+    )?)
     .with_sms(Arc::clone(&sms))
     .with_templates(templates.clone())
     .with_code_ttl_ms(config.sms_code_ttl_ms.max(30_000))
