@@ -450,19 +450,15 @@ impl<'a> CaseRecords<'a> {
         )
     }
 
-    /// The officer's claim of the unidentified receipt `reference` for the case.
-    pub fn claim(&self, reference: &str) -> Record {
+    /// `by`'s claim of the unidentified receipt `reference` for the case
+    /// (the case's officer or the fund manager).
+    pub fn claim(&self, reference: &str, by: &Person) -> Record {
         let payload = ReceiptClaimed {
             request_id: format!("claim-{reference}"),
             bank_reference: reference.to_owned(),
             case_number: self.case_number.clone(),
         };
-        sign(
-            &self.staff.origin,
-            KIND_RECEIPT_CLAIMED,
-            &payload,
-            &self.officer.identity,
-        )
+        sign(&self.staff.origin, KIND_RECEIPT_CLAIMED, &payload, &by.identity)
     }
 
     /// `by`'s decision on the claim of `reference` for the case.
@@ -632,7 +628,7 @@ pub fn demo_case_history(staff: &Staff, origin: &str, n: u64, seed: u64) -> Vec<
             // Money that came without a case: the officer claims it, the
             // fund manager (a second person) approves the claim.
             records.push(case.unidentified_receipt(&reference, amount, &today_cst()));
-            records.push(case.claim(&reference));
+            records.push(case.claim(&reference, officer));
             records.push(case.claim_decided(&reference, Decision::Approve, &staff.fund_manager));
             continue;
         }

@@ -26,27 +26,16 @@ fn revoke(staff: &Staff, who: &Person, request: &str) -> Record {
     sign(ORIGIN, KIND_KEY_REVOKED, &payload, &staff.administrator.identity)
 }
 
+/// Money finance could not assign to a case, then `by`'s claim of it for
+/// [`CASE`]: pending, nothing moved.
 fn claim(staff: &Staff, ledger: &Ledger, by: &Person) {
-    let unknown = ReceiptRecorded {
-        request_id: "r-unknown".into(),
-        bank_reference: UNIDENTIFIED.into(),
-        amount_fen: UNIDENTIFIED_FEN,
-        payer: "不明付款人".into(),
-        value_date: "2026-11-20".into(),
-        channel: Channel::Transfer,
-        case_number: None,
-    };
+    let case = CaseRecords::new(staff, &staff.officers[0], CASE);
     ledger
-        .append_one(sign(ORIGIN, KIND_RECEIPT_RECORDED, &unknown, &staff.finance.identity))
-        .expect("unidentified receipt");
-    let claim = ReceiptClaimed {
-        request_id: "claim-1".into(),
-        bank_reference: UNIDENTIFIED.into(),
-        case_number: CASE.into(),
-    };
-    ledger
-        .append_one(sign(ORIGIN, KIND_RECEIPT_CLAIMED, &claim, &by.identity))
-        .expect("claimed");
+        .append(vec![
+            case.unidentified_receipt(UNIDENTIFIED, UNIDENTIFIED_FEN, "2026-11-20"),
+            case.claim(UNIDENTIFIED, by),
+        ])
+        .expect("an unidentified receipt, claimed");
 }
 
 fn decided(by: &Person) -> Record {

@@ -351,25 +351,12 @@ const UNIDENTIFIED_FEN: u64 = 77_700;
 /// claim of it for their own case ([`CASE`]): pending, nothing moved.
 fn claimed_by_the_officer(dir: &Path, staff: &Staff) {
     let ledger = Ledger::open(dir, clock(), options()).expect("open");
-    let unknown = ReceiptRecorded {
-        request_id: "r-unknown".into(),
-        bank_reference: UNIDENTIFIED.into(),
-        amount_fen: UNIDENTIFIED_FEN,
-        payer: "不明付款人".into(),
-        value_date: "2026-11-20".into(),
-        channel: Channel::Transfer,
-        case_number: None,
-    };
+    let case = CaseRecords::new(staff, &staff.officers[0], CASE);
     ledger
-        .append_one(sign(ORIGIN, KIND_RECEIPT_RECORDED, &unknown, &staff.finance.identity))
-        .expect("unidentified receipt");
-    let claim = ReceiptClaimed {
-        request_id: "claim-1".into(),
-        bank_reference: UNIDENTIFIED.into(),
-        case_number: CASE.into(),
-    };
-    ledger
-        .append_one(sign(ORIGIN, KIND_RECEIPT_CLAIMED, &claim, &staff.officers[0].identity))
+        .append(vec![
+            case.unidentified_receipt(UNIDENTIFIED, UNIDENTIFIED_FEN, "2026-11-20"),
+            case.claim(UNIDENTIFIED, &staff.officers[0]),
+        ])
         .expect("the officer claims it for their case");
     assert_eq!(ledger.unidentified_receipts().expect("list").len(), 1, "pending");
     ledger.close().expect("close");

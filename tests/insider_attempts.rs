@@ -64,6 +64,19 @@ fn sms_state(dir: &std::path::Path, seed: u64) -> (AppState, Staff, Arc<Phone>) 
     (state, staff, phone)
 }
 
+/// What a database insider does with the ledger closed: rewrites the
+/// derived case [`CASE`] in the `state` column family.
+fn tamper_with_the_case(dir: &std::path::Path, edit: impl FnOnce(&mut Value)) {
+    let db = raw_db(dir);
+    let cf = db.cf_handle("state").expect("state");
+    let key = caseledger_verify::funds::case_key(CASE);
+    let mut case_state: Value =
+        serde_json::from_slice(&db.get_cf(cf, key.as_bytes()).expect("get").expect("case")).expect("json");
+    edit(&mut case_state);
+    db.put_cf(cf, key.as_bytes(), serde_json::to_vec(&case_state).expect("json"))
+        .expect("put");
+}
+
 fn rule_of(value: &Value) -> Option<&str> {
     value["rule"].as_str()
 }
@@ -84,16 +97,12 @@ async fn after_the_derived_state_swap_the_audit_names_the_phone_confirmation() {
         let state = service_state(ledger, &staff);
         open_case(&state, &case, 1).await;
     }
+    let officer_commitment = caseledger::commitments::commitment(&staff.commitment_key, "phone", &officer.phone);
+    tamper_with_the_case(dir.path(), |case| {
+        case["applicants"][0]["phone_commitment"] = officer_commitment.into();
+    });
     {
         let db = raw_db(dir.path());
-        let cf = db.cf_handle("state").expect("state");
-        let key = caseledger_verify::funds::case_key(CASE);
-        let mut case_state: Value =
-            serde_json::from_slice(&db.get_cf(cf, key.as_bytes()).expect("get").expect("case")).expect("json");
-        let officer_commitment = caseledger::commitments::commitment(&staff.commitment_key, "phone", &officer.phone);
-        case_state["applicants"][0]["phone_commitment"] = officer_commitment.into();
-        db.put_cf(cf, key.as_bytes(), serde_json::to_vec(&case_state).expect("json"))
-            .expect("put");
         let meta = db.cf_handle("meta").expect("meta");
         let contact = format!(
             "private/{}",
@@ -374,20 +383,15 @@ async fn after_marking_a_phone_confirmed_in_derived_state_the_audit_names_the_ac
         let state = service_state(ledger, &staff);
         open_case(&state, &case, 1).await;
     }
-    {
-        let db = raw_db(dir.path());
-        let cf = db.cf_handle("state").expect("state");
-        let key = caseledger_verify::funds::case_key(CASE);
-        let mut case_state: Value =
-            serde_json::from_slice(&db.get_cf(cf, key.as_bytes()).expect("get").expect("case")).expect("json");
-        case_state["phones_confirmed"] = serde_json::json!(["applicant-1"]);
-        db.put_cf(cf, key.as_bytes(), serde_json::to_vec(&case_state).expect("json"))
-            .expect("put");
-    }
+    tamper_with_the_case(dir.path(), |case| {
+        case["phones_confirmed"] = serde_json::json!(["applicant-1"]);
+    });
     let ledger = caseledger_ledger::store::Ledger::open(dir.path(), clock(), options()).expect("reopen");
     let state = service_state(ledger, &staff);
     let (status, value) = register_account(&state, &case, "acct-1", 1, "6222000099990001").await;
     if status != StatusCode::CREATED {
+        // Refused at write time (issue 15): nothing to audit.
+        assert_eq!(rule_of(&value), Some("phone_confirmation"), "{value}");
         return;
     }
     let seq = value["seqs"][0].as_u64().expect("seq");

@@ -845,6 +845,25 @@ async fn the_filing_clerk_gives_the_phones_in_clear_the_node_commits_and_the_app
     assert!(sent[0].1.contains("¥2,500.00"), "{}", sent[0].1);
 }
 
+/// The bureau head's step 1 of d-1 (¥40,000 to acct-1) carrying `code`,
+/// under request id `request`.
+fn head_step(case: &CaseRecords, head: &Person, code: &str, request: &str) -> Record {
+    let record = case.approval(
+        common::ORIGIN,
+        "d-1",
+        "acct-1",
+        4_000_000,
+        1,
+        Role::BureauHead,
+        Decision::Approve,
+        head,
+    );
+    let mut statement: ApprovalSigned = serde_json::from_slice(&record.payload).expect("json");
+    statement.request_id = request.into();
+    statement.sms_code = Some(code.into());
+    sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &head.identity)
+}
+
 fn last_code(phone: &Phone) -> String {
     let texts = phone.0.lock().expect("lock");
     let text = &texts.last().expect("an SMS").1;
@@ -979,22 +998,8 @@ async fn an_approval_step_confirmed_by_the_code_sent_to_the_approvers_phone() {
     let sent_to = phone.0.lock().expect("lock").last().expect("sms").0.clone();
     assert_eq!(sent_to, head.phone);
     let code = last_code(&phone);
-    let approval = |code: &str, request: &str| {
-        let record = case.approval(
-            common::ORIGIN,
-            "d-1",
-            "acct-1",
-            4_000_000,
-            1,
-            Role::BureauHead,
-            Decision::Approve,
-            head,
-        );
-        let mut statement: ApprovalSigned = serde_json::from_slice(&record.payload).expect("json");
-        statement.request_id = request.into();
-        statement.sms_code = Some(code.into());
-        sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &head.identity)
-    };
+    let approval = |code: &str, request: &str| head_step(&case, head, code, request);
+
     let wrong = if code == "000000" { "111111" } else { "000000" };
     // A forged request signature is refused before the code is looked at:
     // it spends none of the five tries.
@@ -1118,22 +1123,8 @@ async fn concurrent_wrong_codes_are_counted_one_by_one() {
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let size = f.state.ledger.size();
     // The bureau head's step 1 with `code`, under request id `request`.
-    let step = |code: &str, request: &str| {
-        let record = case.approval(
-            common::ORIGIN,
-            "d-1",
-            "acct-1",
-            4_000_000,
-            1,
-            Role::BureauHead,
-            Decision::Approve,
-            head,
-        );
-        let mut statement: ApprovalSigned = serde_json::from_slice(&record.payload).expect("json");
-        statement.request_id = request.into();
-        statement.sms_code = Some(code.into());
-        sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &head.identity)
-    };
+    let step = |code: &str, request: &str| head_step(&case, head, code, request);
+
     let tries = (0..16).map(|n| {
         let record = step(wrong, &format!("guess-{n}"));
         let state = f.state.clone();
@@ -1183,23 +1174,11 @@ async fn an_approval_code_dies_after_the_configured_lifetime() {
     assert_eq!(status, StatusCode::OK, "{challenge}");
     let code = last_code(&phone);
     tokio::time::sleep(Duration::from_millis(120)).await;
-    let record = case.approval(
-        common::ORIGIN,
-        "d-1",
-        "acct-1",
-        4_000_000,
-        1,
-        Role::BureauHead,
-        Decision::Approve,
-        head,
-    );
-    let mut statement: ApprovalSigned = serde_json::from_slice(&record.payload).expect("json");
-    statement.sms_code = Some(code);
     let size = f.state.ledger.size();
     let (status, value) = write(
         &f.state,
         &head.identity,
-        &[sign(ORIGIN, KIND_APPROVAL_SIGNED, &statement, &head.identity)],
+        &[head_step(&case, head, &code, "expired-step")],
     )
     .await;
     assert_eq!(

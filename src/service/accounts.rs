@@ -16,7 +16,7 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use caseledger_verify::funds::model::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::auth::SignedBy;
@@ -137,13 +137,6 @@ fn statement(account: &AccountState) -> String {
     )
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AccountConfirmRequest {
-    /// The 6-digit code from the SMS.
-    pub code: String,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct AccountConfirmResponse {
     /// Seq of the node's `account_confirmed` entry.
@@ -157,7 +150,7 @@ pub struct AccountConfirmResponse {
 /// For applicants (no key): confirms a registered account with the code
 /// sent to their phone. Five wrong codes lock the challenge.
 #[utoipa::path(post, path = "/v1/accounts/{id}/confirm", params(("id" = String, Path)),
-    request_body = AccountConfirmRequest,
+    request_body = super::challenges::CodeEntry,
     responses(
         (status = OK, body = AccountConfirmResponse),
         (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
@@ -171,29 +164,15 @@ pub(super) async fn confirm(
     extensions: axum::http::Extensions,
     body: axum::body::Bytes,
 ) -> Result<Json<AccountConfirmResponse>, ApiError> {
-    let client = super::applicant::client_ip(&extensions);
-    if state.verify_limiter.check_key(&client).is_err() {
-        metrics::counter!("caseledger_rate_limited_total", "route" => "/v1/accounts/confirm").increment(1);
-        return Err(ApiError::RateLimited);
-    }
-    let request: AccountConfirmRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
-    if request.code.len() != 6 || !request.code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::BadRequest("the code is 6 digits".into()));
-    }
+    let code = challenges::entered_code(&state, &extensions, &body, "/v1/accounts/confirm")?;
     let account = account(&state, &id)?;
     waiting(&account)?;
-    let challenge = challenges::check(
-        &state,
-        &private_key(&id),
-        &request.code,
-        "ask the court to send a new one",
-    )?;
+    let challenge = challenges::check(&state, &private_key(&id), &code, "ask the court to send a new one")?;
     let payload = AccountConfirmed {
         request_id: challenges::random_request_id("account-confirm"),
         account_id: id.clone(),
         sms: Some(SmsReveal {
-            code: request.code,
+            code,
             salt: challenge.salt(&state),
         }),
         confirmation: None,

@@ -203,3 +203,34 @@ mod tests {
         assert_ne!(mac, code_mac(&key, "challenge-1", "123457"));
     }
 }
+
+/// What an applicant (no key) sends to confirm something with the code from
+/// their SMS.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeEntry {
+    /// The 6-digit code from the SMS.
+    pub code: String,
+}
+
+/// The code an applicant entered at the keyless `route`: rate-limited per
+/// client address (the brute-force guard of every keyless endpoint),
+/// decoded, 6 digits.
+pub(super) fn entered_code(
+    state: &AppState,
+    extensions: &axum::http::Extensions,
+    body: &[u8],
+    route: &'static str,
+) -> Result<String, ApiError> {
+    let client = super::applicant::client_ip(extensions);
+    if state.verify_limiter.check_key(&client).is_err() {
+        metrics::counter!("caseledger_rate_limited_total", "route" => route).increment(1);
+        return Err(ApiError::RateLimited);
+    }
+    let entry: CodeEntry =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
+    if entry.code.len() != 6 || !entry.code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest("the code is 6 digits".into()));
+    }
+    Ok(entry.code)
+}

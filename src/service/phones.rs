@@ -15,7 +15,7 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use caseledger_verify::funds::model::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::auth::SignedBy;
@@ -124,13 +124,6 @@ pub(super) async fn challenge(
     }))
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PhoneConfirmRequest {
-    /// The 6-digit code from the SMS.
-    pub code: String,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct PhoneConfirmResponse {
     /// Seq of the node's `phone_confirmed` entry.
@@ -141,7 +134,7 @@ pub struct PhoneConfirmResponse {
 /// Five wrong codes lock the challenge.
 #[utoipa::path(post, path = "/v1/cases/{case_number}/applicants/{applicant_id}/phone-confirm",
     params(("case_number" = String, Path), ("applicant_id" = String, Path)),
-    request_body = PhoneConfirmRequest,
+    request_body = super::challenges::CodeEntry,
     responses(
         (status = OK, body = PhoneConfirmResponse),
         (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
@@ -155,25 +148,16 @@ pub(super) async fn confirm(
     extensions: axum::http::Extensions,
     body: axum::body::Bytes,
 ) -> Result<Json<PhoneConfirmResponse>, ApiError> {
-    let client = super::applicant::client_ip(&extensions);
-    if state.verify_limiter.check_key(&client).is_err() {
-        metrics::counter!("caseledger_rate_limited_total", "route" => "/v1/cases/phone-confirm").increment(1);
-        return Err(ApiError::RateLimited);
-    }
-    let request: PhoneConfirmRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
-    if request.code.len() != 6 || !request.code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::BadRequest("the code is 6 digits".into()));
-    }
+    let code = challenges::entered_code(&state, &extensions, &body, "/v1/cases/phone-confirm")?;
     unconfirmed(&state, &case_number, &applicant_id)?;
     let key = private_key(&case_number, &applicant_id);
-    let challenge = challenges::check(&state, &key, &request.code, "ask the court to send a new one")?;
+    let challenge = challenges::check(&state, &key, &code, "ask the court to send a new one")?;
     let payload = PhoneConfirmed {
         request_id: challenges::random_request_id("phone-confirmed"),
         case_number,
         applicant_id,
         sms: SmsReveal {
-            code: request.code,
+            code,
             salt: challenge.salt(&state),
         },
     };
