@@ -138,14 +138,19 @@ fn main() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let staff = Staff::from_seed(1, "load.caseledger.local/ledger");
-    let admin_key = dir.path().join("admin.key");
-    caseledger_keys::files::write_private_key(&admin_key, &staff.administrator.identity).expect("key");
+    let admin_key = dir.path().join("admin.pub");
+    caseledger_keys::files::write_public_key(&admin_key, &staff.administrator.identity.public_key()).expect("key");
+    let second_admin_key = dir.path().join("admin-2.pub");
+    caseledger_keys::files::write_public_key(&second_admin_key, &staff.co_administrator.identity.public_key())
+        .expect("key");
     let data = dir.path().join("ledger");
     let init = Command::new(env!("CARGO_BIN_EXE_caseledger"))
         .args(["init", "--origin", "load.caseledger.local/ledger", "--data"])
         .arg(&data)
         .arg("--admin-key")
         .arg(&admin_key)
+        .arg("--second-admin-key")
+        .arg(&second_admin_key)
         .output()
         .expect("init");
     assert!(init.status.success());
@@ -164,12 +169,15 @@ fn main() {
         }
     };
     std::thread::spawn(move || for _ in lines {});
+    let setup = staff.setup_requests();
     let admin = Client::new(&address, staff.administrator.identity.clone());
-    let (setup, co_signature) = staff.setup_requests();
-    let (status, _) = admin.write_numbered(&setup).expect("staff");
+    let (status, _) = admin.write_numbered(&setup.administrator).expect("staff");
+    assert_eq!(status, 201);
+    let co_admin = Client::new(&address, staff.co_administrator.identity.clone());
+    let (status, _) = co_admin.write(&setup.co_administrator).expect("co-signatures");
     assert_eq!(status, 201);
     let leader = Client::new(&address, staff.court_leader.identity.clone());
-    let (status, _) = leader.write(&[co_signature]).expect("policy in force");
+    let (status, _) = leader.write(&[setup.court_leader]).expect("policy in force");
     assert_eq!(status, 201);
 
     println!("signed single-record writes over HTTP ({WRITES_PER_RUN} per run, pre-signed):");

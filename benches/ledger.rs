@@ -58,12 +58,16 @@ const ORIGIN: &str = "bench.caseledger.local/ledger";
 fn fixture_in(dir: tempfile::TempDir) -> Fixture {
     let node = Identity::from_seed([1; 32]);
     let admin = Identity::from_seed([2; 32]);
+    let co_admin = Identity::from_seed([255; 32]);
     let writers: Vec<Identity> = (0..64u8).map(|i| Identity::from_seed([i + 3; 32])).collect();
     let ledger = Ledger::create(
         dir.path(),
         ORIGIN,
         &node,
-        &[("admin".into(), admin.public_key())],
+        &[
+            ("admin".into(), admin.public_key()),
+            ("co-admin".into(), co_admin.public_key()),
+        ],
         Arc::new(SystemClock),
         Options {
             demo_ledger: true,
@@ -78,9 +82,13 @@ fn fixture_in(dir: tempfile::TempDir) -> Fixture {
             administrator: false,
             member: None,
         };
+        let co_signature = serde_json::to_vec(&record::KeyCoSigned::of(&registration).expect("key")).expect("json");
         let bytes = serde_json::to_vec(&registration).expect("json");
         ledger
-            .append_one(Record::sign(ORIGIN, record::KIND_KEY_REGISTERED, bytes, &admin))
+            .append(vec![
+                Record::sign(ORIGIN, record::KIND_KEY_REGISTERED, bytes, &admin),
+                Record::sign(ORIGIN, record::KIND_KEY_CO_SIGNED, co_signature, &co_admin),
+            ])
             .expect("register");
     }
     Fixture {
@@ -337,9 +345,9 @@ fn big_ledger() -> PathBuf {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    // v2: records bound to their origin (issue 13); a ledger of another
-    // format would not verify.
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-ledger-v2-{entries}"));
+    // v3: records bound to their origin (issue 13), co-signed key
+    // registrations (issue 14); a ledger of another format would not verify.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-ledger-v3-{entries}"));
     let done = dir.join("complete");
     if !done.exists() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -410,7 +418,7 @@ fn funds_write(c: &mut Criterion) {
         dir.path(),
         ORIGIN,
         &node,
-        &[("administrator".into(), staff.administrator.identity.public_key())],
+        &staff.genesis_administrators(),
         Arc::new(SystemClock),
         Options::default(),
     )
@@ -465,9 +473,10 @@ fn case_ledger() -> PathBuf {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    // v4: issue 14 records (co-signed policy, code openings, value dates,
-    // cases by the filing clerk with the node's commitments, claims decided).
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-cases-v4-{cases}"));
+    // v5: issue 14 records (co-signed policy, code openings, value dates,
+    // cases by the filing clerk with the node's commitments, claims decided,
+    // co-signed key registrations).
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-cases-v5-{cases}"));
     let done = dir.join("complete");
     if !done.exists() {
         let _ = std::fs::remove_dir_all(&dir);

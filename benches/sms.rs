@@ -40,7 +40,7 @@ fn court() -> (tempfile::TempDir, Arc<Ledger>, Staff) {
         dir.path(),
         ORIGIN,
         &Identity::from_seed([1; 32]),
-        &[("administrator".into(), staff.administrator.identity.public_key())],
+        &staff.genesis_administrators(),
         Arc::new(SystemClock),
         Options::default(),
     )

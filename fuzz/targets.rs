@@ -40,6 +40,9 @@ pub const MEMBERS: [(&str, Option<Role>); 8] = [
 pub struct Fixture {
     pub node: Identity,
     pub members: Vec<(Identity, &'static str, Option<Role>)>,
+    /// The second administrator of the genesis entry, who co-signs every
+    /// registration (not a member of [`MEMBERS`], so the seeds keep their signers).
+    pub co_admin: Identity,
 }
 
 impl Fixture {
@@ -51,6 +54,7 @@ impl Fixture {
                 .enumerate()
                 .map(|(i, (id, role))| (Identity::from_seed([10 + i as u8; 32]), *id, *role))
                 .collect(),
+            co_admin: Identity::from_seed([9; 32]),
         }
     }
 
@@ -66,10 +70,16 @@ impl Fixture {
         let genesis = Genesis {
             origin: ORIGIN.into(),
             node_key: KeyText::from_key(&self.node.public_key()),
-            administrators: vec![GenesisKey {
-                name: "admin".into(),
-                public_key: KeyText::from_key(&admin.public_key()),
-            }],
+            administrators: vec![
+                GenesisKey {
+                    name: "admin".into(),
+                    public_key: KeyText::from_key(&admin.public_key()),
+                },
+                GenesisKey {
+                    name: "co-admin".into(),
+                    public_key: KeyText::from_key(&self.co_admin.public_key()),
+                },
+            ],
             demo: false,
         };
         let mut records = vec![sign(&self.node, record::KIND_GENESIS, &genesis)];
@@ -85,6 +95,7 @@ impl Fixture {
                     phone_commitment: String::new(),
                 }),
             };
+            let co_signature = record::KeyCoSigned::of(&registration).expect("a valid key");
             let registration = sign(admin, record::KIND_KEY_REGISTERED, &registration);
             if role.is_some() {
                 // The node's commitment to the member's phone, one phone
@@ -100,6 +111,7 @@ impl Fixture {
                 records.push(sign(&self.node, model::KIND_NUMBERS_COMMITTED, &committed));
             }
             records.push(registration);
+            records.push(sign(&self.co_admin, record::KIND_KEY_CO_SIGNED, &co_signature));
         }
         let policy = serde_json::json!({
             "request_id": "policy-1", "version": 1,
@@ -140,7 +152,7 @@ fn sign<T: serde::Serialize>(identity: &Identity, kind: u16, payload: &T) -> Rec
 
 /// The kinds the records target picks from (every kind caseledger knows,
 /// and a few it does not).
-pub const KINDS: [u16; 32] = [
+pub const KINDS: [u16; 33] = [
     record::KIND_GENESIS,
     record::KIND_KEY_REGISTERED,
     record::KIND_KEY_REVOKED,
@@ -174,6 +186,7 @@ pub const KINDS: [u16; 32] = [
     model::KIND_NUMBERS_COMMITTED,
     model::KIND_PHONE_CHALLENGE,
     model::KIND_PHONE_CONFIRMED,
+    record::KIND_KEY_CO_SIGNED,
 ];
 
 /// Entry bytes: if they decode, they encode back to themselves, and the
@@ -203,7 +216,7 @@ pub fn records(fixture: &Fixture, setup: &[Record], data: &[u8]) {
         .members
         .iter()
         .map(|(identity, _, _)| identity.public_key())
-        .chain(std::iter::once(fixture.node.public_key()))
+        .chain([fixture.node.public_key(), fixture.co_admin.public_key()])
         .collect();
     let mut records: Vec<(Record, PublicKey)> = setup
         .iter()

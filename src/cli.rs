@@ -27,16 +27,21 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
-    /// Create a ledger folder for a new court: node key, genesis, first administrator.
+    /// Create a ledger folder for a new court: node key, genesis, its two administrators.
     Init {
         #[arg(long)]
         data: PathBuf,
         /// The ledger's origin (checkpoint name), e.g. wxzy.court.example/case-funds.
         #[arg(long)]
         origin: String,
-        /// The first administrator's private key; a new one is written to DATA/admin.key if absent.
+        /// The first administrator's key file (public; a private key file gives its
+        /// public half); a new key is written to DATA/admin.key if absent.
         #[arg(long)]
         admin_key: Option<PathBuf>,
+        /// The second administrator's key file, who co-signs the first one's key
+        /// registrations; a new key is written to DATA/admin-2.key if absent.
+        #[arg(long)]
+        second_admin_key: Option<PathBuf>,
     },
     /// Call the API as a court member: signed records and signed reads.
     Client(crate::client_cmd::ClientArgs),
@@ -77,15 +82,20 @@ impl Cli {
                 data,
                 origin,
                 admin_key,
+                second_admin_key,
             } => {
-                let (ledger, admin) =
-                    caseledger::service::serve::init(&data, &origin, admin_key.as_deref(), None, Default::default())?;
+                let administrators = caseledger::service::serve::GenesisAdministrators {
+                    first: admin_key.as_deref(),
+                    second: second_admin_key.as_deref(),
+                };
+                let (ledger, keys) =
+                    caseledger::service::serve::init(&data, &origin, administrators, None, Default::default())?;
                 println!(
                     "created a ledger for {origin} in {} with {} entry",
                     data.display(),
                     ledger.size()
                 );
-                println!("first administrator key: {}", admin.display());
+                caseledger::service::serve::print_administrator_keys(&keys);
                 ledger.close()?;
                 Ok(ExitCode::SUCCESS)
             }

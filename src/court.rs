@@ -5,7 +5,7 @@
 use caseledger_keys::Identity;
 use caseledger_verify::entry::Record;
 use caseledger_verify::funds::model::*;
-use caseledger_verify::record::{self, KeyRegistered, KeyText};
+use caseledger_verify::record::{self, KeyCoSigned, KeyRegistered, KeyText};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde::Serialize;
@@ -58,17 +58,40 @@ impl Person {
     /// The administrator's enrolment record, and the phone in clear as the
     /// administrator's request gives it.
     pub fn enrolment_request(&self, origin: &str, administrator: &Identity) -> (Record, Vec<String>) {
-        let payload = KeyRegistered {
+        (
+            sign(origin, record::KIND_KEY_REGISTERED, &self.registration(), administrator),
+            vec![self.phone.clone()],
+        )
+    }
+
+    /// What the administrator's `key_registered` names.
+    pub fn registration(&self) -> KeyRegistered {
+        KeyRegistered {
             name: self.name.clone(),
             public_key: KeyText::from_key(&self.identity.public_key()),
             administrator: self.role == Role::Administrator,
             member: Some(self.member()),
-        };
-        (
-            sign(origin, record::KIND_KEY_REGISTERED, &payload, administrator),
-            vec![self.phone.clone()],
-        )
+        }
     }
+
+    /// A second person's co-signature of this person's key registration,
+    /// signed by `co_signer` (another administrator or a court leader).
+    pub fn co_signature(&self, origin: &str, co_signer: &Identity) -> Record {
+        let payload = KeyCoSigned::of(&self.registration()).expect("a valid key");
+        sign(origin, record::KIND_KEY_CO_SIGNED, &payload, co_signer)
+    }
+}
+
+/// What [`Staff::setup_requests`] gives each person to send, in order.
+#[derive(Clone, Debug)]
+pub struct SetupRequests {
+    /// The administrator's: every member's enrolment (phone in clear),
+    /// then the policy proposal.
+    pub administrator: Vec<(Record, Vec<String>)>,
+    /// The second administrator's co-signature of every enrolment.
+    pub co_administrator: Vec<Record>,
+    /// The court leader's co-signature that puts the policy in force.
+    pub court_leader: Record,
 }
 
 /// The example policy of the case-fund issue: below ¥100,000 bureau head →
@@ -110,6 +133,9 @@ pub struct Staff {
     /// 1) unless [`Staff::with_node`] says otherwise.
     pub node: Identity,
     pub administrator: Person,
+    /// The second administrator named in the genesis entry: co-signs the
+    /// administrator's key registrations (no key signs on one person's word).
+    pub co_administrator: Person,
     /// 立案庭: opens cases.
     pub filing_clerk: Person,
     pub officers: Vec<Person>,
@@ -141,6 +167,8 @@ impl Staff {
             bureau_head: person("head-1", "孙局长", Role::BureauHead, "13800000031"),
             court_leader: person("leader-1", "周院长", Role::CourtLeader, "13800000041"),
             finance: person("finance-1", "吴财务", Role::Finance, "13800000051"),
+            // Drawn last, so that the other keys of a seed stay as they were.
+            co_administrator: person("admin-2", "陈管理员", Role::Administrator, "13800000002"),
         }
     }
 
@@ -150,7 +178,16 @@ impl Staff {
         self
     }
 
-    /// Everyone but the administrator, who is named in the genesis entry.
+    /// The genesis entry's administrators: the administrator and the second
+    /// administrator who co-signs their registrations.
+    pub fn genesis_administrators(&self) -> Vec<(String, caseledger_keys::PublicKey)> {
+        [&self.administrator, &self.co_administrator]
+            .iter()
+            .map(|p| (p.name.clone(), p.identity.public_key()))
+            .collect()
+    }
+
+    /// Everyone but the two administrators named in the genesis entry.
     pub fn members(&self) -> Vec<&Person> {
         let mut all: Vec<&Person> = vec![&self.filing_clerk];
         all.extend(self.officers.iter());
@@ -177,26 +214,36 @@ impl Staff {
         records
     }
 
-    /// [`Staff::setup_records`] as requests to the service: the
-    /// administrator's (each member's enrolment with their phone in clear,
-    /// then the policy proposal), and the court leader's co-signature.
-    pub fn setup_requests(&self) -> (Vec<(Record, Vec<String>)>, Record) {
-        let mut administrators: Vec<(Record, Vec<String>)> = self
+    /// [`Staff::setup_records`] as requests to the service, by who sends them.
+    pub fn setup_requests(&self) -> SetupRequests {
+        let mut administrator: Vec<(Record, Vec<String>)> = self
             .members()
             .iter()
             .map(|p| p.enrolment_request(&self.origin, &self.administrator.identity))
             .collect();
+        let co_administrator = self
+            .members()
+            .iter()
+            .map(|p| p.co_signature(&self.origin, &self.co_administrator.identity))
+            .collect();
         let mut policy = self.policy_records(&example_policy("policy-1", 1));
-        let co_signature = policy.pop().expect("the court leader's co-signature");
-        administrators.extend(policy.into_iter().map(|r| (r, Vec::new())));
-        (administrators, co_signature)
+        let court_leader = policy.pop().expect("the court leader's co-signature");
+        administrator.extend(policy.into_iter().map(|r| (r, Vec::new())));
+        SetupRequests {
+            administrator,
+            co_administrator,
+            court_leader,
+        }
     }
 
     /// `person` enrolled by the administrator as the service writes it: the
-    /// node's commitment to their phone, then the registration.
+    /// node's commitment to their phone, the registration, and the second
+    /// administrator's co-signature.
     pub fn enrol(&self, person: &Person) -> Vec<Record> {
         let (record, phone) = person.enrolment_request(&self.origin, &self.administrator.identity);
-        self.committed(record, COMMITMENT_PHONE, &phone)
+        let mut records = self.committed(record, COMMITMENT_PHONE, &phone);
+        records.push(person.co_signature(&self.origin, &self.co_administrator.identity));
+        records
     }
 
     /// `record` preceded by the node's commitments to `numbers` (each of

@@ -12,7 +12,7 @@ use caseledger::court::Staff;
 use caseledger_keys::Identity;
 use caseledger_ledger::store::{Ledger, Options, SystemClock};
 use caseledger_verify::entry::Record;
-use caseledger_verify::record::{self, DemoNote, KeyRegistered, KeyText};
+use caseledger_verify::record::{self, DemoNote, KeyCoSigned, KeyRegistered, KeyText};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
@@ -68,7 +68,7 @@ fn open_or_create(args: &DemoArgs, keys: &DemoKeys) -> anyhow::Result<Ledger> {
         return Ledger::open(&args.data, clock, Options::default())
             .with_context(|| format!("opening {}", args.data.display()));
     }
-    let admins = [("demo administrator".to_owned(), keys.admin.public_key())];
+    let admins = keys.staff.genesis_administrators();
     let options = Options {
         demo_ledger: true,
         ..Options::default()
@@ -89,12 +89,19 @@ fn register_writers(ledger: &Ledger, keys: &DemoKeys) -> anyhow::Result<()> {
                 administrator: false,
                 member: None,
             };
-            let bytes = serde_json::to_vec(&payload)?;
+            let co_signature = KeyCoSigned::of(&payload).map_err(anyhow::Error::msg)?;
             records.push(Record::sign(
                 DEMO_ORIGIN,
                 record::KIND_KEY_REGISTERED,
-                bytes,
+                serde_json::to_vec(&payload)?,
                 &keys.admin,
+            ));
+            // The second administrator's co-signature puts it in force.
+            records.push(Record::sign(
+                DEMO_ORIGIN,
+                record::KIND_KEY_CO_SIGNED,
+                serde_json::to_vec(&co_signature)?,
+                &keys.staff.co_administrator.identity,
             ));
         }
     }

@@ -226,6 +226,8 @@ fn a_key_deleted_from_or_added_to_the_keys_table_is_reported() {
             registered_seq: 1,
             revoked_seq: None,
             member: None,
+            registered_by: None,
+            co_signed_seq: None,
         };
         db.put_cf(
             cf,

@@ -81,7 +81,8 @@ fn the_claimant_reenrolled_as_fund_manager_cannot_decide_their_own_claim() {
         .into_iter()
         .map(|record| force_append(dir.path(), record))
         .collect();
-    let seq = *seqs.last().expect("seq");
+    // [numbers_committed, key_registered, key_co_signed]: the registration.
+    let seq = seqs[1];
     let report = audit(dir.path());
     assert!(
         report

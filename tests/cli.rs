@@ -54,12 +54,12 @@ fn demo_then_verify_reports_an_intact_ledger() {
     let (code, report) = verify_json(dir.path());
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["ok"], true);
-    // genesis + 4 writer registrations + 350 notes
-    assert_eq!(report["entries"], 355);
+    // genesis + 4 writer registrations, each co-signed, + 350 notes
+    assert_eq!(report["entries"], 359);
     assert!(report["checkpoints"].as_u64().expect("number") >= 2);
     assert_eq!(report["first_error"], Value::Null);
     let text = caseledger(&["verify", "--data", dir.path().to_str().expect("utf8")]);
-    assert!(String::from_utf8_lossy(&text.stdout).starts_with("OK: 355 entries"));
+    assert!(String::from_utf8_lossy(&text.stdout).starts_with("OK: 359 entries"));
 }
 
 #[test]

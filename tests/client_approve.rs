@@ -20,27 +20,15 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("ledger");
     let staff = Staff::from_seed(91, "court.example/approve");
-    let admin_key = dir.path().join("admin.key");
-    caseledger_keys::files::write_private_key(&admin_key, &staff.administrator.identity).expect("key");
-    let init = Command::new(env!("CARGO_BIN_EXE_caseledger"))
-        .args(["init", "--origin", "court.example/approve", "--data"])
-        .arg(&data)
-        .arg("--admin-key")
-        .arg(&admin_key)
-        .output()
-        .expect("init");
-    assert!(init.status.success());
+    common::init_court(dir.path(), &data, &staff);
     std::fs::write(data.join("commitment.key"), hex::encode(staff.commitment_key)).expect("commitment key");
 
     let mut serve = Serve::start(&data, &[]);
     let address = serve.address.clone();
-    let admin = Client::new(&address, staff.administrator.identity.clone());
-    // The administrator enrols the staff and proposes the policy; the court
-    // leader's co-signature puts it in force.
-    let (setup, co_signature) = staff.setup_requests();
-    assert_eq!(admin.write_numbered(&setup).expect("staff").0, 201);
-    let leader = Client::new(&address, staff.court_leader.identity.clone());
-    assert_eq!(leader.write(&[co_signature]).expect("policy in force").0, 201);
+    // The administrator enrols the staff and proposes the policy; the second
+    // administrator co-signs each enrolment; the court leader's co-signature
+    // puts the policy in force.
+    common::set_up_staff(&address, &staff);
     let head = &staff.bureau_head;
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let body =

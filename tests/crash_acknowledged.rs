@@ -211,7 +211,7 @@ fn an_acknowledged_group_survives_sigkill_at_every_stage() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ledger = create(dir.path(), &keys);
         ledger
-            .append_one(register(&keys.admin, &keys.other, "other", false))
+            .append(registered(&keys, &keys.other, "other", false))
             .expect("register other");
         ledger.close().expect("close");
         let (first_seq, count, n) = run_stage(dir.path(), stage, last);

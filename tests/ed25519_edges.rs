@@ -287,7 +287,7 @@ fn the_ledger_accepts_only_honest_signatures_alone_and_in_a_group() {
     let keys = Keys::new();
     let ledger = create(dir.path(), &keys);
     ledger
-        .append_one(register(&keys.admin, &keys.other, "other", false))
+        .append(registered(&keys, &keys.other, "other", false))
         .expect("register other");
     let seed = keys.writer.seed();
     for (n, edge) in SIGNATURE_EDGES.into_iter().enumerate() {
@@ -321,7 +321,7 @@ fn an_edge_signature_sharing_a_group_with_another_members_entry_is_refused_alone
     let keys = Keys::new();
     let ledger = create(dir.path(), &keys);
     ledger
-        .append_one(register(&keys.admin, &keys.other, "other", false))
+        .append(registered(&keys, &keys.other, "other", false))
         .expect("register other");
     ledger.close().expect("close");
     let runtime = runtime();

@@ -355,6 +355,11 @@ fn delays_cancellations_returns_and_key_rotation() {
         Decision::Approve,
         &rotated,
     );
+    // Not before a second person co-signs the rotation.
+    assert_eq!(refused_rule(&ledger, step.clone()), "key_co_signature");
+    ledger
+        .append_one(rotated.co_signature(ORIGIN, &staff.co_administrator.identity))
+        .expect("the second administrator co-signs the rotation");
     ledger.append_one(step).expect("the new key signs as the same member");
     let finance = case.approval(
         ORIGIN,

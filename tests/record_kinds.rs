@@ -16,7 +16,7 @@ fn of_kind(signer: &caseledger_keys::Identity, kind: u16) -> Record {
     Record::sign(ORIGIN, kind, br#"{"id_number":"320102199001011234"}"#.to_vec(), signer)
 }
 
-const UNKNOWN_KINDS: [u16; 5] = [0x0000, 0x0005, 0x0011, 0x00ff, 0xbeef];
+const UNKNOWN_KINDS: [u16; 5] = [0x0000, 0x0006, 0x0011, 0x00ff, 0xbeef];
 
 #[test]
 fn unknown_kinds_are_refused_when_written() {

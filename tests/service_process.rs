@@ -128,30 +128,12 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
     let data = dir.path().join("ledger");
     // A court set up with `init`, its staff enrolled over HTTP by the administrator.
     let staff = Staff::from_seed(51, "wxzy.court.example/case-funds");
-    let admin_key = dir.path().join("admin.key");
-    caseledger_keys::files::write_private_key(&admin_key, &staff.administrator.identity).expect("admin key");
-    let init = Command::new(env!("CARGO_BIN_EXE_caseledger"))
-        .args(["init", "--origin", "wxzy.court.example/case-funds", "--data"])
-        .arg(&data)
-        .arg("--admin-key")
-        .arg(&admin_key)
-        .output()
-        .expect("init");
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    common::init_court(dir.path(), &data, &staff);
     let mut serve = Serve::start(&data, &[]);
     let address = serve.address.clone();
     let agent = agent();
     let origin = "wxzy.court.example/case-funds";
-    let (setup, co_signature) = staff.setup_requests();
-    let (status, body) = post_records(&agent, &address, &staff.administrator.identity, &setup);
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = post_records(
-        &agent,
-        &address,
-        &staff.court_leader.identity,
-        &plain(vec![co_signature]),
-    );
-    assert_eq!(status, 201, "{body}");
+    common::set_up_staff(&address, &staff);
 
     let officer = &staff.officers[0];
     let case = CaseRecords::new(&staff, officer, "(2026)苏02执8号");

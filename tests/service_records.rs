@@ -447,6 +447,29 @@ async fn auditors_run_the_audit_on_the_live_ledger_and_export_entries() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Registered by one administrator, the key signs nothing yet: not a
+    // request, not even the administrator's own co-signature of it.
+    let (status, value) = read(&f.state, &auditor.identity, "/v1/audit").await;
+    assert_eq!(
+        (status, problem(&value)),
+        (
+            StatusCode::UNAUTHORIZED,
+            "urn:caseledger:problem:key-awaits-co-signature"
+        )
+    );
+    let size = f.state.ledger.size();
+    let own = auditor.co_signature(ORIGIN, &f.staff.administrator.identity);
+    let (status, value) = write(&f.state, &f.staff.administrator.identity, &[own]).await;
+    assert_eq!(
+        (status, value["rule"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("key_co_signature")),
+        "{value}"
+    );
+    assert_eq!(f.state.ledger.size(), size, "nothing written");
+    // The second administrator co-signs: now it reads.
+    let co_signed = auditor.co_signature(ORIGIN, &f.staff.co_administrator.identity);
+    let (status, body) = write(&f.state, &f.staff.co_administrator.identity, &[co_signed]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, report) = read(&f.state, &auditor.identity, "/v1/audit").await;
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["ok"], true);
@@ -1419,6 +1442,9 @@ async fn an_officer_enrolled_through_the_service_cannot_be_filed_as_an_applicant
     let (status, value) = common::write_numbered(&f.state, admin, &[(record, phone)]).await;
     assert_eq!(status, StatusCode::CREATED, "{value}");
     assert_eq!(value["written"], 2);
+    let co_signed = officer.co_signature(ORIGIN, &f.staff.co_administrator.identity);
+    let (status, value) = write(&f.state, &f.staff.co_administrator.identity, &[co_signed]).await;
+    assert_eq!(status, StatusCode::CREATED, "{value}");
     // The officer's phone as an applicant's: refused, nothing written.
     let case = CaseRecords::new(&f.staff, &officer, "(2022)苏02执10号");
     let (record, _) = case.open_request(1);

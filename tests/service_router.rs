@@ -27,7 +27,7 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = common::Keys::new();
     let ledger = common::create(dir.path(), &keys);
-    common::fill(&ledger, &keys.writer, 40);
+    common::fill(&ledger, &keys.writer, 42 - common::CREATED);
     ledger.checkpoint_now().expect("checkpoint");
     let state = AppState::new(Arc::new(ledger), 64 * 1024, Duration::from_secs(5));
     Fixture { _dir: dir, state, keys }

@@ -10,7 +10,6 @@ use common::Serve;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -86,16 +85,7 @@ fn queued_notifications_survive_sigkill_and_arrive_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("ledger");
     let staff = Staff::from_seed(71, "court.example/sms");
-    let admin_key = dir.path().join("admin.key");
-    caseledger_keys::files::write_private_key(&admin_key, &staff.administrator.identity).expect("key");
-    let init = Command::new(env!("CARGO_BIN_EXE_caseledger"))
-        .args(["init", "--origin", "court.example/sms", "--data"])
-        .arg(&data)
-        .arg("--admin-key")
-        .arg(&admin_key)
-        .output()
-        .expect("init");
-    assert!(init.status.success());
+    common::init_court(dir.path(), &data, &staff);
     // The demo staff's commitments were made with this key.
     std::fs::write(data.join("commitment.key"), hex::encode(staff.commitment_key)).expect("commitment key");
 
@@ -103,21 +93,7 @@ fn queued_notifications_survive_sigkill_and_arrive_exactly_once() {
     let address = serve.address.clone();
     let officer = &staff.officers[0];
     let case = CaseRecords::new(&staff, officer, "(2026)苏02执99号");
-    let (setup, co_signature) = staff.setup_requests();
-    assert_eq!(
-        Client::new(&address, staff.administrator.identity.clone())
-            .write_numbered(&setup)
-            .expect("staff")
-            .0,
-        201
-    );
-    assert_eq!(
-        Client::new(&address, staff.court_leader.identity.clone())
-            .write(&[co_signature])
-            .expect("policy in force")
-            .0,
-        201
-    );
+    common::set_up_staff(&address, &staff);
     // The filing clerk opens the case; the applicant's phone is kept.
     let clerk_client = Client::new(&address, staff.filing_clerk.identity.clone());
     assert_eq!(

@@ -19,11 +19,15 @@ fn appends_are_numbered_chained_and_survive_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = Keys::new();
     let ledger = create(dir.path(), &keys);
-    assert_eq!(ledger.size(), 2, "genesis and the writer registration");
+    assert_eq!(
+        ledger.size(),
+        CREATED,
+        "genesis, the writer registration and its co-signature"
+    );
     let appended = ledger
         .append((0..5).map(|n| note(&keys.writer, n)).collect())
         .expect("batch");
-    assert_eq!((appended.first_seq, appended.count), (2, 5));
+    assert_eq!((appended.first_seq, appended.count), (CREATED, 5));
     let entry = ledger.entry(4).expect("entry 4");
     assert_eq!(entry.seq, 4);
     assert_eq!(
@@ -34,7 +38,7 @@ fn appends_are_numbered_chained_and_survive_reopen() {
     ledger.close().expect("close");
     let reopened = Ledger::open(dir.path(), clock(), options()).expect("reopen");
     assert!(reopened.corruption().is_none());
-    assert_eq!((reopened.size(), reopened.root()), (7, root));
+    assert_eq!((reopened.size(), reopened.root()), (CREATED + 5, root));
     reopened
         .append_one(note(&keys.writer, 99))
         .expect("append after reopen");
@@ -100,6 +104,7 @@ fn revoked_keys_sign_nothing_and_registrations_apply_in_order() {
     ledger
         .append(vec![
             register(&keys.admin, &keys.other, "other", false),
+            co_sign(&keys.co_admin, &keys.other, "other", false),
             note(&keys.other, 1),
         ])
         .expect("register then use");
@@ -126,6 +131,18 @@ fn revoked_keys_sign_nothing_and_registrations_apply_in_order() {
         "{error}"
     );
     assert!(ledger.append_one(revocation).is_err(), "revoking twice is refused");
+    let second_admin = KeyRevoked {
+        key_id: keys.co_admin.public_key().key_id().to_hex(),
+        reason: "left the court".into(),
+    };
+    ledger
+        .append_one(Record::sign(
+            ORIGIN,
+            record::KIND_KEY_REVOKED,
+            serde_json::to_vec(&second_admin).expect("json"),
+            &keys.admin,
+        ))
+        .expect("one of two administrators may be revoked");
     let last_admin = KeyRevoked {
         key_id: keys.admin.public_key().key_id().to_hex(),
         reason: "oops".into(),
@@ -155,7 +172,7 @@ fn concurrent_appenders_share_commits_and_get_distinct_sequence_numbers() {
     })
     .concat();
     seqs.sort_unstable();
-    assert_eq!(seqs, (2..2 + 640).collect::<Vec<u64>>());
+    assert_eq!(seqs, (CREATED..CREATED + 640).collect::<Vec<u64>>());
     audit_ok(&ledger);
 }
 
@@ -169,7 +186,7 @@ fn checkpoints_every_n_entries_and_on_demand_are_consistent() {
     // Genesis checkpoint at 1, then one each time 16 entries are uncovered.
     assert_eq!(sizes, vec![1, 17, 33]);
     let on_demand = ledger.checkpoint_now().expect("checkpoint");
-    assert!(on_demand.starts_with(&format!("{ORIGIN}\n42\n")), "{on_demand}");
+    assert!(on_demand.starts_with(&format!("{ORIGIN}\n43\n")), "{on_demand}");
     assert_eq!(
         ledger.checkpoint_now().expect("again"),
         on_demand,

@@ -49,7 +49,7 @@ fn async_and_blocking_appenders_share_commits_and_get_distinct_seqs() {
         seqs.extend(wait(&runtime, task).expect("task"));
     }
     seqs.sort_unstable();
-    assert_eq!(seqs, (2..2 + 64 * 8 + 8 * 8).collect::<Vec<u64>>());
+    assert_eq!(seqs, (CREATED..CREATED + 64 * 8 + 8 * 8).collect::<Vec<u64>>());
     audit_ok(&ledger);
 }
 
@@ -88,8 +88,11 @@ fn a_dropped_async_append_is_still_committed_in_order() {
     drop(dropped);
     // Queued after it: answered only once the dropped one is written.
     let later = wait(&runtime(), ledger.append_async(vec![note(&keys.writer, 2)])).expect("later append");
-    assert_eq!(later.first_seq, 3);
-    assert_eq!(ledger.entry(2).expect("entry 2").record, note(&keys.writer, 1));
+    assert_eq!(later.first_seq, CREATED + 1);
+    assert_eq!(
+        ledger.entry(CREATED).expect("the dropped one").record,
+        note(&keys.writer, 1)
+    );
     audit_ok(&ledger);
 }
 
@@ -111,11 +114,11 @@ fn closing_the_ledger_answers_every_queued_async_append() {
         .map(|future| wait(&runtime, future).expect("answered before the close").first_seq)
         .collect();
     seqs.sort_unstable();
-    assert_eq!(seqs, (2..34).collect::<Vec<u64>>());
+    assert_eq!(seqs, (CREATED..CREATED + 32).collect::<Vec<u64>>());
     let reopened = Ledger::open(dir.path(), clock(), Options::default()).expect("reopen");
-    assert_eq!(reopened.size(), 34);
+    assert_eq!(reopened.size(), CREATED + 32);
     let late = wait(&runtime, reopened.append_async(vec![note(&keys.writer, 99)])).expect("append after reopen");
-    assert_eq!(late.first_seq, 34);
+    assert_eq!(late.first_seq, CREATED + 32);
     audit_ok(&reopened);
 }
 
@@ -195,7 +198,7 @@ fn requests_grouped_with_forged_request_signatures_are_committed() {
         }
     }
     seqs.sort_unstable();
-    assert_eq!(seqs, (2..2 + 36).collect::<Vec<u64>>());
+    assert_eq!(seqs, (CREATED..CREATED + 36).collect::<Vec<u64>>());
     audit_ok(&ledger);
 }
 

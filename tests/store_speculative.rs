@@ -87,7 +87,7 @@ fn valid_requests_grouped_with_forged_ones_are_committed() {
     let mut seqs: Vec<u64> = results.into_iter().flat_map(|(accepted, _)| accepted).collect();
     seqs.sort_unstable();
     assert_eq!(refused, 4 * 10);
-    assert_eq!(seqs, (2..2 + 16 * 30 - 40).collect::<Vec<u64>>());
+    assert_eq!(seqs, (CREATED..CREATED + 16 * 30 - 40).collect::<Vec<u64>>());
     audit_ok(&ledger);
 }
 
@@ -126,7 +126,13 @@ fn after_a_crash_mid_verification_a_valid_group_is_kept() {
     let stopped = ledger.append_one(note(&keys.writer, 7)).expect_err("halted");
     assert!(matches!(stopped, Error::Poisoned(_)), "{stopped}");
     drop(ledger);
-    assert_eq!(stored_beyond(dir.path(), size), (1, 1, true), "written, not settled");
+    // The entry, its leaf node and the subtrees it completes.
+    let nodes = 1 + size.trailing_ones() as usize;
+    assert_eq!(
+        stored_beyond(dir.path(), size),
+        (1, nodes, true),
+        "written, not settled"
+    );
 
     let reopened = Ledger::open(dir.path(), clock(), options()).expect("reopen");
     assert!(reopened.corruption().is_none());
@@ -182,7 +188,7 @@ fn after_a_crash_mid_verification_request_signatures_are_checked_again_on_open()
     let keys = Keys::new();
     create(dir.path(), &keys).close().expect("close");
     let runtime = runtime();
-    let size = 2;
+    let size = CREATED;
     for (genuine, kept) in [(true, size + 1), (false, size + 1)] {
         let ledger = Ledger::open(dir.path(), clock(), halting()).expect("open");
         let mut signed = authorization(&keys.writer, b"POST /v1/records");

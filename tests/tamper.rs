@@ -14,15 +14,16 @@ use caseledger_verify::entry::{Entry, Record};
 use caseledger_verify::record;
 use common::*;
 
-/// Entries in the tampering fixture: 0 genesis, 1 and 2 registrations, then notes.
+/// Entries in the tampering fixture: 0 genesis, 1 to 4 two co-signed
+/// registrations, then notes.
 const SIZE: u64 = 100;
 
 fn fixture(dir: &Path, keys: &Keys) {
     let ledger = create(dir, keys);
     ledger
-        .append_one(register(&keys.admin, &keys.other, "other", false))
+        .append(registered(keys, &keys.other, "other", false))
         .expect("register other");
-    fill(&ledger, &keys.writer, SIZE - 3);
+    fill(&ledger, &keys.writer, SIZE - 5);
     assert_eq!(ledger.size(), SIZE);
     ledger.close().expect("close");
 }

@@ -75,6 +75,15 @@ fn check_request(
             format!("the key was revoked at seq {seq}"),
         ));
     }
+    if info.awaits_co_signature() {
+        return Err(ApiError::Unauthorized(
+            "key-awaits-co-signature",
+            format!(
+                "the key's registration (seq {}) awaits a second person's co-signature",
+                info.registered_seq
+            ),
+        ));
+    }
     Ok((unverified, info))
 }
 

@@ -64,7 +64,7 @@ fn ledger_commitment(ledger: &Ledger, recipient: &str) -> Result<Option<String>,
         let keys = ledger.keys();
         return Ok(keys
             .keys()
-            .filter(|(_, info)| info.revoked_seq.is_none())
+            .filter(|(_, info)| info.is_active())
             .find_map(|(_, info)| info.member.as_ref().filter(|m| m.member_id == member_id))
             .map(|m| m.phone_commitment.clone()));
     }
@@ -173,7 +173,7 @@ pub(super) async fn member_contact(
     let keys = state.ledger.keys();
     let member = keys
         .keys()
-        .filter(|(_, i)| i.revoked_seq.is_none())
+        .filter(|(_, i)| i.is_active())
         .find_map(|(_, i)| i.member.clone().filter(|m| m.member_id == request.member_id))
         .ok_or_else(|| ApiError::NotFound(format!("member {}", request.member_id)))?;
     put_checked_phone(

@@ -79,32 +79,87 @@ pub fn commitment_key_path(data: &Path, configured: Option<&Path>) -> PathBuf {
     configured.map_or_else(|| data.join(COMMITMENT_KEY_FILE), Path::to_owned)
 }
 
+/// The two administrators a new ledger's genesis names: one registers
+/// keys, the other co-signs each registration (no key signs on one
+/// person's word). `None`: a new key is written into the data folder.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GenesisAdministrators<'a> {
+    /// The first administrator's key file (public, or private: its public half).
+    pub first: Option<&'a Path>,
+    /// The second administrator's key file.
+    pub second: Option<&'a Path>,
+}
+
+/// Where the genesis administrators' keys came from, and which of them
+/// `init` wrote (private keys left in the data folder to be handed over).
+#[derive(Clone, Debug)]
+pub struct AdministratorKey {
+    pub name: &'static str,
+    pub path: PathBuf,
+    pub written: bool,
+}
+
+/// File name of the second administrator's key made by `init` or a first start.
+pub const SECOND_ADMIN_KEY_FILE: &str = "admin-2.key";
+
+fn genesis_administrator(
+    data: &Path,
+    name: &'static str,
+    given: Option<&Path>,
+    file_name: &str,
+) -> anyhow::Result<(caseledger_keys::PublicKey, AdministratorKey)> {
+    match given {
+        Some(path) => Ok((
+            files::read_public_key(path).with_context(|| format!("reading the {name}'s key {}", path.display()))?,
+            AdministratorKey {
+                name,
+                path: path.to_owned(),
+                written: false,
+            },
+        )),
+        None => {
+            let path = data.join(file_name);
+            let identity = Identity::generate();
+            files::write_private_key(&path, &identity)?;
+            files::write_public_key(&data.join(format!("{file_name}.pub")), &identity.public_key())?;
+            Ok((
+                identity.public_key(),
+                AdministratorKey {
+                    name,
+                    path,
+                    written: true,
+                },
+            ))
+        }
+    }
+}
+
 /// Creates a new ledger in `data`: node key (at `options.node_key_path`,
 /// or in `data`), commitment key (at `commitment_key_file`, or in `data`),
-/// genesis naming the first administrator (key from `admin_key`, or a new
-/// one in `data/admin.key`).
+/// genesis naming the two administrators (keys from `administrators`, or
+/// new ones in `data/admin.key` and `data/admin-2.key`).
 pub fn init(
     data: &Path,
     origin: &str,
-    admin_key: Option<&Path>,
+    administrators: GenesisAdministrators<'_>,
     commitment_key_file: Option<&Path>,
     options: Options,
-) -> anyhow::Result<(Ledger, PathBuf)> {
+) -> anyhow::Result<(Ledger, Vec<AdministratorKey>)> {
     if data.join(DB_DIR).exists() {
         anyhow::bail!("{} already holds a ledger", data.display());
     }
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     owner_only(data)?;
-    let (admin, admin_path) = match admin_key {
-        Some(path) => (files::read_private_key(path)?, path.to_owned()),
-        None => {
-            let path = data.join(ADMIN_KEY_FILE);
-            let identity = Identity::generate();
-            files::write_private_key(&path, &identity)?;
-            files::write_public_key(&data.join(format!("{ADMIN_KEY_FILE}.pub")), &identity.public_key())?;
-            (identity, path)
-        }
-    };
+    let first = genesis_administrator(data, "administrator", administrators.first, ADMIN_KEY_FILE)?;
+    let second = genesis_administrator(
+        data,
+        "second administrator",
+        administrators.second,
+        SECOND_ADMIN_KEY_FILE,
+    )?;
+    if first.0 == second.0 {
+        anyhow::bail!("the two administrators must hold two different keys");
+    }
     commitment_key(&commitment_key_path(data, commitment_key_file), true)?;
     let node = Identity::generate();
     if let Some(path) = &options.node_key_path {
@@ -118,11 +173,11 @@ pub fn init(
         data,
         origin,
         &node,
-        &[("administrator".to_owned(), admin.public_key())],
+        &[(first.1.name.to_owned(), first.0), (second.1.name.to_owned(), second.0)],
         Arc::new(SystemClock),
         options,
     )?;
-    Ok((ledger, admin_path))
+    Ok((ledger, vec![first.1, second.1]))
 }
 
 fn init_tracing() {
@@ -251,6 +306,20 @@ fn start_delivery(
     })
 }
 
+/// Says where the genesis administrators' keys are, and that keys written
+/// here belong to two different people.
+pub fn print_administrator_keys(administrators: &[AdministratorKey]) {
+    for key in administrators {
+        println!("{} key: {}", key.name, key.path.display());
+    }
+    if administrators.iter().any(|k| k.written) {
+        println!(
+            "hand each administrator key written here to its holder (two different people: one registers \
+             members' keys, the other co-signs them) and remove it from this machine"
+        );
+    }
+}
+
 /// Runs the service until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
     init_tracing();
@@ -260,10 +329,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Ledger::open(&config.data, Arc::new(SystemClock), ledger_options(&config))
             .with_context(|| format!("opening {}", config.data.display()))?
     } else {
-        let (ledger, admin) = init(
+        let (ledger, administrators) = init(
             &config.data,
             &config.origin,
-            None,
+            GenesisAdministrators::default(),
             config.commitment_key_file.as_deref(),
             ledger_options(&config),
         )?;
@@ -276,11 +345,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .node_key_file
             .clone()
             .unwrap_or_else(|| config.data.join(caseledger_ledger::store::NODE_KEY_FILE));
-        println!(
-            "first administrator key: {} (mode 0600); node key: {}",
-            admin.display(),
-            node_key.display()
-        );
+        print_administrator_keys(&administrators);
+        println!("node key: {}", node_key.display());
         ledger
     };
     if let Some((seq, detail)) = ledger.corruption() {

@@ -613,7 +613,7 @@ pub fn send_reminders(
     let keys = ledger.keys();
     let heads: Vec<String> = keys
         .keys()
-        .filter(|(_, info)| info.revoked_seq.is_none())
+        .filter(|(_, info)| info.is_active())
         .filter_map(|(_, info)| {
             info.member
                 .as_ref()

@@ -32,6 +32,8 @@ pub struct Keys {
     pub admin: Identity,
     pub writer: Identity,
     pub other: Identity,
+    /// The second administrator of the genesis entry: co-signs registrations.
+    pub co_admin: Identity,
 }
 
 impl Keys {
@@ -41,6 +43,7 @@ impl Keys {
             admin: Identity::from_seed([2; 32]),
             writer: Identity::from_seed([3; 32]),
             other: Identity::from_seed([4; 32]),
+            co_admin: Identity::from_seed([5; 32]),
         }
     }
 }
@@ -66,22 +69,53 @@ pub fn options() -> Options {
     }
 }
 
-/// Creates a ledger with `keys.admin` as administrator and `keys.writer`
-/// registered (entries 0 and 1).
+/// The size of a ledger made by [`create`]: its first free seq.
+pub const CREATED: u64 = 3;
+
+/// Creates a ledger with `keys.admin` and `keys.co_admin` as administrators
+/// and `keys.writer` registered and co-signed (entries 0 to 2).
 pub fn create(dir: &Path, keys: &Keys) -> Ledger {
     let ledger = Ledger::create(
         dir,
         ORIGIN,
         &keys.node,
-        &[("admin".to_owned(), keys.admin.public_key())],
+        &[
+            ("admin".to_owned(), keys.admin.public_key()),
+            ("co-admin".to_owned(), keys.co_admin.public_key()),
+        ],
         clock(),
         options(),
     )
     .expect("create ledger");
     ledger
-        .append_one(register(&keys.admin, &keys.writer, "writer", false))
+        .append(registered(keys, &keys.writer, "writer", false))
         .expect("register writer");
     ledger
+}
+
+/// `key` registered by `keys.admin` and co-signed by `keys.co_admin`.
+pub fn registered(keys: &Keys, key: &Identity, name: &str, administrator: bool) -> Vec<Record> {
+    vec![
+        register(&keys.admin, key, name, administrator),
+        co_sign(&keys.co_admin, key, name, administrator),
+    ]
+}
+
+/// `co_signer`'s co-signature of the registration of non-member `key`.
+pub fn co_sign(co_signer: &Identity, key: &Identity, name: &str, administrator: bool) -> Record {
+    let payload = caseledger_verify::record::KeyCoSigned {
+        key_id: key.public_key().key_id().to_hex(),
+        name: name.to_owned(),
+        administrator,
+        member_id: None,
+        role: None,
+    };
+    Record::sign(
+        ORIGIN,
+        record::KIND_KEY_CO_SIGNED,
+        serde_json::to_vec(&payload).expect("json"),
+        co_signer,
+    )
 }
 
 pub fn register(admin: &Identity, key: &Identity, name: &str, administrator: bool) -> Record {
@@ -153,7 +187,7 @@ pub fn court_with_clock(dir: &Path, seed: u64, clock: Arc<TestClock>) -> (Ledger
         dir,
         ORIGIN,
         &Identity::from_seed([1; 32]),
-        &[("administrator".to_owned(), staff.administrator.identity.public_key())],
+        &staff.genesis_administrators(),
         clock,
         Options {
             demo_ledger: false,
@@ -545,4 +579,44 @@ pub async fn register_account(
         &[case.account_request(account_id, applicant, number)],
     )
     .await
+}
+
+/// `caseledger init` of a court folder `data` whose genesis names `staff`'s
+/// two administrators (their public keys written into `dir`).
+pub fn init_court(dir: &Path, data: &Path, staff: &caseledger::court::Staff) {
+    let first = dir.join("admin.pub");
+    let second = dir.join("admin-2.pub");
+    caseledger_keys::files::write_public_key(&first, &staff.administrator.identity.public_key()).expect("key");
+    caseledger_keys::files::write_public_key(&second, &staff.co_administrator.identity.public_key()).expect("key");
+    let init = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["init", "--origin", &staff.origin, "--data"])
+        .arg(data)
+        .arg("--admin-key")
+        .arg(&first)
+        .arg("--second-admin-key")
+        .arg(&second)
+        .output()
+        .expect("init");
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+}
+
+/// `staff` enrolled and the example policy put in force through the
+/// service at `address`, each request sent by whom it belongs to: the
+/// administrator's enrolments and policy proposal, the second
+/// administrator's co-signatures, the court leader's policy co-signature.
+pub fn set_up_staff(address: &str, staff: &caseledger::court::Staff) {
+    use caseledger::service::client::Client;
+    let setup = staff.setup_requests();
+    let (status, body) = Client::new(address, staff.administrator.identity.clone())
+        .write_numbered(&setup.administrator)
+        .expect("enrolments");
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = Client::new(address, staff.co_administrator.identity.clone())
+        .write(&setup.co_administrator)
+        .expect("co-signatures");
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = Client::new(address, staff.court_leader.identity.clone())
+        .write(&[setup.court_leader])
+        .expect("policy in force");
+    assert_eq!(status, 201, "{body}");
 }

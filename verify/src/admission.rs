@@ -116,6 +116,8 @@ pub fn admit_record(
             registered_seq: 0,
             revoked_seq: None,
             member: None,
+            registered_by: None,
+            co_signed_seq: None,
         }
     } else {
         registry
@@ -154,7 +156,7 @@ fn case_parties_independent(registry: &Registry, state: &Overlay, record: &Recor
         detail: e.to_string(),
     })?;
     let officer_active = registry.keys().any(|(_, info)| {
-        info.revoked_seq.is_none()
+        info.is_active()
             && info
                 .member
                 .as_ref()

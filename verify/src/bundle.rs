@@ -208,7 +208,7 @@ mod applicant {
     use super::{yuan, ApplicantBundle};
     use crate::entry::{Entry, Record};
     use crate::funds::model::*;
-    use crate::record::{self, Genesis, KeyRegistered, KeyRotated};
+    use crate::record::{self, Genesis, KeyCoSigned, KeyRegistered, KeyRotated};
 
     /// A key the bundle proves was registered, and for whom.
     pub(super) struct Signer {
@@ -236,6 +236,8 @@ mod applicant {
         node_key: &PublicKey,
     ) -> Result<HashMap<KeyId, Signer>, String> {
         let mut keys: HashMap<KeyId, Signer> = HashMap::new();
+        // Registered keys awaiting their co-signature, with their registrar.
+        let mut awaiting: HashMap<KeyId, (Signer, KeyId)> = HashMap::new();
         for entry in entries.values() {
             let payload = &entry.record.payload;
             match entry.record.kind {
@@ -282,31 +284,58 @@ mod applicant {
                         ));
                     }
                     verified(entry, &keys, origin)?;
-                    if entry.record.kind == record::KIND_KEY_REGISTERED {
+                    let signer = if entry.record.kind == record::KIND_KEY_REGISTERED {
                         let registered: KeyRegistered = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
-                        let key = registered.public_key.key()?;
-                        let signer = Signer {
-                            key,
+                        Signer {
+                            key: registered.public_key.key()?,
                             name: registered.name,
                             member: registered.member,
                             administrator: registered.administrator,
-                        };
-                        keys.insert(key.key_id(), signer);
+                        }
                     } else {
                         let rotated: KeyRotated = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
                         let old = KeyId::from_hex(&rotated.key_id).map_err(|e| e.to_string())?;
                         let old = keys
                             .get(&old)
                             .ok_or("a rotation of a key the bundle does not register")?;
-                        let key = rotated.public_key.key()?;
-                        let signer = Signer {
-                            key,
+                        Signer {
+                            key: rotated.public_key.key()?,
                             name: old.name.clone(),
                             member: old.member.clone(),
                             administrator: old.administrator,
-                        };
-                        keys.insert(key.key_id(), signer);
+                        }
+                    };
+                    // It signs nothing until a second person co-signs it.
+                    awaiting.insert(signer.key.key_id(), (signer, entry.record.signer));
+                }
+                record::KIND_KEY_CO_SIGNED => {
+                    let co_signer = keys
+                        .get(&entry.record.signer)
+                        .filter(|s| s.administrator || s.member.as_ref().is_some_and(|m| m.role == Role::CourtLeader))
+                        .ok_or_else(|| {
+                            format!(
+                                "key co-signature {} is not signed by a known administrator or court leader",
+                                entry.seq
+                            )
+                        })?;
+                    verified(entry, &keys, origin)?;
+                    let co_signed: KeyCoSigned = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+                    let id = KeyId::from_hex(&co_signed.key_id).map_err(|e| e.to_string())?;
+                    let (signer, registrar) = awaiting
+                        .remove(&id)
+                        .ok_or_else(|| format!("entry {} co-signs a key that awaits no co-signature", entry.seq))?;
+                    let same_person = |a: &Signer, b: &Signer| {
+                        a.key == b.key
+                            || matches!((&a.member, &b.member), (Some(x), Some(y)) if x.member_id == y.member_id)
+                    };
+                    let by_registrar = keys.get(&registrar).is_some_and(|r| same_person(r, co_signer));
+                    if by_registrar || same_person(&signer, co_signer) {
+                        return Err(format!(
+                            "entry {} co-signs a key as the person who registered it or holds it",
+                            entry.seq
+                        ));
                     }
+                    keys.insert(id, signer);
                 }
                 _ => {}
             }

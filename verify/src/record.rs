@@ -18,6 +18,9 @@ pub const KIND_KEY_REVOKED: u16 = 0x0003;
 /// An administrator replaces a key: the old one is revoked, the new one
 /// inherits its name, administrator flag and member fields.
 pub const KIND_KEY_ROTATED: u16 = 0x0004;
+/// A second person (another administrator, or a court leader) co-signs a
+/// key registration or rotation: until then the new key signs nothing.
+pub const KIND_KEY_CO_SIGNED: u16 = 0x0005;
 /// A synthetic record written by `caseledger demo --entries`.
 pub const KIND_DEMO_NOTE: u16 = 0x0010;
 
@@ -37,7 +40,7 @@ pub fn is_known_kind(kind: u16) -> bool {
 pub fn changes_registry(kind: u16) -> bool {
     matches!(
         kind,
-        KIND_GENESIS | KIND_KEY_REGISTERED | KIND_KEY_REVOKED | KIND_KEY_ROTATED
+        KIND_GENESIS | KIND_KEY_REGISTERED | KIND_KEY_REVOKED | KIND_KEY_ROTATED | KIND_KEY_CO_SIGNED
     )
 }
 
@@ -48,6 +51,7 @@ pub fn kind_name(kind: u16) -> &'static str {
         KIND_KEY_REGISTERED => "key_registered",
         KIND_KEY_REVOKED => "key_revoked",
         KIND_KEY_ROTATED => "key_rotated",
+        KIND_KEY_CO_SIGNED => "key_co_signed",
         KIND_DEMO_NOTE => "demo_note",
         other => crate::funds::model::kind_name(other).unwrap_or("other"),
     }
@@ -113,6 +117,35 @@ pub struct KeyRotated {
     /// Hex key id of the key being replaced.
     pub key_id: String,
     pub public_key: KeyText,
+}
+
+/// Payload of [`KIND_KEY_CO_SIGNED`]: the co-signer restates what they
+/// approve (the key and, as registered, its name, administrator flag and
+/// member id and role), so that their signature says it in words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyCoSigned {
+    /// Hex key id of the key awaiting its co-signature.
+    pub key_id: String,
+    pub name: String,
+    pub administrator: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::member::Role>,
+}
+
+impl KeyCoSigned {
+    /// The co-signature of `registration` (what a `key_registered` names).
+    pub fn of(registration: &KeyRegistered) -> Result<Self, String> {
+        Ok(Self {
+            key_id: registration.public_key.key()?.key_id().to_hex(),
+            name: registration.name.clone(),
+            administrator: registration.administrator,
+            member_id: registration.member.as_ref().map(|m| m.member_id.clone()),
+            role: registration.member.as_ref().map(|m| m.role),
+        })
+    }
 }
 
 /// Payload of [`KIND_KEY_REVOKED`].

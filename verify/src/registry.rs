@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entry::Record;
 use crate::member::{Member, Role};
-use crate::record::{self, Genesis, KeyRegistered, KeyRevoked, KeyRotated, KeyText};
+use crate::record::{self, Genesis, KeyCoSigned, KeyRegistered, KeyRevoked, KeyRotated, KeyText};
 
 /// Names longer than this are refused.
 pub const KEY_NAME_BYTES_MAX: usize = 200;
@@ -59,6 +59,33 @@ pub struct KeyInfo {
     pub revoked_seq: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<Member>,
+    /// Hex key id of the administrator who registered (or rotated to) this
+    /// key; absent for the genesis administrators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_by: Option<String>,
+    /// The seq of the second person's `key_co_signed`; a key registered
+    /// after genesis signs nothing until it is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub co_signed_seq: Option<u64>,
+}
+
+impl KeyInfo {
+    /// Registered after genesis and not yet co-signed by a second person.
+    pub fn awaits_co_signature(&self) -> bool {
+        self.registered_by.is_some() && self.co_signed_seq.is_none()
+    }
+
+    /// Neither revoked nor awaiting its co-signature: the key may sign.
+    pub fn is_active(&self) -> bool {
+        self.revoked_seq.is_none() && !self.awaits_co_signature()
+    }
+
+    /// Whether this key and `other` are held by one person: the same key,
+    /// or keys of one member id.
+    fn same_person(&self, other: &KeyInfo) -> bool {
+        self.public_key == other.public_key
+            || matches!((&self.member, &other.member), (Some(a), Some(b)) if a.member_id == b.member_id)
+    }
 }
 
 /// The key registry at some point of the chain.
@@ -171,6 +198,7 @@ impl Registry {
             record::KIND_KEY_REGISTERED => self.admit_registration(seq, record, signer),
             record::KIND_KEY_REVOKED => self.admit_revocation(seq, record, signer),
             record::KIND_KEY_ROTATED => self.admit_rotation(seq, record, signer),
+            record::KIND_KEY_CO_SIGNED => self.admit_co_signature(seq, record, signer),
             _ => Ok(Admitted {
                 key: signer.1,
                 changed: Vec::new(),
@@ -189,6 +217,16 @@ impl Registry {
             return Err(RuleError::RevokedKey {
                 key: id.short(),
                 revoked_seq,
+            });
+        }
+        if info.awaits_co_signature() {
+            return Err(RuleError::Rule {
+                rule: "key_co_signature",
+                detail: format!(
+                    "key {} (registered at seq {}) signs nothing before a second person co-signs its registration",
+                    id.short(),
+                    info.registered_seq
+                ),
             });
         }
         Ok((info.clone(), *key))
@@ -228,7 +266,13 @@ impl Registry {
         }
         let mut changed = Vec::new();
         for admin in &genesis.administrators {
-            let added = self.add_key(seq, record.kind, &admin.name, &admin.public_key, true, None)?;
+            let genesis_key = KeyRegistered {
+                name: admin.name.clone(),
+                public_key: admin.public_key.clone(),
+                administrator: true,
+                member: None,
+            };
+            let added = self.add_key(seq, record.kind, genesis_key, None)?;
             changed.push(added);
         }
         self.origin = Some(genesis.origin);
@@ -239,16 +283,22 @@ impl Registry {
         })
     }
 
+    /// Adds the key `new` names, registered at `seq` by `registered_by`
+    /// (`None`: by the genesis entry).
     fn add_key(
         &mut self,
         seq: u64,
         kind: u16,
-        name: &str,
-        text: &KeyText,
-        administrator: bool,
-        member: Option<Member>,
+        new: KeyRegistered,
+        registered_by: Option<KeyId>,
     ) -> Result<KeyId, RuleError> {
-        check_name(kind, name)?;
+        let KeyRegistered {
+            name,
+            public_key: text,
+            administrator,
+            member,
+        } = new;
+        check_name(kind, &name)?;
         let key = text.key().map_err(|e| bad_payload(kind, e))?;
         let id = key.key_id();
         if key == self.node_key {
@@ -288,12 +338,14 @@ impl Registry {
             }
         }
         let info = KeyInfo {
-            name: name.to_owned(),
-            public_key: text.clone(),
+            name,
+            public_key: text,
             administrator,
             registered_seq: seq,
             revoked_seq: None,
             member,
+            registered_by: registered_by.map(|id| id.to_hex()),
+            co_signed_seq: None,
         };
         self.keys.insert(id, (info, key));
         Ok(id)
@@ -330,14 +382,7 @@ impl Registry {
                 });
             }
         }
-        let id = self.add_key(
-            seq,
-            record.kind,
-            &payload.name,
-            &payload.public_key,
-            payload.administrator,
-            payload.member,
-        )?;
+        let id = self.add_key(seq, record.kind, payload, Some(record.signer))?;
         Ok(Admitted {
             key: signer.1,
             changed: vec![id],
@@ -365,14 +410,13 @@ impl Registry {
                 ))
             }
         };
-        let added = self.add_key(
-            seq,
-            record.kind,
-            &old.name,
-            &payload.public_key,
-            old.administrator,
-            old.member.clone(),
-        );
+        let successor = KeyRegistered {
+            name: old.name.clone(),
+            public_key: payload.public_key,
+            administrator: old.administrator,
+            member: old.member.clone(),
+        };
+        let added = self.add_key(seq, record.kind, successor, Some(record.signer));
         match added {
             Ok(new_id) => Ok(Admitted {
                 key: signer.1,
@@ -402,7 +446,7 @@ impl Registry {
         let active_administrators = self
             .keys
             .values()
-            .filter(|(info, _)| info.administrator && info.revoked_seq.is_none())
+            .filter(|(info, _)| info.administrator && info.is_active())
             .count();
         let (info, _) = self
             .keys
@@ -414,13 +458,93 @@ impl Registry {
                 format!("key {} is already revoked", id.short()),
             ));
         }
-        if info.administrator && active_administrators == 1 {
+        if info.administrator && info.is_active() && active_administrators == 1 {
             return Err(bad_payload(
                 record.kind,
                 "the last active administrator cannot be revoked",
             ));
         }
         info.revoked_seq = Some(seq);
+        Ok(Admitted {
+            key: signer.1,
+            changed: vec![id],
+        })
+    }
+
+    /// A second person puts a registered or rotated key in force: an active
+    /// administrator or court leader who is neither the person who
+    /// registered the key nor the person it is for. One administrator alone
+    /// never creates a key that signs (a court leader of their own making
+    /// would co-sign their own policy; an officer, bureau head and finance
+    /// of their own making would pay whom they like).
+    fn admit_co_signature(
+        &mut self,
+        seq: u64,
+        record: &Record,
+        signer: (KeyInfo, PublicKey),
+    ) -> Result<Admitted, RuleError> {
+        let refuse = |detail: String| RuleError::Rule {
+            rule: "key_co_signature",
+            detail,
+        };
+        let may_co_sign =
+            signer.0.administrator || signer.0.member.as_ref().is_some_and(|m| m.role == Role::CourtLeader);
+        if !may_co_sign {
+            return Err(RuleError::NotAuthorized(format!(
+                "a key co-signature must be signed by an administrator or a court leader; {:?} is neither",
+                signer.0.name
+            )));
+        }
+        let payload: KeyCoSigned = parse(record)?;
+        let id = KeyId::from_hex(&payload.key_id).map_err(|e| bad_payload(record.kind, e))?;
+        let (info, _) = self
+            .keys
+            .get(&id)
+            .ok_or_else(|| refuse(format!("key {} is not registered", id.short())))?;
+        if !info.awaits_co_signature() || info.revoked_seq.is_some() {
+            return Err(refuse(format!(
+                "key {} does not await a co-signature (registered at seq {}, {})",
+                id.short(),
+                info.registered_seq,
+                match (info.revoked_seq, info.co_signed_seq) {
+                    (Some(revoked), _) => format!("revoked at seq {revoked}"),
+                    (None, Some(co_signed)) => format!("co-signed at seq {co_signed}"),
+                    (None, None) => "a genesis administrator".to_owned(),
+                }
+            )));
+        }
+        let stated = (
+            payload.name.as_str(),
+            payload.administrator,
+            payload.member_id.as_deref(),
+            payload.role,
+        );
+        let registered = (
+            info.name.as_str(),
+            info.administrator,
+            info.member.as_ref().map(|m| m.member_id.as_str()),
+            info.member.as_ref().map(|m| m.role),
+        );
+        if stated != registered {
+            return Err(refuse(format!(
+                "the co-signature names {stated:?}; key {} is registered as {registered:?}",
+                id.short()
+            )));
+        }
+        let registrar = info
+            .registered_by
+            .as_deref()
+            .and_then(|hex| KeyId::from_hex(hex).ok())
+            .and_then(|registrar| self.keys.get(&registrar))
+            .map(|(registrar, _)| registrar);
+        if registrar.is_some_and(|registrar| registrar.same_person(&signer.0)) {
+            return Err(refuse(
+                "the administrator who registered a key cannot co-sign it: a second person must".into(),
+            ));
+        }
+        if let Some((info, _)) = self.keys.get_mut(&id) {
+            info.co_signed_seq = Some(seq);
+        }
         Ok(Admitted {
             key: signer.1,
             changed: vec![id],

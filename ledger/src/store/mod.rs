@@ -971,8 +971,9 @@ impl Ledger {
         }))
     }
 
-    /// Adds, until nothing changes, the registration (or rotation) entry of
-    /// every key that signed an entry in `seqs`, and of the old key of a rotation.
+    /// Adds, until nothing changes, the registration (or rotation) entry and
+    /// the co-signature of every key that signed an entry in `seqs`, and of
+    /// the old key of a rotation.
     fn add_key_entries(&self, seqs: &mut std::collections::BTreeSet<u64>) -> Result<()> {
         let registry = self.keys();
         let mut pending: Vec<u64> = seqs.iter().copied().collect();
@@ -988,8 +989,11 @@ impl Ledger {
             }
             for signer in signers {
                 if let Some(info) = registry.info(&signer) {
-                    if seqs.insert(info.registered_seq) {
-                        pending.push(info.registered_seq);
+                    // The registration and the second person's co-signature.
+                    for seq in std::iter::once(info.registered_seq).chain(info.co_signed_seq) {
+                        if seqs.insert(seq) {
+                            pending.push(seq);
+                        }
                     }
                 }
             }

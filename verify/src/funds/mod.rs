@@ -421,6 +421,8 @@ mod tests {
                 phone_masked: "****0001".into(),
                 phone_commitment: "00".repeat(32),
             }),
+            registered_by: None,
+            co_signed_seq: None,
         };
         let context = Context {
             seq: 9,
