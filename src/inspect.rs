@@ -20,9 +20,14 @@ pub struct VerifyArgs {
     /// Defaults to <data>/node.pub.
     #[arg(long)]
     key: Option<PathBuf>,
-    /// Print exactly one JSON object instead of text.
+    /// Print exactly one JSON object instead of text (also when the ledger
+    /// cannot be opened or read: `ok` false and the error).
     #[arg(long)]
     json: bool,
+    /// A checkpoint note saved earlier (from `GET /v1/checkpoint` or a proof
+    /// bundle): the ledger must hold its entries with its root. Repeatable.
+    #[arg(long)]
+    against: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,18 +73,24 @@ pub struct VerifyProofArgs {
 }
 
 pub fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    let key_path = args.key.clone().unwrap_or_else(|| args.data.join(NODE_PUB_FILE));
-    let node_key =
-        files::read_public_key(&key_path).with_context(|| format!("reading node key {}", key_path.display()))?;
-    let ledger = Ledger::open_read_only(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
-    let progress = if args.json || !std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(ledger.size())
+    let report = match audit_folder(args) {
+        Ok(report) => report,
+        Err(error) if args.json => {
+            // One JSON object whatever happened: a script reads why.
+            let damaged = error.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<caseledger_ledger::Error>(),
+                    Some(caseledger_ledger::Error::Damaged(_))
+                )
+            });
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "error": format!("{error:#}"), "damaged": damaged})
+            );
+            return Ok(ExitCode::from(if damaged { 3 } else { 2 }));
+        }
+        Err(error) => return Err(error),
     };
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let report = ledger.audit(Some(node_key), threads, &|done| progress.set_position(done))?;
-    progress.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -90,6 +101,33 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Audits the ledger folder, then checks it against every checkpoint
+/// saved earlier that `--against` names (the node's kept one is checked
+/// by the audit itself).
+fn audit_folder(args: &VerifyArgs) -> anyhow::Result<caseledger_verify::audit::AuditReport> {
+    let key_path = args.key.clone().unwrap_or_else(|| args.data.join(NODE_PUB_FILE));
+    let node_key =
+        files::read_public_key(&key_path).with_context(|| format!("reading node key {}", key_path.display()))?;
+    let notes = args
+        .against
+        .iter()
+        .map(|path| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display())))
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    let ledger = Ledger::open_read_only(&args.data).with_context(|| format!("opening {}", args.data.display()))?;
+    let progress = if args.json || !std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(ledger.size())
+    };
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut report = ledger.audit(Some(node_key), threads, &|done| progress.set_position(done))?;
+    progress.finish_and_clear();
+    for note in &notes {
+        ledger.check_against(&mut report, note, node_key);
+    }
+    Ok(report)
 }
 
 pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {

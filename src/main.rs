@@ -1,6 +1,8 @@
 //! The `caseledger` binary: command-line entry point.
 //!
-//! Exit codes: 0 success, 1 a verification found a problem, 2 usage or I/O error.
+//! Exit codes: 0 success, 1 a verification found a problem, 2 usage or I/O
+//! error, 3 the ledger's storage is damaged or failed its integrity check on
+//! open (nothing was served or written; run `caseledger verify`).
 
 use caseledger as _;
 
@@ -40,7 +42,17 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(2)
+            let damaged = error.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<caseledger_ledger::Error>(),
+                    Some(
+                        caseledger_ledger::Error::Damaged(_)
+                            | caseledger_ledger::Error::Corrupt { .. }
+                            | caseledger_ledger::Error::Integrity { .. }
+                    )
+                )
+            });
+            ExitCode::from(if damaged { 3 } else { 2 })
         }
     }
 }

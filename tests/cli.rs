@@ -412,3 +412,49 @@ fn the_keys_can_live_outside_the_data_folder() {
     );
     assert!(!commitment_key.exists(), "no new commitment key made");
 }
+
+/// `verify --against FILE` checks the ledger against a checkpoint saved
+/// earlier: a later ledger that extends it passes; a ledger with other
+/// entries at that size (`checkpoint_root`) or fewer of them
+/// (`checkpoint_lost`) fails, and says which.
+#[test]
+fn verify_against_a_checkpoint_saved_earlier() {
+    let parent = tempfile::tempdir().expect("tempdir");
+    let first = parent.path().join("first");
+    demo(&first, 50);
+    let saved = parent.path().join("saved-checkpoint");
+    std::fs::copy(
+        first.join(caseledger_ledger::store::signed_checkpoint::LATEST_CHECKPOINT_FILE),
+        &saved,
+    )
+    .expect("save the checkpoint");
+    demo(&first, 20);
+    let against = |dir: &Path| {
+        let out = caseledger(&[
+            "verify",
+            "--json",
+            "--data",
+            dir.to_str().expect("utf8"),
+            "--key",
+            first.join("node.pub").to_str().expect("utf8"),
+            "--against",
+            saved.to_str().expect("utf8"),
+        ]);
+        let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+        (out.status.code(), report)
+    };
+    let (code, report) = against(&first);
+    assert_eq!((code, &report["ok"]), (Some(0), &Value::Bool(true)), "{report}");
+    // The same demo seed (same node key and origin) written again: other
+    // timestamps, so other entries at the saved size.
+    let other = parent.path().join("other");
+    demo(&other, 50);
+    let (code, report) = against(&other);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["first_error"]["check"], "checkpoint_root", "{report}");
+    let shorter = parent.path().join("shorter");
+    demo(&shorter, 10);
+    let (code, report) = against(&shorter);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["first_error"]["check"], "checkpoint_lost", "{report}");
+}

@@ -13,7 +13,9 @@ use caseledger::court::{example_policy, sign, Person, Staff};
 use caseledger_ledger::store::Ledger;
 use caseledger_verify::entry::Record;
 use caseledger_verify::funds::model::*;
-use caseledger_verify::record::{KeyRevoked, KIND_KEY_REVOKED};
+use caseledger_verify::record::{
+    KeyCoSigned, KeyRevoked, KeyRotated, KeyText, KIND_KEY_CO_SIGNED, KIND_KEY_REVOKED, KIND_KEY_ROTATED,
+};
 use common::*;
 use sha2::Digest as _;
 
@@ -159,5 +161,100 @@ fn keys_awaiting_a_co_signature_are_not_active_administrators() {
     // Withdrawn, it can no longer be co-signed.
     let late = pending.co_signature(ORIGIN, &staff.court_leader.identity);
     assert_eq!(refused_rule(&ledger, late), "key_co_signature");
+    audit_ok(&ledger);
+}
+
+/// `rotated`'s key rotated by the administrator to `to` (signed by `by`).
+fn rotation(staff: &Staff, rotated: &caseledger_keys::Identity, to: &caseledger_keys::Identity) -> Record {
+    let payload = KeyRotated {
+        key_id: rotated.public_key().key_id().to_hex(),
+        public_key: KeyText::from_key(&to.public_key()),
+    };
+    sign(ORIGIN, KIND_KEY_ROTATED, &payload, &staff.administrator.identity)
+}
+
+/// The co-signature of a rotated-to key of the genesis administrator.
+fn administrator_co_signature(
+    staff: &Staff,
+    key: &caseledger_keys::Identity,
+    by: &caseledger_keys::Identity,
+) -> Record {
+    let payload = KeyCoSigned {
+        key_id: key.public_key().key_id().to_hex(),
+        name: staff.administrator.name.clone(),
+        administrator: true,
+        member_id: None,
+        role: None,
+    };
+    sign(ORIGIN, KIND_KEY_CO_SIGNED, &payload, by)
+}
+
+/// Fourth attack round, finding 1: the administrator registers a court
+/// leader of their own making, rotates their own key (the second
+/// administrator honestly co-signs the new key: it is theirs), and
+/// co-signs the leader with the new key. A rotated key is still held by
+/// whoever held the key it replaced: refused, and named by `verify`.
+#[test]
+fn a_rotated_key_is_still_held_by_the_registrar() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 85);
+    let leader = own_leader();
+    let new_key = caseledger_keys::Identity::from_seed([85; 32]);
+    ledger
+        .append(
+            [
+                registered_alone(&staff, &leader),
+                vec![
+                    rotation(&staff, &staff.administrator.identity, &new_key),
+                    administrator_co_signature(&staff, &new_key, &staff.co_administrator.identity),
+                ],
+            ]
+            .concat(),
+        )
+        .expect("registration, rotation, honest co-signature");
+    let by_new_key = leader.co_signature(ORIGIN, &new_key);
+    assert_eq!(refused_rule(&ledger, by_new_key.clone()), "key_co_signature");
+    ledger.close().expect("close");
+    let seq = force_append(dir.path(), by_new_key);
+    let report = audit(dir.path());
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.seq == seq && v.rule == "key_co_signature"),
+        "{:?}",
+        report.violations
+    );
+}
+
+/// Fourth attack round, finding 2 and note: a key awaiting its
+/// co-signature is not rotated (the co-signer would vouch for a key the
+/// registrar made up, and applicant bundles could not follow it), and the
+/// only active administrator's key is not rotated (the new key would await
+/// a co-signature nobody may give).
+#[test]
+fn pending_keys_and_the_last_administrator_are_not_rotated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 86);
+    let leader = own_leader();
+    ledger.append(registered_alone(&staff, &leader)).expect("registration");
+    let elsewhere = caseledger_keys::Identity::from_seed([86; 32]);
+    assert_eq!(
+        refused_rule(&ledger, rotation(&staff, &leader.identity, &elsewhere)),
+        "record_payload"
+    );
+    let revoke = KeyRevoked {
+        key_id: staff.co_administrator.identity.public_key().key_id().to_hex(),
+        reason: "left the court".into(),
+    };
+    ledger
+        .append_one(sign(ORIGIN, KIND_KEY_REVOKED, &revoke, &staff.administrator.identity))
+        .expect("the second administrator leaves");
+    let size = ledger.size();
+    assert_eq!(
+        refused_rule(&ledger, rotation(&staff, &staff.administrator.identity, &elsewhere)),
+        "record_payload"
+    );
+    assert_eq!(ledger.size(), size);
     audit_ok(&ledger);
 }

@@ -23,6 +23,10 @@ pub enum Error {
     /// Another process has the ledger open for writing.
     #[error("ledger {path} is already open for writing by another process ({detail})")]
     Locked { path: String, detail: String },
+    /// RocksDB found its write-ahead log or tables damaged and the ledger
+    /// is not opened (rather than opened without what was lost).
+    #[error("the ledger's storage is damaged and is not opened: {0}")]
+    Damaged(String),
     /// The ledger failed its integrity check on open and refuses writes.
     #[error("ledger is read-only: integrity check failed at seq {first_bad_seq}: {detail}")]
     Corrupt { first_bad_seq: u64, detail: String },

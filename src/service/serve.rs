@@ -327,6 +327,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let ledger = if config.data.join(DB_DIR).exists() {
         owner_only(&config.data)?;
         Ledger::open(&config.data, Arc::new(SystemClock), ledger_options(&config))
+            .inspect_err(|e| {
+                if matches!(e, caseledger_ledger::Error::Damaged(_)) {
+                    tracing::error!(error = %e, "the ledger's storage is damaged; not serving");
+                }
+            })
             .with_context(|| format!("opening {}", config.data.display()))?
     } else {
         let (ledger, administrators) = init(
@@ -350,7 +355,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         ledger
     };
     if let Some((seq, detail)) = ledger.corruption() {
-        tracing::error!(seq, %detail, "integrity check failed on open; serving read-only");
+        // Never served as if whole: the operator restores or investigates
+        // (`caseledger verify` says what is wrong), then starts again.
+        tracing::error!(seq, %detail, "integrity check failed on open; not serving");
+        return Err(caseledger_ledger::Error::Corrupt {
+            first_bad_seq: seq,
+            detail: detail.to_owned(),
+        })
+        .with_context(|| format!("{} failed its integrity check on open", config.data.display()));
     }
     let verify_link = config
         .sms_verify_link

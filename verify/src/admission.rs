@@ -118,6 +118,7 @@ pub fn admit_record(
             member: None,
             registered_by: None,
             co_signed_seq: None,
+            holder: None,
         }
     } else {
         registry

@@ -216,6 +216,16 @@ mod applicant {
         pub name: String,
         pub member: Option<Member>,
         pub administrator: bool,
+        /// Who holds the key, as the registry says (`KeyInfo::person`):
+        /// the member id, or the first key of a line of rotations.
+        pub person: String,
+    }
+
+    fn person_of(member: Option<&Member>, first_key: &PublicKey) -> String {
+        match member {
+            Some(member) => format!("member:{}", member.member_id),
+            None => format!("key:{}", first_key.to_base64()),
+        }
     }
 
     fn verified(entry: &Entry, keys: &HashMap<KeyId, Signer>, origin: &str) -> Result<(), String> {
@@ -271,6 +281,7 @@ mod applicant {
                                 name: admin.name,
                                 member: None,
                                 administrator: true,
+                                person: person_of(None, &key),
                             },
                         );
                     }
@@ -286,9 +297,11 @@ mod applicant {
                     verified(entry, &keys, origin)?;
                     let signer = if entry.record.kind == record::KIND_KEY_REGISTERED {
                         let registered: KeyRegistered = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+                        let key = registered.public_key.key()?;
                         Signer {
-                            key: registered.public_key.key()?,
+                            key,
                             name: registered.name,
+                            person: person_of(registered.member.as_ref(), &key),
                             member: registered.member,
                             administrator: registered.administrator,
                         }
@@ -303,6 +316,7 @@ mod applicant {
                             name: old.name.clone(),
                             member: old.member.clone(),
                             administrator: old.administrator,
+                            person: old.person.clone(),
                         }
                     };
                     // It signs nothing until a second person co-signs it.
@@ -324,12 +338,26 @@ mod applicant {
                     let (signer, registrar) = awaiting
                         .remove(&id)
                         .ok_or_else(|| format!("entry {} co-signs a key that awaits no co-signature", entry.seq))?;
-                    let same_person = |a: &Signer, b: &Signer| {
-                        a.key == b.key
-                            || matches!((&a.member, &b.member), (Some(x), Some(y)) if x.member_id == y.member_id)
-                    };
-                    let by_registrar = keys.get(&registrar).is_some_and(|r| same_person(r, co_signer));
-                    if by_registrar || same_person(&signer, co_signer) {
+                    let stated = (
+                        co_signed.name.as_str(),
+                        co_signed.administrator,
+                        co_signed.member_id.as_deref(),
+                        co_signed.role,
+                    );
+                    let registered = (
+                        signer.name.as_str(),
+                        signer.administrator,
+                        signer.member.as_ref().map(|m| m.member_id.as_str()),
+                        signer.member.as_ref().map(|m| m.role),
+                    );
+                    if stated != registered {
+                        return Err(format!(
+                            "entry {} co-signs other facts than the key's registration",
+                            entry.seq
+                        ));
+                    }
+                    let by_registrar = keys.get(&registrar).is_some_and(|r| r.person == co_signer.person);
+                    if by_registrar || signer.person == co_signer.person {
                         return Err(format!(
                             "entry {} co-signs a key as the person who registered it or holds it",
                             entry.seq

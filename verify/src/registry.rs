@@ -67,6 +67,12 @@ pub struct KeyInfo {
     /// after genesis signs nothing until it is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub co_signed_seq: Option<u64>,
+    /// Who holds a key without member fields, carried over by a rotation:
+    /// the public key (base64) of the first key of its line. Absent for the
+    /// first key itself (its own public key) and for member keys (held by
+    /// their member id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
 }
 
 impl KeyInfo {
@@ -80,11 +86,20 @@ impl KeyInfo {
         self.revoked_seq.is_none() && !self.awaits_co_signature()
     }
 
-    /// Whether this key and `other` are held by one person: the same key,
-    /// or keys of one member id.
+    /// Who holds the key: `member:<member id>` for a member key, else
+    /// `key:<public key>` of the first key of its line (a rotated
+    /// administrator key is still held by whoever held the key it replaced).
+    pub fn person(&self) -> String {
+        match (&self.member, &self.holder) {
+            (Some(member), _) => format!("member:{}", member.member_id),
+            (None, Some(holder)) => format!("key:{holder}"),
+            (None, None) => format!("key:{}", self.public_key.0),
+        }
+    }
+
+    /// Whether this key and `other` are held by one person.
     fn same_person(&self, other: &KeyInfo) -> bool {
-        self.public_key == other.public_key
-            || matches!((&self.member, &other.member), (Some(a), Some(b)) if a.member_id == b.member_id)
+        self.person() == other.person()
     }
 }
 
@@ -272,7 +287,7 @@ impl Registry {
                 administrator: true,
                 member: None,
             };
-            let added = self.add_key(seq, record.kind, genesis_key, None)?;
+            let added = self.add_key(seq, record.kind, genesis_key, None, None)?;
             changed.push(added);
         }
         self.origin = Some(genesis.origin);
@@ -291,6 +306,7 @@ impl Registry {
         kind: u16,
         new: KeyRegistered,
         registered_by: Option<KeyId>,
+        holder: Option<String>,
     ) -> Result<KeyId, RuleError> {
         let KeyRegistered {
             name,
@@ -337,6 +353,7 @@ impl Registry {
                 ));
             }
         }
+        let holder = if member.is_none() { holder } else { None };
         let info = KeyInfo {
             name,
             public_key: text,
@@ -346,6 +363,7 @@ impl Registry {
             member,
             registered_by: registered_by.map(|id| id.to_hex()),
             co_signed_seq: None,
+            holder,
         };
         self.keys.insert(id, (info, key));
         Ok(id)
@@ -382,7 +400,7 @@ impl Registry {
                 });
             }
         }
-        let id = self.add_key(seq, record.kind, payload, Some(record.signer))?;
+        let id = self.add_key(seq, record.kind, payload, Some(record.signer), None)?;
         Ok(Admitted {
             key: signer.1,
             changed: vec![id],
@@ -398,8 +416,23 @@ impl Registry {
         Self::require_administrator(&signer.0, "a key rotation")?;
         let payload: KeyRotated = parse(record)?;
         let old_id = KeyId::from_hex(&payload.key_id).map_err(|e| bad_payload(record.kind, e))?;
+        let active_administrators = self
+            .keys
+            .values()
+            .filter(|(info, _)| info.administrator && info.is_active())
+            .count();
         let old = match self.keys.get_mut(&old_id) {
-            Some((info, _)) if info.revoked_seq.is_none() => {
+            // A key awaiting its co-signature is not rotated: its
+            // registration is withdrawn (revoked) and made again, so that
+            // the co-signer vouches for what the registrar registered.
+            Some((info, _)) if info.is_active() => {
+                if info.administrator && active_administrators == 1 {
+                    return Err(bad_payload(
+                        record.kind,
+                        "the only active administrator's key is rotated once a second administrator is active \
+                         (the new key awaits a co-signature)",
+                    ));
+                }
                 info.revoked_seq = Some(seq);
                 info.clone()
             }
@@ -416,7 +449,9 @@ impl Registry {
             administrator: old.administrator,
             member: old.member.clone(),
         };
-        let added = self.add_key(seq, record.kind, successor, Some(record.signer));
+        // Held by whoever held the key it replaces.
+        let holder = old.person().strip_prefix("key:").map(str::to_owned);
+        let added = self.add_key(seq, record.kind, successor, Some(record.signer), holder);
         match added {
             Ok(new_id) => Ok(Admitted {
                 key: signer.1,

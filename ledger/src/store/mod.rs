@@ -21,6 +21,7 @@
 //!   ledger read-only with the first bad sequence number.
 
 mod schema;
+pub mod signed_checkpoint;
 mod verify;
 mod writer;
 
@@ -222,6 +223,13 @@ fn db_options(create: bool) -> DbOptions {
     // loses nothing. Only a writable open does it.
     options.create_missing_column_families(true);
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // A damaged write-ahead log stops the open instead of being replayed up
+    // to the damage (RocksDB's default drops the rest: acknowledged
+    // entries would vanish without a word); a missing or shortened closed
+    // log is caught through the MANIFEST. docs/FORMAT.md §8c.
+    options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::AbsoluteConsistency);
+    options.set_track_and_verify_wals_in_manifest(true);
+    options.set_paranoid_checks(true);
     // Most rule look-ups of request ids and references are misses: a bloom
     // filter answers them without reading table blocks.
     let mut table = rocksdb::BlockBasedOptions::default();
@@ -243,10 +251,21 @@ fn open_db(path: &Path, create: bool) -> Result<DB> {
             }
         } else if !create && text.contains("does not exist") {
             Error::NotFound(format!("no ledger in {} ({text})", path.display()))
+        } else if is_damage(&text) {
+            Error::Damaged(text)
         } else {
             Error::Storage(text)
         }
     })
+}
+
+/// Whether a RocksDB error says its files are damaged or missing (as
+/// opposed to locked, absent or out of space).
+fn is_damage(text: &str) -> bool {
+    text.contains("Corruption")
+        || text.contains("checksum mismatch")
+        || text.contains("missing WAL")
+        || text.contains("WAL file")
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(db: &DB, cf: &ColumnFamily, key: &[u8], what: &str) -> Result<Option<T>> {
@@ -270,6 +289,13 @@ impl Ledger {
         options: Options,
     ) -> Result<Self> {
         record::check_origin(origin).map_err(Error::InvalidArgument)?;
+        if signed_checkpoint::path_in(path).exists() {
+            return Err(Error::InvalidArgument(format!(
+                "{} holds the signed checkpoint of an earlier ledger ({})",
+                path.display(),
+                signed_checkpoint::LATEST_CHECKPOINT_FILE
+            )));
+        }
         if path.join(DB_DIR).exists() {
             return Err(Error::InvalidArgument(format!(
                 "{} already holds a ledger",
@@ -389,8 +415,15 @@ impl Ledger {
         if !path.join(DB_DIR).exists() {
             return Err(Error::NotFound(format!("no ledger in {}", path.display())));
         }
-        let db = DB::open_cf_for_read_only(&db_options(false), path.join(DB_DIR), COLUMN_FAMILIES, false)
-            .map_err(storage)?;
+        let db =
+            DB::open_cf_for_read_only(&db_options(false), path.join(DB_DIR), COLUMN_FAMILIES, false).map_err(|e| {
+                let text = e.into_string();
+                if is_damage(&text) {
+                    Error::Damaged(text)
+                } else {
+                    Error::Storage(text)
+                }
+            })?;
         let shared = Arc::new(Self::load_shared(db, path)?);
         if let Ok(registry) = load_registry(&shared) {
             shared.publish_keys(&registry);
@@ -745,7 +778,30 @@ impl Ledger {
                 Err(e) => return Err(e),
             }
         }
-        audit_driver(self, node_key.unwrap_or(self.shared.node_key), threads, progress)
+        let node_key = node_key.unwrap_or(self.shared.node_key);
+        let mut report = audit_driver(self, node_key, threads, progress)?;
+        if let Some(note) = self.kept_checkpoint()? {
+            self.check_against(&mut report, &note, node_key);
+        }
+        Ok(report)
+    }
+
+    /// Adds to `report` what [`Ledger::check_signed_checkpoint`] finds
+    /// wrong with the ledger against `note`.
+    pub fn check_against(&self, report: &mut AuditReport, note: &str, node_key: PublicKey) {
+        let finding = match self.check_signed_checkpoint(note, node_key) {
+            Ok(_) => return,
+            Err(Error::Integrity { seq, check, detail }) => caseledger_verify::audit::Finding { seq, check, detail },
+            Err(other) => caseledger_verify::audit::Finding {
+                seq: 0,
+                check: "checkpoint_signature".into(),
+                detail: other.to_string(),
+            },
+        };
+        report.ok = false;
+        if report.first_error.as_ref().is_none_or(|f| f.seq > finding.seq) {
+            report.first_error = Some(finding);
+        }
     }
 
     /// A case with its receipts (deadlines as of `now_ms`) and disbursements.
@@ -1063,8 +1119,53 @@ impl Ledger {
     /// Stops the writer after it has committed everything queued.
     pub fn close(mut self) -> Result<()> {
         match self.writer.take() {
-            Some(writer) => writer.stop(),
+            Some(writer) => {
+                writer.stop()?;
+                // A clean close leaves nothing only in the write-ahead log.
+                self.flush()
+            }
             None => Ok(()),
+        }
+    }
+
+    /// Writes every column family's memtable to its tables and waits.
+    fn flush(&self) -> Result<()> {
+        let mut options = rocksdb::FlushOptions::default();
+        options.set_wait(true);
+        let families: Vec<&ColumnFamily> = COLUMN_FAMILIES.iter().map(|name| self.shared.cf(name)).collect();
+        self.shared.db.flush_cfs_opt(&families, &options).map_err(storage)
+    }
+
+    /// Checks the ledger against a checkpoint note the node signed (the
+    /// latest one kept beside the database, or one saved earlier by
+    /// anyone): its signature with `node_key` under the ledger's origin
+    /// (`checkpoint_signature`), then that the ledger holds its entries
+    /// (`checkpoint_lost`) with its root (`checkpoint_root`).
+    pub fn check_signed_checkpoint(&self, note: &str, node_key: PublicKey) -> Result<Checkpoint> {
+        // The origin the genesis entry names (the stored meta may have been
+        // changed; the audit reports that apart).
+        let origin = self
+            .entry(0)
+            .ok()
+            .and_then(|genesis| serde_json::from_slice::<Genesis>(&genesis.record.payload).ok())
+            .map_or_else(|| self.shared.meta.origin.clone(), |genesis| genesis.origin);
+        let verifier = note::Verifier::new(&origin, node_key)?;
+        let checkpoint = Checkpoint::open(note, &verifier).map_err(|e| Error::Integrity {
+            seq: 0,
+            check: "checkpoint_signature".into(),
+            detail: e.to_string(),
+        })?;
+        signed_checkpoint::check(&SharedNodes(&self.shared), self.size(), &checkpoint)?;
+        Ok(checkpoint)
+    }
+
+    /// The node's latest signed checkpoint kept beside the database
+    /// (docs/FORMAT.md §8c), if the folder has one.
+    pub fn kept_checkpoint(&self) -> Result<Option<String>> {
+        match std::fs::read_to_string(signed_checkpoint::path_in(&self.shared.path)) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Storage(e.to_string())),
         }
     }
 }
@@ -1307,7 +1408,17 @@ fn check_on_open(shared: &Shared) -> Result<WriterState> {
             "stored Merkle nodes do not match the head",
         ));
     }
-    let last_checkpoint = check_last_checkpoint(shared, &head)?;
+    let mut last_checkpoint = check_last_checkpoint(shared, &head)?;
+    // The checkpoint the node last signed, kept beside the database: the
+    // ledger must still hold it (a lost write-ahead log would have taken
+    // the database's own copy with the entries).
+    let kept = signed_checkpoint::path_in(&shared.path);
+    if let Some((checkpoint, _)) = signed_checkpoint::read(&kept, &shared.meta.origin, shared.node_key)? {
+        signed_checkpoint::check(&SharedNodes(shared), size, &checkpoint)?;
+        if last_checkpoint.as_ref().is_none_or(|c| c.size < checkpoint.size) {
+            last_checkpoint = Some(checkpoint);
+        }
+    }
     // Before genesis the registry is empty and waits for the genesis entry.
     let registry = if size == 0 {
         Registry::new(shared.node_key)

@@ -967,6 +967,11 @@ impl Writer {
     fn write_verified(&mut self, mut built: Built, appends: &mut [Pending]) -> Result<()> {
         built.batch.delete_cf(self.shared.cf(CF_META), META_PENDING);
         self.sync(std::mem::take(&mut built.batch))?;
+        if let Some((_, note)) = &built.checkpoint {
+            // Kept where a lost write-ahead log cannot take it, before
+            // anyone hears of it.
+            super::signed_checkpoint::write(&super::signed_checkpoint::path_in(&self.shared.path), note)?;
+        }
         self.finish(built, appends);
         Ok(())
     }

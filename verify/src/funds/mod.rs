@@ -423,6 +423,7 @@ mod tests {
             }),
             registered_by: None,
             co_signed_seq: None,
+            holder: None,
         };
         let context = Context {
             seq: 9,

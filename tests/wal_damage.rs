@@ -1,0 +1,139 @@
+//! A damaged write-ahead log is never opened as if whole (issue 15, item
+//! 1): the real service, killed under writes, finds its WAL with a flipped
+//! byte, cut in half or deleted; it refuses to start (exit code 3, a clear
+//! error), `verify --json` says why, and once the log is restored nothing
+//! acknowledged is missing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use caseledger::court::Staff;
+use caseledger_ledger::store::Ledger;
+use common::Serve;
+
+/// The newest write-ahead log file of the ledger in `data`.
+fn live_wal(data: &Path) -> PathBuf {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(data.join("db"))
+        .expect("db folder")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    logs.pop().expect("a write-ahead log")
+}
+
+/// Starts `serve` on `data` and waits for it to exit; a hang guard kills it
+/// after a minute (it must not start serving at all).
+fn serve_exit(data: &Path) -> (ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("CASELEDGER_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start serve");
+    let began = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if began.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("serve started on a damaged ledger instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
+    (status, stderr)
+}
+
+fn verify_json(data: &Path) -> (Option<i32>, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["verify", "--json", "--data"])
+        .arg(data)
+        .output()
+        .expect("verify");
+    let stdout = String::from_utf8(out.stdout).expect("utf8");
+    assert_eq!(stdout.trim().lines().count(), 1, "one JSON object: {stdout}");
+    (out.status.code(), serde_json::from_str(&stdout).expect("json"))
+}
+
+/// A court served with checkpoints every 8 entries, its staff enrolled over
+/// HTTP, then SIGKILLed: the acknowledged size, and a copy of the WAL.
+fn killed_under_writes(dir: &Path) -> (PathBuf, u64, PathBuf, Vec<u8>) {
+    let data = dir.join("ledger");
+    let staff = Staff::from_seed(15, "court.example/wal");
+    common::init_court(dir, &data, &staff);
+    let mut serve = Serve::start(&data, &[("CASELEDGER_CHECKPOINT_EVERY_ENTRIES", "8")]);
+    common::set_up_staff(&serve.address, &staff);
+    let acknowledged = Ledger::open_read_only(&data).expect("read").size();
+    assert!(acknowledged > 20, "{acknowledged}");
+    serve.kill();
+    let wal = live_wal(&data);
+    let bytes = std::fs::read(&wal).expect("wal");
+    assert!(bytes.len() > 1000, "the entries since the last flush are in the log");
+    (data, acknowledged, wal, bytes)
+}
+
+/// After the damage is undone, the service starts and every acknowledged
+/// entry is there.
+fn restored_whole(data: &Path, wal: &Path, bytes: &[u8], acknowledged: u64) {
+    std::fs::write(wal, bytes).expect("restore the log");
+    let mut serve = Serve::start(data, &[]);
+    assert!(serve.terminate().success());
+    let ledger = Ledger::open_read_only(data).expect("open");
+    assert_eq!(ledger.size(), acknowledged, "no acknowledged entry lost");
+    let report = ledger.audit(None, 2, &|_| {}).expect("audit");
+    assert!(report.ok, "{:?}", report.first_error);
+}
+
+fn refused(data: &Path) -> serde_json::Value {
+    let (status, stderr) = serve_exit(data);
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    let (code, report) = verify_json(data);
+    // 3: RocksDB refused to open it; 1: it opened and the audit failed.
+    let expected = if report["damaged"] == true { 3 } else { 1 };
+    assert_eq!(code, Some(expected), "{report}");
+    assert_eq!(report["ok"], false, "{report}");
+    serde_json::json!({"stderr": stderr, "report": report})
+}
+
+#[test]
+fn a_flipped_byte_in_the_write_ahead_log_stops_the_service_from_starting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, acknowledged, wal, bytes) = killed_under_writes(dir.path());
+    let mut flipped = bytes.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0xff;
+    std::fs::write(&wal, &flipped).expect("flip");
+    let seen = refused(&data);
+    assert!(seen["stderr"].as_str().expect("text").contains("damaged"), "{seen}");
+    assert_eq!(seen["report"]["damaged"], true, "{seen}");
+    restored_whole(&data, &wal, &bytes, acknowledged);
+}
+
+#[test]
+fn a_write_ahead_log_cut_in_half_stops_the_service_from_starting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, acknowledged, wal, bytes) = killed_under_writes(dir.path());
+    std::fs::write(&wal, &bytes[..bytes.len() / 2]).expect("cut");
+    refused(&data);
+    restored_whole(&data, &wal, &bytes, acknowledged);
+}
+
+#[test]
+fn a_deleted_write_ahead_log_is_caught_by_the_checkpoint_kept_beside_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, acknowledged, wal, bytes) = killed_under_writes(dir.path());
+    std::fs::remove_file(&wal).expect("delete");
+    let seen = refused(&data);
+    let stderr = seen["stderr"].as_str().expect("text");
+    assert!(stderr.contains("checkpoint_lost"), "{seen}");
+    assert_eq!(seen["report"]["first_error"]["check"], "checkpoint_lost", "{seen}");
+    restored_whole(&data, &wal, &bytes, acknowledged);
+}
