@@ -77,18 +77,50 @@ fn tamper_with_the_case(dir: &std::path::Path, edit: impl FnOnce(&mut Value)) {
         .expect("put");
 }
 
+/// The ledger in `dir`, whose derived state an insider edited after a
+/// clean close, opens refusing writes: the node's seal of its clean close
+/// no longer matches (`state_seal`); with the seal deleted as well, the
+/// open replays the chain and names the edit (`derived_state`), as
+/// `verify` does.
+fn refused_on_open(dir: &std::path::Path) {
+    use caseledger_ledger::store::Ledger;
+    let ledger = Ledger::open(dir, clock(), options()).expect("opens, refusing writes");
+    let (_, detail) = ledger.corruption().expect("the edit is found before any write");
+    assert!(detail.starts_with("state_seal"), "{detail}");
+    drop(ledger);
+    {
+        let db = raw_db(dir);
+        db.delete_cf(db.cf_handle("meta").expect("meta"), b"state_seal")
+            .expect("delete the seal");
+    }
+    let ledger = Ledger::open(dir, clock(), options()).expect("opens, refusing writes");
+    let (_, detail) = ledger.corruption().expect("the replay finds the edit");
+    assert!(detail.starts_with("derived_state"), "{detail}");
+    assert!(matches!(
+        ledger.append_one(caseledger::court::sign(
+            ORIGIN,
+            KIND_RECEIPT_RECORDED,
+            &serde_json::json!({}),
+            &caseledger_keys::Identity::from_seed([9; 32])
+        )),
+        Err(caseledger_ledger::Error::Corrupt { .. })
+    ));
+    drop(ledger);
+    let report = audit(dir);
+    assert!(report.violations.iter().any(|v| v.rule == "derived_state"));
+}
+
 fn rule_of(value: &Value) -> Option<&str> {
     value["rule"].as_str()
 }
 
 /// A database insider who is also the case's officer rewrites, in the
 /// derived state, applicant 1's phone commitment to their own enrolled
-/// phone's and the applicant's contact to that phone; the node then sends
-/// the phone code to them (open in issue 15: derived state is not yet
-/// checked against a replay before the node acts on it). `verify` names
-/// the forged confirmation beyond `derived_state`.
+/// phone's and the applicant's contact to that phone, so that the node
+/// would send the phone code to them. The node checks its derived tables
+/// before acting on them (issue 15) and refuses to open.
 #[tokio::test]
-async fn after_the_derived_state_swap_the_audit_names_the_phone_confirmation() {
+async fn after_the_derived_state_swap_the_node_refuses_to_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court_requiring_sms(dir.path(), 42, clock());
     let officer = &staff.officers[0];
@@ -114,30 +146,7 @@ async fn after_the_derived_state_swap_the_audit_names_the_phone_confirmation() {
         db.put_cf(meta, contact.as_bytes(), officer.phone.as_bytes())
             .expect("put");
     }
-    let ledger = caseledger_ledger::store::Ledger::open(dir.path(), clock(), options()).expect("reopen");
-    let phone = Arc::new(Phone::default());
-    let state = service_state(ledger, &staff).with_sms(phone.clone());
-    let (status, body) = challenge(&state, &officer.identity, 1).await;
-    let Some(code) = last_code(&phone, &officer.phone) else {
-        // Refused at write time: nothing to audit.
-        assert_ne!(status, StatusCode::OK, "{body}");
-        return;
-    };
-    let (status, value) = confirm(&state, 1, &code).await;
-    assert_eq!(status, StatusCode::OK, "{value}");
-    let confirmed_seq = value["seq"].as_u64().expect("seq");
-    drop(state);
-    let report = audit(dir.path());
-    let found: Vec<(u64, String)> = report
-        .violations
-        .iter()
-        .map(|v| (v.seq, v.rule.clone()))
-        .filter(|(_, rule)| rule != "derived_state")
-        .collect();
-    assert!(
-        found.iter().any(|(seq, _)| *seq == confirmed_seq),
-        "the audit does not name the phone confirmation at {confirmed_seq}: {found:?}"
-    );
+    refused_on_open(dir.path());
 }
 
 // ---------------------------------------------------------------------
@@ -371,11 +380,10 @@ async fn applicant_codes_only_at_the_case_officers_request_and_only_to_the_appli
     assert_ne!(status, StatusCode::CREATED, "{value}");
 }
 
-/// The insider marks applicant 1's phone confirmed in the derived state and
-/// an account goes in without any code (open in issue 15); `verify` names
-/// the account with `phone_confirmation`.
+/// The insider marks applicant 1's phone confirmed in the derived state, so
+/// that an account would go in without any code: the node refuses to open.
 #[tokio::test]
-async fn after_marking_a_phone_confirmed_in_derived_state_the_audit_names_the_account() {
+async fn after_marking_a_phone_confirmed_in_derived_state_the_node_refuses_to_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court_requiring_sms(dir.path(), 51, clock());
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
@@ -386,27 +394,5 @@ async fn after_marking_a_phone_confirmed_in_derived_state_the_audit_names_the_ac
     tamper_with_the_case(dir.path(), |case| {
         case["phones_confirmed"] = serde_json::json!(["applicant-1"]);
     });
-    let ledger = caseledger_ledger::store::Ledger::open(dir.path(), clock(), options()).expect("reopen");
-    let state = service_state(ledger, &staff);
-    let (status, value) = register_account(&state, &case, "acct-1", 1, "6222000099990001").await;
-    if status != StatusCode::CREATED {
-        // Refused at write time (issue 15): nothing to audit.
-        assert_eq!(rule_of(&value), Some("phone_confirmation"), "{value}");
-        return;
-    }
-    let seq = value["seqs"][0].as_u64().expect("seq");
-    drop(state);
-    let report = audit(dir.path());
-    assert!(
-        report
-            .violations
-            .iter()
-            .any(|v| v.seq == seq && v.rule == "phone_confirmation"),
-        "{:?}",
-        report
-            .violations
-            .iter()
-            .map(|v| (v.seq, v.rule.clone()))
-            .collect::<Vec<_>>()
-    );
+    refused_on_open(dir.path());
 }

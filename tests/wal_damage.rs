@@ -7,8 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use caseledger::court::Staff;
 use caseledger_ledger::store::Ledger;
@@ -23,33 +22,6 @@ fn live_wal(data: &Path) -> PathBuf {
         .collect();
     logs.sort();
     logs.pop().expect("a write-ahead log")
-}
-
-/// Starts `serve` on `data` and waits for it to exit; a hang guard kills it
-/// after a minute (it must not start serving at all).
-fn serve_exit(data: &Path) -> (ExitStatus, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_caseledger"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("CASELEDGER_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start serve");
-    let began = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if began.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("serve started on a damaged ledger instead of refusing");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
-    (status, stderr)
 }
 
 fn verify_json(data: &Path) -> (Option<i32>, serde_json::Value) {
@@ -93,7 +65,7 @@ fn restored_whole(data: &Path, wal: &Path, bytes: &[u8], acknowledged: u64) {
 }
 
 fn refused(data: &Path) -> serde_json::Value {
-    let (status, stderr) = serve_exit(data);
+    let (status, stderr) = common::serve_exit(data);
     assert_eq!(status.code(), Some(3), "{stderr}");
     let (code, report) = verify_json(data);
     // 3: RocksDB refused to open it; 1: it opened and the audit failed.

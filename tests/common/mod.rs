@@ -620,3 +620,32 @@ pub fn set_up_staff(address: &str, staff: &caseledger::court::Staff) {
         .expect("policy in force");
     assert_eq!(status, 201, "{body}");
 }
+
+/// Starts `serve` on `data` and waits for it to exit, with its exit status
+/// and standard error; a hang guard kills it after a minute (it must
+/// refuse to start on the ledger in `data`, not serve it).
+pub fn serve_exit(data: &Path) -> (std::process::ExitStatus, String) {
+    use std::time::{Duration, Instant};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("CASELEDGER_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start serve");
+    let began = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if began.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("serve started on a damaged ledger instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
+    (status, stderr)
+}

@@ -22,6 +22,7 @@
 
 mod schema;
 pub mod signed_checkpoint;
+mod state_seal;
 mod verify;
 mod writer;
 
@@ -372,7 +373,10 @@ impl Ledger {
                 "the node key file does not match the ledger's node key".into(),
             ));
         }
-        match settle_pending_group(&shared).and_then(|()| check_on_open(&shared)) {
+        let checked = settle_pending_group(&shared)
+            .and_then(|()| check_on_open(&shared))
+            .and_then(|state| check_derived_tables(&shared, &node, state.frontier.size(), &options).map(|()| state));
+        match checked {
             Ok(state) => {
                 shared.publish_keys(&state.registry);
                 // Settling a pending group may have undone it: readers see
@@ -1118,14 +1122,43 @@ impl Ledger {
 
     /// Stops the writer after it has committed everything queued.
     pub fn close(mut self) -> Result<()> {
-        match self.writer.take() {
-            Some(writer) => {
-                writer.stop()?;
-                // A clean close leaves nothing only in the write-ahead log.
-                self.flush()
-            }
-            None => Ok(()),
+        self.close_cleanly()
+    }
+
+    /// Stops the writer (a last checkpoint), seals the derived tables
+    /// (§8d) and flushes: nothing is left only in the write-ahead log.
+    fn close_cleanly(&mut self) -> Result<()> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        writer.stop()?;
+        // A writer that stopped on a failure may have left a group to be
+        // settled on the next open: nothing is sealed then.
+        let pending = self
+            .shared
+            .db
+            .get_pinned_cf(self.shared.cf(CF_META), META_PENDING)
+            .map_err(storage)?
+            .is_some();
+        let stopped_cleanly = self.poisoned().is_none() && !pending;
+        if let (Some(node), true) = (&self.node, stopped_cleanly) {
+            let seal = state_seal::StateSeal {
+                size: self.size(),
+                mac: state_seal::mac(&self.shared.db, node, self.size())?,
+            };
+            let mut sync = rocksdb::WriteOptions::default();
+            sync.set_sync(true);
+            self.shared
+                .db
+                .put_cf_opt(
+                    self.shared.cf(CF_META),
+                    META_STATE_SEAL,
+                    serde_json::to_vec(&seal).expect("serialisable"),
+                    &sync,
+                )
+                .map_err(storage)?;
         }
+        self.flush()
     }
 
     /// Writes every column family's memtable to its tables and waits.
@@ -1172,9 +1205,8 @@ impl Ledger {
 
 impl Drop for Ledger {
     fn drop(&mut self) {
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.stop();
-        }
+        // A failure leaves no seal: the next open replays instead.
+        let _ = self.close_cleanly();
     }
 }
 
@@ -1341,6 +1373,48 @@ fn head_before(shared: &Shared, pending: &PendingGroup, head: &Head) -> Result<H
         pending.last_timestamp_ms,
         head.checkpoint_size,
     ))
+}
+
+/// Before the node acts on the derived tables (`keys`, `state`), they are
+/// checked (docs/FORMAT.md §8d): against the node's seal of its clean close
+/// if it sealed this size, else against a replay of the whole chain. The
+/// seal is then removed, so a later unclean stop leaves none.
+fn check_derived_tables(shared: &Arc<Shared>, node: &Identity, size: u64, options: &Options) -> Result<()> {
+    let meta = shared.cf(CF_META);
+    let seal: Option<state_seal::StateSeal> = read_json(&shared.db, meta, META_STATE_SEAL, "state seal")?;
+    match &seal {
+        Some(seal) if seal.size == size => {
+            if state_seal::mac(&shared.db, node, size)? != seal.mac {
+                return Err(integrity(
+                    size.saturating_sub(1),
+                    "state_seal",
+                    "the derived tables (keys, state) are not those the node sealed at its clean close",
+                ));
+            }
+        }
+        _ if size == 0 => {}
+        _ => {
+            let replayed = Ledger {
+                shared: Arc::clone(shared),
+                mode: Mode::ReadOnly,
+                writer: None,
+                node: None,
+            };
+            let report = audit_driver(&replayed, shared.node_key, options.verify_threads.max(1), &|_| {})?;
+            if let Some(error) = report.first_error {
+                return Err(integrity(error.seq, &error.check, error.detail));
+            }
+            if let Some(v) = report.violations.iter().find(|v| v.rule.starts_with("derived_")) {
+                return Err(integrity(v.seq, &v.rule, v.detail.clone()));
+            }
+        }
+    }
+    if seal.is_some() {
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        shared.db.delete_cf_opt(meta, META_STATE_SEAL, &sync).map_err(storage)?;
+    }
+    Ok(())
 }
 
 /// The writer's starting state, checked against storage on open.

@@ -28,6 +28,8 @@ pub const COLUMN_FAMILIES: [&str; 6] = [CF_ENTRIES, CF_NODES, CF_CHECKPOINTS, CF
 pub const META_LEDGER: &[u8] = b"ledger";
 pub const META_HEAD: &[u8] = b"head";
 pub const META_PENDING: &[u8] = b"pending";
+/// The node's seal over the derived tables at a clean close (`state_seal`).
+pub const META_STATE_SEAL: &[u8] = b"state_seal";
 
 /// Version of this storage layout.
 pub const STORAGE_VERSION: u32 = 1;
