@@ -109,3 +109,72 @@ fn a_deleted_write_ahead_log_is_caught_by_the_checkpoint_kept_beside_it() {
     assert_eq!(seen["report"]["first_error"]["check"], "checkpoint_lost", "{seen}");
     restored_whole(&data, &wal, &bytes, acknowledged);
 }
+
+/// The checkpoint kept beside the database is part of the ledger: taken
+/// away (as one would to hide a rollback), the service refuses to start.
+#[test]
+fn a_deleted_kept_checkpoint_stops_the_service_from_starting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, acknowledged, wal, bytes) = killed_under_writes(dir.path());
+    let kept = data.join(caseledger_ledger::store::signed_checkpoint::LATEST_CHECKPOINT_FILE);
+    let note = std::fs::read(&kept).expect("kept checkpoint");
+    std::fs::remove_file(&kept).expect("delete");
+    let seen = refused(&data);
+    assert!(
+        seen["stderr"].as_str().expect("text").contains("checkpoint_missing"),
+        "{seen}"
+    );
+    assert_eq!(seen["report"]["first_error"]["check"], "checkpoint_missing", "{seen}");
+    std::fs::write(&kept, note).expect("restore");
+    restored_whole(&data, &wal, &bytes, acknowledged);
+}
+
+/// RocksDB's own files damaged after a clean stop: a table file with a
+/// flipped byte is damage to `verify` (exit 3), and a deleted MANIFEST
+/// stops the service too.
+#[test]
+fn damaged_table_and_manifest_files_are_reported_as_damage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, _, _, _) = killed_under_writes(dir.path());
+    // A clean start and stop: everything in table files.
+    let mut serve = Serve::start(&data, &[]);
+    assert!(serve.terminate().success());
+    let db = data.join("db");
+    let files: Vec<PathBuf> = std::fs::read_dir(&db)
+        .expect("db")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    let largest = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "sst"))
+        .max_by_key(|p| std::fs::metadata(p).expect("stat").len())
+        .expect("a table file")
+        .clone();
+    let table = std::fs::read(&largest).expect("table");
+    let mut flipped = table.clone();
+    flipped[table.len() / 3] ^= 0xff;
+    std::fs::write(&largest, &flipped).expect("flip");
+    let (code, report) = verify_json(&data);
+    assert_eq!(
+        (code, &report["damaged"]),
+        (Some(3), &serde_json::Value::Bool(true)),
+        "{report}"
+    );
+    std::fs::write(&largest, &table).expect("restore");
+    let manifest = files
+        .iter()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("MANIFEST"))
+        })
+        .expect("a MANIFEST");
+    std::fs::remove_file(manifest).expect("delete");
+    let (status, stderr) = common::serve_exit(&data);
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    let (code, report) = verify_json(&data);
+    assert_eq!(
+        (code, &report["damaged"]),
+        (Some(3), &serde_json::Value::Bool(true)),
+        "{report}"
+    );
+}

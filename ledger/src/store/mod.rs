@@ -194,7 +194,13 @@ impl Shared {
 }
 
 fn storage(e: rocksdb::Error) -> Error {
-    Error::Storage(e.into_string())
+    let text = e.into_string();
+    // A checksum that fails on a read is damage, like one found on open.
+    if is_damage(&text) {
+        Error::Damaged(text)
+    } else {
+        Error::Storage(text)
+    }
 }
 
 /// A signature the ledger checks with a group's signatures but does not
@@ -251,7 +257,13 @@ fn open_db(path: &Path, create: bool) -> Result<DB> {
                 detail: text,
             }
         } else if !create && text.contains("does not exist") {
-            Error::NotFound(format!("no ledger in {} ({text})", path.display()))
+            // RocksDB's files are there but its CURRENT is not: damage.
+            let files_left = std::fs::read_dir(path.join(DB_DIR)).is_ok_and(|mut d| d.next().is_some());
+            if files_left {
+                Error::Damaged(format!("{text} (the database folder holds files)"))
+            } else {
+                Error::NotFound(format!("no ledger in {} ({text})", path.display()))
+            }
         } else if is_damage(&text) {
             Error::Damaged(text)
         } else {
@@ -267,6 +279,8 @@ fn is_damage(text: &str) -> bool {
         || text.contains("checksum mismatch")
         || text.contains("missing WAL")
         || text.contains("WAL file")
+        || text.contains("MANIFEST")
+        || text.contains("CURRENT")
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(db: &DB, cf: &ColumnFamily, key: &[u8], what: &str) -> Result<Option<T>> {
@@ -784,8 +798,31 @@ impl Ledger {
         }
         let node_key = node_key.unwrap_or(self.shared.node_key);
         let mut report = audit_driver(self, node_key, threads, progress)?;
-        if let Some(note) = self.kept_checkpoint()? {
-            self.check_against(&mut report, &note, node_key);
+        let finding = match self.kept_checkpoint() {
+            Ok(Some(note)) => {
+                self.check_against(&mut report, &note, node_key);
+                None
+            }
+            // Every ledger since its genesis checkpoint has one (§8c).
+            Ok(None) if report.checkpoints > 0 => Some(caseledger_verify::audit::Finding {
+                seq: 0,
+                check: "checkpoint_missing".into(),
+                detail: format!(
+                    "{} is missing although the ledger holds signed checkpoints",
+                    signed_checkpoint::LATEST_CHECKPOINT_FILE
+                ),
+            }),
+            Ok(None) => None,
+            Err(Error::Integrity { seq, check, detail }) => {
+                Some(caseledger_verify::audit::Finding { seq, check, detail })
+            }
+            Err(other) => return Err(other),
+        };
+        if let Some(finding) = finding {
+            report.ok = false;
+            if report.first_error.as_ref().is_none_or(|f| f.seq > finding.seq) {
+                report.first_error = Some(finding);
+            }
         }
         Ok(report)
     }
@@ -934,6 +971,11 @@ impl Ledger {
             .join(format!("audit-snapshot-{}-{n}", std::process::id()));
         let result = (|| {
             std::fs::create_dir_all(&copy).map_err(|e| Error::Storage(format!("{}: {e}", copy.display())))?;
+            // The kept checkpoint first: every note it holds is in the
+            // database already (it is written after its group is synced).
+            if let Some(note) = self.kept_checkpoint()? {
+                signed_checkpoint::write(&signed_checkpoint::path_in(&copy), &note)?;
+            }
             {
                 // Never copy a group whose signatures are still being checked.
                 let _gate = self.shared.state_read();
@@ -1195,10 +1237,16 @@ impl Ledger {
     /// The node's latest signed checkpoint kept beside the database
     /// (docs/FORMAT.md §8c), if the folder has one.
     pub fn kept_checkpoint(&self) -> Result<Option<String>> {
-        match std::fs::read_to_string(signed_checkpoint::path_in(&self.shared.path)) {
-            Ok(text) => Ok(Some(text)),
+        let path = signed_checkpoint::path_in(&self.shared.path);
+        match std::fs::read(&path) {
+            // Not UTF-8: its signature check says so.
+            Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::Storage(e.to_string())),
+            Err(e) => Err(Error::Integrity {
+                seq: 0,
+                check: "checkpoint_signature".into(),
+                detail: format!("{} is unreadable: {e}", path.display()),
+            }),
         }
     }
 }
@@ -1487,11 +1535,26 @@ fn check_on_open(shared: &Shared) -> Result<WriterState> {
     // ledger must still hold it (a lost write-ahead log would have taken
     // the database's own copy with the entries).
     let kept = signed_checkpoint::path_in(&shared.path);
-    if let Some((checkpoint, _)) = signed_checkpoint::read(&kept, &shared.meta.origin, shared.node_key)? {
-        signed_checkpoint::check(&SharedNodes(shared), size, &checkpoint)?;
-        if last_checkpoint.as_ref().is_none_or(|c| c.size < checkpoint.size) {
-            last_checkpoint = Some(checkpoint);
+    match signed_checkpoint::read(&kept, &shared.meta.origin, shared.node_key)? {
+        Some((checkpoint, _)) => {
+            signed_checkpoint::check(&SharedNodes(shared), size, &checkpoint)?;
+            if last_checkpoint.as_ref().is_none_or(|c| c.size < checkpoint.size) {
+                last_checkpoint = Some(checkpoint);
+            }
         }
+        // Written with the genesis checkpoint and never removed: gone, it
+        // was taken (with the entries it would have shown lost).
+        None if last_checkpoint.is_some() => {
+            return Err(integrity(
+                0,
+                "checkpoint_missing",
+                format!(
+                    "{} is missing although the ledger holds signed checkpoints",
+                    signed_checkpoint::LATEST_CHECKPOINT_FILE
+                ),
+            ))
+        }
+        None => {}
     }
     // Before genesis the registry is empty and waits for the genesis entry.
     let registry = if size == 0 {

@@ -48,15 +48,15 @@ pub fn write(path: &Path, note: &str) -> Result<()> {
 /// key under `origin`. An unreadable or badly signed file is an integrity
 /// failure (check `checkpoint_signature`): someone changed it.
 pub fn read(path: &Path, origin: &str, node_key: PublicKey) -> Result<Option<(Checkpoint, String)>> {
-    let text = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::Storage(format!("reading {}: {e}", path.display()))),
-    };
     let bad = |detail: String| Error::Integrity {
         seq: 0,
         check: "checkpoint_signature".into(),
         detail: format!("{}: {detail}", path.display()),
+    };
+    let text = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(bad(format!("unreadable: {e}"))),
     };
     let text = String::from_utf8(text).map_err(|_| bad("not UTF-8".into()))?;
     let verifier = note::Verifier::new(origin, node_key)?;
