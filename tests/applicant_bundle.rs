@@ -75,3 +75,83 @@ fn a_second_genesis_in_an_applicant_bundle_is_refused() {
         report.violations
     );
 }
+
+/// `seq` added to `bundle` with a true inclusion proof against its checkpoint.
+fn push_proven(bundle: &mut caseledger_verify::bundle::ApplicantBundle, ledger: &Ledger, seq: u64) {
+    if bundle.entries.iter().any(|e| e.seq == seq) {
+        return;
+    }
+    let proof = ledger.inclusion_proof(seq, bundle.tree_size).expect("proof");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    bundle.entries.push(ProvenEntry {
+        seq,
+        entry: b64.encode(ledger.entry_bytes(seq).expect("entry")),
+        inclusion_proof: proof.iter().map(|h| b64.encode(h)).collect(),
+    });
+    bundle.entries.sort_by_key(|e| e.seq);
+}
+
+/// Fourth attack round, second pass, finding A1: the court revokes the
+/// bureau head's and finance's keys; approvals and a payment by them are
+/// forced into storage afterwards. `verify` names them `revoked_key`; the
+/// applicant's bundle carries the revocations and refuses them too (it
+/// once believed revoked keys). Approvals made before a revocation still
+/// verify.
+#[test]
+fn an_applicant_bundle_refuses_what_revoked_keys_signed_after_their_revocation() {
+    use caseledger::court::sign;
+    use caseledger_verify::record::{KeyRevoked, KIND_KEY_REVOKED};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court_with_case(dir.path(), 171, CASE, 1, 6_000_000);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append_one(case.request("d-1", "acct-1", 1_000_000))
+        .expect("request");
+    let (code, issue) = case.applicant_code(1);
+    ledger.append_one(issue).expect("code");
+    let revoke = |who: &caseledger::court::Person| {
+        let payload = KeyRevoked {
+            key_id: who.identity.public_key().key_id().to_hex(),
+            reason: "dismissed".into(),
+        };
+        sign(ORIGIN, KIND_KEY_REVOKED, &payload, &staff.administrator.identity)
+    };
+    // A revocation after an honest approval leaves the approval good.
+    let approvals = case.approvals(ORIGIN, "d-1", "acct-1", 1_000_000, &[Role::BureauHead, Role::Finance]);
+    ledger.append_one(approvals[0].clone()).expect("bureau head");
+    ledger.append_one(revoke(&staff.bureau_head)).expect("revoked");
+    let node = ledger.node_key();
+    let bundle = ledger.applicant_bundle(&code).expect("bundle").expect("known code");
+    bundle.verify(&node).expect("approved before the revocation");
+    // Finance's key revoked, then its approval and a payment forced in.
+    ledger.append_one(revoke(&staff.finance)).expect("revoked");
+    assert_eq!(refused_rule(&ledger, approvals[1].clone()), "revoked_key");
+    ledger.close().expect("close");
+    let forced = [
+        force_append(dir.path(), approvals[1].clone()),
+        force_append(dir.path(), case.payment("d-1", "PAY-1", "acct-1", 1_000_000)),
+    ];
+    let report = audit(dir.path());
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.seq == forced[0] && v.rule == "revoked_key"),
+        "{:?}",
+        report.violations
+    );
+    let ledger = Ledger::open_read_only(dir.path()).expect("open");
+    let mut bundle = ledger.applicant_bundle(&code).expect("bundle").expect("known code");
+    // The insider adds the forced entries and finance's key entries, all
+    // with true inclusion proofs.
+    let registry = ledger.registry().expect("registry");
+    let finance = registry
+        .info(&staff.finance.identity.public_key().key_id())
+        .expect("registered");
+    let key_entries = [Some(finance.registered_seq), finance.co_signed_seq, finance.revoked_seq];
+    for seq in key_entries.into_iter().flatten().chain(forced) {
+        push_proven(&mut bundle, &ledger, seq);
+    }
+    let refused = bundle.verify(&node).expect_err("signed after its key was revoked");
+    assert!(refused.contains("revoked"), "{refused}");
+}

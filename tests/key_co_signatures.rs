@@ -125,8 +125,13 @@ fn keys_used_or_co_signed_by_one_person_forced_into_storage_are_named_by_verify(
         .map(|v| (v.seq, v.rule.as_str()))
         .collect();
     assert_eq!(found, vec![(used, "key_co_signature"), (own, "key_co_signature")]);
-    // The policy in force is still version 1: the replay applied neither.
+    // The node does not vouch for records written behind its back: opened
+    // for writing, the ledger refuses writes and names the first of them.
     let ledger = Ledger::open(dir.path(), clock(), options()).expect("open");
+    let (seq, detail) = ledger.corruption().expect("refuses writes");
+    assert_eq!(seq, used);
+    assert!(detail.starts_with("key_co_signature"), "{detail}");
+    // The policy in force is still version 1: the replay applied neither.
     let policy = ledger.state_objects("policy").expect("state");
     assert!(policy.iter().any(|(k, _)| k == "policy/0000000001"));
     assert!(!policy.iter().any(|(k, _)| k == "policy/0000000002"));

@@ -208,7 +208,7 @@ mod applicant {
     use super::{yuan, ApplicantBundle};
     use crate::entry::{Entry, Record};
     use crate::funds::model::*;
-    use crate::record::{self, Genesis, KeyCoSigned, KeyRegistered, KeyRotated};
+    use crate::record::{self, Genesis, KeyCoSigned, KeyRegistered, KeyRevoked, KeyRotated};
 
     /// A key the bundle proves was registered, and for whom.
     pub(super) struct Signer {
@@ -219,6 +219,9 @@ mod applicant {
         /// Who holds the key, as the registry says (`KeyInfo::person`):
         /// the member id, or the first key of a line of rotations.
         pub person: String,
+        /// The seq of the entry that revoked (or rotated away) the key: it
+        /// signs nothing after it.
+        pub revoked_at: Option<u64>,
     }
 
     fn person_of(member: Option<&Member>, first_key: &PublicKey) -> String {
@@ -232,6 +235,12 @@ mod applicant {
         let signer = keys
             .get(&entry.record.signer)
             .ok_or_else(|| format!("entry {} is signed by a key the bundle does not register", entry.seq))?;
+        if let Some(revoked) = signer.revoked_at.filter(|revoked| entry.seq > *revoked) {
+            return Err(format!(
+                "entry {} is signed by a key revoked at entry {revoked}",
+                entry.seq
+            ));
+        }
         entry
             .record
             .verify(origin, &signer.key)
@@ -282,6 +291,7 @@ mod applicant {
                                 member: None,
                                 administrator: true,
                                 person: person_of(None, &key),
+                                revoked_at: None,
                             },
                         );
                     }
@@ -304,23 +314,44 @@ mod applicant {
                             person: person_of(registered.member.as_ref(), &key),
                             member: registered.member,
                             administrator: registered.administrator,
+                            revoked_at: None,
                         }
                     } else {
                         let rotated: KeyRotated = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
                         let old = KeyId::from_hex(&rotated.key_id).map_err(|e| e.to_string())?;
                         let old = keys
-                            .get(&old)
+                            .get_mut(&old)
                             .ok_or("a rotation of a key the bundle does not register")?;
+                        if old.revoked_at.is_some() {
+                            return Err(format!("entry {} rotates a key revoked before", entry.seq));
+                        }
+                        old.revoked_at = Some(entry.seq);
                         Signer {
                             key: rotated.public_key.key()?,
                             name: old.name.clone(),
                             member: old.member.clone(),
                             administrator: old.administrator,
                             person: old.person.clone(),
+                            revoked_at: None,
                         }
                     };
                     // It signs nothing until a second person co-signs it.
                     awaiting.insert(signer.key.key_id(), (signer, entry.record.signer));
+                }
+                record::KIND_KEY_REVOKED => {
+                    if keys.get(&entry.record.signer).filter(|s| s.administrator).is_none() {
+                        return Err(format!(
+                            "key entry {} is not signed by a known administrator",
+                            entry.seq
+                        ));
+                    }
+                    verified(entry, &keys, origin)?;
+                    let revoked: KeyRevoked = serde_json::from_slice(payload).map_err(|e| e.to_string())?;
+                    let id = revoked.key_id()?;
+                    awaiting.remove(&id);
+                    if let Some(key) = keys.get_mut(&id) {
+                        key.revoked_at.get_or_insert(entry.seq);
+                    }
                 }
                 record::KIND_KEY_CO_SIGNED => {
                     let co_signer = keys
