@@ -88,6 +88,13 @@ fn a_key_one_administrator_registers_signs_nothing_until_a_second_person_co_sign
     };
     let misstated = misstated.co_signature(ORIGIN, &staff.co_administrator.identity);
     assert_eq!(refused_rule(&ledger, misstated), "key_co_signature");
+    // Nor another phone than the one the codes will go to.
+    let other_phone = Person {
+        phone: "13700009999".into(),
+        ..leader.clone()
+    };
+    let other_phone = other_phone.co_signature(ORIGIN, &staff.co_administrator.identity);
+    assert_eq!(refused_rule(&ledger, other_phone), "key_co_signature");
     assert!(state(&ledger) == after_second_self, "refusals change nothing");
     assert_eq!(before.0 + 2, after_second_self.0, "only the second registration");
 
@@ -190,6 +197,7 @@ fn administrator_co_signature(
         administrator: true,
         member_id: None,
         role: None,
+        phone_masked: None,
     };
     sign(ORIGIN, KIND_KEY_CO_SIGNED, &payload, by)
 }

@@ -109,6 +109,7 @@ pub fn co_sign(co_signer: &Identity, key: &Identity, name: &str, administrator: 
         administrator,
         member_id: None,
         role: None,
+        phone_masked: None,
     };
     Record::sign(
         ORIGIN,

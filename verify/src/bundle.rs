@@ -374,12 +374,14 @@ mod applicant {
                         co_signed.administrator,
                         co_signed.member_id.as_deref(),
                         co_signed.role,
+                        co_signed.phone_masked.as_deref(),
                     );
                     let registered = (
                         signer.name.as_str(),
                         signer.administrator,
                         signer.member.as_ref().map(|m| m.member_id.as_str()),
                         signer.member.as_ref().map(|m| m.role),
+                        signer.member.as_ref().map(|m| m.phone_masked.as_str()),
                     );
                     if stated != registered {
                         return Err(format!(

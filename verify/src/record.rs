@@ -121,7 +121,8 @@ pub struct KeyRotated {
 
 /// Payload of [`KIND_KEY_CO_SIGNED`]: the co-signer restates what they
 /// approve (the key and, as registered, its name, administrator flag and
-/// member id and role), so that their signature says it in words.
+/// member id, role and masked phone), so that their signature says it in
+/// words.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyCoSigned {
@@ -133,6 +134,10 @@ pub struct KeyCoSigned {
     pub member_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<crate::member::Role>,
+    /// The member's phone as the registration masks it (`****1234`): the
+    /// co-signer checks with the person that the codes go to their phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_masked: Option<String>,
 }
 
 impl KeyCoSigned {
@@ -144,6 +149,7 @@ impl KeyCoSigned {
             administrator: registration.administrator,
             member_id: registration.member.as_ref().map(|m| m.member_id.clone()),
             role: registration.member.as_ref().map(|m| m.role),
+            phone_masked: registration.member.as_ref().map(|m| m.phone_masked.clone()),
         })
     }
 }

@@ -553,12 +553,14 @@ impl Registry {
             payload.administrator,
             payload.member_id.as_deref(),
             payload.role,
+            payload.phone_masked.as_deref(),
         );
         let registered = (
             info.name.as_str(),
             info.administrator,
             info.member.as_ref().map(|m| m.member_id.as_str()),
             info.member.as_ref().map(|m| m.role),
+            info.member.as_ref().map(|m| m.phone_masked.as_str()),
         );
         if stated != registered {
             return Err(refuse(format!(
