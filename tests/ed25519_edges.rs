@@ -330,6 +330,8 @@ fn an_edge_signature_sharing_a_group_with_another_members_entry_is_refused_alone
         // record and the edge queue behind it and form the next group.
         let pause = Pause::new(1);
         let ledger = Ledger::open(dir.path(), clock(), pause.options()).expect("open");
+        // Dropped before the ledger: a failure never leaves the writer paused.
+        let _release = pause.release_on_drop();
         let size = ledger.size();
         let mut leading = ledger.append_async(vec![note(&keys.writer, 1)]);
         assert!(poll_once(&mut leading).is_pending());

@@ -221,6 +221,8 @@ fn readers_never_see_the_derived_state_of_a_group_being_verified() {
     // lets it go on to the verdict.
     let pause = Pause::new(1);
     let ledger = Arc::new(Ledger::open(dir.path(), clock(), pause.options()).expect("open"));
+    // Dropped before the ledger: a failure never leaves the writer paused.
+    let _release = pause.release_on_drop();
     let before = ledger.state_objects("").expect("state");
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     let request = forged(case.request("d-1", "acct-1", 1_000_000), &staff.officers[0].identity);

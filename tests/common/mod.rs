@@ -477,36 +477,84 @@ pub fn forged(mut record: Record, signer: &Identity) -> Record {
 }
 
 /// Pauses the writer right after a speculative write (the derived-state
-/// gate held) until the test lets it go on to the verdict.
-#[derive(Clone)]
+/// gate held) until the test lets it go on to the verdict. A test that
+/// fails while the writer is paused must not leave it waiting (the
+/// ledger's drop would wait for the writer for ever): hold
+/// [`Pause::release_on_drop`]'s guard, declared after the ledger, so that
+/// it is dropped first and lets the writer go.
 pub struct Pause {
-    paused: Arc<std::sync::Barrier>,
-    resume: Arc<std::sync::Barrier>,
-    remaining: Arc<AtomicU64>,
+    state: Arc<PauseState>,
+}
+
+struct PauseState {
+    step: std::sync::Mutex<PauseStep>,
+    changed: std::sync::Condvar,
+    remaining: AtomicU64,
+}
+
+#[derive(Default)]
+struct PauseStep {
+    paused: bool,
+    resumed: bool,
+    /// Let go for good: no more pauses, none waits.
+    released: bool,
+}
+
+/// Lets the writer go for good when dropped (see [`Pause`]).
+pub struct PauseRelease(Arc<PauseState>);
+
+impl Drop for PauseRelease {
+    fn drop(&mut self) {
+        let mut step = self.0.step.lock().unwrap_or_else(|p| p.into_inner());
+        step.released = true;
+        self.0.changed.notify_all();
+    }
+}
+
+/// Waits on a pause's condition; a bound that only a hang reaches (not a
+/// loaded machine) turns a hang into a failure.
+fn wait_for(state: &PauseState, what: &str, done: impl Fn(&PauseStep) -> bool) {
+    let bound = std::time::Duration::from_secs(600);
+    let step = state.step.lock().unwrap_or_else(|p| p.into_inner());
+    let (step, timeout) = state
+        .changed
+        .wait_timeout_while(step, bound, |step| !done(step) && !step.released)
+        .unwrap_or_else(|p| p.into_inner());
+    drop(step);
+    assert!(!timeout.timed_out(), "{what}: nothing happened in ten minutes");
 }
 
 impl Pause {
     /// Pauses the first `times` speculative writes.
     pub fn new(times: u64) -> Self {
         Self {
-            paused: Arc::new(std::sync::Barrier::new(2)),
-            resume: Arc::new(std::sync::Barrier::new(2)),
-            remaining: Arc::new(AtomicU64::new(times)),
+            state: Arc::new(PauseState {
+                step: std::sync::Mutex::new(PauseStep::default()),
+                changed: std::sync::Condvar::new(),
+                remaining: AtomicU64::new(times),
+            }),
         }
     }
 
     /// Ledger options with this pause as the speculative-write hook.
     pub fn options(&self) -> Options {
-        let pause = self.clone();
+        let state = Arc::clone(&self.state);
         Options {
             after_speculative_write: Some(caseledger_ledger::store::TestHook(Arc::new(move || {
-                let pausing = pause
+                let pausing = state
                     .remaining
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_ok();
                 if pausing {
-                    pause.paused.wait();
-                    pause.resume.wait();
+                    {
+                        let mut step = state.step.lock().unwrap_or_else(|p| p.into_inner());
+                        step.paused = true;
+                        state.changed.notify_all();
+                    }
+                    wait_for(&state, "the test never resumed the writer", |step| step.resumed);
+                    let mut step = state.step.lock().unwrap_or_else(|p| p.into_inner());
+                    step.paused = false;
+                    step.resumed = false;
                 }
                 false
             }))),
@@ -514,14 +562,21 @@ impl Pause {
         }
     }
 
+    /// A guard that lets the writer go for good when dropped.
+    pub fn release_on_drop(&self) -> PauseRelease {
+        PauseRelease(Arc::clone(&self.state))
+    }
+
     /// Waits until the writer has paused.
     pub fn wait_paused(&self) {
-        self.paused.wait();
+        wait_for(&self.state, "the writer never paused", |step| step.paused);
     }
 
     /// Lets the paused writer go on.
     pub fn resume(&self) {
-        self.resume.wait();
+        let mut step = self.state.step.lock().unwrap_or_else(|p| p.into_inner());
+        step.resumed = true;
+        self.state.changed.notify_all();
     }
 }
 
