@@ -88,3 +88,54 @@ fn a_changed_key_entry_stops_the_service_from_starting() {
     delete_seal(&data);
     refused_with(&data, "derived_keys");
 }
+
+/// One byte of a middle entry changed while the service was stopped: the
+/// service starts (its open checks read the head, not every entry), but
+/// never serves the entry as genuine. Reading it answers 503, `/readyz`
+/// turns 503 with the seq and check, every later write is refused, and the
+/// failure is counted; `verify` names the entry.
+#[test]
+fn a_changed_middle_entry_is_never_served_and_stops_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = stopped_court(dir.path());
+    let staff = Staff::from_seed(17, "court.example/tables");
+    let seq = 10u64;
+    {
+        let db = common::raw_db(&data);
+        let entries = db.cf_handle("entries").expect("cf");
+        let mut bytes = db.get_cf(entries, common::seq_key(seq)).expect("get").expect("entry");
+        let last = bytes.len() - 70; // inside the payload, before the signature
+        bytes[last] ^= 0x01;
+        db.put_cf(entries, common::seq_key(seq), bytes).expect("put");
+    }
+    let serve = Serve::start(&data, &[]);
+    let admin = Client::new(&serve.address, staff.administrator.identity.clone());
+    let (status, _) = admin.get("/v1/entries/9").expect("read");
+    assert_eq!(status, 200, "an untouched entry is served");
+    let (status, body) = admin.get(&format!("/v1/entries/{seq}")).expect("read");
+    assert_eq!(status, 503, "{body}");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut ready = agent.get(&format!("{}/readyz", serve.address)).call().expect("readyz");
+    assert_eq!(ready.status().as_u16(), 503);
+    let reason = ready.body_mut().read_to_string().expect("body");
+    assert!(
+        reason.contains(&format!("seq {seq}")) && reason.contains("leaf_hash"),
+        "{reason}"
+    );
+    let case = CaseRecords::new(&staff, &staff.officers[0], "(2026)苏02执17号");
+    let finance = Client::new(&serve.address, staff.finance.identity.clone());
+    let (status, body) = finance.write(&[case.receipt("BANK-18", 1_000)]).expect("write");
+    assert_eq!(status, 503, "writes stopped: {body}");
+    let mut metrics = agent
+        .get(&format!("{}/metrics", serve.address))
+        .call()
+        .expect("metrics");
+    let text = metrics.body_mut().read_to_string().expect("metrics");
+    assert!(text.contains("caseledger_integrity_failures_total"), "{text}");
+    drop(serve);
+    let report = caseledger_ledger::store::Ledger::open_read_only(&data)
+        .expect("open")
+        .audit(None, 2, &|_| {})
+        .expect("audit");
+    assert_eq!(report.first_finding().map(|(s, _)| s), Some(seq));
+}

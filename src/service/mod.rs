@@ -245,6 +245,37 @@ pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi)
 /// A request path as it may be logged: an applicant's verification code
 /// (`/v1/verify/{code}`) opens their bundle, so it is never written to a
 /// log; every other path names no secret.
+/// Entry `seq`'s bytes, checked against the Merkle tree the node wrote
+/// (never served as genuine if changed behind its back).
+pub(crate) fn verified_entry(state: &AppState, seq: u64) -> Result<Vec<u8>, problem::ApiError> {
+    state.ledger.verified_entry_bytes(seq).map_err(|error| {
+        integrity_alarm(state, &error);
+        error.into()
+    })
+}
+
+/// An integrity failure or damaged storage met while serving: logged at
+/// ERROR with its seq and check, counted in
+/// `caseledger_integrity_failures_total`, and every later write stopped
+/// (`/readyz` answers 503 with the reason).
+pub(crate) fn integrity_alarm(state: &AppState, error: &caseledger_ledger::Error) {
+    use caseledger_ledger::Error as E;
+    let reason = match error {
+        E::Integrity { seq, check, detail } => {
+            tracing::error!(seq, check = %check, %detail, "integrity failure; writes stopped");
+            metrics::counter!("caseledger_integrity_failures_total", "check" => check.clone()).increment(1);
+            format!("integrity failure at seq {seq}: {check}: {detail}")
+        }
+        E::Damaged(detail) => {
+            tracing::error!(%detail, "damaged storage; writes stopped");
+            metrics::counter!("caseledger_integrity_failures_total", "check" => "damaged").increment(1);
+            format!("damaged storage: {detail}")
+        }
+        _ => return,
+    };
+    state.ledger.fail(&reason);
+}
+
 pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     match path.strip_prefix("/v1/verify/") {
         Some(code) if !code.is_empty() => std::borrow::Cow::Borrowed("/v1/verify/{code}"),

@@ -123,6 +123,11 @@ impl From<caseledger_ledger::Error> for ApiError {
                 ApiError::Unavailable(format!("integrity check failed at seq {first_bad_seq}; writes refused"))
             }
             E::ReadOnly => ApiError::Unavailable("the ledger is open read-only".into()),
+            E::Integrity { seq, check, .. } => {
+                ApiError::Unavailable(format!("integrity failure at seq {seq} ({check}); writes stopped"))
+            }
+            E::Damaged(_) => ApiError::Unavailable("the ledger's storage is damaged; writes stopped".into()),
+            E::Poisoned(reason) => ApiError::Unavailable(format!("writes stopped: {reason}")),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -42,7 +42,7 @@ pub(super) async fn entry(
     Path(seq): Path<u64>,
     SignedBy { info }: SignedBy,
 ) -> Result<Json<EntryResponse>, ApiError> {
-    let bytes = state.ledger.entry_bytes(seq)?;
+    let bytes = super::verified_entry(&state, seq)?;
     let entry = caseledger_verify::entry::Entry::decode(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
     if !super::access::may_read(&state, &info, &entry.record)? {
         return Err(ApiError::RuleViolated {

@@ -173,7 +173,7 @@ async fn inclusion_proof(
                 query.size
             )));
         }
-        let bytes = ledger.entry_bytes(query.seq)?;
+        let bytes = super::verified_entry(&state, query.seq)?;
         let proof = ledger.inclusion_proof(query.seq, query.size)?;
         InclusionProof {
             leaf_index: query.seq,

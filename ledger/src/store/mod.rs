@@ -612,6 +612,40 @@ impl Ledger {
             })
     }
 
+    /// The stored bytes of entry `seq`, checked against the Merkle tree the
+    /// node built as it wrote (its inclusion proof leads to the current
+    /// root): an entry changed behind the node's back is never served as
+    /// genuine. A failure is an integrity failure (`leaf_hash`) that also
+    /// stops every later write ([`Ledger::fail`]).
+    pub fn verified_entry_bytes(&self, seq: u64) -> Result<Vec<u8>> {
+        let published = self.published();
+        if seq >= published.size {
+            return Err(Error::NotFound(format!(
+                "entry {seq} (the ledger has {} entries)",
+                published.size
+            )));
+        }
+        let bytes = self.entry_bytes(seq)?;
+        let proof = merkle::inclusion_proof(self, seq, published.size)?;
+        let leaf = caseledger_verify::hash::leaf_hash(&bytes);
+        if let Err(e) = merkle::verify_inclusion(&leaf, seq, published.size, &proof, &published.root) {
+            let detail = format!("the stored entry is not the one the node wrote: {e}");
+            self.fail(&format!("integrity failure at seq {seq}: leaf_hash: {detail}"));
+            return Err(integrity(seq, "leaf_hash", detail));
+        }
+        Ok(bytes)
+    }
+
+    /// Stops every later write with `reason` (an integrity failure found
+    /// while serving); `/readyz` then answers 503 with it. The first
+    /// reason stays.
+    pub fn fail(&self, reason: &str) {
+        let mut poisoned = self.shared.poisoned.lock().unwrap_or_else(|p| p.into_inner());
+        if poisoned.is_none() {
+            *poisoned = Some(reason.to_owned());
+        }
+    }
+
     /// Calls `visit` with every entry from `from` to the head, in order, in
     /// one forward scan (for reports; the audit has its own).
     pub fn scan_entries(&self, from: u64, visit: &mut dyn FnMut(Entry) -> Result<()>) -> Result<()> {

@@ -849,6 +849,10 @@ impl Writer {
         force_checkpoint: bool,
     ) -> Vec<Answer> {
         if self.poisoned.is_none() {
+            // Stopped from outside (an integrity failure found by a reader).
+            self.poisoned = lock(&self.shared.poisoned).clone();
+        }
+        if self.poisoned.is_none() {
             let timestamp_ms = self.clock.now_ms().max(self.state.last_timestamp_ms);
             let want_checkpoint = force_checkpoint || !checkpoints.is_empty();
             match self.commit(&mut appends, timestamp_ms, want_checkpoint) {
