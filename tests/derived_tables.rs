@@ -139,3 +139,73 @@ fn a_changed_middle_entry_is_never_served_and_stops_writes() {
         .expect("audit");
     assert_eq!(report.first_finding().map(|(s, _)| s), Some(seq));
 }
+
+/// The background self-audit (自动存证校验) finds a changed entry nobody
+/// reads: `/readyz` turns 503 with its seq and check, writes stop, the
+/// gauge says so, and the court's auditor gets an SMS alert.
+#[test]
+fn the_self_audit_finds_a_changed_entry_and_alerts_the_auditor() {
+    use caseledger::court::Person;
+    use caseledger_verify::funds::model::Role;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("ledger");
+    let staff = Staff::from_seed(19, "court.example/self-audit");
+    common::init_court(dir.path(), &data, &staff);
+    std::fs::write(data.join("commitment.key"), hex::encode(staff.commitment_key)).expect("commitment key");
+    let auditor = Person::new([19; 32], "auditor-19", "纪检监察", Role::Auditor, "13800000119");
+    {
+        let mut serve = Serve::start(&data, &[]);
+        common::set_up_staff(&serve.address, &staff);
+        let admin = Client::new(&serve.address, staff.administrator.identity.clone());
+        let enrolment = auditor.enrolment_request(&staff.origin, &staff.administrator.identity);
+        assert_eq!(admin.write_numbered(&[enrolment]).expect("enrol").0, 201);
+        let co_admin = Client::new(&serve.address, staff.co_administrator.identity.clone());
+        let co_signed = auditor.co_signature(&staff.origin, &staff.co_administrator.identity);
+        assert_eq!(co_admin.write(&[co_signed]).expect("co-sign").0, 201);
+        assert!(serve.terminate().success());
+    }
+    let seq = 10u64;
+    {
+        let db = common::raw_db(&data);
+        let entries = db.cf_handle("entries").expect("cf");
+        let mut bytes = db.get_cf(entries, common::seq_key(seq)).expect("get").expect("entry");
+        let inside = bytes.len() - 70;
+        bytes[inside] ^= 0x01;
+        db.put_cf(entries, common::seq_key(seq), bytes).expect("put");
+    }
+    let serve = Serve::start(&data, &[("CASELEDGER_SELF_AUDIT_EVERY_MS", "100")]);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    // Bounded only against a hang: the audit runs every 100 ms.
+    let began = std::time::Instant::now();
+    let reason = loop {
+        let mut ready = agent.get(&format!("{}/readyz", serve.address)).call().expect("readyz");
+        if ready.status().as_u16() == 503 {
+            break ready.body_mut().read_to_string().expect("body");
+        }
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(300),
+            "the self-audit never failed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(reason.contains(&format!("self-audit failed at seq {seq}")), "{reason}");
+    let alert = loop {
+        let line = serve
+            .lines
+            .recv_timeout(std::time::Duration::from_secs(300))
+            .expect("an SMS alert printed by the console provider");
+        if line.contains("[SMS alert-") {
+            break line;
+        }
+    };
+    assert!(alert.contains("****0119") && alert.contains("自检"), "{alert}");
+    let finance = Client::new(&serve.address, staff.finance.identity.clone());
+    let case = CaseRecords::new(&staff, &staff.officers[0], "(2026)苏02执19号");
+    assert_eq!(finance.write(&[case.receipt("BANK-19", 1_000)]).expect("write").0, 503);
+    let mut metrics = agent
+        .get(&format!("{}/metrics", serve.address))
+        .call()
+        .expect("metrics");
+    let text = metrics.body_mut().read_to_string().expect("metrics");
+    assert!(text.contains("caseledger_self_audit_ok 0"), "{text}");
+}

@@ -36,6 +36,9 @@ pub struct Config {
     /// Checkpoint policy of the ledger.
     pub checkpoint_every_entries: u64,
     pub checkpoint_every_ms: u64,
+    /// The background self-audit re-verifies the whole ledger this often
+    /// (0: never).
+    pub self_audit_every_ms: u64,
     /// `console` (print), `aliyun`, `twilio` or `webhook` (the court's own gateway).
     pub sms_provider: String,
     pub sms_webhook_url: Option<String>,
@@ -87,6 +90,7 @@ impl Default for Config {
             request_timeout_ms: 10_000,
             checkpoint_every_entries: 1024,
             checkpoint_every_ms: 10_000,
+            self_audit_every_ms: 3_600_000,
             sms_provider: "console".into(),
             sms_webhook_url: None,
             sms_webhook_secret: None,

@@ -23,6 +23,7 @@ pub mod providers;
 mod reads;
 pub mod reports;
 mod routes;
+pub mod self_audit;
 pub mod serve;
 pub mod sms;
 mod writes;

@@ -396,6 +396,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         options,
         Arc::clone(&stop),
     );
+    let self_audit = (config.self_audit_every_ms > 0).then(|| {
+        super::self_audit::spawn(
+            Arc::clone(&state.ledger),
+            Arc::clone(&sms),
+            (*state.templates).clone(),
+            *state.commitment_key,
+            Duration::from_millis(config.self_audit_every_ms),
+            Arc::clone(&stop),
+        )
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -419,6 +429,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     if deliverer.join().is_err() {
         tracing::error!("the delivery worker panicked");
+    }
+    if self_audit.is_some_and(|thread| thread.join().is_err()) {
+        tracing::error!("the self-audit panicked");
     }
     match Arc::try_unwrap(state.ledger) {
         Ok(ledger) => ledger.close()?,

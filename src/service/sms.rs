@@ -87,6 +87,7 @@ impl Default for Templates {
             ("applicant_code", "【执行案款】您在{case}案件中的查询码为{code}，可在{link}核验执行款的到账、审批与发放记录，请妥善保管，勿告知他人。"),
             ("reminder_near_due", "【执行案款】{case}案件{date}到账的执行款{amount}即将到期，请及时发放。"),
             ("reminder_overdue", "【执行案款】{case}案件{date}到账的执行款{amount}已超过发放期限，请立即处理或报批延期。"),
+            ("integrity_alert", "【执行案款】案款账本自检发现异常（第{seq}条记录，{check}），系统已停止写入，请立即核查。"),
         ];
         Self {
             texts: t.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),

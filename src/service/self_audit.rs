@@ -1,0 +1,110 @@
+//! The background self-audit (自动存证校验): the service re-verifies its
+//! whole ledger at a configured interval (`self_audit_every_ms`), on a
+//! snapshot and one thread, beside its writes. A failure stops every later
+//! write (`/readyz` answers 503 with the seq and check), is logged at ERROR,
+//! counted, and sent by SMS to the court's administrators and auditors
+//! (their phones on file, checked against their enrolment).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use caseledger_ledger::store::Ledger;
+
+use super::sms::{member_recipient, SmsProvider, Templates};
+
+/// One audit of the live ledger; `Some(reason)` if it failed (writes are
+/// stopped then and the alert sent).
+pub fn run_once(
+    ledger: &Ledger,
+    provider: &dyn SmsProvider,
+    templates: &Templates,
+    commitment_key: &[u8; 32],
+) -> anyhow::Result<Option<String>> {
+    let started = std::time::Instant::now();
+    let report = ledger.audit_live(1)?;
+    metrics::counter!("caseledger_self_audit_runs_total").increment(1);
+    metrics::gauge!("caseledger_self_audit_entries").set(report.entries as f64);
+    metrics::gauge!("caseledger_self_audit_seconds").set(started.elapsed().as_secs_f64());
+    metrics::gauge!("caseledger_self_audit_ok").set(if report.ok { 1.0 } else { 0.0 });
+    let Some((seq, check)) = report.first_finding() else {
+        tracing::info!(entries = report.entries, "self-audit: every entry verified");
+        return Ok(None);
+    };
+    let check = check.to_owned();
+    let reason = format!("self-audit failed at seq {seq}: {check}");
+    tracing::error!(seq, check = %check, "self-audit failed; writes stopped");
+    metrics::counter!("caseledger_integrity_failures_total", "check" => check.clone()).increment(1);
+    ledger.fail(&reason);
+    alert(ledger, provider, templates, commitment_key, seq, &check)?;
+    Ok(Some(reason))
+}
+
+/// The alert to every active administrator and auditor with a phone on
+/// file, once per finding.
+fn alert(
+    ledger: &Ledger,
+    provider: &dyn SmsProvider,
+    templates: &Templates,
+    commitment_key: &[u8; 32],
+    seq: u64,
+    check: &str,
+) -> anyhow::Result<()> {
+    use caseledger_verify::funds::model::Role;
+    let marker = format!("alerted/{seq}/{check}");
+    if ledger.private_get(&marker)?.is_some() {
+        return Ok(());
+    }
+    let keys = ledger.keys();
+    let recipients: Vec<String> = keys
+        .keys()
+        .filter(|(_, info)| info.is_active())
+        .filter_map(|(_, info)| info.member.as_ref())
+        .filter(|m| matches!(m.role, Role::Administrator | Role::Auditor))
+        .map(|m| m.member_id.clone())
+        .collect();
+    let params = [("seq", seq.to_string()), ("check", check.to_owned())];
+    for member in recipients {
+        let Ok(phone) =
+            super::contacts::checked_phone(ledger, commitment_key, &member_recipient(&member), "integrity alert")
+        else {
+            continue;
+        };
+        let id = format!("alert-{seq}-{check}-{member}");
+        let message = templates.message(&id, &phone, "integrity_alert", &params);
+        if let Err(error) = provider.send(&message) {
+            tracing::warn!(%id, detail = %error.detail, "integrity alert not sent");
+        }
+    }
+    ledger.private_put(&marker, b"sent")?;
+    Ok(())
+}
+
+/// Runs [`run_once`] every `every` until `stop`; stops auditing after the
+/// first failure (writes stay stopped until an operator restarts).
+pub fn spawn(
+    ledger: Arc<Ledger>,
+    provider: Arc<dyn SmsProvider>,
+    templates: Templates,
+    commitment_key: [u8; 32],
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let step = Duration::from_millis(50).min(every);
+        let mut waited = Duration::ZERO;
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(step);
+            waited += step;
+            if waited < every {
+                continue;
+            }
+            waited = Duration::ZERO;
+            match run_once(&ledger, provider.as_ref(), &templates, &commitment_key) {
+                Ok(None) => {}
+                Ok(Some(_)) => return,
+                Err(error) => tracing::error!(%error, "self-audit could not run"),
+            }
+        }
+    })
+}
