@@ -85,7 +85,7 @@ pub(super) async fn issue(
     let message = state
         .templates
         .message(&format!("applicant-code-{seq}"), &phone, "applicant_code", &params);
-    state.sms.send(&message).map_err(|e| {
+    super::challenges::provider_send(&state, &message).await?.map_err(|e| {
         ApiError::Unavailable(format!(
             "the code was issued at seq {seq} but the SMS could not be sent ({}): revoke it and issue another",
             e.detail

@@ -155,9 +155,8 @@ pub(super) async fn send(
     request_id: &str,
     purpose: &'static str,
 ) -> Result<(), ApiError> {
-    let message_id = state
-        .sms
-        .send(message)
+    let message_id = provider_send(state, message)
+        .await?
         .map_err(|e| ApiError::Unavailable(format!("the SMS could not be sent: {}", e.detail)))?;
     metrics::counter!("caseledger_sms_challenges_total", "purpose" => purpose).increment(1);
     let (ledger, sms, request_id) = (state.ledger.clone(), state.sms.clone(), request_id.to_owned());
@@ -165,6 +164,20 @@ pub(super) async fn send(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(())
+}
+
+/// `message` handed to the SMS provider on a blocking thread, never on the
+/// async runtime's workers: a gateway that accepts and never answers holds
+/// one blocking thread until the provider's timeout (`sms_timeout_ms`),
+/// not the HTTP service.
+pub(super) async fn provider_send(
+    state: &AppState,
+    message: &super::sms::Message,
+) -> Result<Result<String, super::sms::SendError>, ApiError> {
+    let (sms, message) = (state.sms.clone(), message.clone());
+    tokio::task::spawn_blocking(move || sms.send(&message))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// A random request id for a node record: `prefix-` and 128 random bits.

@@ -224,7 +224,11 @@ pub fn provider(config: &Config) -> anyhow::Result<Arc<dyn super::sms::SmsProvid
         "webhook" => {
             let url = need(&config.sms_webhook_url, "sms_webhook_url")?;
             let secret = need(&config.sms_webhook_secret, "sms_webhook_secret")?;
-            Ok(Arc::new(super::sms::WebhookProvider::new(&url, secret.as_bytes())))
+            Ok(Arc::new(super::sms::WebhookProvider::new(
+                &url,
+                secret.as_bytes(),
+                timeout,
+            )))
         }
         "aliyun" => {
             let settings = AliyunSettings {

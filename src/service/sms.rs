@@ -211,7 +211,8 @@ pub const WEBHOOK_SIGNATURE_HEADER: &str = "x-caseledger-signature";
 /// A court's own SMS gateway: a JSON POST `{"id", "to", "text"}` signed with
 /// HMAC-SHA256 over the body (`X-Caseledger-Signature: sha256=<hex>`), with
 /// the notification id also as `Idempotency-Key`. 2xx is sent; anything
-/// else, or no answer within 10 s, is a failure to retry.
+/// else, or no answer within the timeout (`sms_timeout_ms`), is a failure
+/// to retry.
 pub struct WebhookProvider {
     agent: ureq::Agent,
     url: String,
@@ -219,10 +220,10 @@ pub struct WebhookProvider {
 }
 
 impl WebhookProvider {
-    pub fn new(url: &str, secret: &[u8]) -> Self {
+    pub fn new(url: &str, secret: &[u8], timeout: std::time::Duration) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(std::time::Duration::from_secs(10)))
+            .timeout_global(Some(timeout))
             .build()
             .into();
         Self {
