@@ -178,3 +178,84 @@ fn damaged_table_and_manifest_files_are_reported_as_damage() {
         "{report}"
     );
 }
+
+/// With the node key outside the ledger folder, the kept checkpoint has a
+/// second copy beside it: an old copy of the whole ledger folder put back
+/// (with its own old `checkpoint.latest`) is refused (`checkpoint_lost`),
+/// and so is that copy taken away (`checkpoint_missing`).
+#[test]
+fn an_old_copy_of_the_ledger_folder_is_refused_by_the_checkpoint_beside_the_node_key() {
+    use caseledger_ledger::store::{Ledger, Options};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("ledger");
+    let keys_dir = dir.path().join("keys");
+    std::fs::create_dir(&keys_dir).expect("mkdir");
+    let node_key = keys_dir.join("node.key");
+    let keys = common::Keys::new();
+    caseledger_keys::files::write_private_key(&node_key, &keys.node).expect("node key");
+    let options = || Options {
+        node_key_path: Some(node_key.clone()),
+        ..common::options()
+    };
+    let ledger = Ledger::create(
+        &data,
+        common::ORIGIN,
+        &keys.node,
+        &[
+            ("admin".to_owned(), keys.admin.public_key()),
+            ("co-admin".to_owned(), keys.co_admin.public_key()),
+        ],
+        common::clock(),
+        options(),
+    )
+    .expect("create");
+    ledger
+        .append(common::registered(&keys, &keys.writer, "writer", false))
+        .expect("writer");
+    common::fill(&ledger, &keys.writer, 20);
+    ledger.close().expect("close");
+    let copy = keys_dir.join("node.key.checkpoint");
+    assert!(copy.exists(), "the second copy beside the node key");
+    // The insider's backup of the ledger folder, taken now.
+    let backup = dir.path().join("backup");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&data)
+        .arg(&backup)
+        .status()
+        .expect("cp")
+        .success());
+    let ledger = Ledger::open(&data, common::clock(), options()).expect("open");
+    assert!(ledger.corruption().is_none());
+    common::fill(&ledger, &keys.writer, 40);
+    let acknowledged = ledger.size();
+    ledger.close().expect("close");
+    // The old folder put back whole.
+    std::fs::rename(&data, dir.path().join("newer")).expect("move");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&backup)
+        .arg(&data)
+        .status()
+        .expect("cp")
+        .success());
+    let ledger = Ledger::open(&data, common::clock(), options()).expect("opens, refusing writes");
+    let (seq, detail) = ledger.corruption().expect("the rollback is seen");
+    assert!(detail.starts_with("checkpoint_lost"), "{detail}");
+    assert!(seq < acknowledged);
+    drop(ledger);
+    // The copy beside the key taken away too.
+    let saved = std::fs::read(&copy).expect("copy");
+    std::fs::remove_file(&copy).expect("delete");
+    let ledger = Ledger::open(&data, common::clock(), options()).expect("opens, refusing writes");
+    let (_, detail) = ledger.corruption().expect("the missing copy is seen");
+    assert!(detail.starts_with("checkpoint_missing"), "{detail}");
+    drop(ledger);
+    // With the newer folder back and the copy in place, all is well.
+    std::fs::write(&copy, saved).expect("restore");
+    std::fs::remove_dir_all(&data).expect("remove");
+    std::fs::rename(dir.path().join("newer"), &data).expect("move back");
+    let ledger = Ledger::open(&data, common::clock(), options()).expect("open");
+    assert!(ledger.corruption().is_none());
+    assert_eq!(ledger.size(), acknowledged);
+}

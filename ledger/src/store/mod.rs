@@ -164,6 +164,9 @@ struct Shared {
     state_gate: RwLock<()>,
     /// Why the writer refuses every write, once it does.
     poisoned: std::sync::Mutex<Option<String>>,
+    /// A second copy of the kept checkpoint beside the node key, when the
+    /// node key lives outside the ledger folder (§8c).
+    kept_copy: Option<PathBuf>,
 }
 
 impl Shared {
@@ -304,6 +307,16 @@ impl Ledger {
         options: Options,
     ) -> Result<Self> {
         record::check_origin(origin).map_err(Error::InvalidArgument)?;
+        let copy = options
+            .node_key_path
+            .as_deref()
+            .and_then(|key| signed_checkpoint::copy_beside(key, path));
+        if let Some(copy) = copy.filter(|copy| copy.exists()) {
+            return Err(Error::InvalidArgument(format!(
+                "{} holds the signed checkpoint of an earlier ledger",
+                copy.display()
+            )));
+        }
         if signed_checkpoint::path_in(path).exists() {
             return Err(Error::InvalidArgument(format!(
                 "{} holds the signed checkpoint of an earlier ledger ({})",
@@ -381,7 +394,12 @@ impl Ledger {
             }
         };
         let db = open_db(path, false)?;
-        let shared = Arc::new(Self::load_shared(db, path)?);
+        let mut shared = Self::load_shared(db, path)?;
+        shared.kept_copy = options
+            .node_key_path
+            .as_deref()
+            .and_then(|key| signed_checkpoint::copy_beside(key, path));
+        let shared = Arc::new(shared);
         if shared.node_key != node.public_key() {
             return Err(Error::InvalidArgument(
                 "the node key file does not match the ledger's node key".into(),
@@ -486,6 +504,7 @@ impl Ledger {
             keys: RwLock::new(Arc::new(Registry::new(node_key))),
             state_gate: RwLock::new(()),
             poisoned: std::sync::Mutex::default(),
+            kept_copy: None,
         })
     }
 
@@ -1575,27 +1594,30 @@ fn check_on_open(shared: &Shared) -> Result<WriterState> {
     // The checkpoint the node last signed, kept beside the database: the
     // ledger must still hold it (a lost write-ahead log would have taken
     // the database's own copy with the entries).
-    let kept = signed_checkpoint::path_in(&shared.path);
-    match signed_checkpoint::read(&kept, &shared.meta.origin, shared.node_key)? {
-        Some((checkpoint, _)) => {
-            signed_checkpoint::check(&SharedNodes(shared), size, &checkpoint)?;
-            if last_checkpoint.as_ref().is_none_or(|c| c.size < checkpoint.size) {
-                last_checkpoint = Some(checkpoint);
+    let had_checkpoint = last_checkpoint.is_some();
+    let kept = std::iter::once(signed_checkpoint::path_in(&shared.path)).chain(shared.kept_copy.clone());
+    for path in kept {
+        match signed_checkpoint::read(&path, &shared.meta.origin, shared.node_key)? {
+            Some((checkpoint, _)) => {
+                signed_checkpoint::check(&SharedNodes(shared), size, &checkpoint)?;
+                if last_checkpoint.as_ref().is_none_or(|c| c.size < checkpoint.size) {
+                    last_checkpoint = Some(checkpoint);
+                }
             }
+            // Written with the genesis checkpoint and never removed: gone,
+            // it was taken (with the entries it would have shown lost).
+            None if had_checkpoint => {
+                return Err(integrity(
+                    0,
+                    "checkpoint_missing",
+                    format!(
+                        "{} is missing although the ledger holds signed checkpoints",
+                        path.display()
+                    ),
+                ))
+            }
+            None => {}
         }
-        // Written with the genesis checkpoint and never removed: gone, it
-        // was taken (with the entries it would have shown lost).
-        None if last_checkpoint.is_some() => {
-            return Err(integrity(
-                0,
-                "checkpoint_missing",
-                format!(
-                    "{} is missing although the ledger holds signed checkpoints",
-                    signed_checkpoint::LATEST_CHECKPOINT_FILE
-                ),
-            ))
-        }
-        None => {}
     }
     // Before genesis the registry is empty and waits for the genesis entry.
     let registry = if size == 0 {

@@ -27,6 +27,24 @@ pub fn path_in(folder: &Path) -> PathBuf {
     folder.join(LATEST_CHECKPOINT_FILE)
 }
 
+/// The second copy of the kept checkpoint beside a node key file kept
+/// outside the ledger folder `folder` (`<node key file>.checkpoint`): whoever
+/// holds only the ledger folder (a database copy, a backup) cannot roll
+/// both back. `None` when the node key lives in the folder.
+pub fn copy_beside(node_key: &Path, folder: &Path) -> Option<PathBuf> {
+    let key_folder = node_key.parent()?;
+    let same = match (key_folder.canonicalize(), folder.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => key_folder == folder,
+    };
+    if same {
+        return None;
+    }
+    let mut name = node_key.file_name()?.to_os_string();
+    name.push(".checkpoint");
+    Some(node_key.with_file_name(name))
+}
+
 /// Replaces the file at `path` with `note`, durably: a synced temporary
 /// file renamed over it, then the folder synced.
 pub fn write(path: &Path, note: &str) -> Result<()> {

@@ -975,6 +975,9 @@ impl Writer {
             // Kept where a lost write-ahead log cannot take it, before
             // anyone hears of it.
             super::signed_checkpoint::write(&super::signed_checkpoint::path_in(&self.shared.path), note)?;
+            if let Some(copy) = &self.shared.kept_copy {
+                super::signed_checkpoint::write(copy, note)?;
+            }
         }
         self.finish(built, appends);
         Ok(())
