@@ -117,9 +117,13 @@ fn failures_back_off_and_end_in_the_dead_letter() {
         state.next_attempt_ms >= 10_800 && state.next_attempt_ms <= 11_200,
         "first backoff ~1 s: {state:?}"
     );
+    // Not due yet: nothing sent or tried, but still counted as queued.
     assert_eq!(
         worker.run_once(10_500).expect("pass"),
-        Default::default(),
+        sms::Pass {
+            queued: 1,
+            ..Default::default()
+        },
         "not due yet"
     );
     assert_eq!(worker.run_once(12_000).expect("pass").failed, 1);
@@ -138,8 +142,16 @@ fn failures_back_off_and_end_in_the_dead_letter() {
         ..Recorder::default()
     });
     let mut worker = Deliverer::new(Arc::clone(&ledger), provider, staff.commitment_key, options());
-    let mut now = 100_000;
-    let mut dead = 0;
+    let queued_ms = ledger.entry(ledger.size() - 1).expect("entry").timestamp_ms;
+    let mut now = queued_ms + 5_000;
+    let first = worker.run_once(now).expect("pass");
+    assert_eq!(
+        (first.failed, first.queued, first.oldest_age_ms),
+        (1, 1, 5_000),
+        "queued, and waiting since its entry"
+    );
+    now += 120_000;
+    let mut dead = first.dead;
     for _ in 0..10 {
         dead += worker.run_once(now).expect("pass").dead;
         now += 120_000;

@@ -352,6 +352,12 @@ pub struct Pass {
     pub failed: u64,
     pub dead: u64,
     pub waiting: u64,
+    /// Every notification not delivered yet after the pass (waiting for
+    /// its next attempt, its contact or the per-phone limit): the queue
+    /// depth (counted up to the pass's batch of 10,000).
+    pub queued: u64,
+    /// How long the oldest of them has waited, from its entry's time.
+    pub oldest_age_ms: u64,
 }
 
 /// Where a recipient's phone number is kept (private, beside the ledger).
@@ -467,6 +473,11 @@ impl Deliverer {
                 done[*index] = self.finish(&batch[*index].1, state, answer, now_ms, &mut pass)?;
             }
         }
+        pass.queued = done.iter().filter(|d| !**d).count() as u64;
+        if let Some(first_open) = done.iter().position(|d| !d) {
+            let queued_ms = self.ledger.entry(batch[first_open].1.seq)?.timestamp_ms;
+            pass.oldest_age_ms = now_ms.saturating_sub(queued_ms);
+        }
         match done.iter().position(|d| !d) {
             Some(first_open) => self.cursor.clone_from(&batch[first_open].0),
             None => {
@@ -476,7 +487,8 @@ impl Deliverer {
                 }
             }
         }
-        metrics::gauge!("caseledger_sms_queue_depth").set((pass.failed + pass.waiting) as f64);
+        metrics::gauge!("caseledger_sms_queue_depth").set(pass.queued as f64);
+        metrics::gauge!("caseledger_sms_queue_oldest_age_seconds").set(pass.oldest_age_ms as f64 / 1000.0);
         Ok(pass)
     }
 
@@ -556,11 +568,23 @@ impl Deliverer {
                     state.status = DeliveryStatus::Dead;
                     pass.dead += 1;
                     metrics::counter!("caseledger_sms_dead_total").increment(1);
-                    tracing::warn!(id = %notification.id, attempts = state.attempts, "notification dead-lettered");
+                    tracing::warn!(
+                        id = %notification.id,
+                        attempts = state.attempts,
+                        reason = state.last_error.as_deref().unwrap_or_default(),
+                        "notification dead-lettered"
+                    );
                 } else {
                     state.status = DeliveryStatus::Pending;
                     state.next_attempt_ms = now_ms + self.backoff_ms(state.attempts);
                     pass.failed += 1;
+                    tracing::warn!(
+                        id = %notification.id,
+                        attempts = state.attempts,
+                        retry_in_ms = state.next_attempt_ms - now_ms,
+                        reason = state.last_error.as_deref().unwrap_or_default(),
+                        "notification not sent; will retry"
+                    );
                 }
             }
         }
