@@ -38,6 +38,7 @@ impl SmsProvider for Recorder {
 fn options() -> DeliveryOptions {
     DeliveryOptions {
         attempts_max: 4,
+        retry_for_ms: 0,
         backoff_first_ms: 1_000,
         backoff_max_ms: 60_000,
         per_phone_per_minute: 100,
@@ -254,4 +255,50 @@ fn deadline_reminders_go_to_the_officer_and_the_bureau_head_once_per_threshold()
         "{}",
         sent[2].1
     );
+}
+
+/// A provider down for hours loses nothing: a failing notification is
+/// retried (backing off to the longest interval) until both the attempts
+/// and `retry_for_ms` since it was queued are spent; only then is it a
+/// dead letter.
+#[test]
+fn an_outage_of_hours_is_retried_for_the_whole_retry_period() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 63);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append([case.open(1), vec![case.receipt("BANK-1", 100)]].concat())
+        .expect("case and receipt");
+    let ledger = Arc::new(ledger);
+    let (_, notification) = ledger.outbox_from("", 1).expect("outbox").remove(0);
+    sms::put_contact(&ledger, &notification.recipient, "13900000001").expect("contact");
+    let queued_ms = ledger.entry(notification.seq).expect("entry").timestamp_ms;
+    let provider = Arc::new(Recorder {
+        failures: Mutex::new(u32::MAX),
+        ..Recorder::default()
+    });
+    let hour_ms = 60 * 60 * 1000;
+    let options = DeliveryOptions {
+        retry_for_ms: 24 * hour_ms,
+        // The per-phone limit counts real minutes; this day passes in less.
+        per_phone_per_minute: 1_000_000,
+        ..options()
+    };
+    let mut worker = Deliverer::new(Arc::clone(&ledger), provider, staff.commitment_key, options);
+    // A pass a minute for a day: far more than 4 attempts, never dead.
+    let mut now = queued_ms;
+    while now < queued_ms + 24 * hour_ms - 60_000 {
+        assert_eq!(worker.run_once(now).expect("pass").dead, 0, "dead too soon");
+        now += 60_000;
+    }
+    let state = sms::delivery(&ledger, &notification.id).expect("read").expect("state");
+    assert_eq!(state.status, DeliveryStatus::Pending);
+    assert!(state.attempts > 4, "{state:?}");
+    // The day is over: at its next failed attempt it is dead.
+    let mut dead = 0;
+    for _ in 0..10 {
+        now += 60_000;
+        dead += worker.run_once(now).expect("pass").dead;
+    }
+    assert_eq!(dead, 1);
 }

@@ -51,8 +51,11 @@ pub struct Config {
     pub sms_verify_link: Option<String>,
     /// How long an approval code lives.
     pub sms_code_ttl_ms: u64,
-    /// Sends per notification before the dead letter.
+    /// Sends per notification before the dead letter (and no sooner than
+    /// `sms_retry_for_ms` after it was queued).
     pub sms_attempts_max: u32,
+    /// How long a failing notification is retried before the dead letter.
+    pub sms_retry_for_ms: u64,
     /// Notifications sent at the same time.
     pub sms_concurrency: usize,
     /// Per-request timeout towards the provider.
@@ -96,6 +99,7 @@ impl Default for Config {
             sms_webhook_secret: None,
             sms_templates: BTreeMap::new(),
             sms_attempts_max: 8,
+            sms_retry_for_ms: 24 * 60 * 60 * 1000,
             sms_code_ttl_ms: 5 * 60 * 1000,
             sms_verify_link: None,
             sms_timeout_ms: 10_000,

@@ -389,6 +389,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let options = super::sms::DeliveryOptions {
         attempts_max: config.sms_attempts_max.max(1),
+        retry_for_ms: config.sms_retry_for_ms,
         concurrency: config.sms_concurrency.clamp(1, 64),
         templates,
         ..Default::default()

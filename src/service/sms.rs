@@ -322,7 +322,12 @@ pub fn report(ledger: &Ledger, id: &str) -> anyhow::Result<Option<DeliveryReport
 /// Tunables of delivery.
 #[derive(Clone, Debug)]
 pub struct DeliveryOptions {
+    /// A notification that keeps failing is dead only after this many
+    /// attempts and [`DeliveryOptions::retry_for_ms`] since it was queued.
     pub attempts_max: u32,
+    /// How long a failing notification is retried, from its entry's time
+    /// (a provider's outage of hours loses nothing).
+    pub retry_for_ms: u64,
     pub backoff_first_ms: u64,
     pub backoff_max_ms: u64,
     /// Messages per phone and minute.
@@ -336,6 +341,7 @@ impl Default for DeliveryOptions {
     fn default() -> Self {
         Self {
             attempts_max: 8,
+            retry_for_ms: 24 * 60 * 60 * 1000,
             backoff_first_ms: 1_000,
             backoff_max_ms: 600_000,
             per_phone_per_minute: 10,
@@ -564,7 +570,10 @@ impl Deliverer {
             Err(error) => {
                 metrics::counter!("caseledger_sms_failures_total").increment(1);
                 state.last_error = Some(error.detail);
-                if error.permanent || state.attempts >= self.options.attempts_max {
+                let queued_ms = self.ledger.entry(notification.seq)?.timestamp_ms;
+                let retried_enough = state.attempts >= self.options.attempts_max
+                    && now_ms.saturating_sub(queued_ms) >= self.options.retry_for_ms;
+                if error.permanent || retried_enough {
                     state.status = DeliveryStatus::Dead;
                     pass.dead += 1;
                     metrics::counter!("caseledger_sms_dead_total").increment(1);
