@@ -58,6 +58,12 @@ enum ClientCommand {
     },
     /// A signed GET, e.g. /v1/steps/pending or /v1/entries/7.
     Get { path: String },
+    /// Send a dead-lettered notification again (administrators): its
+    /// delivery starts over.
+    Resend {
+        /// The notification id, as `GET /v1/notifications/{id}` and the logs name it.
+        id: String,
+    },
     /// Sign the next approval step of a disbursement: asks for an SMS code,
     /// shows what is being approved, reads the code, signs and submits.
     Approve {
@@ -93,6 +99,7 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
             client.write_numbered(&[(Record::sign(&client.origin()?, *kind, bytes, &identity), numbers)])?
         }
         ClientCommand::Get { path } => client.get(path)?,
+        ClientCommand::Resend { id } => client.post_empty(&format!("/v1/notifications/{id}/resend"))?,
         ClientCommand::IssueCode { case, applicant } => client.issue_applicant_code(case, applicant)?,
         ClientCommand::ConfirmAccount { account } => {
             client.post_empty(&format!("/v1/accounts/{}/challenge", percent_path(account)))?

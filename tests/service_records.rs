@@ -1465,3 +1465,98 @@ async fn an_officer_enrolled_through_the_service_cannot_be_filed_as_an_applicant
     );
     assert_eq!(f.state.ledger.size(), size);
 }
+
+/// A provider that refuses everything, for good.
+struct Refusing;
+
+impl caseledger::service::sms::SmsProvider for Refusing {
+    fn send(
+        &self,
+        _message: &caseledger::service::sms::Message,
+    ) -> Result<String, caseledger::service::sms::SendError> {
+        Err(caseledger::service::sms::SendError::transient("gateway down"))
+    }
+}
+
+/// An administrator sends a dead letter again (`POST
+/// /v1/notifications/{id}/resend`, or `caseledger client resend ID`): its
+/// delivery starts over and it reaches the applicant. Other members may
+/// not; a message that is no dead letter is not found.
+#[tokio::test]
+async fn administrators_send_dead_letters_again() {
+    use caseledger::service::sms::{self, Deliverer, DeliveryOptions, DeliveryStatus};
+    let f = fixture(256 * 1024);
+    let case = CaseRecords::new(&f.staff, &f.staff.officers[0], "(2026)苏02执51号");
+    f.state
+        .ledger
+        .append([case.open(1), vec![case.receipt("BANK-51", 5_100)]].concat())
+        .expect("case and receipt");
+    let (_, notification) = f.state.ledger.outbox_from("", 1).expect("outbox").remove(0);
+    sms::put_contact(
+        &f.state.ledger,
+        &notification.recipient,
+        &CaseRecords::applicant_phone(1),
+    )
+    .expect("contact");
+    let options = || DeliveryOptions {
+        attempts_max: 1,
+        retry_for_ms: 0,
+        ..DeliveryOptions::default()
+    };
+    let mut down = Deliverer::new(
+        f.state.ledger.clone(),
+        Arc::new(Refusing),
+        f.staff.commitment_key,
+        options(),
+    );
+    let pass = down.run_once(1).expect("pass");
+    assert_eq!(pass.dead, 1, "{pass:?}");
+    let target = format!("/v1/notifications/{}/resend", notification.id);
+    let post = |signer: &Identity| sign_request(signer, caseledger::service::DEFAULT_AUTHORITY, "POST", &target, &[]);
+    let (status, value) = send(
+        &f.state,
+        "POST",
+        &target,
+        &post(&f.staff.officers[0].identity),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(
+        (status, value["rule"].as_str()),
+        (StatusCode::FORBIDDEN, Some("role")),
+        "{value}"
+    );
+    let (status, value) = send(
+        &f.state,
+        "POST",
+        &target,
+        &post(&f.staff.administrator.identity),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{value}");
+    assert_eq!(value["delivery"]["status"], "pending", "{value}");
+    assert_eq!(value["delivery"]["attempts"], 0, "{value}");
+    let (status, _) = send(
+        &f.state,
+        "POST",
+        &target,
+        &post(&f.staff.administrator.identity),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no longer a dead letter");
+    let phone = Arc::new(Phone::default());
+    let mut back = Deliverer::new(f.state.ledger.clone(), phone.clone(), f.staff.commitment_key, options());
+    // The service's worker runs on the wall clock, as the resend does.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    assert_eq!(back.run_once(now_ms + 1_000).expect("pass").sent, 1);
+    let state = sms::delivery(&f.state.ledger, &notification.id)
+        .expect("read")
+        .expect("state");
+    assert_eq!(state.status, DeliveryStatus::Sent);
+    assert_eq!(phone.0.lock().expect("lock").len(), 1);
+}

@@ -191,3 +191,41 @@ pub(super) async fn notification(
     }
     Ok(Json(DeliveryView { id, delivery, report }))
 }
+
+/// Sends a dead letter again (administrators): its delivery starts over,
+/// attempts and retry period from now. 404 if the message is no dead
+/// letter.
+#[utoipa::path(post, path = "/v1/notifications/{id}/resend", params(("id" = String, Path)), responses(
+    (status = ACCEPTED, body = DeliveryView),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+    (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn resend(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    SignedBy { info }: SignedBy,
+) -> Result<(axum::http::StatusCode, Json<DeliveryView>), ApiError> {
+    if !info.administrator {
+        return Err(ApiError::RuleViolated {
+            rule: "role".into(),
+            detail: "administrators send dead letters again".into(),
+        });
+    }
+    if !plausible_id(&id) {
+        return Err(ApiError::NotFound(format!("dead letter {id}")));
+    }
+    let now_ms = super::challenges::now_ms();
+    let resent = sms::resend(&state.ledger, &id, now_ms).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !resent {
+        return Err(ApiError::NotFound(format!("dead letter {id}")));
+    }
+    tracing::info!(%id, by = %info.name, "dead letter sent again");
+    metrics::counter!("caseledger_sms_resent_total").increment(1);
+    let delivery = sms::delivery(&state.ledger, &id).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let report = sms::report(&state.ledger, &id).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(DeliveryView { id, delivery, report }),
+    ))
+}

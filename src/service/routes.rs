@@ -49,6 +49,7 @@ pub(super) fn routes(timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .routes(routes!(super::reports::aliyun))
         .routes(routes!(super::reports::twilio))
         .routes(routes!(super::reports::notification))
+        .routes(routes!(super::reports::resend))
         .layer(timed(timeout));
     let long = OpenApiRouter::new()
         .routes(routes!(super::reads::audit))

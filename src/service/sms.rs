@@ -285,6 +285,10 @@ pub struct Delivery {
     pub next_attempt_ms: u64,
     pub last_error: Option<String>,
     pub provider_id: Option<String>,
+    /// When an administrator last sent it again from the dead letter: its
+    /// retry period counts from then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resent_ms: Option<u64>,
 }
 
 /// What a provider reported about a message it took.
@@ -390,6 +394,23 @@ pub fn delivery(ledger: &Ledger, id: &str) -> anyhow::Result<Option<Delivery>> {
         Some(bytes) => Some(serde_json::from_slice(&bytes)?),
         None => None,
     })
+}
+
+/// Sends a dead letter again: its delivery starts over (attempts and
+/// retry period from now). `Ok(false)` if `id` is no dead letter.
+pub fn resend(ledger: &Ledger, id: &str, now_ms: u64) -> anyhow::Result<bool> {
+    let Some(mut state) = delivery(ledger, id)? else {
+        return Ok(false);
+    };
+    if state.status != DeliveryStatus::Dead {
+        return Ok(false);
+    }
+    state.status = DeliveryStatus::Pending;
+    state.attempts = 0;
+    state.next_attempt_ms = now_ms;
+    state.resent_ms = Some(now_ms);
+    ledger.private_put(&delivery_key(id), &serde_json::to_vec(&state)?)?;
+    Ok(true)
 }
 
 /// The delivery worker.
@@ -506,6 +527,7 @@ impl Deliverer {
             next_attempt_ms: 0,
             last_error: None,
             provider_id: None,
+            resent_ms: None,
         });
         if matches!(state.status, DeliveryStatus::Sent | DeliveryStatus::Dead) {
             return Ok(Prepared::Final);
@@ -570,7 +592,10 @@ impl Deliverer {
             Err(error) => {
                 metrics::counter!("caseledger_sms_failures_total").increment(1);
                 state.last_error = Some(error.detail);
-                let queued_ms = self.ledger.entry(notification.seq)?.timestamp_ms;
+                let queued_ms = match state.resent_ms {
+                    Some(resent_ms) => resent_ms,
+                    None => self.ledger.entry(notification.seq)?.timestamp_ms,
+                };
                 let retried_enough = state.attempts >= self.options.attempts_max
                     && now_ms.saturating_sub(queued_ms) >= self.options.retry_for_ms;
                 if error.permanent || retried_enough {
