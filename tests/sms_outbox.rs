@@ -302,3 +302,54 @@ fn an_outage_of_hours_is_retried_for_the_whole_retry_period() {
     }
     assert_eq!(dead, 1);
 }
+
+/// Dead letters are reported once a day to the court's auditors and
+/// administrators (with a phone on file), with their number; a day
+/// without dead letters sends nothing.
+#[test]
+fn dead_letters_are_reported_daily_to_auditors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 64);
+    let auditor = caseledger::court::Person::new(
+        [64; 32],
+        "auditor-64",
+        "纪检监察",
+        caseledger_verify::funds::model::Role::Auditor,
+        "13800000164",
+    );
+    ledger.append(staff.enrol(&auditor)).expect("auditor");
+    sms::put_contact(&ledger, &sms::member_recipient("auditor-64"), &auditor.phone).expect("contact");
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append([case.open(1), vec![case.receipt("BANK-1", 100)]].concat())
+        .expect("case and receipt");
+    let ledger = Arc::new(ledger);
+    let (_, notification) = ledger.outbox_from("", 1).expect("outbox").remove(0);
+    sms::put_contact(&ledger, &notification.recipient, "13900000001").expect("contact");
+    let templates = sms::Templates::default();
+    let day_ms = 86_400_000;
+    let report = Recorder::default();
+    // Nothing dead on day 1: nothing sent.
+    let sent = sms::report_dead_letters(&ledger, &report, &templates, &staff.commitment_key, day_ms).expect("report");
+    assert_eq!(sent, 0);
+    // The notification dies.
+    let down = Arc::new(Recorder {
+        failures: Mutex::new(u32::MAX),
+        ..Recorder::default()
+    });
+    let mut worker = Deliverer::new(Arc::clone(&ledger), down, staff.commitment_key, options());
+    let mut now = 100_000;
+    while sms::dead_letters(&ledger, 10).expect("dead").is_empty() {
+        worker.run_once(now).expect("pass");
+        now += 120_000;
+    }
+    // Day 2: reported once, to the auditor.
+    let day2 = 2 * day_ms;
+    for _ in 0..3 {
+        sms::report_dead_letters(&ledger, &report, &templates, &staff.commitment_key, day2).expect("report");
+    }
+    let sent = report.sent.lock().expect("lock").clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].0, auditor.phone);
+    assert!(sent[0].1.contains("1条"), "{}", sent[0].1);
+}

@@ -40,6 +40,19 @@ pub fn run_once(
     Ok(Some(reason))
 }
 
+/// The member ids of the court's active administrators and auditors: who
+/// hears of integrity failures and undelivered notices.
+pub fn watchers(ledger: &Ledger) -> Vec<String> {
+    use caseledger_verify::funds::model::Role;
+    let keys = ledger.keys();
+    keys.keys()
+        .filter(|(_, info)| info.is_active())
+        .filter_map(|(_, info)| info.member.as_ref())
+        .filter(|m| matches!(m.role, Role::Administrator | Role::Auditor))
+        .map(|m| m.member_id.clone())
+        .collect()
+}
+
 /// The alert to every active administrator and auditor with a phone on
 /// file, once per finding.
 fn alert(
@@ -50,19 +63,11 @@ fn alert(
     seq: u64,
     check: &str,
 ) -> anyhow::Result<()> {
-    use caseledger_verify::funds::model::Role;
     let marker = format!("alerted/{seq}/{check}");
     if ledger.private_get(&marker)?.is_some() {
         return Ok(());
     }
-    let keys = ledger.keys();
-    let recipients: Vec<String> = keys
-        .keys()
-        .filter(|(_, info)| info.is_active())
-        .filter_map(|(_, info)| info.member.as_ref())
-        .filter(|m| matches!(m.role, Role::Administrator | Role::Auditor))
-        .map(|m| m.member_id.clone())
-        .collect();
+    let recipients = watchers(ledger);
     let params = [("seq", seq.to_string()), ("check", check.to_owned())];
     for member in recipients {
         let Ok(phone) =

@@ -303,6 +303,11 @@ fn start_delivery(
                 {
                     tracing::error!(%error, "reminder pass failed");
                 }
+                if let Err(error) =
+                    super::sms::report_dead_letters(&ledger, provider.as_ref(), &templates, &commitment_key, now_ms)
+                {
+                    tracing::error!(%error, "dead-letter report failed");
+                }
                 next_reminders_ms = now_ms + 60_000;
             }
             std::thread::sleep(Duration::from_millis(500));

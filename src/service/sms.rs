@@ -87,6 +87,7 @@ impl Default for Templates {
             ("applicant_code", "【执行案款】您在{case}案件中的查询码为{code}，可在{link}核验执行款的到账、审批与发放记录，请妥善保管，勿告知他人。"),
             ("reminder_near_due", "【执行案款】{case}案件{date}到账的执行款{amount}即将到期，请及时发放。"),
             ("reminder_overdue", "【执行案款】{case}案件{date}到账的执行款{amount}已超过发放期限，请立即处理或报批延期。"),
+            ("dead_letters", "【执行案款】有{count}条执行案款短信通知经24小时重试仍未送达，请登录系统核查联系方式并重新发送。"),
             ("integrity_alert", "【执行案款】案款账本自检发现异常（第{seq}条记录，{check}），系统已停止写入，请立即核查。"),
         ];
         Self {
@@ -656,6 +657,50 @@ pub fn dead_letters(ledger: &Ledger, limit: usize) -> anyhow::Result<Vec<(Notifi
         }
     }
     Ok(out)
+}
+
+/// The daily report of dead letters: once a day (UTC+8 calendar day of
+/// `now_ms`), if any notification is a dead letter, an SMS with their
+/// number to every active administrator and auditor with a phone on file.
+/// Returns how many messages were sent.
+pub fn report_dead_letters(
+    ledger: &Ledger,
+    provider: &dyn SmsProvider,
+    templates: &Templates,
+    commitment_key: &[u8; 32],
+    now_ms: u64,
+) -> anyhow::Result<u64> {
+    let day = (now_ms + 8 * 3_600_000) / 86_400_000;
+    let marker = format!("dead-letters-reported/{day}");
+    if ledger.private_get(&marker)?.is_some() {
+        return Ok(0);
+    }
+    let dead = dead_letters(ledger, 10_000)?.len();
+    metrics::gauge!("caseledger_sms_dead_letters").set(dead as f64);
+    if dead == 0 {
+        // Looked at once a day, whatever it found.
+        ledger.private_put(&marker, b"none")?;
+        return Ok(0);
+    }
+    let params = [("count", dead.to_string())];
+    let mut sent = 0;
+    for member in super::self_audit::watchers(ledger) {
+        let Ok(phone) =
+            super::contacts::checked_phone(ledger, commitment_key, &member_recipient(&member), "dead-letter report")
+        else {
+            continue;
+        };
+        let id = format!("dead-letters-{day}-{member}");
+        match provider.send(&templates.message(&id, &phone, "dead_letters", &params)) {
+            Ok(_) => sent += 1,
+            Err(error) => {
+                tracing::warn!(%id, detail = %error.detail, "dead-letter report not sent; will retry");
+                return Ok(sent);
+            }
+        }
+    }
+    ledger.private_put(&marker, b"sent")?;
+    Ok(sent)
 }
 
 /// Sends near-due and overdue reminders about receipts still held: to the
