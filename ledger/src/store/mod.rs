@@ -286,6 +286,10 @@ fn open_db(path: &Path, create: bool) -> Result<DB> {
 /// Whether a RocksDB error says its files are damaged or missing (as
 /// opposed to locked, absent or out of space).
 fn is_damage(text: &str) -> bool {
+    // A full disk is no damage: space freed, the same files open.
+    if text.contains("No space left") {
+        return false;
+    }
     text.contains("Corruption")
         || text.contains("checksum mismatch")
         || text.contains("missing WAL")
