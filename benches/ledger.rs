@@ -298,6 +298,25 @@ fn concurrent_append(c: &mut Criterion) {
             b.iter_custom(|iters| (0..iters).map(|_| run_tasks(&runtime, fixture, &pools)).sum())
         });
     }
+    // The same 64 tasks with the service's self-audit (paced, one thread)
+    // running again and again beside them (the service runs it hourly by
+    // default): the most it can cost the append path (issue 15: ≤ 10 %).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let auditing = {
+        let (ledger, stop) = (Arc::clone(&on_disk.ledger), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let report = caseledger::service::self_audit::paced_audit(&ledger).expect("self-audit");
+                assert!(report.ok, "the self-audit passes");
+            }
+        })
+    };
+    let pools: Vec<Vec<Record>> = (0..64).map(|_| signed(on_disk.writer(), 2048 / 64)).collect();
+    group.bench_with_input(BenchmarkId::new("single_entry_tasks_self_audit", 64), &64, |b, _| {
+        b.iter_custom(|iters| (0..iters).map(|_| run_tasks(&runtime, &on_disk, &pools)).sum())
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    auditing.join().expect("self-audit thread");
     // 64 appenders with 64 keys: no two signatures of a batch share a key,
     // so batch verification cannot count a key once for several of them.
     let pools: Vec<Vec<Record>> = on_disk.writers.iter().map(|w| signed(w, 2048 / 64)).collect();

@@ -13,6 +13,23 @@ use caseledger_ledger::store::Ledger;
 
 use super::sms::{member_recipient, SmsProvider, Templates};
 
+/// The self-audit works one part in this many while it runs: every 4,096
+/// entries it sleeps 19 times as long as it worked (a twentieth of a core).
+const WORK_SHARE: u32 = 20;
+
+/// The live ledger audited on one thread, paced to about a twentieth of a
+/// core (issue 15: the self-audit costs the writers little). Used by the
+/// service and by the benchmark that measures that cost.
+pub fn paced_audit(ledger: &Ledger) -> caseledger_ledger::Result<caseledger_verify::audit::AuditReport> {
+    let last = std::sync::Mutex::new(std::time::Instant::now());
+    ledger.audit_live_paced(1, &|_| {
+        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+        let worked = last.elapsed();
+        std::thread::sleep(worked * (WORK_SHARE - 1));
+        *last = std::time::Instant::now();
+    })
+}
+
 /// One audit of the live ledger; `Some(reason)` if it failed (writes are
 /// stopped then and the alert sent).
 pub fn run_once(
@@ -22,7 +39,7 @@ pub fn run_once(
     commitment_key: &[u8; 32],
 ) -> anyhow::Result<Option<String>> {
     let started = std::time::Instant::now();
-    let report = ledger.audit_live(1)?;
+    let report = paced_audit(ledger)?;
     metrics::counter!("caseledger_self_audit_runs_total").increment(1);
     metrics::gauge!("caseledger_self_audit_entries").set(report.entries as f64);
     metrics::gauge!("caseledger_self_audit_seconds").set(started.elapsed().as_secs_f64());

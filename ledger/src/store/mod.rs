@@ -701,6 +701,13 @@ impl Ledger {
     /// meanwhile: RocksDB makes a checkpoint (hard links) in the ledger
     /// folder, the audit runs on it read-only, and the copy is removed.
     pub fn audit_live(&self, threads: usize) -> Result<AuditReport> {
+        self.audit_live_paced(threads, &|_| {})
+    }
+
+    /// [`Ledger::audit_live`], calling `pace` with the entries replayed
+    /// every 4,096 entries: a background audit sleeps there to leave the
+    /// cores to the writer.
+    pub fn audit_live_paced(&self, threads: usize, pace: &dyn Fn(u64)) -> Result<AuditReport> {
         // Every entry of the copy is covered by a checkpoint, so the audit
         // can vouch for all of them (a read-only ledger makes none).
         if self.writer.is_some() {
@@ -730,7 +737,7 @@ impl Ledger {
                     .map_err(storage)?;
             }
             let snapshot = Ledger::open_read_only(&copy)?;
-            snapshot.audit(Some(self.shared.node_key), threads, &|_| {})
+            snapshot.audit(Some(self.shared.node_key), threads, pace)
         })();
         let _ = std::fs::remove_dir_all(&copy);
         result
