@@ -353,3 +353,14 @@ fn dead_letters_are_reported_daily_to_auditors() {
     assert_eq!(sent[0].0, auditor.phone);
     assert!(sent[0].1.contains("1条"), "{}", sent[0].1);
 }
+
+/// A provider's answer is logged with any phone number it echoes masked
+/// (Twilio's refusals quote the number), short codes kept.
+#[test]
+fn provider_answers_are_logged_without_phone_numbers() {
+    assert_eq!(
+        sms::loggable("Twilio refused: The 'To' number +8613912345678 is not a valid phone number (21211)"),
+        "Twilio refused: The 'To' number +****5678 is not a valid phone number (21211)"
+    );
+    assert_eq!(sms::loggable("gateway answered 503"), "gateway answered 503");
+}

@@ -95,7 +95,7 @@ fn alert(
         let id = format!("alert-{seq}-{check}-{member}");
         let message = templates.message(&id, &phone, "integrity_alert", &params);
         if let Err(error) = provider.send(&message) {
-            tracing::warn!(%id, detail = %error.detail, "integrity alert not sent");
+            tracing::warn!(%id, detail = %super::sms::loggable(&error.detail), "integrity alert not sent");
         }
     }
     ledger.private_put(&marker, b"sent")?;

@@ -414,6 +414,33 @@ pub fn resend(ledger: &Ledger, id: &str, now_ms: u64) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// A provider's answer as it may be logged: every run of 7 or more digits
+/// (a phone number a provider echoes, e.g. Twilio's "The 'To' number …")
+/// masked to its last four.
+pub fn loggable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 7 {
+            out.push_str("****");
+            out.push_str(&digits[digits.len() - 4..]);
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
 /// The delivery worker.
 pub struct Deliverer {
     ledger: Arc<Ledger>,
@@ -606,7 +633,7 @@ impl Deliverer {
                     tracing::warn!(
                         id = %notification.id,
                         attempts = state.attempts,
-                        reason = state.last_error.as_deref().unwrap_or_default(),
+                        reason = %loggable(state.last_error.as_deref().unwrap_or_default()),
                         "notification dead-lettered"
                     );
                 } else {
@@ -617,7 +644,7 @@ impl Deliverer {
                         id = %notification.id,
                         attempts = state.attempts,
                         retry_in_ms = state.next_attempt_ms - now_ms,
-                        reason = state.last_error.as_deref().unwrap_or_default(),
+                        reason = %loggable(state.last_error.as_deref().unwrap_or_default()),
                         "notification not sent; will retry"
                     );
                 }
@@ -694,7 +721,7 @@ pub fn report_dead_letters(
         match provider.send(&templates.message(&id, &phone, "dead_letters", &params)) {
             Ok(_) => sent += 1,
             Err(error) => {
-                tracing::warn!(%id, detail = %error.detail, "dead-letter report not sent; will retry");
+                tracing::warn!(%id, detail = %loggable(&error.detail), "dead-letter report not sent; will retry");
                 return Ok(sent);
             }
         }
@@ -766,7 +793,7 @@ pub fn send_reminders(
             match provider.send(&message) {
                 Ok(_) => sent += 1,
                 Err(error) => {
-                    tracing::warn!(%id, detail = %error.detail, "reminder not sent; will retry");
+                    tracing::warn!(%id, detail = %loggable(&error.detail), "reminder not sent; will retry");
                     return Ok(sent);
                 }
             }
