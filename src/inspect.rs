@@ -91,16 +91,7 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         Err(error) => return Err(error),
     };
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_report(&report);
-    }
-    Ok(if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    finish_report(&report, args.json)
 }
 
 /// Audits the ledger folder, then checks it against every checkpoint
@@ -170,10 +161,16 @@ pub fn verify_export(args: &VerifyExportArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = read_error {
         return Err(e).with_context(|| format!("reading {}", args.file.display()));
     }
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+    finish_report(&report, args.json)
+}
+
+/// Prints `report` (one JSON object with `json`, else text); exit code 0
+/// if it is ok, 1 if it found a problem.
+fn finish_report(report: &caseledger_verify::audit::AuditReport, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
     } else {
-        print_report(&report);
+        print_report(report);
     }
     Ok(if report.ok {
         ExitCode::SUCCESS

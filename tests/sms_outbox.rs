@@ -47,6 +47,25 @@ fn options() -> DeliveryOptions {
     }
 }
 
+/// Case `CASE` opened with one applicant and money received: the
+/// notification queued for it, its applicant's phone on file.
+fn case_with_a_notice(
+    ledger: caseledger_ledger::store::Ledger,
+    staff: &caseledger::court::Staff,
+) -> (
+    Arc<caseledger_ledger::store::Ledger>,
+    caseledger_verify::funds::notify::Notification,
+) {
+    let case = CaseRecords::new(staff, &staff.officers[0], CASE);
+    ledger
+        .append([case.open(1), vec![case.receipt("BANK-1", 100)]].concat())
+        .expect("case and receipt");
+    let ledger = Arc::new(ledger);
+    let (_, notification) = ledger.outbox_from("", 1).expect("outbox").remove(0);
+    sms::put_contact(&ledger, &notification.recipient, "13900000001").expect("contact");
+    (ledger, notification)
+}
+
 #[test]
 fn every_arrival_is_queued_with_its_entry_and_sent_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -98,13 +117,7 @@ fn every_arrival_is_queued_with_its_entry_and_sent_once() {
 fn failures_back_off_and_end_in_the_dead_letter() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court(dir.path(), 62);
-    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger
-        .append([case.open(1), vec![case.receipt("BANK-1", 100)]].concat())
-        .expect("case and receipt");
-    let ledger = Arc::new(ledger);
-    let (_, notification) = ledger.outbox_from("", 1).expect("outbox").remove(0);
-    sms::put_contact(&ledger, &notification.recipient, "13900000001").expect("contact");
+    let (ledger, notification) = case_with_a_notice(ledger, &staff);
 
     // Down for two attempts, then back.
     let provider = Arc::new(Recorder {
@@ -137,6 +150,7 @@ fn failures_back_off_and_end_in_the_dead_letter() {
     assert_eq!(provider.sent.lock().expect("lock").len(), 1);
 
     // Down for good: dead after attempts_max.
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     ledger.append_one(case.receipt("BANK-2", 200)).expect("receipt");
     let provider = Arc::new(Recorder {
         failures: Mutex::new(100),
@@ -265,13 +279,7 @@ fn deadline_reminders_go_to_the_officer_and_the_bureau_head_once_per_threshold()
 fn an_outage_of_hours_is_retried_for_the_whole_retry_period() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court(dir.path(), 63);
-    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger
-        .append([case.open(1), vec![case.receipt("BANK-1", 100)]].concat())
-        .expect("case and receipt");
-    let ledger = Arc::new(ledger);
-    let (_, notification) = ledger.outbox_from("", 1).expect("outbox").remove(0);
-    sms::put_contact(&ledger, &notification.recipient, "13900000001").expect("contact");
+    let (ledger, notification) = case_with_a_notice(ledger, &staff);
     let queued_ms = ledger.entry(notification.seq).expect("entry").timestamp_ms;
     let provider = Arc::new(Recorder {
         failures: Mutex::new(u32::MAX),
@@ -319,13 +327,7 @@ fn dead_letters_are_reported_daily_to_auditors() {
     );
     ledger.append(staff.enrol(&auditor)).expect("auditor");
     sms::put_contact(&ledger, &sms::member_recipient("auditor-64"), &auditor.phone).expect("contact");
-    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger
-        .append([case.open(1), vec![case.receipt("BANK-1", 100)]].concat())
-        .expect("case and receipt");
-    let ledger = Arc::new(ledger);
-    let (_, notification) = ledger.outbox_from("", 1).expect("outbox").remove(0);
-    sms::put_contact(&ledger, &notification.recipient, "13900000001").expect("contact");
+    let (ledger, _) = case_with_a_notice(ledger, &staff);
     let templates = sms::Templates::default();
     let day_ms = 86_400_000;
     let report = Recorder::default();

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use caseledger_ledger::store::Ledger;
 
-use super::sms::{member_recipient, SmsProvider, Templates};
+use super::sms::{SmsProvider, Templates};
 
 /// The self-audit works one part in this many while it runs: every 4,096
 /// entries it sleeps 19 times as long as it worked (a twentieth of a core).
@@ -84,19 +84,20 @@ fn alert(
     if ledger.private_get(&marker)?.is_some() {
         return Ok(());
     }
-    let recipients = watchers(ledger);
     let params = [("seq", seq.to_string()), ("check", check.to_owned())];
-    for member in recipients {
-        let Ok(phone) =
-            super::contacts::checked_phone(ledger, commitment_key, &member_recipient(&member), "integrity alert")
-        else {
-            continue;
-        };
+    for member in watchers(ledger) {
+        // A failure is logged; the others are still told.
         let id = format!("alert-{seq}-{check}-{member}");
-        let message = templates.message(&id, &phone, "integrity_alert", &params);
-        if let Err(error) = provider.send(&message) {
-            tracing::warn!(%id, detail = %super::sms::loggable(&error.detail), "integrity alert not sent");
-        }
+        let _ = super::sms::send_to_member(
+            ledger,
+            provider,
+            templates,
+            commitment_key,
+            &member,
+            &id,
+            ("integrity_alert", "integrity alert"),
+            &params,
+        );
     }
     ledger.private_put(&marker, b"sent")?;
     Ok(())

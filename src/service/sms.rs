@@ -686,6 +686,30 @@ pub fn dead_letters(ledger: &Ledger, limit: usize) -> anyhow::Result<Vec<(Notifi
     Ok(out)
 }
 
+/// A court message (`template` with `params`, message id `id`) to
+/// `member`'s phone on file, checked against their enrolment first (a
+/// mismatch counted under `purpose`).
+/// `None` when they have no valid number (counted and logged by the
+/// check); otherwise the provider's answer, a failure logged at WARN.
+#[allow(clippy::too_many_arguments)]
+pub fn send_to_member(
+    ledger: &Ledger,
+    provider: &dyn SmsProvider,
+    templates: &Templates,
+    commitment_key: &[u8; 32],
+    member: &str,
+    id: &str,
+    (template, purpose): (&str, &'static str),
+    params: &[(&str, String)],
+) -> Option<Result<String, SendError>> {
+    let phone = super::contacts::checked_phone(ledger, commitment_key, &member_recipient(member), purpose).ok()?;
+    let answer = provider.send(&templates.message(id, &phone, template, params));
+    if let Err(error) = &answer {
+        tracing::warn!(%id, detail = %loggable(&error.detail), "{template} not sent");
+    }
+    Some(answer)
+}
+
 /// The daily report of dead letters: once a day (UTC+8 calendar day of
 /// `now_ms`), if any notification is a dead letter, an SMS with their
 /// number to every active administrator and auditor with a phone on file.
@@ -712,18 +736,21 @@ pub fn report_dead_letters(
     let params = [("count", dead.to_string())];
     let mut sent = 0;
     for member in super::self_audit::watchers(ledger) {
-        let Ok(phone) =
-            super::contacts::checked_phone(ledger, commitment_key, &member_recipient(&member), "dead-letter report")
-        else {
-            continue;
-        };
         let id = format!("dead-letters-{day}-{member}");
-        match provider.send(&templates.message(&id, &phone, "dead_letters", &params)) {
-            Ok(_) => sent += 1,
-            Err(error) => {
-                tracing::warn!(%id, detail = %loggable(&error.detail), "dead-letter report not sent; will retry");
-                return Ok(sent);
-            }
+        match send_to_member(
+            ledger,
+            provider,
+            templates,
+            commitment_key,
+            &member,
+            &id,
+            ("dead_letters", "dead-letter report"),
+            &params,
+        ) {
+            None => {}
+            Some(Ok(_)) => sent += 1,
+            // Tried again at the next pass (the day is not marked done).
+            Some(Err(_)) => return Ok(sent),
         }
     }
     ledger.private_put(&marker, b"sent")?;
@@ -783,19 +810,21 @@ pub fn send_reminders(
         for member in officer.iter().chain(heads.iter()) {
             // A member without a number, or whose number on file does not
             // match their enrolment (counted and logged), gets no reminder.
-            let Ok(phone) =
-                super::contacts::checked_phone(ledger, commitment_key, &member_recipient(member), "reminder")
-            else {
-                continue;
-            };
             let id = format!("remind-{}-{threshold}-{member}", receipt.bank_reference);
-            let message = templates.message(&id, &phone, template, &params);
-            match provider.send(&message) {
-                Ok(_) => sent += 1,
-                Err(error) => {
-                    tracing::warn!(%id, detail = %loggable(&error.detail), "reminder not sent; will retry");
-                    return Ok(sent);
-                }
+            match send_to_member(
+                ledger,
+                provider,
+                templates,
+                commitment_key,
+                member,
+                &id,
+                (template, "reminder"),
+                &params,
+            ) {
+                None => {}
+                Some(Ok(_)) => sent += 1,
+                // Tried again at the next pass.
+                Some(Err(_)) => return Ok(sent),
             }
         }
         ledger.private_put(&marker, b"sent")?;
