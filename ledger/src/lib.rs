@@ -62,6 +62,10 @@ pub enum Error {
     /// The writer stopped after a failed commit; reopen the ledger.
     #[error("ledger writer stopped: {0}")]
     Poisoned(String),
+    /// The disk is full: nothing of the write reached the ledger, and
+    /// writes wait until space is freed (the writer resumes by itself).
+    #[error("the disk is full; writes resume once space is freed: {0}")]
+    OutOfSpace(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

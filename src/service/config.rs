@@ -39,6 +39,10 @@ pub struct Config {
     /// The background self-audit re-verifies the whole ledger this often
     /// (0: never).
     pub self_audit_every_ms: u64,
+    /// Free space kept on the ledger's file system: below it writes wait
+    /// (503 "disk full", `/readyz` 503) and resume by themselves once
+    /// space is freed (0: only when the disk is really full).
+    pub free_space_min_bytes: u64,
     /// `console` (print), `aliyun`, `twilio` or `webhook` (the court's own gateway).
     pub sms_provider: String,
     pub sms_webhook_url: Option<String>,
@@ -94,6 +98,7 @@ impl Default for Config {
             checkpoint_every_entries: 1024,
             checkpoint_every_ms: 10_000,
             self_audit_every_ms: 3_600_000,
+            free_space_min_bytes: caseledger_ledger::store::FREE_SPACE_MIN_BYTES,
             sms_provider: "console".into(),
             sms_webhook_url: None,
             sms_webhook_secret: None,

@@ -128,10 +128,16 @@ impl From<caseledger_ledger::Error> for ApiError {
             }
             E::Damaged(_) => ApiError::Unavailable("the ledger's storage is damaged; writes stopped".into()),
             E::Poisoned(reason) => ApiError::Unavailable(format!("writes stopped: {reason}")),
+            E::OutOfSpace(_) => ApiError::Unavailable(DISK_FULL.into()),
             other => ApiError::Internal(other.to_string()),
         }
     }
 }
+
+/// What a request and `/readyz` say while the disk is full (the path and
+/// RocksDB's words are in the log).
+pub(super) const DISK_FULL: &str =
+    "the disk is full: nothing of this request was stored; writes resume by themselves once space is freed";
 
 pub(super) fn bad_request_signature() -> ApiError {
     ApiError::Unauthorized("bad-signature", "the request signature does not verify".into())

@@ -78,6 +78,9 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
     if let Some(reason) = state.ledger.poisoned() {
         return Err(ApiError::Unavailable(reason));
     }
+    if state.ledger.stalled().is_some() {
+        return Err(ApiError::Unavailable(super::problem::DISK_FULL.into()));
+    }
     Ok("ready")
 }
 
@@ -85,6 +88,7 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
 #[utoipa::path(get, path = "/metrics", responses((status = OK, body = String, content_type = "text/plain")))]
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("caseledger_ledger_entries").set(state.ledger.size() as f64);
+    metrics::gauge!("caseledger_writes_stalled_disk_full").set(f64::from(u8::from(state.ledger.stalled().is_some())));
     let checkpoint_size = state
         .ledger
         .latest_checkpoint()

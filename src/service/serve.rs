@@ -70,6 +70,7 @@ fn ledger_options(config: &Config) -> Options {
         checkpoint_every_entries: config.checkpoint_every_entries,
         checkpoint_every_ms: config.checkpoint_every_ms,
         node_key_path: config.node_key_file.clone(),
+        free_space_min_bytes: config.free_space_min_bytes,
         ..Options::default()
     }
 }

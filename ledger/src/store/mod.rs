@@ -56,6 +56,9 @@ use schema::*;
 pub use schema::{Head, LedgerMeta, COLUMN_FAMILIES};
 pub use writer::AppendFuture;
 
+/// Default [`Options::free_space_min_bytes`]: 64 MiB.
+pub const FREE_SPACE_MIN_BYTES: u64 = 64 << 20;
+
 /// File name of the node's private key inside the ledger folder.
 pub const NODE_KEY_FILE: &str = "node.key";
 /// File name of the node's public key inside the ledger folder.
@@ -98,6 +101,11 @@ pub struct Options {
     pub demo_ledger: bool,
     /// Node private key file; defaults to `<folder>/node.key`.
     pub node_key_path: Option<PathBuf>,
+    /// Free space kept in reserve on the ledger's file system: below it the
+    /// writer stalls (writes answer [`Error::OutOfSpace`]) before RocksDB
+    /// meets a full disk, which would leave a torn record at the end of
+    /// its log; 0 leaves it to the disk.
+    pub free_space_min_bytes: u64,
     /// Testing only: called right after a group whose signatures are still
     /// being verified is synced (the derived-state gate held); `true` stops
     /// the writer there, as if the process died.
@@ -125,6 +133,7 @@ impl Default for Options {
             verify_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             demo_ledger: false,
             node_key_path: None,
+            free_space_min_bytes: FREE_SPACE_MIN_BYTES,
             after_speculative_write: None,
         }
     }
@@ -172,6 +181,8 @@ struct Shared {
     state_gate: RwLock<()>,
     /// Why the writer refuses every write, once it does.
     poisoned: std::sync::Mutex<Option<String>>,
+    /// Why the writer waits (the disk is full), while it does.
+    stalled: std::sync::Mutex<Option<String>>,
     /// A second copy of the kept checkpoint beside the node key, when the
     /// node key lives outside the ledger folder (§8c).
     kept_copy: Option<PathBuf>,
@@ -275,6 +286,13 @@ fn open_db(path: &Path, create: bool) -> Result<DB> {
             } else {
                 Error::NotFound(format!("no ledger in {} ({text})", path.display()))
             }
+        } else if text.contains("truncated record") {
+            Error::Damaged(format!(
+                "{text}: the write-ahead log ends in the middle of a record. A write was cut short \
+                 (the disk filled up past the free-space reserve, or the machine lost power) or the \
+                 log was cut; nothing acknowledged is in a torn record, but a cut log loses entries, \
+                 so the ledger is not opened as if whole"
+            ))
         } else if is_damage(&text) {
             Error::Damaged(text)
         } else {
@@ -516,6 +534,7 @@ impl Ledger {
             keys: RwLock::new(Arc::new(Registry::new(node_key))),
             state_gate: RwLock::new(()),
             poisoned: std::sync::Mutex::default(),
+            stalled: std::sync::Mutex::default(),
             kept_copy: None,
         })
     }
@@ -555,6 +574,13 @@ impl Ledger {
     /// until the ledger is reopened; `None` while it writes.
     pub fn poisoned(&self) -> Option<String> {
         self.shared.poisoned.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Why writes wait (the disk is full) while they do: the writer
+    /// retries every second and resumes by itself once a synced write
+    /// succeeds again; `None` otherwise.
+    pub fn stalled(&self) -> Option<String> {
+        self.shared.stalled.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn corruption(&self) -> Option<(u64, &str)> {

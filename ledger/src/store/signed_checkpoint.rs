@@ -48,7 +48,10 @@ pub fn copy_beside(node_key: &Path, folder: &Path) -> Option<PathBuf> {
 /// Replaces the file at `path` with `note`, durably: a synced temporary
 /// file renamed over it, then the folder synced.
 pub fn write(path: &Path, note: &str) -> Result<()> {
-    let io = |e: std::io::Error| Error::Storage(format!("writing {}: {e}", path.display()));
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::StorageFull => Error::OutOfSpace(format!("writing {}: {e}", path.display())),
+        _ => Error::Storage(format!("writing {}: {e}", path.display())),
+    };
     let temporary = path.with_extension("tmp");
     {
         let mut file = fs::File::create(&temporary).map_err(io)?;

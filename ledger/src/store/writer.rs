@@ -53,6 +53,8 @@ use caseledger_verify::state::Overlay;
 const LEADER_SPIN: Duration = Duration::from_micros(1000);
 /// ... and only after a group of at most this many commands.
 const SPIN_AFTER_GROUPS_OF: usize = 2;
+/// How often a writer stalled by a full disk tries again without being asked.
+const STALL_RETRY_MS: u64 = 1000;
 
 enum Command {
     /// Records to append, and the signature of the request that carried
@@ -202,6 +204,8 @@ impl Handle {
             last_checkpoint_ms,
             last_checkpoint_note,
             poisoned: None,
+            stalled: None,
+            unkept: None,
         };
         let queue = Queue {
             checkpoint_due_ms: writer.checkpoint_due_ms(),
@@ -594,6 +598,11 @@ struct Writer {
     last_checkpoint_ms: u64,
     last_checkpoint_note: Option<String>,
     poisoned: Option<String>,
+    /// Set while the disk is full (see [`Writer::stall`]).
+    stalled: Option<String>,
+    /// A signed checkpoint stored in the ledger whose kept file could not
+    /// be written for want of space: written before anything else.
+    unkept: Option<String>,
 }
 
 /// One caller's request inside a group, and what became of it.
@@ -692,9 +701,17 @@ impl Writer {
         self.state.frontier.size() - covered
     }
 
-    /// When a time-based checkpoint is due (clock ms); `None` if nothing waits.
+    /// When a time-based checkpoint is due (clock ms); `None` if nothing
+    /// waits. While the disk is full, the tick comes every
+    /// [`STALL_RETRY_MS`] to try again.
     fn checkpoint_due_ms(&self) -> Option<u64> {
-        if self.uncheckpointed() == 0 || self.poisoned.is_some() {
+        if self.poisoned.is_some() {
+            return None;
+        }
+        if self.stalled.is_some() {
+            return Some(self.clock.now_ms() + STALL_RETRY_MS);
+        }
+        if self.uncheckpointed() == 0 {
             return None;
         }
         Some(self.last_checkpoint_ms + self.options.checkpoint_every_ms)
@@ -839,6 +856,101 @@ impl Writer {
         self.poisoned = Some(reason);
     }
 
+    /// Waits for space after a synced write failed for want of it. Nothing
+    /// of that write was applied (RocksDB applies a batch only after its
+    /// log record is written and synced) and the writer's state is still
+    /// what is stored; RocksDB, in its error state until then, recovers by
+    /// itself once there is room (its `SstFileManager` polls the free space
+    /// every five seconds), and [`Writer::resume`] finds out.
+    fn stall(&mut self, reason: String) {
+        if self.stalled.is_none() {
+            tracing::error!(%reason, "the disk is full: writes wait until space is freed");
+        }
+        *lock(&self.shared.stalled) = Some(reason.clone());
+        self.stalled = Some(reason);
+    }
+
+    /// [`Error::OutOfSpace`] when the ledger's file system has less free
+    /// space than the reserve. If the free space cannot be read, the write
+    /// itself finds out.
+    fn space_left(&self) -> Result<()> {
+        let reserve = self.options.free_space_min_bytes;
+        if reserve == 0 {
+            return Ok(());
+        }
+        let Ok(stat) = rustix::fs::statvfs(&self.shared.path) else {
+            return Ok(());
+        };
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        if free < reserve {
+            return Err(Error::OutOfSpace(format!(
+                "{free} bytes free on the ledger's file system, below the {reserve} kept in reserve"
+            )));
+        }
+        Ok(())
+    }
+
+    /// After a stall: whether writes go through again. A synced empty
+    /// batch tells whether RocksDB accepts writes; before the writer goes
+    /// on, the stored head must still be its own (else it stops: what
+    /// reached the disk is not what it knows).
+    fn resume(&mut self) -> bool {
+        let Some(reason) = self.stalled.clone() else {
+            return true;
+        };
+        if let Err(Error::OutOfSpace(now)) = self.space_left() {
+            self.stall(now);
+            return false;
+        }
+        if let Some(note) = self.unkept.clone() {
+            match self.keep_checkpoint(&note) {
+                Ok(()) => self.unkept = None,
+                Err(Error::OutOfSpace(now)) => {
+                    self.stall(now);
+                    return false;
+                }
+                Err(e) => {
+                    self.poison(format!(
+                        "after a full disk ({reason}), keeping the checkpoint failed: {e}"
+                    ));
+                    return false;
+                }
+            }
+        }
+        match self.sync(WriteBatch::default()) {
+            Ok(()) => {}
+            Err(Error::OutOfSpace(now)) => {
+                self.stall(now);
+                return false;
+            }
+            Err(e) => {
+                self.poison(format!("after a full disk ({reason}), storage failed: {e}"));
+                return false;
+            }
+        }
+        let stored: Result<Option<Head>> =
+            super::read_json(&self.shared.db, self.shared.cf(CF_META), META_HEAD, "head");
+        match stored {
+            Ok(Some(head)) if head == self.head() => {
+                tracing::warn!("space was freed: writes resume");
+                *lock(&self.shared.stalled) = None;
+                self.stalled = None;
+                true
+            }
+            other => {
+                self.poison(format!(
+                    "after a full disk, the stored head is not the writer's ({}); writes refused until the ledger is reopened",
+                    match other {
+                        Ok(Some(head)) => format!("stored size {}", head.size),
+                        Ok(None) => "no stored head".to_owned(),
+                        Err(e) => e.to_string(),
+                    }
+                ));
+                false
+            }
+        }
+    }
+
     /// Commits the appends (and a checkpoint if asked or due); returns the
     /// answers of the appends and of the checkpoint requests at
     /// `checkpoints`, in group order.
@@ -852,16 +964,20 @@ impl Writer {
             // Stopped from outside (an integrity failure found by a reader).
             self.poisoned = lock(&self.shared.poisoned).clone();
         }
-        if self.poisoned.is_none() {
+        if self.poisoned.is_none() && self.resume() {
             let timestamp_ms = self.clock.now_ms().max(self.state.last_timestamp_ms);
             let want_checkpoint = force_checkpoint || !checkpoints.is_empty();
-            match self.commit(&mut appends, timestamp_ms, want_checkpoint) {
+            let committed = self
+                .space_left()
+                .and_then(|()| self.commit(&mut appends, timestamp_ms, want_checkpoint));
+            match committed {
                 Ok(admission) => {
                     if !admission.changed.is_empty() {
                         self.shared.publish_keys(&admission.registry);
                     }
                     self.state.registry = admission.registry;
                 }
+                Err(Error::OutOfSpace(reason)) => self.stall(reason),
                 Err(e) => self.poison(format!(
                     "commit failed, writes refused until the ledger is reopened: {e}"
                 )),
@@ -873,6 +989,9 @@ impl Writer {
             let answer = match (&self.poisoned, pending.outcome) {
                 (_, Some(outcome @ Err(_))) => outcome,
                 (Some(reason), _) => Err(Error::Poisoned(reason.clone())),
+                (None, None) if self.stalled.is_some() => {
+                    Err(Error::OutOfSpace(self.stalled.clone().unwrap_or_default()))
+                }
                 (None, Some(outcome)) => outcome,
                 (None, None) => Err(Error::Poisoned("internal: request left without an answer".into())),
             };
@@ -881,6 +1000,7 @@ impl Writer {
         for position in checkpoints {
             let answer = match (&self.poisoned, &self.last_checkpoint_note) {
                 (Some(reason), _) => Err(Error::Poisoned(reason.clone())),
+                (None, _) if self.stalled.is_some() => Err(Error::OutOfSpace(self.stalled.clone().unwrap_or_default())),
                 (None, Some(note)) => Ok(note.clone()),
                 (None, None) => Err(Error::InvalidArgument(
                     "the ledger is empty; there is nothing to checkpoint".into(),
@@ -959,7 +1079,9 @@ impl Writer {
             ));
         }
         if !verdict.wait() {
-            self.sync(undo_batch(&self.shared, &undo, &self.head()))?;
+            // The group is applied: a full disk now is no stall but a stop.
+            self.sync(undo_batch(&self.shared, &undo, &self.head()))
+                .map_err(|e| Error::Storage(e.to_string()))?;
             return Ok(false);
         }
         drop(gate);
@@ -971,25 +1093,54 @@ impl Writer {
     fn write_verified(&mut self, mut built: Built, appends: &mut [Pending]) -> Result<()> {
         built.batch.delete_cf(self.shared.cf(CF_META), META_PENDING);
         self.sync(std::mem::take(&mut built.batch))?;
-        if let Some((_, note)) = &built.checkpoint {
-            // Kept where a lost write-ahead log cannot take it, before
-            // anyone hears of it.
-            super::signed_checkpoint::write(&super::signed_checkpoint::path_in(&self.shared.path), note)?;
-            if let Some(copy) = &self.shared.kept_copy {
-                super::signed_checkpoint::write(copy, note)?;
-            }
-        }
+        // The checkpoint is kept where a lost write-ahead log cannot take
+        // it, before anyone hears of the group.
+        let unkept = built.checkpoint.as_ref().map(|(_, note)| note.clone());
+        let kept = unkept.as_deref().map_or(Ok(()), |note| self.keep_checkpoint(note));
         self.finish(built, appends);
+        match kept {
+            Ok(()) => Ok(()),
+            Err(Error::OutOfSpace(reason)) => {
+                // The group is durable and the writer's state follows it,
+                // but no one is told until its checkpoint is kept: the
+                // requests are answered "disk full" (a retry finds its
+                // records stored) and the writer stalls until the file is
+                // written ([`Writer::resume`]).
+                for pending in appends.iter_mut() {
+                    if matches!(pending.outcome, Some(Ok(_))) {
+                        pending.outcome = None;
+                    }
+                }
+                self.unkept = unkept;
+                self.stall(reason);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the kept checkpoint file(s) (docs/FORMAT.md §8c).
+    fn keep_checkpoint(&self, note: &str) -> Result<()> {
+        super::signed_checkpoint::write(&super::signed_checkpoint::path_in(&self.shared.path), note)?;
+        if let Some(copy) = &self.shared.kept_copy {
+            super::signed_checkpoint::write(copy, note)?;
+        }
         Ok(())
     }
 
+    /// Writes `batch` and syncs the log. A full disk is
+    /// [`Error::OutOfSpace`]: nothing of the batch was applied.
     fn sync(&self, batch: WriteBatch) -> Result<()> {
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        self.shared
-            .db
-            .write_opt(batch, &sync)
-            .map_err(|e| Error::Storage(e.into_string()))
+        self.shared.db.write_opt(batch, &sync).map_err(|e| {
+            let text = e.into_string();
+            if text.contains("No space left") || text.contains("Space limit") {
+                Error::OutOfSpace(text)
+            } else {
+                Error::Storage(text)
+            }
+        })
     }
 
     /// How to undo `built`: the head and the derived state before it.
