@@ -61,6 +61,21 @@ enum Command {
     VerifyBundle(crate::inspect::VerifyBundleArgs),
     /// Print one case's balance, receipts, disbursements and history as a person reads it.
     Report(crate::report::ReportArgs),
+    /// Open a ledger whose write-ahead log ends in a torn record (a write cut
+    /// short by a crash or a full disk) without that record, check it as
+    /// `serve` does, and close it whole. Only when you know the log was not
+    /// cut: a cut log loses the acknowledged entries after the cut.
+    Recover {
+        /// TOML configuration file (for the node key file).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Ledger folder.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Drop the torn record at the end of the write-ahead log.
+        #[arg(long, required = true)]
+        drop_torn_log_tail: bool,
+    },
     /// Generate an Ed25519 key pair: FILE (private, mode 0600) and FILE.pub.
     Keygen {
         /// Path of the private key file to create.
@@ -77,6 +92,11 @@ impl Cli {
                 let config = caseledger::service::config::Config::load(config.as_deref(), &overrides)?;
                 caseledger::service::serve::run(config)?;
                 Ok(ExitCode::SUCCESS)
+            }
+            Command::Recover { config, data, .. } => {
+                let overrides = caseledger::service::config::Overrides { data, listen: None };
+                let config = caseledger::service::config::Config::load(config.as_deref(), &overrides)?;
+                caseledger::service::serve::recover_torn_log_tail(&config)
             }
             Command::Init {
                 data,

@@ -98,6 +98,58 @@ fn a_write_ahead_log_cut_in_half_stops_the_service_from_starting() {
     restored_whole(&data, &wal, &bytes, acknowledged);
 }
 
+fn recover(data: &Path, drop_tail: bool) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_caseledger"));
+    command.args(["recover", "--data"]).arg(data);
+    if drop_tail {
+        command.arg("--drop-torn-log-tail");
+    }
+    command.output().expect("recover")
+}
+
+/// A write cut short (the process died, or the disk filled, in the middle
+/// of a group's log record: never an acknowledged group) leaves a torn
+/// record at the end of the log. The service refuses it like any damage
+/// and says what it is; the operator who judges the log was not cut runs
+/// `caseledger recover --drop-torn-log-tail`, and the service starts with
+/// every acknowledged entry. A log cut in half is not rescued that way:
+/// the kept checkpoint says entries are missing.
+#[test]
+fn a_torn_record_at_the_end_of_the_log_is_dropped_only_by_the_operator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, acknowledged, wal, bytes) = killed_under_writes(dir.path());
+    // The start of a record's header, and no more: the write was cut.
+    let mut torn = bytes.clone();
+    torn.extend_from_slice(&bytes[..5]);
+    std::fs::write(&wal, &torn).expect("tear");
+    let (status, stderr) = common::serve_exit(&data);
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("ends in the middle of a record"), "{stderr}");
+    let usage = recover(&data, false);
+    assert_eq!(usage.status.code(), Some(2), "the flag is required");
+    let recovered = recover(&data, true);
+    let said = String::from_utf8_lossy(&recovered.stdout);
+    assert!(
+        recovered.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&recovered.stderr)
+    );
+    assert!(said.contains(&format!("{acknowledged} entries")), "{said}");
+    let mut serve = Serve::start(&data, &[]);
+    assert!(serve.terminate().success());
+    let ledger = Ledger::open_read_only(&data).expect("open");
+    assert_eq!(ledger.size(), acknowledged, "nothing acknowledged dropped");
+    assert!(ledger.audit(None, 2, &|_| {}).expect("audit").ok);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, _, wal, bytes) = killed_under_writes(dir.path());
+    std::fs::write(&wal, &bytes[..bytes.len() / 2]).expect("cut");
+    let refused = recover(&data, true);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("checkpoint_lost"), "{stderr}");
+}
+
 #[test]
 fn a_deleted_write_ahead_log_is_caught_by_the_checkpoint_kept_beside_it() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -330,6 +330,43 @@ pub fn print_administrator_keys(administrators: &[AdministratorKey]) {
     }
 }
 
+/// `caseledger recover --drop-torn-log-tail`: opens the ledger dropping a
+/// torn record at the end of its write-ahead log (never an acknowledged
+/// one: a group is acknowledged only once its record is synced whole),
+/// with every check `serve` makes on open, the kept checkpoint above all;
+/// then closes it cleanly, so that the log is whole again. Says how far
+/// the node's own signed checkpoint vouches for what is left.
+pub fn recover_torn_log_tail(config: &Config) -> anyhow::Result<std::process::ExitCode> {
+    let mut options = ledger_options(config);
+    options.drop_torn_log_tail = true;
+    let ledger = Ledger::open(&config.data, Arc::new(SystemClock), options)
+        .with_context(|| format!("opening {}", config.data.display()))?;
+    if let Some((seq, detail)) = ledger.corruption() {
+        return Err(caseledger_ledger::Error::Corrupt {
+            first_bad_seq: seq,
+            detail: detail.to_owned(),
+        })
+        .with_context(|| format!("{} failed its integrity check on open", config.data.display()));
+    }
+    let vouched = match ledger.kept_checkpoint()? {
+        Some(note) => ledger.check_signed_checkpoint(&note, ledger.node_key())?.size,
+        None => 0,
+    };
+    let size = ledger.size();
+    ledger.close()?;
+    println!(
+        "{}: {size} entries; the node's kept checkpoint covers the first {vouched}; the write-ahead log is whole again",
+        config.data.display()
+    );
+    if size > vouched {
+        println!(
+            "entries {vouched} to {} are after the last checkpoint: compare them with what members and applicants were told",
+            size - 1
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 /// Runs the service until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
     init_tracing();

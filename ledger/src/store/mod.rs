@@ -29,6 +29,7 @@ mod recovery;
 mod schema;
 pub mod signed_checkpoint;
 mod state_seal;
+pub mod storage;
 mod verify;
 mod writer;
 
@@ -106,6 +107,15 @@ pub struct Options {
     /// meets a full disk, which would leave a torn record at the end of
     /// its log; 0 leaves it to the disk.
     pub free_space_min_bytes: u64,
+    /// Opens a ledger whose write-ahead log ends in a torn record (a write
+    /// cut short by a crash or a full disk), dropping that record: what the
+    /// operator of `caseledger recover --drop-torn-log-tail` chooses, after
+    /// judging the log was not cut. Every other check of the open still
+    /// holds (the kept checkpoint above all).
+    pub drop_torn_log_tail: bool,
+    /// The writer's seam to the disk ([`storage`]): RocksDB as it is, or
+    /// in tests, RocksDB behind injected faults.
+    pub storage: Arc<dyn storage::Storage>,
     /// Testing only: called right after a group whose signatures are still
     /// being verified is synced (the derived-state gate held); `true` stops
     /// the writer there, as if the process died.
@@ -134,6 +144,8 @@ impl Default for Options {
             demo_ledger: false,
             node_key_path: None,
             free_space_min_bytes: FREE_SPACE_MIN_BYTES,
+            drop_torn_log_tail: false,
+            storage: Arc::new(storage::RocksStorage),
             after_speculative_write: None,
         }
     }
@@ -186,6 +198,8 @@ struct Shared {
     /// A second copy of the kept checkpoint beside the node key, when the
     /// node key lives outside the ledger folder (§8c).
     kept_copy: Option<PathBuf>,
+    /// Where entries and Merkle nodes are read ([`Options::storage`]).
+    storage: Arc<dyn storage::Storage>,
 }
 
 impl Shared {
@@ -267,11 +281,18 @@ fn db_options(create: bool) -> DbOptions {
     options
 }
 
-fn open_db(path: &Path, create: bool) -> Result<DB> {
+fn open_db(path: &Path, create: bool, torn_tail: bool) -> Result<DB> {
+    let options = || {
+        let mut options = db_options(create);
+        if torn_tail {
+            options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+        }
+        options
+    };
     let descriptors = COLUMN_FAMILIES
         .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, db_options(create)));
-    DB::open_cf_descriptors(&db_options(create), path.join(DB_DIR), descriptors).map_err(|e| {
+        .map(|name| ColumnFamilyDescriptor::new(*name, options()));
+    DB::open_cf_descriptors(&options(), path.join(DB_DIR), descriptors).map_err(|e| {
         let text = e.into_string();
         if text.contains("lock") || text.contains("LOCK") {
             Error::Locked {
@@ -286,7 +307,7 @@ fn open_db(path: &Path, create: bool) -> Result<DB> {
             } else {
                 Error::NotFound(format!("no ledger in {} ({text})", path.display()))
             }
-        } else if text.contains("truncated record") {
+        } else if text.contains("truncated record") || text.contains("truncated header") {
             Error::Damaged(format!(
                 "{text}: the write-ahead log ends in the middle of a record. A write was cut short \
                  (the disk filled up past the free-space reserve, or the machine lost power) or the \
@@ -365,7 +386,7 @@ impl Ledger {
             files::write_private_key(&path.join(NODE_KEY_FILE), node)?;
         }
         files::write_public_key(&path.join(NODE_PUB_FILE), &node.public_key())?;
-        let db = open_db(path, true)?;
+        let db = open_db(path, true, false)?;
         let meta = LedgerMeta {
             storage_version: STORAGE_VERSION,
             origin: origin.to_owned(),
@@ -423,12 +444,13 @@ impl Ledger {
                 files::read_private_key(&key_path)?
             }
         };
-        let db = open_db(path, false)?;
+        let db = open_db(path, false, options.drop_torn_log_tail)?;
         let mut shared = Self::load_shared(db, path)?;
         shared.kept_copy = options
             .node_key_path
             .as_deref()
             .and_then(|key| signed_checkpoint::copy_beside(key, path));
+        shared.storage = Arc::clone(&options.storage);
         let shared = Arc::new(shared);
         if shared.node_key != node.public_key() {
             return Err(Error::InvalidArgument(
@@ -536,6 +558,7 @@ impl Ledger {
             poisoned: std::sync::Mutex::default(),
             stalled: std::sync::Mutex::default(),
             kept_copy: None,
+            storage: Arc::new(storage::RocksStorage),
         })
     }
 
@@ -776,6 +799,16 @@ impl Ledger {
         Ok(Record::sign(&self.shared.meta.origin, kind, payload, node))
     }
 
+    /// Testing only: stops the writer and leaves the ledger as a killed
+    /// process would (no seal, no flush: what is not in the tables is in
+    /// the write-ahead log only).
+    #[doc(hidden)]
+    pub fn crash(mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.halt();
+        }
+    }
+
     /// Stops the writer after it has committed everything queued.
     pub fn close(mut self) -> Result<()> {
         self.close_cleanly()
@@ -880,9 +913,9 @@ impl NodeSource for Ledger {
 
 fn read_node(shared: &Shared, level: u32, index: u64) -> Result<Hash> {
     let value = shared
-        .db
-        .get_pinned_cf(shared.cf(CF_NODES), node_key(level, index))
-        .map_err(storage)?;
+        .storage
+        .get(&shared.db, shared.cf(CF_NODES), &node_key(level, index))
+        .map_err(Error::Storage)?;
     let last_leaf = ((index + 1) << level) - 1;
     value
         .and_then(|bytes| <Hash>::try_from(&bytes[..]).ok())

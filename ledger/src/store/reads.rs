@@ -13,9 +13,9 @@ impl Ledger {
             )));
         }
         self.shared
-            .db
-            .get_cf(self.shared.cf(CF_ENTRIES), seq_key(seq))
-            .map_err(storage)?
+            .storage
+            .get(&self.shared.db, self.shared.cf(CF_ENTRIES), &seq_key(seq))
+            .map_err(Error::Storage)?
             .ok_or_else(|| Error::Integrity {
                 seq,
                 check: "entry_missing".into(),

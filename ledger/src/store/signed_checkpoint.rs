@@ -10,7 +10,6 @@
 //! inconsistent with one it signed before. `verify` checks it too.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use caseledger_keys::{note, PublicKey};
@@ -45,24 +44,19 @@ pub fn copy_beside(node_key: &Path, folder: &Path) -> Option<PathBuf> {
     Some(node_key.with_file_name(name))
 }
 
-/// Replaces the file at `path` with `note`, durably: a synced temporary
-/// file renamed over it, then the folder synced.
+/// Replaces the file at `path` with `note`, durably
+/// ([`super::storage::replace_file`]).
 pub fn write(path: &Path, note: &str) -> Result<()> {
-    let io = |e: std::io::Error| match e.kind() {
+    write_through(&super::storage::RocksStorage, path, note)
+}
+
+/// [`write`] through the writer's seam to the disk. A full disk is
+/// [`Error::OutOfSpace`].
+pub(super) fn write_through(storage: &dyn super::storage::Storage, path: &Path, note: &str) -> Result<()> {
+    storage.replace_file(path, note.as_bytes()).map_err(|e| match e.kind() {
         std::io::ErrorKind::StorageFull => Error::OutOfSpace(format!("writing {}: {e}", path.display())),
         _ => Error::Storage(format!("writing {}: {e}", path.display())),
-    };
-    let temporary = path.with_extension("tmp");
-    {
-        let mut file = fs::File::create(&temporary).map_err(io)?;
-        file.write_all(note.as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)?;
-    }
-    fs::rename(&temporary, path).map_err(io)?;
-    if let Some(folder) = path.parent() {
-        fs::File::open(folder).and_then(|f| f.sync_all()).map_err(io)?;
-    }
-    Ok(())
+    })
 }
 
 /// The checkpoint kept at `path`, if there is one, verified with the node

@@ -33,7 +33,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use caseledger_keys::{note, KeyId, PublicKey};
-use rocksdb::{WriteBatch, WriteOptions};
+use rocksdb::WriteBatch;
 
 use super::schema::*;
 use super::verify::{Ahead, AheadQueue, Claim, Outcome as AheadOutcome, Verdict, VerifyPool, Work};
@@ -206,6 +206,7 @@ impl Handle {
             poisoned: None,
             stalled: None,
             unkept: None,
+            attempted_write: std::cell::Cell::new(false),
         };
         let queue = Queue {
             checkpoint_due_ms: writer.checkpoint_due_ms(),
@@ -268,10 +269,15 @@ impl Handle {
 
     /// Stops the timer and leaves every entry covered by a checkpoint.
     pub(crate) fn stop(mut self) -> Result<()> {
-        self.shut_down()
+        self.shut_down(true)
     }
 
-    fn shut_down(&mut self) -> Result<()> {
+    /// Stops the threads and writes nothing more, as if the process died.
+    pub(crate) fn halt(mut self) {
+        let _ = self.shut_down(false);
+    }
+
+    fn shut_down(&mut self, last_checkpoint: bool) -> Result<()> {
         let Some(timer) = self.timer.take() else {
             return Ok(());
         };
@@ -283,7 +289,7 @@ impl Handle {
         // Every caller has its answer: the ledger is being closed by its
         // only owner. A clean shutdown leaves no entry uncovered.
         let mut writer = lock(&self.inner.writer);
-        if writer.uncheckpointed() > 0 {
+        if last_checkpoint && writer.uncheckpointed() > 0 {
             writer.commit_group(Vec::new(), Vec::new(), true);
         }
         joined.map_err(|_| Error::Poisoned("the checkpoint timer panicked".into()))
@@ -292,7 +298,7 @@ impl Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        let _ = self.shut_down();
+        let _ = self.shut_down(true);
     }
 }
 
@@ -603,6 +609,9 @@ struct Writer {
     /// A signed checkpoint stored in the ledger whose kept file could not
     /// be written for want of space: written before anything else.
     unkept: Option<String>,
+    /// A batch was handed to the disk during the current group: after a
+    /// failure, what reached the disk is unknown unless it was not.
+    attempted_write: std::cell::Cell<bool>,
 }
 
 /// One caller's request inside a group, and what became of it.
@@ -964,7 +973,9 @@ impl Writer {
             // Stopped from outside (an integrity failure found by a reader).
             self.poisoned = lock(&self.shared.poisoned).clone();
         }
+        self.attempted_write.set(false);
         if self.poisoned.is_none() && self.resume() {
+            self.attempted_write.set(false);
             let timestamp_ms = self.clock.now_ms().max(self.state.last_timestamp_ms);
             let want_checkpoint = force_checkpoint || !checkpoints.is_empty();
             let committed = self
@@ -978,6 +989,14 @@ impl Writer {
                     self.state.registry = admission.registry;
                 }
                 Err(Error::OutOfSpace(reason)) => self.stall(reason),
+                Err(e) if !self.attempted_write.get() => {
+                    // Failed before anything was written (a read of a
+                    // Merkle node, say): the group is refused, the writer
+                    // goes on.
+                    for pending in appends.iter_mut().filter(|p| p.outcome.is_none()) {
+                        pending.outcome = Some(Err(Error::Storage(e.to_string())));
+                    }
+                }
                 Err(e) => self.poison(format!(
                     "commit failed, writes refused until the ledger is reopened: {e}"
                 )),
@@ -1121,9 +1140,10 @@ impl Writer {
 
     /// Writes the kept checkpoint file(s) (docs/FORMAT.md §8c).
     fn keep_checkpoint(&self, note: &str) -> Result<()> {
-        super::signed_checkpoint::write(&super::signed_checkpoint::path_in(&self.shared.path), note)?;
+        let storage = self.options.storage.as_ref();
+        super::signed_checkpoint::write_through(storage, &super::signed_checkpoint::path_in(&self.shared.path), note)?;
         if let Some(copy) = &self.shared.kept_copy {
-            super::signed_checkpoint::write(copy, note)?;
+            super::signed_checkpoint::write_through(storage, copy, note)?;
         }
         Ok(())
     }
@@ -1131,16 +1151,17 @@ impl Writer {
     /// Writes `batch` and syncs the log. A full disk is
     /// [`Error::OutOfSpace`]: nothing of the batch was applied.
     fn sync(&self, batch: WriteBatch) -> Result<()> {
-        let mut sync = WriteOptions::default();
-        sync.set_sync(true);
-        self.shared.db.write_opt(batch, &sync).map_err(|e| {
-            let text = e.into_string();
-            if text.contains("No space left") || text.contains("Space limit") {
-                Error::OutOfSpace(text)
-            } else {
-                Error::Storage(text)
-            }
-        })
+        self.attempted_write.set(true);
+        self.options
+            .storage
+            .write_synced(&self.shared.db, batch)
+            .map_err(|text| {
+                if text.contains("No space left") || text.contains("Space limit") {
+                    Error::OutOfSpace(text)
+                } else {
+                    Error::Storage(text)
+                }
+            })
     }
 
     /// How to undo `built`: the head and the derived state before it.
