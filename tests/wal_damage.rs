@@ -122,9 +122,16 @@ fn a_torn_record_at_the_end_of_the_log_is_dropped_only_by_the_operator() {
     let mut torn = bytes.clone();
     torn.extend_from_slice(&bytes[..5]);
     std::fs::write(&wal, &torn).expect("tear");
-    let (status, stderr) = common::serve_exit(&data);
+    let textfile = dir.path().join("caseledger.prom");
+    let textfile_env = [("CASELEDGER_METRICS_TEXTFILE", textfile.to_str().expect("utf8"))];
+    let (status, stderr) = common::serve_exit_with(&data, &textfile_env);
     assert_eq!(status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("ends in the middle of a record"), "{stderr}");
+    let metrics = std::fs::read_to_string(&textfile).expect("the textfile metric");
+    assert!(
+        metrics.contains("caseledger_open_refused{reason=\"damaged\"} 1"),
+        "{metrics}"
+    );
     let usage = recover(&data, false);
     assert_eq!(usage.status.code(), Some(2), "the flag is required");
     let recovered = recover(&data, true);
@@ -135,8 +142,10 @@ fn a_torn_record_at_the_end_of_the_log_is_dropped_only_by_the_operator() {
         String::from_utf8_lossy(&recovered.stderr)
     );
     assert!(said.contains(&format!("{acknowledged} entries")), "{said}");
-    let mut serve = Serve::start(&data, &[]);
+    let mut serve = Serve::start(&data, &textfile_env);
     assert!(serve.terminate().success());
+    let metrics = std::fs::read_to_string(&textfile).expect("the textfile metric");
+    assert!(metrics.contains("caseledger_open_refused{reason=\"\"} 0"), "{metrics}");
     let ledger = Ledger::open_read_only(&data).expect("open");
     assert_eq!(ledger.size(), acknowledged, "nothing acknowledged dropped");
     assert!(ledger.audit(None, 2, &|_| {}).expect("audit").ok);

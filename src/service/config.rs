@@ -43,6 +43,10 @@ pub struct Config {
     /// (503 "disk full", `/readyz` 503) and resume by themselves once
     /// space is freed (0: only when the disk is really full).
     pub free_space_min_bytes: u64,
+    /// A file in node_exporter's textfile-collector folder: each start of
+    /// `serve` writes `caseledger_open_refused` there (1 with the reason
+    /// when it refuses to open the ledger, 0 when it serves).
+    pub metrics_textfile: Option<PathBuf>,
     /// `console` (print), `aliyun`, `twilio` or `webhook` (the court's own gateway).
     pub sms_provider: String,
     pub sms_webhook_url: Option<String>,
@@ -99,6 +103,7 @@ impl Default for Config {
             checkpoint_every_ms: 10_000,
             self_audit_every_ms: 3_600_000,
             free_space_min_bytes: caseledger_ledger::store::FREE_SPACE_MIN_BYTES,
+            metrics_textfile: None,
             sms_provider: "console".into(),
             sms_webhook_url: None,
             sms_webhook_secret: None,

@@ -367,13 +367,12 @@ pub fn recover_torn_log_tail(config: &Config) -> anyhow::Result<std::process::Ex
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// Runs the service until SIGTERM or SIGINT.
-pub fn run(config: Config) -> anyhow::Result<()> {
-    init_tracing();
-    let sms = provider(&config)?;
+/// Opens the ledger in `config.data` (creating it on the first start),
+/// refusing one that is damaged or failed its integrity check.
+fn open_for_serving(config: &Config) -> anyhow::Result<Ledger> {
     let ledger = if config.data.join(DB_DIR).exists() {
         owner_only(&config.data)?;
-        Ledger::open(&config.data, Arc::new(SystemClock), ledger_options(&config))
+        Ledger::open(&config.data, Arc::new(SystemClock), ledger_options(config))
             .inspect_err(|e| {
                 if matches!(e, caseledger_ledger::Error::Damaged(_)) {
                     tracing::error!(error = %e, "the ledger's storage is damaged; not serving");
@@ -386,7 +385,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             &config.origin,
             GenesisAdministrators::default(),
             config.commitment_key_file.as_deref(),
-            ledger_options(&config),
+            ledger_options(config),
         )?;
         println!(
             "created a new ledger in {} (origin {})",
@@ -411,6 +410,57 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         })
         .with_context(|| format!("{} failed its integrity check on open", config.data.display()));
     }
+    Ok(ledger)
+}
+
+/// Tells monitoring how the last start went, in the Prometheus text format
+/// for node_exporter's textfile collector (a process that refused to start
+/// cannot be scraped): `caseledger_open_refused{reason}` 1 when `serve`
+/// refused to open the ledger, 0 when it opened it.
+fn record_open(config: &Config, refused: Option<&anyhow::Error>) {
+    let Some(path) = &config.metrics_textfile else {
+        return;
+    };
+    let reason = refused.map(|error| {
+        let ledger_error = error.chain().find_map(|c| c.downcast_ref::<caseledger_ledger::Error>());
+        match ledger_error {
+            Some(caseledger_ledger::Error::Damaged(_)) => "damaged",
+            Some(caseledger_ledger::Error::Corrupt { .. } | caseledger_ledger::Error::Integrity { .. }) => "integrity",
+            Some(caseledger_ledger::Error::Locked { .. }) => "locked",
+            Some(caseledger_ledger::Error::OutOfSpace(_)) => "disk_full",
+            _ => "other",
+        }
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let text = format!(
+        "# HELP caseledger_open_refused 1 when the last start of caseledger serve refused to open the ledger, 0 when it opened it.\n\
+         # TYPE caseledger_open_refused gauge\n\
+         caseledger_open_refused{{reason=\"{}\"}} {}\n\
+         # HELP caseledger_last_start_timestamp_seconds When caseledger serve last started.\n\
+         # TYPE caseledger_last_start_timestamp_seconds gauge\n\
+         caseledger_last_start_timestamp_seconds {now}\n",
+        reason.unwrap_or(""),
+        u8::from(reason.is_some()),
+    );
+    // Read by the collector's account: no secret in it.
+    let written = caseledger_ledger::store::storage::replace_file(path, text.as_bytes()).and_then(|()| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+    });
+    if let Err(error) = written {
+        tracing::warn!(%error, "could not write the metrics textfile");
+    }
+}
+
+/// Runs the service until SIGTERM or SIGINT.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    init_tracing();
+    let sms = provider(&config)?;
+    let opened = open_for_serving(&config);
+    record_open(&config, opened.as_ref().err());
+    let ledger = opened?;
     let verify_link = config
         .sms_verify_link
         .clone()

@@ -681,11 +681,17 @@ pub fn set_up_staff(address: &str, staff: &caseledger::court::Staff) {
 /// and standard error; a hang guard kills it after a minute (it must
 /// refuse to start on the ledger in `data`, not serve it).
 pub fn serve_exit(data: &Path) -> (std::process::ExitStatus, String) {
+    serve_exit_with(data, &[])
+}
+
+/// [`serve_exit`] with `envs` set.
+pub fn serve_exit_with(data: &Path, envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     use std::time::{Duration, Instant};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .env("CASELEDGER_LOG", "info")
+        .envs(envs.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
