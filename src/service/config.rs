@@ -64,6 +64,10 @@ pub struct Config {
     pub sms_attempts_max: u32,
     /// How long a failing notification is retried before the dead letter.
     pub sms_retry_for_ms: u64,
+    /// Wait before a failed notification's first retry; it doubles with
+    /// each attempt up to `sms_backoff_max_ms`.
+    pub sms_backoff_first_ms: u64,
+    pub sms_backoff_max_ms: u64,
     /// Notifications sent at the same time.
     pub sms_concurrency: usize,
     /// Per-request timeout towards the provider.
@@ -110,6 +114,8 @@ impl Default for Config {
             sms_templates: BTreeMap::new(),
             sms_attempts_max: 8,
             sms_retry_for_ms: 24 * 60 * 60 * 1000,
+            sms_backoff_first_ms: 1_000,
+            sms_backoff_max_ms: 600_000,
             sms_code_ttl_ms: 5 * 60 * 1000,
             sms_verify_link: None,
             sms_timeout_ms: 10_000,
@@ -171,6 +177,8 @@ mod tests {
                 "listen = \"127.0.0.1:9000\"\nbody_bytes_max = 1000\norigin = \"court.example/a\"",
             )?;
             jail.set_env("CASELEDGER_BODY_BYTES_MAX", "2000");
+            jail.set_env("CASELEDGER_SMS_BACKOFF_FIRST_MS", "250");
+            jail.set_env("CASELEDGER_FREE_SPACE_MIN_BYTES", "0");
             let overrides = Overrides {
                 listen: Some(SocketAddr::from(([127, 0, 0, 1], 9100))),
                 ..Overrides::default()
@@ -178,6 +186,8 @@ mod tests {
             let config = Config::load(Some(std::path::Path::new("caseledger.toml")), &overrides).expect("load");
             assert_eq!(config.listen.port(), 9100);
             assert_eq!(config.body_bytes_max, 2000);
+            assert_eq!((config.sms_backoff_first_ms, config.sms_backoff_max_ms), (250, 600_000));
+            assert_eq!(config.free_space_min_bytes, 0);
             assert_eq!(config.origin, "court.example/a");
             jail.create_file(
                 "sms.toml",

@@ -483,6 +483,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let options = super::sms::DeliveryOptions {
         attempts_max: config.sms_attempts_max.max(1),
         retry_for_ms: config.sms_retry_for_ms,
+        backoff_first_ms: config.sms_backoff_first_ms.max(1),
+        backoff_max_ms: config.sms_backoff_max_ms.max(config.sms_backoff_first_ms.max(1)),
         concurrency: config.sms_concurrency.clamp(1, 64),
         templates,
         ..Default::default()
