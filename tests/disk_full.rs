@@ -242,8 +242,10 @@ fn a_disk_that_fills_up_stops_writes_cleanly_and_they_resume_once_space_is_freed
 }
 
 /// With the reserve kept (the default), the writer stalls before RocksDB
-/// meets a full disk: a SIGKILL in the middle of the stall leaves a log
-/// that opens whole, with every acknowledged entry.
+/// meets a full disk, `/readyz` says so before any write fails, and the
+/// private writes beside the ledger keep the reserve too: a SIGKILL in the
+/// middle of the stall leaves a log that opens whole, with every
+/// acknowledged entry.
 #[test]
 fn the_free_space_reserve_stalls_writes_before_the_disk_is_full() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -255,11 +257,26 @@ fn the_free_space_reserve_stalls_writes_before_the_disk_is_full() {
     let mut next = 0;
     assert!(write_until_full(&finance, &case, &mut next, 20, &mut acknowledged).is_none());
 
-    disk.fill_up(reserve + (256 << 10));
-    let refusal = write_until_full(&finance, &case, &mut next, 5_000, &mut acknowledged);
-    assert_full(&serve.address, refusal);
+    // Below the reserve: /readyz says so before any write fails.
+    disk.fill_up(reserve - (1 << 20));
     let (status, body) = ready(&serve.address);
     assert_eq!(status, 503, "{body}");
+    assert!(body.contains("disk is full"), "{body}");
+    let refusal = write_until_full(&finance, &case, &mut next, 5_000, &mut acknowledged);
+    assert_full(&serve.address, refusal);
+    // Writes beside the ledger (a member's phone on file) keep the reserve
+    // too: RocksDB never meets the full disk in the middle of a record.
+    let admin = Client::new(&serve.address, staff.administrator.identity.clone());
+    let head = &staff.bureau_head;
+    let contact = serde_json::json!({"member_id": head.member_id, "phone": head.phone});
+    let (status, body) = admin
+        .post_json("/v1/contacts/members", &serde_json::to_vec(&contact).expect("json"))
+        .expect("post");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d.contains("disk is full")),
+        "{body}"
+    );
     serve.kill();
     disk.resize(ROOMY);
     nothing_acknowledged_lost(&data, &staff, &mut acknowledged, &mut next);

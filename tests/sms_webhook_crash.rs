@@ -74,6 +74,9 @@ fn start_serve(data: &Path, gateway_url: &str) -> Serve {
             ("CASELEDGER_SMS_PROVIDER", "webhook"),
             ("CASELEDGER_SMS_WEBHOOK_URL", gateway_url),
             ("CASELEDGER_SMS_WEBHOOK_SECRET", SECRET),
+            // A loaded machine may answer slowly; a send that timed out
+            // would be sent again (a duplicate by timing, not by crash).
+            ("CASELEDGER_SMS_TIMEOUT_MS", "120000"),
         ],
     )
 }

@@ -78,7 +78,7 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
     if let Some(reason) = state.ledger.poisoned() {
         return Err(ApiError::Unavailable(reason));
     }
-    if state.ledger.stalled().is_some() {
+    if state.ledger.stalled().is_some() || state.ledger.space_left().is_err() {
         return Err(ApiError::Unavailable(super::problem::DISK_FULL.into()));
     }
     Ok("ready")

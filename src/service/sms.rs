@@ -505,6 +505,17 @@ impl Deliverer {
             }
         }
         for chunk in due.chunks_mut(self.options.concurrency.max(1)) {
+            // Each attempt is recorded before it is made, its retry time
+            // set: should its answer not be recorded (the disk filled up,
+            // the process died), the message is sent again only after the
+            // back-off, not on every pass; and a disk too full to record
+            // an attempt sends nothing.
+            for (index, state, _) in chunk.iter() {
+                let mut begun = state.clone();
+                begun.next_attempt_ms = now_ms + self.backoff_ms(begun.attempts);
+                self.ledger
+                    .private_put(&delivery_key(&batch[*index].1.id), &serde_json::to_vec(&begun)?)?;
+            }
             let provider = &self.provider;
             let answers: Vec<Result<String, SendError>> = if let [(_, _, message)] = &chunk[..] {
                 // One message: no thread for it.

@@ -200,6 +200,8 @@ struct Shared {
     kept_copy: Option<PathBuf>,
     /// Where entries and Merkle nodes are read ([`Options::storage`]).
     storage: Arc<dyn storage::Storage>,
+    /// [`Options::free_space_min_bytes`] (0 on a read-only ledger).
+    free_space_min_bytes: u64,
 }
 
 impl Shared {
@@ -451,6 +453,7 @@ impl Ledger {
             .as_deref()
             .and_then(|key| signed_checkpoint::copy_beside(key, path));
         shared.storage = Arc::clone(&options.storage);
+        shared.free_space_min_bytes = options.free_space_min_bytes;
         let shared = Arc::new(shared);
         if shared.node_key != node.public_key() {
             return Err(Error::InvalidArgument(
@@ -559,6 +562,7 @@ impl Ledger {
             stalled: std::sync::Mutex::default(),
             kept_copy: None,
             storage: Arc::new(storage::RocksStorage),
+            free_space_min_bytes: 0,
         })
     }
 
@@ -604,6 +608,12 @@ impl Ledger {
     /// succeeds again; `None` otherwise.
     pub fn stalled(&self) -> Option<String> {
         self.shared.stalled.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// [`Error::OutOfSpace`] while the ledger's file system has less free
+    /// space than the reserve (`/readyz` asks before any write fails).
+    pub fn space_left(&self) -> Result<()> {
+        storage::space_left(&self.shared.path, self.shared.free_space_min_bytes)
     }
 
     pub fn corruption(&self) -> Option<(u64, &str)> {

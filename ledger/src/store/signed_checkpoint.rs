@@ -54,7 +54,9 @@ pub fn write(path: &Path, note: &str) -> Result<()> {
 /// [`Error::OutOfSpace`].
 pub(super) fn write_through(storage: &dyn super::storage::Storage, path: &Path, note: &str) -> Result<()> {
     storage.replace_file(path, note.as_bytes()).map_err(|e| match e.kind() {
-        std::io::ErrorKind::StorageFull => Error::OutOfSpace(format!("writing {}: {e}", path.display())),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            Error::OutOfSpace(format!("writing {}: {e}", path.display()))
+        }
         _ => Error::Storage(format!("writing {}: {e}", path.display())),
     })
 }

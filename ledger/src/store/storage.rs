@@ -48,6 +48,30 @@ impl Storage for RocksStorage {
     }
 }
 
+/// [`crate::Error::OutOfSpace`] when the file system of `path` has less
+/// than `reserve` bytes free (0: no reserve). If the free space cannot be
+/// read, the write itself finds out.
+pub fn space_left(path: &Path, reserve: u64) -> crate::Result<()> {
+    if reserve == 0 {
+        return Ok(());
+    }
+    let Ok(stat) = rustix::fs::statvfs(path) else {
+        return Ok(());
+    };
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    if free < reserve {
+        return Err(crate::Error::OutOfSpace(format!(
+            "{free} bytes free on the ledger's file system, below the {reserve} kept in reserve"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a storage error's words say the disk (or the quota) is full.
+pub fn is_out_of_space(text: &str) -> bool {
+    text.contains("No space left") || text.contains("Space limit") || text.contains("quota exceeded")
+}
+
 /// Replaces the file at `path` with `bytes`, durably: a synced temporary
 /// file renamed over it, then the folder synced.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

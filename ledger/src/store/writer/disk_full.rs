@@ -28,23 +28,9 @@ impl Writer {
     }
 
     /// [`Error::OutOfSpace`] when the ledger's file system has less free
-    /// space than the reserve. If the free space cannot be read, the write
-    /// itself finds out.
+    /// space than the reserve ([`crate::store::storage::space_left`]).
     pub(super) fn space_left(&self) -> Result<()> {
-        let reserve = self.options.free_space_min_bytes;
-        if reserve == 0 {
-            return Ok(());
-        }
-        let Ok(stat) = rustix::fs::statvfs(&self.shared.path) else {
-            return Ok(());
-        };
-        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
-        if free < reserve {
-            return Err(Error::OutOfSpace(format!(
-                "{free} bytes free on the ledger's file system, below the {reserve} kept in reserve"
-            )));
-        }
-        Ok(())
+        crate::store::storage::space_left(&self.shared.path, self.options.free_space_min_bytes)
     }
 
     /// After a stall: whether writes go through again. A synced empty

@@ -470,7 +470,7 @@ impl Writer {
             .storage
             .write_synced(&self.shared.db, batch)
             .map_err(|text| {
-                if text.contains("No space left") || text.contains("Space limit") {
+                if crate::store::storage::is_out_of_space(&text) {
                     Error::OutOfSpace(text)
                 } else {
                     Error::Storage(text)
