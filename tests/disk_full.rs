@@ -281,3 +281,56 @@ fn the_free_space_reserve_stalls_writes_before_the_disk_is_full() {
     disk.resize(ROOMY);
     nothing_acknowledged_lost(&data, &staff, &mut acknowledged, &mut next);
 }
+
+/// The SMS worker while the disk is below the reserve: it cannot record an
+/// attempt, so it sends nothing (rather than sending on every pass and
+/// recording nothing); once space is back, each notification goes out
+/// once.
+#[test]
+fn the_sms_worker_sends_nothing_it_cannot_record() {
+    use caseledger::service::sms::{self, Deliverer, DeliveryOptions, SendError, SmsProvider};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+    impl SmsProvider for Recorder {
+        fn send(&self, message: &sms::Message) -> Result<String, SendError> {
+            self.0.lock().expect("lock").push(message.id.clone());
+            Ok(format!("provider-{}", message.id))
+        }
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = Tmpfs::mount(&dir.path().join("disk"));
+    let (ledger, staff) = common::court(&disk.0.join("ledger"), 33);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    ledger
+        .append([case.open(1), vec![case.receipt("BANK-1", 100)]].concat())
+        .expect("case and receipt");
+    let notification = ledger.outbox_from("", 10).expect("outbox")[0].1.clone();
+    sms::put_contact(&ledger, &notification.recipient, &CaseRecords::applicant_phone(1)).expect("contact");
+    let ledger = Arc::new(ledger);
+    let provider = Arc::new(Recorder::default());
+    let options = DeliveryOptions {
+        per_phone_per_minute: 100,
+        ..DeliveryOptions::default()
+    };
+    let mut worker = Deliverer::new(Arc::clone(&ledger), provider.clone(), staff.commitment_key, options);
+
+    disk.fill_up(caseledger_ledger::store::FREE_SPACE_MIN_BYTES - (1 << 20));
+    for pass in 0..3 {
+        let refused = worker
+            .run_once(common::CLOCK_START_MS + pass)
+            .expect_err("nothing recorded");
+        assert!(format!("{refused:#}").contains("disk is full"), "{refused:#}");
+    }
+    assert!(
+        provider.0.lock().expect("lock").is_empty(),
+        "nothing sent that could not be recorded"
+    );
+
+    disk.resize(ROOMY);
+    assert_eq!(worker.run_once(common::CLOCK_START_MS + 10).expect("pass").sent, 1);
+    assert_eq!(worker.run_once(common::CLOCK_START_MS + 20).expect("pass").sent, 0);
+    assert_eq!(*provider.0.lock().expect("lock"), vec![notification.id]);
+}
