@@ -240,6 +240,53 @@ fn damaged_table_and_manifest_files_are_reported_as_damage() {
     );
 }
 
+/// A damaged table block that the open does not read (an old entry's) is
+/// found by the table scan the service runs at start: `/readyz` turns 503
+/// with the reason, writes stop, the failure is counted.
+#[test]
+fn a_damaged_table_block_is_found_by_the_scan_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, _, _, _) = killed_under_writes(dir.path());
+    let mut serve = Serve::start(&data, &[]);
+    assert!(serve.terminate().success());
+    let largest = std::fs::read_dir(data.join("db"))
+        .expect("db")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sst"))
+        .max_by_key(|p| std::fs::metadata(p).expect("stat").len())
+        .expect("a table file");
+    let mut table = std::fs::read(&largest).expect("table");
+    let at = table.len() / 3;
+    table[at] ^= 0xff;
+    std::fs::write(&largest, &table).expect("flip");
+    let serve = Serve::start(&data, &[]);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let began = std::time::Instant::now();
+    let reason = loop {
+        let mut ready = agent.get(&format!("{}/readyz", serve.address)).call().expect("readyz");
+        let body = ready.body_mut().read_to_string().expect("body");
+        if ready.status().as_u16() == 503 {
+            break body;
+        }
+        // A hang guard, not a timing assumption: the scan is paced.
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(120),
+            "never found: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(reason.contains("damaged"), "{reason}");
+    let mut metrics = agent
+        .get(&format!("{}/metrics", serve.address))
+        .call()
+        .expect("metrics");
+    let text = metrics.body_mut().read_to_string().expect("metrics");
+    assert!(
+        text.contains("caseledger_integrity_failures_total{check=\"damaged\"} 1"),
+        "{text}"
+    );
+}
+
 /// With the node key outside the ledger folder, the kept checkpoint has a
 /// second copy beside it: an old copy of the whole ledger folder put back
 /// (with its own old `checkpoint.latest`) is refused (`checkpoint_lost`),

@@ -1,4 +1,5 @@
-//! The background self-audit (自动存证校验): the service re-verifies its
+//! The background self-audit (自动存证校验): at start the service reads
+//! every table block once (checksums), then re-verifies its
 //! whole ledger at a configured interval (`self_audit_every_ms`), on a
 //! snapshot and one thread, beside its writes. A failure stops every later
 //! write (`/readyz` answers 503 with the seq and check), is logged at ERROR,
@@ -30,6 +31,51 @@ pub fn paced_audit(ledger: &Ledger) -> caseledger_ledger::Result<caseledger_veri
     })
 }
 
+/// Reads every table of the ledger once, paced like the audit, each block's
+/// checksum checked (a damaged table block that no open or request has read
+/// yet); `Some(reason)` if one failed (writes are stopped then and the
+/// alert sent). The service runs it once at start, before the first audit.
+pub fn scan_tables(
+    ledger: &Ledger,
+    provider: &dyn SmsProvider,
+    templates: &Templates,
+    commitment_key: &[u8; 32],
+) -> anyhow::Result<Option<String>> {
+    let last = std::sync::Mutex::new(std::time::Instant::now());
+    let scanned = ledger.scan_tables(&|_| {
+        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+        std::thread::sleep(last.elapsed() * (WORK_SHARE - 1));
+        *last = std::time::Instant::now();
+    });
+    match scanned {
+        Ok(values) => {
+            tracing::info!(values, "table scan: every block's checksum holds");
+            Ok(None)
+        }
+        Err(error) => damaged(ledger, provider, templates, commitment_key, error),
+    }
+}
+
+/// A damaged table found while serving: stops writes, logs at ERROR,
+/// counts and alerts like an audit failure (check `damaged`).
+fn damaged(
+    ledger: &Ledger,
+    provider: &dyn SmsProvider,
+    templates: &Templates,
+    commitment_key: &[u8; 32],
+    error: caseledger_ledger::Error,
+) -> anyhow::Result<Option<String>> {
+    if !matches!(error, caseledger_ledger::Error::Damaged(_)) {
+        return Err(error.into());
+    }
+    let reason = format!("the ledger's storage is damaged: {error}");
+    tracing::error!(%error, "damaged storage found while serving; writes stopped");
+    metrics::counter!("caseledger_integrity_failures_total", "check" => "damaged").increment(1);
+    ledger.fail(&reason);
+    alert(ledger, provider, templates, commitment_key, 0, "damaged")?;
+    Ok(Some(reason))
+}
+
 /// One audit of the live ledger; `Some(reason)` if it failed (writes are
 /// stopped then and the alert sent).
 pub fn run_once(
@@ -39,7 +85,11 @@ pub fn run_once(
     commitment_key: &[u8; 32],
 ) -> anyhow::Result<Option<String>> {
     let started = std::time::Instant::now();
-    let report = paced_audit(ledger)?;
+    let report = match paced_audit(ledger) {
+        Ok(report) => report,
+        // A damaged block read by the audit is a finding, not a failure to run.
+        Err(error) => return damaged(ledger, provider, templates, commitment_key, error),
+    };
     metrics::counter!("caseledger_self_audit_runs_total").increment(1);
     metrics::gauge!("caseledger_self_audit_entries").set(report.entries as f64);
     metrics::gauge!("caseledger_self_audit_seconds").set(started.elapsed().as_secs_f64());
@@ -114,6 +164,11 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
+        match scan_tables(&ledger, provider.as_ref(), &templates, &commitment_key) {
+            Ok(None) => {}
+            Ok(Some(_)) => return,
+            Err(error) => tracing::error!(%error, "table scan could not run"),
+        }
         let step = Duration::from_millis(50).min(every);
         let mut waited = Duration::ZERO;
         while !stop.load(Ordering::SeqCst) {
