@@ -74,7 +74,7 @@ impl Ledger {
             {
                 item.map_err(storage)?;
                 read += 1;
-                if read % 4096 == 0 {
+                if read.is_multiple_of(4096) {
                     pace(read);
                 }
             }
