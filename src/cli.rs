@@ -45,6 +45,9 @@ enum Command {
     },
     /// Call the API as a court member: signed records and signed reads.
     Client(crate::client_cmd::ClientArgs),
+    /// Notifications that could not be delivered (administrators and auditors):
+    /// list the dead letters, send one again.
+    Sms(crate::client_cmd::SmsArgs),
     /// Write synthetic signed entries into a ledger folder (created if needed).
     Demo(crate::demo::DemoArgs),
     /// Audit a ledger folder offline: hash chain, signatures, checkpoints, Merkle roots.
@@ -120,6 +123,7 @@ impl Cli {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Client(args) => crate::client_cmd::run(&args),
+            Command::Sms(args) => crate::client_cmd::run_sms(&args),
             Command::Demo(args) => crate::demo::run(&args),
             Command::Verify(args) => crate::inspect::verify(&args),
             Command::Export(args) => crate::inspect::export(&args),

@@ -106,12 +106,52 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         }
         ClientCommand::Approve { disbursement, reject } => approve(&client, &identity, disbursement, *reject)?,
     };
-    println!("{}", serde_json::to_string_pretty(&body)?);
+    answer(status, &body)
+}
+
+/// Prints the service's answer; exit 0 on a 2xx, 1 otherwise.
+fn answer(status: u16, body: &serde_json::Value) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(body)?);
     Ok(if (200..300).contains(&status) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `caseledger sms`: the notifications that could not be delivered, for
+/// the court's administrators and auditors.
+#[derive(Debug, clap::Args)]
+pub struct SmsArgs {
+    /// Base URL of the service, e.g. http://127.0.0.1:8470
+    #[arg(long, default_value = "http://127.0.0.1:8470")]
+    url: String,
+    /// The member's private key file (mode 0600).
+    #[arg(long)]
+    key: PathBuf,
+    #[command(subcommand)]
+    command: SmsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum SmsCommand {
+    /// The dead letters (administrators and auditors): each notification
+    /// with its delivery state and the provider's last answer.
+    DeadLetters,
+    /// Send a dead letter again (administrators): its delivery starts over.
+    Resend {
+        /// The notification id, as `dead-letters` and the logs name it.
+        id: String,
+    },
+}
+
+pub fn run_sms(args: &SmsArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.url, files::read_private_key(&args.key)?);
+    let (status, body) = match &args.command {
+        SmsCommand::DeadLetters => client.get("/v1/notifications/dead")?,
+        SmsCommand::Resend { id } => client.post_empty(&format!("/v1/notifications/{}/resend", percent_path(id)))?,
+    };
+    answer(status, &body)
 }
 
 /// `segment` percent-encoded for a URL path (RFC 3986 unreserved kept).

@@ -1479,7 +1479,7 @@ impl caseledger::service::sms::SmsProvider for Refusing {
 }
 
 /// An administrator sends a dead letter again (`POST
-/// /v1/notifications/{id}/resend`, or `caseledger client resend ID`): its
+/// /v1/notifications/{id}/resend`, or `caseledger sms resend ID`): its
 /// delivery starts over and it reaches the applicant. Other members may
 /// not; a message that is no dead letter is not found.
 #[tokio::test]

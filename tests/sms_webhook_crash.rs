@@ -68,17 +68,20 @@ fn start_gateway(gateway: Arc<Gateway>) -> String {
 }
 
 fn start_serve(data: &Path, gateway_url: &str) -> Serve {
-    Serve::start(
-        data,
-        &[
-            ("CASELEDGER_SMS_PROVIDER", "webhook"),
-            ("CASELEDGER_SMS_WEBHOOK_URL", gateway_url),
-            ("CASELEDGER_SMS_WEBHOOK_SECRET", SECRET),
-            // A loaded machine may answer slowly; a send that timed out
-            // would be sent again (a duplicate by timing, not by crash).
-            ("CASELEDGER_SMS_TIMEOUT_MS", "120000"),
-        ],
-    )
+    start_serve_with(data, gateway_url, &[])
+}
+
+fn start_serve_with(data: &Path, gateway_url: &str, more: &[(&str, &str)]) -> Serve {
+    let mut envs = more.to_vec();
+    envs.extend_from_slice(&[
+        ("CASELEDGER_SMS_PROVIDER", "webhook"),
+        ("CASELEDGER_SMS_WEBHOOK_URL", gateway_url),
+        ("CASELEDGER_SMS_WEBHOOK_SECRET", SECRET),
+        // A loaded machine may answer slowly; a send that timed out
+        // would be sent again (a duplicate by timing, not by crash).
+        ("CASELEDGER_SMS_TIMEOUT_MS", "120000"),
+    ]);
+    Serve::start(data, &envs)
 }
 
 #[test]
@@ -142,4 +145,91 @@ fn queued_notifications_survive_sigkill_and_arrive_exactly_once() {
     assert_eq!(received.len(), 3, "{received:?}");
     assert!(received.values().all(|count| *count == 1), "exactly once: {received:?}");
     assert_eq!(*gateway.bad_signatures.lock().expect("lock"), 0);
+}
+
+/// `caseledger sms`, as an administrator runs it: a notification the
+/// gateway kept refusing is a dead letter (here after one attempt, by
+/// configuration); `sms dead-letters` lists it with the gateway's answer,
+/// `sms resend ID` queues it again, and once the gateway is back it
+/// arrives, once. A member who is neither administrator nor auditor may
+/// not list them.
+#[test]
+fn dead_letters_are_listed_and_sent_again_from_the_command_line() {
+    let gateway = Arc::new(Gateway::default());
+    let url = start_gateway(Arc::clone(&gateway));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("ledger");
+    let staff = Staff::from_seed(72, "court.example/sms");
+    common::init_court(dir.path(), &data, &staff);
+    std::fs::write(data.join("commitment.key"), hex::encode(staff.commitment_key)).expect("commitment key");
+    let serve = start_serve_with(
+        &data,
+        &url,
+        &[
+            ("CASELEDGER_SMS_ATTEMPTS_MAX", "1"),
+            ("CASELEDGER_SMS_RETRY_FOR_MS", "0"),
+        ],
+    );
+    common::set_up_staff(&serve.address, &staff);
+    let case = CaseRecords::new(&staff, &staff.officers[0], "(2026)苏02执98号");
+    let clerk = Client::new(&serve.address, staff.filing_clerk.identity.clone());
+    assert_eq!(clerk.write_numbered(&[case.open_request(1)]).expect("open").0, 201);
+    let finance = Client::new(&serve.address, staff.finance.identity.clone());
+    assert_eq!(
+        finance.write(&[case.receipt("BANK-98", 9_800)]).expect("receipt").0,
+        201
+    );
+
+    let key_file = |name: &str, identity: &caseledger_keys::Identity| {
+        let path = dir.path().join(name);
+        caseledger_keys::files::write_private_key(&path, identity).expect("key file");
+        path
+    };
+    let admin_key = key_file("admin.key", &staff.administrator.identity);
+    let officer_key = key_file("officer.key", &staff.officers[0].identity);
+    let sms = |key: &Path, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+            .args(["sms", "--url", &serve.address, "--key"])
+            .arg(key)
+            .args(args)
+            .output()
+            .expect("caseledger sms");
+        let text = String::from_utf8(out.stdout).expect("utf8");
+        (
+            out.status.code(),
+            serde_json::from_str::<serde_json::Value>(&text).unwrap_or(serde_json::Value::Null),
+        )
+    };
+    let began = Instant::now();
+    let dead = loop {
+        let (code, listed) = sms(&admin_key, &["dead-letters"]);
+        assert_eq!(code, Some(0), "{listed}");
+        if let Some(first) = listed.as_array().and_then(|a| a.first()) {
+            break first.clone();
+        }
+        // A hang guard: the worker's first pass dead-letters it.
+        assert!(began.elapsed() < Duration::from_secs(60), "no dead letter: {listed}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = dead.to_string();
+    assert!(text.contains("503"), "the gateway's answer is kept: {text}");
+    let id = dead["id"].as_str().expect("an id").to_owned();
+    assert_eq!(dead["case_number"], "(2026)苏02执98号", "{dead}");
+    assert_eq!(
+        sms(&officer_key, &["dead-letters"]).0,
+        Some(1),
+        "an officer may not list them"
+    );
+
+    gateway.up.store(true, Ordering::SeqCst);
+    let (code, resent) = sms(&admin_key, &["resend", &id]);
+    assert_eq!(code, Some(0), "{resent}");
+    let began = Instant::now();
+    while gateway.received.lock().expect("lock").get(&id).is_none() {
+        assert!(began.elapsed() < Duration::from_secs(60), "never resent");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, listed) = sms(&admin_key, &["dead-letters"]);
+    assert_eq!((code, listed.as_array().map(Vec::len)), (Some(0), Some(0)), "{listed}");
+    assert_eq!(gateway.received.lock().expect("lock")[&id], 1);
 }

@@ -411,8 +411,15 @@ pub fn resend(ledger: &Ledger, id: &str, now_ms: u64) -> anyhow::Result<bool> {
     state.next_attempt_ms = now_ms;
     state.resent_ms = Some(now_ms);
     ledger.private_put(&delivery_key(id), &serde_json::to_vec(&state)?)?;
+    // The running worker's cursor has moved past it: look again.
+    REWINDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     Ok(true)
 }
+
+/// Counts dead letters queued again in this process: a delivery worker
+/// that sees it change starts its next pass from the start of the outbox
+/// (its cursor skips notifications that were final).
+static REWINDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A provider's answer as it may be logged: every run of 7 or more digits
 /// (a phone number a provider echoes, e.g. Twilio's "The 'To' number …")
@@ -452,6 +459,8 @@ pub struct Deliverer {
     per_phone: governor::DefaultKeyedRateLimiter<String>,
     /// Outbox key before which every notification is final (sent or dead).
     cursor: String,
+    /// [`REWINDS`] as of the cursor.
+    rewinds_seen: u64,
 }
 
 impl Deliverer {
@@ -471,6 +480,7 @@ impl Deliverer {
             options,
             per_phone: governor::RateLimiter::keyed(quota),
             cursor: String::new(),
+            rewinds_seen: REWINDS.load(std::sync::atomic::Ordering::SeqCst),
         }
     }
 
@@ -491,6 +501,11 @@ impl Deliverer {
     /// as soon as its answer is in.
     pub fn run_once(&mut self, now_ms: u64) -> anyhow::Result<Pass> {
         let mut pass = Pass::default();
+        let rewinds = REWINDS.load(std::sync::atomic::Ordering::SeqCst);
+        if rewinds != self.rewinds_seen {
+            self.cursor.clear();
+            self.rewinds_seen = rewinds;
+        }
         let batch = self.ledger.outbox_from(&self.cursor, 10_000)?;
         let mut done = vec![false; batch.len()];
         let mut due = Vec::new();
