@@ -594,13 +594,14 @@ impl<'a> CaseRecords<'a> {
     /// A verification code for applicant `n` drawn by the node at the
     /// officer's request, and the node's record issuing it.
     pub fn applicant_code(&self, applicant: u32) -> (String, Record) {
-        let code = hex::encode(rand::random::<[u8; APPLICANT_CODE_BYTES]>());
+        let code = caseledger_verify::funds::applicant_code::from_random(rand::random());
         let payload = ApplicantCodeIssued {
             request_id: format!("code-{}", hex::encode(rand::random::<[u8; 8]>())),
             case_number: self.case_number.clone(),
             applicant_id: format!("applicant-{applicant}"),
             code_hash: applicant_code_hash(&code),
             requested_by: self.officer.member_id.clone(),
+            expires_ms: None,
         };
         (
             code,
@@ -737,21 +738,11 @@ pub fn demo_case_history(staff: &Staff, origin: &str, n: u64, seed: u64) -> Vec<
 
 /// Today's date in China Standard Time, `YYYY-MM-DD`.
 pub fn today_cst() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let days = ((ms + 8 * 3_600_000) / DAY_MS) as i64;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    crate::date_cst(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    )
 }
 
 /// The node's commitment to `code` for `statement`, as the service records

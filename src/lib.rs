@@ -33,6 +33,12 @@ pub fn parallel_flat_map<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) ->
     })
 }
 
+/// The date in China Standard Time of `ms` since the epoch, `YYYY-MM-DD`.
+pub fn date_cst(ms: u64) -> String {
+    let (year, month, day) = civil_from_days(((ms + 8 * 3_600_000) / 86_400_000) as i64);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 /// (year, month, day) of a count of days since 1970-01-01 (Howard
 /// Hinnant's civil_from_days).
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {

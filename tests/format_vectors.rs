@@ -88,6 +88,18 @@ fn vectors() -> Value {
         ),
         "applicant_code": "0123456789abcdef0123456789abcdef",
         "applicant_code_hash_hex": applicant_code_hash("0123456789abcdef0123456789abcdef"),
+        "applicant_code_random_hex": "00112233445566778899",
+        "applicant_code_v2": caseledger_verify::funds::applicant_code::from_random([
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99
+        ]),
+        "applicant_code_v2_grouped": caseledger_verify::funds::applicant_code::grouped(
+            &caseledger_verify::funds::applicant_code::from_random([
+                0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99
+            ])
+        ),
+        "applicant_code_v2_hash_hex": applicant_code_hash(&caseledger_verify::funds::applicant_code::from_random([
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99
+        ])),
         "signer_seed_hex": hex::encode(seed),
         "signer_public_key_base64": public.to_base64(),
         "signer_key_id_hex": public.key_id().to_hex(),
@@ -141,6 +153,8 @@ fn format_md_quotes_the_vectors() {
         "account_code_commitment_hex",
         "phone_code_commitment_hex",
         "applicant_code_hash_hex",
+        "applicant_code_v2_grouped",
+        "applicant_code_v2_hash_hex",
     ] {
         let value = computed[field].as_str().expect("string");
         assert!(

@@ -507,6 +507,7 @@ fn officers_chosen_code(staff: &Staff) -> Record {
         applicant_id: "applicant-1".into(),
         code_hash: applicant_code_hash(&"0".repeat(32)),
         requested_by: staff.officers[0].member_id.clone(),
+        expires_ms: None,
     };
     sign(
         ORIGIN,

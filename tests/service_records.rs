@@ -1282,9 +1282,15 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
         .expect("a code")
         .1
         .chars()
-        .take_while(char::is_ascii_alphanumeric)
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
-    assert_eq!(code.len(), 2 * APPLICANT_CODE_BYTES, "{text}");
+    // 16 symbols of Crockford's base32 and a check symbol, in groups of four.
+    assert_eq!(code.len(), 17 + 4, "{text}");
+    let canonical = caseledger_verify::funds::applicant_code::canonical(&code).expect("a code that reads");
+    assert!(
+        text.contains(&format!("/v1/verify?c={canonical}")),
+        "the link carries the code: {text}"
+    );
     assert!(text.contains(CASE), "{text}");
     let issued = f
         .state
@@ -1307,6 +1313,75 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
         .entry(value["seq"].as_u64().expect("seq"))
         .expect("entry");
     assert!(!String::from_utf8_lossy(&entry.record.payload).contains(&code));
+    assert!(payload.expires_ms.is_some_and(|e| e > entry.timestamp_ms), "it expires");
+
+    // Typed as people type: lower case, spaces for hyphens.
+    let typed = code.to_lowercase().replace('-', "%20");
+    let (status, _) = send(&f.state, "GET", &format!("/v1/verify/{typed}"), &[], Vec::new()).await;
+    assert_eq!(status, StatusCode::OK, "{typed}");
+    // A slip of one symbol is told apart from an unknown code.
+    let mut slipped = code.clone().into_bytes();
+    slipped[0] = if slipped[0] == b'A' { b'B' } else { b'A' };
+    let slipped = String::from_utf8(slipped).expect("ASCII");
+    let (status, value) = send(&f.state, "GET", &format!("/v1/verify/{slipped}"), &[], Vec::new()).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::BAD_REQUEST, "urn:caseledger:problem:code-mistyped"),
+        "{value}"
+    );
+    let (status, value) = send(&f.state, "GET", "/v1/verify/ABC", &[], Vec::new()).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::BAD_REQUEST, "urn:caseledger:problem:code-malformed"),
+        "{value}"
+    );
+    // Revoked by the officer: it says so.
+    let revoked = caseledger::court::sign(
+        &f.staff.origin,
+        KIND_APPLICANT_CODE_REVOKED,
+        &ApplicantCodeRevoked {
+            request_id: "revoke-1".into(),
+            code_hash: payload.code_hash.clone(),
+        },
+        &officer.identity,
+    );
+    assert_eq!(
+        write(&f.state, &officer.identity, &[revoked]).await.0,
+        StatusCode::CREATED
+    );
+    let (status, value) = send(&f.state, "GET", &format!("/v1/verify/{code}"), &[], Vec::new()).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::GONE, "urn:caseledger:problem:code-revoked"),
+        "{value}"
+    );
+    // A code issued to live one millisecond has expired when it is used.
+    let short = f.state.clone().with_applicant_code_ttl_ms(1);
+    let request = body("applicant-1");
+    let headers = sign_request(
+        &officer.identity,
+        caseledger::service::DEFAULT_AUTHORITY,
+        "POST",
+        "/v1/applicant-codes",
+        &request,
+    );
+    let (status, value) = send(&short, "POST", "/v1/applicant-codes", &headers, request).await;
+    assert_eq!(status, StatusCode::CREATED, "{value}");
+    let (_, text) = phone.0.lock().expect("lock").last().cloned().expect("an SMS");
+    let short_lived: String = text
+        .split_once("?c=")
+        .expect("the link")
+        .1
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    std::thread::sleep(Duration::from_millis(5));
+    let (status, value) = send(&short, "GET", &format!("/v1/verify/{short_lived}"), &[], Vec::new()).await;
+    assert_eq!(
+        (status, problem(&value)),
+        (StatusCode::GONE, "urn:caseledger:problem:code-expired"),
+        "{value}"
+    );
 }
 
 #[tokio::test]

@@ -239,8 +239,22 @@ async fn applicants_get_a_self_contained_page_to_type_their_code_into() {
     // It asks this same server for /v1/verify/<code> and loads nothing from elsewhere.
     assert!(body.contains(r#"fetch(here + "/" + encodeURIComponent(code))"#));
     assert!(!body.contains("src=\"http") && !body.contains("href=\"http"));
-    // The page shows the statements the JSON endpoint returns; an unknown code is a 404 it explains.
-    assert!(body.contains("body.statements") && body.contains("404"));
+    // The page shows the statements the JSON endpoint returns, and says in
+    // words why a code opens nothing (each problem type it can meet); a
+    // code in the link (`?c=`) is checked at once.
+    assert!(body.contains("body.statements"));
+    for refusal in [
+        "code-mistyped",
+        "code-malformed",
+        "code-revoked",
+        "code-expired",
+        "not-found",
+        "rate-limited",
+    ] {
+        assert!(body.contains(&format!("\"{refusal}\":")), "{refusal}");
+    }
+    assert!(body.contains(r#"new URLSearchParams(location.search).get("c")"#));
+    assert!(!body.contains("pattern="), "no browser bubble in English");
     let (status, _, _) = get(&f.state, "/v1/verify/0123456789abcdef0123456789abcdef").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

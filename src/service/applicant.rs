@@ -28,10 +28,15 @@ pub(super) fn client_ip(extensions: &axum::http::Extensions) -> std::net::IpAddr
 }
 
 /// For applicants: the proof bundle of their disbursements, by the
-/// verification code they received by SMS. No account, no key.
+/// verification code they received by SMS (as printed, `K7QM-2X9P-…`, in
+/// any case, spaces and hyphens ignored). No account, no key. A mistyped
+/// code (its check symbol) is told apart from an unknown one, and a
+/// revoked or expired one says so.
 #[utoipa::path(get, path = "/v1/verify/{code}", params(("code" = String, Path)), responses(
     (status = OK, body = VerifyResponse),
+    (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
     (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+    (status = GONE, body = Problem, content_type = "application/problem+json"),
     (status = TOO_MANY_REQUESTS, body = Problem, content_type = "application/problem+json"),
 ))]
 pub(super) async fn verify_code(
@@ -39,19 +44,41 @@ pub(super) async fn verify_code(
     Path(code): Path<String>,
     extensions: axum::http::Extensions,
 ) -> Result<Json<VerifyResponse>, ApiError> {
+    use caseledger_ledger::store::CodeLookup;
+    use caseledger_verify::funds::applicant_code::{canonical, CodeError};
     let client = client_ip(&extensions);
     if state.verify_limiter.check_key(&client).is_err() {
         metrics::counter!("caseledger_rate_limited_total", "route" => "/v1/verify").increment(1);
         return Err(ApiError::RateLimited);
     }
-    if code.len() > 64 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(ApiError::NotFound("unknown verification code".into()));
-    }
+    let code = canonical(&code).map_err(|error| match error {
+        CodeError::Check => ApiError::BadCode("code-mistyped", error.to_string()),
+        CodeError::Length | CodeError::Symbol => ApiError::BadCode("code-malformed", error.to_string()),
+    })?;
     let ledger = state.ledger.clone();
-    let bundle = tokio::task::spawn_blocking(move || ledger.applicant_bundle(&code))
+    let now_ms = super::challenges::now_ms();
+    let found = tokio::task::spawn_blocking(move || ledger.applicant_lookup(&code, now_ms))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??
-        .ok_or_else(|| ApiError::NotFound("unknown verification code".into()))?;
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let bundle = match found {
+        CodeLookup::Bundle(bundle) => *bundle,
+        CodeLookup::Unknown => return Err(ApiError::NotFound("unknown verification code".into())),
+        CodeLookup::Revoked { seq } => {
+            return Err(ApiError::Gone(
+                "code-revoked",
+                format!("this verification code was revoked (entry {seq}); ask the case's officer for a new one"),
+            ))
+        }
+        CodeLookup::Expired { expires_ms } => {
+            return Err(ApiError::Gone(
+                "code-expired",
+                format!(
+                    "this verification code expired on {}; ask the case's officer for a new one",
+                    crate::date_cst(expires_ms)
+                ),
+            ))
+        }
+    };
     let statements = bundle
         .verify(&state.ledger.node_key())
         .map_err(|e| ApiError::Internal(format!("a bundle we built does not verify: {e}")))?;

@@ -26,6 +26,8 @@ pub struct ApplicantCodeRequest {
 #[derive(Serialize, ToSchema)]
 pub struct ApplicantCodeResponse {
     pub seq: u64,
+    /// When the code stops opening the bundle (ms since the epoch).
+    pub expires_ms: u64,
     /// The applicant's phone the code went to, masked.
     pub sent_to: String,
 }
@@ -65,22 +67,25 @@ pub(super) async fn issue(
     }
     let recipient = caseledger_verify::funds::notify::applicant_contact(&request.case_number, &request.applicant_id);
     let phone = super::contacts::phone_for(&state, &recipient, "applicant_code", "this applicant")?;
-    let code = hex::encode(rand::random::<[u8; APPLICANT_CODE_BYTES]>());
+    let code = caseledger_verify::funds::applicant_code::from_random(rand::random());
+    let expires_ms = super::challenges::now_ms().saturating_add(state.applicant_code_ttl_ms);
     let payload = ApplicantCodeIssued {
         request_id: super::challenges::random_request_id("code"),
         case_number: request.case_number.clone(),
         applicant_id: request.applicant_id,
         code_hash: applicant_code_hash(&code),
         requested_by: officer.member_id.clone(),
+        expires_ms: Some(expires_ms),
     };
     let record = state
         .ledger
         .sign_as_node(KIND_APPLICANT_CODE_ISSUED, serde_json::to_vec(&payload).expect("json"))?;
     let seq = state.append_one(record).await?;
+    // The link opens the page with the code filled in and checked.
     let params = [
         ("case", request.case_number),
-        ("code", code),
-        ("link", state.templates.verify_link.clone()),
+        ("code", caseledger_verify::funds::applicant_code::grouped(&code)),
+        ("link", format!("{}?c={code}", state.templates.verify_link)),
     ];
     let message = state
         .templates
@@ -95,6 +100,7 @@ pub(super) async fn issue(
         axum::http::StatusCode::CREATED,
         Json(ApplicantCodeResponse {
             seq,
+            expires_ms,
             sent_to: crate::commitments::mask(&phone),
         }),
     ))

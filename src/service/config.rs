@@ -59,6 +59,9 @@ pub struct Config {
     pub sms_verify_link: Option<String>,
     /// How long an approval code lives.
     pub sms_code_ttl_ms: u64,
+    /// How long an applicant's verification code opens the bundle; the
+    /// case's officer asks for a new one to renew it.
+    pub applicant_code_ttl_days: u64,
     /// Sends per notification before the dead letter (and no sooner than
     /// `sms_retry_for_ms` after it was queued).
     pub sms_attempts_max: u32,
@@ -117,6 +120,7 @@ impl Default for Config {
             sms_backoff_first_ms: 1_000,
             sms_backoff_max_ms: 600_000,
             sms_code_ttl_ms: 5 * 60 * 1000,
+            applicant_code_ttl_days: super::APPLICANT_CODE_TTL_DAYS,
             sms_verify_link: None,
             sms_timeout_ms: 10_000,
             sms_concurrency: 8,

@@ -79,6 +79,9 @@ pub struct AppState {
     pub code_ttl_ms: u64,
     /// Held while a code is checked: wrong tries are counted one by one.
     pub code_checks: Arc<std::sync::Mutex<()>>,
+    /// How long an applicant's verification code opens the bundle (config
+    /// `applicant_code_ttl_days`).
+    pub applicant_code_ttl_ms: u64,
 }
 
 impl AppState {
@@ -100,7 +103,16 @@ impl AppState {
         self.code_ttl_ms = ttl_ms;
         self
     }
+
+    /// Applicants' verification codes open the bundle for `ttl_ms`.
+    pub fn with_applicant_code_ttl_ms(mut self, ttl_ms: u64) -> Self {
+        self.applicant_code_ttl_ms = ttl_ms;
+        self
+    }
 }
+
+/// Default days an applicant's verification code opens the bundle.
+pub const APPLICANT_CODE_TTL_DAYS: u64 = 365;
 
 /// The authority of a service with no configured `authority` and the
 /// default listen address.
@@ -142,6 +154,7 @@ impl AppState {
                 std::num::NonZeroU32::new(numbers::NUMBERS_PER_MEMBER_PER_HOUR).expect("positive"),
             ))),
             code_ttl_ms: approvals::CODE_TTL_MS,
+            applicant_code_ttl_ms: APPLICANT_CODE_TTL_DAYS * 24 * 60 * 60 * 1000,
             code_checks: Arc::default(),
         }
     }

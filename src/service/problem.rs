@@ -32,6 +32,12 @@ pub enum ApiError {
     Timeout,
     /// Something broke inside; the detail goes to the log only.
     Internal(String),
+    /// A verification code that cannot be one (`code-malformed`) or was
+    /// mistyped (`code-mistyped`: its check symbol does not match).
+    BadCode(&'static str, String),
+    /// A verification code that no longer opens anything:
+    /// `code-revoked` or `code-expired`.
+    Gone(&'static str, String),
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -75,6 +81,12 @@ impl ApiError {
             ),
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout", "The request took too long"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            ApiError::BadCode(name, _) => (StatusCode::BAD_REQUEST, name, "Not a verification code"),
+            ApiError::Gone(name, _) => (
+                StatusCode::GONE,
+                name,
+                "The verification code no longer opens the record",
+            ),
         }
     }
 }
@@ -84,7 +96,7 @@ impl IntoResponse for ApiError {
         let (status, name, title) = self.parts();
         let (detail, rule) = match self {
             ApiError::NotFound(d) | ApiError::BadRequest(d) | ApiError::Unavailable(d) => (Some(d), None),
-            ApiError::Unauthorized(_, d) => (Some(d), None),
+            ApiError::Unauthorized(_, d) | ApiError::BadCode(_, d) | ApiError::Gone(_, d) => (Some(d), None),
             ApiError::RuleViolated { rule, detail } => (Some(detail), Some(rule)),
             ApiError::PayloadTooLarge | ApiError::RateLimited | ApiError::Timeout => (None, None),
             ApiError::Internal(detail) => {

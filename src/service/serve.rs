@@ -478,6 +478,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     .with_sms(Arc::clone(&sms))
     .with_templates(templates.clone())
     .with_code_ttl_ms(config.sms_code_ttl_ms.max(30_000))
+    .with_applicant_code_ttl_ms(
+        config
+            .applicant_code_ttl_days
+            .max(1)
+            .saturating_mul(24 * 60 * 60 * 1000),
+    )
     .with_reports(report_settings(&config));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let options = super::sms::DeliveryOptions {

@@ -3,13 +3,36 @@
 
 use super::*;
 
+/// What a verification code opens.
+#[derive(Debug)]
+pub enum CodeLookup {
+    /// No code with this hash was issued.
+    Unknown,
+    /// Revoked by the entry at `seq`.
+    Revoked { seq: u64 },
+    /// Expired at `expires_ms`.
+    Expired { expires_ms: u64 },
+    /// The applicant's bundle.
+    Bundle(Box<caseledger_verify::bundle::ApplicantBundle>),
+}
+
 impl Ledger {
-    /// The applicant bundle for a verification code: every entry of the
-    /// applicant's disbursements (request, steps, payment), the case filing
-    /// and account registrations, and the genesis and key entries of every
-    /// signer, each with an inclusion proof against one signed checkpoint.
-    /// `Ok(None)` for an unknown or revoked code.
+    /// The applicant bundle for a verification code (canonical form): every
+    /// entry of the applicant's disbursements (request, steps, payment),
+    /// the case filing and account registrations, and the genesis and key
+    /// entries of every signer, each with an inclusion proof against one
+    /// signed checkpoint. `Ok(None)` for an unknown or revoked code (codes
+    /// do not expire here: [`Ledger::applicant_lookup`] says why a code
+    /// opens nothing, as of a time).
     pub fn applicant_bundle(&self, code: &str) -> Result<Option<caseledger_verify::bundle::ApplicantBundle>> {
+        Ok(match self.applicant_lookup(code, 0)? {
+            CodeLookup::Bundle(bundle) => Some(*bundle),
+            _ => None,
+        })
+    }
+
+    /// What the code (canonical form) opens at `now_ms` (0: ignore expiry).
+    pub fn applicant_lookup(&self, code: &str, now_ms: u64) -> Result<CodeLookup> {
         use caseledger_verify::funds::model::{AccountState, ApplicantCodeState};
         let hash = caseledger_verify::funds::model::applicant_code_hash(code);
         let read = |key: &str| -> Result<Option<Vec<u8>>> { self.state_object(key) };
@@ -20,13 +43,16 @@ impl Ledger {
             .map(parse::<ApplicantCodeState>)
             .transpose()?
         else {
-            return Ok(None);
+            return Ok(CodeLookup::Unknown);
         };
-        if code_state.revoked_seq.is_some() {
-            return Ok(None);
+        if let Some(seq) = code_state.revoked_seq {
+            return Ok(CodeLookup::Revoked { seq });
+        }
+        if let Some(expires_ms) = code_state.expires_ms.filter(|e| now_ms > 0 && *e <= now_ms) {
+            return Ok(CodeLookup::Expired { expires_ms });
         }
         let Some(view) = self.case_view(&code_state.case_number, 0)? else {
-            return Ok(None);
+            return Ok(CodeLookup::Unknown);
         };
         let mut seqs = std::collections::BTreeSet::from([0, view.case.opened_seq]);
         let mut disbursement_ids = Vec::new();
@@ -76,15 +102,17 @@ impl Ledger {
                     .collect(),
             });
         }
-        Ok(Some(caseledger_verify::bundle::ApplicantBundle {
-            format: caseledger_verify::bundle::APPLICANT_BUNDLE_FORMAT.to_owned(),
-            case_number: code_state.case_number,
-            applicant_id: code_state.applicant_id,
-            disbursement_ids,
-            tree_size: size,
-            checkpoint,
-            entries,
-        }))
+        Ok(CodeLookup::Bundle(Box::new(
+            caseledger_verify::bundle::ApplicantBundle {
+                format: caseledger_verify::bundle::APPLICANT_BUNDLE_FORMAT.to_owned(),
+                case_number: code_state.case_number,
+                applicant_id: code_state.applicant_id,
+                disbursement_ids,
+                tree_size: size,
+                checkpoint,
+                entries,
+            },
+        )))
     }
 
     /// Adds, until nothing changes, the registration (or rotation) entry,

@@ -52,6 +52,7 @@ use caseledger_verify::registry::{KeyInfo, Registry};
 use caseledger_verify::state::StateRead as _;
 
 use audit_driver::*;
+pub use bundles::CodeLookup;
 use recovery::*;
 use schema::*;
 pub use schema::{Head, LedgerMeta, COLUMN_FAMILIES};

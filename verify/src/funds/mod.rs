@@ -6,6 +6,7 @@
 //! is a duplicate (the writer answers with the first entry's seq and writes
 //! nothing), the same id with another payload is refused.
 
+pub mod applicant_code;
 pub mod deadlines;
 pub mod model;
 pub mod notify;

@@ -659,6 +659,11 @@ pub struct ApplicantCodeIssued {
     /// The member id of the case's officer who asked; the node drew the
     /// code and signs this record (no member ever chooses or sees a code).
     pub requested_by: String,
+    /// When the code stops opening the bundle (ms since the epoch); absent
+    /// on codes of the first format, which do not expire. The officer asks
+    /// for a new code to renew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -670,10 +675,12 @@ pub struct ApplicantCodeRevoked {
 
 /// Domain-separation prefix of applicant code hashes.
 pub const APPLICANT_CODE_CONTEXT: &str = "caseledger/v1/applicant-code";
-/// Random bytes in an applicant code (128 bits).
+/// Random bytes in an applicant code of the first format (128 bits, 32 hex
+/// digits); codes are now drawn as [`super::applicant_code`] describes.
 pub const APPLICANT_CODE_BYTES: usize = 16;
 
-/// Hex SHA-256 of `APPLICANT_CODE_CONTEXT || 0x00 || code`.
+/// Hex SHA-256 of `APPLICANT_CODE_CONTEXT || 0x00 || code`, `code` in its
+/// canonical form ([`super::applicant_code::canonical`]).
 pub fn applicant_code_hash(code: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
@@ -689,6 +696,8 @@ pub struct ApplicantCodeState {
     pub applicant_id: String,
     pub issued_seq: u64,
     pub revoked_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 // ---- derived objects ----

@@ -1340,11 +1340,15 @@ fn code_issued(objects: &mut Objects, context: &Context, issued: ApplicantCodeIs
     {
         return Err(rule("duplicate_code", "this code was issued before"));
     }
+    if issued.expires_ms.is_some_and(|expires| expires <= context.timestamp_ms) {
+        return Err(rule("payload", "expires_ms must be after the entry's time"));
+    }
     let state = ApplicantCodeState {
         case_number: issued.case_number,
         applicant_id: issued.applicant_id,
         issued_seq: context.seq,
         revoked_seq: None,
+        expires_ms: issued.expires_ms,
     };
     objects.put(code_key(&issued.code_hash), &state);
     Ok(Outcome::New)
