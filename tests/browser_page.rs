@@ -90,20 +90,37 @@ fn the_applicant_opens_the_record_from_the_sms_link_and_mistakes_are_told_in_chi
     let officer_client = Client::new(&serve.address, officer.identity.clone());
     let (status, body) = officer_client.issue_applicant_code(CASE, "applicant-1").expect("issue");
     assert_eq!(status, 201, "{body}");
-    let code = loop {
+    let sms = loop {
         let line = serve
             .lines
             .recv_timeout(std::time::Duration::from_secs(30))
             .expect("the SMS");
         if line.starts_with("[SMS applicant-code-") {
-            let (_, after) = line.split_once("?c=").expect("the link carries the code");
-            break after
-                .chars()
-                .take_while(char::is_ascii_alphanumeric)
-                .collect::<String>();
+            break line;
         }
     };
+    let (_, after) = sms.split_once("?c=").expect("the link carries the code");
+    let code: String = after.chars().take_while(char::is_ascii_alphanumeric).collect();
     let page = |code: &str| format!("{}/v1/verify?c={code}", serve.address);
+    // The fingerprint in the SMS is the published key's, and the page shows it.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let published: serde_json::Value = serde_json::from_str(
+        &agent
+            .get(&format!("{}/v1/node-key", serve.address))
+            .call()
+            .expect("node key")
+            .body_mut()
+            .read_to_string()
+            .expect("body"),
+    )
+    .expect("json");
+    let fingerprint = published["fingerprint"].as_str().expect("fingerprint").to_owned();
+    assert!(sms.contains(&fingerprint), "{sms}");
+    let dom = String::from_utf8(chromium(&profile, &["--dump-dom", &page(&code)]).stdout).expect("utf8");
+    assert!(
+        dom.contains(&format!(r#"<strong id="fingerprint">{fingerprint}</strong>"#)),
+        "{dom}"
+    );
 
     // From the link: checked at once, the record shown.
     let shown = rendered(&profile, &page(&code));

@@ -1291,6 +1291,8 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
         text.contains(&format!("/v1/verify?c={canonical}")),
         "the link carries the code: {text}"
     );
+    let fingerprint = f.state.ledger.node_key().key_id().fingerprint();
+    assert!(text.contains(&fingerprint), "the node key's fingerprint: {text}");
     assert!(text.contains(CASE), "{text}");
     let issued = f
         .state

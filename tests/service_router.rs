@@ -255,6 +255,23 @@ async fn applicants_get_a_self_contained_page_to_type_their_code_into() {
     }
     assert!(body.contains(r#"new URLSearchParams(location.search).get("c")"#));
     assert!(!body.contains("pattern="), "no browser bubble in English");
+    // The node key is pinned in the page, with the fingerprint an
+    // applicant's SMS gives, and published at a stable address.
+    let key = f.state.ledger.node_key();
+    assert!(body.contains(&format!(r#"data-public-key="{}""#, key.to_base64())));
+    assert!(body.contains(&key.key_id().fingerprint()));
+    let (status, _, published) = get(&f.state, "/v1/node-key").await;
+    assert_eq!(status, StatusCode::OK);
+    let published: serde_json::Value = serde_json::from_slice(&published).expect("json");
+    assert_eq!(published["public_key"], key.to_base64());
+    assert_eq!(published["fingerprint"], key.key_id().fingerprint());
+    assert_eq!(published["key_id"], key.key_id().to_hex());
+    let verifier = caseledger_keys::note::Verifier::parse(published["note_verifier_key"].as_str().expect("string"))
+        .expect("a note verifier key");
+    assert_eq!(
+        verifier.to_string(),
+        published["note_verifier_key"].as_str().expect("string")
+    );
     let (status, _, _) = get(&f.state, "/v1/verify/0123456789abcdef0123456789abcdef").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

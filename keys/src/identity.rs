@@ -222,6 +222,18 @@ impl KeyId {
     pub fn short(&self) -> String {
         hex::encode(&self.0[..8])
     }
+
+    /// The same 8 bytes as a person compares them: upper-case hex in
+    /// groups of four (`8A3F-02C1-…`), e.g. the node key's fingerprint in
+    /// an applicant's SMS and on the page that checks their record.
+    pub fn fingerprint(&self) -> String {
+        hex::encode_upper(&self.0[..8])
+            .as_bytes()
+            .chunks(4)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join("-")
+    }
 }
 
 impl std::fmt::Debug for KeyId {
@@ -263,6 +275,12 @@ mod tests {
         assert_eq!(PublicKey::parse_any(&public_pem).expect("parse"), identity.public_key());
         let b64 = identity.public_key().to_base64();
         assert_eq!(PublicKey::parse_any(&b64).expect("parse"), identity.public_key());
+    }
+
+    #[test]
+    fn the_fingerprint_is_the_key_ids_first_eight_bytes_grouped() {
+        let key = Identity::from_seed(core::array::from_fn(|i| i as u8)).public_key();
+        assert_eq!(key.key_id().fingerprint(), "859A-0571-14BA-5D75");
     }
 
     #[test]

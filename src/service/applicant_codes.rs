@@ -86,6 +86,8 @@ pub(super) async fn issue(
         ("case", request.case_number),
         ("code", caseledger_verify::funds::applicant_code::grouped(&code)),
         ("link", format!("{}?c={code}", state.templates.verify_link)),
+        // The key the page checks against, for the careful to compare.
+        ("fingerprint", state.ledger.node_key().key_id().fingerprint()),
     ];
     let message = state
         .templates

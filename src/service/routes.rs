@@ -37,6 +37,7 @@ pub(super) fn routes(timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .routes(routes!(super::reads::export))
         .routes(routes!(super::applicant::verify_code))
         .routes(routes!(verify_page))
+        .routes(routes!(node_key))
         .routes(routes!(super::reads::dead_letters))
         .routes(routes!(super::approvals::challenge))
         .routes(routes!(super::contacts::member_contact))
@@ -104,9 +105,14 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
 
 /// For applicants: a page where they type the code from their SMS and read,
 /// in words, what the ledger proves about their case (the SMS links here).
-/// Self-contained: no scripts or styles from elsewhere.
+/// Self-contained: no scripts or styles from elsewhere. The node's public
+/// key is pinned in the page as served, with the fingerprint the SMS gives.
 #[utoipa::path(get, path = "/v1/verify", responses((status = OK, body = String, content_type = "text/html")))]
-async fn verify_page() -> impl IntoResponse {
+async fn verify_page(State(state): State<AppState>) -> impl IntoResponse {
+    let key = state.ledger.node_key();
+    let page = include_str!("verify.html")
+        .replace("{{NODE_PUBLIC_KEY}}", &key.to_base64())
+        .replace("{{NODE_FINGERPRINT}}", &key.key_id().fingerprint());
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -115,8 +121,38 @@ async fn verify_page() -> impl IntoResponse {
                 "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
             ),
         ],
-        include_str!("verify.html"),
+        page,
     )
+}
+
+/// The node's public key, at a stable address: the key that signs every
+/// checkpoint and every node record, with its fingerprint (the one in an
+/// applicant's SMS) and its C2SP signed-note verifier key.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct NodeKey {
+    pub origin: String,
+    /// Ed25519 public key, standard base64.
+    pub public_key: String,
+    /// Hex SHA-256 key id (docs/FORMAT.md §2).
+    pub key_id: String,
+    /// The key id's first 8 bytes, upper-case hex in groups of four.
+    pub fingerprint: String,
+    /// `origin+hexid+base64(0x01 || key)`, for signed-note verifiers.
+    pub note_verifier_key: String,
+}
+
+#[utoipa::path(get, path = "/v1/node-key", responses((status = OK, body = NodeKey)))]
+async fn node_key(State(state): State<AppState>) -> Result<axum::Json<NodeKey>, ApiError> {
+    let key = state.ledger.node_key();
+    let origin = state.ledger.origin().to_owned();
+    let verifier = caseledger_keys::note::Verifier::new(&origin, key).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(axum::Json(NodeKey {
+        public_key: key.to_base64(),
+        key_id: key.key_id().to_hex(),
+        fingerprint: key.key_id().fingerprint(),
+        note_verifier_key: verifier.to_string(),
+        origin,
+    }))
 }
 
 /// The latest signed checkpoint (C2SP tlog-checkpoint in a signed note).
