@@ -334,3 +334,56 @@ fn the_sms_worker_sends_nothing_it_cannot_record() {
     assert_eq!(worker.run_once(common::CLOCK_START_MS + 20).expect("pass").sent, 0);
     assert_eq!(*provider.0.lock().expect("lock"), vec![notification.id]);
 }
+
+/// The kept checkpoint's second copy lives beside the node key, on another
+/// file system here: when that one fills up, writes stall too (a smaller
+/// reserve, 1 MiB, as the copy needs only kilobytes), and resume once it
+/// has room.
+#[test]
+fn a_full_node_key_folder_stalls_writes_until_it_has_room() {
+    use caseledger_ledger::store::{Options, COPY_FOLDER_RESERVE_BYTES};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_disk = Tmpfs::mount(&dir.path().join("keys"));
+    let keys = common::Keys::new();
+    let node_key = key_disk.0.join("node.key");
+    caseledger_keys::files::write_private_key(&node_key, &keys.node).expect("node key");
+    let options = Options {
+        node_key_path: Some(node_key),
+        ..common::options()
+    };
+    let ledger = Ledger::create(
+        &dir.path().join("ledger"),
+        common::ORIGIN,
+        &keys.node,
+        &[
+            ("admin".to_owned(), keys.admin.public_key()),
+            ("co-admin".to_owned(), keys.co_admin.public_key()),
+        ],
+        common::clock(),
+        options,
+    )
+    .expect("create");
+    ledger
+        .append(common::registered(&keys, &keys.writer, "writer", false))
+        .expect("writer");
+    ledger
+        .append_one(common::note(&keys.writer, 1))
+        .expect("room everywhere");
+
+    key_disk.fill_up(COPY_FOLDER_RESERVE_BYTES / 2);
+    assert!(matches!(
+        ledger.space_left(),
+        Err(caseledger_ledger::Error::OutOfSpace(_))
+    ));
+    let refused = ledger.append_one(common::note(&keys.writer, 2));
+    assert!(
+        matches!(refused, Err(caseledger_ledger::Error::OutOfSpace(_))),
+        "{refused:?}"
+    );
+    assert!(ledger.stalled().is_some());
+
+    key_disk.resize(ROOMY);
+    ledger.append_one(common::note(&keys.writer, 3)).expect("resumed");
+    assert!(ledger.stalled().is_none());
+    ledger.close().expect("close");
+}

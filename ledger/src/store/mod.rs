@@ -58,6 +58,10 @@ use schema::*;
 pub use schema::{Head, LedgerMeta, COLUMN_FAMILIES};
 pub use writer::AppendFuture;
 
+/// The free space kept where the node key (and the kept checkpoint's
+/// second copy) lives, when that is another file system: 1 MiB.
+pub const COPY_FOLDER_RESERVE_BYTES: u64 = 1 << 20;
+
 /// Default [`Options::free_space_min_bytes`]: 64 MiB.
 pub const FREE_SPACE_MIN_BYTES: u64 = 64 << 20;
 
@@ -218,6 +222,18 @@ impl Shared {
         match self.keys.read() {
             Ok(guard) => Arc::clone(&guard),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// [`storage::space_left`] of the ledger folder's file system, and of
+    /// the folder of the kept checkpoint's second copy (beside the node
+    /// key) if it has one: that copy needs only a few kilobytes, so there
+    /// the reserve is at most [`COPY_FOLDER_RESERVE_BYTES`].
+    fn space_left(&self, reserve: u64) -> Result<()> {
+        storage::space_left(&self.path, reserve)?;
+        match self.kept_copy.as_deref().and_then(Path::parent) {
+            Some(folder) => storage::space_left(folder, reserve.min(COPY_FOLDER_RESERVE_BYTES)),
+            None => Ok(()),
         }
     }
 
@@ -614,7 +630,7 @@ impl Ledger {
     /// [`Error::OutOfSpace`] while the ledger's file system has less free
     /// space than the reserve (`/readyz` asks before any write fails).
     pub fn space_left(&self) -> Result<()> {
-        storage::space_left(&self.shared.path, self.shared.free_space_min_bytes)
+        self.shared.space_left(self.shared.free_space_min_bytes)
     }
 
     pub fn corruption(&self) -> Option<(u64, &str)> {

@@ -30,7 +30,7 @@ impl Writer {
     /// [`Error::OutOfSpace`] when the ledger's file system has less free
     /// space than the reserve ([`crate::store::storage::space_left`]).
     pub(super) fn space_left(&self) -> Result<()> {
-        crate::store::storage::space_left(&self.shared.path, self.options.free_space_min_bytes)
+        self.shared.space_left(self.options.free_space_min_bytes)
     }
 
     /// After a stall: whether writes go through again. A synced empty
