@@ -35,7 +35,7 @@ pub fn parallel_flat_map<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) ->
 
 /// The date in China Standard Time of `ms` since the epoch, `YYYY-MM-DD`.
 pub fn date_cst(ms: u64) -> String {
-    let (year, month, day) = civil_from_days(((ms + 8 * 3_600_000) / 86_400_000) as i64);
+    let (year, month, day) = civil_from_days((ms.saturating_add(8 * 3_600_000) / 86_400_000) as i64);
     format!("{year:04}-{month:02}-{day:02}")
 }
 

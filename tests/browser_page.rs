@@ -1,5 +1,5 @@
 //! The applicant's page in a real browser (issue 16, first steps): Debian's
-//! headless Chromium loads `GET /v1/verify?c=CODE` from a real `caseledger
+//! headless Chromium loads `GET /v1/verify#c=CODE` from a real `caseledger
 //! serve`, runs the page's script (which fetches `/v1/verify/{code}` from
 //! the same server) and the test reads the DOM it rendered: the code from
 //! the SMS link opens the record at once, also typed in lower case with
@@ -99,9 +99,9 @@ fn the_applicant_opens_the_record_from_the_sms_link_and_mistakes_are_told_in_chi
             break line;
         }
     };
-    let (_, after) = sms.split_once("?c=").expect("the link carries the code");
+    let (_, after) = sms.split_once("#c=").expect("the link carries the code");
     let code: String = after.chars().take_while(char::is_ascii_alphanumeric).collect();
-    let page = |code: &str| format!("{}/v1/verify?c={code}", serve.address);
+    let page = |code: &str| format!("{}/v1/verify#c={code}", serve.address);
     // The fingerprint in the SMS is the published key's, and the page shows it.
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let published: serde_json::Value = serde_json::from_str(
@@ -130,6 +130,18 @@ fn the_applicant_opens_the_record_from_the_sms_link_and_mistakes_are_told_in_chi
     // As typed from the SMS: lower case, spaces between the groups.
     let typed = applicant_code::grouped(&code).to_lowercase().replace('-', "%20");
     let shown = rendered(&profile, &page(&typed));
+    assert!(shown.contains("<ol>") && shown.contains(CASE), "{shown}");
+
+    // Typed with a Chinese input method: full-width letters and dashes.
+    let full_width: String = applicant_code::grouped(&code)
+        .chars()
+        .map(|c| char::from_u32(c as u32 - 0x20 + 0xFF00).expect("full width"))
+        .collect();
+    let encoded: String = full_width.bytes().map(|b| format!("%{b:02X}")).collect();
+    let shown = rendered(&profile, &page(&encoded));
+    assert!(shown.contains("<ol>") && shown.contains(CASE), "{shown}");
+    // The query form of the link works too.
+    let shown = rendered(&profile, &format!("{}/v1/verify?c={code}", serve.address));
     assert!(shown.contains("<ol>") && shown.contains(CASE), "{shown}");
 
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");

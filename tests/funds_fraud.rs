@@ -536,3 +536,34 @@ fn an_officers_chosen_code_forced_into_storage_is_named_by_verify() {
     let seq = force_append(dir.path(), officers_chosen_code(&staff));
     caught(dir.path(), seq, "not_authorized");
 }
+
+/// The node's record of a code that would open the bundle for ever (or for
+/// more than 400 days): refused at write time, and named by `verify` if
+/// forced into storage.
+fn everlasting_code(staff: &Staff) -> Record {
+    let (_, issued) = CaseRecords::new(staff, &staff.officers[0], CASE).applicant_code(1);
+    let mut payload: ApplicantCodeIssued = serde_json::from_slice(&issued.payload).expect("json");
+    payload.expires_ms = Some(u64::MAX);
+    sign(ORIGIN, KIND_APPLICANT_CODE_ISSUED, &payload, &staff.node)
+}
+
+#[test]
+fn a_code_that_never_expires_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    refused_unchanged(dir.path(), vec![everlasting_code(&staff)], "code_expiry");
+    // 400 days is the limit.
+    let (_, issued) = CaseRecords::new(&staff, &staff.officers[0], CASE).applicant_code(1);
+    let mut payload: ApplicantCodeIssued = serde_json::from_slice(&issued.payload).expect("json");
+    payload.expires_ms = Some(CLOCK_START_MS + 401 * 86_400_000);
+    let too_long = sign(ORIGIN, KIND_APPLICANT_CODE_ISSUED, &payload, &staff.node);
+    refused_unchanged(dir.path(), vec![too_long], "code_expiry");
+}
+
+#[test]
+fn a_code_that_never_expires_forced_into_storage_is_named_by_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = setup(dir.path());
+    let seq = force_append(dir.path(), everlasting_code(&staff));
+    caught(dir.path(), seq, "code_expiry");
+}

@@ -44,6 +44,11 @@ async fn codes_and_numbers_stay_out_of_the_log() {
     let state = common::service_state(ledger, &staff);
     let (status, _) = send(&state, "GET", &format!("/v1/verify/{code}"), &[], Vec::new()).await;
     assert_eq!(status.as_u16(), 200);
+    // Near misses that match no route carry the code too: not logged as sent.
+    for path in [format!("//v1/verify/{code}"), format!("/v1//verify/{code}")] {
+        let (status, _) = send(&state, "GET", &path, &[], Vec::new()).await;
+        assert_eq!(status.as_u16(), 404, "{path}");
+    }
     // An insider's number refused before a send.
     let recipient = caseledger_verify::funds::notify::applicant_contact(CASE, "applicant-1");
     sms::put_contact(&state.ledger, &recipient, "13812345678").expect("insider write");
@@ -69,5 +74,6 @@ async fn codes_and_numbers_stay_out_of_the_log() {
     );
     assert!(log.contains("does not match the ledger's commitment"), "{log}");
     assert!(!log.contains(&code), "an applicant's code in the log:\n{log}");
+    assert!(log.contains("path=unmatched"), "{log}");
     assert!(!log.contains("13812345678"), "a phone number in the log:\n{log}");
 }

@@ -218,7 +218,7 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
         if line.starts_with("[SMS applicant-code-") {
             assert!(line.contains("****0001"), "to the applicant: {line}");
             // The link in the SMS carries the code.
-            let (_, after) = line.split_once("/v1/verify?c=").expect("the link with the code");
+            let (_, after) = line.split_once("/v1/verify#c=").expect("the link with the code");
             break after
                 .chars()
                 .take_while(char::is_ascii_alphanumeric)

@@ -1288,7 +1288,7 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
     assert_eq!(code.len(), 17 + 4, "{text}");
     let canonical = caseledger_verify::funds::applicant_code::canonical(&code).expect("a code that reads");
     assert!(
-        text.contains(&format!("/v1/verify?c={canonical}")),
+        text.contains(&format!("/v1/verify#c={canonical}")),
         "the link carries the code: {text}"
     );
     let fingerprint = f.state.ledger.node_key().key_id().fingerprint();
@@ -1371,7 +1371,7 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
     assert_eq!(status, StatusCode::CREATED, "{value}");
     let (_, text) = phone.0.lock().expect("lock").last().cloned().expect("an SMS");
     let short_lived: String = text
-        .split_once("?c=")
+        .split_once("#c=")
         .expect("the link")
         .1
         .chars()

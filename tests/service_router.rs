@@ -233,6 +233,11 @@ async fn applicants_get_a_self_contained_page_to_type_their_code_into() {
         .to_str()
         .expect("ascii")
         .contains("default-src 'self'"));
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
     let body =
         String::from_utf8(response.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf8");
     assert!(body.contains("<form") && body.contains("查询码"), "{body}");
@@ -241,7 +246,7 @@ async fn applicants_get_a_self_contained_page_to_type_their_code_into() {
     assert!(!body.contains("src=\"http") && !body.contains("href=\"http"));
     // The page shows the statements the JSON endpoint returns, and says in
     // words why a code opens nothing (each problem type it can meet); a
-    // code in the link (`?c=`) is checked at once.
+    // code in the link (`#c=`, never sent to a server) is checked at once.
     assert!(body.contains("body.statements"));
     for refusal in [
         "code-mistyped",
@@ -253,7 +258,8 @@ async fn applicants_get_a_self_contained_page_to_type_their_code_into() {
     ] {
         assert!(body.contains(&format!("\"{refusal}\":")), "{refusal}");
     }
-    assert!(body.contains(r#"new URLSearchParams(location.search).get("c")"#));
+    assert!(body.contains(r#"new URLSearchParams(location.hash.slice(1)).get("c")"#));
+    assert!(body.contains(r#"typed.normalize("NFKC")"#), "full-width input is read");
     assert!(!body.contains("pattern="), "no browser bubble in English");
     // The node key is pinned in the page, with the fingerprint an
     // applicant's SMS gives, and published at a stable address.

@@ -1,6 +1,6 @@
 //! Applicants' verification codes (issue 14 item 13): the case's officer
-//! asks (`POST /v1/applicant-codes`, signed); the node draws the 128-bit
-//! code, writes `applicant_code_issued` (node-signed, naming the officer
+//! asks (`POST /v1/applicant-codes`, signed); the node draws the 80-bit
+//! code (docs/FORMAT.md §3b), writes `applicant_code_issued` (node-signed, naming the officer
 //! in `requested_by`, carrying only the code's hash) and sends the code to
 //! the applicant's phone on file, checked against the ledger's commitment.
 //! No member chooses or sees a code; the code itself is stored nowhere.
@@ -85,7 +85,8 @@ pub(super) async fn issue(
     let params = [
         ("case", request.case_number),
         ("code", caseledger_verify::funds::applicant_code::grouped(&code)),
-        ("link", format!("{}?c={code}", state.templates.verify_link)),
+        // In the fragment: browsers never send it, so no proxy logs it.
+        ("link", format!("{}#c={code}", state.templates.verify_link)),
         // The key the page checks against, for the careful to compare.
         ("fingerprint", state.ledger.node_key().key_id().fingerprint()),
     ];

@@ -246,7 +246,7 @@ pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi)
                         .get(REQUEST_ID_HEADER)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-");
-                    let path = loggable_path(request.uri().path());
+                    let path = loggable_path(request);
                     tracing::info_span!("request", request_id = %id, method = %request.method(), path = %path)
                 })
                 .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
@@ -256,9 +256,6 @@ pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi)
     (router, openapi)
 }
 
-/// A request path as it may be logged: an applicant's verification code
-/// (`/v1/verify/{code}`) opens their bundle, so it is never written to a
-/// log; every other path names no secret.
 /// Entry `seq`'s bytes, checked against the Merkle tree the node wrote
 /// (never served as genuine if changed behind its back).
 pub(crate) fn verified_entry(state: &AppState, seq: u64) -> Result<Vec<u8>, problem::ApiError> {
@@ -290,11 +287,15 @@ pub(crate) fn integrity_alarm(state: &AppState, error: &caseledger_ledger::Error
     state.ledger.fail(&reason);
 }
 
-pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    match path.strip_prefix("/v1/verify/") {
-        Some(code) if !code.is_empty() => std::borrow::Cow::Borrowed("/v1/verify/{code}"),
-        _ => std::borrow::Cow::Borrowed(path),
-    }
+/// A request's path as it may be logged: the route it matched
+/// (`/v1/verify/{code}`, never the code itself, which opens an applicant's
+/// bundle), or `unmatched` (a path that matches no route is not logged as
+/// sent: `//v1/verify/CODE` would carry a code).
+pub fn loggable_path<B>(request: &axum::http::Request<B>) -> String {
+    request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |route| route.as_str().to_owned())
 }
 
 /// The OpenAPI document, generated once from the route registrations.

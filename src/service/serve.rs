@@ -481,7 +481,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     .with_applicant_code_ttl_ms(
         config
             .applicant_code_ttl_days
-            .max(1)
+            .clamp(1, caseledger_verify::funds::model::APPLICANT_CODE_TTL_MAX_DAYS)
             .saturating_mul(24 * 60 * 60 * 1000),
     )
     .with_reports(report_settings(&config));

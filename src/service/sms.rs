@@ -59,7 +59,9 @@ pub struct Message {
 /// `{code}`, `{date}` and `{link}` placeholders: the defaults below,
 /// overridden by the config's `[sms_templates]` table. `{link}` is where an
 /// applicant checks their case with the verification code they were sent
-/// (config `sms_verify_link`).
+/// (config `sms_verify_link`); in `applicant_code` it carries the code
+/// in its fragment (`#c=`), and `{fingerprint}` is the node key's fingerprint (docs/FORMAT.md
+/// §2) for the applicant to compare with the page's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Templates {
     pub texts: BTreeMap<String, String>,
@@ -84,7 +86,7 @@ impl Default for Templates {
             ("approval_code", "【执行案款】您的审批验证码为{code}，5分钟内有效，请勿告知他人。"),
             ("account_code", "【执行案款】您在{case}案件中的收款账户{account}待您确认，验证码{code}，30分钟内有效。如非本人申请，请勿提供并致电法院。"),
             ("phone_code", "【执行案款】法院在{case}案件中登记了本手机号为申请执行人的联系电话，验证码{code}，30分钟内有效，仅用于确认本号码。如非本人，请勿提供并致电法院。"),
-            ("applicant_code", "【执行案款】您在{case}案件中的查询码为{code}，可在{link}核验执行款的到账、审批与发放记录（法院账本公钥指纹{fingerprint}，与核验页显示的一致方可信任），请妥善保管，勿告知他人。"),
+            ("applicant_code", "【执行案款】您在{case}案件中的查询码为{code}，可在{link}核验执行款的到账、审批与发放记录（法院账本公钥指纹{fingerprint}），请妥善保管，勿告知他人。"),
             ("reminder_near_due", "【执行案款】{case}案件{date}到账的执行款{amount}即将到期，请及时发放。"),
             ("reminder_overdue", "【执行案款】{case}案件{date}到账的执行款{amount}已超过发放期限，请立即处理或报批延期。"),
             ("dead_letters", "【执行案款】有{count}条执行案款短信通知经24小时重试仍未送达，请登录系统核查联系方式并重新发送。"),

@@ -673,6 +673,11 @@ pub struct ApplicantCodeRevoked {
     pub code_hash: String,
 }
 
+/// The longest an applicant's verification code may open the bundle: an
+/// `expires_ms` later than this many days after its entry is refused
+/// (`code_expiry`).
+pub const APPLICANT_CODE_TTL_MAX_DAYS: u64 = 400;
+
 /// Domain-separation prefix of applicant code hashes.
 pub const APPLICANT_CODE_CONTEXT: &str = "caseledger/v1/applicant-code";
 /// Random bytes in an applicant code of the first format (128 bits, 32 hex

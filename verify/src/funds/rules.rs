@@ -1343,6 +1343,15 @@ fn code_issued(objects: &mut Objects, context: &Context, issued: ApplicantCodeIs
     if issued.expires_ms.is_some_and(|expires| expires <= context.timestamp_ms) {
         return Err(rule("payload", "expires_ms must be after the entry's time"));
     }
+    let latest = context
+        .timestamp_ms
+        .saturating_add(APPLICANT_CODE_TTL_MAX_DAYS * DAY_MS);
+    if issued.expires_ms.is_some_and(|expires| expires > latest) {
+        return Err(rule(
+            "code_expiry",
+            format!("a code opens the bundle for at most {APPLICANT_CODE_TTL_MAX_DAYS} days"),
+        ));
+    }
     let state = ApplicantCodeState {
         case_number: issued.case_number,
         applicant_id: issued.applicant_id,
