@@ -288,29 +288,13 @@ fn the_free_space_reserve_stalls_writes_before_the_disk_is_full() {
 /// once.
 #[test]
 fn the_sms_worker_sends_nothing_it_cannot_record() {
-    use caseledger::service::sms::{self, Deliverer, DeliveryOptions, SendError, SmsProvider};
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<String>>);
-    impl SmsProvider for Recorder {
-        fn send(&self, message: &sms::Message) -> Result<String, SendError> {
-            self.0.lock().expect("lock").push(message.id.clone());
-            Ok(format!("provider-{}", message.id))
-        }
-    }
+    use caseledger::service::sms::{Deliverer, DeliveryOptions};
+    use std::sync::Arc;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let disk = Tmpfs::mount(&dir.path().join("disk"));
-    let (ledger, staff) = common::court(&disk.0.join("ledger"), 33);
-    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger
-        .append([case.open(1), vec![case.receipt("BANK-1", 100)]].concat())
-        .expect("case and receipt");
-    let notification = ledger.outbox_from("", 10).expect("outbox")[0].1.clone();
-    sms::put_contact(&ledger, &notification.recipient, &CaseRecords::applicant_phone(1)).expect("contact");
-    let ledger = Arc::new(ledger);
-    let provider = Arc::new(Recorder::default());
+    let (ledger, staff, notification) = common::case_with_a_notification(&disk.0.join("ledger"), 33, CASE);
+    let provider = Arc::new(common::SentIds::default());
     let options = DeliveryOptions {
         per_phone_per_minute: 100,
         ..DeliveryOptions::default()
@@ -324,15 +308,12 @@ fn the_sms_worker_sends_nothing_it_cannot_record() {
             .expect_err("nothing recorded");
         assert!(format!("{refused:#}").contains("disk is full"), "{refused:#}");
     }
-    assert!(
-        provider.0.lock().expect("lock").is_empty(),
-        "nothing sent that could not be recorded"
-    );
+    assert!(provider.ids().is_empty(), "nothing sent that could not be recorded");
 
     disk.resize(ROOMY);
     assert_eq!(worker.run_once(common::CLOCK_START_MS + 10).expect("pass").sent, 1);
     assert_eq!(worker.run_once(common::CLOCK_START_MS + 20).expect("pass").sent, 0);
-    assert_eq!(*provider.0.lock().expect("lock"), vec![notification.id]);
+    assert_eq!(provider.ids(), vec![notification.id]);
 }
 
 /// The kept checkpoint's second copy lives beside the node key, on another

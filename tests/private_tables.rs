@@ -9,25 +9,15 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use caseledger::court::CaseRecords;
-use caseledger::service::sms::{self, Deliverer, DeliveryOptions, SendError, SmsProvider};
+use caseledger::service::sms::{self, Deliverer, DeliveryOptions};
 use caseledger_ledger::store::Ledger;
 use caseledger_ledger::Error;
 use common::*;
 
 const CASE: &str = "(2026)苏02执5号";
-
-#[derive(Default)]
-struct Recorder(Mutex<Vec<String>>);
-
-impl SmsProvider for Recorder {
-    fn send(&self, message: &sms::Message) -> Result<String, SendError> {
-        self.0.lock().expect("lock").push(message.id.clone());
-        Ok(format!("provider-{}", message.id))
-    }
-}
 
 fn options_for_delivery() -> DeliveryOptions {
     DeliveryOptions {
@@ -41,15 +31,9 @@ fn options_for_delivery() -> DeliveryOptions {
 /// applicant's phone on file, the first notification delivered; closed
 /// cleanly. The two notification ids.
 fn court_with_notifications(dir: &std::path::Path) -> (caseledger::court::Staff, String, String) {
-    let (ledger, staff) = court(dir, 71);
+    let (ledger, staff, first) = case_with_a_notification(dir, 71, CASE);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger
-        .append([case.open(1), vec![case.receipt("BANK-1", 100)]].concat())
-        .expect("case and receipt");
-    let first = ledger.outbox_from("", 10).expect("outbox")[0].1.clone();
-    sms::put_contact(&ledger, &first.recipient, &CaseRecords::applicant_phone(1)).expect("contact");
-    let ledger = Arc::new(ledger);
-    let provider = Arc::new(Recorder::default());
+    let provider = Arc::new(SentIds::default());
     let mut worker = Deliverer::new(
         Arc::clone(&ledger),
         provider.clone(),
@@ -73,7 +57,7 @@ fn deliver(
     staff: &caseledger::court::Staff,
 ) -> (Vec<String>, anyhow::Result<sms::Pass>, Arc<Ledger>) {
     let ledger = Arc::new(Ledger::open(dir, clock(), options()).expect("open"));
-    let provider = Arc::new(Recorder::default());
+    let provider = Arc::new(SentIds::default());
     let mut worker = Deliverer::new(
         Arc::clone(&ledger),
         provider.clone(),
@@ -81,7 +65,7 @@ fn deliver(
         options_for_delivery(),
     );
     let pass = worker.run_once(CLOCK_START_MS + 60_000);
-    let sent = provider.0.lock().expect("lock").clone();
+    let sent = provider.ids();
     (sent, pass, ledger)
 }
 

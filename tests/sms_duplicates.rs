@@ -276,6 +276,24 @@ fn assert_recorded_ids_are_the_last_messages(
     }
 }
 
+/// The figures of a provider without idempotency, printed and checked:
+/// one duplicate per late answer, and the recorded ids those of the
+/// messages answered in time.
+fn judge_without_idempotency(
+    provider: &str,
+    ledger: &Ledger,
+    notifications: &[Notification],
+    attempts: &BTreeMap<String, u32>,
+    taken: &[String],
+    late: &[usize],
+    ids: impl Fn(usize) -> String,
+) {
+    let figures = measure(provider, notifications, attempts, taken, late);
+    print_figures(provider, &figures);
+    assert_one_duplicate_per_late_answer(provider, &figures);
+    assert_recorded_ids_are_the_last_messages(provider, ledger, taken, ids);
+}
+
 #[test]
 fn aliyun_answering_late_sends_a_duplicate_per_late_answer() {
     let (emulator, endpoint, _runtime) = aliyun_emulator();
@@ -301,16 +319,16 @@ fn aliyun_answering_late_sends_a_duplicate_per_late_answer() {
         .iter()
         .map(|params| params["OutId"].clone())
         .collect();
-    let figures = measure(
+    let late = emulator.late.answered_late();
+    judge_without_idempotency(
         "aliyun",
+        &ledger,
         &notifications,
         &attempts,
         &taken,
-        &emulator.late.answered_late(),
+        &late,
+        aliyun_biz_id,
     );
-    print_figures("aliyun", &figures);
-    assert_one_duplicate_per_late_answer("aliyun", &figures);
-    assert_recorded_ids_are_the_last_messages("aliyun", &ledger, &taken, aliyun_biz_id);
 }
 
 #[test]
@@ -345,16 +363,8 @@ fn twilio_answering_late_sends_a_duplicate_per_late_answer() {
                 .expect("id")
         })
         .collect();
-    let figures = measure(
-        "twilio",
-        &notifications,
-        &attempts,
-        &taken,
-        &emulator.late.answered_late(),
-    );
-    print_figures("twilio", &figures);
-    assert_one_duplicate_per_late_answer("twilio", &figures);
-    assert_recorded_ids_are_the_last_messages("twilio", &ledger, &taken, twilio_sid);
+    let late = emulator.late.answered_late();
+    judge_without_idempotency("twilio", &ledger, &notifications, &attempts, &taken, &late, twilio_sid);
 }
 
 #[test]

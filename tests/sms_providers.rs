@@ -175,31 +175,11 @@ fn twilio_client_sends_what_twilio_accepts_and_tells_refusals_from_outages() {
 const CASE: &str = "(2026)苏02执7号";
 const MINUTE_MS: u64 = 60_000;
 
-/// A court with one case and a receipt; the applicant's phone is on file.
-/// Returns the ledger, the staff and the first notification queued.
-fn case_with_a_notification(
-    dir: &std::path::Path,
-    seed: u64,
-) -> (
-    Arc<caseledger_ledger::store::Ledger>,
-    caseledger::court::Staff,
-    caseledger_verify::funds::notify::Notification,
-) {
-    let (ledger, staff) = common::court(dir, seed);
-    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
-    ledger
-        .append([case.open(1), vec![case.receipt("BANK-1", 123_456)]].concat())
-        .expect("case and receipt");
-    let (_, first) = ledger.outbox_from("", 1).expect("outbox").remove(0);
-    sms::put_contact(&ledger, &first.recipient, "13900000001").expect("contact");
-    (Arc::new(ledger), staff, first)
-}
-
 #[test]
 fn a_long_aliyun_outage_waits_then_delivers_and_the_limit_dead_letters() {
     let (emulator, endpoint, _runtime) = aliyun_emulator();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ledger, staff, first) = case_with_a_notification(dir.path(), 71);
+    let (ledger, staff, first) = common::case_with_a_notification(dir.path(), 71, CASE);
     let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
     let options = DeliveryOptions {
         attempts_max: 20,
@@ -321,7 +301,7 @@ fn twilio_signs(url: &str, params: &BTreeMap<String, String>, token: &str) -> St
 fn delivery_reports_come_back_to_the_service_and_forgeries_change_nothing() {
     let (_emulator, endpoint, _aliyun) = aliyun_emulator();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ledger, staff, notification) = case_with_a_notification(dir.path(), 72);
+    let (ledger, staff, notification) = common::case_with_a_notification(dir.path(), 72, CASE);
     let provider: Arc<dyn SmsProvider> = Arc::new(aliyun_provider(&endpoint, ALIYUN_SECRET));
     Deliverer::new(
         Arc::clone(&ledger),

@@ -711,3 +711,44 @@ pub fn serve_exit_with(data: &Path, envs: &[(&str, &str)]) -> (std::process::Exi
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
     (status, stderr)
 }
+
+/// An SMS provider that takes every message and records its id.
+#[derive(Default)]
+pub struct SentIds(pub std::sync::Mutex<Vec<String>>);
+
+impl SentIds {
+    pub fn ids(&self) -> Vec<String> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+impl caseledger::service::sms::SmsProvider for SentIds {
+    fn send(&self, message: &caseledger::service::sms::Message) -> Result<String, caseledger::service::sms::SendError> {
+        self.0.lock().expect("lock").push(message.id.clone());
+        Ok(format!("provider-{}", message.id))
+    }
+}
+
+/// The court of `seed` in `dir` with case `case_number` opened and one
+/// receipt of ¥1,234.56: one notification to applicant 1, whose phone is
+/// on file.
+pub fn case_with_a_notification(
+    dir: &Path,
+    seed: u64,
+    case_number: &str,
+) -> (
+    Arc<Ledger>,
+    caseledger::court::Staff,
+    caseledger_verify::funds::notify::Notification,
+) {
+    use caseledger::court::CaseRecords;
+    let (ledger, staff) = court(dir, seed);
+    let case = CaseRecords::new(&staff, &staff.officers[0], case_number);
+    ledger
+        .append([case.open(1), vec![case.receipt("BANK-1", 123_456)]].concat())
+        .expect("case and receipt");
+    let (_, first) = ledger.outbox_from("", 1).expect("outbox").remove(0);
+    caseledger::service::sms::put_contact(&ledger, &first.recipient, &CaseRecords::applicant_phone(1))
+        .expect("contact");
+    (Arc::new(ledger), staff, first)
+}
