@@ -1589,39 +1589,22 @@ async fn administrators_send_dead_letters_again() {
     let pass = down.run_once(1).expect("pass");
     assert_eq!(pass.dead, 1, "{pass:?}");
     let target = format!("/v1/notifications/{}/resend", notification.id);
-    let post = |signer: &Identity| sign_request(signer, caseledger::service::DEFAULT_AUTHORITY, "POST", &target, &[]);
-    let (status, value) = send(
-        &f.state,
-        "POST",
-        &target,
-        &post(&f.staff.officers[0].identity),
-        Vec::new(),
-    )
-    .await;
+    let resend_as = |signer: &Identity| {
+        let headers = sign_request(signer, caseledger::service::DEFAULT_AUTHORITY, "POST", &target, &[]);
+        let (state, target) = (f.state.clone(), target.clone());
+        async move { send(&state, "POST", &target, &headers, Vec::new()).await }
+    };
+    let (status, value) = resend_as(&f.staff.officers[0].identity).await;
     assert_eq!(
         (status, value["rule"].as_str()),
         (StatusCode::FORBIDDEN, Some("role")),
         "{value}"
     );
-    let (status, value) = send(
-        &f.state,
-        "POST",
-        &target,
-        &post(&f.staff.administrator.identity),
-        Vec::new(),
-    )
-    .await;
+    let (status, value) = resend_as(&f.staff.administrator.identity).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{value}");
     assert_eq!(value["delivery"]["status"], "pending", "{value}");
     assert_eq!(value["delivery"]["attempts"], 0, "{value}");
-    let (status, _) = send(
-        &f.state,
-        "POST",
-        &target,
-        &post(&f.staff.administrator.identity),
-        Vec::new(),
-    )
-    .await;
+    let (status, _) = resend_as(&f.staff.administrator.identity).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "no longer a dead letter");
     let phone = Arc::new(Phone::default());
     let mut back = Deliverer::new(f.state.ledger.clone(), phone.clone(), f.staff.commitment_key, options());
