@@ -264,9 +264,9 @@ pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<ExitCode> {
     let bundle: caseledger_verify::bundle::ApplicantBundle =
         serde_json::from_value(bundle_value).context("the file is not an applicant bundle")?;
     match bundle.verify(&node_key) {
-        Ok(statements) => {
+        Ok(report) => {
             println!("OK: the bundle verifies. It proves:");
-            for statement in statements {
+            for statement in report.statements() {
                 println!("- {statement}");
             }
             Ok(ExitCode::SUCCESS)

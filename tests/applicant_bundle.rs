@@ -9,10 +9,12 @@ mod common;
 use base64::Engine as _;
 use caseledger::court::CaseRecords;
 use caseledger_ledger::store::Ledger;
-use caseledger_verify::bundle::ProvenEntry;
+use caseledger_verify::bundle::{ApplicantBundle, ProvenEntry, ProvenThread};
+use caseledger_verify::checkpoint::Checkpoint;
 use caseledger_verify::entry::Record;
 use caseledger_verify::funds::model::Role;
 use caseledger_verify::record::{self, Genesis, GenesisKey, KeyText};
+use caseledger_verify::threads::{value_of, Thread};
 use common::*;
 
 const CASE: &str = "(2024)苏02执31号";
@@ -65,6 +67,13 @@ fn a_second_genesis_in_an_applicant_bundle_is_refused() {
             .map(|h| base64::engine::general_purpose::STANDARD.encode(h))
             .collect(),
     });
+    let refused = bundle.verify(&node).expect_err("an entry in no thread");
+    assert!(refused.contains("belongs to no thread"), "{refused}");
+    // The insider holds the node key: they put the record in a thread of
+    // its own (a key line of their administrator) and sign a checkpoint
+    // whose thread map says so. The bundle still refuses the genesis.
+    let insider_line = Thread::KeyLine(insider.public_key().key_id());
+    forge_threads(&mut bundle, &ledger, &[(insider_line, seq)]);
     let refused = bundle.verify(&node).expect_err("a second genesis");
     assert!(refused.contains("genesis"), "{refused}");
     // The auditor refuses the same record at the same place.
@@ -74,6 +83,54 @@ fn a_second_genesis_in_an_applicant_bundle_is_refused() {
         "{:?}",
         report.violations
     );
+}
+
+/// What an insider with the node key can do to a bundle: add `additions`
+/// (thread, seq) to its threads (a thread not in it is taken whole from
+/// the ledger first), sign a checkpoint of the same entries whose thread
+/// map says so, and re-prove every thread against it.
+fn forge_threads(bundle: &mut ApplicantBundle, ledger: &Ledger, additions: &[(Thread, u64)]) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let size = bundle.tree_size;
+    let mut map = ledger.thread_map_at(size).expect("thread map");
+    let mut threads: std::collections::BTreeMap<Thread, Vec<u64>> = bundle
+        .threads
+        .iter()
+        .map(|t| (Thread::from_name(&t.name).expect("name"), t.seqs.clone()))
+        .collect();
+    for (thread, seq) in additions {
+        let seqs = threads
+            .entry(thread.clone())
+            .or_insert_with(|| ledger.thread_seqs(thread, size).expect("seqs"));
+        if !seqs.contains(seq) {
+            seqs.push(*seq);
+            seqs.sort_unstable();
+        }
+        for seq in seqs.clone() {
+            push_proven(bundle, ledger, seq);
+        }
+    }
+    for (thread, seqs) in &threads {
+        map.set(thread.key(), value_of(thread, seqs));
+    }
+    let note =
+        caseledger_keys::note::Signer::new(ORIGIN, caseledger_keys::Identity::from_seed([1; 32])).expect("signer");
+    let mut checkpoint = Checkpoint::parse_body(&bundle.checkpoint).expect("checkpoint");
+    checkpoint.threads = map.root();
+    bundle.checkpoint = checkpoint.sign(&note).expect("sign");
+    bundle.threads = threads
+        .iter()
+        .map(|(thread, seqs)| ProvenThread {
+            name: thread.name(),
+            seqs: seqs.clone(),
+            map_proof: map
+                .proof(&thread.key())
+                .expect("in the map")
+                .iter()
+                .map(|h| b64.encode(h))
+                .collect(),
+        })
+        .collect();
 }
 
 /// `seq` added to `bundle` with a true inclusion proof against its checkpoint.
@@ -152,6 +209,26 @@ fn an_applicant_bundle_refuses_what_revoked_keys_signed_after_their_revocation()
     for seq in key_entries.into_iter().flatten().chain(forced) {
         push_proven(&mut bundle, &ledger, seq);
     }
+    let refused = bundle.verify(&node).expect_err("entries in no thread");
+    assert!(refused.contains("belongs to no thread"), "{refused}");
+    // With the node key, the insider also writes the forced entries into
+    // the disbursement's and the case's threads and adds finance's key
+    // line: the revocation in that line still refuses them.
+    let finance_line = Thread::KeyLine(staff.finance.identity.public_key().key_id());
+    let line = ledger.thread_seqs(&finance_line, bundle.tree_size).expect("line");
+    assert_eq!(line, key_entries.into_iter().flatten().collect::<Vec<_>>());
+    let disbursement = Thread::Disbursement("d-1".into());
+    let case_thread = Thread::Case(CASE.into());
+    forge_threads(
+        &mut bundle,
+        &ledger,
+        &[
+            (finance_line, line[0]),
+            (disbursement.clone(), forced[0]),
+            (disbursement, forced[1]),
+            (case_thread, forced[1]),
+        ],
+    );
     let refused = bundle.verify(&node).expect_err("signed after its key was revoked");
     assert!(refused.contains("revoked"), "{refused}");
 }

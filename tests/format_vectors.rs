@@ -14,6 +14,7 @@ use caseledger_verify::funds::model::{
 };
 use caseledger_verify::hash::{leaf_hash, node_hash};
 use caseledger_verify::record;
+use caseledger_verify::threads::{value_of, Thread};
 use serde_json::{json, Value};
 
 /// The origin of the vectors' ledger (record signatures cover it).
@@ -39,6 +40,7 @@ fn vectors() -> Value {
         origin: "court.example/ledger".into(),
         size: 6,
         root: node_hash(&leaf, &leaf),
+        threads: thread_map_vector().root(),
     };
     let code_salt = "00112233445566778899aabbccddeeff";
     let step_binding = StepStatement {
@@ -117,9 +119,34 @@ fn vectors() -> Value {
         "node_hash_of_leaf_leaf_hex": hex::encode(node_hash(&leaf, &leaf)),
         "node_seed_hex": hex::encode(node_seed),
         "node_verifier_key": node.verifier().to_string(),
+        "thread_case_name": case_thread().name(),
+        "thread_case_key_hex": hex::encode(case_thread().key()),
+        "thread_case_seqs": [3, 5, 9],
+        "thread_case_value_hex": hex::encode(value_of(&case_thread(), &[3, 5, 9])),
+        "thread_policy_value_hex": hex::encode(value_of(&Thread::Policy, &[1, 2])),
+        "thread_map_root_hex": hex::encode(thread_map_vector().root()),
+        "thread_map_case_proof_hex": thread_map_vector()
+            .proof(&case_thread().key())
+            .expect("present")
+            .iter()
+            .map(hex::encode)
+            .collect::<Vec<_>>(),
         "checkpoint_body": checkpoint.body(),
         "checkpoint_signed_note": checkpoint.sign(&node).expect("sign"),
     })
+}
+
+fn case_thread() -> Thread {
+    Thread::Case("(2023)苏02执123号".into())
+}
+
+/// A thread map of two threads: the case's (entries 3, 5, 9) and the
+/// policy's (entries 1, 2).
+fn thread_map_vector() -> caseledger_verify::thread_map::ThreadMap {
+    let mut map = caseledger_verify::thread_map::ThreadMap::new();
+    map.set(case_thread().key(), value_of(&case_thread(), &[3, 5, 9]));
+    map.set(Thread::Policy.key(), value_of(&Thread::Policy, &[1, 2]));
+    map
 }
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/format-vectors.json");
@@ -155,6 +182,10 @@ fn format_md_quotes_the_vectors() {
         "applicant_code_hash_hex",
         "applicant_code_v2_grouped",
         "applicant_code_v2_hash_hex",
+        "thread_case_key_hex",
+        "thread_case_value_hex",
+        "thread_policy_value_hex",
+        "thread_map_root_hex",
     ] {
         let value = computed[field].as_str().expect("string");
         assert!(

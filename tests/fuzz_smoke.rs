@@ -158,6 +158,7 @@ fn replay_records(fixture: &targets::Fixture, data: &[u8]) -> caseledger_verify:
         origin: targets::ORIGIN.into(),
         size: auditor.size(),
         root: auditor.root(),
+        threads: auditor.threads_root(),
     };
     let signer = caseledger_keys::note::Signer::new(targets::ORIGIN, fixture.node.clone()).expect("signer");
     auditor.check_checkpoint(&checkpoint.sign(&signer).expect("sign"), None);

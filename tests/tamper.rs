@@ -167,6 +167,7 @@ fn checkpoint_resigned_by_the_node_with_a_changed_root_is_located() {
             origin: ORIGIN.into(),
             size: 49,
             root: [9; 32],
+            threads: [0; 32],
         };
         db.put_cf(cf, seq_key(49), forged.sign(&signer).expect("sign"))
             .expect("put");

@@ -15,7 +15,10 @@ pub struct VerifyResponse {
     /// What the bundle proves, in words (check it yourself offline with
     /// `caseledger verify-bundle FILE --key NODEPUB`).
     pub statements: Vec<String>,
-    /// The applicant bundle (format `caseledger-applicant-bundle/v1`).
+    /// What the bundle proves, as data (the server's own check of it).
+    #[schema(value_type = Object)]
+    pub report: caseledger_verify::bundle::CaseReport,
+    /// The applicant bundle (format `caseledger-applicant-bundle/v2`).
     #[schema(value_type = Object)]
     pub bundle: caseledger_verify::bundle::ApplicantBundle,
 }
@@ -101,10 +104,14 @@ pub(super) async fn verify_code(
             ))
         }
     };
-    let statements = bundle
+    let report = bundle
         .verify(&state.ledger.node_key())
         .map_err(|e| ApiError::Internal(format!("a bundle we built does not verify: {e}")))?;
-    Ok(Json(VerifyResponse { statements, bundle }))
+    Ok(Json(VerifyResponse {
+        statements: report.statements(),
+        report,
+        bundle,
+    }))
 }
 
 #[cfg(test)]

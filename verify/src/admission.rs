@@ -105,6 +105,11 @@ pub fn admit_record(
         }
     }
     if !funds::is_funds_kind(record.kind) {
+        let mark = state.mark();
+        if let Err(e) = crate::threads::append(state, seq, record) {
+            state.rollback(mark);
+            return Err(e);
+        }
         return Ok((admitted, funds::Outcome::New));
     }
     let origin = registry.origin().unwrap_or_default().to_owned();
@@ -136,6 +141,9 @@ pub fn admit_record(
     let admitted_funds = funds::admit(state, &context, record, &signer).and_then(|outcome| {
         if record.kind == model::KIND_CASE_OPENED && outcome == funds::Outcome::New {
             case_parties_independent(registry, state, record)?;
+        }
+        if outcome == funds::Outcome::New {
+            crate::threads::append(state, seq, record)?;
         }
         Ok(outcome)
     });

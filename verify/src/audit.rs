@@ -18,6 +18,7 @@ use crate::hash::{to_hex, Hash};
 use crate::merkle::{self, CompletedNode, Frontier};
 use crate::registry::Registry;
 use crate::state::{MemoryState, Overlay};
+use crate::thread_map::ThreadMap;
 
 /// Violations listed in a report; more are counted, not listed.
 pub const VIOLATIONS_LISTED_MAX: usize = 1000;
@@ -162,6 +163,8 @@ pub struct Auditor {
     checkpoints: u64,
     last_checkpoint: Option<Checkpoint>,
     state: MemoryState,
+    /// The thread map of the replayed state (§3c).
+    threads: ThreadMap,
     violations: Vec<Violation>,
     violations_total: u64,
     sms_confirmations_verified: u64,
@@ -180,6 +183,7 @@ impl Auditor {
             checkpoints: 0,
             last_checkpoint: None,
             state: MemoryState::default(),
+            threads: ThreadMap::new(),
             violations: Vec::new(),
             violations_total: 0,
             sms_confirmations_verified: 0,
@@ -218,6 +222,11 @@ impl Auditor {
 
     pub fn root(&self) -> Hash {
         self.tree.root()
+    }
+
+    /// The root of the replayed thread map (§3c).
+    pub fn threads_root(&self) -> Hash {
+        self.threads.root()
     }
 
     pub fn last_hash(&self) -> Hash {
@@ -355,6 +364,9 @@ impl Auditor {
         match admit_record(&mut self.registry, &mut overlay, seq, entry.timestamp_ms, record) {
             Ok((_, Outcome::New)) => {
                 let changes = overlay.into_changes();
+                if let Err(e) = crate::threads::apply_changes(&mut self.threads, &changes) {
+                    return self.fail(seq, "threads", e);
+                }
                 self.state.apply(changes);
                 self.count_confirmations(record);
             }
@@ -450,6 +462,13 @@ impl Auditor {
                 seq,
                 "checkpoint_root",
                 format!("checkpoint at tree size {size} has a root the entries do not produce"),
+            );
+        }
+        if checkpoint.threads != self.threads.root() {
+            return self.fail(
+                seq,
+                "checkpoint_threads",
+                format!("checkpoint at tree size {size} has a thread-map root the entries do not produce"),
             );
         }
         if let (Some(previous), Some(consistency_proof)) = (self.last_checkpoint.take(), consistency_proof) {

@@ -6,6 +6,13 @@
 //! <root hash, standard base64>\n
 //! ```
 //!
+//! A caseledger checkpoint has one extension line (C2SP allows them after
+//! the root), the root of the thread map (§3c) as of the same size:
+//!
+//! ```text
+//! caseledger-threads <thread-map root, standard base64>\n
+//! ```
+//!
 //! The node key signs under the name `<origin>`; witnesses may append their
 //! own signature lines, which verifiers that do not know them ignore.
 
@@ -21,7 +28,12 @@ pub struct Checkpoint {
     pub origin: String,
     pub size: u64,
     pub root: Hash,
+    /// The root of the thread map of the first `size` entries.
+    pub threads: Hash,
 }
+
+/// The keyword of the thread-map extension line.
+pub const THREADS_LINE: &str = "caseledger-threads";
 
 /// Why a checkpoint did not parse or verify.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -35,11 +47,17 @@ pub enum CheckpointError {
 impl Checkpoint {
     /// The note text (the body that is signed).
     pub fn body(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, BASE64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n{THREADS_LINE} {}\n",
+            self.origin,
+            self.size,
+            BASE64.encode(self.root),
+            BASE64.encode(self.threads)
+        )
     }
 
-    /// Parses a checkpoint body; extension lines after the root are allowed
-    /// (C2SP) but ignored.
+    /// Parses a checkpoint body: origin, size, root and exactly one
+    /// extension line, the thread-map root.
     pub fn parse_body(text: &str) -> Result<Self, CheckpointError> {
         let format = |s: &str| CheckpointError::Format(s.to_owned());
         let mut lines = text.split('\n');
@@ -61,10 +79,29 @@ impl Checkpoint {
             .ok()
             .and_then(|bytes| bytes.try_into().ok())
             .ok_or_else(|| format("root must be 32 bytes in base64"))?;
+        // The body ends at its first empty line (a signed note's signatures follow it).
+        let extensions: Vec<&str> = lines.take_while(|l| !l.is_empty()).collect();
+        let threads: Hash = match extensions.as_slice() {
+            [line] => line
+                .strip_prefix(THREADS_LINE)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|b64| BASE64.decode(b64).ok())
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| {
+                    format("the extension line must be the thread-map root: caseledger-threads <32 bytes of base64>")
+                })?,
+            [] => return Err(format("missing the thread-map line (caseledger-threads)")),
+            _ => {
+                return Err(format(
+                    "a checkpoint has exactly one extension line, the thread-map root",
+                ))
+            }
+        };
         Ok(Self {
             origin: origin.to_owned(),
             size,
             root,
+            threads,
         })
     }
 
@@ -108,6 +145,7 @@ mod tests {
             origin: "court.example/ledger".into(),
             size: 42,
             root: [7; 32],
+            threads: [9; 32],
         };
         let signed = checkpoint.sign(&signer).expect("sign");
         assert!(signed.starts_with("court.example/ledger\n42\n"));
@@ -124,5 +162,12 @@ mod tests {
         assert!(Checkpoint::parse_body("o\n012\nAAAA\n").is_err());
         assert!(Checkpoint::parse_body("o\n12\nAAAA\n").is_err());
         assert!(Checkpoint::parse_body("o\n-1\nAAAA\n").is_err());
+        let root = BASE64.encode([1u8; 32]);
+        let ok = format!("o\n12\n{root}\ncaseledger-threads {root}\n");
+        assert_eq!(Checkpoint::parse_body(&ok).expect("parses").threads, [1; 32]);
+        assert!(Checkpoint::parse_body(&format!("o\n12\n{root}\n")).is_err());
+        assert!(Checkpoint::parse_body(&format!("o\n12\n{root}\ncaseledger-threads AAAA\n")).is_err());
+        assert!(Checkpoint::parse_body(&format!("o\n12\n{root}\nother {root}\n")).is_err());
+        assert!(Checkpoint::parse_body(&format!("{ok}caseledger-threads {root}\n")).is_err());
     }
 }

@@ -46,6 +46,8 @@ pub mod record;
 pub mod registry;
 pub mod state;
 pub mod text;
+pub mod thread_map;
+pub mod threads;
 
 /// What can go wrong in the verifier's own calls (rule refusals and proof
 /// failures have their own types: [`registry::RuleError`],

@@ -33,7 +33,7 @@ impl Ledger {
 
     /// What the code (canonical form) opens at `now_ms` (0: ignore expiry).
     pub fn applicant_lookup(&self, code: &str, now_ms: u64) -> Result<CodeLookup> {
-        use caseledger_verify::funds::model::{AccountState, ApplicantCodeState};
+        use caseledger_verify::funds::model::ApplicantCodeState;
         let hash = caseledger_verify::funds::model::applicant_code_hash(code);
         let read = |key: &str| -> Result<Option<Vec<u8>>> { self.state_object(key) };
         fn parse<T: serde::de::DeserializeOwned>(bytes: Vec<u8>) -> Result<T> {
@@ -51,99 +51,177 @@ impl Ledger {
         if let Some(expires_ms) = code_state.expires_ms.filter(|e| now_ms > 0 && *e <= now_ms) {
             return Ok(CodeLookup::Expired { expires_ms });
         }
-        let Some(view) = self.case_view(&code_state.case_number, 0)? else {
-            return Ok(CodeLookup::Unknown);
-        };
-        let mut seqs = std::collections::BTreeSet::from([0, view.case.opened_seq]);
-        let mut disbursement_ids = Vec::new();
-        for disbursement in &view.disbursements {
-            let Some(bytes) = read(&caseledger_verify::funds::account_key(&disbursement.account_id))? else {
-                continue;
-            };
-            let account: AccountState = parse(bytes)?;
-            if account.applicant_id != code_state.applicant_id {
-                continue;
-            }
-            disbursement_ids.push(disbursement.disbursement_id.clone());
-            seqs.insert(account.registered_seq);
-            seqs.insert(disbursement.requested_seq);
-            seqs.extend(disbursement.steps.iter().map(|s| s.seq));
-            seqs.extend(
-                [
-                    disbursement.paid_seq,
-                    disbursement.returned_seq,
-                    disbursement.cancelled_seq,
-                ]
-                .into_iter()
-                .flatten(),
-            );
-        }
-        self.add_key_entries(&mut seqs)?;
-        let last = seqs.iter().next_back().copied().unwrap_or(0);
-        let (size, checkpoint) = match self.latest_checkpoint()? {
-            Some((size, note)) if size > last => (size, note),
-            _ => {
-                let note = self.checkpoint_now()?;
-                let size = Checkpoint::parse_body(&note)
-                    .map_err(|e| Error::Storage(e.to_string()))?
-                    .size;
-                (size, note)
-            }
-        };
-        let mut entries = Vec::with_capacity(seqs.len());
-        for seq in seqs {
-            let proof = self.inclusion_proof(seq, size)?;
-            entries.push(caseledger_verify::bundle::ProvenEntry {
-                seq,
-                entry: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, self.entry_bytes(seq)?),
-                inclusion_proof: proof
-                    .iter()
-                    .map(|h| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, h))
-                    .collect(),
-            });
-        }
-        Ok(CodeLookup::Bundle(Box::new(
-            caseledger_verify::bundle::ApplicantBundle {
-                format: caseledger_verify::bundle::APPLICANT_BUNDLE_FORMAT.to_owned(),
-                case_number: code_state.case_number,
-                applicant_id: code_state.applicant_id,
-                disbursement_ids,
-                tree_size: size,
-                checkpoint,
-                entries,
-            },
-        )))
+        let bundle = self.applicant_bundle_of(&code_state.case_number, &code_state.applicant_id)?;
+        Ok(CodeLookup::Bundle(Box::new(bundle)))
     }
 
-    /// Adds, until nothing changes, the registration (or rotation) entry,
-    /// the co-signature and the revocation of every key that signed an
-    /// entry in `seqs`, and of the old key of a rotation.
-    fn add_key_entries(&self, seqs: &mut std::collections::BTreeSet<u64>) -> Result<()> {
-        let registry = self.keys();
-        let mut pending: Vec<u64> = seqs.iter().copied().collect();
-        while let Some(seq) = pending.pop() {
-            let entry = self.entry(seq)?;
-            let mut signers = vec![entry.record.signer];
-            if entry.record.kind == caseledger_verify::record::KIND_KEY_ROTATED {
-                if let Ok(rotated) =
-                    serde_json::from_slice::<caseledger_verify::record::KeyRotated>(&entry.record.payload)
-                {
-                    signers.extend(caseledger_keys::KeyId::from_hex(&rotated.key_id).ok());
+    /// The bundle of every thread that concerns the applicant's money
+    /// (docs/FORMAT.md §7b), proven against the newest checkpoint, which
+    /// is first made to cover every entry.
+    pub fn applicant_bundle_of(
+        &self,
+        case_number: &str,
+        applicant_id: &str,
+    ) -> Result<caseledger_verify::bundle::ApplicantBundle> {
+        use caseledger_verify::bundle::{ApplicantBundle, ProvenEntry, ProvenThread, APPLICANT_BUNDLE_FORMAT};
+        use caseledger_verify::funds::model::{DisbursementRequested, ReceiptClaimed, ReceiptRecorded};
+        use caseledger_verify::funds::model::{
+            KIND_DISBURSEMENT_REQUESTED, KIND_RECEIPT_CLAIMED, KIND_RECEIPT_RECORDED,
+        };
+        use caseledger_verify::threads::Thread;
+        let b64 = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+        let snapshot = match self.shared.checkpoint_threads() {
+            Some(snapshot) if snapshot.size >= self.size() => snapshot,
+            _ if self.writer.is_some() => {
+                self.checkpoint_now()?;
+                self.shared
+                    .checkpoint_threads()
+                    .ok_or_else(|| Error::Storage("no checkpoint with its thread map".into()))?
+            }
+            // Read-only: the newest checkpoint, its map rebuilt from the state.
+            _ => {
+                let (size, note) = self
+                    .latest_checkpoint()?
+                    .ok_or_else(|| Error::Storage("the ledger has no checkpoint yet".into()))?;
+                std::sync::Arc::new(crate::store::CheckpointThreads {
+                    size,
+                    note,
+                    map: self.thread_map_at(size)?,
+                })
+            }
+        };
+        let size = snapshot.size;
+        let node = self.shared.node_key.key_id();
+        let mut threads: std::collections::BTreeMap<Thread, Vec<u64>> = std::collections::BTreeMap::new();
+        let mut queue = vec![
+            Thread::Policy,
+            Thread::Case(case_number.to_owned()),
+            Thread::Applicant {
+                case_number: case_number.to_owned(),
+                applicant_id: applicant_id.to_owned(),
+            },
+        ];
+        let mut entries: std::collections::BTreeMap<u64, Entry> = std::collections::BTreeMap::new();
+        while let Some(thread) = queue.pop() {
+            if threads.contains_key(&thread) {
+                continue;
+            }
+            let key = thread.key();
+            let seqs = self.thread_seqs(&thread, size)?;
+            let expected = snapshot.map.get(&key);
+            let actual = (!seqs.is_empty()).then(|| caseledger_verify::threads::value_of(&thread, &seqs));
+            if expected != actual {
+                return Err(Error::Integrity {
+                    seq: size.saturating_sub(1),
+                    check: "threads".into(),
+                    detail: format!(
+                        "the stored {} thread is not the one the checkpoint commits to",
+                        thread.name().join(" ")
+                    ),
+                });
+            }
+            for seq in &seqs {
+                let entry = match entries.get(seq) {
+                    Some(entry) => entry.clone(),
+                    None => {
+                        let entry = self.entry(*seq)?;
+                        entries.insert(*seq, entry.clone());
+                        entry
+                    }
+                };
+                let payload = &entry.record.payload;
+                let follow = match (&thread, entry.record.kind) {
+                    (Thread::Applicant { .. }, KIND_DISBURSEMENT_REQUESTED) => {
+                        serde_json::from_slice::<DisbursementRequested>(payload)
+                            .ok()
+                            .map(|r| Thread::Disbursement(r.disbursement_id))
+                    }
+                    (Thread::Case(_), KIND_RECEIPT_RECORDED) => serde_json::from_slice::<ReceiptRecorded>(payload)
+                        .ok()
+                        .map(|r| Thread::Receipt(r.bank_reference)),
+                    (Thread::Case(_), KIND_RECEIPT_CLAIMED) => serde_json::from_slice::<ReceiptClaimed>(payload)
+                        .ok()
+                        .map(|r| Thread::Receipt(r.bank_reference)),
+                    _ => None,
+                };
+                queue.extend(follow);
+                if *seq != 0 && entry.record.signer != node {
+                    queue.push(self.key_line_of(&entry.record.signer)?);
                 }
             }
-            for signer in signers {
-                if let Some(info) = registry.info(&signer) {
-                    // The registration, the second person's co-signature
-                    // and, if it came, the revocation (or rotation away).
-                    let seqs_of_key = [Some(info.registered_seq), info.co_signed_seq, info.revoked_seq];
-                    for seq in seqs_of_key.into_iter().flatten() {
-                        if seqs.insert(seq) {
-                            pending.push(seq);
-                        }
-                    }
-                }
+            threads.insert(thread, seqs);
+        }
+        let mut proven_threads = Vec::with_capacity(threads.len());
+        for (thread, seqs) in threads {
+            let proof = snapshot.map.proof(&thread.key()).ok_or_else(|| Error::Integrity {
+                seq: size.saturating_sub(1),
+                check: "threads".into(),
+                detail: format!("the checkpoint's thread map has no {} thread", thread.name().join(" ")),
+            })?;
+            proven_threads.push(ProvenThread {
+                name: thread.name(),
+                seqs,
+                map_proof: proof.iter().map(|h| b64(h)).collect(),
+            });
+        }
+        let mut proven_entries = Vec::with_capacity(entries.len());
+        for seq in entries.keys() {
+            let proof = self.inclusion_proof(*seq, size)?;
+            proven_entries.push(ProvenEntry {
+                seq: *seq,
+                entry: b64(&self.entry_bytes(*seq)?),
+                inclusion_proof: proof.iter().map(|h| b64(h)).collect(),
+            });
+        }
+        Ok(ApplicantBundle {
+            format: APPLICANT_BUNDLE_FORMAT.to_owned(),
+            case_number: case_number.to_owned(),
+            applicant_id: applicant_id.to_owned(),
+            tree_size: size,
+            checkpoint: snapshot.note.clone(),
+            threads: proven_threads,
+            entries: proven_entries,
+        })
+    }
+
+    /// The key line of a key, as the derived state records it.
+    fn key_line_of(&self, id: &caseledger_keys::KeyId) -> Result<caseledger_verify::threads::Thread> {
+        let first = self
+            .state_object(&caseledger_verify::threads::keyline_key(id))?
+            .and_then(|bytes| serde_json::from_slice::<String>(&bytes).ok())
+            .and_then(|hex| caseledger_keys::KeyId::from_hex(&hex).ok())
+            .ok_or_else(|| Error::Storage(format!("key {} has no key line", id.short())))?;
+        Ok(caseledger_verify::threads::Thread::KeyLine(first))
+    }
+
+    /// The thread map of the first `size` entries, from the stored thread
+    /// heads (a thread that moved on since is recomputed from its members).
+    pub fn thread_map_at(&self, size: u64) -> Result<caseledger_verify::thread_map::ThreadMap> {
+        use caseledger_verify::threads::{self, ThreadHead};
+        let mut map = caseledger_verify::thread_map::ThreadMap::new();
+        for (key, value) in self.state_objects(threads::HEAD_PREFIX)? {
+            let head: ThreadHead = serde_json::from_slice(&value).map_err(|e| Error::Storage(format!("{key}: {e}")))?;
+            let thread = threads::Thread::from_name(&head.name).map_err(Error::Storage)?;
+            let thread_key = thread.key();
+            if head.last_seq < size {
+                map.set(thread_key, head.value().map_err(Error::Storage)?);
+                continue;
+            }
+            let seqs = self.thread_seqs(&thread, size)?;
+            if !seqs.is_empty() {
+                map.set(thread_key, threads::value_of(&thread, &seqs));
             }
         }
-        Ok(())
+        Ok(map)
+    }
+
+    /// The entries of `thread` among the first `size` (the derived state's
+    /// members of the thread, in seq order).
+    pub fn thread_seqs(&self, thread: &caseledger_verify::threads::Thread, size: u64) -> Result<Vec<u64>> {
+        let members = self
+            .state_objects(&caseledger_verify::threads::members_prefix(&thread.key()))?
+            .into_iter()
+            .map(|(k, _)| k);
+        caseledger_verify::threads::seqs_before(members, size).map_err(Error::Storage)
     }
 }

@@ -50,6 +50,7 @@ use caseledger_verify::merkle::{self, Frontier, NodeSource};
 use caseledger_verify::record::{self, Genesis, GenesisKey, KeyText};
 use caseledger_verify::registry::{KeyInfo, Registry};
 use caseledger_verify::state::StateRead as _;
+use caseledger_verify::thread_map::ThreadMap;
 
 use audit_driver::*;
 pub use bundles::CodeLookup;
@@ -207,6 +208,16 @@ struct Shared {
     storage: Arc<dyn storage::Storage>,
     /// [`Options::free_space_min_bytes`] (0 on a read-only ledger).
     free_space_min_bytes: u64,
+    /// The newest checkpoint with the thread map it commits to, once the
+    /// writer has one (bundles prove threads against it).
+    checkpoint_threads: RwLock<Option<Arc<CheckpointThreads>>>,
+}
+
+/// A signed checkpoint and the thread map as of its size.
+pub(crate) struct CheckpointThreads {
+    pub size: u64,
+    pub note: String,
+    pub map: ThreadMap,
 }
 
 impl Shared {
@@ -215,6 +226,21 @@ impl Shared {
         match self.keys.write() {
             Ok(mut guard) => *guard = registry,
             Err(poisoned) => *poisoned.into_inner() = registry,
+        }
+    }
+
+    fn publish_checkpoint_threads(&self, threads: CheckpointThreads) {
+        let threads = Some(Arc::new(threads));
+        match self.checkpoint_threads.write() {
+            Ok(mut guard) => *guard = threads,
+            Err(poisoned) => *poisoned.into_inner() = threads,
+        }
+    }
+
+    fn checkpoint_threads(&self) -> Option<Arc<CheckpointThreads>> {
+        match self.checkpoint_threads.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
@@ -479,7 +505,8 @@ impl Ledger {
         }
         let checked = settle_pending_group(&shared)
             .and_then(|()| check_on_open(&shared))
-            .and_then(|state| check_derived_tables(&shared, &node, state.frontier.size(), &options).map(|()| state));
+            .and_then(|state| check_derived_tables(&shared, &node, state.frontier.size(), &options).map(|()| state))
+            .and_then(|state| with_thread_map(&shared, state));
         match checked {
             Ok(state) => {
                 shared.publish_keys(&state.registry);
@@ -580,6 +607,7 @@ impl Ledger {
             kept_copy: None,
             storage: Arc::new(storage::RocksStorage),
             free_space_min_bytes: 0,
+            checkpoint_threads: RwLock::new(None),
         })
     }
 

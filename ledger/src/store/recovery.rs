@@ -155,6 +155,65 @@ pub(crate) struct WriterState {
     pub last_hash: Hash,
     pub last_timestamp_ms: u64,
     pub last_checkpoint: Option<Checkpoint>,
+    /// The thread map of the stored derived state (set by
+    /// [`with_thread_map`] once the tables are checked).
+    pub threads: ThreadMap,
+}
+
+/// Builds the thread map from the checked derived state. If the newest
+/// checkpoint covers every entry, its thread-map root must be the map's,
+/// and it becomes the checkpoint bundles prove against.
+pub(super) fn with_thread_map(shared: &Shared, mut state: WriterState) -> Result<WriterState> {
+    let mut heads = Vec::new();
+    let prefix = caseledger_verify::threads::HEAD_PREFIX;
+    let mode = IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
+    for item in shared.db.iterator_cf(shared.cf(CF_STATE), mode) {
+        let (key, value) = item.map_err(storage)?;
+        if !key.starts_with(prefix.as_bytes()) {
+            break;
+        }
+        heads.push((String::from_utf8_lossy(&key).into_owned(), value.into_vec()));
+    }
+    let size = state.frontier.size();
+    state.threads =
+        caseledger_verify::threads::map_of(heads).map_err(|e| integrity(size.saturating_sub(1), "threads", e))?;
+    if let Some(checkpoint) = state.last_checkpoint.as_ref().filter(|c| c.size == size) {
+        if checkpoint.threads != state.threads.root() {
+            return Err(integrity(
+                size - 1,
+                "checkpoint_threads",
+                "the newest checkpoint's thread-map root is not the stored threads'",
+            ));
+        }
+        let note = read_checkpoint_note(shared, size)?;
+        shared.publish_checkpoint_threads(CheckpointThreads {
+            size,
+            note,
+            map: state.threads.clone(),
+        });
+    }
+    Ok(state)
+}
+
+fn read_checkpoint_note(shared: &Shared, size: u64) -> Result<String> {
+    let bytes = shared
+        .db
+        .get_cf(shared.cf(CF_CHECKPOINTS), seq_key(size))
+        .map_err(storage)?
+        .ok_or_else(|| {
+            integrity(
+                size.saturating_sub(1),
+                "checkpoint_missing",
+                "the newest checkpoint is not stored",
+            )
+        })?;
+    String::from_utf8(bytes).map_err(|_| {
+        integrity(
+            size.saturating_sub(1),
+            "checkpoint_signature",
+            "checkpoint is not UTF-8",
+        )
+    })
 }
 
 /// Cheap integrity checks on open: O(log n) reads, no replay.
@@ -254,6 +313,7 @@ pub(super) fn check_on_open(shared: &Shared) -> Result<WriterState> {
         last_hash,
         last_timestamp_ms: head.last_timestamp_ms,
         last_checkpoint,
+        threads: ThreadMap::new(),
     })
 }
 

@@ -94,6 +94,33 @@ fn finding(receipt: &ReceiptState, name: &str, detail: String) -> DeadlineFindin
     }
 }
 
+/// Settles receipts of `amounts` fen (oldest first) with `payments`
+/// (`(paid_ms, fen)`, in time order): for each receipt, when the payment
+/// that covered its last fen was made, and how many fen are still owed.
+pub fn settle(amounts: &[u64], payments: &[(u64, u64)]) -> Vec<(Option<u64>, u64)> {
+    let mut payments = payments.iter().copied();
+    let mut current: Option<(u64, u64)> = payments.next();
+    let mut out = Vec::with_capacity(amounts.len());
+    for amount in amounts {
+        let mut owed = *amount;
+        let mut settled_ms = None;
+        while owed > 0 {
+            let Some((paid_ms, left)) = current.as_mut() else { break };
+            let used = owed.min(*left);
+            owed -= used;
+            *left -= used;
+            if owed == 0 {
+                settled_ms = Some(*paid_ms);
+            }
+            if *left == 0 {
+                current = payments.next();
+            }
+        }
+        out.push((settled_ms, owed));
+    }
+    out
+}
+
 /// A case's receipts settled oldest first by its payments.
 fn case_findings(state: &MemoryState, case: &CaseState, as_of_ms: u64) -> Vec<DeadlineFinding> {
     let mut receipts: Vec<ReceiptState> = case
@@ -110,24 +137,9 @@ fn case_findings(state: &MemoryState, case: &CaseState, as_of_ms: u64) -> Vec<De
         .filter_map(|d| d.paid_ms.map(|paid| (paid, d.amount_fen)))
         .collect();
     payments.sort_unstable();
-    let mut payments = payments.into_iter();
-    let mut current: Option<(u64, u64)> = payments.next();
+    let amounts: Vec<u64> = receipts.iter().map(|r| r.amount_fen).collect();
     let mut out = Vec::new();
-    for receipt in &receipts {
-        let mut owed = receipt.amount_fen;
-        let mut settled_ms = None;
-        while owed > 0 {
-            let Some((paid_ms, left)) = current.as_mut() else { break };
-            let used = owed.min(*left);
-            owed -= used;
-            *left -= used;
-            if owed == 0 {
-                settled_ms = Some(*paid_ms);
-            }
-            if *left == 0 {
-                current = payments.next();
-            }
-        }
+    for (receipt, (settled_ms, owed)) in receipts.iter().zip(settle(&amounts, &payments)) {
         match settled_ms {
             Some(paid_ms) if paid_ms > receipt.due_ms => out.push(finding(
                 receipt,

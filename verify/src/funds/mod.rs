@@ -372,6 +372,7 @@ fn request_id_of(record: &Record) -> Result<String, RuleError> {
 }
 
 mod rules;
+pub(crate) use rules::start_of_day_cst;
 
 #[cfg(test)]
 mod tests {

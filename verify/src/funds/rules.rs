@@ -1530,7 +1530,7 @@ fn sms_code_revealed(objects: &mut Objects, context: &Context, reveal: SmsCodeRe
 
 /// Ms at the start of `day` (days since 1970-01-01) in China Standard
 /// Time (UTC+8).
-fn start_of_day_cst(day: i64) -> Result<u64, RuleError> {
+pub(crate) fn start_of_day_cst(day: i64) -> Result<u64, RuleError> {
     u64::try_from(day * DAY_MS as i64 - 8 * 3_600_000).map_err(|_| rule("payload", "a date before 1970"))
 }
 

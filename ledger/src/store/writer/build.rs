@@ -8,12 +8,13 @@ use rocksdb::WriteBatch;
 
 use super::*;
 use crate::store::schema::*;
-use crate::store::{read_node, Appended, Published, Shared};
+use crate::store::{read_node, Appended, CheckpointThreads, Published, Shared};
 use crate::{Error, Result};
 use caseledger_verify::checkpoint::Checkpoint;
 use caseledger_verify::entry::Entry;
 use caseledger_verify::hash::Hash;
 use caseledger_verify::merkle::{self, NodeSource};
+use caseledger_verify::thread_map::ThreadMap;
 
 /// Nodes written by the current group, in front of the stored ones.
 pub(super) struct NodeOverlay<'a> {
@@ -114,6 +115,12 @@ impl Writer {
                 None => batch.delete_cf(shared.cf(CF_STATE), key.as_bytes()),
             }
         }
+        let mut threads = self.state.threads.clone();
+        caseledger_verify::threads::apply_changes(&mut threads, &admission.state).map_err(|e| Error::Integrity {
+            seq: frontier.size().saturating_sub(1),
+            check: "threads".into(),
+            detail: e,
+        })?;
         let covered = self.state.last_checkpoint.as_ref().map_or(0, |c| c.size);
         let uncovered = frontier.size() - covered;
         let checkpoint = if uncovered > 0 && (force_checkpoint || uncovered >= self.options.checkpoint_every_entries) {
@@ -121,7 +128,7 @@ impl Writer {
                 pending: &pending_nodes,
                 shared,
             };
-            let (checkpoint, note) = self.sign_checkpoint(&overlay, &frontier)?;
+            let (checkpoint, note) = self.sign_checkpoint(&overlay, &frontier, &threads)?;
             batch.put_cf(shared.cf(CF_CHECKPOINTS), seq_key(checkpoint.size), note.as_bytes());
             Some((checkpoint, note))
         } else {
@@ -154,6 +161,7 @@ impl Writer {
             checkpoint,
             checkpoint_size,
             accepted,
+            threads,
         }))
     }
 
@@ -163,7 +171,13 @@ impl Writer {
         self.state.frontier = built.frontier;
         self.state.last_hash = built.last_hash;
         self.state.last_timestamp_ms = built.timestamp_ms;
+        self.state.threads = built.threads;
         if let Some((checkpoint, note)) = built.checkpoint {
+            self.shared.publish_checkpoint_threads(CheckpointThreads {
+                size: checkpoint.size,
+                note: note.clone(),
+                map: self.state.threads.clone(),
+            });
             self.state.last_checkpoint = Some(checkpoint);
             self.last_checkpoint_note = Some(note);
             self.last_checkpoint_ms = self.clock.now_ms();
@@ -180,11 +194,13 @@ impl Writer {
         &self,
         nodes: &dyn NodeSource,
         frontier: &merkle::Frontier,
+        threads: &ThreadMap,
     ) -> Result<(Checkpoint, String)> {
         let checkpoint = Checkpoint {
             origin: self.shared.meta.origin.clone(),
             size: frontier.size(),
             root: frontier.root(),
+            threads: threads.root(),
         };
         if let Some(previous) = &self.state.last_checkpoint {
             let proof = merkle::consistency_proof(nodes, previous.size, checkpoint.size)?;
@@ -228,4 +244,6 @@ pub(super) struct Built {
     pub(super) checkpoint_size: u64,
     /// (position in the group, result) of every request going ahead.
     pub(super) accepted: Vec<(usize, Appended)>,
+    /// The thread map after the group.
+    pub(super) threads: ThreadMap,
 }
