@@ -244,10 +244,22 @@ async fn applicants_get_a_self_contained_page_to_type_their_code_into() {
     // It asks this same server for /v1/verify/<code> and loads nothing from elsewhere.
     assert!(body.contains(r#"fetch(here + "/" + encodeURIComponent(code))"#));
     assert!(!body.contains("src=\"http") && !body.contains("href=\"http"));
-    // The page shows the statements the JSON endpoint returns, and says in
+    // The page checks the bundle itself with the verifier module it pins
+    // (by SHA-256), compares the server's report with its own, and says in
     // words why a code opens nothing (each problem type it can meet); a
     // code in the link (`#c=`, never sent to a server) is checked at once.
-    assert!(body.contains("body.statements"));
+    assert!(body.contains(&format!(
+        r#"data-verifier-sha256="{}""#,
+        caseledger::service::verifier_sha256()
+    )));
+    assert!(body.contains("canonical(stated) !== canonical(answer.report)"));
+    assert!(
+        body.contains("'wasm-unsafe-eval'")
+            || headers["content-security-policy"]
+                .to_str()
+                .expect("ascii")
+                .contains("'wasm-unsafe-eval'")
+    );
     for refusal in [
         "code-mistyped",
         "code-malformed",

@@ -62,6 +62,9 @@ pub struct Config {
     /// How long an applicant's verification code opens the bundle; the
     /// case's officer asks for a new one to renew it.
     pub applicant_code_ttl_days: u64,
+    /// The number the applicant's page tells them to call when something
+    /// is wrong (default 12368, the courts' litigation service hotline).
+    pub applicant_hotline: String,
     /// Sends per notification before the dead letter (and no sooner than
     /// `sms_retry_for_ms` after it was queued).
     pub sms_attempts_max: u32,
@@ -121,6 +124,7 @@ impl Default for Config {
             sms_backoff_max_ms: 600_000,
             sms_code_ttl_ms: 5 * 60 * 1000,
             applicant_code_ttl_days: super::APPLICANT_CODE_TTL_DAYS,
+            applicant_hotline: super::APPLICANT_HOTLINE.into(),
             sms_verify_link: None,
             sms_timeout_ms: 10_000,
             sms_concurrency: 8,

@@ -26,6 +26,8 @@ mod routes;
 pub mod self_audit;
 pub mod serve;
 pub mod sms;
+mod verifier;
+pub use verifier::{verifier_sha256, VERIFIER_WASM};
 mod writes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,6 +84,8 @@ pub struct AppState {
     /// How long an applicant's verification code opens the bundle (config
     /// `applicant_code_ttl_days`).
     pub applicant_code_ttl_ms: u64,
+    /// The hotline the applicant's page names (`applicant_hotline`).
+    pub applicant_hotline: Arc<str>,
 }
 
 impl AppState {
@@ -109,7 +113,16 @@ impl AppState {
         self.applicant_code_ttl_ms = ttl_ms;
         self
     }
+
+    pub fn with_applicant_hotline(mut self, hotline: &str) -> Self {
+        self.applicant_hotline = hotline.into();
+        self
+    }
 }
+
+/// The hotline the applicant's page names by default: 12368, the courts'
+/// litigation service hotline.
+pub const APPLICANT_HOTLINE: &str = "12368";
 
 /// Default days an applicant's verification code opens the bundle.
 pub const APPLICANT_CODE_TTL_DAYS: u64 = 365;
@@ -155,6 +168,7 @@ impl AppState {
             ))),
             code_ttl_ms: approvals::CODE_TTL_MS,
             applicant_code_ttl_ms: APPLICANT_CODE_TTL_DAYS * 24 * 60 * 60 * 1000,
+            applicant_hotline: APPLICANT_HOTLINE.into(),
             code_checks: Arc::default(),
         }
     }

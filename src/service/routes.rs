@@ -36,7 +36,8 @@ pub(super) fn routes(timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .routes(routes!(super::reads::receipts_due))
         .routes(routes!(super::reads::export))
         .routes(routes!(super::applicant::verify_code))
-        .routes(routes!(verify_page))
+        .routes(routes!(super::verifier::verify_page))
+        .routes(routes!(super::verifier::verifier_module))
         .routes(routes!(node_key))
         .routes(routes!(super::reads::dead_letters))
         .routes(routes!(super::approvals::challenge))
@@ -100,30 +101,6 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
-    )
-}
-
-/// For applicants: a page where they type the code from their SMS and read,
-/// in words, what the ledger proves about their case (the SMS links here).
-/// Self-contained: no scripts or styles from elsewhere. The node's public
-/// key is pinned in the page as served, with the fingerprint the SMS gives.
-#[utoipa::path(get, path = "/v1/verify", responses((status = OK, body = String, content_type = "text/html")))]
-async fn verify_page(State(state): State<AppState>) -> impl IntoResponse {
-    let key = state.ledger.node_key();
-    let page = include_str!("verify.html")
-        .replace("{{NODE_PUBLIC_KEY}}", &key.to_base64())
-        .replace("{{NODE_FINGERPRINT}}", &key.key_id().fingerprint());
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-            ),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::X_FRAME_OPTIONS, "DENY"),
-        ],
-        page,
     )
 }
 

@@ -484,6 +484,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .clamp(1, caseledger_verify::funds::model::APPLICANT_CODE_TTL_MAX_DAYS)
             .saturating_mul(24 * 60 * 60 * 1000),
     )
+    .with_applicant_hotline(&checked_hotline(&config.applicant_hotline)?)
     .with_reports(report_settings(&config));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let options = super::sms::DeliveryOptions {
@@ -548,6 +549,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The applicant page's hotline: 3 to 20 digits, spaces, `+` and `-`
+/// (it is shown in the page as it is).
+fn checked_hotline(hotline: &str) -> anyhow::Result<String> {
+    let hotline = hotline.trim();
+    let allowed = hotline
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '+' | '-'));
+    let digits = hotline.chars().filter(char::is_ascii_digit).count();
+    if !allowed || !(3..=20).contains(&digits) || hotline.len() > 24 {
+        anyhow::bail!("applicant_hotline must be a phone number: 3 to 20 digits, with spaces, + and - allowed");
+    }
+    Ok(hotline.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,5 +593,14 @@ mod tests {
         assert_eq!(provider(&config).expect("twilio").name(), "twilio");
         config.sms_provider = "carrier-pigeon".into();
         assert!(error_of(&config).contains("unknown sms_provider"));
+    }
+
+    #[test]
+    fn the_hotline_is_a_phone_number_or_refused() {
+        assert_eq!(super::checked_hotline(" 0510-12368 ").expect("ok"), "0510-12368");
+        assert_eq!(super::checked_hotline("12368").expect("ok"), "12368");
+        for bad in ["", "12", "<script>", "12368\" onload=x", "1234567890123456789012345"] {
+            assert!(super::checked_hotline(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,0 +1,61 @@
+//! The applicant's page (`GET /v1/verify`) and the verifier it runs
+//! (`GET /v1/verifier.wasm`): `caseledger-verify` compiled to WebAssembly
+//! by `build.rs` and embedded in the binary, so the page needs nothing
+//! from anywhere else. The page pins the node's public key, the module's
+//! SHA-256 (it refuses another module) and the court's hotline.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+
+/// The verifier module, built for `wasm32-unknown-unknown` by `build.rs`.
+pub static VERIFIER_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/verify.wasm"));
+
+/// Hex SHA-256 of [`VERIFIER_WASM`]: the page checks the module it loads
+/// against it, and shows it for whoever rebuilds the module to compare.
+pub fn verifier_sha256() -> String {
+    hex::encode(Sha256::digest(VERIFIER_WASM))
+}
+
+/// For applicants: a page where they type the code from their SMS (or open
+/// its link) and read, in Chinese or English, what their own browser
+/// checked about their case's money. Self-contained: no scripts, styles,
+/// fonts or modules from elsewhere.
+#[utoipa::path(get, path = "/v1/verify", responses((status = OK, body = String, content_type = "text/html")))]
+pub(super) async fn verify_page(State(state): State<AppState>) -> impl IntoResponse {
+    let key = state.ledger.node_key();
+    let page = include_str!("verify.html")
+        .replace("{{NODE_PUBLIC_KEY}}", &key.to_base64())
+        .replace("{{NODE_FINGERPRINT}}", &key.key_id().fingerprint())
+        .replace("{{VERIFIER_SHA256}}", &verifier_sha256())
+        .replace("{{HOTLINE}}", &state.applicant_hotline);
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline' 'wasm-unsafe-eval'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        page,
+    )
+}
+
+/// The page's verifier (docs/FORMAT.md §7a, "In the browser").
+#[utoipa::path(get, path = "/v1/verifier.wasm", responses((status = OK, body = Vec<u8>, content_type = "application/wasm")))]
+pub(super) async fn verifier_module() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "application/wasm"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        VERIFIER_WASM,
+    )
+}
