@@ -492,10 +492,11 @@ fn case_ledger() -> PathBuf {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    // v5: issue 14 records (co-signed policy, code openings, value dates,
-    // cases by the filing clerk with the node's commitments, claims decided,
-    // co-signed key registrations).
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-cases-v5-{cases}"));
+    // v6: issue 16 checkpoints carry the thread map (v5: issue 14 records:
+    // co-signed policy, code openings, value dates, cases by the filing
+    // clerk with the node's commitments, claims decided, co-signed key
+    // registrations).
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-cases-v6-{cases}"));
     let done = dir.join("complete");
     if !done.exists() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -533,6 +534,54 @@ fn funds_audit(c: &mut Criterion) {
     group.finish();
 }
 
+/// The applicant's check of a case with 50 paid payments (request, two
+/// approvals and a payment each), natively: the browser's figure
+/// (BENCHMARKS.md, `tests/browser_page.rs`) is judged against it, and
+/// against `verify_strict` on its 218 signatures (`raw/ed25519`).
+fn applicant_bundle_verify(c: &mut Criterion) {
+    use caseledger::court::CaseRecords;
+    use caseledger_verify::funds::model::Role;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = Staff::from_seed(1, ORIGIN);
+    let node = Identity::from_seed([1; 32]);
+    let ledger = Ledger::create(
+        dir.path(),
+        ORIGIN,
+        &node,
+        &staff.genesis_administrators(),
+        Arc::new(SystemClock),
+        Options::default(),
+    )
+    .expect("create");
+    ledger.append(staff.setup_records()).expect("staff");
+    let case = CaseRecords::new(&staff, &staff.officers[0], "(2026)苏02执50号");
+    let mut records = [case.open(1), case.account("acct-1", 1, "6222000011110001")].concat();
+    records.push(case.confirm("acct-1"));
+    records.push(case.receipt("BANK-1", 10_000_000));
+    for n in 0..50 {
+        let id = format!("d-{n:02}");
+        records.push(case.request(&id, "acct-1", 100_000));
+        records.extend(case.approvals(ORIGIN, &id, "acct-1", 100_000, &[Role::BureauHead, Role::Finance]));
+        records.push(case.payment(&id, &format!("PAY-{n:02}"), "acct-1", 100_000));
+    }
+    for record in records {
+        ledger.append_one(record).expect("append");
+    }
+    let (code, issue) = case.applicant_code(1);
+    ledger.append_one(issue).expect("code");
+    let bundle = ledger.applicant_bundle(&code).expect("bundle").expect("known code");
+    let key = ledger.node_key();
+    let mut group = c.benchmark_group("applicant");
+    group.throughput(Throughput::Elements(bundle.entries.len() as u64));
+    group.bench_function("bundle_verify_50_payments", |b| {
+        b.iter(|| {
+            let report = bundle.verify(&key).expect("verifies");
+            assert_eq!(report.disbursements.len(), 50);
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(big, big_ledger_benches);
-criterion_group!(funds, funds_write, funds_audit);
+criterion_group!(funds, funds_write, funds_audit, applicant_bundle_verify);
 criterion_main!(raw, append, big, funds);

@@ -254,6 +254,11 @@ pub struct VerifyBundleArgs {
     /// The ledger's node public key.
     #[arg(long)]
     key: PathBuf,
+    /// The hex hash of the ledger's genesis entry, as the court publishes
+    /// it (`GET /v1/node-key`): refuses a bundle of another ledger signed
+    /// with the same node key.
+    #[arg(long)]
+    genesis: Option<String>,
 }
 
 pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<ExitCode> {
@@ -264,8 +269,24 @@ pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<ExitCode> {
     let bundle: caseledger_verify::bundle::ApplicantBundle =
         serde_json::from_value(bundle_value).context("the file is not an applicant bundle")?;
     match bundle.verify(&node_key) {
+        Ok(report)
+            if args
+                .genesis
+                .as_deref()
+                .is_some_and(|g| !g.trim().eq_ignore_ascii_case(&report.genesis_hash)) =>
+        {
+            println!(
+                "FAILED: the bundle is of the ledger with genesis {}, not {}",
+                report.genesis_hash,
+                args.genesis.as_deref().unwrap_or_default().trim()
+            );
+            Ok(ExitCode::from(1))
+        }
         Ok(report) => {
-            println!("OK: the bundle verifies. It proves:");
+            println!(
+                "OK: the bundle verifies (ledger genesis {}). It proves:",
+                report.genesis_hash
+            );
             for statement in report.statements() {
                 println!("- {statement}");
             }

@@ -227,6 +227,20 @@ fn the_applicant_checks_their_money_in_their_own_browser() {
     assert_eq!(status_of(&browser), "pass", "{}", browser.text("body"));
     let fingerprint = browser.text("#fingerprint");
     assert!(sms.contains(&fingerprint), "the SMS names the page's key: {sms}");
+    // The page pins the key and the genesis that `GET /v1/node-key` publishes.
+    let published = browser.execute(
+        "return fetch('/v1/node-key').then(r => r.json());",
+        serde_json::json!([]),
+    );
+    assert_eq!(published["fingerprint"], fingerprint.as_str());
+    assert_eq!(
+        browser.attribute("#node-key", "data-genesis").as_deref(),
+        published["genesis_hash"].as_str()
+    );
+    assert_eq!(
+        browser.attribute("#node-key", "data-public-key").as_deref(),
+        published["public_key"].as_str()
+    );
     let shown = browser.text("#result");
     for expected in [
         "✔ 核验通过",

@@ -423,4 +423,8 @@ fn a_thread_entry_removed_from_storage_is_named_by_verify() {
         "{:?}",
         report.violations
     );
+    // The node does not build bundles from it: its seal no longer holds.
+    let ledger = Ledger::open(dir.path(), clock(), options()).expect("opens read-only");
+    let (_, detail) = ledger.corruption().expect("the edited thread is found on open");
+    assert!(detail.contains("state_seal"), "{detail}");
 }

@@ -118,6 +118,9 @@ pub struct NodeKey {
     pub fingerprint: String,
     /// `origin+hexid+base64(0x01 || key)`, for signed-note verifiers.
     pub note_verifier_key: String,
+    /// Hex hash of the ledger's genesis entry: which ledger this key signs
+    /// for (pin it with the key: `verify-bundle --genesis`).
+    pub genesis_hash: String,
 }
 
 #[utoipa::path(get, path = "/v1/node-key", responses((status = OK, body = NodeKey)))]
@@ -125,7 +128,9 @@ async fn node_key(State(state): State<AppState>) -> Result<axum::Json<NodeKey>, 
     let key = state.ledger.node_key();
     let origin = state.ledger.origin().to_owned();
     let verifier = caseledger_keys::note::Verifier::new(&origin, key).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let genesis_hash = super::verifier::genesis_hash(&state)?;
     Ok(axum::Json(NodeKey {
+        genesis_hash,
         public_key: key.to_base64(),
         key_id: key.key_id().to_hex(),
         fingerprint: key.key_id().fingerprint(),

@@ -9,6 +9,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use sha2::{Digest, Sha256};
 
+use super::problem::ApiError;
 use super::AppState;
 
 /// The verifier module, built for `wasm32-unknown-unknown` by `build.rs`.
@@ -24,15 +25,23 @@ pub fn verifier_sha256() -> String {
 /// its link) and read, in Chinese or English, what their own browser
 /// checked about their case's money. Self-contained: no scripts, styles,
 /// fonts or modules from elsewhere.
+/// Hex hash of the ledger's genesis entry (its leaf hash).
+pub(super) fn genesis_hash(state: &AppState) -> Result<String, ApiError> {
+    let bytes = state.ledger.entry_bytes(0).map_err(ApiError::from)?;
+    Ok(hex::encode(caseledger_verify::hash::leaf_hash(&bytes)))
+}
+
 #[utoipa::path(get, path = "/v1/verify", responses((status = OK, body = String, content_type = "text/html")))]
-pub(super) async fn verify_page(State(state): State<AppState>) -> impl IntoResponse {
+pub(super) async fn verify_page(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let key = state.ledger.node_key();
+    let genesis = genesis_hash(&state)?;
     let page = include_str!("verify.html")
+        .replace("{{GENESIS_HASH}}", &genesis)
         .replace("{{NODE_PUBLIC_KEY}}", &key.to_base64())
         .replace("{{NODE_FINGERPRINT}}", &key.key_id().fingerprint())
         .replace("{{VERIFIER_SHA256}}", &verifier_sha256())
         .replace("{{HOTLINE}}", &state.applicant_hotline);
-    (
+    Ok((
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (
@@ -44,7 +53,7 @@ pub(super) async fn verify_page(State(state): State<AppState>) -> impl IntoRespo
             (header::CACHE_CONTROL, "no-cache"),
         ],
         page,
-    )
+    ))
 }
 
 /// The page's verifier (docs/FORMAT.md §7a, "In the browser").

@@ -170,6 +170,9 @@ impl ApplicantBundle {
                 return Err(format!("the {} thread is in the bundle twice", proven.name.join(" ")));
             }
         }
+        if !entries.contains_key(&0) {
+            return Err("the bundle lacks the ledger's genesis entry".into());
+        }
         let in_threads: BTreeSet<u64> = threads.values().flatten().copied().collect();
         if let Some(stray) = entries.keys().find(|s| !in_threads.contains(s)) {
             return Err(format!("entry {stray} belongs to no thread of the bundle"));
@@ -191,6 +194,7 @@ impl ApplicantBundle {
             keys,
         };
         proven.require_threads(&self.case_number, &self.applicant_id)?;
+        super::membership::check(&proven)?;
         for entry in proven.entries.values() {
             if entry.seq == 0 {
                 continue; // the genesis, checked with the node key

@@ -6,6 +6,7 @@
 //! `report.rs`).
 
 mod applicant;
+mod membership;
 mod report;
 mod signers;
 

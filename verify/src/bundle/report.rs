@@ -109,6 +109,11 @@ pub struct DisbursementReport {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseReport {
     pub origin: String,
+    /// Hex hash of the ledger's genesis entry (its RFC 6962 leaf hash):
+    /// which ledger this is, beyond its node key. Pin it (the page does,
+    /// as served; `verify-bundle --genesis`) against a second ledger made
+    /// with the same node key.
+    pub genesis_hash: String,
     /// Entries of the ledger the checkpoint covers.
     pub tree_size: u64,
     /// The newest entry's time among the bundle's: the report is as of it.
@@ -585,8 +590,18 @@ fn receipt(
     let arrival_ms = parse_date(&recorded.value_date)
         .and_then(start_of_day_cst)
         .map_err(|e| format!("entry {}: {e}", first.seq))?;
+    // As the writer keeps it: the pay-out deadline of the policy in force
+    // for money of a case, the claim deadline while unidentified, and the
+    // pay-out deadline again from an approving decision (for any case).
     let deadline = |seq: u64| u64::from(policies.at(seq).map_or(30, |p| p.deadline_days)) * DAY_MS;
+    let claim_deadline = |seq: u64| u64::from(policies.at(seq).map_or(3, |p| p.unidentified_claim_days)) * DAY_MS;
     let mut ours = recorded.case_number.as_deref() == Some(case_number);
+    let mut assigned = recorded.case_number.is_some();
+    let first_due = if assigned {
+        deadline(first.seq)
+    } else {
+        claim_deadline(first.seq)
+    };
     let mut report = ReceiptReport {
         bank_reference: recorded.bank_reference.clone(),
         amount_fen: recorded.amount_fen,
@@ -595,7 +610,7 @@ fn receipt(
         recorded_seq: first.seq,
         recorded_ms: first.timestamp_ms,
         arrival_ms,
-        due_ms: arrival_ms.saturating_add(deadline(first.seq)),
+        due_ms: arrival_ms.saturating_add(first_due),
         delays: Vec::new(),
         settled_ms: None,
         owed_fen: recorded.amount_fen,
@@ -618,13 +633,10 @@ fn receipt(
                     claimed_for == decided.case_number && claimant != member.member_id,
                     "a claim is decided by a second person, for the case it names",
                 )?;
-                if decided.decision == Decision::Approve && decided.case_number == case_number {
-                    require(
-                        entry,
-                        recorded.case_number.is_none() && !ours,
-                        "the money already belonged to a case",
-                    )?;
-                    ours = true;
+                if decided.decision == Decision::Approve {
+                    require(entry, !assigned, "the money already belonged to a case")?;
+                    assigned = true;
+                    ours = decided.case_number == case_number;
                     report.due_ms = arrival_ms.saturating_add(deadline(entry.seq));
                 }
             }
@@ -635,6 +647,7 @@ fn receipt(
                     member.role == Role::BureauHead,
                     "a delay is approved by the bureau head",
                 )?;
+                require(entry, assigned, "an unidentified receipt is claimed, not delayed")?;
                 require(
                     entry,
                     entry.timestamp_ms <= report.due_ms,
@@ -793,8 +806,13 @@ pub(crate) fn build(proven: &Proven, case_number: &str, applicant_id: &str) -> R
         .iter()
         .filter(|p| p.report.status == DisbursementStatus::Paid)
         .try_fold(0u64, |sum, p| plus(sum, p.report.amount_fen))?;
+    let genesis = proven
+        .entries
+        .get(&0)
+        .ok_or("the bundle lacks the ledger's genesis entry")?;
     Ok(CaseReport {
         origin: proven.origin.clone(),
+        genesis_hash: hex::encode(Entry::hash_of(&genesis.encode())),
         tree_size: proven.tree_size,
         as_of_ms: proven.entries.values().map(|e| e.timestamp_ms).max().unwrap_or(0),
         entries: proven.entries.len() as u64,
