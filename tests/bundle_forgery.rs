@@ -176,11 +176,12 @@ fn another_cases_payment_in_a_case_thread_is_refused() {
 }
 
 /// F2. The node-key holder builds a second ledger (same origin, same node
-/// key, staff of their own). Its bundle carries its own genesis, whose hash
-/// the report gives: pinned beside the node key (the page pins the one it
-/// is served with; `verify-bundle --genesis` the one the court publishes),
-/// the fork is refused. (Against an operator who serves the page too, the
-/// court's published genesis hash and, later, witnesses are what hold.)
+/// key, administrators and staff of their own). Its bundle carries its own
+/// genesis, whose hash the report gives: pinned beside the node key (the
+/// page pins the one it is served with; `verify-bundle --genesis` the one
+/// the court publishes), this fork is refused. A second history grown from
+/// the *same* genesis is not (FORMAT §7a check 10): that needs checkpoints
+/// seen before, or witnesses.
 #[test]
 fn a_fork_from_another_genesis_is_told_apart_by_its_genesis_hash() {
     let real_dir = tempfile::tempdir().expect("tempdir");

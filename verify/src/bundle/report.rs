@@ -109,10 +109,13 @@ pub struct DisbursementReport {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseReport {
     pub origin: String,
-    /// Hex hash of the ledger's genesis entry (its RFC 6962 leaf hash):
-    /// which ledger this is, beyond its node key. Pin it (the page does,
-    /// as served; `verify-bundle --genesis`) against a second ledger made
-    /// with the same node key.
+    /// Hex hash of the ledger's genesis entry (its RFC 6962 leaf hash).
+    /// Pinned (the page pins the one it is served with; `verify-bundle
+    /// --genesis` the one the court publishes), it refuses a second ledger
+    /// the node-key holder started with other administrators. It does not
+    /// tell apart a second history grown from the same genesis (the same
+    /// signed records replayed at other times, some left out): only
+    /// checkpoints the applicant saw before, or witnesses, do (FORMAT §7a).
     pub genesis_hash: String,
     /// Entries of the ledger the checkpoint covers.
     pub tree_size: u64,
