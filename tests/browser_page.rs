@@ -7,7 +7,8 @@
 //! an unknown and a revoked code are each told in words. Through a proxy
 //! that plays a lying server, a bundle with a step left out fails the
 //! browser's own check, and a server statement the bundle does not bear
-//! out is called a disagreement. A case with 50 payments is checked and
+//! out is called a disagreement; a history that does not extend the
+//! checkpoint the browser saw before is refused. A case with 50 payments is checked and
 //! the time it took is reported (not asserted). Screenshots at 390×844 and
 //! 1280×900 go to `$CARGO_TARGET_TMPDIR/browser/`.
 //!
@@ -41,6 +42,8 @@ enum Lie {
     DropStep,
     /// Says the court holds ¥1,000.00 more than the bundle shows.
     MoreHeld,
+    /// Answers a consistency proof that does not hold (a rewritten history).
+    BadConsistency,
 }
 
 /// A lying server: forwards every GET to the real one, and changes the
@@ -84,6 +87,11 @@ fn lying_proxy(upstream: String, lie: Arc<Mutex<Lie>>) -> String {
                     .limit(64 << 20)
                     .read_to_vec()
                     .expect("body");
+                if lie == Lie::BadConsistency && path.starts_with("/v1/proofs/consistency") && status == 200 {
+                    let mut value: serde_json::Value = serde_json::from_slice(&body).expect("json");
+                    value["proof"] = serde_json::json!(["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="]);
+                    body = serde_json::to_vec(&value).expect("json");
+                }
                 let is_bundle = path.starts_with("/v1/verify/") && status == 200;
                 if is_bundle && lie != Lie::None {
                     let mut value: serde_json::Value = serde_json::from_slice(&body).expect("json");
@@ -100,7 +108,7 @@ fn lying_proxy(upstream: String, lie: Arc<Mutex<Lie>>) -> String {
                             let held = value["report"]["held_fen"].as_u64().expect("held");
                             value["report"]["held_fen"] = (held + 100_000).into();
                         }
-                        Lie::None => {}
+                        Lie::None | Lie::BadConsistency => {}
                     }
                     body = serde_json::to_vec(&value).expect("json");
                 }
@@ -419,6 +427,16 @@ fn the_applicant_checks_their_money_in_their_own_browser() {
     )
     .map(|m| m.len())
     .unwrap_or_default();
+    // This browser remembers the checkpoint it saw through the proxy (the
+    // visit above); a proof that the new one extends it, rewritten by the
+    // proxy, fails the check: a history rewritten since is refused.
+    *lie.lock().expect("lie") = Lie::BadConsistency;
+    browser.goto(&format!("{proxy}/v1/verify?c={big_code}&again=1"));
+    assert_eq!(status_of(&browser), "fail", "{}", browser.text("body"));
+    browser.click("#technical summary");
+    let technical = browser.text("#technical");
+    assert!(technical.contains("history was rewritten"), "{technical}");
+
     let report = format!(
         "50-payment case ({entries} entries) checked in headless Chromium in {} ms; its answer is {bundle_bytes} bytes; the page is {page_bytes} bytes and its verifier module {module} bytes\n",
         millis.as_str().unwrap_or("?")

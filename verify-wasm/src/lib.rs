@@ -72,10 +72,59 @@ fn check(input: &[u8], key_len: usize) -> Result<caseledger_verify::bundle::Case
     let key = std::str::from_utf8(key).map_err(|_| "the node key is not text".to_owned())?;
     let key = PublicKey::from_base64(key.trim()).map_err(|e| format!("the node key: {e}"))?;
     let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| format!("the bundle is not JSON: {e}"))?;
+    let seen = value.get("seen").cloned();
+    let consistency = value.get("consistency").cloned();
     let bundle = value.get("bundle").cloned().unwrap_or(value);
     let bundle: ApplicantBundle =
         serde_json::from_value(bundle).map_err(|e| format!("not an applicant bundle: {e}"))?;
-    bundle.verify(&key)
+    let report = bundle.verify(&key)?;
+    if let Some(seen) = seen.filter(|s| !s.is_null()) {
+        consistent_with(&seen, consistency.as_ref(), &report)?;
+    }
+    Ok(report)
+}
+
+/// The bundle's checkpoint extends the one this verifier saw before
+/// (`seen`: `{"size", "root"}`), by the RFC 6962 consistency proof
+/// `consistency` (base64 hashes, `GET /v1/proofs/consistency`).
+fn consistent_with(
+    seen: &serde_json::Value,
+    consistency: Option<&serde_json::Value>,
+    report: &caseledger_verify::bundle::CaseReport,
+) -> Result<(), String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let hash = |text: &str| -> Result<[u8; 32], String> {
+        b64.decode(text)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| "a hash is not 32 bytes of base64".to_owned())
+    };
+    let size = seen["size"].as_u64().ok_or("the checkpoint seen before has no size")?;
+    let root = hash(seen["root"].as_str().ok_or("the checkpoint seen before has no root")?)?;
+    if size > report.tree_size {
+        return Err(format!(
+            "the ledger had {size} entries when you checked it before and has {} now: it was rolled back or rewritten",
+            report.tree_size
+        ));
+    }
+    let proof = consistency
+        .and_then(|c| c.as_array())
+        .map(|hashes| {
+            hashes
+                .iter()
+                .map(|h| hash(h.as_str().unwrap_or_default()))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+    caseledger_verify::merkle::verify_consistency(size, report.tree_size, &proof, &root, &hash(&report.root)?)
+        .map_err(|e| {
+            format!(
+                "the ledger is not the one you checked before ({size} entries then, {} now): its history was rewritten ({e})",
+                report.tree_size
+            )
+        })
 }
 
 #[cfg(test)]

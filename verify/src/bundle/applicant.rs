@@ -70,6 +70,8 @@ pub struct ApplicantBundle {
 pub(crate) struct Proven {
     pub origin: String,
     pub tree_size: u64,
+    /// The checkpoint's Merkle root.
+    pub root: crate::hash::Hash,
     pub node_key: PublicKey,
     pub entries: BTreeMap<u64, Entry>,
     pub threads: BTreeMap<Thread, Vec<u64>>,
@@ -188,6 +190,7 @@ impl ApplicantBundle {
         let proven = Proven {
             origin: checkpoint.origin,
             tree_size: checkpoint.size,
+            root: checkpoint.root,
             node_key: *node_key,
             entries,
             threads,

@@ -119,6 +119,9 @@ pub struct CaseReport {
     pub genesis_hash: String,
     /// Entries of the ledger the checkpoint covers.
     pub tree_size: u64,
+    /// The checkpoint's Merkle root (standard base64): with `tree_size`,
+    /// what a verifier keeps to check later bundles are consistent with it.
+    pub root: String,
     /// The newest entry's time among the bundle's: the report is as of it.
     pub as_of_ms: u64,
     pub entries: u64,
@@ -817,6 +820,7 @@ pub(crate) fn build(proven: &Proven, case_number: &str, applicant_id: &str) -> R
         origin: proven.origin.clone(),
         genesis_hash: hex::encode(Entry::hash_of(&genesis.encode())),
         tree_size: proven.tree_size,
+        root: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, proven.root),
         as_of_ms: proven.entries.values().map(|e| e.timestamp_ms).max().unwrap_or(0),
         entries: proven.entries.len() as u64,
         threads: proven.threads.len() as u64,
