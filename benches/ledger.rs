@@ -447,7 +447,7 @@ fn funds_write(c: &mut Criterion) {
     let mut next_case = 1u64;
     let mut take_cases = |count: u64| {
         let records: Vec<Record> = (next_case..next_case + count)
-            .flat_map(|n| demo_case_history(&staff, &origin, n, 1))
+            .flat_map(|n| demo_case_history(&staff, &origin, n, 1, 1))
             .collect();
         next_case += count;
         records

@@ -288,6 +288,9 @@ pub struct CaseRecords<'a> {
     pub staff: &'a Staff,
     pub officer: &'a Person,
     pub case_number: String,
+    /// The policy version requests name (1, the example policy, unless
+    /// [`CaseRecords::under_policy`] says otherwise).
+    pub policy_version: u32,
 }
 
 impl<'a> CaseRecords<'a> {
@@ -296,7 +299,14 @@ impl<'a> CaseRecords<'a> {
             staff,
             officer,
             case_number: case_number.to_owned(),
+            policy_version: 1,
         }
+    }
+
+    /// Requests name policy `version` (the one in force when they are made).
+    pub fn under_policy(mut self, version: u32) -> Self {
+        self.policy_version = version;
+        self
     }
 
     fn id(&self, what: &str) -> String {
@@ -527,6 +537,7 @@ impl<'a> CaseRecords<'a> {
             account_id: account_id.to_owned(),
             amount_fen,
             reason: "执行款发放".into(),
+            policy_version: self.policy_version,
         };
         sign(
             &self.staff.origin,
@@ -635,7 +646,8 @@ impl<'a> CaseRecords<'a> {
 /// are signed with `staff.node`.
 /// Every approval step goes through the SMS path: a node-signed commitment
 /// to a code, then the step revealing it (the demo plays the phone).
-pub fn demo_case_history(staff: &Staff, origin: &str, n: u64, seed: u64) -> Vec<Record> {
+/// Requests name `policy_version`, the policy in force.
+pub fn demo_case_history(staff: &Staff, origin: &str, n: u64, seed: u64, policy_version: u32) -> Vec<Record> {
     let node = &staff.node;
     let expires_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -644,7 +656,7 @@ pub fn demo_case_history(staff: &Staff, origin: &str, n: u64, seed: u64) -> Vec<
     let mut rng = StdRng::seed_from_u64(seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let officer = &staff.officers[(n % staff.officers.len() as u64) as usize];
     let case_number = format!("(2025)苏02执{n}号");
-    let case = CaseRecords::new(staff, officer, &case_number);
+    let case = CaseRecords::new(staff, officer, &case_number).under_policy(policy_version);
     let account = format!("A{n}");
     let registered = case.account(
         &account,

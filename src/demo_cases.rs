@@ -12,6 +12,9 @@ use caseledger::court::Staff;
 use caseledger_ledger::store::Ledger;
 use caseledger_verify::entry::Record;
 
+/// The demo's policy (SMS confirmation required), put in force once.
+const DEMO_POLICY_VERSION: u32 = 2;
+
 /// Cases signed and appended together.
 const CASES_PER_BATCH: u64 = 32;
 
@@ -23,7 +26,7 @@ fn ensure_staff(ledger: &Ledger, staff: &Staff) -> anyhow::Result<()> {
     }
     let mut records = staff.setup_records();
     // Every approval step and account confirmation goes through the SMS path.
-    let mut policy = caseledger::court::example_policy("policy-2", 2);
+    let mut policy = caseledger::court::example_policy("policy-2", DEMO_POLICY_VERSION);
     policy.sms_confirmation_required = true;
     records.extend(staff.policy_records(&policy));
     ledger
@@ -68,7 +71,7 @@ pub fn write_cases(
 fn sign_cases(staff: &Staff, origin: &str, seed: u64, numbers: std::ops::Range<u64>) -> Vec<Record> {
     let numbers: Vec<u64> = numbers.collect();
     caseledger::parallel_flat_map(&numbers, |_, n| {
-        caseledger::court::demo_case_history(staff, origin, *n, seed)
+        caseledger::court::demo_case_history(staff, origin, *n, seed, DEMO_POLICY_VERSION)
     })
 }
 

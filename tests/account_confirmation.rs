@@ -348,8 +348,9 @@ async fn the_code_goes_to_the_applicants_phone_and_the_applicant_confirms_over_h
     assert!(report.ok, "{:?}", report.violations);
     assert_eq!(report.account_confirmations_verified, 1);
 
-    // The account is now a valid payee: a disbursement to it is accepted.
-    let case = CaseRecords::new(&staff, officer, CASE);
+    // The account is now a valid payee: a disbursement to it is accepted
+    // (under the court's policy 2, which requires SMS).
+    let case = CaseRecords::new(&staff, officer, CASE).under_policy(2);
     let body = write_body(&[case.receipt("BANK-1", 1_000_000)]);
     assert_eq!(
         signed(&state, &staff.finance.identity, "/v1/records", body).await.0,

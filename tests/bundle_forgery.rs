@@ -331,3 +331,58 @@ fn a_rejected_claim_and_a_policy_change_leave_an_honest_bundle_verifying() {
         .expect("B verifies");
     audit_ok(&ledger);
 }
+
+/// G2a (second attack round). A request names the policy version it is
+/// made under: refused when it names another than the one in force (and
+/// named by `verify` when forced into storage), so the node-key holder
+/// cannot drop a later policy (one that shortened the deadline) from the
+/// policy thread of a bundle that holds a request made under it.
+#[test]
+fn a_request_names_its_policy_so_a_dropped_policy_is_caught() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court_with_case(dir.path(), 165, CASE, 1, 6_000_000);
+    let mut v2 = example_policy("policy-2", 2);
+    v2.deadline_days = 10;
+    ledger.append(staff.policy_records(&v2)).expect("policy v2");
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    // Written: a request naming policy 1 while 2 is in force is refused.
+    assert_eq!(
+        refused_rule(&ledger, case.request("d-1", "acct-1", 1_000_000)),
+        "policy"
+    );
+    let case = case.under_policy(2);
+    ledger
+        .append_one(case.request("d-1", "acct-1", 1_000_000))
+        .expect("request under v2");
+    let (code, issue) = case.applicant_code(1);
+    ledger.append_one(issue).expect("code");
+    let node = ledger.node_key();
+    let mut bundle = ledger.applicant_bundle(&code).expect("bundle").expect("code");
+    let honest = bundle.verify(&node).expect("honest");
+    assert_eq!((honest.deadline_days, honest.disbursements[0].policy_version), (10, 2));
+    // The node-key holder leaves policy 2 (its proposal and approval, the
+    // tail of the policy thread) out: the request still names it.
+    let policy = seqs(&ledger, &Thread::Policy);
+    node_sets_thread(
+        &mut bundle,
+        &ledger,
+        &[(Thread::Policy, policy[..policy.len() - 2].to_vec())],
+    );
+    let shown: std::collections::BTreeSet<u64> = bundle.threads.iter().flat_map(|t| t.seqs.clone()).collect();
+    bundle.entries.retain(|e| shown.contains(&e.seq));
+    let refused = bundle.verify(&node).expect_err("a policy left out");
+    assert!(refused.contains("names a policy version"), "{refused}");
+
+    // Forced into storage behind the service: `verify` names it.
+    ledger.close().expect("close");
+    let forced = force_append(
+        dir.path(),
+        CaseRecords::new(&staff, &staff.officers[0], CASE).request("d-2", "acct-1", 500_000),
+    );
+    let report = audit(dir.path());
+    assert!(
+        report.violations.iter().any(|v| v.seq == forced && v.rule == "policy"),
+        "{:?}",
+        report.violations
+    );
+}

@@ -140,7 +140,7 @@ fn separation_of_duties() {
     let mut policy = caseledger::court::example_policy("policy-2", 2);
     policy.tiers[0].chain = vec![Role::BureauHead, Role::BureauHead, Role::Finance];
     ledger.append(staff.policy_records(&policy)).expect("policy v2");
-    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE).under_policy(2);
     ledger
         .append(
             [

@@ -34,7 +34,7 @@ fn court_with_sms() -> Court {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = common::clock();
     let (ledger, staff) = court_requiring_sms(dir.path(), 81, clock.clone());
-    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE).under_policy(2);
     let registered = case.account("acct-1", 1, "6222000011110001");
     // The policy requires SMS: the applicant confirms the account with a code.
     let confirmation = caseledger::court::account_confirmation(

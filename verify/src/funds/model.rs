@@ -404,6 +404,10 @@ pub struct DisbursementRequested {
     pub account_id: String,
     pub amount_fen: u64,
     pub reason: String,
+    /// The version of the policy in force that the officer requests under
+    /// (rule `policy`): the request is signed to it, so an applicant's
+    /// bundle that leaves a later policy out of its policy thread is refused.
+    pub policy_version: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

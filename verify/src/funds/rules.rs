@@ -836,6 +836,15 @@ fn disbursement_requested(
     check_amount(objects, request.amount_fen)?;
     let payee = active_payee(objects, &case, &request.account_id)?;
     let policy: PolicySet = objects.need(POLICY_KEY, "policy", "a policy in force")?;
+    if request.policy_version != policy.version {
+        return Err(rule(
+            "policy",
+            format!(
+                "the request names policy version {}, but version {} is in force",
+                request.policy_version, policy.version
+            ),
+        ));
+    }
     if request.amount_fen > case.available_fen {
         return Err(rule(
             "balance",

@@ -52,6 +52,13 @@ pub(super) fn disbursement(
     let policy = policies
         .at(first.seq)
         .ok_or_else(|| format!("entry {}: no policy was in force", first.seq))?;
+    // The officer signed the version in force: a policy thread that ends
+    // before it (a later policy left out) does not reach it.
+    require(
+        first,
+        policy.version == request.policy_version,
+        "the request names a policy version the bundle's policy thread does not have in force",
+    )?;
     // The tier counts the applicant's open disbursements and those paid
     // within the split window, as of the request.
     let since = first
