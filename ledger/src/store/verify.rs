@@ -297,13 +297,20 @@ impl Lane {
     }
 
     /// Wakes the thread if it is parked, to check queued requests ahead;
-    /// false if it was not parked.
+    /// false if it was not parked. A thread not yet parked (still polling,
+    /// or not scheduled since its polling time ran out) keeps the poke and
+    /// checks ahead instead of parking: a poke that came just before it
+    /// parked is not lost (the queued requests would otherwise wait for
+    /// their own group).
     fn poke(&self) -> bool {
         let mut state = lock(&self.state);
-        if !state.parked || state.poked {
+        if state.poked {
             return false;
         }
         state.poked = true;
+        if !state.parked {
+            return false;
+        }
         self.ready.notify_one();
         true
     }
