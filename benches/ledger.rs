@@ -427,9 +427,9 @@ criterion_group!(
     config = Criterion::default().measurement_time(Duration::from_secs(5));
     targets = durable_append, concurrent_append, single_put_vs_append
 );
-/// The case-fund write path: every record checked against the key registry
-/// and the case-fund rules, its derived state written in the same batch.
-fn funds_write(c: &mut Criterion) {
+/// A court ledger in a temporary folder: the demo staff enrolled and the
+/// example policy (version 1) in force.
+fn court_ledger() -> (tempfile::TempDir, Staff, Ledger) {
     let dir = tempfile::tempdir().expect("tempdir");
     let staff = Staff::from_seed(1, ORIGIN);
     let node = Identity::from_seed([1; 32]);
@@ -443,6 +443,13 @@ fn funds_write(c: &mut Criterion) {
     )
     .expect("create");
     ledger.append(staff.setup_records()).expect("staff");
+    (dir, staff, ledger)
+}
+
+/// The case-fund write path: every record checked against the key registry
+/// and the case-fund rules, its derived state written in the same batch.
+fn funds_write(c: &mut Criterion) {
+    let (_dir, staff, ledger) = court_ledger();
     let origin = ledger.origin().to_owned();
     let mut next_case = 1u64;
     let mut take_cases = |count: u64| {
@@ -541,19 +548,7 @@ fn funds_audit(c: &mut Criterion) {
 fn applicant_bundle_verify(c: &mut Criterion) {
     use caseledger::court::CaseRecords;
     use caseledger_verify::funds::model::Role;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let staff = Staff::from_seed(1, ORIGIN);
-    let node = Identity::from_seed([1; 32]);
-    let ledger = Ledger::create(
-        dir.path(),
-        ORIGIN,
-        &node,
-        &staff.genesis_administrators(),
-        Arc::new(SystemClock),
-        Options::default(),
-    )
-    .expect("create");
-    ledger.append(staff.setup_records()).expect("staff");
+    let (_dir, staff, ledger) = court_ledger();
     let case = CaseRecords::new(&staff, &staff.officers[0], "(2026)苏02执50号");
     let mut records = [case.open(1), case.account("acct-1", 1, "6222000011110001")].concat();
     records.push(case.confirm("acct-1"));

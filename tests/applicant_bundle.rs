@@ -6,15 +6,14 @@
 
 mod common;
 
-use base64::Engine as _;
 use caseledger::court::CaseRecords;
 use caseledger_ledger::store::Ledger;
-use caseledger_verify::bundle::{ApplicantBundle, ProvenEntry, ProvenThread};
-use caseledger_verify::checkpoint::Checkpoint;
+use caseledger_verify::bundle::ApplicantBundle;
 use caseledger_verify::entry::Record;
 use caseledger_verify::funds::model::Role;
 use caseledger_verify::record::{self, Genesis, GenesisKey, KeyText};
-use caseledger_verify::threads::{value_of, Thread};
+use caseledger_verify::threads::Thread;
+use common::forgery::{node_sets_thread, push_proven};
 use common::*;
 
 const CASE: &str = "(2024)苏02执31号";
@@ -58,15 +57,7 @@ fn a_second_genesis_in_an_applicant_bundle_is_refused() {
     let mut bundle = ledger.applicant_bundle(&code).expect("bundle").expect("known code");
     bundle.verify(&node).expect("the genuine bundle verifies");
     // The forged entry is in the checkpointed tree: its proof is true.
-    let proof = ledger.inclusion_proof(seq, bundle.tree_size).expect("proof");
-    bundle.entries.push(ProvenEntry {
-        seq,
-        entry: base64::engine::general_purpose::STANDARD.encode(ledger.entry_bytes(seq).expect("entry")),
-        inclusion_proof: proof
-            .iter()
-            .map(|h| base64::engine::general_purpose::STANDARD.encode(h))
-            .collect(),
-    });
+    push_proven(&mut bundle, &ledger, seq);
     let refused = bundle.verify(&node).expect_err("an entry in no thread");
     assert!(refused.contains("belongs to no thread"), "{refused}");
     // The insider holds the node key: they put the record in a thread of
@@ -87,65 +78,25 @@ fn a_second_genesis_in_an_applicant_bundle_is_refused() {
 
 /// What an insider with the node key can do to a bundle: add `additions`
 /// (thread, seq) to its threads (a thread not in it is taken whole from
-/// the ledger first), sign a checkpoint of the same entries whose thread
-/// map says so, and re-prove every thread against it.
+/// the ledger first) under a thread map of their own.
 fn forge_threads(bundle: &mut ApplicantBundle, ledger: &Ledger, additions: &[(Thread, u64)]) {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let size = bundle.tree_size;
-    let mut map = ledger.thread_map_at(size).expect("thread map");
-    let mut threads: std::collections::BTreeMap<Thread, Vec<u64>> = bundle
-        .threads
-        .iter()
-        .map(|t| (Thread::from_name(&t.name).expect("name"), t.seqs.clone()))
-        .collect();
+    let mut changed: std::collections::BTreeMap<Thread, Vec<u64>> = std::collections::BTreeMap::new();
     for (thread, seq) in additions {
-        let seqs = threads
-            .entry(thread.clone())
-            .or_insert_with(|| ledger.thread_seqs(thread, size).expect("seqs"));
+        let seqs = changed.entry(thread.clone()).or_insert_with(|| {
+            bundle
+                .threads
+                .iter()
+                .find(|t| t.name == thread.name())
+                .map(|t| t.seqs.clone())
+                .unwrap_or_else(|| ledger.thread_seqs(thread, bundle.tree_size).expect("seqs"))
+        });
         if !seqs.contains(seq) {
             seqs.push(*seq);
             seqs.sort_unstable();
         }
-        for seq in seqs.clone() {
-            push_proven(bundle, ledger, seq);
-        }
     }
-    for (thread, seqs) in &threads {
-        map.set(thread.key(), value_of(thread, seqs));
-    }
-    let note =
-        caseledger_keys::note::Signer::new(ORIGIN, caseledger_keys::Identity::from_seed([1; 32])).expect("signer");
-    let mut checkpoint = Checkpoint::parse_body(&bundle.checkpoint).expect("checkpoint");
-    checkpoint.threads = map.root();
-    bundle.checkpoint = checkpoint.sign(&note).expect("sign");
-    bundle.threads = threads
-        .iter()
-        .map(|(thread, seqs)| ProvenThread {
-            name: thread.name(),
-            seqs: seqs.clone(),
-            map_proof: map
-                .proof(&thread.key())
-                .expect("in the map")
-                .iter()
-                .map(|h| b64.encode(h))
-                .collect(),
-        })
-        .collect();
-}
-
-/// `seq` added to `bundle` with a true inclusion proof against its checkpoint.
-fn push_proven(bundle: &mut caseledger_verify::bundle::ApplicantBundle, ledger: &Ledger, seq: u64) {
-    if bundle.entries.iter().any(|e| e.seq == seq) {
-        return;
-    }
-    let proof = ledger.inclusion_proof(seq, bundle.tree_size).expect("proof");
-    let b64 = base64::engine::general_purpose::STANDARD;
-    bundle.entries.push(ProvenEntry {
-        seq,
-        entry: b64.encode(ledger.entry_bytes(seq).expect("entry")),
-        inclusion_proof: proof.iter().map(|h| b64.encode(h)).collect(),
-    });
-    bundle.entries.sort_by_key(|e| e.seq);
+    let changes: Vec<(Thread, Vec<u64>)> = changed.into_iter().collect();
+    node_sets_thread(bundle, ledger, &changes);
 }
 
 /// Fourth attack round, second pass, finding A1: the court revokes the

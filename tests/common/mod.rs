@@ -14,6 +14,7 @@ use caseledger_verify::entry::Record;
 use caseledger_verify::record::{self, DemoNote, KeyRegistered, KeyText};
 
 pub mod edges;
+pub mod forgery;
 pub mod webdriver;
 
 pub const ORIGIN: &str = "test.caseledger.local/ledger";
