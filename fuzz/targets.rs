@@ -13,6 +13,7 @@ use caseledger_keys::{note, Identity, KeyId, PublicKey, Signature};
 use caseledger_verify::audit::Auditor;
 use caseledger_verify::bundle::{ApplicantBundle, ProofBundle};
 use caseledger_verify::checkpoint::Checkpoint;
+use caseledger_verify::disclosure::{conceal, derived_salt};
 use caseledger_verify::entry::{Entry, Record};
 use caseledger_verify::export::{audit_export, ExportLine};
 use caseledger_verify::funds::model;
@@ -84,19 +85,40 @@ impl Fixture {
         };
         let mut records = vec![sign(&self.node, record::KIND_GENESIS, &genesis)];
         for (i, (identity, member_id, role)) in self.members.iter().enumerate().skip(1) {
+            // Member ids and phones concealed as the demo court conceals
+            // them (the same references, so seeds' member references resolve).
+            let concealed = role.map(|role| {
+                let (id, id_text) = conceal(&derived_salt(&["member", member_id]), member_id);
+                let (phone, phone_text) = conceal(&derived_salt(&["member-phone", member_id]), &"****0000");
+                (role, id, id_text, phone, phone_text)
+            });
             let registration = KeyRegistered {
                 name: format!("member {i}"),
                 public_key: KeyText::from_key(&identity.public_key()),
                 administrator: false,
-                member: role.map(|role| Member {
+                member: concealed.as_ref().map(|(role, id, _, phone, _)| Member {
                     member_id: (*member_id).to_owned(),
-                    role,
+                    role: *role,
                     phone_masked: "****0000".into(),
                     phone_commitment: String::new(),
+                    member_ref: id.digest.clone(),
+                    phone_ref: phone.digest.clone(),
                 }),
             };
             let co_signature = record::KeyCoSigned::of(&registration).expect("a valid key");
-            let registration = sign(admin, record::KIND_KEY_REGISTERED, &registration);
+            let registration = match &concealed {
+                None => sign(admin, record::KIND_KEY_REGISTERED, &registration),
+                Some((role, id, id_text, phone, phone_text)) => sign(
+                    admin,
+                    record::KIND_KEY_REGISTERED,
+                    &serde_json::json!({
+                        "name": registration.name, "public_key": registration.public_key,
+                        "administrator": false,
+                        "member": {"member_id": id, "role": role, "phone_masked": phone},
+                    }),
+                )
+                .with_disclosures(vec![id_text.clone(), phone_text.clone()]),
+            };
             if role.is_some() {
                 // The node's commitment to the member's phone, one phone
                 // per member (the registry refuses a shared one).
@@ -233,19 +255,25 @@ pub fn records(fixture: &Fixture, setup: &[Record], data: &[u8]) {
         let kind = KINDS[usize::from(rest[0]) % KINDS.len()];
         let key = keys[usize::from(rest[1]) % keys.len()];
         let length = usize::from(u16::from_be_bytes([rest[2], rest[3]])).min(rest.len() - 4);
-        let payload = rest[4..4 + length].to_vec();
+        // The payload, then its disclosures, each after a NUL byte (JSON
+        // text never holds a raw NUL).
+        let mut parts = rest[4..4 + length].split(|b| *b == 0);
+        let payload = parts.next().unwrap_or_default().to_vec();
+        let disclosures = parts.map(|d| String::from_utf8_lossy(d).into_owned()).collect();
         rest = &rest[4 + length..];
         let record = Record {
             kind,
             signer: key.key_id(),
             payload,
             signature: Signature::from_bytes(&[0; 64]),
+            disclosures,
         };
         records.push((record, key));
     }
     let mut auditor = Auditor::new(fixture.node.public_key());
     let mut prev_hash = [0u8; 32];
     for (seq, (record, key)) in records.into_iter().enumerate() {
+        let disclosures = record.disclosures.clone();
         let entry = Entry {
             seq: seq as u64,
             timestamp_ms: 1_795_190_400_000 + seq as u64 * 60_000,
@@ -256,7 +284,11 @@ pub fn records(fixture: &Fixture, setup: &[Record], data: &[u8]) {
         prev_hash = Entry::hash_of(&bytes);
         // Only a refused genesis stops a sound chain's replay.
         let checked = caseledger_verify::audit::CheckedSignature { key, valid: true };
-        if auditor.push_checked_entry(seq as u64, &bytes, Some(checked)).is_none() || auditor.failed() {
+        if auditor
+            .push_checked_entry(seq as u64, &bytes, disclosures, Some(checked))
+            .is_none()
+            || auditor.failed()
+        {
             break;
         }
     }

@@ -39,6 +39,12 @@ enum ClientCommand {
         /// shell's history or the process list.
         #[arg(long)]
         numbers_file: Option<PathBuf>,
+        /// A file of the disclosures of the values the payload conceals,
+        /// one JSON text `["<32 hex salt>", value]` per line
+        /// (docs/FORMAT.md §3j): a case_opened's applicants and
+        /// respondents, an enrolment's member id and masked phone.
+        #[arg(long)]
+        disclosures_file: Option<PathBuf>,
     },
     /// Issue an applicant's verification code: drawn here, its hash signed
     /// into the ledger, the code sent by SMS to the applicant only.
@@ -83,6 +89,7 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
             kind,
             payload,
             numbers_file,
+            disclosures_file,
         } => {
             let bytes = std::fs::read(payload).with_context(|| format!("reading {}", payload.display()))?;
             serde_json::from_slice::<serde_json::Value>(&bytes).context("the payload file is not JSON")?;
@@ -96,7 +103,17 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
                     .collect(),
                 None => Vec::new(),
             };
-            client.write_numbered(&[(Record::sign(&client.origin()?, *kind, bytes, &identity), numbers)])?
+            let disclosures = match disclosures_file {
+                Some(file) => std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?
+                    .lines()
+                    .filter(|line| !line.trim().is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                None => Vec::new(),
+            };
+            let record = Record::sign(&client.origin()?, *kind, bytes, &identity).with_disclosures(disclosures);
+            client.write_numbered(&[(record, numbers)])?
         }
         ClientCommand::Get { path } => client.get(path)?,
         ClientCommand::Resend { id } => client.post_empty(&format!("/v1/notifications/{id}/resend"))?,

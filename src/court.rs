@@ -3,6 +3,9 @@
 //! and benches (and `sign` by the command-line client), not by the service.
 
 use caseledger_keys::Identity;
+use caseledger_verify::disclosure::{
+    conceal, derived_salt, member_reference, readable_payload, Concealed, Reader, UNDISCLOSED_PREFIX,
+};
 use caseledger_verify::entry::Record;
 use caseledger_verify::funds::model::*;
 use caseledger_verify::record::{self, KeyCoSigned, KeyRegistered, KeyText};
@@ -21,6 +24,94 @@ pub fn sign<T: Serialize>(origin: &str, kind: u16, payload: &T, identity: &Ident
         serde_json::to_vec(payload).expect("payloads serialise"),
         identity,
     )
+}
+
+// ---- concealed values (docs/FORMAT.md §3j) ----
+//
+// The builders write records as the rules read them and conceal them here,
+// with salts derived from what they conceal (`derived_salt`): the same
+// member id always gets the same reference, and a fixture builds the same
+// records twice. A court's client draws its salts at random.
+
+/// The reference of the demo or test member `member_id` (its salt derived
+/// from the member id); a reader's `sd:<digest>` is taken as it is.
+pub fn reference_of(member_id: &str) -> Concealed {
+    match member_id.strip_prefix(UNDISCLOSED_PREFIX) {
+        Some(digest) => Concealed::new(digest.to_owned()),
+        None => Concealed::new(member_reference(&derived_salt(&["member", member_id]), member_id)),
+    }
+}
+
+fn phone_salt(member_id: &str, phone_masked: &str) -> String {
+    derived_salt(&["member-phone", member_id, phone_masked])
+}
+
+/// `payload` (as the rules read it) signed as a record of `kind`: the
+/// values §3j conceals concealed, their disclosures beside the record.
+/// Kinds without concealed values are signed as they are.
+pub fn sign_revealed<T: Serialize>(origin: &str, kind: u16, payload: &T, identity: &Identity) -> Record {
+    let mut value = serde_json::to_value(payload).expect("payloads serialise");
+    let mut disclosures = Vec::new();
+    let mut hide = |what: &[&str], value: &mut serde_json::Value| {
+        let salt = derived_salt(&[&[origin][..], what].concat());
+        let (concealed, disclosure) = conceal(&salt, &*value);
+        disclosures.push(disclosure);
+        *value = serde_json::to_value(concealed).expect("serialisable");
+    };
+    let member_ref = |value: &mut serde_json::Value| {
+        let id = value.as_str().unwrap_or_default().to_owned();
+        *value = serde_json::to_value(reference_of(&id)).expect("serialisable");
+    };
+    match kind {
+        record::KIND_KEY_REGISTERED => {
+            if let Some(member) = value.get_mut("member").filter(|m| m.is_object()) {
+                let id = member["member_id"].as_str().unwrap_or_default().to_owned();
+                let masked = member["phone_masked"].as_str().unwrap_or_default().to_owned();
+                if let Some(fields) = member.as_object_mut() {
+                    // Filled in by the rules from the concealed values.
+                    fields.remove("member_ref");
+                    fields.remove("phone_ref");
+                }
+                let (id_concealed, id_text) = conceal(&derived_salt(&["member", &id]), &id);
+                let (phone_concealed, phone_text) = conceal(&phone_salt(&id, &masked), &masked);
+                member["member_id"] = serde_json::to_value(id_concealed).expect("serialisable");
+                member["phone_masked"] = serde_json::to_value(phone_concealed).expect("serialisable");
+                disclosures.extend([id_text, phone_text]);
+            }
+        }
+        KIND_CASE_OPENED => {
+            let case = value["case_number"].as_str().unwrap_or_default().to_owned();
+            for (list, what) in [("applicants", "applicant"), ("respondents", "respondent")] {
+                if let Some(items) = value.get_mut(list).and_then(|l| l.as_array_mut()) {
+                    for (n, item) in items.iter_mut().enumerate() {
+                        hide(&[&case, what, &n.to_string()], item);
+                    }
+                }
+            }
+            if let Some(officer) = value.get_mut("officer_member_id") {
+                member_ref(officer);
+            }
+        }
+        KIND_APPLICANT_CODE_ISSUED => {
+            if let Some(requester) = value.get_mut("requested_by") {
+                member_ref(requester);
+            }
+        }
+        _ => {}
+    }
+    sign(origin, kind, &value, identity).with_disclosures(disclosures)
+}
+
+/// A record's payload as the rules read it: its concealed values revealed
+/// by its disclosures, member references left as `sd:<digest>` (tests
+/// change a record this way and sign it again with [`sign_revealed`]).
+pub fn revealed<T: serde::de::DeserializeOwned>(record: &Record) -> T {
+    let unresolved = |digest: &str| Some(format!("{UNDISCLOSED_PREFIX}{digest}"));
+    let reader = Reader::Rules { members: &unresolved };
+    let payload = readable_payload(record.kind, &record.payload, &record.disclosures, reader)
+        .expect("the record's disclosures reveal it")
+        .unwrap_or_else(|| record.payload.clone());
+    serde_json::from_slice(&payload).expect("a payload as the rules read it")
 }
 
 /// A court member with a key.
@@ -44,22 +135,34 @@ impl Person {
         }
     }
 
-    /// The member fields as the administrator signs them: the phone
-    /// masked, its commitment left to the node.
+    /// The member's reference: how records other than the registration
+    /// name them (the digest of their member id's disclosure).
+    pub fn reference(&self) -> Concealed {
+        reference_of(&self.member_id)
+    }
+
+    /// The member fields as the rules read them: the phone masked, its
+    /// commitment left to the node, with the digests that conceal them.
     pub fn member(&self) -> Member {
+        let phone_masked = mask(&self.phone);
         Member {
             member_id: self.member_id.clone(),
             role: self.role,
-            phone_masked: mask(&self.phone),
             phone_commitment: String::new(),
+            member_ref: self.reference().digest,
+            phone_ref: conceal(&phone_salt(&self.member_id, &phone_masked), &phone_masked)
+                .0
+                .digest,
+            phone_masked,
         }
     }
 
-    /// The administrator's enrolment record, and the phone in clear as the
-    /// administrator's request gives it.
+    /// The administrator's enrolment record (member id and masked phone
+    /// concealed, their disclosures beside it), and the phone in clear as
+    /// the administrator's request gives it.
     pub fn enrolment_request(&self, origin: &str, administrator: &Identity) -> (Record, Vec<String>) {
         (
-            sign(origin, record::KIND_KEY_REGISTERED, &self.registration(), administrator),
+            sign_revealed(origin, record::KIND_KEY_REGISTERED, &self.registration(), administrator),
             vec![self.phone.clone()],
         )
     }
@@ -340,7 +443,7 @@ impl<'a> CaseRecords<'a> {
             respondents: vec!["被执行人公司".into()],
             officer_member_id: self.officer.member_id.clone(),
         };
-        let record = sign(
+        let record = sign_revealed(
             &self.staff.origin,
             KIND_CASE_OPENED,
             &payload,
@@ -616,7 +719,7 @@ impl<'a> CaseRecords<'a> {
         };
         (
             code,
-            sign(
+            sign_revealed(
                 &self.staff.origin,
                 KIND_APPLICANT_CODE_ISSUED,
                 &payload,

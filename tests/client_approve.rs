@@ -55,6 +55,8 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     caseledger_keys::files::write_private_key(&clerk_key, &staff.filing_clerk.identity).expect("key");
     std::fs::write(dir.path().join("case.json"), &opened.payload).expect("payload");
     std::fs::write(dir.path().join("phones.txt"), phones.join("\n")).expect("numbers");
+    // The applicants and respondents the payload conceals (§3j), one per line.
+    std::fs::write(dir.path().join("disclosures.txt"), opened.disclosures.join("\n")).expect("disclosures");
     let out = Command::new(env!("CARGO_BIN_EXE_caseledger"))
         .args(["client", "--url", &address, "--key"])
         .arg(&clerk_key)
@@ -62,6 +64,8 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
         .arg(dir.path().join("case.json"))
         .arg("--numbers-file")
         .arg(dir.path().join("phones.txt"))
+        .arg("--disclosures-file")
+        .arg(dir.path().join("disclosures.txt"))
         .output()
         .expect("client record");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));

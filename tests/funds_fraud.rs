@@ -251,9 +251,12 @@ const NEW_CASE: &str = "(2022)苏02执10号";
 fn opened_by(staff: &Staff, signer: &Person, change: &dyn Fn(&mut CaseOpened)) -> (Record, Vec<String>) {
     let case = CaseRecords::new(staff, &staff.officers[0], NEW_CASE);
     let (record, phones) = case.open_request(1);
-    let mut payload: CaseOpened = serde_json::from_slice(&record.payload).expect("json");
+    let mut payload: CaseOpened = caseledger::court::revealed(&record);
     change(&mut payload);
-    (sign(ORIGIN, KIND_CASE_OPENED, &payload, &signer.identity), phones)
+    (
+        caseledger::court::sign_revealed(ORIGIN, KIND_CASE_OPENED, &payload, &signer.identity),
+        phones,
+    )
 }
 
 /// The case's officer files the case (and so its applicants) themselves.
@@ -457,9 +460,9 @@ fn members_enrolled_with_taken_phones_forced_into_storage_are_named_by_verify() 
 fn enrolment_with_a_made_up_commitment(staff: &Staff) -> Record {
     let officer = Person::new([93; 32], "officer-93", "陈承办", Role::Officer, "13912345678");
     let (record, _) = officer.enrolment_request(ORIGIN, &staff.administrator.identity);
-    let mut payload: caseledger_verify::record::KeyRegistered = serde_json::from_slice(&record.payload).expect("json");
+    let mut payload: caseledger_verify::record::KeyRegistered = caseledger::court::revealed(&record);
     payload.member.as_mut().expect("member").phone_commitment = "ab".repeat(32);
-    sign(
+    caseledger::court::sign_revealed(
         ORIGIN,
         caseledger_verify::record::KIND_KEY_REGISTERED,
         &payload,
@@ -509,7 +512,7 @@ fn officers_chosen_code(staff: &Staff) -> Record {
         requested_by: staff.officers[0].member_id.clone(),
         expires_ms: None,
     };
-    sign(
+    caseledger::court::sign_revealed(
         ORIGIN,
         KIND_APPLICANT_CODE_ISSUED,
         &payload,
@@ -524,8 +527,8 @@ fn an_officer_cannot_record_an_applicant_code_of_their_choosing() {
     refused_unchanged(dir.path(), vec![officers_chosen_code(&staff)], "not_authorized");
     // The node's record naming another officer as the one who asked: refused.
     let (_, mut issued) = CaseRecords::new(&staff, &staff.officers[1], CASE).applicant_code(1);
-    let payload: ApplicantCodeIssued = serde_json::from_slice(&issued.payload).expect("json");
-    issued = sign(ORIGIN, KIND_APPLICANT_CODE_ISSUED, &payload, &staff.node);
+    let payload: ApplicantCodeIssued = caseledger::court::revealed(&issued);
+    issued = caseledger::court::sign_revealed(ORIGIN, KIND_APPLICANT_CODE_ISSUED, &payload, &staff.node);
     refused_unchanged(dir.path(), vec![issued], "role");
 }
 
@@ -542,9 +545,9 @@ fn an_officers_chosen_code_forced_into_storage_is_named_by_verify() {
 /// forced into storage.
 fn everlasting_code(staff: &Staff) -> Record {
     let (_, issued) = CaseRecords::new(staff, &staff.officers[0], CASE).applicant_code(1);
-    let mut payload: ApplicantCodeIssued = serde_json::from_slice(&issued.payload).expect("json");
+    let mut payload: ApplicantCodeIssued = caseledger::court::revealed(&issued);
     payload.expires_ms = Some(u64::MAX);
-    sign(ORIGIN, KIND_APPLICANT_CODE_ISSUED, &payload, &staff.node)
+    caseledger::court::sign_revealed(ORIGIN, KIND_APPLICANT_CODE_ISSUED, &payload, &staff.node)
 }
 
 #[test]
@@ -554,9 +557,9 @@ fn a_code_that_never_expires_is_refused() {
     refused_unchanged(dir.path(), vec![everlasting_code(&staff)], "code_expiry");
     // 400 days is the limit.
     let (_, issued) = CaseRecords::new(&staff, &staff.officers[0], CASE).applicant_code(1);
-    let mut payload: ApplicantCodeIssued = serde_json::from_slice(&issued.payload).expect("json");
+    let mut payload: ApplicantCodeIssued = caseledger::court::revealed(&issued);
     payload.expires_ms = Some(CLOCK_START_MS + 401 * 86_400_000);
-    let too_long = sign(ORIGIN, KIND_APPLICANT_CODE_ISSUED, &payload, &staff.node);
+    let too_long = caseledger::court::sign_revealed(ORIGIN, KIND_APPLICANT_CODE_ISSUED, &payload, &staff.node);
     refused_unchanged(dir.path(), vec![too_long], "code_expiry");
 }
 

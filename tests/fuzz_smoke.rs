@@ -133,17 +133,17 @@ fn replay_records(fixture: &targets::Fixture, data: &[u8]) -> caseledger_verify:
         let signer = usize::from(rest[1]) % (fixture.members.len() + 1);
         let length = usize::from(u16::from_be_bytes([rest[2], rest[3]])).min(rest.len() - 4);
         let identity = fixture.members.get(signer).map_or(&fixture.node, |m| &m.0);
-        records.push(Record::sign(
-            targets::ORIGIN,
-            kind,
-            rest[4..4 + length].to_vec(),
-            identity,
-        ));
+        // The payload, then its disclosures after NUL bytes (as the target reads them).
+        let mut parts = rest[4..4 + length].split(|b| *b == 0);
+        let payload = parts.next().unwrap_or_default().to_vec();
+        let disclosures = parts.map(|d| String::from_utf8_lossy(d).into_owned()).collect();
+        records.push(Record::sign(targets::ORIGIN, kind, payload, identity).with_disclosures(disclosures));
         rest = &rest[4 + length..];
     }
     let mut auditor = caseledger_verify::audit::Auditor::new(fixture.node.public_key());
     let mut prev_hash = [0u8; 32];
     for (seq, record) in records.into_iter().enumerate() {
+        let disclosures = record.disclosures.clone();
         let bytes = Entry {
             seq: seq as u64,
             timestamp_ms: 1_795_190_400_000 + seq as u64 * 60_000,
@@ -152,7 +152,7 @@ fn replay_records(fixture: &targets::Fixture, data: &[u8]) -> caseledger_verify:
         }
         .encode();
         prev_hash = Entry::hash_of(&bytes);
-        auditor.push_entry(seq as u64, &bytes);
+        auditor.push_disclosed_entry(seq as u64, &bytes, disclosures);
     }
     let checkpoint = caseledger_verify::checkpoint::Checkpoint {
         origin: targets::ORIGIN.into(),
@@ -223,10 +223,16 @@ fn write_seeds() {
             .as_deref()
             .and_then(targets::Fixture::index_of)
             .unwrap_or(targets::MEMBERS.len());
+        // The payload, then each disclosure after a NUL byte.
+        let mut body = entry.record.payload.clone();
+        for disclosure in &entry.record.disclosures {
+            body.push(0);
+            body.extend_from_slice(disclosure.as_bytes());
+        }
         records.push(kind as u8);
         records.push(signer as u8);
-        records.extend_from_slice(&(entry.record.payload.len() as u16).to_be_bytes());
-        records.extend_from_slice(&entry.record.payload);
+        records.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        records.extend_from_slice(&body);
     }
     write("records", "disbursement", &records);
     let (_, note) = ledger.latest_checkpoint().expect("read").expect("checkpoint");

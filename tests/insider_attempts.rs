@@ -302,9 +302,9 @@ async fn member_and_applicant_phones_stay_apart_through_the_service() {
     // The mask of applicant 1 is ****0001: a different number is refused
     // for its mask; use a record whose mask matches.
     if status == StatusCode::BAD_REQUEST {
-        let mut payload: CaseOpened = serde_json::from_slice(&other.open_request(1).0.payload).expect("json");
+        let mut payload: CaseOpened = caseledger::court::revealed(&other.open_request(1).0);
         payload.applicants[0].phone_masked = "****0077".into();
-        let record = caseledger::court::sign(ORIGIN, KIND_CASE_OPENED, &payload, &staff.filing_clerk.identity);
+        let record = caseledger::court::sign_revealed(ORIGIN, KIND_CASE_OPENED, &payload, &staff.filing_clerk.identity);
         let (status, value) = write_numbered(
             &state,
             &staff.filing_clerk.identity,
@@ -368,9 +368,9 @@ async fn applicant_codes_only_at_the_case_officers_request_and_only_to_the_appli
         "{sent:?}"
     );
     let (_, issued) = case.applicant_code(1);
-    let mut payload: ApplicantCodeIssued = serde_json::from_slice(&issued.payload).expect("json");
+    let mut payload: ApplicantCodeIssued = caseledger::court::revealed(&issued);
     payload.request_id = "code-by-officer".into();
-    let by_officer = caseledger::court::sign(
+    let by_officer = caseledger::court::sign_revealed(
         ORIGIN,
         KIND_APPLICANT_CODE_ISSUED,
         &payload,

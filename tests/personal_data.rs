@@ -18,9 +18,10 @@ const CASE: &str = "(2026)苏02执88号";
 /// the filing clerk, after the node's commitment to the applicant's phone.
 fn opened_with(case: &CaseRecords, change: &dyn Fn(&mut CaseOpened)) -> Vec<Record> {
     let (record, phones) = case.open_request(1);
-    let mut payload: CaseOpened = serde_json::from_slice(&record.payload).expect("json");
+    let mut payload: CaseOpened = caseledger::court::revealed(&record);
     change(&mut payload);
-    let record = sign(ORIGIN, KIND_CASE_OPENED, &payload, &case.staff.filing_clerk.identity);
+    let record =
+        caseledger::court::sign_revealed(ORIGIN, KIND_CASE_OPENED, &payload, &case.staff.filing_clerk.identity);
     case.staff.committed(record, COMMITMENT_PHONE, &phones)
 }
 

@@ -783,10 +783,10 @@ async fn the_filing_clerk_gives_the_phones_in_clear_the_node_commits_and_the_app
 
     // The case's officer may not open it, numbers or not.
     let (record, phones) = case.open_request(1);
-    let by_officer = caseledger::court::sign(
+    let by_officer = caseledger::court::sign_revealed(
         common::ORIGIN,
         KIND_CASE_OPENED,
-        &serde_json::from_slice::<CaseOpened>(&record.payload).expect("json"),
+        &caseledger::court::revealed::<CaseOpened>(&record),
         &officer.identity,
     );
     let (status, value) = common::write_numbered(&f.state, &officer.identity, &[(by_officer, phones.clone())]).await;
@@ -1304,8 +1304,10 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
         f.state.ledger.node_key().key_id(),
         "signed by the node"
     );
-    let payload: ApplicantCodeIssued = serde_json::from_slice(&issued.record.payload).expect("json");
-    assert_eq!(payload.requested_by, officer.member_id);
+    // The officer is named by their member reference, not their id (§3j).
+    let payload: ApplicantCodeIssued = caseledger::court::revealed(&issued.record);
+    assert_eq!(payload.requested_by, format!("sd:{}", officer.reference().digest));
+    assert!(!String::from_utf8_lossy(&issued.record.payload).contains(&officer.member_id));
     // The code opens the applicant's view; the ledger keeps only its hash.
     let (status, _) = send(&f.state, "GET", &format!("/v1/verify/{code}"), &[], Vec::new()).await;
     assert_eq!(status, StatusCode::OK);
@@ -1506,9 +1508,10 @@ async fn an_officer_enrolled_through_the_service_cannot_be_filed_as_an_applicant
     let officer = Person::new([93; 32], "officer-93", "陈承办", Role::Officer, "13912345678");
     // A made-up commitment in the registration: refused.
     let (record, phone) = officer.enrolment_request(ORIGIN, admin);
-    let mut payload: caseledger_verify::record::KeyRegistered = serde_json::from_slice(&record.payload).expect("json");
+    let mut payload: caseledger_verify::record::KeyRegistered = caseledger::court::revealed(&record);
     payload.member.as_mut().expect("member").phone_commitment = "ab".repeat(32);
-    let made_up = caseledger::court::sign(ORIGIN, caseledger_verify::record::KIND_KEY_REGISTERED, &payload, admin);
+    let made_up =
+        caseledger::court::sign_revealed(ORIGIN, caseledger_verify::record::KIND_KEY_REGISTERED, &payload, admin);
     let (status, value) = common::write_numbered(&f.state, admin, &[(made_up, phone.clone())]).await;
     assert_eq!(
         (status, value["rule"].as_str()),
@@ -1525,9 +1528,9 @@ async fn an_officer_enrolled_through_the_service_cannot_be_filed_as_an_applicant
     // The officer's phone as an applicant's: refused, nothing written.
     let case = CaseRecords::new(&f.staff, &officer, "(2022)苏02执10号");
     let (record, _) = case.open_request(1);
-    let mut opened: CaseOpened = serde_json::from_slice(&record.payload).expect("json");
+    let mut opened: CaseOpened = caseledger::court::revealed(&record);
     opened.applicants[0].phone_masked = caseledger::commitments::mask("13912345678");
-    let record = caseledger::court::sign(ORIGIN, KIND_CASE_OPENED, &opened, &f.staff.filing_clerk.identity);
+    let record = caseledger::court::sign_revealed(ORIGIN, KIND_CASE_OPENED, &opened, &f.staff.filing_clerk.identity);
     let size = f.state.ledger.size();
     let (status, value) = common::write_numbered(
         &f.state,

@@ -69,14 +69,15 @@ pub(super) async fn issue(
     let phone = super::contacts::phone_for(&state, &recipient, "applicant_code", "this applicant")?;
     let code = caseledger_verify::funds::applicant_code::from_random(rand::random());
     let expires_ms = super::challenges::now_ms().saturating_add(state.applicant_code_ttl_ms);
-    let payload = ApplicantCodeIssued {
-        request_id: super::challenges::random_request_id("code"),
-        case_number: request.case_number.clone(),
-        applicant_id: request.applicant_id,
-        code_hash: applicant_code_hash(&code),
-        requested_by: officer.member_id.clone(),
-        expires_ms: Some(expires_ms),
-    };
+    // The officer named by their member reference, not their id (§3j).
+    let payload = serde_json::json!({
+        "request_id": super::challenges::random_request_id("code"),
+        "case_number": request.case_number,
+        "applicant_id": request.applicant_id,
+        "code_hash": applicant_code_hash(&code),
+        "requested_by": caseledger_verify::disclosure::Concealed::new(officer.member_ref.clone()),
+        "expires_ms": expires_ms,
+    });
     let record = state
         .ledger
         .sign_as_node(KIND_APPLICANT_CODE_ISSUED, serde_json::to_vec(&payload).expect("json"))?;

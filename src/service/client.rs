@@ -26,6 +26,7 @@ pub fn write_body_numbered(records: &[(Record, Vec<String>)]) -> Vec<u8> {
                 payload: String::from_utf8_lossy(&r.payload).into_owned(),
                 signature: BASE64.encode(r.signature.to_bytes()),
                 numbers: numbers.clone(),
+                disclosures: r.disclosures.clone(),
             })
             .collect(),
     };

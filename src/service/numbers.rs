@@ -24,23 +24,37 @@ use crate::commitments::{commitment, mask, COMMITMENT_ACCOUNT, COMMITMENT_PHONE}
 /// would need millions).
 pub const NUMBERS_PER_MEMBER_PER_HOUR: u32 = 600;
 
+/// The payload of `record` with its concealed values revealed by its
+/// disclosures (docs/FORMAT.md §3j); member references are left as they
+/// are (the rules resolve them when the record is written). `None` if they
+/// do not reveal it (the rules refuse it with their reason).
+fn revealed(record: &Record) -> Option<Vec<u8>> {
+    let unresolved = |digest: &str| Some(format!("{}{digest}", caseledger_verify::disclosure::UNDISCLOSED_PREFIX));
+    let reader = caseledger_verify::disclosure::Reader::Rules { members: &unresolved };
+    match caseledger_verify::disclosure::readable_payload(record.kind, &record.payload, &record.disclosures, reader) {
+        Ok(Some(payload)) => Some(payload),
+        Ok(None) => Some(record.payload.clone()),
+        Err(_) => None,
+    }
+}
+
 /// What a record's numbers are, and how many it has.
 fn numbers_of(record: &Record) -> Option<(&'static str, Vec<String>)> {
+    let payload = revealed(record)?;
     match record.kind {
         KIND_CASE_OPENED => {
-            let case: CaseOpened = serde_json::from_slice(&record.payload).ok()?;
+            let case: CaseOpened = serde_json::from_slice(&payload).ok()?;
             Some((
                 COMMITMENT_PHONE,
                 case.applicants.into_iter().map(|a| a.phone_masked).collect(),
             ))
         }
         KIND_ACCOUNT_REGISTERED => {
-            let account: AccountRegistered = serde_json::from_slice(&record.payload).ok()?;
+            let account: AccountRegistered = serde_json::from_slice(&payload).ok()?;
             Some((COMMITMENT_ACCOUNT, vec![account.account_number_masked]))
         }
         caseledger_verify::record::KIND_KEY_REGISTERED => {
-            let registration: caseledger_verify::record::KeyRegistered =
-                serde_json::from_slice(&record.payload).ok()?;
+            let registration: caseledger_verify::record::KeyRegistered = serde_json::from_slice(&payload).ok()?;
             Some((COMMITMENT_PHONE, vec![registration.member?.phone_masked]))
         }
         _ => None,
@@ -80,6 +94,11 @@ pub(super) fn commit(
     let Some((purpose, masks)) = numbers_of(record) else {
         if numbers.is_empty() {
             return Ok(None);
+        }
+        if revealed(record).is_none() {
+            return Err(ApiError::BadRequest(format!(
+                "record {index}: its concealed values and their disclosures do not match (docs/FORMAT.md §3j)"
+            )));
         }
         return Err(ApiError::BadRequest(format!(
             "record {index}: numbers are given only with case_opened (the applicants' phones), account_registered (the account number) and a member's key_registered (the member's phone)"
@@ -137,9 +156,10 @@ pub(super) fn commit(
         numbers = numbers.len(),
         "numbers given for the node to commit to"
     );
+    let payload_revealed = revealed(record).expect("read above");
     let contacts = match record.kind {
         KIND_CASE_OPENED => {
-            let case: CaseOpened = serde_json::from_slice(&record.payload).expect("parsed above");
+            let case: CaseOpened = serde_json::from_slice(&payload_revealed).expect("parsed above");
             case.applicants
                 .iter()
                 .zip(numbers)
@@ -153,7 +173,7 @@ pub(super) fn commit(
         }
         caseledger_verify::record::KIND_KEY_REGISTERED => {
             let registration: caseledger_verify::record::KeyRegistered =
-                serde_json::from_slice(&record.payload).expect("parsed above");
+                serde_json::from_slice(&payload_revealed).expect("parsed above");
             let member = registration.member.expect("a member: parsed above");
             vec![(super::sms::member_recipient(&member.member_id), numbers[0].clone())]
         }

@@ -26,6 +26,10 @@ pub struct EntryResponse {
     pub payload: String,
     /// The entry bytes as stored and hashed, base64.
     pub entry: String,
+    /// The disclosures of the values the payload conceals (docs/FORMAT.md
+    /// §3j), for the members who may read the entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disclosures: Vec<String>,
 }
 
 /// One entry: auditors and administrators read every entry; other members
@@ -58,6 +62,7 @@ pub(super) async fn entry(
         signer: entry.record.signer.to_hex(),
         payload: String::from_utf8_lossy(&entry.record.payload).into_owned(),
         entry: BASE64.encode(&bytes),
+        disclosures: state.ledger.disclosures(seq)?,
     }))
 }
 

@@ -36,6 +36,12 @@ pub struct RecordRequest {
     /// the record (`numbers_committed`); they never enter it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub numbers: Vec<String>,
+    /// The disclosures of the values the payload conceals (docs/FORMAT.md
+    /// §3j): a `case_opened`'s applicants and respondents, a member's id
+    /// and masked phone in `key_registered`. Stored beside the entry, never
+    /// in it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disclosures: Vec<String>,
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -207,6 +213,7 @@ pub(super) fn decode_record(index: usize, r: RecordRequest, signer: KeyId) -> Re
         signer,
         payload: r.payload.into_bytes(),
         signature: Signature::from_bytes(&signature),
+        disclosures: r.disclosures,
     })
 }
 

@@ -23,6 +23,7 @@ pub fn push_proven(bundle: &mut ApplicantBundle, ledger: &Ledger, seq: u64) {
         seq,
         entry: b64.encode(ledger.entry_bytes(seq).expect("entry")),
         inclusion_proof: proof.iter().map(|h| b64.encode(h)).collect(),
+        disclosures: Vec::new(),
     });
     bundle.entries.sort_by_key(|e| e.seq);
 }

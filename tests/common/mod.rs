@@ -259,6 +259,15 @@ pub fn force_append(dir: &Path, record: Record) -> u64 {
     let leaf = caseledger_verify::hash::leaf_hash(&bytes);
     db.put_cf(db.cf_handle("entries").expect("cf"), seq_key(entry.seq), &bytes)
         .expect("put entry");
+    let disclosures = db.cf_handle("disclosures").expect("cf");
+    if !entry.record.disclosures.is_empty() {
+        db.put_cf(
+            disclosures,
+            seq_key(entry.seq),
+            serde_json::to_vec(&entry.record.disclosures).expect("json"),
+        )
+        .expect("put disclosures");
+    }
     let nodes = db.cf_handle("nodes").expect("cf");
     for (level, index, hash) in frontier.push(leaf) {
         let mut key = (((index + 1) << level) - 1).to_be_bytes().to_vec();
@@ -273,7 +282,16 @@ pub fn force_append(dir: &Path, record: Record) -> u64 {
     let mut auditor = caseledger_verify::audit::Auditor::new(Identity::from_seed([1; 32]).public_key());
     for item in db.iterator_cf(db.cf_handle("entries").expect("cf"), rocksdb::IteratorMode::Start) {
         let (key, value) = item.expect("read");
-        auditor.push_entry(u64::from_be_bytes(key[..8].try_into().expect("seq key")), &value);
+        let disclosed: Vec<String> = db
+            .get_cf(disclosures, &key)
+            .expect("get")
+            .map(|bytes| serde_json::from_slice(&bytes).expect("json"))
+            .unwrap_or_default();
+        auditor.push_disclosed_entry(
+            u64::from_be_bytes(key[..8].try_into().expect("seq key")),
+            &value,
+            disclosed,
+        );
     }
     let threads = auditor.threads_root();
     let checkpoint = caseledger_verify::checkpoint::Checkpoint {

@@ -4,6 +4,9 @@
 //! auditor both call [`admit_record`], so a record is judged the same way
 //! when written and when replayed.
 
+use sha2::{Digest, Sha256};
+
+use crate::disclosure;
 use crate::entry::Record;
 use crate::funds::{self, model};
 use crate::record::KeyText;
@@ -62,6 +65,11 @@ pub fn admit_record(
 ) -> Result<(Admitted, funds::Outcome), RuleError> {
     let by_node = record.signer == registry.node_key().key_id();
     let genesis = seq == 0 || record.kind == crate::record::KIND_GENESIS;
+    // The rules read every concealed value revealed (docs/FORMAT.md §3j);
+    // numbers and retries are bound to the payload as signed.
+    let payload_sha256 = hex::encode(Sha256::digest(&record.payload));
+    let revealed = readable(registry, record)?;
+    let record = revealed.as_ref().unwrap_or(record);
     let mark_before = state.mark();
     let admitted = if !genesis && by_node && node_may_sign(record.kind) {
         Admitted {
@@ -72,7 +80,7 @@ pub fn admit_record(
         return Err(RuleError::NotAuthorized(
             "an SMS challenge is recorded by the node key".into(),
         ));
-    } else if let Some(completed) = funds::completed_enrolment(state, seq, record)? {
+    } else if let Some(completed) = funds::completed_enrolment(state, seq, record, &payload_sha256)? {
         // Judged with the node's commitment; the spent commitment is put
         // back if the registry refuses the record.
         let admitted = member_phone_not_an_applicants(state, &completed).and_then(|()| registry.admit(seq, &completed));
@@ -136,6 +144,7 @@ pub fn admit_record(
         timestamp_ms,
         origin: &origin,
         by_node,
+        payload_sha256: &payload_sha256,
     };
     let mark = state.mark();
     let admitted_funds = funds::admit(state, &context, record, &signer).and_then(|outcome| {
@@ -153,6 +162,32 @@ pub fn admit_record(
             state.rollback(mark);
             Err(e)
         }
+    }
+}
+
+/// `record` as the rules read it, when it conceals values: revealed with
+/// its disclosures, member references resolved through the registry.
+fn readable(registry: &Registry, record: &Record) -> Result<Option<Record>, RuleError> {
+    let members = |digest: &str| registry.member_by_reference(digest);
+    let reader = disclosure::Reader::Rules { members: &members };
+    match disclosure::readable_payload(record.kind, &record.payload, &record.disclosures, reader) {
+        Ok(None) => Ok(None),
+        Ok(Some(payload)) => Ok(Some(Record {
+            payload,
+            ..record.clone()
+        })),
+        Err(disclosure::Refusal::Disclosure(detail)) => Err(RuleError::Rule {
+            rule: "disclosure",
+            detail,
+        }),
+        Err(disclosure::Refusal::Payload(detail)) if funds::is_funds_kind(record.kind) => Err(RuleError::Rule {
+            rule: "payload",
+            detail,
+        }),
+        Err(disclosure::Refusal::Payload(detail)) => Err(RuleError::BadPayload {
+            kind: crate::record::kind_name(record.kind),
+            detail,
+        }),
     }
 }
 

@@ -269,15 +269,27 @@ impl Auditor {
     /// Replays the entry stored under `seq`. Returns the Merkle nodes it
     /// completes, or `None` if a check failed (the audit stops there).
     pub fn push_entry(&mut self, seq: u64, bytes: &[u8]) -> Option<Vec<CompletedNode>> {
-        self.push_checked_entry(seq, bytes, None)
+        self.push_checked_entry(seq, bytes, Vec::new(), None)
     }
 
-    /// [`Auditor::push_entry`] with the entry's signature checked ahead
-    /// (used if it was checked with the key the replay names).
+    /// [`Auditor::push_entry`] with the disclosures stored beside the
+    /// entry (docs/FORMAT.md §3j).
+    pub fn push_disclosed_entry(
+        &mut self,
+        seq: u64,
+        bytes: &[u8],
+        disclosures: Vec<String>,
+    ) -> Option<Vec<CompletedNode>> {
+        self.push_checked_entry(seq, bytes, disclosures, None)
+    }
+
+    /// [`Auditor::push_disclosed_entry`] with the entry's signature checked
+    /// ahead (used if it was checked with the key the replay names).
     pub fn push_checked_entry(
         &mut self,
         seq: u64,
         bytes: &[u8],
+        disclosures: Vec<String>,
         checked: Option<CheckedSignature>,
     ) -> Option<Vec<CompletedNode>> {
         if self.failed() {
@@ -292,7 +304,10 @@ impl Auditor {
             return None;
         }
         let entry = match Entry::decode(bytes) {
-            Ok(entry) => entry,
+            Ok(mut entry) => {
+                entry.record.disclosures = disclosures;
+                entry
+            }
             Err(e) => {
                 self.fail(seq, "entry_decode", e.to_string());
                 return None;

@@ -50,13 +50,18 @@ pub enum DecodeError {
     LengthMismatch { expected: usize, actual: usize },
 }
 
-/// A record as its signer made it: kind, payload, signer and signature.
+/// A record as its signer made it: kind, payload, signer and signature,
+/// and the disclosures of the values its payload conceals.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub kind: u16,
     pub signer: KeyId,
     pub payload: Vec<u8>,
     pub signature: Signature,
+    /// Disclosure texts (docs/FORMAT.md §3j): beside the record, neither
+    /// signed nor in the entry bytes; each opens a digest the signed
+    /// payload holds. Empty when decoded from entry bytes alone.
+    pub disclosures: Vec<String>,
 }
 
 impl Record {
@@ -70,7 +75,14 @@ impl Record {
             signer,
             payload,
             signature,
+            disclosures: Vec::new(),
         }
+    }
+
+    /// The same record with the disclosures of its concealed values.
+    pub fn with_disclosures(mut self, disclosures: Vec<String>) -> Self {
+        self.disclosures = disclosures;
+        self
     }
 
     /// The record body that the signature covers (without the context prefix).
@@ -170,6 +182,7 @@ impl Entry {
                 signer: KeyId(bytes[51..83].try_into().expect("32 bytes")),
                 payload: bytes[87..payload_end].to_vec(),
                 signature: Signature::from_bytes(&signature),
+                disclosures: Vec::new(),
             },
         })
     }

@@ -24,6 +24,9 @@ pub const LINE_BYTES_MAX: usize = (crate::entry::PAYLOAD_BYTES_MAX + 4096) * 4 /
 struct EntryLine {
     seq: u64,
     entry: String,
+    /// The disclosures of the values the entry's record conceals (§3j).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    disclosures: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -36,8 +39,13 @@ struct CheckpointLine {
 /// One line of an export.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExportLine {
-    /// An entry's bytes, as stored and hashed.
-    Entry { seq: u64, bytes: Vec<u8> },
+    /// An entry's bytes, as stored and hashed, and the disclosures stored
+    /// beside it (docs/FORMAT.md §3j).
+    Entry {
+        seq: u64,
+        bytes: Vec<u8>,
+        disclosures: Vec<String>,
+    },
     /// A signed checkpoint of the tree of `size` entries.
     Checkpoint { size: u64, note: String },
 }
@@ -46,9 +54,14 @@ impl ExportLine {
     /// The line's JSON text, without the newline.
     pub fn to_json(&self) -> String {
         let text = match self {
-            ExportLine::Entry { seq, bytes } => serde_json::to_string(&EntryLine {
+            ExportLine::Entry {
+                seq,
+                bytes,
+                disclosures,
+            } => serde_json::to_string(&EntryLine {
                 seq: *seq,
                 entry: BASE64.encode(bytes),
+                disclosures: disclosures.clone(),
             }),
             ExportLine::Checkpoint { size, note } => serde_json::to_string(&CheckpointLine {
                 size: *size,
@@ -73,7 +86,11 @@ impl ExportLine {
                 let bytes = BASE64
                     .decode(&line.entry)
                     .map_err(|e| format!("entry {}: not base64: {e}", line.seq))?;
-                Ok(ExportLine::Entry { seq: line.seq, bytes })
+                Ok(ExportLine::Entry {
+                    seq: line.seq,
+                    bytes,
+                    disclosures: line.disclosures,
+                })
             }
             (_, Ok(line)) => Ok(ExportLine::Checkpoint {
                 size: line.size,
@@ -98,8 +115,12 @@ pub fn audit_export<S: AsRef<str>>(lines: impl IntoIterator<Item = S>, node_key:
         }
         match ExportLine::parse(line.as_ref()) {
             Err(detail) => auditor.fail(auditor.size(), "export_line", format!("line {}: {detail}", number + 1)),
-            Ok(ExportLine::Entry { seq, bytes }) => {
-                auditor.push_entry(seq, &bytes);
+            Ok(ExportLine::Entry {
+                seq,
+                bytes,
+                disclosures,
+            }) => {
+                auditor.push_disclosed_entry(seq, &bytes, disclosures);
             }
             Ok(ExportLine::Checkpoint { size, note }) if size == auditor.size() => {
                 auditor.check_checkpoint(&note, None);
@@ -131,6 +152,12 @@ mod tests {
             ExportLine::Entry {
                 seq: 7,
                 bytes: vec![1, 2, 3],
+                disclosures: Vec::new(),
+            },
+            ExportLine::Entry {
+                seq: 9,
+                bytes: vec![4],
+                disclosures: vec!["[\"00112233445566778899aabbccddeeff\",\"x\"]".into()],
             },
             ExportLine::Checkpoint {
                 size: 8,

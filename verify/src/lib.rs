@@ -36,6 +36,7 @@ pub mod admission;
 pub mod audit;
 pub mod bundle;
 pub mod checkpoint;
+pub mod disclosure;
 pub mod entry;
 pub mod export;
 pub mod funds;

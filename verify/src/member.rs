@@ -38,7 +38,9 @@ impl Role {
     }
 }
 
-/// Member fields of a key registration (member enrolment).
+/// Member fields of a key registration (member enrolment), as the rules
+/// read them: revealed from the registration's concealed values and
+/// disclosures (docs/FORMAT.md §3j), with the digests that concealed them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Member {
@@ -51,4 +53,13 @@ pub struct Member {
     /// `numbers_committed` right before it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub phone_commitment: String,
+    /// The member's reference: the digest of their member id's disclosure
+    /// (docs/FORMAT.md §3j), as their registration conceals it. Records
+    /// other than the registration name the member by it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub member_ref: String,
+    /// The digest that conceals `phone_masked` in the registration (a
+    /// co-signature restates it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub phone_ref: String,
 }

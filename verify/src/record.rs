@@ -9,6 +9,8 @@ use base64::Engine as _;
 use caseledger_keys::{KeyId, PublicKey};
 use serde::{Deserialize, Serialize};
 
+use crate::disclosure::Concealed;
+
 /// The first entry: names the ledger and its node key, lists the first administrators.
 pub const KIND_GENESIS: u16 = 0x0001;
 /// An administrator registers a key that may sign records from the next entry on.
@@ -130,26 +132,37 @@ pub struct KeyCoSigned {
     pub key_id: String,
     pub name: String,
     pub administrator: bool,
+    /// The member id as the registration conceals it (the member's
+    /// reference, docs/FORMAT.md §3j).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub member_id: Option<String>,
+    pub member_id: Option<Concealed>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<crate::member::Role>,
-    /// The member's phone as the registration masks it (`****1234`): the
-    /// co-signer checks with the person that the codes go to their phone.
+    /// The member's phone as the registration masks and conceals it: the
+    /// co-signer, shown the disclosure, checks with the person that the
+    /// codes go to their phone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone_masked: Option<String>,
+    pub phone_masked: Option<Concealed>,
 }
 
 impl KeyCoSigned {
-    /// The co-signature of `registration` (what a `key_registered` names).
+    /// The co-signature of `registration` (what a `key_registered` names,
+    /// as the rules read it: its member's concealed values are those whose
+    /// digests `member_ref` and `phone_ref` give).
     pub fn of(registration: &KeyRegistered) -> Result<Self, String> {
         Ok(Self {
             key_id: registration.public_key.key()?.key_id().to_hex(),
             name: registration.name.clone(),
             administrator: registration.administrator,
-            member_id: registration.member.as_ref().map(|m| m.member_id.clone()),
+            member_id: registration
+                .member
+                .as_ref()
+                .map(|m| Concealed::new(m.member_ref.clone())),
             role: registration.member.as_ref().map(|m| m.role),
-            phone_masked: registration.member.as_ref().map(|m| m.phone_masked.clone()),
+            phone_masked: registration
+                .member
+                .as_ref()
+                .map(|m| Concealed::new(m.phone_ref.clone())),
         })
     }
 }

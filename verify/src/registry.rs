@@ -193,6 +193,17 @@ impl Registry {
         self.keys.get(id).map(|(_, key)| *key)
     }
 
+    /// The member id whose reference (docs/FORMAT.md §3j) is `digest`, if
+    /// any member, active or not, was registered with it.
+    pub fn member_by_reference(&self, digest: &str) -> Option<String> {
+        self.keys.values().find_map(|(info, _)| {
+            info.member
+                .as_ref()
+                .filter(|m| m.member_ref == digest)
+                .map(|m| m.member_id.clone())
+        })
+    }
+
     pub fn info(&self, id: &KeyId) -> Option<&KeyInfo> {
         self.keys.get(id).map(|(info, _)| info)
     }
@@ -345,6 +356,22 @@ impl Registry {
                         member.member_id
                     ),
                 ));
+            }
+            // A member keeps one reference for good: records name members
+            // by it, and an applicant's bundle tells people apart by it.
+            let other_reference = self.keys.values().find_map(|(info, _)| {
+                info.member
+                    .as_ref()
+                    .filter(|m| (m.member_id == member.member_id) != (m.member_ref == member.member_ref))
+            });
+            if member.member_ref.is_empty() || other_reference.is_some() {
+                return Err(RuleError::Rule {
+                    rule: "disclosure",
+                    detail: format!(
+                        "member {:?} must be concealed with the reference of their first registration, and no other member's",
+                        member.member_id
+                    ),
+                });
             }
             if (member.role == Role::Administrator) != administrator {
                 return Err(bad_payload(
@@ -548,19 +575,21 @@ impl Registry {
                 }
             )));
         }
+        // The member's id and phone as the registration concealed them:
+        // the co-signer restates the same digests (docs/FORMAT.md §3j).
         let stated = (
             payload.name.as_str(),
             payload.administrator,
-            payload.member_id.as_deref(),
+            payload.member_id.as_ref().map(|c| c.digest.as_str()),
             payload.role,
-            payload.phone_masked.as_deref(),
+            payload.phone_masked.as_ref().map(|c| c.digest.as_str()),
         );
         let registered = (
             info.name.as_str(),
             info.administrator,
-            info.member.as_ref().map(|m| m.member_id.as_str()),
+            info.member.as_ref().map(|m| m.member_ref.as_str()),
             info.member.as_ref().map(|m| m.role),
-            info.member.as_ref().map(|m| m.phone_masked.as_str()),
+            info.member.as_ref().map(|m| m.phone_ref.as_str()),
         );
         if stated != registered {
             return Err(refuse(format!(

@@ -101,8 +101,14 @@ pub(super) fn audit_driver(
     let mut node_scan = ReadOptions::default();
     node_scan.fill_cache(false);
     let mut nodes = shared.db.raw_iterator_cf_opt(shared.cf(CF_NODES), node_scan);
+    let mut disclosure_scan = ReadOptions::default();
+    disclosure_scan.fill_cache(false);
+    let mut disclosures = shared
+        .db
+        .raw_iterator_cf_opt(shared.cf(CF_DISCLOSURES), disclosure_scan);
     entries.seek_to_first();
     nodes.seek_to_first();
+    disclosures.seek_to_first();
     let mut chunk = read_entry_chunk(&mut entries)?;
     let mut verdicts = check_chunk(auditor.origin(), &chunk, &signer_keys(&auditor, &chunk), threads);
     'replay: while !chunk.is_empty() && !auditor.failed() {
@@ -118,7 +124,17 @@ pub(super) fn audit_driver(
                     stopped = true;
                     break;
                 };
-                let Some(completed) = auditor.push_checked_entry(*seq, bytes, checked) else {
+                // The disclosures stored beside it, read in the same
+                // forward order (a stored value that is no JSON array of
+                // strings is one unreadable disclosure: rule `disclosure`).
+                let mut disclosed = Vec::new();
+                if disclosures.valid() && disclosures.key() == Some(&schema::seq_key(*seq)[..]) {
+                    let value = disclosures.value().unwrap_or_default();
+                    disclosed = serde_json::from_slice(value)
+                        .unwrap_or_else(|_| vec![String::from_utf8_lossy(value).into_owned()]);
+                    disclosures.next();
+                }
+                let Some(completed) = auditor.push_checked_entry(*seq, bytes, disclosed, checked) else {
                     stopped = true;
                     break;
                 };
@@ -163,6 +179,16 @@ pub(super) fn audit_driver(
         }
         chunk = next;
         verdicts = next_verdicts;
+    }
+    disclosures.status().map_err(storage)?;
+    // Disclosures of no entry (an open writer may be adding some now).
+    if !auditor.failed() && ledger.writer.is_none() && disclosures.valid() {
+        let stray = disclosures.key().and_then(decode_seq_key);
+        auditor.fail(
+            auditor.size(),
+            "disclosure",
+            format!("disclosures are stored for entry {stray:?}, which the ledger does not hold"),
+        );
     }
     if !auditor.failed() {
         let mut end = stored_end(shared, next_checkpoint.next().map(|(size, _)| *size), nodes.valid())?;

@@ -165,12 +165,14 @@ impl Ledger {
             });
         }
         let mut proven_entries = Vec::with_capacity(entries.len());
-        for seq in entries.keys() {
+        for (seq, entry) in &entries {
             let proof = self.inclusion_proof(*seq, size)?;
             proven_entries.push(ProvenEntry {
                 seq: *seq,
                 entry: b64(&self.entry_bytes(*seq)?),
                 inclusion_proof: proof.iter().map(|h| b64(h)).collect(),
+                // The applicant's own values, nobody else's (§3j).
+                disclosures: caseledger_verify::disclosure::applicants_own(&entry.record, applicant_id),
             });
         }
         Ok(ApplicantBundle {

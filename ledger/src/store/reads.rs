@@ -100,11 +100,12 @@ impl Ledger {
             if decode_seq_key(key) != Some(expected) {
                 break;
             }
-            let entry = Entry::decode(value).map_err(|e| Error::Integrity {
+            let mut entry = Entry::decode(value).map_err(|e| Error::Integrity {
                 seq: expected,
                 check: "entry_decode".into(),
                 detail: e.to_string(),
             })?;
+            entry.record.disclosures = self.disclosures(expected)?;
             visit(entry)?;
             expected += 1;
             entries.next();
@@ -136,6 +137,7 @@ impl Ledger {
             visit(ExportLine::Entry {
                 seq,
                 bytes: entry.encode(),
+                disclosures: entry.record.disclosures,
             })?;
             while let Some((size, note)) = checkpoints.next_if(|(size, _)| *size == seq + 1) {
                 visit(ExportLine::Checkpoint { size, note })?;
@@ -151,11 +153,31 @@ impl Ledger {
     /// The entry `seq`, decoded.
     pub fn entry(&self, seq: u64) -> Result<Entry> {
         let bytes = self.entry_bytes(seq)?;
-        Entry::decode(&bytes).map_err(|e| Error::Integrity {
+        let mut entry = Entry::decode(&bytes).map_err(|e| Error::Integrity {
             seq,
             check: "entry_decode".into(),
             detail: e.to_string(),
-        })
+        })?;
+        entry.record.disclosures = self.disclosures(seq)?;
+        Ok(entry)
+    }
+
+    /// The disclosures stored beside entry `seq` (docs/FORMAT.md §3j);
+    /// empty for an entry that has none.
+    pub fn disclosures(&self, seq: u64) -> Result<Vec<String>> {
+        let stored = self
+            .shared
+            .db
+            .get_cf(self.shared.cf(CF_DISCLOSURES), seq_key(seq))
+            .map_err(storage)?;
+        match stored {
+            None => Ok(Vec::new()),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Integrity {
+                seq,
+                check: "disclosure".into(),
+                detail: format!("the stored disclosures are not a JSON array of strings: {e}"),
+            }),
+        }
     }
 
     /// The signed checkpoint of exactly `size` entries, if one was made.

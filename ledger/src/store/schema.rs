@@ -3,6 +3,7 @@
 //! | column family | key                                   | value                         |
 //! |---------------|---------------------------------------|-------------------------------|
 //! | `entries`     | seq (u64 BE)                          | entry bytes, as hashed        |
+//! | `disclosures` | seq (u64 BE)                          | the entry's disclosures (§3j), JSON array of strings; only for entries that have some |
 //! | `nodes`       | last leaf index (u64 BE) ‖ level (u8) | perfect Merkle node (32 B)    |
 //! | `checkpoints` | tree size (u64 BE)                    | signed checkpoint note (UTF-8)|
 //! | `keys`        | key id (32 B)                         | [`KeyInfo`] JSON              |
@@ -23,7 +24,16 @@ pub const CF_CHECKPOINTS: &str = "checkpoints";
 pub const CF_KEYS: &str = "keys";
 pub const CF_META: &str = "meta";
 pub const CF_STATE: &str = "state";
-pub const COLUMN_FAMILIES: [&str; 6] = [CF_ENTRIES, CF_NODES, CF_CHECKPOINTS, CF_KEYS, CF_META, CF_STATE];
+pub const CF_DISCLOSURES: &str = "disclosures";
+pub const COLUMN_FAMILIES: [&str; 7] = [
+    CF_ENTRIES,
+    CF_NODES,
+    CF_CHECKPOINTS,
+    CF_KEYS,
+    CF_META,
+    CF_STATE,
+    CF_DISCLOSURES,
+];
 
 pub const META_LEDGER: &[u8] = b"ledger";
 pub const META_HEAD: &[u8] = b"head";

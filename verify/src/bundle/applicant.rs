@@ -21,6 +21,7 @@ use super::decode_hash;
 use super::report::{self, CaseReport};
 use super::signers::{signing_keys, verified, Signer};
 use crate::checkpoint::Checkpoint;
+use crate::disclosure;
 use crate::entry::Entry;
 use crate::funds::model::*;
 use crate::merkle;
@@ -38,6 +39,10 @@ pub struct ProvenEntry {
     /// Entry bytes as stored and hashed, base64.
     pub entry: String,
     pub inclusion_proof: Vec<String>,
+    /// Disclosures of values the entry conceals that are the applicant's
+    /// own (docs/FORMAT.md §3j): their own party of the case's filing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disclosures: Vec<String>,
 }
 
 /// One thread, whole, with its proof against the checkpoint's thread map.
@@ -114,6 +119,7 @@ impl ApplicantBundle {
             return Err("the checkpoint is not for the bundle's tree size".into());
         }
         let mut entries = BTreeMap::new();
+        let mut signed: BTreeMap<u64, Entry> = BTreeMap::new();
         for proven in &self.entries {
             let bytes = BASE64
                 .decode(&proven.entry)
@@ -135,9 +141,23 @@ impl ApplicantBundle {
                 &checkpoint.root,
             )
             .map_err(|e| format!("entry {} is not in the checkpointed ledger: {e}", entry.seq))?;
-            if entries.insert(entry.seq, entry).is_some() {
+            // Read with what it discloses; signatures are checked on
+            // the entry as signed.
+            let readable = disclosure::readable_payload(
+                entry.record.kind,
+                &entry.record.payload,
+                &proven.disclosures,
+                disclosure::Reader::Bundle,
+            )
+            .map_err(|e| format!("entry {}: {}", proven.seq, e.detail()))?;
+            let mut read = entry.clone();
+            if let Some(payload) = readable {
+                read.record.payload = payload;
+            }
+            if signed.insert(entry.seq, entry).is_some() {
                 return Err(format!("entry {} is in the bundle twice", proven.seq));
             }
+            entries.insert(read.seq, read);
         }
         let mut threads = BTreeMap::new();
         for proven in &self.threads {
@@ -186,7 +206,7 @@ impl ApplicantBundle {
             .flat_map(|(_, seqs)| seqs.iter())
             .filter_map(|s| entries.get(s).map(|e| (*s, e.clone())))
             .collect();
-        let keys = signing_keys(&key_entries, &checkpoint.origin, node_key)?;
+        let keys = signing_keys(&key_entries, &signed, &checkpoint.origin, node_key)?;
         let proven = Proven {
             origin: checkpoint.origin,
             tree_size: checkpoint.size,
@@ -198,7 +218,7 @@ impl ApplicantBundle {
         };
         proven.require_threads(&self.case_number, &self.applicant_id)?;
         super::membership::check(&proven)?;
-        for entry in proven.entries.values() {
+        for entry in signed.values() {
             if entry.seq == 0 {
                 continue; // the genesis, checked with the node key
             }

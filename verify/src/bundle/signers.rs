@@ -26,13 +26,17 @@ pub(crate) struct Signer {
     pub revoked_at: Option<u64>,
 }
 
+/// Who holds a key: a member by their reference (the bundle does not
+/// disclose member ids, §3j; a member keeps one reference), else the
+/// line's first key.
 fn person_of(member: Option<&Member>, first_key: &PublicKey) -> String {
     match member {
-        Some(member) => format!("member:{}", member.member_id),
+        Some(member) => format!("member:{}", member.member_ref),
         None => format!("key:{}", first_key.to_base64()),
     }
 }
 
+/// Checks the signature of `entry` (as signed) with its signer's key.
 pub(crate) fn verified(entry: &Entry, keys: &HashMap<KeyId, Signer>, origin: &str) -> Result<(), String> {
     let signer = keys
         .get(&entry.record.signer)
@@ -49,18 +53,21 @@ pub(crate) fn verified(entry: &Entry, keys: &HashMap<KeyId, Signer>, origin: &st
         .map_err(|_| format!("entry {}: the signature does not verify", entry.seq))
 }
 
-/// Keys registered by the bundle's genesis and key entries, each
-/// registration checked against an administrator known before it.
+/// Keys registered by the bundle's genesis and key entries (`entries` as
+/// the bundle reads them, `signed` as signed), each registration checked
+/// against an administrator known before it.
 pub(crate) fn signing_keys(
     entries: &BTreeMap<u64, Entry>,
+    signed: &BTreeMap<u64, Entry>,
     origin: &str,
     node_key: &PublicKey,
 ) -> Result<HashMap<KeyId, Signer>, String> {
     let mut keys: HashMap<KeyId, Signer> = HashMap::new();
     // Registered keys awaiting their co-signature, with their registrar.
     let mut awaiting: HashMap<KeyId, (Signer, KeyId)> = HashMap::new();
-    for entry in entries.values() {
-        let payload = &entry.record.payload;
+    for read in entries.values() {
+        let payload = &read.record.payload;
+        let entry = signed.get(&read.seq).ok_or("a key entry without its signed form")?;
         match entry.record.kind {
             record::KIND_GENESIS => {
                 // The genesis entry is seq 0, signed by the node key
@@ -177,16 +184,16 @@ pub(crate) fn signing_keys(
                 let stated = (
                     co_signed.name.as_str(),
                     co_signed.administrator,
-                    co_signed.member_id.as_deref(),
+                    co_signed.member_id.as_ref().map(|c| c.digest.as_str()),
                     co_signed.role,
-                    co_signed.phone_masked.as_deref(),
+                    co_signed.phone_masked.as_ref().map(|c| c.digest.as_str()),
                 );
                 let registered = (
                     signer.name.as_str(),
                     signer.administrator,
-                    signer.member.as_ref().map(|m| m.member_id.as_str()),
+                    signer.member.as_ref().map(|m| m.member_ref.as_str()),
                     signer.member.as_ref().map(|m| m.role),
-                    signer.member.as_ref().map(|m| m.phone_masked.as_str()),
+                    signer.member.as_ref().map(|m| m.phone_ref.as_str()),
                 );
                 if stated != registered {
                     return Err(format!(

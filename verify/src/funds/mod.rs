@@ -14,7 +14,6 @@ pub mod views;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::entry::Record;
 use crate::registry::{KeyInfo, RuleError};
@@ -29,6 +28,9 @@ pub struct Context<'a> {
     pub origin: &'a str,
     /// The record is signed by the node key (not a member's).
     pub by_node: bool,
+    /// Hex SHA-256 of the payload as signed (the rules read concealed
+    /// values revealed, §3j; numbers and retries are bound to this).
+    pub payload_sha256: &'a str,
 }
 
 /// The result of admitting a record.
@@ -143,7 +145,12 @@ fn take_committed_numbers(
 /// `numbers_committed` right before (spent from `view`); a registration
 /// that gives one itself is refused (`commitment`). Other records are
 /// returned as they are.
-pub fn completed_enrolment(view: &mut Overlay, seq: u64, record: &Record) -> Result<Option<Record>, RuleError> {
+pub fn completed_enrolment(
+    view: &mut Overlay,
+    seq: u64,
+    record: &Record,
+    payload_sha256: &str,
+) -> Result<Option<Record>, RuleError> {
     if record.kind != crate::record::KIND_KEY_REGISTERED {
         return Ok(None);
     }
@@ -160,7 +167,7 @@ pub fn completed_enrolment(view: &mut Overlay, seq: u64, record: &Record) -> Res
         ));
     }
     let mut objects = Objects { view };
-    let [commitment] = <[String; 1]>::try_from(take_committed_numbers(&mut objects, seq, &payload_hash(record), 1)?)
+    let [commitment] = <[String; 1]>::try_from(take_committed_numbers(&mut objects, seq, payload_sha256, 1)?)
         .map_err(|_| rule("commitment", "one commitment for a member's phone"))?;
     member.phone_commitment = commitment;
     Ok(Some(Record {
@@ -286,10 +293,6 @@ pub fn parse_date(text: &str) -> Result<i64, RuleError> {
     Ok(era * 146_097 + doe - 719_468)
 }
 
-fn payload_hash(record: &Record) -> String {
-    hex::encode(Sha256::digest(&record.payload))
-}
-
 fn member_of(signer: &KeyInfo) -> Result<&Member, RuleError> {
     signer
         .member
@@ -334,7 +337,7 @@ pub fn admit(view: &mut Overlay, context: &Context, record: &Record, signer: &Ke
     let request_id = request_id_of(record)?;
     check_id("request_id", &request_id)?;
     let request_key = format!("request/{request_id}");
-    let hash = payload_hash(record);
+    let hash = context.payload_sha256.to_owned();
     if let Some(earlier) = objects.get::<RequestState>(&request_key)? {
         return if earlier.payload_hash == hash {
             Ok(Outcome::Duplicate(earlier.seq))
@@ -379,6 +382,7 @@ mod tests {
     use super::*;
     use crate::state::MemoryState;
     use caseledger_keys::Identity;
+    use sha2::{Digest, Sha256};
 
     /// A money sum that would not fit in 64 bits is the refusal
     /// `overflow`, never a wrapped balance or a panic. (The policy's
@@ -422,6 +426,8 @@ mod tests {
                 role: Role::Finance,
                 phone_masked: "****0001".into(),
                 phone_commitment: "00".repeat(32),
+                member_ref: "11".repeat(32),
+                phone_ref: "22".repeat(32),
             }),
             registered_by: None,
             co_signed_seq: None,
@@ -432,6 +438,7 @@ mod tests {
             timestamp_ms: 1_795_190_400_000,
             origin: "o",
             by_node: false,
+            payload_sha256: &hex::encode(Sha256::digest(&record.payload)),
         };
         let mut overlay = Overlay::new(&state);
         match admit(&mut overlay, &context, &record, &signer) {

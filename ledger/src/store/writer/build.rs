@@ -80,6 +80,13 @@ impl Writer {
                 let bytes = entry.encode();
                 last_hash = Entry::hash_of(&bytes);
                 batch.put_cf(shared.cf(CF_ENTRIES), seq_key(entry.seq), &bytes);
+                if !record.disclosures.is_empty() {
+                    batch.put_cf(
+                        shared.cf(CF_DISCLOSURES),
+                        seq_key(entry.seq),
+                        serde_json::to_vec(&record.disclosures).expect("strings serialise"),
+                    );
+                }
                 for (level, index, hash) in frontier.push(last_hash) {
                     batch.put_cf(shared.cf(CF_NODES), node_key(level, index), hash);
                     pending_nodes.insert((level, index), hash);

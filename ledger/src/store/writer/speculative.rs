@@ -91,6 +91,7 @@ impl Writer {
 pub(crate) fn undo_batch(shared: &Shared, undo: &PendingGroup, head: &Head) -> WriteBatch {
     let mut batch = WriteBatch::default();
     batch.delete_range_cf(shared.cf(CF_ENTRIES), seq_key(undo.first_seq), seq_key(undo.size));
+    batch.delete_range_cf(shared.cf(CF_DISCLOSURES), seq_key(undo.first_seq), seq_key(undo.size));
     batch.delete_range_cf(shared.cf(CF_NODES), node_key(0, undo.first_seq), node_key(0, undo.size));
     for (key, before) in &undo.state {
         match before.as_deref().map(hex::decode) {
