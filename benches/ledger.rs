@@ -503,7 +503,7 @@ fn case_ledger() -> PathBuf {
     // co-signed policy, code openings, value dates, cases by the filing
     // clerk with the node's commitments, claims decided, co-signed key
     // registrations).
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-cases-v6-{cases}"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-cases-v7-{cases}"));
     let done = dir.join("complete");
     if !done.exists() {
         let _ = std::fs::remove_dir_all(&dir);

@@ -663,7 +663,8 @@ impl<'a> CaseRecords<'a> {
         signer: &Person,
     ) -> Record {
         let payload = ApprovalSigned {
-            request_id: format!("approve-{disbursement_id}-{step}-{}", signer.member_id),
+            // Told apart by signer without naming them (§3j).
+            request_id: format!("approve-{disbursement_id}-{step}-{}", &signer.reference().digest[..12]),
             origin: origin.to_owned(),
             disbursement_id: disbursement_id.to_owned(),
             case_number: self.case_number.clone(),

@@ -149,7 +149,8 @@ fn write(client: &Client, records: &[caseledger_verify::entry::Record]) {
 /// A case whose applicant has a confirmed account and money on it.
 fn open_case(serve: &Serve, staff: &Staff, case: &CaseRecords, account: &str) {
     let clerk = Client::new(&serve.address, staff.filing_clerk.identity.clone());
-    assert_eq!(clerk.write_numbered(&[case.open_request(1)]).expect("open").0, 201);
+    // Two applicants: the page shows the first nothing of the second.
+    assert_eq!(clerk.write_numbered(&[case.open_request(2)]).expect("open").0, 201);
     let officer = Client::new(&serve.address, staff.officers[0].identity.clone());
     let (status, body) = officer
         .write_numbered(&[case.account_request(account, 1, "6222000011116161")])
@@ -271,6 +272,20 @@ fn the_applicant_checks_their_money_in_their_own_browser() {
         !shown.contains("checkpoint") && !shown.contains("entry"),
         "no jargon on the first screen:\n{shown}"
     );
+    // Least disclosure: not the co-applicant, nor a member's id or phone.
+    let page_source = browser.execute("return document.documentElement.outerHTML;", serde_json::json!([]));
+    let page_source = page_source.as_str().unwrap_or_default();
+    let mut not_theirs = vec![
+        "申请人2".to_owned(),
+        "applicant-2".to_owned(),
+        CaseRecords::applicant_phone(2),
+    ];
+    for person in staff.members() {
+        not_theirs.extend([person.member_id.clone(), person.phone.clone()]);
+    }
+    for value in &not_theirs {
+        assert!(!page_source.contains(value.as_str()), "the page shows {value:?}");
+    }
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&artifacts).expect("artifacts folder");
     browser.screenshot(&artifacts.join("verify-phone-390x844.png"));
