@@ -1623,3 +1623,65 @@ async fn administrators_send_dead_letters_again() {
     assert_eq!(state.status, DeliveryStatus::Sent);
     assert_eq!(phone.0.lock().expect("lock").len(), 1);
 }
+
+/// A filing clerk's client names the case's officer by the reference the
+/// service gives (`GET /v1/members/{id}`) and conceals the parties with
+/// salts of its own (docs/FORMAT.md §3j); the case is written, and an
+/// administrator reads the disclosures beside the entry.
+#[tokio::test]
+async fn a_client_conceals_the_parties_with_its_own_salts_and_the_officers_reference() {
+    use caseledger_verify::disclosure::conceal;
+    let f = fixture(256 * 1024);
+    let clerk = &f.staff.filing_clerk;
+    let officer = &f.staff.officers[1];
+    let target = format!("/v1/members/{}", officer.member_id);
+    let (status, member) = read(&f.state, &clerk.identity, &target).await;
+    assert_eq!(status, StatusCode::OK, "{member}");
+    assert_eq!(member["reference"], officer.reference().digest.as_str());
+    assert_eq!(
+        (member["role"].as_str(), member["active"].as_bool()),
+        (Some("officer"), Some(true))
+    );
+    assert_eq!(
+        read(&f.state, &clerk.identity, "/v1/members/nobody-9").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let unsigned = send(&f.state, "GET", &target, &[], Vec::new()).await;
+    assert_eq!(unsigned.0, StatusCode::UNAUTHORIZED);
+
+    let salt = || hex::encode(rand::random::<[u8; 16]>());
+    let applicant = Applicant {
+        applicant_id: "applicant-1".into(),
+        name: "钱申请".into(),
+        phone_masked: "****5678".into(),
+        phone_commitment: String::new(),
+    };
+    let (party, party_text) = conceal(&salt(), &applicant);
+    let (respondent, respondent_text) = conceal(&salt(), &"某建设公司");
+    let payload = serde_json::json!({
+        "request_id": "open-by-client", "case_number": "(2026)苏02执500号",
+        "applicants": [party], "respondents": [respondent],
+        "officer_member_id": {"_sd": member["reference"]},
+    });
+    let record = sign(ORIGIN, KIND_CASE_OPENED, &payload, &clerk.identity)
+        .with_disclosures(vec![party_text.clone(), respondent_text.clone()]);
+    let (status, written) =
+        common::write_numbered(&f.state, &clerk.identity, &[(record, vec!["13912345678".into()])]).await;
+    assert_eq!(status, StatusCode::CREATED, "{written}");
+    let seq = written["seqs"][0].as_u64().expect("the filing's seq");
+    let (status, entry) = read(&f.state, &f.staff.administrator.identity, &format!("/v1/entries/{seq}")).await;
+    assert_eq!(status, StatusCode::OK, "{entry}");
+    assert_eq!(entry["disclosures"], serde_json::json!([party_text, respondent_text]));
+    assert!(!entry["payload"].as_str().expect("payload").contains("钱申请"));
+    let case: Value = read(
+        &f.state,
+        &clerk.identity,
+        "/v1/cases/%282026%29%E8%8B%8F02%E6%89%A7500%E5%8F%B7",
+    )
+    .await
+    .1;
+    assert!(
+        case.to_string().contains(&officer.member_id),
+        "the court's view names the officer: {case}"
+    );
+}

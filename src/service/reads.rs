@@ -116,6 +116,57 @@ pub(super) async fn pending_steps(
     }))
 }
 
+/// A court member as staff name them in records (docs/FORMAT.md §3j).
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct MemberReference {
+    pub member_id: String,
+    /// The member reference (hex): `{"_sd": reference}` names the member
+    /// in a `case_opened`'s `officer_member_id`.
+    pub reference: String,
+    pub name: String,
+    pub role: String,
+    /// A key of theirs may sign now.
+    pub active: bool,
+    /// The seq of their first registration, whose disclosures an
+    /// administrator reuses to register them again (`GET /v1/entries/{seq}`).
+    pub registered_seq: u64,
+}
+
+/// A member's reference by member id, for staff who write records naming
+/// them (the filing clerk names the case's officer). Members only; the
+/// reference is never shown to applicants with the member id.
+#[utoipa::path(get, path = "/v1/members/{member_id}", params(("member_id" = String, Path)), responses(
+    (status = OK, body = MemberReference),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+))]
+pub(super) async fn member_reference(
+    State(state): State<AppState>,
+    Path(member_id): Path<String>,
+    _member: SignedBy,
+) -> Result<Json<MemberReference>, ApiError> {
+    let registry = state.ledger.keys();
+    let keys: Vec<&KeyInfo> = registry
+        .keys()
+        .map(|(_, info)| info)
+        .filter(|info| info.member.as_ref().is_some_and(|m| m.member_id == member_id))
+        .collect();
+    let first = keys
+        .iter()
+        .min_by_key(|info| info.registered_seq)
+        .ok_or_else(|| ApiError::NotFound(format!("member {member_id}")))?;
+    let newest = keys.iter().max_by_key(|info| info.registered_seq).unwrap_or(first);
+    let member = newest.member.as_ref().expect("filtered on members");
+    Ok(Json(MemberReference {
+        member_id: member.member_id.clone(),
+        reference: member.member_ref.clone(),
+        name: newest.name.clone(),
+        role: member.role.as_str().into(),
+        active: keys.iter().any(|info| info.is_active()),
+        registered_seq: first.registered_seq,
+    }))
+}
+
 /// Receipts near their deadline or past it (members only).
 #[utoipa::path(get, path = "/v1/receipts/due", responses(
     (status = OK, content_type = "application/json"),

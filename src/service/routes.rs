@@ -34,6 +34,7 @@ pub(super) fn routes(timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .routes(routes!(super::reads::case_view))
         .routes(routes!(super::reads::pending_steps))
         .routes(routes!(super::reads::receipts_due))
+        .routes(routes!(super::reads::member_reference))
         .routes(routes!(super::reads::export))
         .routes(routes!(super::applicant::verify_code))
         .routes(routes!(super::verifier::verify_page))
