@@ -45,6 +45,12 @@ enum ClientCommand {
         /// respondents, an enrolment's member id and masked phone.
         #[arg(long)]
         disclosures_file: Option<PathBuf>,
+        /// The payload file is written as the rules read it (parties and
+        /// member ids in clear): conceal what docs/FORMAT.md §3j conceals
+        /// here, with random salts, name members by the references the
+        /// service gives, and send the disclosures beside the record.
+        #[arg(long, conflicts_with = "disclosures_file")]
+        conceal: bool,
     },
     /// Issue an applicant's verification code: drawn here, its hash signed
     /// into the ledger, the code sent by SMS to the applicant only.
@@ -90,6 +96,7 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
             payload,
             numbers_file,
             disclosures_file,
+            conceal,
         } => {
             let bytes = std::fs::read(payload).with_context(|| format!("reading {}", payload.display()))?;
             serde_json::from_slice::<serde_json::Value>(&bytes).context("the payload file is not JSON")?;
@@ -112,6 +119,11 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
                     .collect(),
                 None => Vec::new(),
             };
+            let (bytes, disclosures) = if *conceal {
+                concealed(&client, *kind, &bytes)?
+            } else {
+                (bytes, disclosures)
+            };
             let record = Record::sign(&client.origin()?, *kind, bytes, &identity).with_disclosures(disclosures);
             client.write_numbered(&[(record, numbers)])?
         }
@@ -124,6 +136,63 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         ClientCommand::Approve { disbursement, reject } => approve(&client, &identity, disbursement, *reject)?,
     };
     answer(status, &body)
+}
+
+/// A payload written as the rules read it, concealed (docs/FORMAT.md §3j)
+/// with salts drawn here; a member's id keeps the salt of their first
+/// registration (read back from it: administrators read every entry), and
+/// members are named by the reference `GET /v1/members/{id}` gives.
+fn concealed(client: &Client, kind: u16, payload: &[u8]) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
+    use caseledger::conceal::{conceal_payload, Concealing};
+    use caseledger_verify::disclosure::Concealed;
+    let member = |id: &str| -> anyhow::Result<Option<serde_json::Value>> {
+        match client.get(&format!("/v1/members/{}", percent_path(id)))? {
+            (200, member) => Ok(Some(member)),
+            (404, _) => Ok(None),
+            (status, body) => anyhow::bail!("looking up member {id}: {status} {body}"),
+        }
+    };
+    let mut failure: Option<anyhow::Error> = None;
+    let mut salt = |which: Concealing| -> String {
+        let random = || hex::encode(rand::random::<[u8; 16]>());
+        let Concealing::MemberId(id) = which else {
+            return random();
+        };
+        let earlier = member(id).and_then(|found| {
+            let Some(found) = found else { return Ok(None) };
+            let seq = found["registered_seq"].as_u64().unwrap_or_default();
+            let (status, entry) = client.get(&format!("/v1/entries/{seq}"))?;
+            anyhow::ensure!(
+                status == 200,
+                "reading member {id}'s first registration: {status} {entry}"
+            );
+            Ok(entry["disclosures"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| serde_json::from_str::<(String, String)>(d.as_str()?).ok())
+                .find(|(_, value)| value == id)
+                .map(|(salt, _)| salt))
+        });
+        match earlier {
+            Ok(Some(salt)) => salt,
+            Ok(None) => random(),
+            Err(e) => {
+                failure.get_or_insert(e);
+                random()
+            }
+        }
+    };
+    let reference = |id: &str| -> Option<Concealed> {
+        let found = member(id).ok().flatten()?;
+        Some(Concealed::new(found["reference"].as_str()?.to_owned()))
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(payload).context("the payload file is not JSON")?;
+    let disclosures = conceal_payload(kind, &mut value, &mut salt, &reference).map_err(anyhow::Error::msg)?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok((serde_json::to_vec(&value)?, disclosures))
 }
 
 /// Prints the service's answer; exit 0 on a 2xx, 1 otherwise.

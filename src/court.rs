@@ -2,6 +2,7 @@
 //! and one function per record kind. Used by `caseledger demo`, the tests
 //! and benches (and `sign` by the command-line client), not by the service.
 
+use crate::conceal::{conceal_payload, Concealing};
 use caseledger_keys::Identity;
 use caseledger_verify::disclosure::{
     conceal, derived_salt, member_reference, readable_payload, Concealed, Reader, UNDISCLOSED_PREFIX,
@@ -51,54 +52,19 @@ fn phone_salt(member_id: &str, phone_masked: &str) -> String {
 /// Kinds without concealed values are signed as they are.
 pub fn sign_revealed<T: Serialize>(origin: &str, kind: u16, payload: &T, identity: &Identity) -> Record {
     let mut value = serde_json::to_value(payload).expect("payloads serialise");
-    let mut disclosures = Vec::new();
-    let mut hide = |what: &[&str], value: &mut serde_json::Value| {
-        let salt = derived_salt(&[&[origin][..], what].concat());
-        let (concealed, disclosure) = conceal(&salt, &*value);
-        disclosures.push(disclosure);
-        *value = serde_json::to_value(concealed).expect("serialisable");
+    let mut salt = |which: Concealing| match which {
+        Concealing::MemberId(id) => derived_salt(&["member", id]),
+        Concealing::MemberPhone { member_id, masked } => phone_salt(member_id, masked),
+        Concealing::Applicant { case_number, index } => {
+            derived_salt(&[origin, case_number, "applicant", &index.to_string()])
+        }
+        Concealing::Respondent { case_number, index } => {
+            derived_salt(&[origin, case_number, "respondent", &index.to_string()])
+        }
+        Concealing::Reason { request_id } => derived_salt(&[origin, "reason", request_id]),
     };
-    let member_ref = |value: &mut serde_json::Value| {
-        let id = value.as_str().unwrap_or_default().to_owned();
-        *value = serde_json::to_value(reference_of(&id)).expect("serialisable");
-    };
-    match kind {
-        record::KIND_KEY_REGISTERED => {
-            if let Some(member) = value.get_mut("member").filter(|m| m.is_object()) {
-                let id = member["member_id"].as_str().unwrap_or_default().to_owned();
-                let masked = member["phone_masked"].as_str().unwrap_or_default().to_owned();
-                if let Some(fields) = member.as_object_mut() {
-                    // Filled in by the rules from the concealed values.
-                    fields.remove("member_ref");
-                    fields.remove("phone_ref");
-                }
-                let (id_concealed, id_text) = conceal(&derived_salt(&["member", &id]), &id);
-                let (phone_concealed, phone_text) = conceal(&phone_salt(&id, &masked), &masked);
-                member["member_id"] = serde_json::to_value(id_concealed).expect("serialisable");
-                member["phone_masked"] = serde_json::to_value(phone_concealed).expect("serialisable");
-                disclosures.extend([id_text, phone_text]);
-            }
-        }
-        KIND_CASE_OPENED => {
-            let case = value["case_number"].as_str().unwrap_or_default().to_owned();
-            for (list, what) in [("applicants", "applicant"), ("respondents", "respondent")] {
-                if let Some(items) = value.get_mut(list).and_then(|l| l.as_array_mut()) {
-                    for (n, item) in items.iter_mut().enumerate() {
-                        hide(&[&case, what, &n.to_string()], item);
-                    }
-                }
-            }
-            if let Some(officer) = value.get_mut("officer_member_id") {
-                member_ref(officer);
-            }
-        }
-        KIND_APPLICANT_CODE_ISSUED => {
-            if let Some(requester) = value.get_mut("requested_by") {
-                member_ref(requester);
-            }
-        }
-        _ => {}
-    }
+    let disclosures = conceal_payload(kind, &mut value, &mut salt, &|id| Some(reference_of(id)))
+        .expect("the demo's members are named by their demo references");
     sign(origin, kind, &value, identity).with_disclosures(disclosures)
 }
 
@@ -642,7 +608,7 @@ impl<'a> CaseRecords<'a> {
             reason: "执行款发放".into(),
             policy_version: self.policy_version,
         };
-        sign(
+        sign_revealed(
             &self.staff.origin,
             KIND_DISBURSEMENT_REQUESTED,
             &payload,

@@ -4,6 +4,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod commitments;
+pub mod conceal;
 pub mod court;
 pub mod service;
 

@@ -32,7 +32,7 @@ fn returned(staff: &Staff, id: &str, payment: &str, amount_fen: u64, account_id:
         account_id: account_id.into(),
         reason: "账户已销户".into(),
     };
-    sign(ORIGIN, KIND_PAYMENT_RETURNED, &payload, &staff.fund_manager.identity)
+    caseledger::court::sign_revealed(ORIGIN, KIND_PAYMENT_RETURNED, &payload, &staff.fund_manager.identity)
 }
 
 fn cancelled(staff: &Staff, id: &str) -> Record {
@@ -41,7 +41,7 @@ fn cancelled(staff: &Staff, id: &str) -> Record {
         disbursement_id: id.into(),
         reason: "申请人撤回".into(),
     };
-    sign(
+    caseledger::court::sign_revealed(
         ORIGIN,
         KIND_DISBURSEMENT_CANCELLED,
         &payload,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use caseledger::court::{CaseRecords, Staff};
 use caseledger::service::client::Client;
-use caseledger_verify::funds::model::KIND_CASE_OPENED;
+use caseledger_verify::funds::model::{CaseOpened, KIND_CASE_OPENED};
 
 #[test]
 fn an_approver_signs_a_step_with_the_code_from_their_phone() {
@@ -71,6 +71,48 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let written: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(written["written"], 2, "the node's commitment and the case: {written}");
+    // Another case, its payload written as the rules read it (parties and
+    // the officer's member id in clear): `--conceal` draws the salts and
+    // names the officer by the reference the service gives.
+    let second = CaseRecords::new(&staff, &staff.officers[1], "(2026)苏02执12号");
+    let (plain, phones) = second.open_request(1);
+    let plain: CaseOpened = caseledger::court::revealed(&plain);
+    let plain = serde_json::json!({
+        "request_id": plain.request_id, "case_number": plain.case_number,
+        "applicants": plain.applicants, "respondents": plain.respondents,
+        "officer_member_id": staff.officers[1].member_id,
+    });
+    std::fs::write(dir.path().join("case-2.json"), plain.to_string()).expect("payload");
+    std::fs::write(dir.path().join("phones-2.txt"), phones.join("\n")).expect("numbers");
+    let out = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["client", "--url", &address, "--key"])
+        .arg(&clerk_key)
+        .args([
+            "record",
+            "--conceal",
+            "--kind",
+            &KIND_CASE_OPENED.to_string(),
+            "--payload",
+        ])
+        .arg(dir.path().join("case-2.json"))
+        .arg("--numbers-file")
+        .arg(dir.path().join("phones-2.txt"))
+        .output()
+        .expect("client record --conceal");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let written: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let seq = written["seqs"][0].as_u64().expect("seq");
+    let (_, entry) = Client::new(&address, staff.administrator.identity.clone())
+        .get(&format!("/v1/entries/{seq}"))
+        .expect("entry");
+    let payload = entry["payload"].as_str().expect("payload");
+    assert!(
+        !payload.contains("申请人1") && !payload.contains(&staff.officers[1].member_id),
+        "{payload}"
+    );
+    assert!(payload.contains(&staff.officers[1].reference().digest), "{payload}");
+    // Salts drawn at random: not the demo's derived ones.
+    assert_ne!(entry["disclosures"][0], serde_json::json!(plain_disclosure(&second)));
     assert_eq!(
         officer_client
             .write_numbered(&[
@@ -225,4 +267,9 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["sms_confirmations_verified"], 1);
     assert_eq!(report["account_confirmations_verified"], 1);
+}
+
+/// The demo builders' disclosure of the first applicant of `case`.
+fn plain_disclosure(case: &CaseRecords) -> String {
+    case.open_request(1).0.disclosures[0].clone()
 }

@@ -306,7 +306,7 @@ fn delays_cancellations_returns_and_key_rotation() {
         reason: "申请撤回".into(),
     };
     ledger
-        .append_one(caseledger::court::sign(
+        .append_one(caseledger::court::sign_revealed(
             ORIGIN,
             KIND_DISBURSEMENT_CANCELLED,
             &cancel,
@@ -387,7 +387,7 @@ fn delays_cancellations_returns_and_key_rotation() {
         reason: "收款账户已销户".into(),
     };
     let by = |person: &caseledger::court::Person, payload: &PaymentReturned| {
-        caseledger::court::sign(ORIGIN, KIND_PAYMENT_RETURNED, payload, &person.identity)
+        caseledger::court::sign_revealed(ORIGIN, KIND_PAYMENT_RETURNED, payload, &person.identity)
     };
     // Not by whoever paid; not another amount or account; not a credit
     // reference already booked as a receipt.

@@ -236,7 +236,7 @@ fn the_payer_books_the_money_as_returned_to_pay_it_again() {
     };
     let seq = force_append(
         dir.path(),
-        sign(ORIGIN, KIND_PAYMENT_RETURNED, &returned, &staff.finance.identity),
+        caseledger::court::sign_revealed(ORIGIN, KIND_PAYMENT_RETURNED, &returned, &staff.finance.identity),
     );
     caught(dir.path(), seq, "second_person");
 }

@@ -166,7 +166,7 @@ fn record(staff: &caseledger::court::Staff, op: &Op, n: usize) -> Record {
                 disbursement_id: disbursement,
                 reason: "撤回".into(),
             };
-            sign(ORIGIN, KIND_DISBURSEMENT_CANCELLED, &cancel, &officer.identity)
+            caseledger::court::sign_revealed(ORIGIN, KIND_DISBURSEMENT_CANCELLED, &cancel, &officer.identity)
         }
         16 => {
             // Receipts are BANK-<op index>: aim at an earlier op's.
@@ -197,7 +197,7 @@ fn record(staff: &caseledger::court::Staff, op: &Op, n: usize) -> Record {
                 disbursement_id: disbursement,
                 reason: "账户冻结".into(),
             };
-            sign(ORIGIN, KIND_PAYMENT_RETURNED, &returned, &staff.fund_manager.identity)
+            caseledger::court::sign_revealed(ORIGIN, KIND_PAYMENT_RETURNED, &returned, &staff.fund_manager.identity)
         }
     }
 }

@@ -21,7 +21,10 @@ use caseledger_verify::record::{KeyRegistered, KIND_KEY_REGISTERED};
 use common::*;
 
 const CASE: &str = "(2026)苏02执66号";
+/// A case opened before the bad filings, whose salts one of them reuses.
+const OTHER_CASE: &str = "(2026)苏02执65号";
 const SALT: &str = "0123456789abcdef0123456789abcdef";
+const OTHER_SALT: &str = "fedcba9876543210fedcba9876543210";
 
 /// A case of two applicants, each paid once (approved by the bureau head
 /// and finance), and applicant 1's verification code.
@@ -35,7 +38,7 @@ fn case_of_two(dir: &std::path::Path) -> (Ledger, Staff, String) {
         case.approvals(ORIGIN, "d-1", "acct-1", 1_000_000, &chain),
         vec![
             case.payment("d-1", "PAY-1", "acct-1", 1_000_000),
-            case.request("d-2", "acct-2", 700_000),
+            co_applicants_request(&case),
         ],
         case.approvals(ORIGIN, "d-2", "acct-2", 700_000, &chain),
         vec![case.payment("d-2", "PAY-2", "acct-2", 700_000)],
@@ -45,6 +48,16 @@ fn case_of_two(dir: &std::path::Path) -> (Ledger, Staff, String) {
     records.push(issue);
     ledger.append(records).expect("the case's money");
     (ledger, staff, code)
+}
+
+/// What the officer wrote of the co-applicant's payment: staff's free
+/// text may name them, and every applicant of the case sees the request.
+const THEIR_REASON: &str = "支付申请人2第一期执行款";
+
+fn co_applicants_request(case: &CaseRecords) -> Record {
+    let mut request: DisbursementRequested = revealed(&case.request("d-2", "acct-2", 700_000));
+    request.reason = THEIR_REASON.into();
+    caseledger::court::sign_revealed(ORIGIN, KIND_DISBURSEMENT_REQUESTED, &request, &case.officer.identity)
 }
 
 /// Every personal value of the ledger that is not applicant 1's: the
@@ -65,7 +78,7 @@ fn values_not_theirs(staff: &Staff, case: &CaseRecords) -> Vec<String> {
     // (The respondent is not in the list: as the payer of the money that
     // arrived, it is shown with each arrival; the filing's list of
     // respondents stays concealed.)
-    let mut values = vec![co_applicant.applicant_id, co_applicant.name];
+    let mut values = vec![co_applicant.applicant_id, co_applicant.name, THEIR_REASON.to_owned()];
     values.extend(phone_of(&CaseRecords::applicant_phone(2)));
     let people: Vec<&Person> = staff
         .members()
@@ -116,6 +129,10 @@ fn an_applicant_is_shown_their_own_data_and_staff_by_name_and_role_only() {
         .find(|d| d.disbursement_id == "d-1")
         .expect("own payment");
     assert_eq!(own.account_name, "申请人1");
+    assert_eq!(
+        own.reason, "执行款发放",
+        "their own payment's reason, disclosed to them"
+    );
     assert_eq!(own.requested_by.name, staff.officers[0].name);
     let approvers: Vec<(&str, Role)> = own.steps.iter().map(|s| (s.name.as_str(), s.role)).collect();
     assert_eq!(
@@ -139,6 +156,14 @@ fn an_applicant_is_shown_their_own_data_and_staff_by_name_and_role_only() {
     let filed: CaseOpened = revealed(&opened.record);
     assert_eq!(filed.applicants, vec![case.applicant(1), case.applicant(2)]);
     assert_eq!(filed.respondents, vec!["被执行人公司".to_owned()]);
+    let theirs = (0..state.ledger.size())
+        .map(|seq| state.ledger.entry(seq).expect("entry"))
+        .find(|e| {
+            e.record.kind == KIND_DISBURSEMENT_REQUESTED
+                && revealed::<DisbursementRequested>(&e.record).disbursement_id == "d-2"
+        })
+        .expect("the co-applicant's request");
+    assert_eq!(revealed::<DisbursementRequested>(&theirs.record).reason, THEIR_REASON);
 }
 
 /// The applicant's bundle with its one disclosure changed by `change`.
@@ -181,14 +206,20 @@ fn a_bundle_with_a_missing_forged_moved_or_extra_disclosure_is_refused() {
     let error = refused_with(&bundle, &ledger, &|b| {
         b.entries[filing].disclosures = vec![theirs.clone()]
     });
-    assert!(error.contains("not an applicant of the case"), "{error}");
+    assert!(error.contains("nothing else"), "{error}");
+    // Beside the applicant's own: true, but not theirs to see, so refused
+    // whoever added it.
+    let error = refused_with(&bundle, &ledger, &|b| {
+        b.entries[filing].disclosures.push(theirs.clone())
+    });
+    assert!(error.contains("nothing else"), "{error}");
     // Moved to another entry.
     let error = refused_with(&bundle, &ledger, &|b| {
         let moved = std::mem::take(&mut b.entries[filing].disclosures);
         b.entries[filing + 1].disclosures = moved;
     });
     assert!(
-        error.contains("carries no disclosures") || error.contains("reveal no value"),
+        error.contains("nothing else") || error.contains("carries no disclosures"),
         "{error}"
     );
     // A member's id disclosed to the applicant.
@@ -205,6 +236,25 @@ fn a_bundle_with_a_missing_forged_moved_or_extra_disclosure_is_refused() {
         b.entries[at].disclosures = registration.record.disclosures.clone()
     });
     assert!(error.contains("no court member's id or phone"), "{error}");
+    // The reason of the co-applicant's request, whose entry the case's
+    // thread shows: refused too.
+    let theirs = (0..ledger.size())
+        .map(|seq| ledger.entry(seq).expect("entry"))
+        .find(|e| {
+            e.record.kind == KIND_DISBURSEMENT_REQUESTED
+                && revealed::<DisbursementRequested>(&e.record).disbursement_id == "d-2"
+        })
+        .expect("the co-applicant's request");
+    let at = bundle
+        .entries
+        .iter()
+        .position(|e| e.seq == theirs.seq)
+        .expect("in the case's thread");
+    assert!(bundle.entries[at].disclosures.is_empty(), "not disclosed to them");
+    let error = refused_with(&bundle, &ledger, &|b| {
+        b.entries[at].disclosures = theirs.record.disclosures.clone()
+    });
+    assert!(error.contains("nothing else"), "{error}");
     // Nothing of the staff's concealed values is in the honest bundle.
     for person in staff.members() {
         let text = serde_json::to_string(&bundle).expect("json");
@@ -272,6 +322,27 @@ fn bad_filings(staff: &Staff) -> Vec<(&'static str, Vec<Record>)> {
                 p["officer_member_id"] = serde_json::json!({"_sd": "ab".repeat(32)});
             }),
         ),
+        (
+            "one salt for the applicant and the respondent",
+            // Whoever is shown one disclosure could try the other's values.
+            filing(staff, &|p, d| {
+                let (salt, _): (String, serde_json::Value) = serde_json::from_str(&d[0]).expect("disclosure");
+                let (respondent, text) = conceal(&salt, &"被执行人公司");
+                p["respondents"] = serde_json::json!([respondent]);
+                d[1] = text;
+            }),
+        ),
+        (
+            "the salt of another case's party",
+            filing(staff, &|p, d| {
+                let (other, _) = CaseRecords::new(staff, &staff.officers[0], OTHER_CASE).open_request(1);
+                let (salt, _): (String, serde_json::Value) =
+                    serde_json::from_str(&other.disclosures[0]).expect("disclosure");
+                let (respondent, text) = conceal(&salt, &"被执行人公司");
+                p["respondents"] = serde_json::json!([respondent]);
+                d[1] = text;
+            }),
+        ),
     ]
 }
 
@@ -279,6 +350,9 @@ fn bad_filings(staff: &Staff) -> Vec<(&'static str, Vec<Record>)> {
 fn a_filing_that_shows_or_hides_what_it_must_not_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court(dir.path(), 67);
+    ledger
+        .append(CaseRecords::new(&staff, &staff.officers[0], OTHER_CASE).open(1))
+        .expect("another case");
     for (what, records) in bad_filings(&staff) {
         let before = ledger.size();
         assert_eq!(refused_batch(&ledger, records), "disclosure", "{what}");
@@ -301,9 +375,12 @@ fn a_filing_that_shows_or_hides_what_it_must_not_is_refused() {
 
 #[test]
 fn a_filing_that_shows_or_hides_what_it_must_not_forced_into_storage_is_named_by_verify() {
-    for n in 0..4 {
+    for n in 0..6 {
         let dir = tempfile::tempdir().expect("tempdir");
         let (ledger, staff) = court(dir.path(), 67);
+        ledger
+            .append(CaseRecords::new(&staff, &staff.officers[0], OTHER_CASE).open(1))
+            .expect("another case");
         ledger.close().expect("close");
         let (what, records) = bad_filings(&staff).swap_remove(n);
         let seqs: Vec<u64> = records.into_iter().map(|r| force_append(dir.path(), r)).collect();
@@ -326,7 +403,7 @@ fn second_reference(staff: &Staff, person: &Person) -> Vec<Record> {
     let again = Person::new([99; 32], &person.member_id, &person.name, person.role, &person.phone);
     let registration: KeyRegistered = again.registration();
     let (member_id, id_text) = conceal(SALT, &person.member_id);
-    let (phone, phone_text) = conceal(SALT, &mask(&person.phone));
+    let (phone, phone_text) = conceal(OTHER_SALT, &mask(&person.phone));
     let payload = serde_json::json!({
         "name": registration.name, "public_key": registration.public_key, "administrator": false,
         "member": {"member_id": member_id, "role": person.role, "phone_masked": phone},
@@ -353,6 +430,19 @@ fn a_member_registered_again_under_another_reference_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ledger, staff) = court(dir.path(), 68);
     let officer = &staff.officers[2];
+    // The member's fields in array form (§1a's deviation) are refused on
+    // the way to a concealed value: a verifier written from the spec agrees.
+    let newcomer = Person::new([98; 32], "officer-98", "新承办", Role::Officer, "13912349898");
+    let (record, phone) = newcomer.enrolment_request(ORIGIN, &staff.administrator.identity);
+    let mut payload: serde_json::Value = serde_json::from_slice(&record.payload).expect("json");
+    let member = payload["member"].clone();
+    payload["member"] = serde_json::json!([member["member_id"], member["role"], member["phone_masked"]]);
+    let as_array = sign(ORIGIN, KIND_KEY_REGISTERED, &payload, &staff.administrator.identity)
+        .with_disclosures(record.disclosures.clone());
+    assert_eq!(
+        refused_batch(&ledger, staff.committed(as_array, COMMITMENT_PHONE, &phone)),
+        "disclosure"
+    );
     ledger.append_one(revoked(&staff, officer)).expect("revoked");
     assert_eq!(refused_batch(&ledger, second_reference(&staff, officer)), "disclosure");
     // Under their one reference they are registered again.

@@ -46,7 +46,7 @@ fn cancelled(staff: &Staff, disbursement_id: &str) -> Record {
         disbursement_id: disbursement_id.into(),
         reason: "重新申请".into(),
     };
-    sign(
+    caseledger::court::sign_revealed(
         ORIGIN,
         KIND_DISBURSEMENT_CANCELLED,
         &payload,

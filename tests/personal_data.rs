@@ -7,7 +7,7 @@
 mod common;
 
 use caseledger::commitments::COMMITMENT_PHONE;
-use caseledger::court::{sign, CaseRecords};
+use caseledger::court::CaseRecords;
 use caseledger_verify::entry::Record;
 use caseledger_verify::funds::model::*;
 use common::*;
@@ -73,10 +73,9 @@ fn personal_numbers_and_look_alikes_stay_out_of_the_ledger() {
             .concat(),
         )
         .expect("a clean case");
-    let mut request: DisbursementRequested =
-        serde_json::from_slice(&case.request("d-1", "acct-1", 50_000).payload).expect("json");
+    let mut request: DisbursementRequested = caseledger::court::revealed(&case.request("d-1", "acct-1", 50_000));
     request.reason = "付至 6222 0000 1111 0001".into();
-    let numbered = sign(
+    let numbered = caseledger::court::sign_revealed(
         ORIGIN,
         KIND_DISBURSEMENT_REQUESTED,
         &request,

@@ -8,6 +8,8 @@
 //! * [`KeyId`], the 32-byte identifier of a public key used inside entries;
 //! * [`context`], the domain-separation constant of every kind of signed message;
 //! * [`note`], the C2SP signed-note format used for checkpoints;
+//! * [`cosignature`], C2SP tlog-cosignature v1 (Ed25519): witnesses'
+//!   timestamped cosignatures of checkpoints;
 //!
 //! There is one signature rule, [`PublicKey::verify_raw`] (strict RFC 8032),
 //! and one key rule, [`PublicKey::from_bytes`] (a canonical point of the
@@ -21,6 +23,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod context;
+pub mod cosignature;
 #[cfg(feature = "files")]
 pub mod files;
 mod identity;

@@ -114,7 +114,8 @@ pub fn admit_record(
     }
     if !funds::is_funds_kind(record.kind) {
         let mark = state.mark();
-        if let Err(e) = crate::threads::append(state, seq, record) {
+        let appended = crate::threads::append(state, seq, record).and_then(|()| spend_salts(state, seq, record));
+        if let Err(e) = appended {
             state.rollback(mark);
             return Err(e);
         }
@@ -153,6 +154,7 @@ pub fn admit_record(
         }
         if outcome == funds::Outcome::New {
             crate::threads::append(state, seq, record)?;
+            spend_salts(state, seq, record)?;
         }
         Ok(outcome)
     });
@@ -163,6 +165,46 @@ pub fn admit_record(
             Err(e)
         }
     }
+}
+
+/// The derived-state key of a disclosure salt the ledger has used.
+pub fn salt_key(salt: &str) -> String {
+    format!("disclosure_salt/{salt}")
+}
+
+/// Each salt of `record`'s disclosures is used once in the whole ledger
+/// (rule `disclosure`): a salt shared by two values lets whoever is shown
+/// one disclosure try the other values it may hide (a co-applicant's name,
+/// a mask of 10,000). The one exception is a disclosure repeated as it
+/// was first given: a member's id, disclosed again when the member is
+/// registered again under their one reference.
+fn spend_salts(state: &mut Overlay, seq: u64, record: &Record) -> Result<(), RuleError> {
+    let refuse = |detail: String| RuleError::Rule {
+        rule: "disclosure",
+        detail,
+    };
+    let mut salts = std::collections::HashSet::new();
+    for text in &record.disclosures {
+        let (salt, _): (String, serde::de::IgnoredAny) =
+            serde_json::from_str(text).map_err(|e| refuse(format!("a disclosure is not [salt, value]: {e}")))?;
+        if !salts.insert(salt.clone()) {
+            return Err(refuse("two disclosures of the record share a salt".into()));
+        }
+        let digest = disclosure::digest_of(text);
+        let key = salt_key(&salt);
+        match state.get(&key).map_err(storage)? {
+            Some(used) if used != serde_json::to_vec(&digest).expect("a string serialises") => {
+                let used: String = serde_json::from_slice(&used).unwrap_or_default();
+                return Err(refuse(format!(
+                    "the salt of a disclosure was used before for another value (digest {}…, before seq {seq})",
+                    &used.get(..12).unwrap_or_default()
+                )));
+            }
+            Some(_) => {}
+            None => state.put(key, serde_json::to_vec(&digest).expect("a string serialises")),
+        }
+    }
+    Ok(())
 }
 
 /// `record` as the rules read it, when it conceals values: revealed with

@@ -162,7 +162,23 @@ pub enum Reader<'a> {
 pub fn has_disclosures(kind: u16) -> bool {
     matches!(
         kind,
-        record::KIND_KEY_REGISTERED | model::KIND_CASE_OPENED | model::KIND_APPLICANT_CODE_ISSUED
+        record::KIND_KEY_REGISTERED
+            | model::KIND_CASE_OPENED
+            | model::KIND_APPLICANT_CODE_ISSUED
+            | model::KIND_DISBURSEMENT_REQUESTED
+            | model::KIND_PAYMENT_RETURNED
+            | model::KIND_DISBURSEMENT_CANCELLED
+    )
+}
+
+/// Kinds whose free-text `reason` is concealed: a disbursement's request,
+/// return and cancellation, which the case's thread shows to every
+/// applicant of the case (the reason, written by staff, may name whom
+/// the money is for).
+pub fn conceals_reason(kind: u16) -> bool {
+    matches!(
+        kind,
+        model::KIND_DISBURSEMENT_REQUESTED | model::KIND_PAYMENT_RETURNED | model::KIND_DISBURSEMENT_CANCELLED
     )
 }
 
@@ -185,7 +201,27 @@ struct SignedKeyRegistered {
     public_key: KeyText,
     administrator: bool,
     #[serde(default)]
-    member: Option<SignedMember>,
+    member: Option<MapOnly<SignedMember>>,
+}
+
+/// A structure given as a JSON object only: the array form of §1a's
+/// deviation is refused on the way to a concealed value (§3j).
+struct MapOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for MapVisitor<T> {
+            type Value = MapOnly<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a JSON object (the way to a value that {MUST_BE_CONCEALED})")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MapOnly<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(MapOnly)
+            }
+        }
+        deserializer.deserialize_any(MapVisitor(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -208,6 +244,38 @@ struct SignedCodeIssued {
     requested_by: Concealed,
     #[serde(default)]
     expires_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignedRequest {
+    request_id: String,
+    disbursement_id: String,
+    case_number: String,
+    account_id: String,
+    amount_fen: u64,
+    reason: Concealed,
+    policy_version: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignedReturn {
+    request_id: String,
+    disbursement_id: String,
+    bank_reference: String,
+    credit_reference: String,
+    amount_fen: u64,
+    account_id: String,
+    reason: Concealed,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignedCancellation {
+    request_id: String,
+    disbursement_id: String,
+    reason: Concealed,
 }
 
 /// The disclosures of one record, by digest, each used at most once.
@@ -319,7 +387,7 @@ pub fn readable_payload(
             let signed: SignedKeyRegistered = signed(payload)?;
             let member = match signed.member {
                 None => None,
-                Some(m) => {
+                Some(MapOnly(m)) => {
                     let member_id: Option<String> = open.open(&m.member_id, "the member id")?;
                     let phone_masked: Option<String> = open.open(&m.phone_masked, "the member's phone")?;
                     Some(Member {
@@ -377,6 +445,41 @@ pub fn readable_payload(
                 expires_ms: signed.expires_ms,
             })
         }
+        model::KIND_DISBURSEMENT_REQUESTED => {
+            let signed: SignedRequest = signed(payload)?;
+            let reason = open.open(&signed.reason, "the reason")?;
+            serde_json::to_vec(&model::DisbursementRequested {
+                request_id: signed.request_id,
+                disbursement_id: signed.disbursement_id,
+                case_number: signed.case_number,
+                account_id: signed.account_id,
+                amount_fen: signed.amount_fen,
+                reason: reason.unwrap_or_else(|| signed.reason.undisclosed()),
+                policy_version: signed.policy_version,
+            })
+        }
+        model::KIND_PAYMENT_RETURNED => {
+            let signed: SignedReturn = signed(payload)?;
+            let reason = open.open(&signed.reason, "the reason")?;
+            serde_json::to_vec(&model::PaymentReturned {
+                request_id: signed.request_id,
+                disbursement_id: signed.disbursement_id,
+                bank_reference: signed.bank_reference,
+                credit_reference: signed.credit_reference,
+                amount_fen: signed.amount_fen,
+                account_id: signed.account_id,
+                reason: reason.unwrap_or_else(|| signed.reason.undisclosed()),
+            })
+        }
+        model::KIND_DISBURSEMENT_CANCELLED => {
+            let signed: SignedCancellation = signed(payload)?;
+            let reason = open.open(&signed.reason, "the reason")?;
+            serde_json::to_vec(&model::DisbursementCancelled {
+                request_id: signed.request_id,
+                disbursement_id: signed.disbursement_id,
+                reason: reason.unwrap_or_else(|| signed.reason.undisclosed()),
+            })
+        }
         _ => unreachable!("has_disclosures lists the kinds"),
     }
     .expect("readable payloads serialise");
@@ -385,9 +488,13 @@ pub fn readable_payload(
 }
 
 /// The disclosures of `record` an applicant's bundle carries for
-/// `applicant_id`: in a case's filing, the applicant's own party; nothing
-/// else of anyone.
-pub fn applicants_own(record: &crate::entry::Record, applicant_id: &str) -> Vec<String> {
+/// `applicant_id`: in a case's filing, the applicant's own party; in a
+/// disbursement to the applicant (`own_disbursement`), its reasons;
+/// nothing else of anyone.
+pub fn applicants_own(record: &crate::entry::Record, applicant_id: &str, own_disbursement: bool) -> Vec<String> {
+    if conceals_reason(record.kind) && own_disbursement {
+        return record.disclosures.clone();
+    }
     if record.kind != model::KIND_CASE_OPENED {
         return Vec::new();
     }

@@ -129,7 +129,16 @@ impl Ledger {
                         entry
                     }
                 };
-                let payload = &entry.record.payload;
+                // Read as a bundle reads it (concealed reasons left so).
+                let payload = &caseledger_verify::disclosure::readable_payload(
+                    entry.record.kind,
+                    &entry.record.payload,
+                    &[],
+                    caseledger_verify::disclosure::Reader::Bundle,
+                )
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| entry.record.payload.clone());
                 let follow = match (&thread, entry.record.kind) {
                     (Thread::Applicant { .. }, KIND_DISBURSEMENT_REQUESTED) => {
                         serde_json::from_slice::<DisbursementRequested>(payload)
@@ -151,6 +160,14 @@ impl Ledger {
             }
             threads.insert(thread, seqs);
         }
+        // The applicant's own disbursements: the only ones the bundle
+        // holds whole (others' requests, payments and returns are in the
+        // case's thread only).
+        let own_disbursements: std::collections::BTreeSet<u64> = threads
+            .iter()
+            .filter(|(thread, _)| matches!(thread, Thread::Disbursement(_)))
+            .flat_map(|(_, seqs)| seqs.iter().copied())
+            .collect();
         let mut proven_threads = Vec::with_capacity(threads.len());
         for (thread, seqs) in threads {
             let proof = snapshot.map.proof(&thread.key()).ok_or_else(|| Error::Integrity {
@@ -172,7 +189,11 @@ impl Ledger {
                 entry: b64(&self.entry_bytes(*seq)?),
                 inclusion_proof: proof.iter().map(|h| b64(h)).collect(),
                 // The applicant's own values, nobody else's (§3j).
-                disclosures: caseledger_verify::disclosure::applicants_own(&entry.record, applicant_id),
+                disclosures: caseledger_verify::disclosure::applicants_own(
+                    &entry.record,
+                    applicant_id,
+                    own_disbursements.contains(seq),
+                ),
             });
         }
         Ok(ApplicantBundle {

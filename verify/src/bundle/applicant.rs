@@ -120,6 +120,7 @@ impl ApplicantBundle {
         }
         let mut entries = BTreeMap::new();
         let mut signed: BTreeMap<u64, Entry> = BTreeMap::new();
+        let mut disclosed: Vec<(u64, u16, &Vec<String>)> = Vec::new();
         for proven in &self.entries {
             let bytes = BASE64
                 .decode(&proven.entry)
@@ -141,6 +142,9 @@ impl ApplicantBundle {
                 &checkpoint.root,
             )
             .map_err(|e| format!("entry {} is not in the checkpointed ledger: {e}", entry.seq))?;
+            if !proven.disclosures.is_empty() {
+                disclosed.push((proven.seq, entry.record.kind, &proven.disclosures));
+            }
             // Read with what it discloses; signatures are checked on
             // the entry as signed.
             let readable = disclosure::readable_payload(
@@ -217,6 +221,7 @@ impl ApplicantBundle {
             keys,
         };
         proven.require_threads(&self.case_number, &self.applicant_id)?;
+        proven.require_own_disclosures(&self.case_number, &self.applicant_id, &disclosed)?;
         super::membership::check(&proven)?;
         for entry in signed.values() {
             if entry.seq == 0 {
@@ -238,6 +243,48 @@ impl ApplicantBundle {
 }
 
 impl Proven {
+    /// The bundle discloses what is the applicant's own and nothing else
+    /// (§3j): their party in the case's filing (once), and the reasons of
+    /// their own disbursements' requests, returns and cancellations. A
+    /// bundle that shows anyone else's is refused, whoever made it.
+    fn require_own_disclosures(
+        &self,
+        case_number: &str,
+        applicant_id: &str,
+        disclosed: &[(u64, u16, &Vec<String>)],
+    ) -> Result<(), String> {
+        let applicant = Thread::Applicant {
+            case_number: case_number.to_owned(),
+            applicant_id: applicant_id.to_owned(),
+        };
+        let mut own_disbursements = BTreeSet::new();
+        for entry in self.thread(&applicant) {
+            if entry.record.kind == KIND_DISBURSEMENT_REQUESTED {
+                let request: DisbursementRequested = payload(entry)?;
+                let thread = Thread::Disbursement(request.disbursement_id);
+                own_disbursements.extend(self.threads.get(&thread).into_iter().flatten().copied());
+            }
+        }
+        let mut party_shown = false;
+        for (seq, kind, disclosures) in disclosed {
+            let own = match *kind {
+                KIND_CASE_OPENED => {
+                    disclosures.len() == 1
+                        && !std::mem::replace(&mut party_shown, true)
+                        && serde_json::from_str::<(String, Applicant)>(&disclosures[0])
+                            .is_ok_and(|(_, a)| a.applicant_id == applicant_id)
+                }
+                kind => crate::disclosure::conceals_reason(kind) && own_disbursements.contains(seq),
+            };
+            if !own {
+                return Err(format!(
+                    "entry {seq}: a bundle discloses the applicant's own party and disbursements, nothing else"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Every thread the bundle must hold is there.
     fn require_threads(&self, case_number: &str, applicant_id: &str) -> Result<(), String> {
         let need = |thread: Thread, why: &str| -> Result<(), String> {
