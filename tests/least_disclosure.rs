@@ -541,3 +541,34 @@ fn disclosures_lost_changed_or_added_in_the_store_are_named_by_verify() {
     let error = report.first_error.expect("a failure");
     assert_eq!(error.check, "disclosure", "{error:?}");
 }
+
+/// A disbursement request with its reason in clear: every applicant of the
+/// case would read it in the case's thread.
+fn reason_in_clear(staff: &Staff) -> Record {
+    let case = CaseRecords::new(staff, &staff.officers[0], CASE);
+    let request: DisbursementRequested = revealed(&case.request("d-9", "acct-1", 100_000));
+    sign(
+        ORIGIN,
+        KIND_DISBURSEMENT_REQUESTED,
+        &request,
+        &staff.officers[0].identity,
+    )
+}
+
+#[test]
+fn a_reason_in_clear_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court_with_case(dir.path(), 70, CASE, 2, 1_000_000);
+    let before = ledger.size();
+    assert_eq!(refused_batch(&ledger, vec![reason_in_clear(&staff)]), "disclosure");
+    assert_eq!(ledger.size(), before);
+}
+
+#[test]
+fn a_reason_in_clear_forced_into_storage_is_named_by_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court_with_case(dir.path(), 70, CASE, 2, 1_000_000);
+    ledger.close().expect("close");
+    let seq = force_append(dir.path(), reason_in_clear(&staff));
+    caught(dir.path(), seq, "disclosure");
+}
