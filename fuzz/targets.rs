@@ -89,7 +89,10 @@ impl Fixture {
             // them (the same references, so seeds' member references resolve).
             let concealed = role.map(|role| {
                 let (id, id_text) = conceal(&derived_salt(&["member", member_id]), member_id);
-                let (phone, phone_text) = conceal(&derived_salt(&["member-phone", member_id]), &"****0000");
+                let (phone, phone_text) = conceal(
+                    &derived_salt(&["member-phone", member_id, &identity.public_key().to_base64()]),
+                    &"****0000",
+                );
                 (role, id, id_text, phone, phone_text)
             });
             let registration = KeyRegistered {

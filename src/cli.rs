@@ -79,6 +79,31 @@ enum Command {
         #[arg(long, required = true)]
         drop_torn_log_tail: bool,
     },
+    /// Make a witness's folder (another institution's: the procuratorate,
+    /// the higher court, the bank): a new cosigning key and an empty state.
+    /// Prints the witness's key, for the courts whose ledgers it witnesses.
+    WitnessInit {
+        /// The witness's folder (created).
+        #[arg(long)]
+        data: PathBuf,
+        /// The witness's name, e.g. witness.procuratorate.example/w1.
+        #[arg(long)]
+        name: String,
+    },
+    /// Run a witness (C2SP tlog-witness): cosign each checkpoint of the
+    /// given logs that extends the last one it cosigned.
+    Witness {
+        /// The witness's folder (made by `witness-init`).
+        #[arg(long)]
+        data: PathBuf,
+        /// Address to listen on, e.g. 127.0.0.1:8480.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// A log to witness: ORIGIN=VKEY, VKEY the log's note verifier key
+        /// (`GET /v1/node-key`, `note_verifier_key`). Repeatable.
+        #[arg(long = "log", required = true)]
+        logs: Vec<String>,
+    },
     /// Generate an Ed25519 key pair: FILE (private, mode 0600) and FILE.pub.
     Keygen {
         /// Path of the private key file to create.
@@ -133,6 +158,21 @@ impl Cli {
             Command::VerifyBundle(args) => crate::inspect::verify_bundle(&args),
             Command::Report(args) => crate::report::run(&args),
             Command::Keygen { out } => keygen(&out),
+            Command::WitnessInit { data, name } => {
+                let cosigner = caseledger::witness::init(&data, &name)?;
+                println!("witness {name} made in {}", data.display());
+                println!("its key (give it to the courts it witnesses): {}", cosigner.witness());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Witness { data, listen, logs } => {
+                let logs = logs
+                    .iter()
+                    .map(|log| caseledger::witness::Log::parse(log))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let witness = caseledger::witness::Witness::open(&data, logs)?;
+                caseledger::witness::http::serve(witness, listen)?;
+                Ok(ExitCode::SUCCESS)
+            }
         }
     }
 }

@@ -120,7 +120,7 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
                 None => Vec::new(),
             };
             let (bytes, disclosures) = if *conceal {
-                concealed(&client, *kind, &bytes)?
+                concealed(&client, &identity, *kind, &bytes)?
             } else {
                 (bytes, disclosures)
             };
@@ -138,11 +138,19 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     answer(status, &body)
 }
 
-/// A payload written as the rules read it, concealed (docs/FORMAT.md §3j)
-/// with salts drawn here; a member's id keeps the salt of their first
-/// registration (read back from it: administrators read every entry), and
-/// members are named by the reference `GET /v1/members/{id}` gives.
-fn concealed(client: &Client, kind: u16, payload: &[u8]) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
+/// A payload written as the rules read it, concealed (docs/FORMAT.md §3j).
+/// Each salt is derived from the member's own signature of what it is for
+/// (context `caseledger/v1/conceal-salt`): nobody else can make it, and a
+/// re-run of the same payload makes the same record, so a retry is a retry.
+/// A member's id keeps the salt of their first registration (read back
+/// from it: administrators read every entry); members are named by the
+/// reference `GET /v1/members/{id}` gives.
+fn concealed(
+    client: &Client,
+    identity: &caseledger_keys::Identity,
+    kind: u16,
+    payload: &[u8],
+) -> anyhow::Result<(Vec<u8>, Vec<String>)> {
     use caseledger::conceal::{conceal_payload, Concealing};
     use caseledger_verify::disclosure::Concealed;
     let member = |id: &str| -> anyhow::Result<Option<serde_json::Value>> {
@@ -153,10 +161,26 @@ fn concealed(client: &Client, kind: u16, payload: &[u8]) -> anyhow::Result<(Vec<
         }
     };
     let mut failure: Option<anyhow::Error> = None;
+    let origin = client.origin()?;
     let mut salt = |which: Concealing| -> String {
-        let random = || hex::encode(rand::random::<[u8; 16]>());
+        let purpose = match &which {
+            Concealing::MemberId(id) => format!("member-id\n{id}"),
+            Concealing::MemberPhone {
+                member_id,
+                masked,
+                public_key,
+            } => format!("member-phone\n{member_id}\n{masked}\n{public_key}"),
+            Concealing::Applicant { case_number, index } => format!("applicant\n{case_number}\n{index}"),
+            Concealing::Respondent { case_number, index } => format!("respondent\n{case_number}\n{index}"),
+            Concealing::Reason { request_id } => format!("reason\n{request_id}"),
+        };
+        let signature = identity.sign(
+            caseledger_keys::context::CONCEAL_SALT,
+            format!("{origin}\n{purpose}").as_bytes(),
+        );
+        let derived = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(signature.to_bytes())[..16]);
         let Concealing::MemberId(id) = which else {
-            return random();
+            return derived;
         };
         let earlier = member(id).and_then(|found| {
             let Some(found) = found else { return Ok(None) };
@@ -176,10 +200,10 @@ fn concealed(client: &Client, kind: u16, payload: &[u8]) -> anyhow::Result<(Vec<
         });
         match earlier {
             Ok(Some(salt)) => salt,
-            Ok(None) => random(),
+            Ok(None) => derived,
             Err(e) => {
                 failure.get_or_insert(e);
-                random()
+                derived
             }
         }
     };

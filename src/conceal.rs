@@ -18,10 +18,12 @@ pub enum Concealing<'a> {
     /// A member's id, in their registration: a member keeps one salt (and
     /// so one reference) for good.
     MemberId(&'a str),
-    /// A member's masked phone, in their registration.
+    /// A member's masked phone, in the registration of `public_key` (each
+    /// registration's salt is its own: only a member id is disclosed again).
     MemberPhone {
         member_id: &'a str,
         masked: &'a str,
+        public_key: &'a str,
     },
     /// Party `index` (from 0) of a case's filing.
     Applicant {
@@ -64,6 +66,7 @@ pub fn conceal_payload(
     };
     match kind {
         KIND_KEY_REGISTERED => {
+            let public_key = payload["public_key"].as_str().unwrap_or_default().to_owned();
             if let Some(member) = payload.get_mut("member").filter(|m| m.is_object()) {
                 let id = member["member_id"]
                     .as_str()
@@ -82,6 +85,7 @@ pub fn conceal_payload(
                 let phone_salt = salt(Concealing::MemberPhone {
                     member_id: &id,
                     masked: &masked,
+                    public_key: &public_key,
                 });
                 hide(&mut member["phone_masked"], phone_salt);
             }

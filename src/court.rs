@@ -43,8 +43,8 @@ pub fn reference_of(member_id: &str) -> Concealed {
     }
 }
 
-fn phone_salt(member_id: &str, phone_masked: &str) -> String {
-    derived_salt(&["member-phone", member_id, phone_masked])
+fn phone_salt(member_id: &str, phone_masked: &str, public_key: &str) -> String {
+    derived_salt(&["member-phone", member_id, phone_masked, public_key])
 }
 
 /// `payload` (as the rules read it) signed as a record of `kind`: the
@@ -54,7 +54,11 @@ pub fn sign_revealed<T: Serialize>(origin: &str, kind: u16, payload: &T, identit
     let mut value = serde_json::to_value(payload).expect("payloads serialise");
     let mut salt = |which: Concealing| match which {
         Concealing::MemberId(id) => derived_salt(&["member", id]),
-        Concealing::MemberPhone { member_id, masked } => phone_salt(member_id, masked),
+        Concealing::MemberPhone {
+            member_id,
+            masked,
+            public_key,
+        } => phone_salt(member_id, masked, public_key),
         Concealing::Applicant { case_number, index } => {
             derived_salt(&[origin, case_number, "applicant", &index.to_string()])
         }
@@ -116,9 +120,12 @@ impl Person {
             role: self.role,
             phone_commitment: String::new(),
             member_ref: self.reference().digest,
-            phone_ref: conceal(&phone_salt(&self.member_id, &phone_masked), &phone_masked)
-                .0
-                .digest,
+            phone_ref: conceal(
+                &phone_salt(&self.member_id, &phone_masked, &self.identity.public_key().to_base64()),
+                &phone_masked,
+            )
+            .0
+            .digest,
             phone_masked,
         }
     }

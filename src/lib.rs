@@ -7,6 +7,7 @@ pub mod commitments;
 pub mod conceal;
 pub mod court;
 pub mod service;
+pub mod witness;
 
 /// Maps every item to zero or more results on all cores, keeping the order
 /// of the items. `f` gets the item's index. For signing many records.

@@ -101,6 +101,28 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
         .expect("client record --conceal");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let written: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    // Run again (an answer lost): the same salts, the same record, a retry.
+    let again = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["client", "--url", &address, "--key"])
+        .arg(&clerk_key)
+        .args([
+            "record",
+            "--conceal",
+            "--kind",
+            &KIND_CASE_OPENED.to_string(),
+            "--payload",
+        ])
+        .arg(dir.path().join("case-2.json"))
+        .arg("--numbers-file")
+        .arg(dir.path().join("phones-2.txt"))
+        .output()
+        .expect("client record --conceal again");
+    let retried: serde_json::Value = serde_json::from_slice(&again.stdout).expect("json");
+    assert!(again.status.success(), "{retried}");
+    assert_eq!(
+        (&retried["written"], &retried["seqs"]),
+        (&serde_json::json!(0), &written["seqs"])
+    );
     let seq = written["seqs"][0].as_u64().expect("seq");
     let (_, entry) = Client::new(&address, staff.administrator.identity.clone())
         .get(&format!("/v1/entries/{seq}"))

@@ -358,7 +358,19 @@ fn delays_cancellations_returns_and_key_rotation() {
     // Not before a second person co-signs the rotation.
     assert_eq!(refused_rule(&ledger, step.clone()), "key_co_signature");
     ledger
-        .append_one(rotated.co_signature(ORIGIN, &staff.co_administrator.identity))
+        .append_one({
+            // The rotation keeps the registration's member fields, so the
+            // co-signer restates the first registration's digests.
+            let mut restated =
+                caseledger_verify::record::KeyCoSigned::of(&staff.bureau_head.registration()).expect("a valid key");
+            restated.key_id = rotated.identity.public_key().key_id().to_hex();
+            caseledger::court::sign(
+                ORIGIN,
+                caseledger_verify::record::KIND_KEY_CO_SIGNED,
+                &restated,
+                &staff.co_administrator.identity,
+            )
+        })
         .expect("the second administrator co-signs the rotation");
     ledger.append_one(step).expect("the new key signs as the same member");
     let finance = case.approval(

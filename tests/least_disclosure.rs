@@ -572,3 +572,120 @@ fn a_reason_in_clear_forced_into_storage_is_named_by_verify() {
     let seq = force_append(dir.path(), reason_in_clear(&staff));
     caught(dir.path(), seq, "disclosure");
 }
+
+/// A member's id disclosure (finance's, from their registration) repeated
+/// word for word as a request's reason: the applicant would learn whose
+/// reference it is. Only a member's id in a registration is disclosed again.
+fn member_id_as_reason(ledger: &Ledger, staff: &Staff) -> Record {
+    let registration = (0..ledger.size())
+        .map(|seq| ledger.entry(seq).expect("entry"))
+        .find(|e| {
+            e.record.kind == KIND_KEY_REGISTERED
+                && e.record
+                    .disclosures
+                    .iter()
+                    .any(|d| d.contains(&format!("\"{}\"", staff.finance.member_id)))
+        })
+        .expect("finance's registration");
+    let id_disclosure = registration.record.disclosures[0].clone();
+    let case = CaseRecords::new(staff, &staff.officers[0], CASE);
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&case.request("d-8", "acct-1", 100_000).payload).expect("json");
+    payload["reason"] = serde_json::json!({"_sd": caseledger_verify::disclosure::digest_of(&id_disclosure)});
+    sign(
+        ORIGIN,
+        KIND_DISBURSEMENT_REQUESTED,
+        &payload,
+        &staff.officers[0].identity,
+    )
+    .with_disclosures(vec![id_disclosure])
+}
+
+#[test]
+fn a_disclosure_repeated_for_another_purpose_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court_with_case(dir.path(), 71, CASE, 2, 1_000_000);
+    assert_eq!(
+        refused_batch(&ledger, vec![member_id_as_reason(&ledger, &staff)]),
+        "disclosure"
+    );
+    // A party of one filing repeated in another: the cases would be linked.
+    let first = (0..ledger.size())
+        .map(|seq| ledger.entry(seq).expect("entry"))
+        .find(|e| e.record.kind == KIND_CASE_OPENED)
+        .expect("the filing");
+    let repeated = filing(&staff, &|p, d| {
+        p["applicants"] =
+            serde_json::json!([{"_sd": caseledger_verify::disclosure::digest_of(&first.record.disclosures[0])}]);
+        d[0] = first.record.disclosures[0].clone();
+    });
+    assert_eq!(refused_batch(&ledger, repeated), "disclosure");
+}
+
+#[test]
+fn a_disclosure_repeated_for_another_purpose_forced_into_storage_is_named_by_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court_with_case(dir.path(), 71, CASE, 2, 1_000_000);
+    let record = member_id_as_reason(&ledger, &staff);
+    ledger.close().expect("close");
+    let seq = force_append(dir.path(), record);
+    named(dir.path(), seq, "disclosure");
+}
+
+/// A key registration refused for its salt leaves no key behind in the
+/// auditor's replay: what the refused key signs next is refused too.
+#[test]
+fn a_registration_refused_for_its_salt_registers_nothing_in_the_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 72);
+    ledger.close().expect("close");
+    let newcomer = Person::new([97; 32], "officer-97", "新承办", Role::Officer, "13912349797");
+    // Its member id concealed with finance's member-id salt.
+    let finance_salt = caseledger_verify::disclosure::derived_salt(&["member", &staff.finance.member_id]);
+    let registration = newcomer.registration();
+    let (member_id, id_text) = conceal(&finance_salt, &newcomer.member_id);
+    let (phone, phone_text) = conceal(OTHER_SALT, &mask(&newcomer.phone));
+    let payload = serde_json::json!({
+        "name": registration.name, "public_key": registration.public_key, "administrator": false,
+        "member": {"member_id": member_id, "role": "officer", "phone_masked": phone},
+    });
+    let record = sign(ORIGIN, KIND_KEY_REGISTERED, &payload, &staff.administrator.identity)
+        .with_disclosures(vec![id_text, phone_text]);
+    let seqs: Vec<u64> = staff
+        .committed(record, COMMITMENT_PHONE, std::slice::from_ref(&newcomer.phone))
+        .into_iter()
+        .chain([newcomer.co_signature(ORIGIN, &staff.co_administrator.identity)])
+        .chain([revoked_by(&newcomer, &staff.finance)])
+        .map(|r| force_append(dir.path(), r))
+        .collect();
+    named(dir.path(), seqs[1], "disclosure");
+    named(dir.path(), seqs[2], "key_co_signature");
+    named(dir.path(), seqs[3], "unknown_key");
+}
+
+/// A revocation of `whose` key signed by `by` (not an administrator's).
+fn revoked_by(by: &Person, whose: &Person) -> Record {
+    sign(
+        ORIGIN,
+        caseledger_verify::record::KIND_KEY_REVOKED,
+        &caseledger_verify::record::KeyRevoked {
+            key_id: whose.identity.public_key().key_id().to_hex(),
+            reason: "调岗".into(),
+        },
+        &by.identity,
+    )
+}
+
+#[test]
+fn a_disclosure_stored_under_a_key_that_is_no_seq_is_named_by_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    closed_case(dir.path());
+    let db = raw_db(dir.path());
+    db.put_cf(db.cf_handle("disclosures").expect("cf"), [0u8; 9], b"[]")
+        .expect("put");
+    drop(db);
+    let report = audit(dir.path());
+    let error = report.first_error.expect("a failure");
+    assert_eq!(error.check, "disclosure", "{error:?}");
+    assert!(error.detail.contains("no entry's seq"), "{error:?}");
+}

@@ -15,8 +15,14 @@ pub const LEDGER_RECORD: &str = "caseledger/v2/ledger-record";
 /// Prefix hashed with a public key to derive its [`crate::KeyId`].
 pub const KEY_ID: &str = "caseledger/v1/key-id";
 
+/// A member's client derives the salts of the values it conceals (docs/FORMAT.md
+/// §3j) from its own signature of what each salt is for: secret (only the
+/// key's holder can make it), and the same on a re-run, so a retried
+/// request is the same record.
+pub const CONCEAL_SALT: &str = "caseledger/v1/conceal-salt";
+
 /// All contexts, for documentation and for the test that keeps them distinct.
-pub const ALL: &[&str] = &[LEDGER_RECORD, KEY_ID];
+pub const ALL: &[&str] = &[LEDGER_RECORD, KEY_ID, CONCEAL_SALT];
 
 /// Builds the exact bytes that are signed: `context || 0x00 || body`.
 pub fn message(context: &str, body: &[u8]) -> Vec<u8> {

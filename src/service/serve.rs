@@ -194,7 +194,7 @@ fn init_tracing() {
 /// when the future is first polled: `serve` calls it before it announces its
 /// address, so a signal sent as soon as the address is known is a graceful
 /// shutdown rather than the default action (death).
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+pub(crate) fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;

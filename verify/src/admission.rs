@@ -63,13 +63,43 @@ pub fn admit_record(
     timestamp_ms: u64,
     record: &Record,
 ) -> Result<(Admitted, funds::Outcome), RuleError> {
-    let by_node = record.signer == registry.node_key().key_id();
-    let genesis = seq == 0 || record.kind == crate::record::KIND_GENESIS;
     // The rules read every concealed value revealed (docs/FORMAT.md §3j);
     // numbers and retries are bound to the payload as signed.
     let payload_sha256 = hex::encode(Sha256::digest(&record.payload));
     let revealed = readable(registry, record)?;
     let record = revealed.as_ref().unwrap_or(record);
+    // A record refused at any step changes nothing: not the state, not the
+    // registry (a key registration refused for its salts after the
+    // registry took it must not leave the key behind).
+    let mark = state.mark();
+    let registry_before = crate::record::changes_registry(record.kind).then(|| registry.clone());
+    let admitted = admit_read(registry, state, seq, timestamp_ms, record, &payload_sha256).and_then(|admitted| {
+        // A retry writes nothing and spends nothing.
+        if admitted.1 == funds::Outcome::New {
+            spend_salts(state, seq, record)?;
+        }
+        Ok(admitted)
+    });
+    if admitted.is_err() {
+        state.rollback(mark);
+        if let Some(before) = registry_before {
+            *registry = before;
+        }
+    }
+    admitted
+}
+
+/// [`admit_record`] of a record as the rules read it.
+fn admit_read(
+    registry: &mut Registry,
+    state: &mut Overlay,
+    seq: u64,
+    timestamp_ms: u64,
+    record: &Record,
+    payload_sha256: &str,
+) -> Result<(Admitted, funds::Outcome), RuleError> {
+    let by_node = record.signer == registry.node_key().key_id();
+    let genesis = seq == 0 || record.kind == crate::record::KIND_GENESIS;
     let mark_before = state.mark();
     let admitted = if !genesis && by_node && node_may_sign(record.kind) {
         Admitted {
@@ -80,7 +110,7 @@ pub fn admit_record(
         return Err(RuleError::NotAuthorized(
             "an SMS challenge is recorded by the node key".into(),
         ));
-    } else if let Some(completed) = funds::completed_enrolment(state, seq, record, &payload_sha256)? {
+    } else if let Some(completed) = funds::completed_enrolment(state, seq, record, payload_sha256)? {
         // Judged with the node's commitment; the spent commitment is put
         // back if the registry refuses the record.
         let admitted = member_phone_not_an_applicants(state, &completed).and_then(|()| registry.admit(seq, &completed));
@@ -114,8 +144,7 @@ pub fn admit_record(
     }
     if !funds::is_funds_kind(record.kind) {
         let mark = state.mark();
-        let appended = crate::threads::append(state, seq, record).and_then(|()| spend_salts(state, seq, record));
-        if let Err(e) = appended {
+        if let Err(e) = crate::threads::append(state, seq, record) {
             state.rollback(mark);
             return Err(e);
         }
@@ -145,7 +174,7 @@ pub fn admit_record(
         timestamp_ms,
         origin: &origin,
         by_node,
-        payload_sha256: &payload_sha256,
+        payload_sha256,
     };
     let mark = state.mark();
     let admitted_funds = funds::admit(state, &context, record, &signer).and_then(|outcome| {
@@ -154,7 +183,6 @@ pub fn admit_record(
         }
         if outcome == funds::Outcome::New {
             crate::threads::append(state, seq, record)?;
-            spend_salts(state, seq, record)?;
         }
         Ok(outcome)
     });
@@ -172,17 +200,35 @@ pub fn salt_key(salt: &str) -> String {
     format!("disclosure_salt/{salt}")
 }
 
+/// What the ledger keeps of a salt it has used (`disclosure_salt/<salt>`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaltUse {
+    /// The hex digest of the disclosure that used it.
+    pub digest: String,
+    /// It disclosed a member's id in their registration.
+    pub member_id: bool,
+}
+
 /// Each salt of `record`'s disclosures is used once in the whole ledger
 /// (rule `disclosure`): a salt shared by two values lets whoever is shown
 /// one disclosure try the other values it may hide (a co-applicant's name,
-/// a mask of 10,000). The one exception is a disclosure repeated as it
-/// was first given: a member's id, disclosed again when the member is
-/// registered again under their one reference.
+/// a mask of 10,000). The one exception is a member's id, disclosed again
+/// as it was first given when the member is registered again under their
+/// one reference. Any other repeat, even word for word, is refused: a
+/// member-id disclosure repeated as a reason would tell an applicant whose
+/// reference it is, and a party repeated in another filing would link the
+/// two cases.
 fn spend_salts(state: &mut Overlay, seq: u64, record: &Record) -> Result<(), RuleError> {
     let refuse = |detail: String| RuleError::Rule {
         rule: "disclosure",
         detail,
     };
+    let member_ref = (record.kind == crate::record::KIND_KEY_REGISTERED)
+        .then(|| serde_json::from_slice::<crate::record::KeyRegistered>(&record.payload).ok())
+        .flatten()
+        .and_then(|registration| registration.member)
+        .map(|member| member.member_ref);
     let mut salts = std::collections::HashSet::new();
     for text in &record.disclosures {
         let (salt, _): (String, serde::de::IgnoredAny) =
@@ -190,18 +236,22 @@ fn spend_salts(state: &mut Overlay, seq: u64, record: &Record) -> Result<(), Rul
         if !salts.insert(salt.clone()) {
             return Err(refuse("two disclosures of the record share a salt".into()));
         }
-        let digest = disclosure::digest_of(text);
+        let this = SaltUse {
+            digest: disclosure::digest_of(text),
+            member_id: member_ref.as_deref() == Some(disclosure::digest_of(text).as_str()),
+        };
         let key = salt_key(&salt);
         match state.get(&key).map_err(storage)? {
-            Some(used) if used != serde_json::to_vec(&digest).expect("a string serialises") => {
-                let used: String = serde_json::from_slice(&used).unwrap_or_default();
-                return Err(refuse(format!(
-                    "the salt of a disclosure was used before for another value (digest {}…, before seq {seq})",
-                    &used.get(..12).unwrap_or_default()
-                )));
+            Some(used) => {
+                let used: Option<SaltUse> = serde_json::from_slice(&used).ok();
+                if !(this.member_id && used.as_ref() == Some(&this)) {
+                    return Err(refuse(format!(
+                        "the salt of a disclosure was used before (before seq {seq}); only a member's id is disclosed again, \
+                         as it was first given, when the member is registered again"
+                    )));
+                }
             }
-            Some(_) => {}
-            None => state.put(key, serde_json::to_vec(&digest).expect("a string serialises")),
+            None => state.put(key, serde_json::to_vec(&this).expect("serialisable")),
         }
     }
     Ok(())

@@ -128,7 +128,24 @@ pub(super) fn audit_driver(
                 // forward order (a stored value that is no JSON array of
                 // strings is one unreadable disclosure: rule `disclosure`).
                 let mut disclosed = Vec::new();
-                if disclosures.valid() && disclosures.key() == Some(&schema::seq_key(*seq)[..]) {
+                let here = schema::seq_key(*seq);
+                // A key that is no seq, or a seq passed: stored for no entry.
+                if let Some(stray) = disclosures
+                    .key()
+                    .filter(|key| disclosures.valid() && (key.len() != here.len() || *key < &here[..]))
+                {
+                    auditor.fail(
+                        *seq,
+                        "disclosure",
+                        format!(
+                            "disclosures are stored under the key {}, which is no entry's seq",
+                            hex::encode(stray)
+                        ),
+                    );
+                    stopped = true;
+                    break;
+                }
+                if disclosures.valid() && disclosures.key() == Some(&here[..]) {
                     let value = disclosures.value().unwrap_or_default();
                     disclosed = serde_json::from_slice(value)
                         .unwrap_or_else(|_| vec![String::from_utf8_lossy(value).into_owned()]);

@@ -1,0 +1,381 @@
+//! A witness at another institution (C2SP tlog-witness, tlog-cosignature
+//! v1): it cosigns each checkpoint of a court's ledger that extends the
+//! last one it cosigned, answers the spec's status codes otherwise, keeps
+//! its state across restarts, and refuses to run without it. Driven with a
+//! real ledger's checkpoints and consistency proofs, through the witness's
+//! own checks and through a real `caseledger witness` process on loopback.
+
+mod common;
+
+use std::io::BufRead as _;
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use caseledger::witness::{Answer, Log, Witness};
+use caseledger_keys::cosignature::{cosignatures, Witness as WitnessKey};
+use caseledger_keys::{note, Identity};
+use caseledger_ledger::store::Ledger;
+use caseledger_verify::checkpoint::Checkpoint;
+use common::*;
+
+const NAME: &str = "witness.procuratorate.example/w1";
+
+/// The court's log as a witness is configured with it.
+fn log_of(ledger: &Ledger) -> Log {
+    let verifier = note::Verifier::new(ledger.origin(), ledger.node_key()).expect("verifier");
+    Log::parse(&format!("{}={verifier}", ledger.origin())).expect("log")
+}
+
+/// An `add-checkpoint` body: old size, proof lines, empty line, checkpoint.
+fn request(old: u64, proof: &[[u8; 32]], checkpoint: &str) -> String {
+    let mut body = format!("old {old}\n");
+    for hash in proof {
+        body.push_str(&BASE64.encode(hash));
+        body.push('\n');
+    }
+    body.push('\n');
+    body.push_str(checkpoint);
+    body
+}
+
+/// The ledger grown by `n` demo-free records (a policy proposal each is
+/// enough to move the tree) and its new checkpoint.
+fn grow(ledger: &Ledger, staff: &caseledger::court::Staff, n: u32) -> (u64, String) {
+    for i in 0..n {
+        let case = caseledger::court::CaseRecords::new(
+            staff,
+            &staff.officers[0],
+            &format!("(2026)苏02执{}号", 900 + ledger.size() + u64::from(i)),
+        );
+        ledger.append(case.open(1)).expect("a case");
+    }
+    let note = ledger.checkpoint_now().expect("checkpoint");
+    (ledger.size(), note)
+}
+
+/// A checkpoint of `size` with `root`, signed by the node key (seed 1): what
+/// an operator who forks the ledger signs.
+fn forged(ledger: &Ledger, size: u64, root: [u8; 32]) -> String {
+    let checkpoint = Checkpoint {
+        origin: ledger.origin().to_owned(),
+        size,
+        root,
+        threads: [0; 32],
+    };
+    let signer = note::Signer::new(ledger.origin(), Identity::from_seed([1; 32])).expect("signer");
+    checkpoint.sign(&signer).expect("sign")
+}
+
+fn cosigned_by(witness: &Witness, note: &str, answer: &Answer) -> u64 {
+    let Answer::Cosigned(line) = answer else {
+        panic!("expected a cosignature, got {answer:?}");
+    };
+    let found = cosignatures(&format!("{note}{line}"), &[witness.cosigner().witness().clone()]).expect("verifies");
+    assert_eq!(found.len(), 1, "{line}");
+    found[0].timestamp
+}
+
+#[test]
+fn a_witness_cosigns_a_growing_log_and_nothing_that_does_not_extend_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(&dir.path().join("ledger"), 91);
+    caseledger::witness::init(&dir.path().join("witness"), NAME).expect("init");
+    let witness = Witness::open(&dir.path().join("witness"), vec![log_of(&ledger)])
+        .expect("open")
+        .with_clock(|| 1_795_190_400);
+
+    // First contact: old size 0, no proof.
+    let (first, note1) = grow(&ledger, &staff, 1);
+    let answer = witness.add_checkpoint(&request(0, &[], &note1));
+    assert_eq!(cosigned_by(&witness, &note1, &answer), 1_795_190_400);
+    // The same request again (a replay): 409 with the size it knows.
+    assert_eq!(
+        witness.add_checkpoint(&request(0, &[], &note1)),
+        Answer::Conflict(first)
+    );
+
+    // Grown, with the consistency proof from the size it cosigned.
+    let (second, note2) = grow(&ledger, &staff, 2);
+    let proof = ledger.consistency_proof(first, second).expect("proof");
+    cosigned_by(
+        &witness,
+        &note2,
+        &witness.add_checkpoint(&request(first, &proof, &note2)),
+    );
+    // Reordered: the older request arrives after the newer.
+    let older = ledger.consistency_proof(first, second).expect("proof");
+    assert_eq!(
+        witness.add_checkpoint(&request(first, &older, &note2)),
+        Answer::Conflict(second)
+    );
+    // A smaller tree after a larger one.
+    assert!(matches!(
+        witness.add_checkpoint(&request(second, &[], &note1)),
+        Answer::BadRequest(_)
+    ));
+    // The same size again with its own root: cosigned again; another root
+    // of that size (a fork the operator signs): 422.
+    cosigned_by(&witness, &note2, &witness.add_checkpoint(&request(second, &[], &note2)));
+    let fork = forged(&ledger, second, [7; 32]);
+    assert!(matches!(
+        witness.add_checkpoint(&request(second, &[], &fork)),
+        Answer::Unprocessable(_)
+    ));
+    // A larger fork, with a true proof of the real tree: 422.
+    let (third, _) = grow(&ledger, &staff, 1);
+    let proof = ledger.consistency_proof(second, third).expect("proof");
+    let fork = forged(&ledger, third, [8; 32]);
+    assert!(matches!(
+        witness.add_checkpoint(&request(second, &proof, &fork)),
+        Answer::Unprocessable(_)
+    ));
+    // A proof with a hash changed: 422.
+    let real = ledger.checkpoint_now().expect("checkpoint");
+    let mut bad = proof.clone();
+    bad[0][0] ^= 1;
+    assert!(matches!(
+        witness.add_checkpoint(&request(second, &bad, &real)),
+        Answer::Unprocessable(_)
+    ));
+    cosigned_by(
+        &witness,
+        &real,
+        &witness.add_checkpoint(&request(second, &proof, &real)),
+    );
+
+    // Not the log's key, not a known log, not a request: 403, 404, 400.
+    let stranger = note::Signer::new(ledger.origin(), Identity::from_seed([66; 32])).expect("signer");
+    let text = real.split("\n\n").next().expect("text").to_owned() + "\n";
+    let by_stranger = stranger.sign(&text).expect("sign");
+    assert!(matches!(
+        witness.add_checkpoint(&request(third, &[], &by_stranger)),
+        Answer::Forbidden(_)
+    ));
+    let other_log = note::Signer::new("other.court.example/ledger", Identity::from_seed([1; 32])).expect("signer");
+    let other = other_log
+        .sign(&text.replacen(ledger.origin(), "other.court.example/ledger", 1))
+        .expect("sign");
+    assert!(matches!(
+        witness.add_checkpoint(&request(0, &[], &other)),
+        Answer::UnknownLog(_)
+    ));
+    for malformed in [
+        "".to_owned(),
+        format!("old 01\n\n{real}"),
+        format!("old x\n\n{real}"),
+        format!("old {third}\nnot base64!\n\n{real}"),
+        format!("AAAA\n\n{real}"),
+        request(third, &vec![[0; 32]; 64], &real),
+    ] {
+        assert!(
+            matches!(witness.add_checkpoint(&malformed), Answer::BadRequest(_)),
+            "{malformed:?}"
+        );
+    }
+    // What it cosigned last, with the log's signature and its own.
+    let latest = witness.latest(ledger.origin()).expect("latest");
+    assert!(latest.starts_with(&real));
+    note::open(
+        &latest,
+        &[note::Verifier::new(ledger.origin(), ledger.node_key()).expect("v")],
+    )
+    .expect("log signature");
+    assert_eq!(
+        cosignatures(&latest, &[witness.cosigner().witness().clone()])
+            .expect("cosigned")
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn an_empty_tree_has_the_empty_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, _) = court(&dir.path().join("ledger"), 92);
+    caseledger::witness::init(&dir.path().join("witness"), NAME).expect("init");
+    let witness = Witness::open(&dir.path().join("witness"), vec![log_of(&ledger)]).expect("open");
+    let empty: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(b"").into();
+    assert!(matches!(
+        witness.add_checkpoint(&request(0, &[], &forged(&ledger, 0, [9; 32]))),
+        Answer::Unprocessable(_)
+    ));
+    assert!(matches!(
+        witness.add_checkpoint(&request(0, &[], &forged(&ledger, 0, empty))),
+        Answer::Cosigned(_)
+    ));
+    // From size 0, a proof is refused.
+    let note = ledger.checkpoint_now().expect("checkpoint");
+    assert!(matches!(
+        witness.add_checkpoint(&request(0, &[[1; 32]], &note)),
+        Answer::Unprocessable(_)
+    ));
+}
+
+#[test]
+fn a_witness_remembers_across_restarts_and_refuses_to_run_without_its_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(&dir.path().join("ledger"), 93);
+    let folder = dir.path().join("witness");
+    caseledger::witness::init(&folder, NAME).expect("init");
+    let (size, note) = grow(&ledger, &staff, 1);
+    {
+        let witness = Witness::open(&folder, vec![log_of(&ledger)]).expect("open");
+        assert!(matches!(
+            witness.add_checkpoint(&request(0, &[], &note)),
+            Answer::Cosigned(_)
+        ));
+    }
+    // Restarted: it knows the size it cosigned.
+    let witness = Witness::open(&folder, vec![log_of(&ledger)]).expect("reopen");
+    assert_eq!(witness.add_checkpoint(&request(0, &[], &note)), Answer::Conflict(size));
+    drop(witness);
+    // Its state deleted: it refuses to run rather than cosign afresh, and
+    // it is not made again in place.
+    std::fs::remove_file(folder.join("state.json")).expect("delete the state");
+    let Err(refused) = Witness::open(&folder, vec![log_of(&ledger)]) else {
+        panic!("a witness without its state runs");
+    };
+    assert!(refused.to_string().contains("missing"), "{refused:#}");
+    let Err(again) = caseledger::witness::init(&folder, NAME) else {
+        panic!("a witness made again in place");
+    };
+    assert!(again.to_string().contains("already holds a witness"), "{again:#}");
+    // Another key's state is refused too.
+    let other = dir.path().join("other");
+    caseledger::witness::init(&other, NAME).expect("init");
+    std::fs::copy(other.join("state.json"), folder.join("state.json")).expect("copy");
+    let Err(refused) = Witness::open(&folder, vec![log_of(&ledger)]) else {
+        panic!("a witness without its state runs");
+    };
+    assert!(refused.to_string().contains("another key"), "{refused:#}");
+}
+
+/// `caseledger witness` on 127.0.0.1, its address read from its output.
+struct Process {
+    child: std::process::Child,
+    address: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(folder: &Path, log: &str) -> Process {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["witness", "--listen", "127.0.0.1:0", "--log", log, "--data"])
+        .arg(folder)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the witness");
+    let stdout = child.stdout.take().expect("stdout");
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let address = loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the witness printed its address");
+        if let Some(rest) = line.split(" listening on ").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    Process { child, address }
+}
+
+fn post(address: &str, body: &str) -> (u16, String, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = agent
+        .post(&format!("{address}/add-checkpoint"))
+        .send(body.as_bytes())
+        .expect("post");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (
+        response.status().as_u16(),
+        content_type,
+        response.body_mut().read_to_string().expect("body"),
+    )
+}
+
+#[test]
+fn a_witness_process_speaks_tlog_witness_over_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(&dir.path().join("ledger"), 94);
+    let folder = dir.path().join("witness");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["witness-init", "--name", NAME, "--data"])
+        .arg(&folder)
+        .output()
+        .expect("witness-init");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let key_text = printed
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{NAME}+")))
+        .expect("the witness's key");
+    let witness_key = WitnessKey::parse(key_text).expect("a witness key");
+    let log = format!(
+        "{}={}",
+        ledger.origin(),
+        note::Verifier::new(ledger.origin(), ledger.node_key()).expect("verifier")
+    );
+    let process = start(&folder, &log);
+    let (size, note) = grow(&ledger, &staff, 1);
+    let (status, _, line) = post(&process.address, &request(0, &[], &note));
+    assert_eq!(status, 200, "{line}");
+    assert_eq!(
+        cosignatures(&format!("{note}{line}"), std::slice::from_ref(&witness_key))
+            .expect("verifies")
+            .len(),
+        1
+    );
+    let (status, content_type, body) = post(&process.address, &request(0, &[], &note));
+    assert_eq!(
+        (status, content_type.as_str(), body),
+        (409, "text/x.tlog.size", format!("{size}\n"))
+    );
+    let (status, _, _) = post(&process.address, "old 0\n");
+    assert_eq!(status, 400);
+    // The monitoring endpoint serves the cosigned checkpoint.
+    let origin_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(ledger.origin().as_bytes()));
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut latest = agent
+        .get(&format!("{}/{origin_hash}/checkpoint", process.address))
+        .call()
+        .expect("get");
+    assert_eq!(latest.status().as_u16(), 200);
+    let latest = latest.body_mut().read_to_string().expect("body");
+    assert_eq!(latest, format!("{note}{line}"));
+    let missing = agent
+        .get(&format!("{}/{}/checkpoint", process.address, "0".repeat(64)))
+        .call()
+        .expect("get");
+    assert_eq!(missing.status().as_u16(), 404);
+    // Killed and restarted: it still knows the size it cosigned.
+    drop(process);
+    let process = start(&folder, &log);
+    let (status, _, body) = post(&process.address, &request(0, &[], &note));
+    assert_eq!((status, body), (409, format!("{size}\n")));
+    // Without its state the process refuses to start.
+    drop(process);
+    std::fs::remove_file(folder.join("state.json")).expect("delete");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["witness", "--listen", "127.0.0.1:0", "--log", &log, "--data"])
+        .arg(&folder)
+        .output()
+        .expect("witness");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to run"));
+}
