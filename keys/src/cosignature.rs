@@ -264,3 +264,24 @@ mod tests {
         assert!(cosigner.cosign(TEXT, TIMESTAMP_MAX + 1).is_err());
     }
 }
+
+#[cfg(test)]
+mod vector {
+    use super::*;
+
+    /// docs/FORMAT.md §6b's vector (checked with pyca/cryptography, an
+    /// implementation of its own).
+    #[test]
+    fn the_format_vector_holds() {
+        let cosigner = Cosigner::new("witness.example/w1", Identity::from_seed([2; 32])).expect("witness");
+        let text = "court.example/ledger\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
+        assert_eq!(
+            cosigner.witness().to_string(),
+            "witness.example/w1+df1c0a35+BIE5dw6ofRdfVqNUZsNMfszLjYqRtO43ol32D1uPybOU"
+        );
+        assert_eq!(
+            cosigner.cosign(text, 1_795_190_400).expect("cosign"),
+            "\u{2014} witness.example/w1 3xwKNQAAAABrAG6Apve7J3bKlR4QHrohei1JFKIlL+C81wmVToXS5nZ9Pn6yrIxLUkkwLrBm/q630ZO0THJujTUxUOkX6vp/+aMHAA==\n"
+        );
+    }
+}
