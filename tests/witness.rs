@@ -379,3 +379,165 @@ fn a_witness_process_speaks_tlog_witness_over_http() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to run"));
 }
+
+/// `caseledger serve` with `config` (TOML), its address read from its output.
+fn serve_with(config: &Path) -> Process {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("CASELEDGER_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let address = loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("serve printed its address");
+        if let Some(rest) = line.strip_prefix("caseledger listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    Process { child, address }
+}
+
+/// The node's newest checkpoint, once `done` holds of it (size, the
+/// `Caseledger-Witnessed` header), with its cosignatures; a minute at most.
+fn checkpoint_when(address: &str, done: &dyn Fn(u64, &str) -> bool) -> (u64, String, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let mut response = agent
+            .get(&format!("{address}/v1/checkpoint"))
+            .call()
+            .expect("checkpoint");
+        let witnessed = response
+            .headers()
+            .get("caseledger-witnessed")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let note = response.body_mut().read_to_string().expect("body");
+        let size: u64 = note.lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or(0);
+        if done(size, &witnessed) {
+            return (size, witnessed, note);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {witnessed:?} at size {size}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A node, three witnesses and a quorum of two: every checkpoint is
+/// cosigned; with one witness down the quorum holds; with two down the node
+/// still writes and says its checkpoints lack the quorum; the witnesses
+/// back, they catch up with one consistency proof each.
+#[test]
+fn a_node_gets_its_checkpoints_cosigned_by_a_quorum_of_witnesses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = caseledger::court::Staff::from_seed(95, ORIGIN);
+    let data = dir.path().join("data");
+    init_court(dir.path(), &data, &staff);
+    let node_key = caseledger_keys::files::read_public_key(&data.join("node.pub")).expect("node key");
+    let log = format!("{ORIGIN}={}", note::Verifier::new(ORIGIN, node_key).expect("verifier"));
+    let mut witnesses = Vec::new();
+    let mut keys = Vec::new();
+    for n in 1..=3 {
+        let folder = dir.path().join(format!("witness-{n}"));
+        let cosigner = caseledger::witness::init(&folder, &format!("witness-{n}.example/w")).expect("init");
+        keys.push(cosigner.witness().clone());
+        witnesses.push((folder.clone(), start(&folder, &log)));
+    }
+    let listed: String = witnesses
+        .iter()
+        .zip(&keys)
+        .map(|((_, process), key)| format!("[[witnesses]]\nkey = \"{key}\"\nurl = \"{}\"\n", process.address))
+        .collect();
+    let config = dir.path().join("caseledger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data = \"{}\"\nlisten = \"127.0.0.1:0\"\nwitness_quorum = 2\nwitness_poll_ms = 50\n\
+             checkpoint_every_ms = 100\nfree_space_min_bytes = 0\n{listed}",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let node = serve_with(&config);
+    set_up_staff(&node.address, &staff);
+    let clerk = caseledger::service::client::Client::new(&node.address, staff.filing_clerk.identity.clone());
+    let open = |n: u32| {
+        let case = caseledger::court::CaseRecords::new(&staff, &staff.officers[0], &format!("(2026)苏02执{n}号"));
+        let (status, body) = clerk.write_numbered(&[case.open_request(1)]).expect("open");
+        assert_eq!(status, 201, "{body}");
+    };
+    open(1);
+    let verified = |note: &str| cosignatures(note, &keys).expect("cosignatures verify").len();
+    let (size, witnessed, note) = checkpoint_when(&node.address, &|_, w| w.starts_with("3 of 3"));
+    assert!(witnessed.ends_with("quorum 2 reached"), "{witnessed}");
+    assert_eq!(verified(&note), 3);
+
+    // One witness down: the next checkpoint still reaches the quorum.
+    witnesses.remove(0);
+    open(2);
+    let (grown, witnessed, note) = checkpoint_when(&node.address, &|s, w| s > size && w.starts_with("2 of 3"));
+    assert!(
+        witnessed.ends_with("reached") && !witnessed.ends_with("not reached"),
+        "{witnessed}"
+    );
+    assert_eq!(verified(&note), 2);
+
+    // Two down: writes go on, the checkpoint is published without the quorum.
+    witnesses.remove(0);
+    open(3);
+    let (third, witnessed, _) = checkpoint_when(&node.address, &|s, w| s > grown && w.starts_with("1 of 3"));
+    assert!(witnessed.ends_with("quorum 2 not reached"), "{witnessed}");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let ready = agent
+        .get(&format!("{}/readyz", node.address))
+        .call()
+        .expect("readyz")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    assert!(
+        ready.starts_with("ready") && ready.contains("witness witness-1.example/w: cosigned"),
+        "{ready}"
+    );
+
+    // Back: each catches up from the size it cosigned to the newest.
+    let back: Vec<Process> = (1..=2)
+        .map(|n| start(&dir.path().join(format!("witness-{n}")), &log))
+        .collect();
+    assert_eq!(back.len(), 2);
+    // (Restarted on new ports: the node is told again.)
+    drop(node);
+    let listed: String = back
+        .iter()
+        .chain(witnesses.iter().map(|(_, p)| p))
+        .zip(&keys)
+        .map(|(process, key)| format!("[[witnesses]]\nkey = \"{key}\"\nurl = \"{}\"\n", process.address))
+        .collect();
+    std::fs::write(
+        &config,
+        format!(
+            "data = \"{}\"\nlisten = \"127.0.0.1:0\"\nwitness_quorum = 2\nwitness_poll_ms = 50\n\
+             checkpoint_every_ms = 100\nfree_space_min_bytes = 0\n{listed}",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let node = serve_with(&config);
+    let (_, witnessed, note) = checkpoint_when(&node.address, &|s, w| s >= third && w.starts_with("3 of 3"));
+    assert!(witnessed.ends_with("quorum 2 reached"), "{witnessed}");
+    assert_eq!(verified(&note), 3);
+}

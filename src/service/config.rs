@@ -96,6 +96,16 @@ pub struct Config {
     pub sms_twilio_from: Option<String>,
     /// Public URL of `/v1/sms/reports/twilio` as Twilio reaches it.
     pub sms_twilio_status_callback_url: Option<String>,
+    /// Witnesses at other institutions (`[[witnesses]]` with `key` and
+    /// `url`): each checkpoint is submitted to them (docs/FORMAT.md §6b).
+    pub witnesses: Vec<super::witnesses::WitnessSetting>,
+    /// Cosignatures a checkpoint needs to count as witnessed.
+    pub witness_quorum: usize,
+    /// How often each witness is offered the newest checkpoint, and the
+    /// shortest pause after a failure (it doubles up to 30 s).
+    pub witness_poll_ms: u64,
+    /// Per-request timeout towards a witness.
+    pub witness_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -140,6 +150,10 @@ impl Default for Config {
             sms_twilio_auth_token: None,
             sms_twilio_from: None,
             sms_twilio_status_callback_url: None,
+            witnesses: Vec::new(),
+            witness_quorum: 0,
+            witness_poll_ms: 500,
+            witness_timeout_ms: 5_000,
         }
     }
 }

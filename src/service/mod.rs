@@ -27,6 +27,7 @@ pub mod self_audit;
 pub mod serve;
 pub mod sms;
 mod verifier;
+pub mod witnesses;
 pub use verifier::{verifier_sha256, VERIFIER_WASM};
 mod writes;
 
@@ -86,6 +87,8 @@ pub struct AppState {
     pub applicant_code_ttl_ms: u64,
     /// The hotline the applicant's page names (`applicant_hotline`).
     pub applicant_hotline: Arc<str>,
+    /// The witnesses the node submits its checkpoints to, and their status.
+    pub witnessing: Arc<witnesses::Witnessing>,
 }
 
 impl AppState {
@@ -116,6 +119,12 @@ impl AppState {
 
     pub fn with_applicant_hotline(mut self, hotline: &str) -> Self {
         self.applicant_hotline = hotline.into();
+        self
+    }
+
+    /// The same state with the witnesses the node submits to.
+    pub fn with_witnessing(mut self, witnessing: Arc<witnesses::Witnessing>) -> Self {
+        self.witnessing = witnessing;
         self
     }
 }
@@ -169,6 +178,7 @@ impl AppState {
             code_ttl_ms: approvals::CODE_TTL_MS,
             applicant_code_ttl_ms: APPLICANT_CODE_TTL_DAYS * 24 * 60 * 60 * 1000,
             applicant_hotline: APPLICANT_HOTLINE.into(),
+            witnessing: Arc::new(witnesses::Witnessing::none()),
             code_checks: Arc::default(),
         }
     }

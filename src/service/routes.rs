@@ -74,7 +74,7 @@ async fn healthz() -> &'static str {
     (status = OK, body = String),
     (status = SERVICE_UNAVAILABLE, body = Problem, content_type = "application/problem+json"),
 ))]
-async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+async fn readyz(State(state): State<AppState>) -> Result<String, ApiError> {
     if let Some((seq, _)) = state.ledger.corruption() {
         return Err(ApiError::Unavailable(format!("integrity check failed at seq {seq}")));
     }
@@ -84,7 +84,22 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
     if state.ledger.stalled().is_some() || state.ledger.space_left().is_err() {
         return Err(ApiError::Unavailable(super::problem::DISK_FULL.into()));
     }
-    Ok("ready")
+    // Each witness's lag: the node is ready whatever the witnesses do.
+    let checkpoint_size = state
+        .ledger
+        .latest_checkpoint()
+        .ok()
+        .flatten()
+        .map_or(0, |(size, _)| size);
+    let mut text = String::from("ready\n");
+    for (name, status) in state.witnessing.snapshot() {
+        text.push_str(&format!(
+            "witness {name}: cosigned {} of {checkpoint_size} entries{}\n",
+            status.cosigned_size,
+            status.last_error.map(|e| format!(" ({e})")).unwrap_or_default()
+        ));
+    }
+    Ok(text)
 }
 
 /// Prometheus metrics.
@@ -99,6 +114,11 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
         .flatten()
         .map_or(0, |(size, _)| size);
     metrics::gauge!("caseledger_checkpoint_size").set(checkpoint_size as f64);
+    for (name, status) in state.witnessing.snapshot() {
+        metrics::gauge!("caseledger_witness_cosigned_size", "witness" => name.clone()).set(status.cosigned_size as f64);
+        metrics::gauge!("caseledger_witness_lag_entries", "witness" => name)
+            .set(checkpoint_size.saturating_sub(status.cosigned_size) as f64);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -146,11 +166,30 @@ async fn node_key(State(state): State<AppState>) -> Result<axum::Json<NodeKey>, 
     (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn checkpoint(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let (_, note) = state
+    let (size, note) = state
         .ledger
         .latest_checkpoint()?
         .ok_or_else(|| ApiError::NotFound("no checkpoint yet".into()))?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note))
+    // With the cosignatures its witnesses gave so far, and whether they
+    // reach the quorum (a checkpoint without it is published all the same).
+    let (cosigned, count) = state.witnessing.cosigned(&state.ledger, size, &note);
+    let witnessed = format!(
+        "{count} of {}; quorum {} {}",
+        state.witnessing.witnesses.len(),
+        state.witnessing.quorum,
+        if count >= state.witnessing.quorum {
+            "reached"
+        } else {
+            "not reached"
+        }
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (header::HeaderName::from_static("caseledger-witnessed"), witnessed),
+        ],
+        cosigned,
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]

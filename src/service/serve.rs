@@ -485,6 +485,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .saturating_mul(24 * 60 * 60 * 1000),
     )
     .with_applicant_hotline(&checked_hotline(&config.applicant_hotline)?)
+    .with_witnessing(Arc::new(super::witnesses::Witnessing::configured(
+        &config.witnesses,
+        config.witness_quorum,
+    )?))
     .with_reports(report_settings(&config));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let options = super::sms::DeliveryOptions {
@@ -513,6 +517,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             Arc::clone(&stop),
         )
     });
+    let witnesses = super::witnesses::spawn(
+        Arc::clone(&state.ledger),
+        Arc::clone(&state.witnessing),
+        Duration::from_millis(config.witness_poll_ms.max(10)),
+        Duration::from_millis(config.witness_timeout_ms.max(100)),
+        Arc::clone(&stop),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -539,6 +550,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     if self_audit.is_some_and(|thread| thread.join().is_err()) {
         tracing::error!("the self-audit panicked");
+    }
+    for thread in witnesses {
+        if thread.join().is_err() {
+            tracing::error!("a witness submitter panicked");
+        }
     }
     match Arc::try_unwrap(state.ledger) {
         Ok(ledger) => ledger.close()?,

@@ -192,6 +192,39 @@ impl Ledger {
             .transpose()
     }
 
+    /// Keeps a witness's cosignature line of the checkpoint of `size`
+    /// (synced; the line is checked by whoever reads it, with the
+    /// witness's key: it proves itself).
+    pub fn add_cosignature(&self, size: u64, witness: &str, line: &str) -> Result<()> {
+        let mut key = seq_key(size).to_vec();
+        key.extend_from_slice(witness.as_bytes());
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        self.shared
+            .db
+            .put_cf_opt(self.shared.cf(CF_COSIGNATURES), key, line.as_bytes(), &sync)
+            .map_err(storage)
+    }
+
+    /// The cosignature lines kept for the checkpoint of `size`, by witness
+    /// name.
+    pub fn cosignatures_at(&self, size: u64) -> Result<Vec<(String, String)>> {
+        let prefix = seq_key(size);
+        let mode = IteratorMode::From(&prefix, rocksdb::Direction::Forward);
+        let mut lines = Vec::new();
+        for item in self.shared.db.iterator_cf(self.shared.cf(CF_COSIGNATURES), mode) {
+            let (key, value) = item.map_err(storage)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            lines.push((
+                String::from_utf8_lossy(&key[8..]).into_owned(),
+                String::from_utf8_lossy(&value).into_owned(),
+            ));
+        }
+        Ok(lines)
+    }
+
     /// The newest signed checkpoint: (size, note).
     pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>> {
         let size = self.published().checkpoint_size;

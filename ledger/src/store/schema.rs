@@ -3,6 +3,7 @@
 //! | column family | key                                   | value                         |
 //! |---------------|---------------------------------------|-------------------------------|
 //! | `entries`     | seq (u64 BE)                          | entry bytes, as hashed        |
+//! | `cosignatures` | tree size (u64 BE) ‖ witness name | a witness's cosignature line of the checkpoint of that size (FORMAT §6b), as it answered |
 //! | `disclosures` | seq (u64 BE)                          | the entry's disclosures (§3j), JSON array of strings; only for entries that have some |
 //! | `nodes`       | last leaf index (u64 BE) ‖ level (u8) | perfect Merkle node (32 B)    |
 //! | `checkpoints` | tree size (u64 BE)                    | signed checkpoint note (UTF-8)|
@@ -25,7 +26,8 @@ pub const CF_KEYS: &str = "keys";
 pub const CF_META: &str = "meta";
 pub const CF_STATE: &str = "state";
 pub const CF_DISCLOSURES: &str = "disclosures";
-pub const COLUMN_FAMILIES: [&str; 7] = [
+pub const CF_COSIGNATURES: &str = "cosignatures";
+pub const COLUMN_FAMILIES: [&str; 8] = [
     CF_ENTRIES,
     CF_NODES,
     CF_CHECKPOINTS,
@@ -33,6 +35,7 @@ pub const COLUMN_FAMILIES: [&str; 7] = [
     CF_META,
     CF_STATE,
     CF_DISCLOSURES,
+    CF_COSIGNATURES,
 ];
 
 pub const META_LEDGER: &[u8] = b"ledger";
