@@ -11,6 +11,75 @@ use caseledger_ledger::store::{Ledger, Options, SystemClock, NODE_PUB_FILE};
 use caseledger_verify::bundle::ProofBundle;
 use caseledger_verify::record::kind_name;
 
+/// Witnesses a verifier trusts, and how many must have cosigned
+/// (docs/FORMAT.md §6b).
+#[derive(Debug, Default, clap::Args)]
+pub struct WitnessArgs {
+    /// A witness's key, as `caseledger witness-init` prints it
+    /// (`NAME+HEXID+BASE64`), optionally as `NAME=KEY`. Repeatable.
+    #[arg(long = "witness")]
+    witnesses: Vec<String>,
+    /// Cosignatures by those witnesses each checkpoint needs.
+    #[arg(long, default_value_t = 0)]
+    quorum: usize,
+}
+
+impl WitnessArgs {
+    fn keys(&self) -> anyhow::Result<Vec<caseledger_keys::cosignature::Witness>> {
+        let keys = self
+            .witnesses
+            .iter()
+            .map(|text| {
+                let (named, key) = match text.split_once('=') {
+                    Some((name, key)) if !name.contains('+') => (Some(name), key),
+                    _ => (None, text.as_str()),
+                };
+                let witness = caseledger_keys::cosignature::Witness::parse(key)
+                    .map_err(|e| anyhow::anyhow!("witness key {text:?}: {e}"))?;
+                if let Some(name) = named.filter(|name| *name != witness.name()) {
+                    anyhow::bail!("witness {name}: the key is named {}", witness.name());
+                }
+                Ok(witness)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(
+            self.quorum <= keys.len(),
+            "--quorum {} is more than the {} witnesses given",
+            self.quorum,
+            keys.len()
+        );
+        Ok(keys)
+    }
+
+    /// Who of the witnesses vouched for the checkpoint `note`, and when; an
+    /// error if fewer than the quorum did.
+    fn vouched(&self, note: &str) -> anyhow::Result<Vec<String>> {
+        let keys = self.keys()?;
+        let found = caseledger_keys::cosignature::cosignatures(note, &keys).map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            found.len() >= self.quorum,
+            "the checkpoint has {} of the {} cosignatures required by the witnesses given",
+            found.len(),
+            self.quorum
+        );
+        Ok(found
+            .iter()
+            .map(|c| {
+                let days = i64::try_from(c.timestamp / 86_400).unwrap_or(0);
+                let (y, m, d) = caseledger::civil_from_days(days);
+                let seconds = c.timestamp % 86_400;
+                format!(
+                    "{} at {y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+                    c.witness,
+                    seconds / 3600,
+                    seconds / 60 % 60,
+                    seconds % 60
+                )
+            })
+            .collect())
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// Ledger folder (opened read-only).
@@ -28,6 +97,8 @@ pub struct VerifyArgs {
     /// bundle): the ledger must hold its entries with its root. Repeatable.
     #[arg(long)]
     against: Vec<PathBuf>,
+    #[command(flatten)]
+    witnesses: WitnessArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,6 +122,8 @@ pub struct VerifyExportArgs {
     /// Print exactly one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    witnesses: WitnessArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +143,8 @@ pub struct VerifyProofArgs {
     /// The ledger's node public key (PEM, base64, note verifier key, or node.key).
     #[arg(long)]
     key: PathBuf,
+    #[command(flatten)]
+    witnesses: WitnessArgs,
 }
 
 pub fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -118,6 +193,18 @@ fn audit_folder(args: &VerifyArgs) -> anyhow::Result<caseledger_verify::audit::A
     for note in &notes {
         ledger.check_against(&mut report, note, node_key);
     }
+    // Each stored checkpoint with the cosignatures kept for it.
+    let witnesses = args.witnesses.keys()?;
+    if args.witnesses.quorum > 0 {
+        for (size, note) in ledger.checkpoints()? {
+            let cosigned = ledger.cosigned_note(size, &note)?;
+            if let Some(detail) =
+                caseledger_verify::audit::quorum_problem(size, &cosigned, &witnesses, args.witnesses.quorum)
+            {
+                report.add_violation(size.saturating_sub(1), "checkpoint_quorum", detail);
+            }
+        }
+    }
     Ok(report)
 }
 
@@ -157,7 +244,8 @@ pub fn verify_export(args: &VerifyExportArgs) -> anyhow::Result<ExitCode> {
             None
         }
     });
-    let report = caseledger_verify::export::audit_export(lines, node_key);
+    let witnesses = args.witnesses.keys()?;
+    let report = caseledger_verify::export::audit_export_witnessed(lines, node_key, &witnesses, args.witnesses.quorum);
     if let Some(e) = read_error {
         return Err(e).with_context(|| format!("reading {}", args.file.display()));
     }
@@ -259,6 +347,8 @@ pub struct VerifyBundleArgs {
     /// with the same node key.
     #[arg(long)]
     genesis: Option<String>,
+    #[command(flatten)]
+    witnesses: WitnessArgs,
 }
 
 pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<ExitCode> {
@@ -283,10 +373,20 @@ pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
         Ok(report) => {
+            let vouched = match args.witnesses.vouched(&bundle.checkpoint) {
+                Ok(vouched) => vouched,
+                Err(reason) => {
+                    println!("FAILED: {reason:#}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
             println!(
                 "OK: the bundle verifies (ledger genesis {}). It proves:",
                 report.genesis_hash
             );
+            for witness in vouched {
+                println!("- the checkpoint was cosigned by witness {witness}");
+            }
             for statement in report.statements() {
                 println!("- {statement}");
             }
@@ -305,6 +405,13 @@ pub fn verify_proof(args: &VerifyProofArgs) -> anyhow::Result<ExitCode> {
     let bundle: ProofBundle = serde_json::from_str(&text).context("the file is not a proof bundle")?;
     match bundle.verify(&node_key) {
         Ok(proven) => {
+            let vouched = match args.witnesses.vouched(&bundle.checkpoint) {
+                Ok(vouched) => vouched,
+                Err(reason) => {
+                    println!("FAILED: {reason:#}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
             let entry = &proven.entry;
             println!(
                 "OK: entry {} ({}, naming key {} as its signer: a proof bundle does not prove the signature, the ledger's audit does) is entry {} of the {} entries of ledger {:?}, as signed by its node key",
@@ -315,6 +422,9 @@ pub fn verify_proof(args: &VerifyProofArgs) -> anyhow::Result<ExitCode> {
                 proven.tree_size,
                 proven.origin
             );
+            for witness in vouched {
+                println!("cosigned by witness {witness}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(reason) => {

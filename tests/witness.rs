@@ -501,6 +501,10 @@ fn a_node_gets_its_checkpoints_cosigned_by_a_quorum_of_witnesses() {
     open(3);
     let (third, witnessed, _) = checkpoint_when(&node.address, &|s, w| s > grown && w.starts_with("1 of 3"));
     assert!(witnessed.ends_with("quorum 2 not reached"), "{witnessed}");
+    // And another one after it: the checkpoint of `third` stays without
+    // its quorum for good.
+    open(4);
+    let (fourth, _, _) = checkpoint_when(&node.address, &|s, w| s > third && w.starts_with("1 of 3"));
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let ready = agent
         .get(&format!("{}/readyz", node.address))
@@ -537,7 +541,87 @@ fn a_node_gets_its_checkpoints_cosigned_by_a_quorum_of_witnesses() {
     )
     .expect("config");
     let node = serve_with(&config);
-    let (_, witnessed, note) = checkpoint_when(&node.address, &|s, w| s >= third && w.starts_with("3 of 3"));
+    let (newest, witnessed, note) = checkpoint_when(&node.address, &|s, w| s >= fourth && w.starts_with("3 of 3"));
     assert!(witnessed.ends_with("quorum 2 reached"), "{witnessed}");
     assert_eq!(verified(&note), 3);
+    drop(node);
+
+    // Offline, the verifiers require the quorum of the witnesses they trust.
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+            .args(args)
+            .output()
+            .expect("caseledger");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let node_pub = data.join("node.pub");
+    let (node_pub, data_path) = (node_pub.to_str().expect("path"), data.to_str().expect("path"));
+    let (code, printed) = run(&["proof", "--data", data_path, "--seq", "3"]);
+    assert_eq!(code, Some(0), "{printed}");
+    let proof_file = dir.path().join("proof.json");
+    std::fs::write(&proof_file, &printed).expect("proof");
+    let proof_path = proof_file.to_str().expect("path");
+    let key_args: Vec<String> = keys
+        .iter()
+        .flat_map(|k| ["--witness".to_owned(), k.to_string()])
+        .collect();
+    let with_keys = |base: &[&str], quorum: &str| -> (Option<i32>, String) {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend(key_args.iter().map(String::as_str));
+        args.extend(["--quorum", quorum]);
+        run(&args)
+    };
+    let (code, printed) = with_keys(&["verify-proof", proof_path, "--key", node_pub], "2");
+    assert_eq!(code, Some(0), "{printed}");
+    assert_eq!(printed.matches("cosigned by witness").count(), 3, "{printed}");
+    // The operator's fork of the same size, signed with the node key: no
+    // witness cosigned it (their lines do not verify on it), so it fails.
+    let node_signer = note::Signer::new(
+        ORIGIN,
+        caseledger_keys::files::read_private_key(&data.join("node.key")).expect("node key"),
+    )
+    .expect("signer");
+    let mut bundle: serde_json::Value = serde_json::from_str(&printed_proof(&proof_file)).expect("json");
+    let original = bundle["checkpoint"].as_str().expect("checkpoint").to_owned();
+    let body: Vec<&str> = original.split("\n\n").next().expect("body").lines().collect();
+    let forked_body = format!("{}\n{}\n{}\n{}\n", body[0], body[1], BASE64.encode([5u8; 32]), body[3]);
+    let forked = node_signer.sign(&forked_body).expect("sign");
+    for fork in [
+        forked.clone(),
+        format!(
+            "{forked}{}",
+            original
+                .split_once("\n\n")
+                .expect("sigs")
+                .1
+                .lines()
+                .skip(1)
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        ),
+    ] {
+        bundle["checkpoint"] = serde_json::json!(fork);
+        std::fs::write(&proof_file, bundle.to_string()).expect("fork");
+        let (code, printed) = with_keys(&["verify-proof", proof_path, "--key", node_pub], "2");
+        assert_eq!(code, Some(1), "{printed}");
+    }
+    // `verify --quorum 2` names the checkpoints made before the witnesses
+    // cosigned (or while two were down), and not the newest.
+    let (code, printed) = with_keys(&["verify", "--data", data_path, "--json"], "2");
+    assert_eq!(code, Some(1), "{printed}");
+    let report: serde_json::Value = serde_json::from_str(&printed).expect("json");
+    let lacking: Vec<u64> = report["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .filter(|v| v["rule"] == "checkpoint_quorum")
+        .map(|v| v["seq"].as_u64().expect("seq") + 1)
+        .collect();
+    assert!(lacking.contains(&third), "cosigned by one witness only: {lacking:?}");
+    assert!(!lacking.contains(&newest) && !lacking.contains(&grown), "{lacking:?}");
+    assert!(report["first_error"].is_null(), "{printed}");
+}
+
+fn printed_proof(path: &Path) -> String {
+    std::fs::read_to_string(path).expect("proof")
 }

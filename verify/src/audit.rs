@@ -23,6 +23,54 @@ use crate::thread_map::ThreadMap;
 /// Violations listed in a report; more are counted, not listed.
 pub const VIOLATIONS_LISTED_MAX: usize = 1000;
 
+/// Why the checkpoint `note` of `size` lacks `quorum` cosignatures by
+/// `witnesses` (FORMAT §6b), if it does: fewer verify, or one that names a
+/// known witness does not verify.
+pub fn quorum_problem(
+    size: u64,
+    note: &str,
+    witnesses: &[caseledger_keys::cosignature::Witness],
+    quorum: usize,
+) -> Option<String> {
+    if quorum == 0 {
+        return None;
+    }
+    match caseledger_keys::cosignature::cosignatures(note, witnesses) {
+        Ok(found) if found.len() >= quorum => None,
+        Ok(found) => Some(format!(
+            "the checkpoint of size {size} has {} of the {quorum} cosignatures required{}",
+            found.len(),
+            if found.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (by {})",
+                    found.iter().map(|c| c.witness.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            }
+        )),
+        Err(e) => Some(format!("the checkpoint of size {size}: {e}")),
+    }
+}
+
+impl AuditReport {
+    /// Adds a violation found after the replay (a checkpoint without its
+    /// quorum of cosignatures).
+    pub fn add_violation(&mut self, seq: u64, rule: &str, detail: String) {
+        self.ok = false;
+        self.rules_ok = false;
+        self.violations_total += 1;
+        if self.violations.len() < VIOLATIONS_LISTED_MAX {
+            self.violations.push(Violation {
+                seq,
+                rule: rule.to_owned(),
+                signer: None,
+                detail,
+            });
+        }
+    }
+}
+
 /// The first check that failed, located to a sequence number.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -192,6 +240,21 @@ impl Auditor {
     }
 
     /// Records a broken rule found by the driver; the replay goes on.
+    /// Requires `quorum` cosignatures by `witnesses` (FORMAT §6b) on the
+    /// checkpoint note of `size`: violation `checkpoint_quorum` at its
+    /// last seq if it has fewer, or a cosignature that does not verify.
+    pub fn require_quorum(
+        &mut self,
+        size: u64,
+        note: &str,
+        witnesses: &[caseledger_keys::cosignature::Witness],
+        quorum: usize,
+    ) {
+        if let Some(detail) = quorum_problem(size, note, witnesses, quorum) {
+            self.violate(size.saturating_sub(1), "checkpoint_quorum", detail);
+        }
+    }
+
     pub fn violate(&mut self, seq: u64, rule: &str, detail: impl Into<String>) {
         self.violate_by(seq, rule, None, detail);
     }

@@ -108,6 +108,17 @@ impl ExportLine {
 /// own tables, which an export does not carry. `lines` are the export's
 /// lines without their newlines; `node_key` is the key the auditor trusts.
 pub fn audit_export<S: AsRef<str>>(lines: impl IntoIterator<Item = S>, node_key: PublicKey) -> AuditReport {
+    audit_export_witnessed(lines, node_key, &[], 0)
+}
+
+/// [`audit_export`] that also requires `quorum` cosignatures by
+/// `witnesses` on every checkpoint line (violation `checkpoint_quorum`).
+pub fn audit_export_witnessed<S: AsRef<str>>(
+    lines: impl IntoIterator<Item = S>,
+    node_key: PublicKey,
+    witnesses: &[caseledger_keys::cosignature::Witness],
+    quorum: usize,
+) -> AuditReport {
     let mut auditor = Auditor::new(node_key);
     for (number, line) in lines.into_iter().enumerate() {
         if auditor.failed() {
@@ -124,6 +135,7 @@ pub fn audit_export<S: AsRef<str>>(lines: impl IntoIterator<Item = S>, node_key:
             }
             Ok(ExportLine::Checkpoint { size, note }) if size == auditor.size() => {
                 auditor.check_checkpoint(&note, None);
+                auditor.require_quorum(size, &note, witnesses, quorum);
             }
             Ok(ExportLine::Checkpoint { size, .. }) => auditor.fail(
                 size.saturating_sub(1),

@@ -201,7 +201,8 @@ impl Ledger {
             case_number: case_number.to_owned(),
             applicant_id: applicant_id.to_owned(),
             tree_size: size,
-            checkpoint: snapshot.note.clone(),
+            // With the cosignatures its witnesses gave (FORMAT §6b).
+            checkpoint: self.cosigned_note(size, &snapshot.note)?,
             threads: proven_threads,
             entries: proven_entries,
         })

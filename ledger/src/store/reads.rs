@@ -140,6 +140,7 @@ impl Ledger {
                 disclosures: entry.record.disclosures,
             })?;
             while let Some((size, note)) = checkpoints.next_if(|(size, _)| *size == seq + 1) {
+                let note = self.cosigned_note(size, &note)?;
                 visit(ExportLine::Checkpoint { size, note })?;
             }
             Ok(())
@@ -204,6 +205,17 @@ impl Ledger {
             .db
             .put_cf_opt(self.shared.cf(CF_COSIGNATURES), key, line.as_bytes(), &sync)
             .map_err(storage)
+    }
+
+    /// The checkpoint `note` of `size` with the cosignature lines kept for
+    /// it appended (unchecked here: a verifier checks those of the
+    /// witnesses it knows and ignores the rest).
+    pub fn cosigned_note(&self, size: u64, note: &str) -> Result<String> {
+        let mut cosigned = note.to_owned();
+        for (_, line) in self.cosignatures_at(size)? {
+            cosigned.push_str(&line);
+        }
+        Ok(cosigned)
     }
 
     /// The cosignature lines kept for the checkpoint of `size`, by witness
@@ -294,6 +306,7 @@ impl Ledger {
             }
         };
         let proof = self.inclusion_proof(seq, size)?;
+        let note = self.cosigned_note(size, &note)?;
         Ok(ProofBundle::new(&entry, seq, size, &proof, note))
     }
 }
