@@ -625,3 +625,82 @@ fn a_node_gets_its_checkpoints_cosigned_by_a_quorum_of_witnesses() {
 fn printed_proof(path: &Path) -> String {
     std::fs::read_to_string(path).expect("proof")
 }
+
+fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_folder(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// The operator restores an old backup and grows a different history past
+/// the size the witness cosigned: the witness answers 409 (it knows a
+/// larger tree), then 422 (the new tree does not extend it); and
+/// `verify --against` the checkpoint cosigned earlier names the fork.
+#[test]
+fn an_old_backup_grown_differently_is_refused_and_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger_dir = dir.path().join("ledger");
+    let (ledger, staff) = court(&ledger_dir, 96);
+    caseledger::witness::init(&dir.path().join("witness"), NAME).expect("init");
+    let witness = Witness::open(&dir.path().join("witness"), vec![log_of(&ledger)]).expect("open");
+    let (first, note1) = grow(&ledger, &staff, 1);
+    assert!(matches!(
+        witness.add_checkpoint(&request(0, &[], &note1)),
+        Answer::Cosigned(_)
+    ));
+    ledger.close().expect("close");
+    // The backup, taken now.
+    copy_folder(&ledger_dir, &dir.path().join("backup"));
+    let ledger = Ledger::open(&ledger_dir, clock(), options()).expect("reopen");
+    let (second, note2) = grow(&ledger, &staff, 2);
+    let proof = ledger.consistency_proof(first, second).expect("proof");
+    let Answer::Cosigned(line) = witness.add_checkpoint(&request(first, &proof, &note2)) else {
+        panic!("the true history is cosigned");
+    };
+    let saved = dir.path().join("saved-checkpoint");
+    std::fs::write(&saved, format!("{note2}{line}")).expect("save");
+    ledger.close().expect("close");
+
+    // Restored, and grown with other records past `second`.
+    std::fs::remove_dir_all(&ledger_dir).expect("remove");
+    copy_folder(&dir.path().join("backup"), &ledger_dir);
+    let restored = Ledger::open(&ledger_dir, clock(), options()).expect("restored");
+    let other = caseledger::court::CaseRecords::new(&staff, &staff.officers[1], "(2026)苏02执700号");
+    restored.append(other.open(2)).expect("other records");
+    let (forked, fork_note) = grow(&restored, &staff, 2);
+    assert!(forked > second);
+    // The witness knows `second`: 409; from there, no proof of the fork holds.
+    assert_eq!(
+        witness.add_checkpoint(&request(0, &[], &fork_note)),
+        Answer::Conflict(second)
+    );
+    let fork_proof = restored.consistency_proof(second, forked).expect("proof");
+    assert!(matches!(
+        witness.add_checkpoint(&request(second, &fork_proof, &fork_note)),
+        Answer::Unprocessable(_)
+    ));
+    restored.close().expect("close");
+    // `verify --against` the checkpoint the witness cosigned names the fork.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["verify", "--json", "--data"])
+        .arg(&ledger_dir)
+        .arg("--against")
+        .arg(&saved)
+        .output()
+        .expect("verify");
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let error = &report["first_error"];
+    assert_eq!(error["seq"], second - 1, "{report}");
+    assert!(
+        error["detail"].as_str().unwrap_or_default().contains("root"),
+        "{report}"
+    );
+}
