@@ -106,6 +106,10 @@ pub struct Config {
     pub witness_poll_ms: u64,
     /// Per-request timeout towards a witness.
     pub witness_timeout_ms: u64,
+    /// The RFC 3161 time-stamp authority that time-stamps each checkpoint.
+    pub tsa_url: Option<String>,
+    /// Per-request timeout towards the time-stamp authority.
+    pub tsa_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -154,6 +158,8 @@ impl Default for Config {
             witness_quorum: 0,
             witness_poll_ms: 500,
             witness_timeout_ms: 5_000,
+            tsa_url: None,
+            tsa_timeout_ms: 10_000,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 mod access;
 mod accounts;
+pub mod anchors;
 mod applicant;
 mod applicant_codes;
 mod approvals;
@@ -26,6 +27,7 @@ mod routes;
 pub mod self_audit;
 pub mod serve;
 pub mod sms;
+pub mod timestamps;
 mod verifier;
 pub mod witnesses;
 pub use verifier::{verifier_sha256, VERIFIER_WASM};

@@ -26,6 +26,7 @@ pub(super) fn routes(timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .routes(routes!(readyz))
         .routes(routes!(metrics_text))
         .routes(routes!(checkpoint))
+        .routes(routes!(checkpoint_timestamp))
         .routes(routes!(inclusion_proof))
         .routes(routes!(consistency_proof))
         .routes(routes!(openapi_json))
@@ -158,6 +159,24 @@ async fn node_key(State(state): State<AppState>) -> Result<axum::Json<NodeKey>, 
         note_verifier_key: verifier.to_string(),
         origin,
     }))
+}
+
+/// The time-stamp authority's RFC 3161 answer (DER `TimeStampResp`) for the
+/// checkpoint of `size`: `openssl ts -verify -in FILE -data TEXT -CAfile
+/// TSA_CA`, TEXT the checkpoint's body (docs/FORMAT.md §6c).
+#[utoipa::path(get, path = "/v1/checkpoints/{size}/timestamp", params(("size" = u64, Path)), responses(
+    (status = OK, content_type = "application/timestamp-reply"),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
+))]
+async fn checkpoint_timestamp(
+    State(state): State<AppState>,
+    axum::extract::Path(size): axum::extract::Path<u64>,
+) -> Result<impl IntoResponse, ApiError> {
+    let response = state
+        .ledger
+        .timestamp_at(size)?
+        .ok_or_else(|| ApiError::NotFound(format!("no time-stamp of a checkpoint of size {size}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/timestamp-reply")], response))
 }
 
 /// The latest signed checkpoint (C2SP tlog-checkpoint in a signed note).

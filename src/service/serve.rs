@@ -524,6 +524,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Duration::from_millis(config.witness_timeout_ms.max(100)),
         Arc::clone(&stop),
     );
+    let timestamps = config.tsa_url.clone().map(|url| {
+        super::timestamps::spawn(
+            Arc::clone(&state.ledger),
+            url,
+            Duration::from_millis(config.witness_poll_ms.max(10)),
+            Duration::from_millis(config.tsa_timeout_ms.max(100)),
+            Arc::clone(&stop),
+        )
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -550,6 +559,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     if self_audit.is_some_and(|thread| thread.join().is_err()) {
         tracing::error!("the self-audit panicked");
+    }
+    if timestamps.is_some_and(|thread| thread.join().is_err()) {
+        tracing::error!("the time-stamp requester panicked");
     }
     for thread in witnesses {
         if thread.join().is_err() {

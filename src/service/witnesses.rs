@@ -8,7 +8,7 @@
 //! witness's lag.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -130,55 +130,28 @@ fn request(old: u64, proof: &[[u8; 32]], note: &str) -> String {
     body
 }
 
-/// Submits the newest checkpoint to one witness until `stop`: from the
-/// size it last cosigned (asked with old size 0 first: its 409 says it),
-/// with the consistency proof from there, retrying with a growing pause.
-fn submit_loop(
-    ledger: Arc<Ledger>,
-    witnessing: Arc<Witnessing>,
-    index: usize,
-    poll: Duration,
-    timeout: Duration,
-    stop: Arc<AtomicBool>,
-) {
-    let (key, url) = witnessing.witnesses[index].clone();
-    let name = key.name().to_owned();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(timeout))
-        .build()
-        .into();
-    let mut old: u64 = 0;
-    let mut pause = poll;
-    while !stop.load(Ordering::SeqCst) {
-        let latest = ledger.latest_checkpoint().ok().flatten();
-        let outcome = match latest {
-            Some((size, note)) if size > witnessing.snapshot().get(&name).map_or(0, |s| s.cosigned_size) => {
-                submit_once(&ledger, &agent, &key, &url, &mut old, size, &note)
-            }
-            _ => Ok(false),
-        };
-        match outcome {
-            Ok(cosigned) => {
-                if let Some(size) = cosigned.then_some(old) {
-                    witnessing.set(&name, |s| {
-                        s.cosigned_size = size;
-                        s.last_error = None;
-                    });
-                }
-                pause = poll;
-            }
-            Err(error) => {
-                tracing::warn!(witness = %name, %error, "a witness did not cosign");
-                witnessing.set(&name, |s| s.last_error = Some(error));
-                pause = (pause * 2).min(Duration::from_secs(30));
-            }
-        }
-        let mut slept = Duration::ZERO;
-        while slept < pause && !stop.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(50).min(pause));
-            slept += Duration::from_millis(50);
-        }
+/// A witness as an anchor: offered the newest checkpoint from the size it
+/// last cosigned (asked with old size 0 first: its 409 says it), with the
+/// consistency proof from there.
+struct WitnessAnchor {
+    key: WitnessKey,
+    url: String,
+    agent: ureq::Agent,
+    old: u64,
+}
+
+impl super::anchors::Anchor for WitnessAnchor {
+    fn name(&self) -> String {
+        self.key.name().to_owned()
+    }
+
+    fn anchor(&mut self, ledger: &Ledger, size: u64, note: &str) -> Result<super::anchors::Anchored, String> {
+        let cosigned = submit_once(ledger, &self.agent, &self.key, &self.url, &mut self.old, size, note)?;
+        Ok(if cosigned {
+            super::anchors::Anchored::Yes
+        } else {
+            super::anchors::Anchored::Again
+        })
     }
 }
 
@@ -250,7 +223,7 @@ fn submit_once(
     }
 }
 
-/// Starts one submitting thread per witness; they end when `stop` is set.
+/// Starts one anchor thread per witness; they end when `stop` is set.
 pub fn spawn(
     ledger: Arc<Ledger>,
     witnessing: Arc<Witnessing>,
@@ -258,13 +231,39 @@ pub fn spawn(
     timeout: Duration,
     stop: Arc<AtomicBool>,
 ) -> Vec<std::thread::JoinHandle<()>> {
-    (0..witnessing.witnesses.len())
-        .map(|index| {
-            let (ledger, witnessing, stop) = (Arc::clone(&ledger), Arc::clone(&witnessing), Arc::clone(&stop));
-            std::thread::Builder::new()
-                .name(format!("witness-{index}"))
-                .spawn(move || submit_loop(ledger, witnessing, index, poll, timeout, stop))
-                .expect("a thread for a witness")
+    witnessing
+        .witnesses
+        .iter()
+        .map(|(key, url)| {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(timeout))
+                .build()
+                .into();
+            let anchor = WitnessAnchor {
+                key: key.clone(),
+                url: url.clone(),
+                agent,
+                old: 0,
+            };
+            let (name, status) = (key.name().to_owned(), Arc::clone(&witnessing));
+            let report = move |outcome: Result<u64, String>| {
+                status.set(&name, |s| match outcome {
+                    Ok(size) => {
+                        s.cosigned_size = size;
+                        s.last_error = None;
+                    }
+                    Err(error) => s.last_error = Some(error),
+                });
+            };
+            super::anchors::spawn(
+                Arc::clone(&ledger),
+                Box::new(anchor),
+                poll,
+                Duration::from_secs(30),
+                Arc::clone(&stop),
+                Box::new(report),
+            )
         })
         .collect()
 }

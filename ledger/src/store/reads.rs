@@ -207,6 +207,25 @@ impl Ledger {
             .map_err(storage)
     }
 
+    /// Keeps the RFC 3161 answer of the time-stamp authority for the
+    /// checkpoint of `size` (synced; checked by whoever relies on it).
+    pub fn add_timestamp(&self, size: u64, response: &[u8]) -> Result<()> {
+        let mut sync = rocksdb::WriteOptions::default();
+        sync.set_sync(true);
+        self.shared
+            .db
+            .put_cf_opt(self.shared.cf(CF_TIMESTAMPS), seq_key(size), response, &sync)
+            .map_err(storage)
+    }
+
+    /// The time-stamp kept for the checkpoint of `size`, if any.
+    pub fn timestamp_at(&self, size: u64) -> Result<Option<Vec<u8>>> {
+        self.shared
+            .db
+            .get_cf(self.shared.cf(CF_TIMESTAMPS), seq_key(size))
+            .map_err(storage)
+    }
+
     /// The checkpoint `note` of `size` with the cosignature lines kept for
     /// it appended (unchecked here: a verifier checks those of the
     /// witnesses it knows and ignores the rest).

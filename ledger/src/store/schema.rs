@@ -3,6 +3,7 @@
 //! | column family | key                                   | value                         |
 //! |---------------|---------------------------------------|-------------------------------|
 //! | `entries`     | seq (u64 BE)                          | entry bytes, as hashed        |
+//! | `timestamps`  | tree size (u64 BE)                    | the TSA's RFC 3161 TimeStampResp (DER) for the checkpoint of that size |
 //! | `cosignatures` | tree size (u64 BE) ‖ witness name | a witness's cosignature line of the checkpoint of that size (FORMAT §6b), as it answered |
 //! | `disclosures` | seq (u64 BE)                          | the entry's disclosures (§3j), JSON array of strings; only for entries that have some |
 //! | `nodes`       | last leaf index (u64 BE) ‖ level (u8) | perfect Merkle node (32 B)    |
@@ -27,7 +28,8 @@ pub const CF_META: &str = "meta";
 pub const CF_STATE: &str = "state";
 pub const CF_DISCLOSURES: &str = "disclosures";
 pub const CF_COSIGNATURES: &str = "cosignatures";
-pub const COLUMN_FAMILIES: [&str; 8] = [
+pub const CF_TIMESTAMPS: &str = "timestamps";
+pub const COLUMN_FAMILIES: [&str; 9] = [
     CF_ENTRIES,
     CF_NODES,
     CF_CHECKPOINTS,
@@ -36,6 +38,7 @@ pub const COLUMN_FAMILIES: [&str; 8] = [
     CF_STATE,
     CF_DISCLOSURES,
     CF_COSIGNATURES,
+    CF_TIMESTAMPS,
 ];
 
 pub const META_LEDGER: &[u8] = b"ledger";
