@@ -179,3 +179,99 @@ fn a_second_history_from_the_same_genesis_is_refused() {
     assert!(!ok(&r), "fork accepted: {r}");
     println!("fork: {}", r["error"]);
 }
+
+/// With witnesses, the applicant is shown the ledger as of the newest
+/// checkpoint a quorum of them cosigned, and the report (the server's and
+/// the page's verifier's alike) names who vouched for it and when; the
+/// page pins the witnesses' keys and who they are.
+#[test]
+fn the_applicant_sees_the_newest_witnessed_state_and_who_vouched() {
+    use caseledger::service::witnesses::{WitnessSetting, Witnessing};
+    use caseledger_keys::cosignature::Cosigner;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court_with_case(dir.path(), 182, CASE, 1, 6_000_000);
+    let case = CaseRecords::new(&staff, &staff.officers[0], CASE);
+    let (code, issue) = case.applicant_code(1);
+    ledger.append_one(issue).expect("code");
+    // A witness cosigns the checkpoint of this size...
+    let note = ledger.checkpoint_now().expect("checkpoint");
+    let size = ledger.size();
+    let cosigner = Cosigner::new(
+        "witness.procuratorate.example/w1",
+        caseledger_keys::Identity::from_seed([44; 32]),
+    )
+    .expect("cosigner");
+    let text = note.split("\n\n").next().expect("body").to_owned() + "\n";
+    let line = cosigner.cosign(&text, 1_795_190_400).expect("cosign");
+    ledger
+        .add_cosignature(size, cosigner.witness().name(), &line)
+        .expect("keep");
+    // ... and the ledger moves on, its newest checkpoint not cosigned yet.
+    ledger
+        .append_one(case.request("d-1", "acct-1", 1_000_000))
+        .expect("d-1");
+    ledger.checkpoint_now().expect("checkpoint");
+    assert!(ledger.size() > size);
+    let witnessing = Witnessing::configured(
+        &[WitnessSetting {
+            key: cosigner.witness().to_string(),
+            url: "http://127.0.0.1:9".into(),
+            label: Some("无锡市人民检察院".into()),
+        }],
+        1,
+    )
+    .expect("witnesses");
+    let state = service_state(ledger, &staff).with_witnessing(std::sync::Arc::new(witnessing));
+    let runtime = runtime();
+    let (status, answer) = wait(
+        &runtime,
+        send(&state, "GET", &format!("/v1/verify/{code}"), &[], Vec::new()),
+    );
+    assert_eq!(status, axum::http::StatusCode::OK, "{answer}");
+    assert_eq!(answer["bundle"]["tree_size"], size, "as of the witnessed checkpoint");
+    assert_eq!(
+        answer["report"]["witnessed_by"],
+        json!([{"witness": "witness.procuratorate.example/w1", "at_ms": 1_795_190_400_000u64}])
+    );
+    // The page's verifier, given the pinned keys, says the same.
+    let input = json!({"bundle": answer["bundle"], "witnesses": [cosigner.witness().to_string()]});
+    let checked = run(&state.ledger, &input);
+    assert!(ok(&checked), "{checked}");
+    assert_eq!(checked["report"], answer["report"]);
+    // Without the witness's key it names nobody; with a quorum it cannot
+    // reach, the verifier refuses.
+    let unpinned = run(&state.ledger, &json!({"bundle": answer["bundle"]}));
+    assert_eq!(unpinned["report"]["witnessed_by"], json!([]));
+    let bundle: caseledger_verify::bundle::ApplicantBundle =
+        serde_json::from_value(answer["bundle"].clone()).expect("bundle");
+    let other = Cosigner::new(
+        "witness.bank.example/w1",
+        caseledger_keys::Identity::from_seed([45; 32]),
+    )
+    .expect("other");
+    let refused = bundle
+        .verify_witnessed(
+            &state.ledger.node_key(),
+            &[cosigner.witness().clone(), other.witness().clone()],
+            2,
+        )
+        .expect_err("one cosignature of two required");
+    assert!(refused.contains("1 of the 2"), "{refused}");
+    // The page pins the witness's key and names it.
+    let page = wait(&runtime, async {
+        use http_body_util::BodyExt as _;
+        use tower::ServiceExt as _;
+        let request = axum::http::Request::get("/v1/verify")
+            .header("host", caseledger::service::DEFAULT_AUTHORITY)
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let response = caseledger::service::app(state.clone())
+            .oneshot(request)
+            .await
+            .expect("page");
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        String::from_utf8(bytes.to_vec()).expect("utf-8")
+    });
+    assert!(page.contains("data-quorum=\"1\""), "the quorum is pinned");
+    assert!(page.contains(&cosigner.witness().to_string()) && page.contains("无锡市人民检察院"));
+}

@@ -104,14 +104,44 @@ pub(super) async fn verify_code(
             ))
         }
     };
+    // With witnesses, the bundle is as of the newest checkpoint they vouch
+    // for (a quorum of cosignatures), if one is older than the bundle's.
+    let bundle = match witnessed_size(&state, bundle.tree_size)? {
+        Some(size) if size < bundle.tree_size => {
+            let ledger = state.ledger.clone();
+            let (case, applicant) = (bundle.case_number.clone(), bundle.applicant_id.clone());
+            tokio::task::spawn_blocking(move || ledger.applicant_bundle_as_of(&case, &applicant, size))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))??
+        }
+        _ => bundle,
+    };
+    let witnesses: Vec<_> = state.witnessing.witnesses.iter().map(|(key, _)| key.clone()).collect();
     let report = bundle
-        .verify(&state.ledger.node_key())
+        .verify_witnessed(&state.ledger.node_key(), &witnesses, 0)
         .map_err(|e| ApiError::Internal(format!("a bundle we built does not verify: {e}")))?;
     Ok(Json(VerifyResponse {
         statements: report.statements(),
         report,
         bundle,
     }))
+}
+
+/// The size of the newest checkpoint, at most `newest`, that a quorum of
+/// the configured witnesses cosigned (`None` without witnesses, or if none
+/// has the quorum yet).
+fn witnessed_size(state: &AppState, newest: u64) -> Result<Option<u64>, ApiError> {
+    let witnessing = &state.witnessing;
+    if witnessing.quorum == 0 {
+        return Ok(None);
+    }
+    let mut checkpoints = state.ledger.checkpoints()?;
+    checkpoints.retain(|(size, _)| *size <= newest);
+    Ok(checkpoints
+        .iter()
+        .rev()
+        .find(|(size, note)| witnessing.cosigned(&state.ledger, *size, note).1 >= witnessing.quorum)
+        .map(|(size, _)| *size))
 }
 
 #[cfg(test)]

@@ -40,7 +40,9 @@ pub(super) async fn verify_page(State(state): State<AppState>) -> Result<impl In
         .replace("{{NODE_PUBLIC_KEY}}", &key.to_base64())
         .replace("{{NODE_FINGERPRINT}}", &key.key_id().fingerprint())
         .replace("{{VERIFIER_SHA256}}", &verifier_sha256())
-        .replace("{{HOTLINE}}", &state.applicant_hotline);
+        .replace("{{HOTLINE}}", &state.applicant_hotline)
+        .replace("{{WITNESSES}}", &witnesses_attribute(&state))
+        .replace("{{QUORUM}}", &state.witnessing.quorum.to_string());
     Ok((
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -54,6 +56,24 @@ pub(super) async fn verify_page(State(state): State<AppState>) -> Result<impl In
         ],
         page,
     ))
+}
+
+/// The witnesses the page pins, as an HTML attribute value: a JSON array of
+/// `{key, label}` (the witness's verifier key, and who it is in words).
+fn witnesses_attribute(state: &AppState) -> String {
+    let listed: Vec<serde_json::Value> = state
+        .witnessing
+        .witnesses
+        .iter()
+        .zip(&state.witnessing.labels)
+        .map(|((key, _), label)| serde_json::json!({"key": key.to_string(), "label": label}))
+        .collect();
+    serde_json::Value::Array(listed)
+        .to_string()
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The page's verifier (docs/FORMAT.md §7a, "In the browser").

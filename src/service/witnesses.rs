@@ -27,6 +27,10 @@ pub struct WitnessSetting {
     pub key: String,
     /// Its submission prefix, e.g. `https://witness.procuratorate.example`.
     pub url: String,
+    /// Who it is, as the applicant's page names it (e.g. 无锡市人民检察院);
+    /// its key's name when absent.
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 /// What the node knows of one witness.
@@ -41,6 +45,8 @@ pub struct WitnessStatus {
 /// The configured witnesses, the quorum, and each one's status.
 pub struct Witnessing {
     pub witnesses: Vec<(WitnessKey, String)>,
+    /// Who each witness is, in words (the applicant's page shows it).
+    pub labels: Vec<String>,
     pub quorum: usize,
     pub status: Mutex<BTreeMap<String, WitnessStatus>>,
 }
@@ -50,6 +56,7 @@ impl Witnessing {
     pub fn none() -> Self {
         Self {
             witnesses: Vec::new(),
+            labels: Vec::new(),
             quorum: 0,
             status: Mutex::new(BTreeMap::new()),
         }
@@ -58,6 +65,7 @@ impl Witnessing {
     /// Parses the configured witnesses; the quorum is at most their number.
     pub fn configured(settings: &[WitnessSetting], quorum: usize) -> anyhow::Result<Self> {
         let mut witnesses = Vec::new();
+        let mut labels = Vec::new();
         for setting in settings {
             let key =
                 WitnessKey::parse(&setting.key).map_err(|e| anyhow::anyhow!("witness key {:?}: {e}", setting.key))?;
@@ -73,6 +81,7 @@ impl Witnessing {
                 "witness {} is configured twice",
                 key.name()
             );
+            labels.push(setting.label.clone().unwrap_or_else(|| key.name().to_owned()));
             witnesses.push((key, setting.url.trim_end_matches('/').to_owned()));
         }
         anyhow::ensure!(
@@ -86,6 +95,7 @@ impl Witnessing {
             .collect();
         Ok(Self {
             witnesses,
+            labels,
             quorum,
             status: Mutex::new(status),
         })

@@ -74,10 +74,22 @@ fn check(input: &[u8], key_len: usize) -> Result<caseledger_verify::bundle::Case
     let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| format!("the bundle is not JSON: {e}"))?;
     let seen = value.get("seen").cloned();
     let consistency = value.get("consistency").cloned();
+    // The witnesses the page pins (their verifier keys) and the quorum.
+    let witnesses = value
+        .get("witnesses")
+        .and_then(|w| w.as_array())
+        .into_iter()
+        .flatten()
+        .map(|w| {
+            caseledger_keys::cosignature::Witness::parse(w.as_str().unwrap_or_default())
+                .map_err(|e| format!("a witness key: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let quorum = value.get("quorum").and_then(|q| q.as_u64()).unwrap_or(0) as usize;
     let bundle = value.get("bundle").cloned().unwrap_or(value);
     let bundle: ApplicantBundle =
         serde_json::from_value(bundle).map_err(|e| format!("not an applicant bundle: {e}"))?;
-    let report = bundle.verify(&key)?;
+    let report = bundle.verify_witnessed(&key, &witnesses, quorum)?;
     if let Some(seen) = seen.filter(|s| !s.is_null()) {
         consistent_with(&seen, consistency.as_ref(), &report)?;
     }

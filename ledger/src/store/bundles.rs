@@ -63,13 +63,6 @@ impl Ledger {
         case_number: &str,
         applicant_id: &str,
     ) -> Result<caseledger_verify::bundle::ApplicantBundle> {
-        use caseledger_verify::bundle::{ApplicantBundle, ProvenEntry, ProvenThread, APPLICANT_BUNDLE_FORMAT};
-        use caseledger_verify::funds::model::{DisbursementRequested, ReceiptClaimed, ReceiptRecorded};
-        use caseledger_verify::funds::model::{
-            KIND_DISBURSEMENT_REQUESTED, KIND_RECEIPT_CLAIMED, KIND_RECEIPT_RECORDED,
-        };
-        use caseledger_verify::threads::Thread;
-        let b64 = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
         let snapshot = match self.shared.checkpoint_threads() {
             Some(snapshot) if snapshot.size >= self.size() => snapshot,
             _ if self.writer.is_some() => {
@@ -90,6 +83,41 @@ impl Ledger {
                 })
             }
         };
+        self.applicant_bundle_at(case_number, applicant_id, &snapshot)
+    }
+
+    /// The applicant's bundle as of the stored checkpoint of `size` (an
+    /// older one the witnesses cosigned): every thread as of that size.
+    pub fn applicant_bundle_as_of(
+        &self,
+        case_number: &str,
+        applicant_id: &str,
+        size: u64,
+    ) -> Result<caseledger_verify::bundle::ApplicantBundle> {
+        let note = self
+            .checkpoint_at(size)?
+            .ok_or_else(|| Error::NotFound(format!("no checkpoint of size {size}")))?;
+        let snapshot = crate::store::CheckpointThreads {
+            size,
+            note,
+            map: self.thread_map_at(size)?,
+        };
+        self.applicant_bundle_at(case_number, applicant_id, &snapshot)
+    }
+
+    fn applicant_bundle_at(
+        &self,
+        case_number: &str,
+        applicant_id: &str,
+        snapshot: &crate::store::CheckpointThreads,
+    ) -> Result<caseledger_verify::bundle::ApplicantBundle> {
+        use caseledger_verify::bundle::{ApplicantBundle, ProvenEntry, ProvenThread, APPLICANT_BUNDLE_FORMAT};
+        use caseledger_verify::funds::model::{DisbursementRequested, ReceiptClaimed, ReceiptRecorded};
+        use caseledger_verify::funds::model::{
+            KIND_DISBURSEMENT_REQUESTED, KIND_RECEIPT_CLAIMED, KIND_RECEIPT_RECORDED,
+        };
+        use caseledger_verify::threads::Thread;
+        let b64 = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
         let size = snapshot.size;
         let node = self.shared.node_key.key_id();
         let mut threads: std::collections::BTreeMap<Thread, Vec<u64>> = std::collections::BTreeMap::new();

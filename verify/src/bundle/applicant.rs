@@ -104,8 +104,36 @@ impl ApplicantBundle {
     /// completeness, every signature and key, and the case's rules; returns
     /// what the bundle proves.
     pub fn verify(&self, node_key: &PublicKey) -> Result<CaseReport, String> {
+        self.verify_witnessed(node_key, &[], 0)
+    }
+
+    /// [`ApplicantBundle::verify`], and the checkpoint must carry at least
+    /// `quorum` cosignatures of `witnesses` (FORMAT §6b): the report names
+    /// those that cosigned it, and when.
+    pub fn verify_witnessed(
+        &self,
+        node_key: &PublicKey,
+        witnesses: &[caseledger_keys::cosignature::Witness],
+        quorum: usize,
+    ) -> Result<CaseReport, String> {
         let proven = self.prove(node_key)?;
-        report::build(&proven, &self.case_number, &self.applicant_id)
+        let mut report = report::build(&proven, &self.case_number, &self.applicant_id)?;
+        let found = caseledger_keys::cosignature::cosignatures(&self.checkpoint, witnesses)
+            .map_err(|e| format!("the checkpoint's cosignatures: {e}"))?;
+        if found.len() < quorum {
+            return Err(format!(
+                "the checkpoint is cosigned by {} of the {quorum} witnesses required: the ledger's state is not vouched for by other institutions",
+                found.len()
+            ));
+        }
+        report.witnessed_by = found
+            .into_iter()
+            .map(|c| report::Vouched {
+                witness: c.witness,
+                at_ms: c.timestamp.saturating_mul(1000),
+            })
+            .collect();
+        Ok(report)
     }
 
     fn prove(&self, node_key: &PublicKey) -> Result<Proven, String> {

@@ -118,6 +118,15 @@ pub struct DisbursementReport {
     pub cancelled: Option<EventReport>,
 }
 
+/// A witness that cosigned the bundle's checkpoint (FORMAT §6b).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vouched {
+    /// The witness's name (its key's name).
+    pub witness: String,
+    /// When it cosigned (ms since the epoch, from its cosignature).
+    pub at_ms: u64,
+}
+
 /// Everything a verified bundle proves about the applicant's money.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseReport {
@@ -130,6 +139,10 @@ pub struct CaseReport {
     /// signed records replayed at other times, some left out): only
     /// checkpoints the applicant saw before, or witnesses, do (FORMAT §7a).
     pub genesis_hash: String,
+    /// The witnesses the verifier trusts that cosigned the checkpoint, and
+    /// when (empty when it was given none).
+    #[serde(default)]
+    pub witnessed_by: Vec<Vouched>,
     /// Entries of the ledger the checkpoint covers.
     pub tree_size: u64,
     /// The checkpoint's Merkle root (standard base64): with `tree_size`,
@@ -325,6 +338,7 @@ pub(crate) fn build(proven: &Proven, case_number: &str, applicant_id: &str) -> R
     Ok(CaseReport {
         origin: proven.origin.clone(),
         genesis_hash: hex::encode(Entry::hash_of(&genesis.encode())),
+        witnessed_by: Vec::new(),
         tree_size: proven.tree_size,
         root: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, proven.root),
         as_of_ms: proven.entries.values().map(|e| e.timestamp_ms).max().unwrap_or(0),
