@@ -42,6 +42,13 @@ impl WitnessArgs {
                 Ok(witness)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        for (n, key) in keys.iter().enumerate() {
+            anyhow::ensure!(
+                !keys[..n].iter().any(|k| k.public_key() == key.public_key()),
+                "witness {} is given twice (one key under two names would count twice)",
+                key.name()
+            );
+        }
         anyhow::ensure!(
             self.quorum <= keys.len(),
             "--quorum {} is more than the {} witnesses given",

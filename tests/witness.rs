@@ -701,3 +701,75 @@ fn an_old_backup_grown_differently_is_refused_and_named() {
     assert_eq!(error["seq"], second - 1, "{report}");
     assert_eq!(error["check"], "checkpoint_root", "{report}");
 }
+
+/// Between the node and its witness, a relay that puts a line of the
+/// witness's name, which does not verify, before the real cosignature:
+/// the node keeps the line that verifies, and the checkpoint is witnessed.
+#[test]
+fn the_node_keeps_the_cosignature_that_verifies_not_the_first_line_named_so() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let staff = caseledger::court::Staff::from_seed(98, ORIGIN);
+    let data = dir.path().join("data");
+    init_court(dir.path(), &data, &staff);
+    let node_key = caseledger_keys::files::read_public_key(&data.join("node.pub")).expect("node key");
+    let log = format!("{ORIGIN}={}", note::Verifier::new(ORIGIN, node_key).expect("verifier"));
+    let folder = dir.path().join("witness");
+    let key = caseledger::witness::init(&folder, NAME)
+        .expect("init")
+        .witness()
+        .clone();
+    let witness = start(&folder, &log);
+    let relay = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let relay_address = relay.local_addr().expect("address");
+    let upstream = witness.address.clone();
+    std::thread::spawn(move || {
+        for stream in relay.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let (status, _, answer) = post(&upstream, &String::from_utf8_lossy(&body));
+            let answer = if status == 200 {
+                format!("\u{2014} {NAME} {}\n{answer}", BASE64.encode([0u8; 76]))
+            } else {
+                answer
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    let config = dir.path().join("caseledger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data = \"{}\"\nlisten = \"127.0.0.1:0\"\nwitness_quorum = 1\nwitness_poll_ms = 50\n\
+             checkpoint_every_ms = 100\nfree_space_min_bytes = 0\n\
+             [[witnesses]]\nkey = \"{key}\"\nurl = \"http://{relay_address}\"\n",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let node = serve_with(&config);
+    let (_, witnessed, note) = checkpoint_when(&node.address, &|_, w| w.starts_with("1 of 1"));
+    assert!(witnessed.ends_with("quorum 1 reached"), "{witnessed}");
+    assert_eq!(
+        cosignatures(&note, std::slice::from_ref(&key)).expect("verifies").len(),
+        1
+    );
+}

@@ -165,7 +165,9 @@ pub struct Cosigned {
 }
 
 /// The cosignatures of `witnesses` on a signed note (text, blank line,
-/// signature lines), each checked; one per witness at most (the first).
+/// signature lines), each checked; one per witness key at most (the
+/// first): the signed message does not name the witness, so one key
+/// listed under two names counts once.
 /// Lines of other keys are ignored; a line that names a known witness and
 /// key id but does not verify is an error (the note is malformed).
 pub fn cosignatures(note: &str, witnesses: &[Witness]) -> Result<Vec<Cosigned>> {
@@ -191,7 +193,8 @@ pub fn cosignatures(note: &str, witnesses: &[Witness]) -> Result<Vec<Cosigned>> 
             continue;
         };
         let timestamp = witness.check(text, &blob)?;
-        if !found.iter().any(|c| c.witness == witness.name) {
+        let same_key = |c: &Cosigned| witnesses.iter().any(|w| w.name == c.witness && w.key == witness.key);
+        if !found.iter().any(same_key) {
             found.push(Cosigned {
                 witness: witness.name.clone(),
                 timestamp,
@@ -245,6 +248,24 @@ mod tests {
         assert!(cosignatures(&cosigned, &[stranger.witness().clone()])
             .expect("ignored")
             .is_empty());
+    }
+
+    #[test]
+    fn one_key_under_two_names_counts_once() {
+        let log = note::Signer::new("example.com/behind-the-sofa", Identity::from_seed([1; 32])).expect("log");
+        let first = Cosigner::new("w1", Identity::from_seed([2; 32])).expect("w1");
+        let renamed = Cosigner::new("w1-old", Identity::from_seed([2; 32])).expect("the same key");
+        let signed = log.sign(TEXT).expect("sign");
+        let line = first.cosign(TEXT, 1_679_315_147).expect("cosign");
+        // The same signature, under the other name (the message names no witness).
+        let blob = BASE64
+            .decode(line.trim_end().rsplit(' ').next().expect("blob"))
+            .expect("b64");
+        let mut copied = key_id("w1-old", &renamed.witness().public_key()).to_be_bytes().to_vec();
+        copied.extend_from_slice(&blob[4..]);
+        let note = format!("{signed}{line}\u{2014} w1-old {}\n", BASE64.encode(copied));
+        let found = cosignatures(&note, &[first.witness().clone(), renamed.witness().clone()]).expect("verify");
+        assert_eq!(found.len(), 1, "{found:?}");
     }
 
     #[test]

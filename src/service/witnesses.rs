@@ -77,8 +77,8 @@ impl Witnessing {
             anyhow::ensure!(
                 !witnesses
                     .iter()
-                    .any(|(w, _): &(WitnessKey, String)| w.name() == key.name()),
-                "witness {} is configured twice",
+                    .any(|(w, _): &(WitnessKey, String)| w.name() == key.name() || w.public_key() == key.public_key()),
+                "witness {} is configured twice (its name or its key)",
                 key.name()
             );
             labels.push(setting.label.clone().unwrap_or_else(|| key.name().to_owned()));
@@ -201,15 +201,15 @@ fn submit_once(
         .map_err(|e| format!("answer unreadable: {e}"))?;
     match status {
         200 => {
-            let found = cosignatures(&format!("{note}{body}"), std::slice::from_ref(key))
-                .map_err(|e| format!("its cosignature does not verify: {e}"))?;
-            if found.is_empty() {
-                return Err("it answered with no cosignature of its key".into());
-            }
+            // The line that verifies with its key (not merely one of its
+            // name: a relay could put another first).
             let line = body
                 .lines()
-                .find(|line| line.starts_with(&format!("\u{2014} {} ", key.name())))
-                .ok_or("it answered with no line of its name")?;
+                .find(|line| {
+                    cosignatures(&format!("{note}{line}\n"), std::slice::from_ref(key))
+                        .is_ok_and(|found| !found.is_empty())
+                })
+                .ok_or("it answered with no cosignature of its key that verifies")?;
             ledger
                 .add_cosignature(size, key.name(), &format!("{line}\n"))
                 .map_err(|e| e.to_string())?;

@@ -196,6 +196,9 @@ fn parse_request(body: &str) -> Result<(u64, Vec<Hash>, &str), String> {
 /// The origin, size and root of a checkpoint's text (extension lines may
 /// follow; the log's signature covers them, the cosignature too).
 fn parse_checkpoint(text: &str) -> Result<(u64, Hash), String> {
+    if text.trim_end_matches('\n').split('\n').any(str::is_empty) {
+        return Err("a checkpoint's lines are not empty".into());
+    }
     let mut lines = text.split('\n');
     let _origin = lines.next();
     let size = lines
@@ -240,10 +243,15 @@ impl Witness {
             key_path.display()
         );
         let cosigner = Cosigner::new(&state.name, identity).map_err(anyhow::Error::msg)?;
-        let logs = logs
-            .into_iter()
-            .map(|log| (log.verifier.name().to_owned(), log))
-            .collect();
+        let mut by_origin = BTreeMap::new();
+        for log in logs {
+            let origin = log.verifier.name().to_owned();
+            anyhow::ensure!(
+                by_origin.insert(origin.clone(), log).is_none(),
+                "the log {origin} is given twice: one key per log"
+            );
+        }
+        let logs = by_origin;
         Ok(Self {
             dir: dir.to_owned(),
             cosigner,
@@ -323,7 +331,10 @@ impl Witness {
                 return Answer::Unprocessable("no proof is sent from size 0".into());
             }
         } else if old == size {
-            if root != known_root || !proof.is_empty() {
+            if !proof.is_empty() {
+                return Answer::Unprocessable("no proof is sent for the size cosigned".into());
+            }
+            if root != known_root {
                 return Answer::Unprocessable(format!(
                     "a checkpoint of size {size} with another root than the one cosigned"
                 ));
