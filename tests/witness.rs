@@ -618,6 +618,30 @@ fn a_node_gets_its_checkpoints_cosigned_by_a_quorum_of_witnesses() {
         .map(|v| v["seq"].as_u64().expect("seq") + 1)
         .collect();
     assert!(lacking.contains(&third), "cosigned by one witness only: {lacking:?}");
+    // The export carries the cosignatures: verify-export says the same.
+    let export = dir.path().join("export.ndjson");
+    let (code, printed) = run(&["export", "--data", data_path, "--out", export.to_str().expect("path")]);
+    assert_eq!(code, Some(0), "{printed}");
+    let (code, printed) = with_keys(
+        &[
+            "verify-export",
+            export.to_str().expect("path"),
+            "--key",
+            node_pub,
+            "--json",
+        ],
+        "2",
+    );
+    assert_eq!(code, Some(1), "{printed}");
+    let exported: serde_json::Value = serde_json::from_str(&printed).expect("json");
+    let lacking_in_export: Vec<u64> = exported["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .filter(|v| v["rule"] == "checkpoint_quorum")
+        .map(|v| v["seq"].as_u64().expect("seq") + 1)
+        .collect();
+    assert_eq!(lacking_in_export, lacking, "{printed}");
     assert!(!lacking.contains(&newest) && !lacking.contains(&grown), "{lacking:?}");
     assert!(report["first_error"].is_null(), "{printed}");
 }
