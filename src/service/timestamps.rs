@@ -135,14 +135,15 @@ pub fn check_response(response: &[u8], digest: &[u8; 32], nonce: u64) -> Result<
         return Err("the time-stamp is of another text".into());
     }
     let mut stamped_nonce = None;
-    while let Some((tag, content, next)) = read_tlv(&rest) {
-        let _ = content;
+    while let Some((tag, _, next)) = read_tlv(&rest) {
         if tag == 0x18 {
             // genTime: the next INTEGER (after accuracy and ordering) is the nonce.
             let mut after = next.to_vec();
             while let Some((tag, content, more)) = read_tlv(&after) {
                 if tag == 0x02 {
-                    stamped_nonce = Some(content.iter().fold(0u128, |n, b| (n << 8) | u128::from(*b)));
+                    // Ours is 63 bits: at most 9 bytes with its sign byte.
+                    stamped_nonce =
+                        (content.len() <= 9).then(|| content.iter().fold(0u128, |n, b| (n << 8) | u128::from(*b)));
                     break;
                 }
                 after = more.to_vec();
