@@ -797,3 +797,34 @@ fn the_node_keeps_the_cosignature_that_verifies_not_the_first_line_named_so() {
         1
     );
 }
+
+/// A client that sends half its headers and nothing more is cut off (the
+/// witness's header-read timeout), and others are served meanwhile.
+#[test]
+fn a_slow_client_does_not_hold_the_witness() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(&dir.path().join("ledger"), 99);
+    let folder = dir.path().join("witness");
+    caseledger::witness::init(&folder, NAME).expect("init");
+    let log = format!(
+        "{}={}",
+        ledger.origin(),
+        note::Verifier::new(ledger.origin(), ledger.node_key()).expect("verifier")
+    );
+    let process = start(&folder, &log);
+    let host = process.address.trim_start_matches("http://").to_owned();
+    let mut slow = std::net::TcpStream::connect(&host).expect("connect");
+    slow.write_all(b"POST /add-checkpoint HTTP/1.1\r\nHost: w\r\n")
+        .expect("half the headers");
+    // Meanwhile a whole request is answered.
+    let (_, note) = grow(&ledger, &staff, 1);
+    let (status, _, body) = post(&process.address, &request(0, &[], &note));
+    assert_eq!(status, 200, "{body}");
+    // The slow one is closed by the witness (well before this read's own limit).
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    let read = slow.read_to_end(&mut answer);
+    assert!(read.is_ok(), "the witness closed the connection: {read:?}");
+}

@@ -82,6 +82,43 @@ pub fn router(witness: Arc<Witness>) -> Router {
         .with_state(witness)
 }
 
+/// A client has this long to send a request's headers (slow clients
+/// cannot hold connections open by sending nothing).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once; more are closed as they come.
+pub const CONNECTIONS_MAX: usize = 512;
+
+/// Serves `router` on `listener` until `shutdown`: each connection with a
+/// header-read timeout, at most [`CONNECTIONS_MAX`] at once.
+pub async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            () = &mut shutdown => return Ok(()),
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            drop(stream); // full: refused at once rather than queued
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            // A connection lives for a few requests at most.
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT * 3, connection).await;
+            drop(slot);
+        });
+    }
+}
+
 /// Serves the witness on `listen` until SIGINT or SIGTERM.
 pub fn serve(witness: Witness, listen: std::net::SocketAddr) -> anyhow::Result<()> {
     use anyhow::Context as _;
@@ -99,8 +136,7 @@ pub fn serve(witness: Witness, listen: std::net::SocketAddr) -> anyhow::Result<(
         println!("its key: {}", witness.cosigner().witness());
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        axum::serve(listener, router(Arc::new(witness)))
-            .with_graceful_shutdown(shutdown)
+        serve_connections(listener, router(Arc::new(witness)), shutdown)
             .await
             .context("serving")
     })
