@@ -462,12 +462,16 @@ fn a_node_gets_its_checkpoints_cosigned_by_a_quorum_of_witnesses() {
         .zip(&keys)
         .map(|((_, process), key)| format!("[[witnesses]]\nkey = \"{key}\"\nurl = \"{}\"\n", process.address))
         .collect();
+    // And a time-stamp authority (openssl ts behind loopback HTTP).
+    let tsa_dir = dir.path().join("tsa");
+    common::tsa::make_tsa(&tsa_dir);
+    let tsa_url = common::tsa::serve_tsa(&tsa_dir);
     let config = dir.path().join("caseledger.toml");
     std::fs::write(
         &config,
         format!(
             "data = \"{}\"\nlisten = \"127.0.0.1:0\"\nwitness_quorum = 2\nwitness_poll_ms = 50\n\
-             checkpoint_every_ms = 100\nfree_space_min_bytes = 0\n{listed}",
+             checkpoint_every_ms = 100\nfree_space_min_bytes = 0\ntsa_url = \"{tsa_url}\"\n{listed}",
             data.display()
         ),
     )
@@ -535,7 +539,7 @@ fn a_node_gets_its_checkpoints_cosigned_by_a_quorum_of_witnesses() {
         &config,
         format!(
             "data = \"{}\"\nlisten = \"127.0.0.1:0\"\nwitness_quorum = 2\nwitness_poll_ms = 50\n\
-             checkpoint_every_ms = 100\nfree_space_min_bytes = 0\n{listed}",
+             checkpoint_every_ms = 100\nfree_space_min_bytes = 0\ntsa_url = \"{tsa_url}\"\n{listed}",
             data.display()
         ),
     )
@@ -544,6 +548,26 @@ fn a_node_gets_its_checkpoints_cosigned_by_a_quorum_of_witnesses() {
     let (newest, witnessed, note) = checkpoint_when(&node.address, &|s, w| s >= fourth && w.starts_with("3 of 3"));
     assert!(witnessed.ends_with("quorum 2 reached"), "{witnessed}");
     assert_eq!(verified(&note), 3);
+    // The same checkpoint is time-stamped; openssl accepts the stamp for
+    // its text.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let stamp = loop {
+        let mut response = agent
+            .get(&format!("{}/v1/checkpoints/{newest}/timestamp", node.address))
+            .call()
+            .expect("timestamp");
+        if response.status().as_u16() == 200 {
+            break response.body_mut().read_to_vec().expect("stamp");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no time-stamp of checkpoint {newest}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let text = note.split("\n\n").next().expect("body").to_owned() + "\n";
+    assert!(common::tsa::openssl_verifies(&tsa_dir, &stamp, &text));
     drop(node);
 
     // Offline, the verifiers require the quorum of the witnesses they trust.

@@ -15,6 +15,7 @@ use caseledger_verify::record::{self, DemoNote, KeyRegistered, KeyText};
 
 pub mod edges;
 pub mod forgery;
+pub mod tsa;
 pub mod webdriver;
 
 pub const ORIGIN: &str = "test.caseledger.local/ledger";
