@@ -264,14 +264,14 @@ impl Drop for Process {
     }
 }
 
-fn start(folder: &Path, log: &str) -> Process {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
-        .args(["witness", "--listen", "127.0.0.1:0", "--log", log, "--data"])
-        .arg(folder)
+/// `command` started with its standard output read until a line holds
+/// `marker`; what follows the marker is the address.
+fn spawn_listening(command: &mut std::process::Command, marker: &str) -> Process {
+    let mut child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .expect("start the witness");
+        .expect("start");
     let stdout = child.stdout.take().expect("stdout");
     let (sender, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -282,12 +282,21 @@ fn start(folder: &Path, log: &str) -> Process {
     let address = loop {
         let line = lines
             .recv_timeout(std::time::Duration::from_secs(30))
-            .expect("the witness printed its address");
-        if let Some(rest) = line.split(" listening on ").nth(1) {
+            .expect("the process printed its address");
+        if let Some(rest) = line.split(marker).nth(1) {
             break rest.trim().to_owned();
         }
     };
     Process { child, address }
+}
+
+fn start(folder: &Path, log: &str) -> Process {
+    spawn_listening(
+        std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+            .args(["witness", "--listen", "127.0.0.1:0", "--log", log, "--data"])
+            .arg(folder),
+        " listening on ",
+    )
 }
 
 fn post(address: &str, body: &str) -> (u16, String, String) {
@@ -382,30 +391,13 @@ fn a_witness_process_speaks_tlog_witness_over_http() {
 
 /// `caseledger serve` with `config` (TOML), its address read from its output.
 fn serve_with(config: &Path) -> Process {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("CASELEDGER_LOG", "error")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let (sender, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    let address = loop {
-        let line = lines
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .expect("serve printed its address");
-        if let Some(rest) = line.strip_prefix("caseledger listening on ") {
-            break rest.trim().to_owned();
-        }
-    };
-    Process { child, address }
+    spawn_listening(
+        std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("CASELEDGER_LOG", "error"),
+        "caseledger listening on ",
+    )
 }
 
 /// The node's newest checkpoint, once `done` holds of it (size, the

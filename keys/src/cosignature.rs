@@ -55,9 +55,7 @@ pub struct Witness {
 
 impl Witness {
     pub fn new(name: &str, key: PublicKey) -> Result<Self> {
-        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control()) {
-            return Err(error(format!("invalid witness name {name:?}")));
-        }
+        crate::note::check_name(name)?;
         Ok(Self {
             name: name.to_owned(),
             key_id: key_id(name, &key),

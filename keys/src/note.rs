@@ -24,7 +24,7 @@ fn note_error(text: impl Into<String>) -> Error {
 }
 
 /// Key names may not be empty or contain whitespace or '+'.
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+' || c.is_control()) {
         return Err(note_error(format!("invalid key name {name:?}")));
     }

@@ -86,12 +86,7 @@ async fn readyz(State(state): State<AppState>) -> Result<String, ApiError> {
         return Err(ApiError::Unavailable(super::problem::DISK_FULL.into()));
     }
     // Each witness's lag: the node is ready whatever the witnesses do.
-    let checkpoint_size = state
-        .ledger
-        .latest_checkpoint()
-        .ok()
-        .flatten()
-        .map_or(0, |(size, _)| size);
+    let checkpoint_size = newest_checkpoint_size(&state);
     let mut text = String::from("ready\n");
     for (name, status) in state.witnessing.snapshot() {
         text.push_str(&format!(
@@ -103,17 +98,22 @@ async fn readyz(State(state): State<AppState>) -> Result<String, ApiError> {
     Ok(text)
 }
 
+/// The size of the newest checkpoint (0 before the first).
+fn newest_checkpoint_size(state: &AppState) -> u64 {
+    state
+        .ledger
+        .latest_checkpoint()
+        .ok()
+        .flatten()
+        .map_or(0, |(size, _)| size)
+}
+
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", responses((status = OK, body = String, content_type = "text/plain")))]
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("caseledger_ledger_entries").set(state.ledger.size() as f64);
     metrics::gauge!("caseledger_writes_stalled_disk_full").set(f64::from(u8::from(state.ledger.stalled().is_some())));
-    let checkpoint_size = state
-        .ledger
-        .latest_checkpoint()
-        .ok()
-        .flatten()
-        .map_or(0, |(size, _)| size);
+    let checkpoint_size = newest_checkpoint_size(&state);
     metrics::gauge!("caseledger_checkpoint_size").set(checkpoint_size as f64);
     for (name, status) in state.witnessing.snapshot() {
         metrics::gauge!("caseledger_witness_cosigned_size", "witness" => name.clone()).set(status.cosigned_size as f64);
