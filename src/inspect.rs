@@ -200,6 +200,20 @@ fn audit_folder(args: &VerifyArgs) -> anyhow::Result<caseledger_verify::audit::A
     for note in &notes {
         ledger.check_against(&mut report, note, node_key);
     }
+    // Each time-stamp kept must be the TSA's answer for its checkpoint.
+    for (size, answer) in ledger.timestamps()? {
+        let problem = match ledger.checkpoint_at(size)? {
+            None => Some(format!(
+                "a time-stamp is kept for size {size}, of which there is no checkpoint"
+            )),
+            Some(note) => caseledger_verify::timestamp::check_of_checkpoint(&answer, &note)
+                .err()
+                .map(|e| format!("the time-stamp of the checkpoint of size {size}: {e}")),
+        };
+        if let Some(detail) = problem {
+            report.add_violation(size.saturating_sub(1), "checkpoint_timestamp", detail);
+        }
+    }
     // Each stored checkpoint with the cosignatures kept for it.
     let witnesses = args.witnesses.keys()?;
     if args.witnesses.quorum > 0 {
@@ -356,6 +370,39 @@ pub struct VerifyBundleArgs {
     genesis: Option<String>,
     #[command(flatten)]
     witnesses: WitnessArgs,
+    /// The certificate (PEM) of the CA of the court's time-stamp authority:
+    /// the bundle must then carry a time-stamp of its checkpoint whose
+    /// signature `openssl ts -verify` accepts with it (openssl must be
+    /// installed).
+    #[arg(long, value_name = "PEM")]
+    tsa_ca: Option<PathBuf>,
+}
+
+/// Has `openssl ts -verify` check the TSA's signature on `answer` (a DER
+/// TimeStampResp) over `text`, with the CA certificate `ca`.
+fn openssl_ts_verify(answer: &[u8], text: &str, ca: &std::path::Path) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("making a temporary folder")?;
+    let (answer_path, text_path) = (dir.path().join("checkpoint.tsr"), dir.path().join("checkpoint.txt"));
+    std::fs::write(&answer_path, answer)?;
+    std::fs::write(&text_path, text)?;
+    let output = std::process::Command::new("openssl")
+        .args(["ts", "-verify", "-in"])
+        .arg(&answer_path)
+        .arg("-data")
+        .arg(&text_path)
+        .arg("-CAfile")
+        .arg(ca)
+        .output()
+        .context("running openssl (is it installed?)")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "openssl ts -verify refused the time-stamp with {}: {}",
+        ca.display(),
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+            + " "
+            + String::from_utf8_lossy(&output.stderr).lines().next().unwrap_or("")
+    );
+    Ok(())
 }
 
 pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<ExitCode> {
@@ -393,6 +440,33 @@ pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<ExitCode> {
             );
             for witness in vouched {
                 println!("- the checkpoint was cosigned by witness {witness}");
+            }
+            match (report.time_stamped_ms, &args.tsa_ca, &bundle.timestamp) {
+                (Some(at), Some(ca), Some(answer)) => {
+                    let answer = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, answer)?;
+                    if let Err(reason) = openssl_ts_verify(
+                        &answer,
+                        caseledger_verify::timestamp::stamped_text(&bundle.checkpoint),
+                        ca,
+                    ) {
+                        println!("FAILED: {reason:#}");
+                        return Ok(ExitCode::from(1));
+                    }
+                    println!(
+                        "- the checkpoint was time-stamped at {} by the time-stamp authority (its signature checked by openssl with {})",
+                        caseledger::service::providers::utc_timestamp(at),
+                        ca.display()
+                    );
+                }
+                (Some(at), None, _) => println!(
+                    "- the checkpoint carries a time-stamp of {} (its TSA signature not checked: give --tsa-ca)",
+                    caseledger::service::providers::utc_timestamp(at)
+                ),
+                (None, Some(_), _) | (Some(_), Some(_), None) => {
+                    println!("FAILED: the bundle carries no time-stamp of its checkpoint");
+                    return Ok(ExitCode::from(1));
+                }
+                (None, None, _) => {}
             }
             for statement in report.statements() {
                 println!("- {statement}");

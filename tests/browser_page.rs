@@ -186,7 +186,19 @@ fn the_applicant_checks_their_money_in_their_own_browser() {
     let staff = Staff::from_seed(61, "court.example/page");
     common::init_court(dir.path(), &data, &staff);
     std::fs::write(data.join("commitment.key"), hex::encode(staff.commitment_key)).expect("commitment key");
-    let serve = Serve::start(&data, &[("CASELEDGER_APPLICANT_HOTLINE", "0510-12368")]);
+    // With the court's time-stamp authority (openssl ts on loopback).
+    let tsa_dir = dir.path().join("tsa");
+    common::tsa::make_tsa(&tsa_dir);
+    let tsa_url = common::tsa::serve_tsa(&tsa_dir);
+    let serve = Serve::start(
+        &data,
+        &[
+            ("CASELEDGER_APPLICANT_HOTLINE", "0510-12368"),
+            ("CASELEDGER_TSA_URL", tsa_url.as_str()),
+            ("CASELEDGER_WITNESS_POLL_MS", "50"),
+            ("CASELEDGER_CHECKPOINT_EVERY_MS", "100"),
+        ],
+    );
     common::set_up_staff(&serve.address, &staff);
     let officer = &staff.officers[0];
     let officer_client = Client::new(&serve.address, officer.identity.clone());
@@ -222,6 +234,9 @@ fn the_applicant_checks_their_money_in_their_own_browser() {
     let (status, body) = officer_client.issue_applicant_code(CASE, "applicant-1").expect("issue");
     assert_eq!(status, 201, "{body}");
     let (code, sms) = code_from_sms(&serve);
+    // Every record is in a checkpoint the TSA has stamped.
+    let issued = body["seq"].as_u64().expect("seq");
+    common::tsa::newest_stamped(&serve.address, issued + 1);
 
     let profile = dir.path().join("chromium-profile");
     let browser = Driver::start(&profile, 390, 844);
@@ -268,6 +283,12 @@ fn the_applicant_checks_their_money_in_their_own_browser() {
     ] {
         assert!(shown.contains(expected), "{expected:?} not in:\n{shown}");
     }
+    // The time-stamp the bundle carries: today, by the TSA.
+    let stamped = browser.text("#time-stamped");
+    assert!(
+        stamped.contains("时间戳") && stamped.contains(&today_cst()),
+        "{stamped}"
+    );
     assert!(
         !shown.contains("checkpoint") && !shown.contains("entry"),
         "no jargon on the first screen:\n{shown}"

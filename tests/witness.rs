@@ -844,3 +844,47 @@ fn a_slow_client_does_not_hold_the_witness() {
     let read = slow.read_to_end(&mut answer);
     assert!(read.is_ok(), "the witness closed the connection: {read:?}");
 }
+
+/// Witnesses vouch for a checkpoint's size and root, not its thread map:
+/// the operator can have them cosign a checkpoint of the true tree whose
+/// thread map leaves entries out. An auditor who takes the witness's
+/// checkpoint (`GET <origin hash>/checkpoint`) and runs
+/// `verify --against` on the court's ledger finds it.
+#[test]
+fn a_cosigned_checkpoint_with_a_forged_thread_map_is_named_by_verify_against() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger_dir = dir.path().join("ledger");
+    let (ledger, staff) = court(&ledger_dir, 94);
+    caseledger::witness::init(&dir.path().join("witness"), NAME).expect("init");
+    let witness = Witness::open(&dir.path().join("witness"), vec![log_of(&ledger)])
+        .expect("open")
+        .with_clock(|| 1_795_190_400);
+    let (size, true_note) = grow(&ledger, &staff, 2);
+    let root = ledger.root_at(size).expect("root");
+    let forged_map = forged(&ledger, size, root);
+    assert_ne!(forged_map, true_note);
+    let answer = witness.add_checkpoint(&request(0, &[], &forged_map));
+    let Answer::Cosigned(line) = answer else {
+        panic!("the witness checks size and root only: {answer:?}");
+    };
+    ledger.close().expect("close");
+    let against = |note: &str| {
+        let saved = dir.path().join("witnessed-checkpoint");
+        std::fs::write(&saved, note).expect("save");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"))
+            .args(["verify", "--json", "--data"])
+            .arg(&ledger_dir)
+            .arg("--against")
+            .arg(&saved)
+            .output()
+            .expect("verify");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        (out.status.code(), report)
+    };
+    let (code, report) = against(&true_note);
+    assert_eq!(code, Some(0), "{report}");
+    let (code, report) = against(&format!("{forged_map}{line}"));
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["first_error"]["seq"], size - 1, "{report}");
+    assert_eq!(report["first_error"]["check"], "checkpoint_threads", "{report}");
+}

@@ -58,111 +58,19 @@ pub fn request_der(digest: &[u8; 32], nonce: u64) -> Vec<u8> {
     )
 }
 
-/// One DER TLV at the start of `bytes`: (tag, content, rest).
-fn read_tlv(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = bytes.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (length, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
-        }
-        let length = rest[..count].iter().fold(0usize, |n, b| (n << 8) | usize::from(*b));
-        (length, &rest[count..])
-    };
-    (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
-}
-
-/// The DER TLV at the start of `bytes` with `tag`: (content, rest).
-fn expect(bytes: &[u8], tag: u8, what: &str) -> Result<(Vec<u8>, Vec<u8>), String> {
-    match read_tlv(bytes) {
-        Some((found, content, rest)) if found == tag => Ok((content.to_vec(), rest.to_vec())),
-        _ => Err(format!("the time-stamp answer has no {what}")),
-    }
-}
-
-/// The DER of an OID's arcs (content only).
-const ID_SIGNED_DATA: [u8; 9] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
-const ID_CT_TST_INFO: [u8; 11] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01, 0x04];
-const ID_SHA256: [u8; 9] = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
-
-/// Checks a DER `TimeStampResp` (RFC 3161 §2.4.2): its status grants a
-/// token (0 granted, 1 granted with modifications), the token is CMS
-/// SignedData whose encapsulated content is a `TSTInfo`, and that TSTInfo's
-/// message imprint is SHA-256 of `digest`'s text and its nonce is `nonce`.
-/// (The TSA's signature over it is checked by whoever relies on it:
-/// `openssl ts -verify`.)
+/// Checks a DER `TimeStampResp` (RFC 3161 §2.4.2) as
+/// [`caseledger_verify::timestamp::read_response`] reads it, and that its
+/// message imprint is `digest` and its nonce `nonce`. (The TSA's signature
+/// over it is checked by whoever relies on it: `openssl ts -verify`.)
 pub fn check_response(response: &[u8], digest: &[u8; 32], nonce: u64) -> Result<(), String> {
-    let (content, rest) = expect(response, 0x30, "TimeStampResp")?;
-    if !rest.is_empty() {
-        return Err("the answer is not one TimeStampResp".into());
-    }
-    let (status_info, token) = expect(&content, 0x30, "PKIStatusInfo")?;
-    let (status, _) = expect(&status_info, 0x02, "status")?;
-    if !matches!(status.as_slice(), [0] | [1]) {
-        return Err(format!("the TSA did not grant a time-stamp (status {status:?})"));
-    }
-    // ContentInfo { id-signedData, [0] SignedData }
-    let (content_info, _) = expect(&token, 0x30, "time-stamp token")?;
-    let (oid, rest) = expect(&content_info, 0x06, "content type")?;
-    if oid != ID_SIGNED_DATA {
-        return Err("the time-stamp token is not CMS SignedData".into());
-    }
-    let (explicit, _) = expect(&rest, 0xa0, "SignedData")?;
-    let (signed_data, _) = expect(&explicit, 0x30, "SignedData")?;
-    // SignedData { version, digestAlgorithms, encapContentInfo, ... }
-    let (_, rest) = expect(&signed_data, 0x02, "SignedData version")?;
-    let (_, rest) = expect(&rest, 0x31, "digest algorithms")?;
-    let (encapsulated, _) = expect(&rest, 0x30, "encapsulated content")?;
-    let (oid, rest) = expect(&encapsulated, 0x06, "encapsulated content type")?;
-    if oid != ID_CT_TST_INFO {
-        return Err("the time-stamp token holds no TSTInfo".into());
-    }
-    let (explicit, _) = expect(&rest, 0xa0, "TSTInfo")?;
-    let (octets, _) = expect(&explicit, 0x04, "TSTInfo")?;
-    let (tst_info, _) = expect(&octets, 0x30, "TSTInfo")?;
-    // TSTInfo { version, policy, messageImprint, serialNumber, genTime,
-    //           accuracy?, ordering?, nonce?, ... }
-    let (_, rest) = expect(&tst_info, 0x02, "TSTInfo version")?;
-    let (_, rest) = expect(&rest, 0x06, "policy")?;
-    let (imprint, mut rest) = expect(&rest, 0x30, "message imprint")?;
-    let (algorithm, hashed) = expect(&imprint, 0x30, "imprint algorithm")?;
-    let (oid, _) = expect(&algorithm, 0x06, "imprint algorithm")?;
-    let (hashed, _) = expect(&hashed, 0x04, "imprint")?;
-    if oid != ID_SHA256 || hashed != digest {
+    let info = caseledger_verify::timestamp::read_response(response)?;
+    if &info.imprint != digest {
         return Err("the time-stamp is of another text".into());
     }
-    let mut stamped_nonce = None;
-    while let Some((tag, _, next)) = read_tlv(&rest) {
-        if tag == 0x18 {
-            // genTime: the next INTEGER (after accuracy and ordering) is the nonce.
-            let mut after = next.to_vec();
-            while let Some((tag, content, more)) = read_tlv(&after) {
-                if tag == 0x02 {
-                    // Ours is 63 bits: at most 9 bytes with its sign byte.
-                    stamped_nonce =
-                        (content.len() <= 9).then(|| content.iter().fold(0u128, |n, b| (n << 8) | u128::from(*b)));
-                    break;
-                }
-                after = more.to_vec();
-            }
-            break;
-        }
-        rest = next.to_vec();
-    }
-    if stamped_nonce != Some(u128::from(nonce)) {
+    if info.nonce != Some(u128::from(nonce)) {
         return Err("the time-stamp does not answer this request (its nonce)".into());
     }
     Ok(())
-}
-
-/// The text a checkpoint's time-stamp covers: the note's body (§6), what
-/// the node signs, with its final newline.
-pub fn stamped_text(note: &str) -> &str {
-    // Split where a signed note is split: at its last blank line.
-    note.rfind("\n\n").map_or(note, |at| &note[..at + 1])
 }
 
 /// The time-stamp authority as an anchor.
@@ -209,7 +117,7 @@ fn stamp(ledger: &Ledger, agent: &ureq::Agent, url: &str, size: u64, note: &str)
     if ledger.timestamp_at(size).map_err(|e| e.to_string())?.is_some() {
         return Ok(());
     }
-    let digest: [u8; 32] = Sha256::digest(stamped_text(note).as_bytes()).into();
+    let digest: [u8; 32] = Sha256::digest(caseledger_verify::timestamp::stamped_text(note).as_bytes()).into();
     let nonce = rand::random::<u64>() >> 1;
     let request = request_der(&digest, nonce);
     let mut response = agent
@@ -249,7 +157,6 @@ mod tests {
         ]
         .concat();
         assert_eq!(request, expected);
-        assert_eq!(stamped_text("a\nb\n\n— x y\n"), "a\nb\n");
         assert!(check_response(&[0x30, 0x03, 0x30, 0x01, 0x02], &[0; 32], 1).is_err());
         // A "token" that merely holds the digest (the request echoed back).
         let echoed = tlv(0x30, &[tlv(0x30, &tlv(0x02, &[0])), request.clone()].concat());

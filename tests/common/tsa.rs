@@ -178,3 +178,39 @@ pub fn openssl_verifies(dir: &Path, stamp: &[u8], text: &str) -> bool {
         .expect("openssl ts -verify");
     out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verification: OK")
 }
+
+/// Waits (a minute at most) until the node at `address` has a time-stamp of
+/// its newest checkpoint, which must cover `size` entries or more; returns
+/// that checkpoint and its time-stamp.
+#[allow(dead_code)]
+pub fn newest_stamped(address: &str, size: u64) -> (String, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let note = agent
+            .get(&format!("{address}/v1/checkpoint"))
+            .call()
+            .expect("checkpoint")
+            .body_mut()
+            .read_to_string()
+            .expect("note");
+        let newest: u64 = note.lines().nth(1).and_then(|l| l.parse().ok()).expect("size");
+        let mut response = agent
+            .get(&format!("{address}/v1/checkpoints/{newest}/timestamp"))
+            .call()
+            .expect("timestamp");
+        if response.status().as_u16() == 200 && newest >= size {
+            let content_type = response.headers().get("content-type").cloned();
+            assert_eq!(
+                content_type.as_ref().and_then(|v| v.to_str().ok()),
+                Some("application/timestamp-reply")
+            );
+            return (note, response.body_mut().read_to_vec().expect("body"));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no time-stamp of checkpoint {newest}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

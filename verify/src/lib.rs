@@ -49,6 +49,7 @@ pub mod state;
 pub mod text;
 pub mod thread_map;
 pub mod threads;
+pub mod timestamp;
 
 /// What can go wrong in the verifier's own calls (rule refusals and proof
 /// failures have their own types: [`registry::RuleError`],

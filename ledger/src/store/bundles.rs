@@ -233,6 +233,8 @@ impl Ledger {
             checkpoint: self.cosigned_note(size, &snapshot.note)?,
             threads: proven_threads,
             entries: proven_entries,
+            // The TSA's answer for it, when it has one (FORMAT §6c).
+            timestamp: self.timestamp_at(size)?.map(|answer| b64(&answer)),
         })
     }
 

@@ -786,7 +786,22 @@ impl Ledger {
     /// Adds to `report` what [`Ledger::check_signed_checkpoint`] finds
     /// wrong with the ledger against `note`.
     pub fn check_against(&self, report: &mut AuditReport, note: &str, node_key: PublicKey) {
-        let finding = match self.check_signed_checkpoint(note, node_key) {
+        let checked = self.check_signed_checkpoint(note, node_key).and_then(|checkpoint| {
+            // Witnesses vouch for size and root only: the thread map the
+            // note commits to must be the ledger's too (FORMAT §6b).
+            if checkpoint.size > 0 && self.thread_map_at(checkpoint.size)?.root() != checkpoint.threads {
+                return Err(Error::Integrity {
+                    seq: checkpoint.size - 1,
+                    check: "checkpoint_threads".into(),
+                    detail: format!(
+                        "the checkpoint of size {} commits to a thread map the ledger's first {} entries do not produce",
+                        checkpoint.size, checkpoint.size
+                    ),
+                });
+            }
+            Ok(checkpoint)
+        });
+        let finding = match checked {
             Ok(_) => return,
             Err(Error::Integrity { seq, check, detail }) => caseledger_verify::audit::Finding { seq, check, detail },
             Err(other) => caseledger_verify::audit::Finding {

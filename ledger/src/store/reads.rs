@@ -208,14 +208,36 @@ impl Ledger {
     }
 
     /// Keeps the RFC 3161 answer of the time-stamp authority for the
-    /// checkpoint of `size` (synced; checked by whoever relies on it).
+    /// checkpoint of `size` (synced). Refused unless it is a granted
+    /// time-stamp of that stored checkpoint's text (FORMAT §6c); the TSA's
+    /// signature is checked by whoever relies on it.
     pub fn add_timestamp(&self, size: u64, response: &[u8]) -> Result<()> {
+        let note = self
+            .checkpoint_at(size)?
+            .ok_or_else(|| Error::NotFound(format!("no checkpoint of size {size}")))?;
+        caseledger_verify::timestamp::check_of_checkpoint(response, &note)
+            .map_err(|e| Error::InvalidArgument(format!("the time-stamp of checkpoint {size}: {e}")))?;
         let mut sync = rocksdb::WriteOptions::default();
         sync.set_sync(true);
         self.shared
             .db
             .put_cf_opt(self.shared.cf(CF_TIMESTAMPS), seq_key(size), response, &sync)
             .map_err(storage)
+    }
+
+    /// Every time-stamp kept, by checkpoint size.
+    pub fn timestamps(&self) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self
+            .shared
+            .db
+            .iterator_cf(self.shared.cf(CF_TIMESTAMPS), IteratorMode::Start)
+        {
+            let (key, value) = item.map_err(storage)?;
+            let size = decode_seq_key(&key).ok_or_else(|| Error::Storage("bad time-stamp key".into()))?;
+            out.push((size, value.to_vec()));
+        }
+        Ok(out)
     }
 
     /// The time-stamp kept for the checkpoint of `size`, if any.

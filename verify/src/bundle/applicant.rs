@@ -69,6 +69,10 @@ pub struct ApplicantBundle {
     pub checkpoint: String,
     pub threads: Vec<ProvenThread>,
     pub entries: Vec<ProvenEntry>,
+    /// The time-stamp authority's RFC 3161 answer (DER, standard base64)
+    /// for the checkpoint, when the court has one (FORMAT §6c).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
 }
 
 /// The verified contents of a bundle, for the report.
@@ -118,6 +122,14 @@ impl ApplicantBundle {
     ) -> Result<CaseReport, String> {
         let proven = self.prove(node_key)?;
         let mut report = report::build(&proven, &self.case_number, &self.applicant_id)?;
+        if let Some(answer) = &self.timestamp {
+            let answer = BASE64
+                .decode(answer)
+                .map_err(|e| format!("the checkpoint's time-stamp: {e}"))?;
+            let stamped = crate::timestamp::check_of_checkpoint(&answer, &self.checkpoint)
+                .map_err(|e| format!("the checkpoint's time-stamp: {e}"))?;
+            report.time_stamped_ms = Some(stamped.gen_time_ms);
+        }
         let found = caseledger_keys::cosignature::cosignatures(&self.checkpoint, witnesses)
             .map_err(|e| format!("the checkpoint's cosignatures: {e}"))?;
         if found.len() < quorum {

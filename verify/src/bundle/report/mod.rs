@@ -143,6 +143,12 @@ pub struct CaseReport {
     /// when (empty when it was given none).
     #[serde(default)]
     pub witnessed_by: Vec<Vouched>,
+    /// The time the court's time-stamp authority gave the checkpoint (ms
+    /// since the epoch), when the bundle carries its answer. The answer is
+    /// bound to the checkpoint here; the TSA's signature on it is checked
+    /// with its certificate (`verify-bundle --tsa-ca`, `openssl ts -verify`).
+    #[serde(default)]
+    pub time_stamped_ms: Option<u64>,
     /// Entries of the ledger the checkpoint covers.
     pub tree_size: u64,
     /// The checkpoint's Merkle root (standard base64): with `tree_size`,
@@ -339,6 +345,7 @@ pub(crate) fn build(proven: &Proven, case_number: &str, applicant_id: &str) -> R
         origin: proven.origin.clone(),
         genesis_hash: hex::encode(Entry::hash_of(&genesis.encode())),
         witnessed_by: Vec::new(),
+        time_stamped_ms: None,
         tree_size: proven.tree_size,
         root: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, proven.root),
         as_of_ms: proven.entries.values().map(|e| e.timestamp_ms).max().unwrap_or(0),
