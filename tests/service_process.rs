@@ -264,3 +264,83 @@ fn a_full_disbursement_over_http_then_the_applicant_verifies_offline() {
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+/// A client that sends half its headers is closed after the header-read
+/// timeout; one that trickles its body gets 408 after the request timeout;
+/// neither holds a shutdown past its grace period.
+#[test]
+fn slow_clients_are_closed_and_cannot_hold_a_shutdown() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("ledger");
+    let connect = |serve: &Serve| {
+        let stream = std::net::TcpStream::connect(serve.address.trim_start_matches("http://")).expect("connect");
+        // Bounds the test, not the server: it must close well before.
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .expect("timeout");
+        stream
+    };
+    {
+        let mut serve = Serve::start(
+            &data,
+            &[
+                ("CASELEDGER_HEADER_READ_TIMEOUT_MS", "300"),
+                ("CASELEDGER_REQUEST_TIMEOUT_MS", "1000"),
+            ],
+        );
+        let mut slow_headers = connect(&serve);
+        slow_headers
+            .write_all(b"GET /v1/checkpoint HTTP/1.1\r\nHost: x\r\n")
+            .expect("half the headers");
+        let mut slow_body = connect(&serve);
+        slow_body
+            .write_all(
+                b"POST /v1/records HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"rec",
+            )
+            .expect("headers and a little body");
+        // Meanwhile others are answered.
+        let health = agent().get(&format!("{}/healthz", serve.address)).call().expect("healthz");
+        assert_eq!(health.status(), 200);
+        let mut answer = Vec::new();
+        let read = slow_headers.read_to_end(&mut answer);
+        assert!(read.is_ok(), "closed after the header-read timeout: {read:?}");
+        let mut answer = Vec::new();
+        let read = slow_body.read_to_end(&mut answer);
+        assert!(read.is_ok(), "closed after the request timeout: {read:?}");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("application/problem+json"), "{answer}");
+        let status = serve.terminate_within(std::time::Duration::from_secs(60));
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    }
+    // With a header-read timeout of ten minutes, a half-sent request and an
+    // idle kept-alive connection are closed at the end of the grace period.
+    let mut serve = Serve::start(
+        &data,
+        &[
+            ("CASELEDGER_HEADER_READ_TIMEOUT_MS", "600000"),
+            ("CASELEDGER_SHUTDOWN_GRACE_MS", "500"),
+        ],
+    );
+    let mut slow_headers = connect(&serve);
+    slow_headers
+        .write_all(b"GET /v1/checkpoint HTTP/1.1\r\nHost: x\r\n")
+        .expect("half the headers");
+    let mut kept_alive = connect(&serve);
+    kept_alive
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("a request");
+    let mut first = [0u8; 12];
+    kept_alive.read_exact(&mut first).expect("answered");
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let status = serve.terminate_within(std::time::Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "serve exits within its grace period: {status:?}"
+    );
+    let mut rest = Vec::new();
+    assert!(slow_headers.read_to_end(&mut rest).is_ok());
+    let ledger = Ledger::open(&data, Arc::new(SystemClock), Options::default()).expect("reopen after shutdown");
+    assert!(ledger.corruption().is_none());
+}

@@ -721,6 +721,81 @@ async fn guessing_verification_codes_is_rate_limited() {
     );
 }
 
+/// Behind the court's TLS proxy every applicant's TCP peer is the proxy:
+/// with the proxy trusted, each applicant has their own quota (read from
+/// `X-Forwarded-For` or `Forwarded`); anyone else's forwarded headers are
+/// ignored; look-ups and code entries count apart; a 429 says when to
+/// retry.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_applicant_has_their_own_quota() {
+    use caseledger::service::limits::{Limits, Quotas, TrustedProxies};
+    let f = fixture(256 * 1024);
+    let state = f.state.clone().with_limits(Limits::new(
+        TrustedProxies::parse(&["10.0.0.0/24".into()]).expect("proxies"),
+        Quotas {
+            lookups_per_minute: 3,
+            code_entries_per_minute: 2,
+            code_entries_per_target_per_hour: 100,
+        },
+    ));
+    let ask = |method: &str, path: String, peer: &str, header: Option<(&str, &str)>| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        let mut request = request
+            .body(Body::from(r#"{"code":"123456"}"#))
+            .expect("request");
+        request.extensions_mut().insert(axum::extract::ConnectInfo(
+            format!("{peer}:443").parse::<std::net::SocketAddr>().expect("peer"),
+        ));
+        let state = state.clone();
+        async move { app(state).oneshot(request).await.expect("response") }
+    };
+    let lookup = |n: u32, peer: &'static str, header: Option<(&'static str, &'static str)>| {
+        ask("GET", format!("/v1/verify/{n:032x}"), peer, header)
+    };
+    // Applicant A through the proxy: three look-ups, then 429 with Retry-After.
+    let a = Some(("x-forwarded-for", "203.0.113.7"));
+    for n in 0..3 {
+        assert_eq!(lookup(n, "10.0.0.1", a).await.status(), StatusCode::NOT_FOUND);
+    }
+    let refused = lookup(3, "10.0.0.1", a).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = refused
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body = refused.into_body().collect().await.expect("body").to_bytes();
+    let problem: serde_json::Value = serde_json::from_slice(&body).expect("problem");
+    assert_eq!(problem["detail"], format!("try again in {wait} s"));
+    // Applicant B through the same proxy (RFC 7239 form): their own quota.
+    let b = Some(("forwarded", "for=\"[2001:db8::5]:5000\";proto=https"));
+    assert_eq!(lookup(10, "10.0.0.2", b).await.status(), StatusCode::NOT_FOUND);
+    // A's code entries count apart from A's look-ups (404: no such account).
+    let entry = ask("POST", "/v1/accounts/acct-x/confirm".into(), "10.0.0.1", a).await;
+    assert_eq!(entry.status(), StatusCode::NOT_FOUND);
+    // Someone not behind the proxy claiming to be B is counted as themself.
+    let forged_b = Some(("x-forwarded-for", "2001:db8::5"));
+    for n in 20..23 {
+        assert_eq!(lookup(n, "198.51.100.9", forged_b).await.status(), StatusCode::NOT_FOUND);
+    }
+    assert_eq!(
+        lookup(23, "198.51.100.9", forged_b).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // ... and B still has two look-ups left.
+    assert_eq!(lookup(11, "10.0.0.2", b).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(lookup(12, "10.0.0.2", b).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(lookup(13, "10.0.0.2", b).await.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[tokio::test]
 async fn the_idempotency_key_names_the_request() {
     let f = fixture(256 * 1024);
@@ -1434,16 +1509,28 @@ fn at_most_five_new_codes_an_hour_for_one_approver_or_account() {
         ..f.state.clone()
     };
     for n in 1..=5 {
-        assert!(state.challenge_allowed("head-1"), "code {n} of the hour");
+        assert!(state.challenge_allowed("head-1").is_ok(), "code {n} of the hour");
     }
-    assert!(!state.challenge_allowed("head-1"), "a sixth in the hour");
+    // A sixth in the hour: refused, saying to wait most of the hour.
+    match state.challenge_allowed("head-1") {
+        Err(caseledger::service::problem::ApiError::RateLimited { retry_after }) => {
+            assert!(retry_after > std::time::Duration::from_secs(600), "{retry_after:?}")
+        }
+        other => panic!("a sixth in the hour: {other:?}"),
+    }
     assert!(
-        state.challenge_allowed("account/acct-1"),
+        state.challenge_allowed("account/acct-1").is_ok(),
         "limits are per approver or account"
     );
-    // With the default limits, a third code within the minute is refused.
-    assert!(f.state.challenge_allowed("head-2") && f.state.challenge_allowed("head-2"));
-    assert!(!f.state.challenge_allowed("head-2"));
+    // With the default limits, a third code within the minute is refused,
+    // saying to wait under a minute.
+    assert!(f.state.challenge_allowed("head-2").is_ok() && f.state.challenge_allowed("head-2").is_ok());
+    match f.state.challenge_allowed("head-2") {
+        Err(caseledger::service::problem::ApiError::RateLimited { retry_after }) => {
+            assert!(retry_after <= std::time::Duration::from_secs(60), "{retry_after:?}")
+        }
+        other => panic!("a third in the minute: {other:?}"),
+    }
 }
 
 /// A signed challenge request captured on the wire cannot be replayed to

@@ -94,9 +94,7 @@ pub(super) async fn challenge(
     }
     let recipient = caseledger_verify::funds::notify::applicant_contact(&account.case_number, &account.applicant_id);
     let phone = super::contacts::phone_for(&state, &recipient, "account", "this applicant")?;
-    if !state.challenge_allowed(&format!("account/{id}")) {
-        return Err(ApiError::RateLimited);
-    }
+    state.challenge_allowed(&format!("account/{id}"))?;
     let issued = Issued::new(&state, "account-challenge", ACCOUNT_CODE_TTL_MS);
     let payload = AccountChallenge {
         request_id: issued.request_id.clone(),
@@ -162,9 +160,11 @@ pub(super) async fn confirm(
     State(state): State<AppState>,
     Path(id): Path<String>,
     extensions: axum::http::Extensions,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<AccountConfirmResponse>, ApiError> {
-    let code = challenges::entered_code(&state, &extensions, &body, "/v1/accounts/confirm")?;
+    let target = format!("account/{id}");
+    let code = challenges::entered_code(&state, (&extensions, &headers), &target, &body, "/v1/accounts/confirm")?;
     let account = account(&state, &id)?;
     waiting(&account)?;
     let challenge = challenges::check(&state, &private_key(&id), &code, "ask the court to send a new one")?;

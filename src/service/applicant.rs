@@ -23,32 +23,6 @@ pub struct VerifyResponse {
     pub bundle: caseledger_verify::bundle::ApplicantBundle,
 }
 
-/// The client's address (loopback when the router runs without one, as in tests).
-pub(super) fn client_ip(extensions: &axum::http::Extensions) -> std::net::IpAddr {
-    extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip())
-}
-
-/// Whom a guess is counted against: an IPv4 address, or an IPv6 /64 (one
-/// subscriber holds a whole /64; counting single addresses would give it
-/// 2^64 quotas).
-pub(super) fn guesser(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V6(v6) => {
-            let mut octets = v6.octets();
-            octets[8..].fill(0);
-            std::net::IpAddr::from(octets)
-        }
-        v4 => v4,
-    }
-}
-
-/// Addresses the verify limiter remembers before it forgets those whose
-/// quota has refilled (each is a few dozen bytes; without this the map
-/// would grow with every address ever seen).
-const LIMITER_KEYS_MAX: usize = 10_000;
-
 /// For applicants: the proof bundle of their disbursements, by the
 /// verification code they received by SMS (as printed, `K7QM-2X9P-…`, in
 /// any case, spaces and hyphens ignored). No account, no key. A mistyped
@@ -65,17 +39,14 @@ pub(super) async fn verify_code(
     State(state): State<AppState>,
     Path(code): Path<String>,
     extensions: axum::http::Extensions,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     use caseledger_ledger::store::CodeLookup;
     use caseledger_verify::funds::applicant_code::{canonical, CodeError};
-    let client = guesser(client_ip(&extensions));
-    if state.verify_limiter.len() > LIMITER_KEYS_MAX {
-        state.verify_limiter.retain_recent();
-    }
-    if state.verify_limiter.check_key(&client).is_err() {
-        metrics::counter!("caseledger_rate_limited_total", "route" => "/v1/verify").increment(1);
-        return Err(ApiError::RateLimited);
-    }
+    let client = state.limits.client(&extensions, &headers);
+    state
+        .limits
+        .check(super::limits::Purpose::Lookup, client, None, "/v1/verify")?;
     let code = canonical(&code).map_err(|error| match error {
         CodeError::Check => ApiError::BadCode("code-mistyped", error.to_string()),
         CodeError::Length | CodeError::Symbol => ApiError::BadCode("code-malformed", error.to_string()),
@@ -142,21 +113,4 @@ fn witnessed_size(state: &AppState, newest: u64) -> Result<Option<u64>, ApiError
         .rev()
         .find(|(size, note)| witnessing.cosigned(&state.ledger, *size, note).1 >= witnessing.quorum)
         .map(|(size, _)| *size))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::guesser;
-    use std::net::IpAddr;
-
-    #[test]
-    fn guesses_count_against_an_ipv6_64_or_an_ipv4_address() {
-        let a: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
-        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().expect("ip");
-        let other: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
-        assert_eq!(guesser(a), guesser(b));
-        assert_ne!(guesser(a), guesser(other));
-        let v4: IpAddr = "192.0.2.7".parse().expect("ip");
-        assert_eq!(guesser(v4), v4);
-    }
 }

@@ -77,9 +77,7 @@ pub(super) async fn challenge(
         "this approver",
     )?;
     // Only challenges that will send a code count against the limit.
-    if !state.challenge_allowed(&member.member_id) {
-        return Err(ApiError::RateLimited);
-    }
+    state.challenge_allowed(&member.member_id)?;
     let issued = Issued::new(&state, "challenge", state.code_ttl_ms);
     let origin = state.ledger.origin().to_owned();
     let commitment = sms_commitment(

@@ -226,20 +226,21 @@ pub struct CodeEntry {
     pub code: String,
 }
 
-/// The code an applicant entered at the keyless `route`: rate-limited per
-/// client address (the brute-force guard of every keyless endpoint),
-/// decoded, 6 digits.
+/// The code an applicant entered at the keyless `route` for `target` (the
+/// account or phone): rate-limited per client and per target (the
+/// brute-force guard of every keyless endpoint, besides the tries of one
+/// challenge), decoded, 6 digits.
 pub(super) fn entered_code(
     state: &AppState,
-    extensions: &axum::http::Extensions,
+    (extensions, headers): (&axum::http::Extensions, &axum::http::HeaderMap),
+    target: &str,
     body: &[u8],
     route: &'static str,
 ) -> Result<String, ApiError> {
-    let client = super::applicant::client_ip(extensions);
-    if state.verify_limiter.check_key(&client).is_err() {
-        metrics::counter!("caseledger_rate_limited_total", "route" => route).increment(1);
-        return Err(ApiError::RateLimited);
-    }
+    let client = state.limits.client(extensions, headers);
+    state
+        .limits
+        .check(super::limits::Purpose::CodeEntry, client, Some(target), route)?;
     let entry: CodeEntry =
         serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
     if entry.code.len() != 6 || !entry.code.bytes().all(|b| b.is_ascii_digit()) {

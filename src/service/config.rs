@@ -31,8 +31,16 @@ pub struct Config {
     pub authority: Option<String>,
     /// Largest request body accepted.
     pub body_bytes_max: usize,
-    /// Per-request timeout.
+    /// Per-request timeout: reading the body and answering.
     pub request_timeout_ms: u64,
+    /// A client has this long to send a request's headers (the first, or
+    /// the next on a kept-alive connection); then it is closed.
+    pub header_read_timeout_ms: u64,
+    /// Connections served at once; more are closed as they come.
+    pub connections_max: usize,
+    /// On SIGTERM or SIGINT, requests under way have this long to finish;
+    /// then every connection is closed and the ledger is closed.
+    pub shutdown_grace_ms: u64,
     /// Checkpoint policy of the ledger.
     pub checkpoint_every_entries: u64,
     pub checkpoint_every_ms: u64,
@@ -65,6 +73,16 @@ pub struct Config {
     /// The number the applicant's page tells them to call when something
     /// is wrong (default 12368, the courts' litigation service hotline).
     pub applicant_hotline: String,
+    /// Addresses or CIDR blocks of the court's reverse proxies (TLS
+    /// terminators): from these, the client is read from `Forwarded` or
+    /// `X-Forwarded-For`. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// Verification-code look-ups per client (IPv4 address or IPv6 /64) a minute.
+    pub verify_lookups_per_minute: u32,
+    /// SMS codes entered (account and phone confirmations) per client a minute.
+    pub code_entries_per_minute: u32,
+    /// SMS codes entered for one account or phone an hour, from anywhere.
+    pub code_entries_per_target_per_hour: u32,
     /// Sends per notification before the dead letter (and no sooner than
     /// `sms_retry_for_ms` after it was queued).
     pub sms_attempts_max: u32,
@@ -123,6 +141,9 @@ impl Default for Config {
             authority: None,
             body_bytes_max: 256 * 1024,
             request_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            connections_max: 1024,
+            shutdown_grace_ms: 10_000,
             checkpoint_every_entries: 1024,
             checkpoint_every_ms: 10_000,
             self_audit_every_ms: 3_600_000,
@@ -139,6 +160,10 @@ impl Default for Config {
             sms_code_ttl_ms: 5 * 60 * 1000,
             applicant_code_ttl_days: super::APPLICANT_CODE_TTL_DAYS,
             applicant_hotline: super::APPLICANT_HOTLINE.into(),
+            trusted_proxies: Vec::new(),
+            verify_lookups_per_minute: super::VERIFY_PER_IP_PER_MINUTE,
+            code_entries_per_minute: 10,
+            code_entries_per_target_per_hour: 20,
             sms_verify_link: None,
             sms_timeout_ms: 10_000,
             sms_concurrency: 8,

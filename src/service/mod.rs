@@ -15,8 +15,10 @@ mod auth;
 mod challenges;
 pub mod client;
 pub mod config;
+pub mod connections;
 pub mod contacts;
 pub mod httpsig;
+pub mod limits;
 mod numbers;
 mod phones;
 pub mod problem;
@@ -64,8 +66,9 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Nonces of signed requests seen within the signature window.
     pub nonces: Arc<httpsig::NonceCache>,
-    /// Per client IP: verification-code look-ups allowed (brute force guard).
-    pub verify_limiter: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    /// Who a keyless client is (behind trusted proxies) and how often it
+    /// may look codes up or enter SMS codes.
+    pub limits: Arc<limits::Limits>,
     /// The court's key for phone and account commitments (private).
     pub commitment_key: Arc<[u8; 32]>,
     /// Sends approval codes (notifications go through the outbox worker).
@@ -95,10 +98,19 @@ pub struct AppState {
 
 impl AppState {
     /// Whether `key` may have a new code now: one a minute (a second one
-    /// allowed at once, for a lost SMS), five an hour.
-    pub fn challenge_allowed(&self, key: &str) -> bool {
+    /// allowed at once, for a lost SMS), five an hour; refused with the
+    /// time to wait.
+    pub fn challenge_allowed(&self, key: &str) -> Result<(), problem::ApiError> {
+        use governor::clock::Clock as _;
         let key = key.to_owned();
-        self.challenge_limiter.check_key(&key).is_ok() && self.challenge_hourly_limiter.check_key(&key).is_ok()
+        // The hourly quota is looked at first without spending the minute's.
+        for limiter in [&self.challenge_hourly_limiter, &self.challenge_limiter] {
+            if let Err(until) = limiter.check_key(&key) {
+                metrics::counter!("caseledger_rate_limited_total", "route" => "challenge").increment(1);
+                return Err(problem::ApiError::rate_limited(until.wait_time_from(limiter.clock().now())));
+            }
+        }
+        Ok(())
     }
 
     /// Appends one record and returns its seq once durable, without
@@ -127,6 +139,11 @@ impl AppState {
     /// The same state with the witnesses the node submits to.
     pub fn with_witnessing(mut self, witnessing: Arc<witnesses::Witnessing>) -> Self {
         self.witnessing = witnessing;
+        self
+    }
+
+    pub fn with_limits(mut self, limits: limits::Limits) -> Self {
+        self.limits = Arc::new(limits);
         self
     }
 }
@@ -160,9 +177,10 @@ impl AppState {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
             )),
-            verify_limiter: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
-                std::num::NonZeroU32::new(VERIFY_PER_IP_PER_MINUTE).expect("positive"),
-            ))),
+            limits: Arc::new(limits::Limits::new(
+                limits::TrustedProxies::default(),
+                limits::Quotas::default(),
+            )),
             commitment_key: Arc::new(rand::random()),
             sms: Arc::new(sms::ConsoleProvider),
             templates: Arc::new(sms::Templates::default()),

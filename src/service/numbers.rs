@@ -136,9 +136,20 @@ pub(super) fn commit(
     }
 
     let cells = std::num::NonZeroU32::new(numbers.len() as u32).expect("at least one number");
-    if !matches!(state.numbers_limiter.check_key_n(&who.to_owned(), cells), Ok(Ok(()))) {
-        metrics::counter!("caseledger_rate_limited_total", "route" => "numbers").increment(1);
-        return Err(ApiError::RateLimited);
+    match state.numbers_limiter.check_key_n(&who.to_owned(), cells) {
+        Ok(Ok(())) => {}
+        Ok(Err(until)) => {
+            use governor::clock::Clock as _;
+            metrics::counter!("caseledger_rate_limited_total", "route" => "numbers").increment(1);
+            return Err(ApiError::rate_limited(
+                until.wait_time_from(state.numbers_limiter.clock().now()),
+            ));
+        }
+        // More numbers in one request than the hour allows.
+        Err(_) => {
+            metrics::counter!("caseledger_rate_limited_total", "route" => "numbers").increment(1);
+            return Err(ApiError::rate_limited(std::time::Duration::from_secs(3600)));
+        }
     }
     let record_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&record.payload));
     let payload = NumbersCommitted {

@@ -92,9 +92,7 @@ pub(super) async fn challenge(
     }
     let recipient = caseledger_verify::funds::notify::applicant_contact(&case_number, &applicant_id);
     let phone = super::contacts::phone_for(&state, &recipient, "phone", "this applicant")?;
-    if !state.challenge_allowed(&format!("phone/{case_number}/{applicant_id}")) {
-        return Err(ApiError::RateLimited);
-    }
+    state.challenge_allowed(&format!("phone/{case_number}/{applicant_id}"))?;
     let issued = Issued::new(&state, "phone-challenge", PHONE_CODE_TTL_MS);
     let payload = PhoneChallenge {
         request_id: issued.request_id.clone(),
@@ -146,9 +144,11 @@ pub(super) async fn confirm(
     State(state): State<AppState>,
     Path((case_number, applicant_id)): Path<(String, String)>,
     extensions: axum::http::Extensions,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<PhoneConfirmResponse>, ApiError> {
-    let code = challenges::entered_code(&state, &extensions, &body, "/v1/cases/phone-confirm")?;
+    let target = format!("phone/{case_number}/{applicant_id}");
+    let code = challenges::entered_code(&state, (&extensions, &headers), &target, &body, "/v1/cases/phone-confirm")?;
     unconfirmed(&state, &case_number, &applicant_id)?;
     let key = private_key(&case_number, &applicant_id);
     let challenge = challenges::check(&state, &key, &code, "ask the court to send a new one")?;

@@ -19,8 +19,9 @@ pub enum ApiError {
         detail: String,
     },
     PayloadTooLarge,
-    /// Too many requests from one client; try again later.
-    RateLimited,
+    /// Too many requests from one client, or for one target; try again
+    /// after `retry_after` (sent as `Retry-After`, whole seconds).
+    RateLimited { retry_after: std::time::Duration },
     /// The request's signature did not authenticate a member; the first
     /// field is the problem name (`unknown-key`, `bad-signature`, `replay`,
     /// `signature-expired`, `signature-missing`, `revoked-key`).
@@ -73,7 +74,7 @@ impl ApiError {
                 "The request is not signed by an active member key",
             ),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
-            ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             ApiError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -91,14 +92,32 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Refused for now: try again after `wait`.
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        ApiError::RateLimited { retry_after: wait }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, name, title) = self.parts();
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after } => Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)),
+            _ => None,
+        };
         let (detail, rule) = match self {
             ApiError::NotFound(d) | ApiError::BadRequest(d) | ApiError::Unavailable(d) => (Some(d), None),
             ApiError::Unauthorized(_, d) | ApiError::BadCode(_, d) | ApiError::Gone(_, d) => (Some(d), None),
             ApiError::RuleViolated { rule, detail } => (Some(detail), Some(rule)),
-            ApiError::PayloadTooLarge | ApiError::RateLimited | ApiError::Timeout => (None, None),
+            ApiError::RateLimited { .. } => (
+                Some(format!(
+                    "try again in {} s",
+                    retry_after.unwrap_or(1).max(1)
+                )),
+                None,
+            ),
+            ApiError::PayloadTooLarge | ApiError::Timeout => (None, None),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (None, None)
@@ -112,7 +131,13 @@ impl IntoResponse for ApiError {
             rule,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+        let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(seconds.max(1)));
+        }
+        response
     }
 }
 

@@ -489,7 +489,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         &config.witnesses,
         config.witness_quorum,
     )?))
-    .with_reports(report_settings(&config));
+    .with_reports(report_settings(&config))
+    .with_limits(super::limits::Limits::new(
+        super::limits::TrustedProxies::parse(&config.trusted_proxies).map_err(anyhow::Error::msg)?,
+        super::limits::Quotas {
+            lookups_per_minute: config.verify_lookups_per_minute,
+            code_entries_per_minute: config.code_entries_per_minute,
+            code_entries_per_target_per_hour: config.code_entries_per_target_per_hour,
+        },
+    ));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let options = super::sms::DeliveryOptions {
         attempts_max: config.sms_attempts_max.max(1),
@@ -546,9 +554,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         println!("try: curl http://{address}/v1/checkpoint   (API description: http://{address}/v1/openapi.json)");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        let service = super::app(served).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
+        let limits = super::connections::ConnectionLimits {
+            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms.max(100)),
+            lifetime: None,
+            connections_max: config.connections_max.max(1),
+            shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+        };
+        super::connections::serve_connections(listener, super::app(served), limits, shutdown)
             .await
             .context("serving")
     })?;

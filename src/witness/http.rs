@@ -88,36 +88,14 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections served at once; more are closed as they come.
 pub const CONNECTIONS_MAX: usize = 512;
 
-/// Serves `router` on `listener` until `shutdown`: each connection with a
-/// header-read timeout, at most [`CONNECTIONS_MAX`] at once.
-pub async fn serve_connections(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> std::io::Result<()> {
-    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            () = &mut shutdown => return Ok(()),
-        };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            drop(stream); // full: refused at once rather than queued
-            continue;
-        };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            // A connection lives for a few requests at most.
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT * 3, connection).await;
-            drop(slot);
-        });
-    }
-}
+/// How the witness serves connections (`crate::service::connections`):
+/// a connection lives for a few requests at most.
+pub const LIMITS: crate::service::connections::ConnectionLimits = crate::service::connections::ConnectionLimits {
+    header_read_timeout: HEADER_READ_TIMEOUT,
+    lifetime: Some(Duration::from_secs(30)),
+    connections_max: CONNECTIONS_MAX,
+    shutdown_grace: Duration::from_secs(5),
+};
 
 /// Serves the witness on `listen` until SIGINT or SIGTERM.
 pub fn serve(witness: Witness, listen: std::net::SocketAddr) -> anyhow::Result<()> {
@@ -136,7 +114,7 @@ pub fn serve(witness: Witness, listen: std::net::SocketAddr) -> anyhow::Result<(
         println!("its key: {}", witness.cosigner().witness());
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        serve_connections(listener, router(Arc::new(witness)), shutdown)
+        crate::service::connections::serve_connections(listener, router(Arc::new(witness)), LIMITS, shutdown)
             .await
             .context("serving")
     })

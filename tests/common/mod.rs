@@ -477,6 +477,25 @@ impl Serve {
         self.child.wait().expect("wait")
     }
 
+    /// SIGTERM, and the exit status if it exits within `limit` (a bound on
+    /// a hang, not a timing: the test fails rather than waits for ever).
+    #[allow(dead_code)]
+    pub fn terminate_within(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGKILL, and the child reaped.
     pub fn kill(&mut self) {
         self.child.kill().expect("SIGKILL");
