@@ -23,7 +23,10 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     common::init_court(dir.path(), &data, &staff);
     std::fs::write(data.join("commitment.key"), hex::encode(staff.commitment_key)).expect("commitment key");
 
-    let mut serve = Serve::start(&data, &[]);
+    // Logged at info, as JSON lines (stderr is not a terminal).
+    let mut serve = Serve::start(&data, &[("CASELEDGER_LOG", "info")]);
+    // Every secret the flow uses, to look for in the log at the end.
+    let mut secrets: Vec<String> = Vec::new();
     let address = serve.address.clone();
     // The administrator enrols the staff and proposes the policy; the second
     // administrator co-signs each enrolment; the court leader's co-signature
@@ -195,6 +198,7 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
         }
     };
     assert_eq!(code.len(), 6);
+    secrets.push(code.clone());
     writeln!(client.stdin.take().expect("stdin"), "{code}").expect("type the code");
     let out = client.wait_with_output().expect("client");
     let shown = String::from_utf8_lossy(&out.stderr);
@@ -248,6 +252,8 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     };
     // As printed: four groups of four and the check symbol.
     let code = sms_after("[SMS applicant-code-", "查询码为", 21);
+    secrets.push(code.clone());
+    secrets.push(code.replace('-', ""));
     assert!(!printed.contains(&code), "the officer is not shown the code");
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let verified = agent
@@ -265,6 +271,7 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     );
     officer_command(&["confirm-account", "--account", "acct-2"]);
     let code = sms_after("[SMS account-challenge-", "验证码", 6);
+    secrets.push(code.clone());
     let mut answer = agent
         .post(&format!("{address}/v1/accounts/acct-2/confirm"))
         .header("content-type", "application/json")
@@ -277,7 +284,46 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
         "a change still waits for the bureau head: {answer}"
     );
 
+    // A refusal by a rule: a second request with the id of the first.
+    let (status, refusal) = officer_client
+        .write(&[case.request("d-1", "acct-1", 1_000)])
+        .expect("refused write");
+    assert_eq!(status, 422, "{refusal}");
+    let rule = refusal["rule"].as_str().expect("rule").to_owned();
+
     assert!(serve.terminate().success());
+    // The log: JSON lines, with the business events, and no secret.
+    let log = serve.logged();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}")))
+        .collect();
+    assert!(!log.contains('\u{1b}'), "no colour codes in a file");
+    let written: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "record_written").collect();
+    assert!(
+        written
+            .iter()
+            .any(|e| e["kind"] == "approval_signed" && e["case"] == "(2026)苏02执11号" && e["seq"].is_u64()),
+        "{log}"
+    );
+    assert!(
+        events.iter().any(|e| e["event"] == "record_refused"
+            && e["rule"] == rule.as_str()
+            && e["kind"] == "disbursement_requested"),
+        "{log}"
+    );
+    assert!(
+        events.iter().any(|e| e["span"]["path"] == "/v1/verify/{code}"),
+        "requests are logged by route template: {log}"
+    );
+    secrets.extend(["6222000011115555".to_owned(), "6222000011116666".to_owned()]);
+    secrets.push(CaseRecords::applicant_phone(1));
+    for member in staff.members() {
+        secrets.push(member.phone.clone());
+    }
+    for secret in &secrets {
+        assert!(!log.contains(secret.as_str()), "{secret:?} is in the log:\n{log}");
+    }
     let verify = Command::new(env!("CARGO_BIN_EXE_caseledger"))
         .arg("verify")
         .arg("--data")

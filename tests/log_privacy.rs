@@ -49,6 +49,18 @@ async fn codes_and_numbers_stay_out_of_the_log() {
         let (status, _) = send(&state, "GET", &path, &[], Vec::new()).await;
         assert_eq!(status.as_u16(), 404, "{path}");
     }
+    // A delivery report to the SMS provider's secret URL (its token in
+    // the path), and a query string with a value: logged by route only.
+    let token = "report-token-7f3a9c2e5b1d";
+    let (status, _) = send(
+        &state,
+        "POST",
+        &format!("/v1/sms/reports/aliyun/{token}?secret=q-value-4417"),
+        &[("content-type".to_owned(), "application/json".to_owned())],
+        b"[]".to_vec(),
+    )
+    .await;
+    assert!(status.as_u16() >= 400, "{status}");
     // An insider's number refused before a send.
     let recipient = caseledger_verify::funds::notify::applicant_contact(CASE, "applicant-1");
     sms::put_contact(&state.ledger, &recipient, "13812345678").expect("insider write");
@@ -76,4 +88,14 @@ async fn codes_and_numbers_stay_out_of_the_log() {
     assert!(!log.contains(&code), "an applicant's code in the log:\n{log}");
     assert!(log.contains("path=unmatched"), "{log}");
     assert!(!log.contains("13812345678"), "a phone number in the log:\n{log}");
+    assert!(log.contains("path=/v1/sms/reports/aliyun/{token}"), "{log}");
+    assert!(
+        !log.contains(token) && !log.contains("q-value-4417"),
+        "the report token or a query value in the log:\n{log}"
+    );
+    // Nor in a metric label.
+    let metrics = state.metrics.render();
+    for secret in [token, "q-value-4417", code.as_str()] {
+        assert!(!metrics.contains(secret), "{secret} in the metrics:\n{metrics}");
+    }
 }

@@ -300,7 +300,10 @@ fn slow_clients_are_closed_and_cannot_hold_a_shutdown() {
             )
             .expect("headers and a little body");
         // Meanwhile others are answered.
-        let health = agent().get(&format!("{}/healthz", serve.address)).call().expect("healthz");
+        let health = agent()
+            .get(&format!("{}/healthz", serve.address))
+            .call()
+            .expect("healthz");
         assert_eq!(health.status(), 200);
         let mut answer = Vec::new();
         let read = slow_headers.read_to_end(&mut answer);

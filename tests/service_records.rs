@@ -746,9 +746,7 @@ async fn behind_a_trusted_proxy_each_applicant_has_their_own_quota() {
         if let Some((name, value)) = header {
             request = request.header(name, value);
         }
-        let mut request = request
-            .body(Body::from(r#"{"code":"123456"}"#))
-            .expect("request");
+        let mut request = request.body(Body::from(r#"{"code":"123456"}"#)).expect("request");
         request.extensions_mut().insert(axum::extract::ConnectInfo(
             format!("{peer}:443").parse::<std::net::SocketAddr>().expect("peer"),
         ));
@@ -784,7 +782,10 @@ async fn behind_a_trusted_proxy_each_applicant_has_their_own_quota() {
     // Someone not behind the proxy claiming to be B is counted as themself.
     let forged_b = Some(("x-forwarded-for", "2001:db8::5"));
     for n in 20..23 {
-        assert_eq!(lookup(n, "198.51.100.9", forged_b).await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            lookup(n, "198.51.100.9", forged_b).await.status(),
+            StatusCode::NOT_FOUND
+        );
     }
     assert_eq!(
         lookup(23, "198.51.100.9", forged_b).await.status(),

@@ -101,6 +101,28 @@ async fn health_readiness_and_metrics() {
     let text = String::from_utf8(body).expect("utf8");
     assert!(text.contains("caseledger_http_requests_total"), "{text}");
     assert!(text.contains("caseledger_ledger_entries 42"), "{text}");
+    // Described, latencies as histograms, counters there from the start,
+    // and the process and build facts.
+    for expected in [
+        "# HELP caseledger_ledger_entries ",
+        "# TYPE caseledger_http_request_seconds histogram",
+        "caseledger_http_request_seconds_bucket{route=\"/v1/checkpoint\",le=\"0.005\"}",
+        "# HELP caseledger_sms_dead_total ",
+        "caseledger_sms_dead_total 0",
+        "caseledger_build_info{version=\"",
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+    assert!(!text.contains("quantile="), "no summaries:\n{text}");
+    // Every metric has its HELP line.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split_whitespace().nth(2).expect("name");
+        assert!(text.contains(&format!("# HELP {name} ")), "{name} has no HELP");
+    }
 }
 
 #[tokio::test]

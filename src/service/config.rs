@@ -31,6 +31,9 @@ pub struct Config {
     pub authority: Option<String>,
     /// Largest request body accepted.
     pub body_bytes_max: usize,
+    /// Logs on stderr: `auto` (JSON lines when stderr is not a terminal,
+    /// text on a terminal), `json` or `text`.
+    pub log_format: String,
     /// Per-request timeout: reading the body and answering.
     pub request_timeout_ms: u64,
     /// A client has this long to send a request's headers (the first, or
@@ -140,6 +143,7 @@ impl Default for Config {
             origin: "caseledger.local/ledger".into(),
             authority: None,
             body_bytes_max: 256 * 1024,
+            log_format: "auto".into(),
             request_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
             connections_max: 1024,

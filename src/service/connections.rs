@@ -86,11 +86,21 @@ pub async fn serve_connections(
     drop(listener);
     let open = limits.connections_max - slots.available_permits();
     if open > 0 {
-        tracing::info!(open, grace_ms = limits.shutdown_grace.as_millis() as u64, "waiting for open connections");
+        tracing::info!(
+            open,
+            grace_ms = limits.shutdown_grace.as_millis() as u64,
+            "waiting for open connections"
+        );
     }
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         let open = limits.connections_max - slots.available_permits();
-        tracing::warn!(open, "connections still open after the shutdown grace period are closed");
+        tracing::warn!(
+            open,
+            "connections still open after the shutdown grace period are closed"
+        );
     }
     Ok(())
 }

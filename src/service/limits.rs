@@ -234,7 +234,13 @@ impl Limits {
 
     /// Counts a request of `purpose` by `client` (and, for a code entry,
     /// against its `target`); refused with the time to wait.
-    pub fn check(&self, purpose: Purpose, client: IpAddr, target: Option<&str>, route: &'static str) -> Result<(), ApiError> {
+    pub fn check(
+        &self,
+        purpose: Purpose,
+        client: IpAddr,
+        target: Option<&str>,
+        route: &'static str,
+    ) -> Result<(), ApiError> {
         let limiter = match purpose {
             Purpose::Lookup => &self.lookups,
             Purpose::CodeEntry => &self.code_entries,
@@ -339,13 +345,18 @@ mod tests {
         assert!(limits.check(Purpose::Lookup, client, None, "t").is_ok());
         match limits.check(Purpose::Lookup, client, None, "t") {
             Err(ApiError::RateLimited { retry_after }) => {
-                assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(60), "{retry_after:?}")
+                assert!(
+                    retry_after > Duration::ZERO && retry_after <= Duration::from_secs(60),
+                    "{retry_after:?}"
+                )
             }
             other => panic!("{other:?}"),
         }
         // Code entries are another bucket; per target, two an hour.
         assert!(limits.check(Purpose::CodeEntry, client, Some("account/a"), "t").is_ok());
-        assert!(limits.check(Purpose::CodeEntry, ip("192.0.2.2"), Some("account/a"), "t").is_ok());
+        assert!(limits
+            .check(Purpose::CodeEntry, ip("192.0.2.2"), Some("account/a"), "t")
+            .is_ok());
         assert!(matches!(
             limits.check(Purpose::CodeEntry, ip("192.0.2.3"), Some("account/a"), "t"),
             Err(ApiError::RateLimited { retry_after }) if retry_after > Duration::from_secs(60)

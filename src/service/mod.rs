@@ -17,6 +17,7 @@ pub mod client;
 pub mod config;
 pub mod connections;
 pub mod contacts;
+mod events;
 pub mod httpsig;
 pub mod limits;
 mod numbers;
@@ -29,6 +30,7 @@ mod routes;
 pub mod self_audit;
 pub mod serve;
 pub mod sms;
+pub mod telemetry;
 pub mod timestamps;
 mod verifier;
 pub mod witnesses;
@@ -107,7 +109,9 @@ impl AppState {
         for limiter in [&self.challenge_hourly_limiter, &self.challenge_limiter] {
             if let Err(until) = limiter.check_key(&key) {
                 metrics::counter!("caseledger_rate_limited_total", "route" => "challenge").increment(1);
-                return Err(problem::ApiError::rate_limited(until.wait_time_from(limiter.clock().now())));
+                return Err(problem::ApiError::rate_limited(
+                    until.wait_time_from(limiter.clock().now()),
+                ));
             }
         }
         Ok(())
@@ -116,7 +120,18 @@ impl AppState {
     /// Appends one record and returns its seq once durable, without
     /// blocking a runtime thread (the ledger's writer thread leads the group).
     pub async fn append_one(&self, record: caseledger_verify::entry::Record) -> Result<u64, problem::ApiError> {
-        Ok(self.ledger.append_async(vec![record]).await?.seqs[0])
+        let kind = record.kind;
+        match self.ledger.append_async(vec![record.clone()]).await {
+            Ok(appended) => {
+                events::written(std::slice::from_ref(&record), &appended);
+                Ok(appended.seqs[0])
+            }
+            Err(caseledger_ledger::Error::Rejected { index, source }) => {
+                events::refused(source.check(), Some(kind));
+                Err(caseledger_ledger::Error::Rejected { index, source }.into())
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Approval codes live `ttl_ms`.
@@ -358,10 +373,14 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(&telemetry::LATENCY_BUCKETS)
+                .expect("latency buckets are not empty")
+                .build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (tests); then ours only renders.
             let _ = metrics::set_global_recorder(recorder);
+            telemetry::register();
             handle
         })
         .clone()

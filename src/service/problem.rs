@@ -21,7 +21,9 @@ pub enum ApiError {
     PayloadTooLarge,
     /// Too many requests from one client, or for one target; try again
     /// after `retry_after` (sent as `Retry-After`, whole seconds).
-    RateLimited { retry_after: std::time::Duration },
+    RateLimited {
+        retry_after: std::time::Duration,
+    },
     /// The request's signature did not authenticate a member; the first
     /// field is the problem name (`unknown-key`, `bad-signature`, `replay`,
     /// `signature-expired`, `signature-missing`, `revoked-key`).
@@ -103,7 +105,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, name, title) = self.parts();
         let retry_after = match &self {
-            ApiError::RateLimited { retry_after } => Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)),
+            ApiError::RateLimited { retry_after } => {
+                Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
+            }
             _ => None,
         };
         let (detail, rule) = match self {
@@ -111,10 +115,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_, d) | ApiError::BadCode(_, d) | ApiError::Gone(_, d) => (Some(d), None),
             ApiError::RuleViolated { rule, detail } => (Some(detail), Some(rule)),
             ApiError::RateLimited { .. } => (
-                Some(format!(
-                    "try again in {} s",
-                    retry_after.unwrap_or(1).max(1)
-                )),
+                Some(format!("try again in {} s", retry_after.unwrap_or(1).max(1))),
                 None,
             ),
             ApiError::PayloadTooLarge | ApiError::Timeout => (None, None),

@@ -111,6 +111,7 @@ fn newest_checkpoint_size(state: &AppState) -> u64 {
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", responses((status = OK, body = String, content_type = "text/plain")))]
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    super::telemetry::sample_process();
     metrics::gauge!("caseledger_ledger_entries").set(state.ledger.size() as f64);
     metrics::gauge!("caseledger_writes_stalled_disk_full").set(f64::from(u8::from(state.ledger.stalled().is_some())));
     let checkpoint_size = newest_checkpoint_size(&state);

@@ -181,13 +181,37 @@ pub fn init(
     Ok((ledger, vec![first.1, second.1]))
 }
 
-fn init_tracing() {
+/// Logs go to stderr: JSON lines (one object per event, with the
+/// request's id, method and route) when stderr is not a terminal or
+/// `log_format = "json"`, text without colour codes otherwise
+/// (`log_format = "text"`). `CASELEDGER_LOG` sets the level (`info`).
+fn init_tracing(format: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("CASELEDGER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let terminal = std::io::stderr().is_terminal();
+    let json = match format {
+        "json" => true,
+        "text" => false,
+        "auto" => !terminal,
+        other => anyhow::bail!("log_format must be auto, json or text, not {other:?}"),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // Another subscriber may be installed already (tests): then it logs.
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder.with_ansi(terminal).try_init()
+    };
+    Ok(())
 }
 
 /// SIGINT or SIGTERM. The handlers are installed when this is called, not
@@ -456,7 +480,7 @@ fn record_open(config: &Config, refused: Option<&anyhow::Error>) {
 
 /// Runs the service until SIGTERM or SIGINT.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    init_tracing();
+    init_tracing(&config.log_format)?;
     let sms = provider(&config)?;
     let opened = open_for_serving(&config);
     record_open(&config, opened.as_ref().err());

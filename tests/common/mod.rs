@@ -429,6 +429,8 @@ pub struct Serve {
     pub address: String,
     /// The lines it prints after its address (SMS on the console provider).
     pub lines: std::sync::mpsc::Receiver<String>,
+    /// What it logged on stderr (printed if the test fails).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl Serve {
@@ -440,9 +442,20 @@ impl Serve {
             .env("CASELEDGER_LOG", "warn")
             .envs(envs.iter().copied())
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start serve");
         let stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            use std::io::Read as _;
+            let mut buffer = [0u8; 8192];
+            while let Ok(n @ 1..) = stderr.read(&mut buffer) {
+                kept.lock().expect("log").extend_from_slice(&buffer[..n]);
+            }
+        });
         // Keep draining stdout so the child never blocks on a full pipe.
         let (sender, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -454,6 +467,7 @@ impl Serve {
             child,
             address: String::new(),
             lines,
+            log,
         };
         serve.address = loop {
             let line = serve
@@ -503,8 +517,19 @@ impl Serve {
     }
 }
 
+impl Serve {
+    /// What it logged so far.
+    #[allow(dead_code)]
+    pub fn logged(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().expect("log")).into_owned()
+    }
+}
+
 impl Drop for Serve {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- serve's log ---\n{}", self.logged());
+        }
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
