@@ -13,6 +13,14 @@ pub struct Cli {
     command: Command,
 }
 
+impl Cli {
+    /// Whether the command is a server (it writes to sockets, where a
+    /// closed peer must be an error, never a signal that kills it).
+    pub fn serves(&self) -> bool {
+        matches!(self.command, Command::Serve { .. } | Command::Witness { .. })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP service (creates the ledger with a node key on first start).

@@ -30,6 +30,18 @@ fn restrict_new_files() {
     }
 }
 
+/// A command whose output is cut short (`caseledger verify | head`) ends
+/// as Unix tools do, by SIGPIPE, instead of panicking in `println!` (Rust
+/// ignores SIGPIPE by default). Servers keep ignoring it.
+fn die_quietly_on_a_closed_pipe() {
+    // SAFETY: `signal` sets the disposition of one signal to its default;
+    // no handler of ours runs and no memory is shared.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// mimalloc instead of glibc malloc: the HTTP path allocates per request,
 /// and glibc's malloc/free took about 10 % of the server's CPU under load.
 #[global_allocator]
@@ -38,6 +50,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     restrict_new_files();
     let cli = cli::Cli::parse();
+    if !cli.serves() {
+        die_quietly_on_a_closed_pipe();
+    }
     match cli.run() {
         Ok(code) => code,
         Err(error) => {

@@ -458,3 +458,63 @@ fn verify_against_a_checkpoint_saved_earlier() {
     assert_eq!(code, Some(1), "{report}");
     assert_eq!(report["first_error"]["check"], "checkpoint_lost", "{report}");
 }
+
+/// The small faults an operator met (issue 18): a public key given as
+/// `--key`, a missing file, a node that does not answer, output cut short
+/// by `head`.
+#[test]
+fn command_line_faults_say_what_is_wrong_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("member.key");
+    let out = caseledger(&["keygen", "--out", key.to_str().expect("utf8")]);
+    assert!(out.status.success());
+    let public = dir.path().join("member.key.pub");
+    let client = |key: &Path, url: &str| {
+        caseledger(&[
+            "client",
+            "--url",
+            url,
+            "--key",
+            key.to_str().expect("utf8"),
+            "get",
+            "/v1/steps/pending",
+        ])
+    };
+    // A public key where the private one is needed.
+    let out = client(&public, "http://127.0.0.1:9");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("holds a public key") && !said.contains("chmod"), "{said}");
+    // A missing file: its reason once.
+    let out = client(&dir.path().join("missing.key"), "http://127.0.0.1:9");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(said.matches("No such file").count(), 1, "{said}");
+    // A node that does not answer: the URL is named.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", closed.local_addr().expect("address"));
+    drop(closed);
+    let out = client(&key, &url);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains(&format!("GET {url}/v1/steps/pending")), "{said}");
+    // `export | head -1`: ends quietly when the reader goes.
+    let data = dir.path().join("ledger");
+    demo(&data, 3000);
+    let mut export = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["export", "--data", data.to_str().expect("utf8")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("export");
+    {
+        use std::io::BufRead as _;
+        let mut first = String::new();
+        std::io::BufReader::new(export.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("a line");
+        assert!(first.starts_with('{'), "{first}");
+    }
+    let out = export.wait_with_output().expect("export");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("panicked") && !said.contains("Broken pipe"), "{said}");
+}

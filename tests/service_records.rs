@@ -144,6 +144,14 @@ async fn a_disbursement_from_filing_to_payment_over_http() {
     let (status, view) = read(&f.state, &officer.identity, CASE_PATH).await;
     assert_eq!(status, StatusCode::OK, "{view}");
     assert_eq!(view["case"]["paid_fen"], 4_000_000);
+    // Typed with the official full-width brackets: the same case.
+    let full_width = "/v1/cases/%EF%BC%882023%EF%BC%89%E8%8B%8F02%E6%89%A7123%E5%8F%B7";
+    let (status, same) = read(&f.state, &officer.identity, full_width).await;
+    assert_eq!((status, &same), (StatusCode::OK, &view));
+    // A disbursement that does not exist is named as the member knows it.
+    let (status, missing) = read(&f.state, &officer.identity, "/v1/disbursements/D999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(missing["detail"], "no disbursement D999", "{missing}");
     assert_eq!(view["disbursements"][0]["status"], "paid");
     // One read rule for entries: the case's officer, finance and the
     // administrator read this payment; another officer, and a court leader

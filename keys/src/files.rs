@@ -10,10 +10,10 @@ use std::path::Path;
 
 use crate::{Error, Identity, PublicKey, Result};
 
-fn io_error(path: &Path, source: std::io::Error) -> Error {
+fn io_error(path: &Path, error: std::io::Error) -> Error {
     Error::Io {
         path: path.display().to_string(),
-        source,
+        error,
     }
 }
 
@@ -36,6 +36,16 @@ pub fn write_private_key(path: &Path, identity: &Identity) -> Result<()> {
 pub fn read_private_key(path: &Path) -> Result<Identity> {
     let metadata = fs::metadata(path).map_err(|e| io_error(path, e))?;
     let mode = metadata.permissions().mode() & 0o777;
+    // A public key where a private one is needed: say so, rather than
+    // advise making it private.
+    if let Ok(text) = fs::read_to_string(path) {
+        if !text.contains("PRIVATE KEY") && PublicKey::parse_any(&text).is_ok() {
+            return Err(Error::InvalidKey(format!(
+                "{} holds a public key; a private key file is needed here (as `caseledger keygen --out FILE` writes it)",
+                path.display()
+            )));
+        }
+    }
     if mode & 0o077 != 0 {
         return Err(Error::InsecurePermissions {
             path: path.display().to_string(),
@@ -88,6 +98,12 @@ mod tests {
         let error = read_private_key(&path).expect_err("must refuse");
         assert!(matches!(error, Error::InsecurePermissions { mode: 0o640, .. }));
         assert!(error.to_string().contains("chmod 600"));
+        // A public key given where a private one is needed: said so, no chmod advice.
+        let public = dir.path().join("member.key.pub");
+        write_public_key(&public, &Identity::generate().public_key()).expect("write");
+        let error = read_private_key(&public).expect_err("a public key");
+        assert!(error.to_string().contains("holds a public key"), "{error}");
+        assert!(!error.to_string().contains("chmod"), "{error}");
     }
 
     #[test]

@@ -35,13 +35,10 @@ pub use identity::{Identity, KeyId, PublicKey, Signature, SIGNATURE_BYTES};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A key file could not be read or written.
-    #[error("key file {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A key file could not be read or written. (The I/O error is in the
+    /// message, not the source chain, so that `{:#}` says it once.)
+    #[error("key file {path}: {error}")]
+    Io { path: String, error: std::io::Error },
     /// A private key file is readable by group or others.
     #[error(
         "private key file {path} has mode {mode:o}; it must not be readable by group or others (chmod 600 {path})"

@@ -47,9 +47,12 @@ pub struct ApplicantCodeResponse {
 pub(super) async fn issue(
     State(state): State<AppState>,
     SignedJson {
-        info, body: request, ..
+        info,
+        body: mut request,
+        ..
     }: SignedJson<ApplicantCodeRequest>,
 ) -> Result<(axum::http::StatusCode, Json<ApplicantCodeResponse>), ApiError> {
+    request.case_number = caseledger_verify::funds::normal_case_number(&request.case_number);
     let case: CaseState = serde_json::from_slice(
         &state
             .ledger

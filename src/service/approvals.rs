@@ -207,16 +207,21 @@ pub(super) async fn disbursement(
     Path(id): Path<String>,
     _member: SignedBy,
 ) -> Result<Json<DisbursementView>, ApiError> {
-    let read = |key: String| -> Result<Vec<u8>, ApiError> {
+    // Named as the member knows them, not by the state's keys.
+    let read = |key: String, what: String| -> Result<Vec<u8>, ApiError> {
         let found = state.ledger.state_object(&key)?;
-        found.ok_or(ApiError::NotFound(key))
+        found.ok_or(ApiError::NotFound(what))
     };
-    let disbursement: DisbursementState =
-        serde_json::from_slice(&read(caseledger_verify::funds::disbursement_key(&id))?)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let account: AccountState =
-        serde_json::from_slice(&read(caseledger_verify::funds::account_key(&disbursement.account_id))?)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let disbursement: DisbursementState = serde_json::from_slice(&read(
+        caseledger_verify::funds::disbursement_key(&id),
+        format!("no disbursement {id}"),
+    )?)
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let account: AccountState = serde_json::from_slice(&read(
+        caseledger_verify::funds::account_key(&disbursement.account_id),
+        format!("no account {}", disbursement.account_id),
+    )?)
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(DisbursementView {
         disbursement,
         account_number_masked: account.account_number_masked,

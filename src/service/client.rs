@@ -1,6 +1,7 @@
 //! The member side of the API: turning signed records into a request body,
 //! and signing requests (RFC 9421). Used by `caseledger client` and tests.
 
+use anyhow::Context as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use caseledger_keys::Identity;
@@ -111,7 +112,16 @@ impl Client {
         for (name, value) in sign_request(&self.identity, &self.authority, "GET", path_and_query, &[]) {
             request = request.header(&name, &value);
         }
-        Self::finish(request.call()?)
+        let response = request
+            .call()
+            .with_context(|| self.unreachable("GET", path_and_query))?;
+        Self::finish(response)
+    }
+
+    /// What a request that got no answer says: the method and the whole
+    /// URL (the node's address is the first thing to check).
+    fn unreachable(&self, method: &str, path: &str) -> String {
+        format!("{method} {}{path}: no answer from the node", self.base)
     }
 
     /// A signed POST without a body (e.g. a challenge).
@@ -120,7 +130,8 @@ impl Client {
         for (name, value) in sign_request(&self.identity, &self.authority, "POST", path, &[]) {
             request = request.header(&name, &value);
         }
-        Self::finish(request.send_empty()?)
+        let response = request.send_empty().with_context(|| self.unreachable("POST", path))?;
+        Self::finish(response)
     }
 
     /// A signed POST of a JSON `body` to `path`.
@@ -148,7 +159,8 @@ impl Client {
         for (name, value) in signature {
             request = request.header(name, value);
         }
-        Self::finish(request.send(body)?)
+        let response = request.send(body).with_context(|| self.unreachable("POST", path))?;
+        Self::finish(response)
     }
 
     /// Asks the node to issue a verification code for an applicant of a

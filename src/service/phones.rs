@@ -80,6 +80,7 @@ pub(super) async fn challenge(
     Path((case_number, applicant_id)): Path<(String, String)>,
     SignedBy { info, .. }: SignedBy,
 ) -> Result<Json<PhoneChallengeResponse>, ApiError> {
+    let case_number = caseledger_verify::funds::normal_case_number(&case_number);
     let (case, applicant) = unconfirmed(&state, &case_number, &applicant_id)?;
     let allowed = info.member.as_ref().is_some_and(|m| {
         m.role == Role::FilingClerk || (m.role == Role::Officer && m.member_id == case.officer_member_id)
@@ -147,6 +148,7 @@ pub(super) async fn confirm(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<PhoneConfirmResponse>, ApiError> {
+    let case_number = caseledger_verify::funds::normal_case_number(&case_number);
     let target = format!("phone/{case_number}/{applicant_id}");
     let code = challenges::entered_code(
         &state,

@@ -78,6 +78,7 @@ pub(super) async fn case_view(
     _member: SignedBy,
 ) -> Result<Json<caseledger_verify::funds::views::CaseView>, ApiError> {
     let now_ms = unix_now() * 1000;
+    let case_number = caseledger_verify::funds::normal_case_number(&case_number);
     state
         .ledger
         .case_view(&case_number, now_ms)?

@@ -227,9 +227,15 @@ const CASE_TYPE_TAIL: &str = "恢保异复监协他配";
 /// digits without a leading zero; and 号.
 pub fn check_case_number(number: &str) -> Result<(), RuleError> {
     let bad = || {
+        let normal = normal_case_number(number);
+        let hint = if normal != number && check_case_number(&normal).is_ok() {
+            format!(": write it as {normal}")
+        } else {
+            String::new()
+        };
         rule(
             "case_number",
-            format!("{number:?} is not a case number like (2023)苏02执123号"),
+            format!("{number:?} is not a case number like (2023)苏02执123号{hint}"),
         )
     };
     let rest = number.strip_prefix('(').ok_or_else(bad)?;
@@ -263,6 +269,25 @@ pub fn check_case_number(number: &str) -> Result<(), RuleError> {
         return Err(bad());
     }
     Ok(())
+}
+
+/// The one spelling of a case number as people type or paste it: the
+/// official full-width brackets （2025） or 〔2025〕 and full-width digits
+/// become ASCII, surrounding and inner spaces go. What the ledger stores
+/// is this form ([`check_case_number`]); look-ups normalise what they are
+/// given with it.
+pub fn normal_case_number(input: &str) -> String {
+    input
+        .trim()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| match c {
+            '（' | '〔' | '［' | '[' => '(',
+            '）' | '〕' | '］' | ']' => ')',
+            '０'..='９' => char::from_u32(u32::from(c) - u32::from('０') + u32::from('0')).unwrap_or(c),
+            other => other,
+        })
+        .collect()
 }
 
 /// Parses `YYYY-MM-DD` into days since the Unix epoch.
@@ -383,6 +408,20 @@ mod tests {
     use crate::state::MemoryState;
     use caseledger_keys::Identity;
     use sha2::{Digest, Sha256};
+
+    #[test]
+    fn a_case_number_typed_with_official_brackets_has_one_normal_form() {
+        for typed in ["（2025）苏02执１２３号", " (2025) 苏02执123号 ", "〔2025〕苏02执123号"] {
+            assert_eq!(normal_case_number(typed), "(2025)苏02执123号", "{typed}");
+        }
+        let refused = check_case_number("（2025）苏02执123号").expect_err("full-width");
+        assert!(
+            refused.to_string().contains("write it as (2025)苏02执123号"),
+            "{refused}"
+        );
+        let refused = check_case_number("(2025)XX执123号").expect_err("no province");
+        assert!(!refused.to_string().contains("write it as"), "{refused}");
+    }
 
     /// A money sum that would not fit in 64 bits is the refusal
     /// `overflow`, never a wrapped balance or a panic. (The policy's
