@@ -305,7 +305,20 @@ fn aliyun_answering_late_sends_a_duplicate_per_late_answer() {
         c.sms_aliyun_access_key_id = Some(ALIYUN_KEY_ID.into());
         c.sms_aliyun_access_key_secret = Some(ALIYUN_SECRET.into());
         c.sms_aliyun_sign_name = Some(SIGN_NAME.into());
-        c.sms_aliyun_template_codes = BTreeMap::from([("receipt_arrived".to_owned(), "SMS_460001".to_owned())]);
+        // Every message needs its template (serve refuses to start
+        // otherwise); the emulator knows the arrival's, SMS_460001.
+        c.sms_aliyun_template_codes = caseledger::service::sms::Templates::names()
+            .into_iter()
+            .enumerate()
+            .map(|(n, name)| {
+                let code = if name == "receipt_arrived" {
+                    "SMS_460001".to_owned()
+                } else {
+                    format!("SMS_47{n:04}")
+                };
+                (name, code)
+            })
+            .collect::<BTreeMap<_, _>>();
     });
     let provider = serve::provider(&config).expect("provider");
     let attempts = deliver_all(&ledger, &staff, provider, delivery_options(&config), &notifications);

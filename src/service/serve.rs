@@ -264,15 +264,32 @@ pub fn provider(config: &Config) -> anyhow::Result<Arc<dyn super::sms::SmsProvid
                 region: config.sms_aliyun_region.clone(),
                 template_codes: config.sms_aliyun_template_codes.clone(),
             };
+            // Every message the service sends needs its approved template:
+            // one missing would be dead-lettered at its first send, an
+            // approver left without a code. Refused at start instead.
             let names = super::sms::Templates::names();
-            let missing: Vec<&String> = names
+            let missing: Vec<&str> = names
                 .iter()
                 .filter(|n| !settings.template_codes.contains_key(*n))
+                .map(String::as_str)
                 .collect();
             if !missing.is_empty() {
-                tracing::warn!(
-                    ?missing,
-                    "no Aliyun template code for these messages: they will be dead-lettered"
+                anyhow::bail!(
+                    "sms_aliyun_template_codes has no approved template for: {} (every message the service sends needs one)",
+                    missing.join(", ")
+                );
+            }
+            let unknown: Vec<&str> = settings
+                .template_codes
+                .keys()
+                .filter(|n| !names.contains(n))
+                .map(String::as_str)
+                .collect();
+            if !unknown.is_empty() {
+                anyhow::bail!(
+                    "sms_aliyun_template_codes names messages the service does not send: {} (known: {})",
+                    unknown.join(", "),
+                    names.join(", ")
                 );
             }
             Ok(Arc::new(AliyunProvider::new(settings, timeout)))
@@ -489,7 +506,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .sms_verify_link
         .clone()
         .unwrap_or_else(|| format!("https://{}/v1/verify", ledger.origin().trim_end_matches('/')));
-    let templates = super::sms::Templates::with_overrides(&config.sms_templates, &verify_link)?;
+    let templates = super::sms::Templates::with_overrides(&config.sms_templates, &verify_link)?
+        .with_approval_code_ttl_ms(config.sms_code_ttl_ms.max(30_000));
     let state = AppState::new(
         Arc::new(ledger),
         config.body_bytes_max,
@@ -648,7 +666,26 @@ mod tests {
         let error = error_of(&config);
         assert!(error.contains("CASELEDGER_SMS_ALIYUN_ACCESS_KEY_SECRET"), "{error}");
         config.sms_aliyun_access_key_secret = Some("secret".into());
+        // Refused while a message the service sends has no approved template.
+        config.sms_aliyun_template_codes = [("approval_code".to_owned(), "SMS_1".to_owned())].into();
+        let error = error_of(&config);
+        assert!(
+            error.contains("no approved template for")
+                && error.contains("applicant_code")
+                && !error.contains("approval_code,"),
+            "{error}"
+        );
+        config.sms_aliyun_template_codes = crate::service::sms::Templates::names()
+            .into_iter()
+            .enumerate()
+            .map(|(n, name)| (name, format!("SMS_{n}")))
+            .collect();
         assert_eq!(provider(&config).expect("aliyun").name(), "aliyun");
+        config
+            .sms_aliyun_template_codes
+            .insert("approvel_code".into(), "SMS_99".into());
+        assert!(error_of(&config).contains("does not send: approvel_code"));
+        config.sms_aliyun_template_codes.remove("approvel_code");
         config.sms_provider = "twilio".into();
         assert!(error_of(&config).contains("sms_twilio_account_sid"));
         config.sms_twilio_account_sid = Some("AC0".into());

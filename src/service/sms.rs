@@ -66,6 +66,11 @@ pub struct Message {
 pub struct Templates {
     pub texts: BTreeMap<String, String>,
     pub verify_link: String,
+    /// How long each code message's code lives, in minutes: written into
+    /// its text as `{minutes}` (not sent as a provider parameter: Aliyun's
+    /// code templates take the code alone, so their approved text must
+    /// state the same lifetime).
+    pub code_minutes: BTreeMap<String, u64>,
 }
 
 /// The verification page when none is configured.
@@ -74,18 +79,18 @@ pub const DEFAULT_VERIFY_LINK: &str = "https://caseledger.local/v1/verify";
 impl Default for Templates {
     fn default() -> Self {
         let t = [
-            ("receipt_arrived", "【执行案款】您申请执行的{case}案件已到账执行款{amount}，法院将依法及时发放。凭查询码核验：{link}"),
+            ("receipt_arrived", "【执行案款】您申请执行的{case}案件已到账执行款{amount}，法院将依法及时发放。可凭法院短信发送的查询码在{link}核验（尚无查询码的，可向承办法官申请）。"),
             ("account_registered", "【执行案款】{case}案件已登记您的收款账户{account}，如非本人申请请立即联系法院。"),
             ("account_changed", "【执行案款】{case}案件您的收款账户已变更为{account}，如非本人申请请立即联系法院。"),
-            ("step_approved", "【执行案款】{case}案件向您账户{account}发放{amount}的申请已通过一级审批。凭查询码核验：{link}"),
-            ("step_rejected", "【执行案款】{case}案件向您账户{account}发放{amount}的申请未获批准。凭查询码核验：{link}"),
-            ("paid", "【执行案款】{case}案件执行款{amount}已汇至您的账户{account}，请注意查收。凭查询码核验：{link}"),
+            ("step_approved", "【执行案款】{case}案件向您账户{account}发放{amount}的申请已通过{stage}。可凭法院短信发送的查询码在{link}核验（尚无查询码的，可向承办法官申请）。"),
+            ("step_rejected", "【执行案款】{case}案件向您账户{account}发放{amount}的申请在{stage}未获批准。可凭法院短信发送的查询码在{link}核验（尚无查询码的，可向承办法官申请）。"),
+            ("paid", "【执行案款】{case}案件执行款{amount}已汇至您的账户{account}，请注意查收。可凭法院短信发送的查询码在{link}核验（尚无查询码的，可向承办法官申请）。"),
             ("payment_returned", "【执行案款】{case}案件汇至您账户{account}的{amount}被退回，请联系法院核实账户。"),
-            ("delay_approved", "【执行案款】{case}案件执行款的发放期限经批准延长，详情请联系承办人。凭查询码核验：{link}"),
+            ("delay_approved", "【执行案款】{case}案件执行款的发放期限经批准延长，详情请联系承办人。可凭法院短信发送的查询码在{link}核验（尚无查询码的，可向承办法官申请）。"),
             ("delay_ended", "【执行案款】{case}案件执行款的延期事由已消除，将在10日内发放，详情请联系承办人。"),
-            ("approval_code", "【执行案款】您的审批验证码为{code}，5分钟内有效，请勿告知他人。"),
-            ("account_code", "【执行案款】您在{case}案件中的收款账户{account}待您确认，验证码{code}，30分钟内有效。如非本人申请，请勿提供并致电法院。"),
-            ("phone_code", "【执行案款】法院在{case}案件中登记了本手机号为申请执行人的联系电话，验证码{code}，30分钟内有效，仅用于确认本号码。如非本人，请勿提供并致电法院。"),
+            ("approval_code", "【执行案款】您的审批验证码为{code}，{minutes}分钟内有效，请勿告知他人。"),
+            ("account_code", "【执行案款】您在{case}案件中的收款账户{account}待您确认，验证码{code}，{minutes}分钟内有效。如非本人申请，请勿提供并致电法院。"),
+            ("phone_code", "【执行案款】法院在{case}案件中登记了本手机号为申请执行人的联系电话，验证码{code}，{minutes}分钟内有效，仅用于确认本号码。如非本人，请勿提供并致电法院。"),
             ("applicant_code", "【执行案款】您在{case}案件中的查询码为{code}，可在{link}核验执行款的到账、审批与发放记录（法院账本公钥指纹{fingerprint}），请妥善保管，勿告知他人。"),
             ("reminder_near_due", "【执行案款】{case}案件{date}到账的执行款{amount}即将到期，请及时发放。"),
             ("reminder_overdue", "【执行案款】{case}案件{date}到账的执行款{amount}已超过发放期限，请立即处理或报批延期。"),
@@ -95,11 +100,39 @@ impl Default for Templates {
         Self {
             texts: t.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
             verify_link: DEFAULT_VERIFY_LINK.to_owned(),
+            code_minutes: BTreeMap::from([
+                ("approval_code".to_owned(), minutes(super::approvals::CODE_TTL_MS)),
+                ("account_code".to_owned(), minutes(super::accounts::ACCOUNT_CODE_TTL_MS)),
+                ("phone_code".to_owned(), minutes(super::phones::PHONE_CODE_TTL_MS)),
+            ]),
         }
     }
 }
 
+/// Whole minutes of `ms`, rounded up.
+fn minutes(ms: u64) -> u64 {
+    ms.div_ceil(60_000)
+}
+
+/// Where an approval step stands, in words: `第1级审批（共3级）`, or for the
+/// last step `全部3级审批`.
+pub fn stage(step: caseledger_verify::funds::notify::StepOf, approved: bool) -> String {
+    if approved && step.step >= step.of {
+        format!("全部{}级审批，等待财务汇出", step.of)
+    } else {
+        format!("第{}级审批（共{}级）", step.step, step.of)
+    }
+}
+
 impl Templates {
+    /// The approval code's text says `approval_code_ttl_ms` (the
+    /// configured `sms_code_ttl_ms`) in minutes.
+    pub fn with_approval_code_ttl_ms(mut self, approval_code_ttl_ms: u64) -> Self {
+        self.code_minutes
+            .insert("approval_code".to_owned(), minutes(approval_code_ttl_ms));
+        self
+    }
+
     /// Every name the service sends.
     pub fn names() -> Vec<String> {
         Self::default().texts.into_keys().collect()
@@ -127,6 +160,9 @@ impl Templates {
         for (name, value) in params {
             text = text.replace(&format!("{{{name}}}"), value);
         }
+        if let Some(minutes) = self.code_minutes.get(template) {
+            text = text.replace("{minutes}", &minutes.to_string());
+        }
         Message {
             id: id.to_owned(),
             to: to.to_owned(),
@@ -148,6 +184,10 @@ impl Templates {
         }
         if let Some(account) = &notification.account_masked {
             params.push(("account", account.clone()));
+        }
+        if let Some(step) = notification.step {
+            let approved = notification.event == caseledger_verify::funds::notify::Event::StepApproved;
+            params.push(("stage", stage(step, approved)));
         }
         // Always passed: a provider-side template (Aliyun) may use it even
         // where the local text does not.

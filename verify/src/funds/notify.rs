@@ -39,6 +39,18 @@ pub struct Notification {
     pub recipient: String,
     pub amount_fen: Option<u64>,
     pub account_masked: Option<String>,
+    /// For an approval step's notice: which step of how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepOf>,
+}
+
+/// An approval step's place in its chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepOf {
+    /// 1-based.
+    pub step: u32,
+    /// Steps of the chain.
+    pub of: u32,
 }
 
 pub fn outbox_key(seq: u64, n: usize) -> String {
@@ -59,6 +71,30 @@ pub(super) fn queue(
     amount_fen: Option<u64>,
     account_masked: Option<String>,
 ) -> Result<(), RuleError> {
+    queue_step(
+        objects,
+        seq,
+        event,
+        case_number,
+        applicant_ids,
+        amount_fen,
+        account_masked,
+        None,
+    )
+}
+
+/// [`queue`] for an approval step's notice, with its place in the chain.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn queue_step(
+    objects: &mut Objects,
+    seq: u64,
+    event: Event,
+    case_number: &str,
+    applicant_ids: &[String],
+    amount_fen: Option<u64>,
+    account_masked: Option<String>,
+    step: Option<StepOf>,
+) -> Result<(), RuleError> {
     let already = objects.view.changes_under(&format!("outbox/{seq:020}/"));
     for (n, applicant_id) in applicant_ids.iter().enumerate() {
         let n = already + n;
@@ -70,6 +106,7 @@ pub(super) fn queue(
             recipient: applicant_contact(case_number, applicant_id),
             amount_fen,
             account_masked: account_masked.clone(),
+            step,
         };
         objects.put(outbox_key(seq, n), &notification);
     }

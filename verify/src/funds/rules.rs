@@ -1030,7 +1030,8 @@ fn approval_signed(
         Decision::Reject => notify::Event::StepRejected,
     };
     let amount = Some(disbursement.amount_fen);
-    notify::queue(
+    let of = u32::try_from(disbursement.chain.len()).unwrap_or(u32::MAX);
+    notify::queue_step(
         objects,
         context.seq,
         event,
@@ -1038,6 +1039,7 @@ fn approval_signed(
         &[payee],
         amount,
         Some(masked),
+        Some(notify::StepOf { step, of }),
     )?;
     match statement.decision {
         Decision::Reject => {
