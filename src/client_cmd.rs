@@ -78,12 +78,19 @@ enum ClientCommand {
     },
     /// Sign the next approval step of a disbursement: asks for an SMS code,
     /// shows what is being approved, reads the code, signs and submits.
+    /// Sign the next approval step of a disbursement: shows what you sign
+    /// (case, amount, payee), asks you to confirm, then asks the node for
+    /// the code it sends to your phone and lets you retype a mistyped one.
     Approve {
+        /// The disbursement's id.
         #[arg(long)]
         disbursement: String,
         /// Reject instead of approve.
         #[arg(long)]
         reject: bool,
+        /// Do not ask for confirmation before the code is sent (scripts).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -133,7 +140,11 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         ClientCommand::ConfirmAccount { account } => {
             client.post_empty(&format!("/v1/accounts/{}/challenge", percent_path(account)))?
         }
-        ClientCommand::Approve { disbursement, reject } => approve(&client, &identity, disbursement, *reject)?,
+        ClientCommand::Approve {
+            disbursement,
+            reject,
+            yes,
+        } => approve(&client, &identity, disbursement, *reject, *yes)?,
     };
     answer(status, &body)
 }
@@ -277,11 +288,21 @@ fn expect_ok((status, body): (u16, serde_json::Value), what: &str) -> anyhow::Re
     }
 }
 
+/// One line typed on stdin, trimmed; an error at its end.
+fn typed_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line)? == 0 {
+        anyhow::bail!("no answer typed: nothing signed");
+    }
+    Ok(line.trim().to_owned())
+}
+
 fn approve(
     client: &Client,
     identity: &caseledger_keys::Identity,
     id: &str,
     reject: bool,
+    assume_yes: bool,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
     use caseledger_verify::funds::model::{ApprovalSigned, Decision, DisbursementState, KIND_APPROVAL_SIGNED};
     let view = expect_ok(
@@ -293,15 +314,13 @@ fn approve(
     let role = disbursement
         .next_role()
         .context("no step of this disbursement is awaited")?;
-    let challenge = expect_ok(
-        client.post_empty(&format!("/v1/disbursements/{id}/steps/{step}/challenge"))?,
-        "asking for a code",
-    )?;
     // The statement names the ledger: its origin is the checkpoint's first line.
     let origin = client.origin()?;
+    // What is signed, before any code is sent.
     eprintln!(
-        "You are about to {} step {step} ({}) of disbursement {id}:",
+        "You are about to {} step {step} of {} ({}) of disbursement {id}:",
         if reject { "REJECT" } else { "approve" },
+        disbursement.chain.len(),
         role.as_str()
     );
     eprintln!("  case:    {}", disbursement.case_number);
@@ -315,28 +334,51 @@ fn approve(
         view["account_number_masked"].as_str().unwrap_or(""),
         view["bank"].as_str().unwrap_or("")
     );
+    if !assume_yes {
+        eprint!("Is this what you mean to sign? Type yes to have the code sent to your phone: ");
+        let answer = typed_line()?;
+        if !matches!(answer.to_lowercase().as_str(), "yes" | "y" | "是") {
+            anyhow::bail!("not confirmed: no code asked for, nothing signed");
+        }
+    }
+    let (status, challenge) = client.post_empty(&format!("/v1/disbursements/{id}/steps/{step}/challenge"))?;
+    if status == 429 {
+        anyhow::bail!(
+            "too many codes asked for: {} (one a minute, a second at once for a lost SMS, five an hour)",
+            challenge["detail"].as_str().unwrap_or("try again later")
+        );
+    }
+    let challenge = expect_ok((status, challenge), "asking for a code")?;
     if let Some(words) = challenge["statement"].as_str() {
         eprintln!("  the node says the code approves: {words}");
     }
-    eprint!("Enter the 6-digit code sent to your phone: ");
-    let mut code = String::new();
-    std::io::stdin().read_line(&mut code)?;
-    let statement = ApprovalSigned {
-        request_id: format!("approve-{id}-{step}-{}", hex::encode(rand::random::<[u8; 6]>())),
-        origin,
-        disbursement_id: id.to_owned(),
-        case_number: disbursement.case_number.clone(),
-        amount_fen: disbursement.amount_fen,
-        account_id: disbursement.account_id.clone(),
-        step,
-        role,
-        decision: if reject { Decision::Reject } else { Decision::Approve },
-        sms_code: Some(code.trim().to_owned()),
-    };
-    client.write(&[caseledger::court::sign(
-        &statement.origin,
-        KIND_APPROVAL_SIGNED,
-        &statement,
-        identity,
-    )])
+    loop {
+        eprint!("Enter the 6-digit code sent to your phone: ");
+        let code = typed_line()?;
+        let statement = ApprovalSigned {
+            request_id: format!("approve-{id}-{step}-{}", hex::encode(rand::random::<[u8; 6]>())),
+            origin: origin.clone(),
+            disbursement_id: id.to_owned(),
+            case_number: disbursement.case_number.clone(),
+            amount_fen: disbursement.amount_fen,
+            account_id: disbursement.account_id.clone(),
+            step,
+            role,
+            decision: if reject { Decision::Reject } else { Decision::Approve },
+            sms_code: Some(code),
+        };
+        let (status, body) = client.write(&[caseledger::court::sign(
+            &statement.origin,
+            KIND_APPROVAL_SIGNED,
+            &statement,
+            identity,
+        )])?;
+        // A mistyped code: typed again, within the code's tries.
+        let detail = body["detail"].as_str().unwrap_or_default();
+        if status == 422 && body["rule"] == "sms_code" && !detail.contains("no tries left") {
+            eprintln!("{detail}");
+            continue;
+        }
+        return Ok((status, body));
+    }
 }

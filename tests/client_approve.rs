@@ -181,6 +181,9 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("client approve");
+    // The approver confirms what they read, and only then is a code sent.
+    let mut stdin = client.stdin.take().expect("stdin");
+    writeln!(stdin, "yes").expect("confirm");
     // The code arrives on the approver's phone (here: serve's console).
     let code = loop {
         let line = serve.lines.recv_timeout(Duration::from_secs(30)).expect("an SMS");
@@ -199,7 +202,11 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     };
     assert_eq!(code.len(), 6);
     secrets.push(code.clone());
-    writeln!(client.stdin.take().expect("stdin"), "{code}").expect("type the code");
+    // Mistyped first, then typed right: one code, one SMS.
+    let wrong = format!("{:06}", (code.parse::<u32>().expect("digits") + 1) % 1_000_000);
+    writeln!(stdin, "{wrong}").expect("a mistyped code");
+    writeln!(stdin, "{code}").expect("type the code");
+    drop(stdin);
     let out = client.wait_with_output().expect("client");
     let shown = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -210,6 +217,36 @@ fn an_approver_signs_a_step_with_the_code_from_their_phone() {
     assert!(
         shown.contains("¥8,000.00") && shown.contains("****5555") && shown.contains("bureau_head"),
         "{shown}"
+    );
+    // The statement came before the question, the question before the code.
+    let (before, after) = shown.split_once("Type yes").expect("asked to confirm");
+    assert!(
+        before.contains("¥8,000.00") && after.contains("Enter the 6-digit code"),
+        "{shown}"
+    );
+    assert!(shown.contains("wrong code; 4 more tries with this code"), "{shown}");
+    assert!(
+        !serve.lines.try_iter().any(|line| line.starts_with("[SMS challenge-")),
+        "no second code was sent"
+    );
+    // Declined at the question: no code is asked for, nothing is signed.
+    let mut declined = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["client", "--url", &address, "--key"])
+        .arg(&head_key)
+        .args(["approve", "--disbursement", "d-1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("client approve");
+    writeln!(declined.stdin.take().expect("stdin"), "no").expect("decline");
+    let out = declined.wait_with_output().expect("client");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("not confirmed: no code asked for"), "{said}");
+    assert!(
+        !serve.lines.try_iter().any(|line| line.starts_with("[SMS challenge-")),
+        "no code sent when declined"
     );
 
     // The officer's other commands: the applicant's verification code and

@@ -137,7 +137,15 @@ pub(super) fn check(state: &AppState, key: &str, code: &str, again: &str) -> Res
         challenge.attempts += 1;
         challenge.store(state, key)?;
         metrics::counter!("caseledger_sms_wrong_codes_total").increment(1);
-        return Err(refuse("sms_code", "wrong code"));
+        let left = CODE_ATTEMPTS_MAX.saturating_sub(challenge.attempts);
+        return Err(refuse(
+            "sms_code",
+            &if left == 0 {
+                format!("wrong code; no tries left: {again}")
+            } else {
+                format!("wrong code; {left} more tries with this code")
+            },
+        ));
     }
     Ok(challenge)
 }
