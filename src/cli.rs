@@ -50,9 +50,17 @@ enum Command {
         /// registrations; a new key is written to DATA/admin-2.key if absent.
         #[arg(long)]
         second_admin_key: Option<PathBuf>,
+        /// Where new administrator keys are written instead of DATA (a
+        /// folder made 0700), so that the data folder never holds them.
+        #[arg(long, value_name = "DIR")]
+        admin_keys: Option<PathBuf>,
     },
     /// Call the API as a court member: signed records and signed reads.
     Client(crate::client_cmd::ClientArgs),
+    /// Make a court work: enrol members, co-sign enrolments, record
+    /// phones, propose and approve the policy (administrators, the court
+    /// leader), through the API.
+    Admin(crate::admin_cmd::AdminArgs),
     /// Notifications that could not be delivered (administrators and auditors):
     /// list the dead letters, send one again.
     Sms(crate::client_cmd::SmsArgs),
@@ -139,10 +147,12 @@ impl Cli {
                 origin,
                 admin_key,
                 second_admin_key,
+                admin_keys,
             } => {
                 let administrators = caseledger::service::serve::GenesisAdministrators {
                     first: admin_key.as_deref(),
                     second: second_admin_key.as_deref(),
+                    keys_dir: admin_keys.as_deref(),
                 };
                 let (ledger, keys) =
                     caseledger::service::serve::init(&data, &origin, administrators, None, Default::default())?;
@@ -152,10 +162,18 @@ impl Cli {
                     ledger.size()
                 );
                 caseledger::service::serve::print_administrator_keys(&keys);
+                if admin_keys.is_none() && keys.iter().any(|k| k.written) {
+                    println!(
+                        "the new administrator keys lie in {} beside the node key: move them out now \
+                         (next time: init --admin-keys DIR writes them elsewhere)",
+                        data.display()
+                    );
+                }
                 ledger.close()?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Client(args) => crate::client_cmd::run(&args),
+            Command::Admin(args) => crate::admin_cmd::run(&args),
             Command::Sms(args) => crate::client_cmd::run_sms(&args),
             Command::Demo(args) => crate::demo::run(&args),
             Command::Verify(args) => crate::inspect::verify(&args),
@@ -186,6 +204,12 @@ impl Cli {
 }
 
 fn keygen(out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    if let Some(folder) = out.parent().filter(|f| !f.as_os_str().is_empty()) {
+        // Made 0700 (the process's umask), like every folder it makes.
+        anyhow::Context::with_context(std::fs::create_dir_all(folder), || {
+            format!("creating {}", folder.display())
+        })?;
+    }
     let identity = caseledger_keys::Identity::generate();
     caseledger_keys::files::write_private_key(out, &identity)?;
     let public_path = PathBuf::from(format!("{}.pub", out.display()));

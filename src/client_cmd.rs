@@ -13,7 +13,7 @@ use caseledger_verify::entry::Record;
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
     /// Base URL of the service, e.g. http://127.0.0.1:8470
-    #[arg(long, default_value = "http://127.0.0.1:8470")]
+    #[arg(long, env = "CASELEDGER_URL", default_value = "http://127.0.0.1:8470")]
     url: String,
     /// The member's private key file (mode 0600).
     #[arg(long)]
@@ -26,8 +26,9 @@ pub struct ClientArgs {
 enum ClientCommand {
     /// Sign and submit one record: its kind number and its JSON payload file.
     Record {
-        /// Record kind, e.g. 272 (0x0110) for case_opened; see docs/FORMAT.md.
-        #[arg(long)]
+        /// Record kind: its name (case_opened), its number (272) or in hex
+        /// (0x0110); see docs/FORMAT.md §3a.
+        #[arg(long, value_parser = parse_kind)]
         kind: u16,
         /// JSON payload file, sent exactly as signed.
         #[arg(long)]
@@ -134,7 +135,7 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
             let record = Record::sign(&client.origin()?, *kind, bytes, &identity).with_disclosures(disclosures);
             client.write_numbered(&[(record, numbers)])?
         }
-        ClientCommand::Get { path } => client.get(path)?,
+        ClientCommand::Get { path } => client.get(&encode_non_ascii(path))?,
         ClientCommand::Resend { id } => client.post_empty(&format!("/v1/notifications/{id}/resend"))?,
         ClientCommand::IssueCode { case, applicant } => client.issue_applicant_code(case, applicant)?,
         ClientCommand::ConfirmAccount { account } => {
@@ -156,7 +157,37 @@ pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
 /// A member's id keeps the salt of their first registration (read back
 /// from it: administrators read every entry); members are named by the
 /// reference `GET /v1/members/{id}` gives.
-fn concealed(
+/// `path` with every byte outside printable ASCII percent-encoded (a case
+/// number typed as is: `/v1/cases/(2026)苏02执1号`); what is already
+/// encoded stays as it is.
+fn encode_non_ascii(path: &str) -> String {
+    path.bytes()
+        .map(|b| {
+            if b.is_ascii_graphic() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A record kind by name, decimal or `0x` hex.
+fn parse_kind(text: &str) -> Result<u16, String> {
+    let text = text.trim();
+    let number = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u16::from_str_radix(hex, 16).ok(),
+        None => text.parse::<u16>().ok(),
+    };
+    if let Some(kind) = number {
+        return Ok(kind);
+    }
+    (0..=u16::MAX)
+        .find(|kind| caseledger_verify::record::kind_name(*kind) == text && text != "other")
+        .ok_or_else(|| format!("{text:?} is not a record kind (a name such as case_opened, a number, or 0x hex)"))
+}
+
+pub(crate) fn concealed(
     client: &Client,
     identity: &caseledger_keys::Identity,
     kind: u16,
@@ -245,7 +276,7 @@ fn answer(status: u16, body: &serde_json::Value) -> anyhow::Result<ExitCode> {
 #[derive(Debug, clap::Args)]
 pub struct SmsArgs {
     /// Base URL of the service, e.g. http://127.0.0.1:8470
-    #[arg(long, default_value = "http://127.0.0.1:8470")]
+    #[arg(long, env = "CASELEDGER_URL", default_value = "http://127.0.0.1:8470")]
     url: String,
     /// The member's private key file (mode 0600).
     #[arg(long)]
@@ -380,5 +411,26 @@ fn approve(
             continue;
         }
         return Ok((status, body));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kind_is_read_by_name_number_or_hex() {
+        let opened = caseledger_verify::funds::model::KIND_CASE_OPENED;
+        for text in ["case_opened", "272", "0x0110", "0X110"] {
+            assert_eq!(parse_kind(text), Ok(opened), "{text}");
+        }
+        for bad in ["case-opened", "0xZZ", "other", "70000"] {
+            assert!(parse_kind(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            encode_non_ascii("/v1/cases/(2026)苏1号"),
+            "/v1/cases/(2026)%E8%8B%8F1%E5%8F%B7"
+        );
+        assert_eq!(encode_non_ascii("/v1/cases/%28x"), "/v1/cases/%28x");
     }
 }

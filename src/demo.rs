@@ -39,6 +39,13 @@ pub struct DemoArgs {
     /// Seed for keys and payloads (random when absent).
     #[arg(long)]
     seed: Option<u64>,
+    /// Write the demo court's staff keys here (each 0600, in a folder made
+    /// 0700), with `staff.txt` naming whose each is, so that a demo ledger
+    /// served with `caseledger serve` can be driven with `caseledger
+    /// client` and `caseledger admin` (the staff are enrolled with
+    /// `--cases`). Demo keys only: their seeds are derived from `--seed`.
+    #[arg(long, value_name = "DIR")]
+    staff_keys: Option<PathBuf>,
 }
 
 struct DemoKeys {
@@ -166,6 +173,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let node = caseledger_keys::files::read_private_key(&args.data.join(caseledger_ledger::store::NODE_KEY_FILE))?;
         crate::demo_cases::write_cases(&ledger, &keys.staff, &node, seed, cases)?;
     }
+    if let Some(folder) = &args.staff_keys {
+        write_staff_keys(folder, &keys.staff)?;
+    }
     let checkpoint = ledger.checkpoint_now()?;
     println!(
         "the ledger in {} has {} entries (seed {seed})",
@@ -175,6 +185,35 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     println!("latest checkpoint:\n{checkpoint}");
     ledger.close()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo staff's private keys in `folder`, one file per person, and
+/// `staff.txt`: file, role, member id, name, masked phone.
+fn write_staff_keys(folder: &std::path::Path, staff: &Staff) -> anyhow::Result<()> {
+    std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+    let mut people: Vec<(&str, &caseledger::court::Person)> = vec![
+        ("administrator", &staff.administrator),
+        ("administrator-2", &staff.co_administrator),
+    ];
+    people.extend(staff.members().into_iter().map(|p| (p.role.as_str(), p)));
+    let mut listing = String::from("# file, role, member id, name, phone (masked)\n");
+    for (label, person) in people {
+        let file = format!("{label}-{}.key", person.member_id);
+        let path = folder.join(&file);
+        if !path.exists() {
+            caseledger_keys::files::write_private_key(&path, &person.identity)?;
+        }
+        listing.push_str(&format!(
+            "{file}, {}, {}, {}, {}\n",
+            person.role.as_str(),
+            person.member_id,
+            person.name,
+            caseledger::commitments::mask(&person.phone)
+        ));
+    }
+    std::fs::write(folder.join("staff.txt"), listing)?;
+    println!("staff keys written to {} (see staff.txt)", folder.display());
+    Ok(())
 }
 
 fn write_notes(ledger: &Ledger, keys: &DemoKeys, seed: u64, entries: u64) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 
 use caseledger as _;
 
+mod admin_cmd;
 mod cli;
 mod client_cmd;
 mod demo;

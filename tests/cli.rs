@@ -518,3 +518,42 @@ fn command_line_faults_say_what_is_wrong_once() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!said.contains("panicked") && !said.contains("Broken pipe"), "{said}");
 }
+
+/// `demo --staff-keys DIR` writes the demo court's staff keys (0600), named
+/// in `staff.txt`, and they are the keys its ledger knows as active.
+#[test]
+fn a_demo_ledger_comes_with_its_staff_keys() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("ledger");
+    let keys = dir.path().join("staff-keys");
+    let out = caseledger(&[
+        "demo",
+        "--data",
+        data.to_str().expect("utf8"),
+        "--cases",
+        "1",
+        "--seed",
+        "5",
+        "--staff-keys",
+        keys.to_str().expect("utf8"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listing = std::fs::read_to_string(keys.join("staff.txt")).expect("staff.txt");
+    let ledger = caseledger_ledger::store::Ledger::open_read_only(&data).expect("ledger");
+    let registry = ledger.keys();
+    let mut files = 0;
+    for line in listing.lines().filter(|l| !l.starts_with('#')) {
+        let file = line.split(',').next().expect("file");
+        let path = keys.join(file);
+        let mode = std::fs::metadata(&path).expect("key file").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+        let identity = caseledger_keys::files::read_private_key(&path).expect("a private key");
+        let info = registry
+            .info(&identity.public_key().key_id())
+            .unwrap_or_else(|| panic!("{file} is not a key of the ledger"));
+        assert!(info.is_active(), "{file}");
+        files += 1;
+    }
+    assert!(files >= 8, "{listing}");
+}

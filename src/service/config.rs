@@ -213,7 +213,7 @@ impl Config {
         }
         let config: Config = figment
             // CASELEDGER_LOG is the log filter, read by the tracing setup.
-            .merge(Env::prefixed("CASELEDGER_").ignore(&["log"]))
+            .merge(Env::prefixed("CASELEDGER_").ignore(&["log", "url"]))
             .merge(Serialized::defaults(overrides))
             .extract()?;
         Ok(config)

@@ -120,7 +120,16 @@ pub(super) fn phone_for(
     whose: &str,
 ) -> Result<String, super::problem::ApiError> {
     checked_phone(&state.ledger, &state.commitment_key, recipient, purpose).map_err(|error| match error {
-        ContactError::Missing => refuse("sms_confirmation", &format!("no phone number is on file for {whose}")),
+        ContactError::Missing => refuse(
+            "sms_confirmation",
+            &if recipient.starts_with("applicant/") {
+                format!("no phone number is on file for {whose}: the filing clerk gives it when opening the case")
+            } else {
+                format!(
+                    "no phone number is on file for {whose}: an administrator records it with `caseledger admin phone` (POST /v1/contacts/members)"
+                )
+            },
+        ),
         ContactError::Unknown => refuse("sms_confirmation", &format!("the ledger holds no phone of {whose}")),
         ContactError::Mismatch => refuse("contact_mismatch", &format!("{whose}: {error}")),
         ContactError::Storage(detail) => super::problem::ApiError::Internal(detail),

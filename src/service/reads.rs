@@ -131,6 +131,21 @@ pub struct MemberReference {
     /// The seq of their first registration, whose disclosures an
     /// administrator reuses to register them again (`GET /v1/entries/{seq}`).
     pub registered_seq: u64,
+    /// Each of their keys, oldest first.
+    pub keys: Vec<MemberKey>,
+}
+
+/// One key of a member.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct MemberKey {
+    /// Hex key id.
+    pub key_id: String,
+    /// The seq of its registration.
+    pub registered_seq: u64,
+    /// Registered and waiting for a second person's co-signature.
+    pub awaiting_co_signature: bool,
+    /// It may sign now.
+    pub active: bool,
 }
 
 /// A member's reference by member id, for staff who write records naming
@@ -165,6 +180,19 @@ pub(super) async fn member_reference(
         role: member.role.as_str().into(),
         active: keys.iter().any(|info| info.is_active()),
         registered_seq: first.registered_seq,
+        keys: {
+            let mut listed: Vec<MemberKey> = keys
+                .iter()
+                .map(|info| MemberKey {
+                    key_id: info.public_key.key().map(|k| k.key_id().to_hex()).unwrap_or_default(),
+                    registered_seq: info.registered_seq,
+                    awaiting_co_signature: info.awaits_co_signature(),
+                    active: info.is_active(),
+                })
+                .collect();
+            listed.sort_by_key(|k| k.registered_seq);
+            listed
+        },
     }))
 }
 

@@ -89,6 +89,8 @@ pub struct GenesisAdministrators<'a> {
     pub first: Option<&'a Path>,
     /// The second administrator's key file.
     pub second: Option<&'a Path>,
+    /// Where new administrator keys are written (default: the data folder).
+    pub keys_dir: Option<&'a Path>,
 }
 
 /// Where the genesis administrators' keys came from, and which of them
@@ -151,9 +153,14 @@ pub fn init(
     }
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     owner_only(data)?;
-    let first = genesis_administrator(data, "administrator", administrators.first, ADMIN_KEY_FILE)?;
+    let keys_dir = administrators.keys_dir.unwrap_or(data);
+    if keys_dir != data {
+        std::fs::create_dir_all(keys_dir).with_context(|| format!("creating {}", keys_dir.display()))?;
+        owner_only(keys_dir)?;
+    }
+    let first = genesis_administrator(keys_dir, "administrator", administrators.first, ADMIN_KEY_FILE)?;
     let second = genesis_administrator(
-        data,
+        keys_dir,
         "second administrator",
         administrators.second,
         SECOND_ADMIN_KEY_FILE,
