@@ -315,3 +315,105 @@ async fn applicants_get_a_self_contained_page_to_type_their_code_into() {
     let (status, _, _) = get(&f.state, "/v1/verify/0123456789abcdef0123456789abcdef").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// A Python venv with the OpenAPI validator (PyPI, pinned), made once per
+/// build folder.
+fn openapi_validator() -> std::path::PathBuf {
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("venv-openapi-spec-validator-0.9.0");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let made = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv");
+        assert!(made.success(), "making the venv");
+        let installed = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "openapi-spec-validator==0.9.0"])
+            .status()
+            .expect("pip");
+        assert!(installed.success(), "installing openapi-spec-validator");
+    }
+    python
+}
+
+/// The document validates (openapi-spec-validator), describes the RFC 9421
+/// request signatures on exactly the signed operations, and every error,
+/// the framework's own included, is a problem document.
+#[tokio::test]
+async fn the_openapi_document_validates_and_every_error_is_a_problem() {
+    let f = fixture();
+    let (_, _, body) = get(&f.state, "/v1/openapi.json").await;
+    let document: Value = serde_json::from_slice(&body).expect("json");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, &body).expect("write");
+    let checked = std::process::Command::new(openapi_validator())
+        .args([
+            "-c",
+            "import json, sys\n\
+             from openapi_spec_validator import OpenAPIV31SpecValidator\n\
+             errors = [e.message for e in OpenAPIV31SpecValidator(json.load(open(sys.argv[1]))).iter_errors()]\n\
+             print('\\n'.join(errors))\n\
+             sys.exit(1 if errors else 0)",
+        ])
+        .arg(&file)
+        .output()
+        .expect("validator");
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let schemes = &document["components"]["securitySchemes"];
+    assert_eq!(schemes["rfc9421_signature"]["name"], "Signature");
+    assert_eq!(schemes["rfc9421_signature_input"]["name"], "Signature-Input");
+    assert!(document["paths"]["/v1/records"]["post"]["security"].is_array());
+    assert!(document["paths"]["/v1/verify/{code}"]["get"]["security"].is_null());
+    for query in ["seq", "size"] {
+        let parameter = document["paths"]["/v1/proofs/inclusion"]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == query)
+            .cloned()
+            .expect("parameter");
+        assert_eq!(parameter["in"], "query", "{parameter}");
+    }
+    // The framework's refusals: a query that does not parse, a path
+    // segment that is not a number, a method the route does not take.
+    for (method, uri, status) in [
+        ("GET", "/v1/proofs/inclusion?seq=x&size=2", StatusCode::BAD_REQUEST),
+        ("GET", "/v1/proofs/inclusion?seq=1", StatusCode::BAD_REQUEST),
+        ("GET", "/v1/checkpoints/not-a-size/timestamp", StatusCode::BAD_REQUEST),
+        ("DELETE", "/v1/checkpoint", StatusCode::METHOD_NOT_ALLOWED),
+    ] {
+        let response = app(f.state.clone())
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(response.status(), status, "{method} {uri}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{method} {uri}"
+        );
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        let problem: Value = serde_json::from_slice(&body).expect("a problem document");
+        assert_eq!(problem["status"], status.as_u16(), "{problem}");
+        assert!(problem["type"]
+            .as_str()
+            .expect("type")
+            .starts_with("urn:caseledger:problem:"));
+    }
+    // The documented inclusion proof, by query, answers.
+    let (status, _, _) = get(&f.state, "/v1/proofs/inclusion?seq=17&size=42").await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -60,7 +60,7 @@ pub struct AccountChallengeResponse {
 
 /// Sends the applicant a code to confirm a registered account (the case's
 /// officer asks; the code goes only to the applicant's phone on file).
-#[utoipa::path(post, path = "/v1/accounts/{id}/challenge", params(("id" = String, Path)), responses(
+#[utoipa::path(post, path = "/v1/accounts/{id}/challenge", operation_id = "account_challenge", params(("id" = String, Path)), responses(
     (status = OK, body = AccountChallengeResponse),
     (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
     (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
@@ -147,7 +147,7 @@ pub struct AccountConfirmResponse {
 
 /// For applicants (no key): confirms a registered account with the code
 /// sent to their phone. Five wrong codes lock the challenge.
-#[utoipa::path(post, path = "/v1/accounts/{id}/confirm", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/accounts/{id}/confirm", operation_id = "account_confirm", params(("id" = String, Path)),
     request_body = super::challenges::CodeEntry,
     responses(
         (status = OK, body = AccountConfirmResponse),

@@ -38,7 +38,7 @@ pub struct ChallengeResponse {
 
 /// Sends a code to the calling approver's phone for step `n` of a
 /// disbursement, after the node commits to it in the ledger.
-#[utoipa::path(post, path = "/v1/disbursements/{id}/steps/{n}/challenge",
+#[utoipa::path(post, path = "/v1/disbursements/{id}/steps/{n}/challenge", operation_id = "step_challenge",
     params(("id" = String, Path), ("n" = u32, Path)),
     responses(
         (status = OK, body = ChallengeResponse),

@@ -250,11 +250,56 @@ impl AppState {
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(info(
-    title = "caseledger",
-    description = "Tamper-evident ledger of court enforcement case funds"
-))]
+#[openapi(
+    info(
+        title = "caseledger",
+        description = "Tamper-evident ledger of court enforcement case funds"
+    )
+)]
 struct ApiDoc;
+
+/// Members' requests are signed with HTTP Message Signatures (RFC 9421):
+/// described as the two headers every signed operation needs (OpenAPI has
+/// no scheme for RFC 9421 itself), and required by every operation that
+/// answers 401 (the keyless ones, for applicants and anyone, do not).
+struct RequestSignatures;
+
+impl utoipa::Modify for RequestSignatures {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "rfc9421_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Signature",
+                "RFC 9421 signature `sig1=:<base64 Ed25519 signature>:` by the member's key, over the \
+                 components Signature-Input names: @method, @authority (the service's public name), \
+                 @path, @query, content-digest (RFC 9530, sha-256) for a body; docs/FORMAT.md §7b.",
+            ))),
+        );
+        components.add_security_scheme(
+            "rfc9421_signature_input",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Signature-Input",
+                "RFC 9421 `sig1=(\"@method\" \"@authority\" \"@path\" [\"@query\"] [\"content-digest\"]);\
+                 created=<unix s>;keyid=\"<hex key id>\";nonce=\"<16..128 chars>\";alg=\"ed25519\"`; \
+                 at most 300 s from the server's clock, each nonce once.",
+            ))),
+        );
+        let required = SecurityRequirement::new("rfc9421_signature", Vec::<String>::new())
+            .add("rfc9421_signature_input", Vec::<String>::new());
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                if operation.responses.responses.contains_key("401") {
+                    operation.security = Some(vec![required.clone()]);
+                }
+            }
+        }
+    }
+}
 
 /// Sequential request ids: unique per process, short in logs.
 #[derive(Clone, Default)]
@@ -287,10 +332,11 @@ async fn record_metrics(request: Request, next: Next) -> Response {
 pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let body_bytes_max = state.body_bytes_max;
     let timeout = state.request_timeout;
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::routes(timeout))
         .with_state(state)
         .split_for_parts();
+    utoipa::Modify::modify(&RequestSignatures, &mut openapi);
     let header = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
     let router = router
         .fallback(routes::not_found)
@@ -361,10 +407,12 @@ pub fn loggable_path<B>(request: &axum::http::Request<B>) -> String {
 pub fn openapi() -> &'static utoipa::openapi::OpenApi {
     static DOCUMENT: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        let mut openapi = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
             .merge(routes::routes(std::time::Duration::from_secs(1)))
             .split_for_parts()
-            .1
+            .1;
+        utoipa::Modify::modify(&RequestSignatures, &mut openapi);
+        openapi
     })
 }
 

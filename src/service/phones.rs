@@ -65,7 +65,7 @@ pub struct PhoneChallengeResponse {
 
 /// Sends an applicant a code confirming their phone (the case's officer or
 /// a filing clerk asks; the code goes only to the applicant's phone).
-#[utoipa::path(post, path = "/v1/cases/{case_number}/applicants/{applicant_id}/phone-challenge",
+#[utoipa::path(post, path = "/v1/cases/{case_number}/applicants/{applicant_id}/phone-challenge", operation_id = "phone_challenge",
     params(("case_number" = String, Path), ("applicant_id" = String, Path)),
     responses(
         (status = OK, body = PhoneChallengeResponse),
@@ -131,7 +131,7 @@ pub struct PhoneConfirmResponse {
 
 /// For applicants (no key): confirms their phone with the code sent to it.
 /// Five wrong codes lock the challenge.
-#[utoipa::path(post, path = "/v1/cases/{case_number}/applicants/{applicant_id}/phone-confirm",
+#[utoipa::path(post, path = "/v1/cases/{case_number}/applicants/{applicant_id}/phone-confirm", operation_id = "phone_confirm",
     params(("case_number" = String, Path), ("applicant_id" = String, Path)),
     request_body = super::challenges::CodeEntry,
     responses(

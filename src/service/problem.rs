@@ -186,5 +186,50 @@ pub(super) async fn timeout_as_problem(response: Response) -> Response {
     if response.status() == StatusCode::REQUEST_TIMEOUT && !response.headers().contains_key(header::CONTENT_TYPE) {
         return ApiError::Timeout.into_response();
     }
+    plain_error_as_problem(response).await
+}
+
+/// Every error answered as `application/problem+json`: one the framework
+/// made (a query, path or body its extractors refused, a method not
+/// allowed) is turned into a problem document with its text as detail.
+async fn plain_error_as_problem(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, 16 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let name = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+        StatusCode::NOT_FOUND => "not-found",
+        s if s.is_server_error() => "internal",
+        _ => "bad-request",
+    };
+    let problem = Problem {
+        problem_type: format!("{PROBLEM_TYPE_PREFIX}{name}"),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail: (!text.is_empty() && !status.is_server_error()).then_some(text),
+        rule: None,
+    };
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        serde_json::to_vec(&problem).unwrap_or_default(),
+    )
+        .into_response();
+    // Keep what the framework said besides (Allow on a 405).
+    for (name, value) in parts.headers.iter().filter(|(n, _)| *n == header::ALLOW) {
+        response.headers_mut().insert(name, value.clone());
+    }
     response
 }

@@ -240,10 +240,12 @@ fn require_auditor(info: &KeyInfo) -> Result<(), ApiError> {
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ExportQuery {
     /// First sequence number (default 0: a whole export, which
     /// `caseledger verify-export` audits).
     #[serde(default)]
+    #[param(required = false)]
     from: u64,
     /// Most entries to send; without it, everything up to the head as of the request.
     limit: Option<u64>,

@@ -214,6 +214,7 @@ async fn checkpoint(State(state): State<AppState>) -> Result<impl IntoResponse, 
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct InclusionQuery {
     /// Sequence number (leaf index) of the entry.
     seq: u64,
@@ -272,6 +273,7 @@ async fn inclusion_proof(
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ConsistencyQuery {
     first: u64,
     second: u64,
