@@ -250,12 +250,10 @@ impl AppState {
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(
-    info(
-        title = "caseledger",
-        description = "Tamper-evident ledger of court enforcement case funds"
-    )
-)]
+#[openapi(info(
+    title = "caseledger",
+    description = "Tamper-evident ledger of court enforcement case funds"
+))]
 struct ApiDoc;
 
 /// Members' requests are signed with HTTP Message Signatures (RFC 9421):
