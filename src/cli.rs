@@ -55,6 +55,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         admin_keys: Option<PathBuf>,
     },
+    /// Print every configuration key of `serve` with its default and
+    /// meaning (Markdown; docs/CONFIG.md is this output).
+    ConfigReference,
     /// Call the API as a court member: signed records and signed reads.
     Client(crate::client_cmd::ClientArgs),
     /// Make a court work: enrol members, co-sign enrolments, record
@@ -170,6 +173,10 @@ impl Cli {
                     );
                 }
                 ledger.close()?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::ConfigReference => {
+                print!("{}", crate::config_reference::reference());
                 Ok(ExitCode::SUCCESS)
             }
             Command::Client(args) => crate::client_cmd::run(&args),

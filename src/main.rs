@@ -9,6 +9,7 @@ use caseledger as _;
 mod admin_cmd;
 mod cli;
 mod client_cmd;
+mod config_reference;
 mod demo;
 mod demo_cases;
 mod inspect;

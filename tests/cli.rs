@@ -557,3 +557,23 @@ fn a_demo_ledger_comes_with_its_staff_keys() {
     }
     assert!(files >= 8, "{listing}");
 }
+
+/// docs/CONFIG.md is what `caseledger config-reference` prints (run
+/// `caseledger config-reference > docs/CONFIG.md` after changing the
+/// configuration), and the systemd example starts what exists.
+#[test]
+fn the_configuration_reference_is_generated_from_the_code() {
+    let out = caseledger(&["config-reference"]);
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).expect("utf8");
+    let kept =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/CONFIG.md")).expect("CONFIG.md");
+    assert_eq!(
+        kept, printed,
+        "docs/CONFIG.md is stale: caseledger config-reference > docs/CONFIG.md"
+    );
+    let unit =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/caseledger.service")).expect("unit");
+    assert!(unit.contains("ExecStart=/usr/local/bin/caseledger serve --config "));
+    assert!(unit.contains("RestartPreventExitStatus=3"));
+}
