@@ -39,6 +39,7 @@ enum AdminCommand {
     /// fund_manager, court_leader, filing_clerk, auditor, administrator.
     /// Running it again enrols nobody twice.
     Enrol {
+        /// The staff list (CSV, header `name,member_id,role,phone,public_key`).
         #[arg(long)]
         members: PathBuf,
     },
@@ -47,6 +48,7 @@ enum AdminCommand {
     /// checked with the person (their key id and phone) before it is
     /// signed; a key signs nothing until it is co-signed.
     CoSign {
+        /// The same staff list the first administrator enrolled.
         #[arg(long)]
         members: PathBuf,
         /// Sign without asking for each (after checking the list).
@@ -57,6 +59,7 @@ enum AdminCommand {
     /// number; the number is read from a file, kept out of the shell's
     /// history. It must match the ledger's commitment to be used.
     Phone {
+        /// The member whose phone it is.
         #[arg(long)]
         member_id: String,
         /// A file holding the phone number.
@@ -74,6 +77,7 @@ enum AdminCommand {
 enum PolicyCommand {
     /// Propose the policy in a JSON file (an administrator).
     Propose {
+        /// The policy as JSON (docs/FORMAT.md §3a; README's walkthrough has one).
         #[arg(long)]
         file: PathBuf,
     },
@@ -81,6 +85,7 @@ enum PolicyCommand {
     /// other than the proposer): what you read in the file is what you
     /// approve; a different file is refused.
     Approve {
+        /// The same JSON file the administrator proposed, read by you.
         #[arg(long)]
         file: PathBuf,
     },

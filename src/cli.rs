@@ -37,6 +37,7 @@ enum Command {
     },
     /// Create a ledger folder for a new court: node key, genesis, its two administrators.
     Init {
+        /// The new ledger's folder (created; must not hold a ledger).
         #[arg(long)]
         data: PathBuf,
         /// The ledger's origin (checkpoint name), e.g. wxzy.court.example/case-funds.

@@ -66,11 +66,16 @@ enum ClientCommand {
     /// Ask the service to send the applicant a code confirming a registered
     /// account (the case's officer); the applicant enters it themselves.
     ConfirmAccount {
+        /// The account's id, as its registration names it.
         #[arg(long)]
         account: String,
     },
     /// A signed GET, e.g. /v1/steps/pending or /v1/entries/7.
-    Get { path: String },
+    Get {
+        /// The path and query, e.g. `/v1/cases/(2026)苏02执1号` (characters
+        /// outside ASCII are percent-encoded for you).
+        path: String,
+    },
     /// Send a dead-lettered notification again (administrators): its
     /// delivery starts over.
     Resend {
