@@ -80,8 +80,16 @@ fn open_or_create(args: &DemoArgs, keys: &DemoKeys) -> anyhow::Result<Ledger> {
         demo_ledger: true,
         ..Options::default()
     };
-    Ledger::create(&args.data, DEMO_ORIGIN, &keys.node, &admins, clock, options)
-        .with_context(|| format!("creating {}", args.data.display()))
+    let ledger = Ledger::create(&args.data, DEMO_ORIGIN, &keys.node, &admins, clock, options)
+        .with_context(|| format!("creating {}", args.data.display()))?;
+    // The demo staff's commitments are made with this key: with it beside
+    // the ledger, `caseledger serve` serves the demo court (0600, like
+    // every file this process makes).
+    std::fs::write(
+        args.data.join(caseledger::service::serve::COMMITMENT_KEY_FILE),
+        hex::encode(keys.staff.commitment_key),
+    )?;
+    Ok(ledger)
 }
 
 /// Registers the writer keys that the ledger does not know yet.

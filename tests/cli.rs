@@ -556,6 +556,13 @@ fn a_demo_ledger_comes_with_its_staff_keys() {
         files += 1;
     }
     assert!(files >= 8, "{listing}");
+    // And the commitment key its staff's commitments were made with, so
+    // that `serve` serves it.
+    let key = data.join("commitment.key");
+    assert_eq!(
+        std::fs::metadata(&key).expect("commitment.key").permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 /// docs/CONFIG.md is what `caseledger config-reference` prints (run

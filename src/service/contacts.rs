@@ -167,6 +167,7 @@ pub(super) struct MemberContactRequest {
 #[utoipa::path(post, path = "/v1/contacts/members", request_body = MemberContactRequest, responses(
     (status = NO_CONTENT),
     (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
+    (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
     (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
     (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
 ))]

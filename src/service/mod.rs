@@ -286,6 +286,19 @@ impl utoipa::Modify for RequestSignatures {
         );
         let required = SecurityRequirement::new("rfc9421_signature", Vec::<String>::new())
             .add("rfc9421_signature_input", Vec::<String>::new());
+        // A parameter that does not parse (a negative or non-numeric seq,
+        // a missing query value) is answered 400 by every operation that
+        // takes one: said in the document too.
+        let bad_request: utoipa::openapi::RefOr<utoipa::openapi::Response> = utoipa::openapi::ResponseBuilder::new()
+            .description("The request is malformed: a parameter or body that does not parse")
+            .content(
+                "application/problem+json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+            .into();
         for item in openapi.paths.paths.values_mut() {
             for operation in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete]
                 .into_iter()
@@ -293,6 +306,15 @@ impl utoipa::Modify for RequestSignatures {
             {
                 if operation.responses.responses.contains_key("401") {
                     operation.security = Some(vec![required.clone()]);
+                }
+                let takes_input =
+                    operation.parameters.as_ref().is_some_and(|p| !p.is_empty()) || operation.request_body.is_some();
+                if takes_input {
+                    operation
+                        .responses
+                        .responses
+                        .entry("400".to_owned())
+                        .or_insert_with(|| bad_request.clone());
                 }
             }
         }
