@@ -174,7 +174,7 @@ fn main() {
     let (status, _) = admin.write_numbered(&setup.administrator).expect("staff");
     assert_eq!(status, 201);
     let co_admin = Client::new(&address, staff.co_administrator.identity.clone());
-    let (status, _) = co_admin.write(&setup.co_administrator).expect("co-signatures");
+    let (status, _) = co_admin.write_numbered(&setup.co_administrator).expect("co-signatures");
     assert_eq!(status, 201);
     let leader = Client::new(&address, staff.court_leader.identity.clone());
     let (status, _) = leader.write(&[setup.court_leader]).expect("policy in force");

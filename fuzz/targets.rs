@@ -136,7 +136,21 @@ impl Fixture {
                 records.push(sign(&self.node, model::KIND_NUMBERS_COMMITTED, &committed));
             }
             records.push(registration);
-            records.push(sign(&self.co_admin, record::KIND_KEY_CO_SIGNED, &co_signature));
+            let co_signature = sign(&self.co_admin, record::KIND_KEY_CO_SIGNED, &co_signature);
+            if role.is_some() {
+                // The co-signer gives the same phone: the node's
+                // commitment to it comes right before the co-signature.
+                let committed = model::NumbersCommitted {
+                    request_id: format!("numbers-{i}-co-signed"),
+                    record_sha256: <sha2::Sha256 as sha2::Digest>::digest(&co_signature.payload)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect(),
+                    commitments: vec![format!("{i:064x}")],
+                };
+                records.push(sign(&self.node, model::KIND_NUMBERS_COMMITTED, &committed));
+            }
+            records.push(co_signature);
         }
         let policy = serde_json::json!({
             "request_id": "policy-1", "version": 1,

@@ -291,18 +291,23 @@ fn co_sign(
             serde_json::from_str(entry["payload"].as_str().unwrap_or_default()).context("the registration")?;
         // What the ledger says, revealed by its disclosures, to check
         // against the staff list and with the person.
-        let revealed: Vec<String> = entry["disclosures"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|d| serde_json::from_str::<(String, String)>(d.as_str()?).ok())
-            .map(|(_, value)| value)
-            .collect();
+        // Each concealed field is read from the disclosure whose digest it
+        // names, so a value disclosed for one field cannot pass for another.
+        let revealed = |field: &serde_json::Value| -> Option<String> {
+            let digest = field[caseledger_verify::disclosure::SD_FIELD].as_str()?;
+            entry["disclosures"]
+                .as_array()?
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .find(|d| caseledger_verify::disclosure::digest_of(d) == digest)
+                .and_then(|d| serde_json::from_str::<(String, String)>(d).ok())
+                .map(|(_, value)| value)
+        };
         let masked = caseledger::commitments::mask(&row.phone);
         let matches = payload["name"] == row.name.as_str()
             && payload["member"]["role"] == row.role.as_str()
-            && revealed.contains(&row.member_id)
-            && revealed.contains(&masked);
+            && revealed(&payload["member"]["member_id"]).as_deref() == Some(row.member_id.as_str())
+            && revealed(&payload["member"]["phone_masked"]).as_deref() == Some(masked.as_str());
         anyhow::ensure!(
             matches,
             "line {}: entry {seq} does not enrol {} as the list says (name, role, member id or phone differ): not co-signed",
@@ -341,7 +346,13 @@ fn co_sign(
             ))),
         };
         let record = caseledger::court::sign(&origin, KIND_KEY_CO_SIGNED, &co_signed, identity);
-        let written = ok_or_bail(client.write(&[record])?, &format!("co-signing {}", row.member_id))?;
+        // The full number goes with it: the node refuses the co-signature
+        // unless it is the number the enrolment committed to, not only one
+        // with the same last digits.
+        let written = ok_or_bail(
+            client.write_numbered(&[(record, vec![row.phone.clone()])])?,
+            &format!("line {}: co-signing {}", row.line, row.member_id),
+        )?;
         println!(
             "co-signed {} ({}): entry {}; the key may sign",
             row.name, row.member_id, written["seqs"][0]

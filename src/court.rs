@@ -156,6 +156,13 @@ impl Person {
         let payload = KeyCoSigned::of(&self.registration()).expect("a valid key");
         sign(origin, record::KIND_KEY_CO_SIGNED, &payload, co_signer)
     }
+
+    /// [`Person::co_signature`] as the co-signer's request gives it: with
+    /// the phone number from the staff list in clear, which the node checks
+    /// against the enrolment's commitment.
+    pub fn co_signature_request(&self, origin: &str, co_signer: &Identity) -> (Record, Vec<String>) {
+        (self.co_signature(origin, co_signer), vec![self.phone.clone()])
+    }
 }
 
 /// What [`Staff::setup_requests`] gives each person to send, in order.
@@ -164,8 +171,9 @@ pub struct SetupRequests {
     /// The administrator's: every member's enrolment (phone in clear),
     /// then the policy proposal.
     pub administrator: Vec<(Record, Vec<String>)>,
-    /// The second administrator's co-signature of every enrolment.
-    pub co_administrator: Vec<Record>,
+    /// The second administrator's co-signature of every enrolment, each
+    /// with the member's phone in clear for the node to check.
+    pub co_administrator: Vec<(Record, Vec<String>)>,
     /// The court leader's co-signature that puts the policy in force.
     pub court_leader: Record,
 }
@@ -300,7 +308,7 @@ impl Staff {
         let co_administrator = self
             .members()
             .iter()
-            .map(|p| p.co_signature(&self.origin, &self.co_administrator.identity))
+            .map(|p| p.co_signature_request(&self.origin, &self.co_administrator.identity))
             .collect();
         let mut policy = self.policy_records(&example_policy("policy-1", 1));
         let court_leader = policy.pop().expect("the court leader's co-signature");
@@ -318,8 +326,19 @@ impl Staff {
     pub fn enrol(&self, person: &Person) -> Vec<Record> {
         let (record, phone) = person.enrolment_request(&self.origin, &self.administrator.identity);
         let mut records = self.committed(record, COMMITMENT_PHONE, &phone);
-        records.push(person.co_signature(&self.origin, &self.co_administrator.identity));
+        records.extend(self.co_signed(person, &self.co_administrator.identity));
         records
+    }
+
+    /// `co_signer`'s co-signature of `person`'s registration as the service
+    /// writes it: the node's commitment to the phone number the co-signer
+    /// gave in clear, then the co-signature (rule `co_signature_phone`).
+    pub fn co_signed(&self, person: &Person, co_signer: &Identity) -> Vec<Record> {
+        self.committed(
+            person.co_signature(&self.origin, co_signer),
+            COMMITMENT_PHONE,
+            std::slice::from_ref(&person.phone),
+        )
     }
 
     /// `record` preceded by the node's commitments to `numbers` (each of
@@ -327,13 +346,17 @@ impl Staff {
     /// in clear (docs/FORMAT.md §3c).
     pub fn committed(&self, record: Record, purpose: &str, numbers: &[String]) -> Vec<Record> {
         let record_sha256 = hex::encode(<Sha256 as sha2::Digest>::digest(&record.payload));
+        let commitments: Vec<String> = numbers
+            .iter()
+            .map(|n| commitment(&self.commitment_key, purpose, n))
+            .collect();
+        // One request id per record and numbers: the same record may be
+        // tried with other numbers (a co-signature with another phone).
+        let request = <Sha256 as sha2::Digest>::digest(format!("{record_sha256}/{}", commitments.join("/")));
         let payload = NumbersCommitted {
-            request_id: format!("numbers-{}", &record_sha256[..32]),
+            request_id: format!("numbers-{}", &hex::encode(request)[..32]),
             record_sha256,
-            commitments: numbers
-                .iter()
-                .map(|n| commitment(&self.commitment_key, purpose, n))
-                .collect(),
+            commitments,
         };
         vec![sign(&self.origin, KIND_NUMBERS_COMMITTED, &payload, &self.node), record]
     }

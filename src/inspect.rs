@@ -434,14 +434,9 @@ pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
-            println!(
-                "OK: the bundle verifies (ledger genesis {}). It proves:",
-                report.genesis_hash
-            );
-            for witness in vouched {
-                println!("- the checkpoint was cosigned by witness {witness}");
-            }
-            match (report.time_stamped_ms, &args.tsa_ca, &bundle.timestamp) {
+            // Every check runs before anything is said to hold: a refusal
+            // is the only line printed.
+            let time_stamp = match (report.time_stamped_ms, &args.tsa_ca, &bundle.timestamp) {
                 (Some(at), Some(ca), Some(answer)) => {
                     let answer = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, answer)?;
                     if let Err(reason) = openssl_ts_verify(
@@ -452,21 +447,31 @@ pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<ExitCode> {
                         println!("FAILED: {reason:#}");
                         return Ok(ExitCode::from(1));
                     }
-                    println!(
+                    Some(format!(
                         "- the checkpoint was time-stamped at {} by the time-stamp authority (its signature checked by openssl with {})",
                         caseledger::service::providers::utc_timestamp(at),
                         ca.display()
-                    );
+                    ))
                 }
-                (Some(at), None, _) => println!(
+                (Some(at), None, _) => Some(format!(
                     "- the checkpoint carries a time-stamp of {} (its TSA signature not checked: give --tsa-ca)",
                     caseledger::service::providers::utc_timestamp(at)
-                ),
+                )),
                 (None, Some(_), _) | (Some(_), Some(_), None) => {
                     println!("FAILED: the bundle carries no time-stamp of its checkpoint");
                     return Ok(ExitCode::from(1));
                 }
-                (None, None, _) => {}
+                (None, None, _) => None,
+            };
+            println!(
+                "OK: the bundle verifies (ledger genesis {}). It proves:",
+                report.genesis_hash
+            );
+            for witness in vouched {
+                println!("- the checkpoint was cosigned by witness {witness}");
+            }
+            if let Some(line) = time_stamp {
+                println!("{line}");
             }
             for statement in report.statements() {
                 println!("- {statement}");

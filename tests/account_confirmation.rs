@@ -363,6 +363,78 @@ async fn the_code_goes_to_the_applicants_phone_and_the_applicant_confirms_over_h
     );
 }
 
+/// The wrong codes counted per account from anywhere are only those judged
+/// against a live challenge: a stranger who knows the account id and
+/// sends codes while no code is out spends nothing of the applicant's
+/// hourly quota; wrong codes against the court's challenges do, and once
+/// the quota is spent every entry is refused with the time to wait.
+#[tokio::test]
+async fn only_wrong_codes_against_a_live_challenge_spend_the_accounts_quota() {
+    use caseledger::service::limits::{Limits, Quotas, TrustedProxies};
+    let Court {
+        _dir: _kept,
+        ledger,
+        staff,
+        ..
+    } = court();
+    let phone = Arc::new(Phone::default());
+    let state = AppState::new(Arc::new(ledger), 256 * 1024, Duration::from_secs(5))
+        .with_commitment_key(staff.commitment_key)
+        .with_sms(phone.clone())
+        .with_limits(Limits::new(
+            TrustedProxies::default(),
+            Quotas {
+                lookups_per_minute: 100,
+                code_entries_per_minute: 1000,
+                code_entries_per_target_per_hour: 7,
+            },
+        ));
+    let applicant_phone = "13900000001";
+    caseledger::service::sms::put_contact(
+        &state.ledger,
+        &caseledger_verify::funds::notify::applicant_contact(CASE, "applicant-1"),
+        applicant_phone,
+    )
+    .expect("contact");
+    // No code is out: a stranger's entries are refused and spend nothing.
+    for _ in 0..20 {
+        let (status, value) = confirm(&state, "000000").await;
+        assert_eq!(
+            (status, value["rule"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("sms_confirmation")),
+            "{value}"
+        );
+    }
+    let officer = &staff.officers[0];
+    let target = "/v1/accounts/acct-1/challenge";
+    let (status, _) = signed(&state, &officer.identity, target, Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    let code = code_sent_to(&phone, applicant_phone);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    // Five wrong codes lock the challenge; entries against a locked one
+    // do not count either.
+    for _ in 0..5 {
+        assert_eq!(confirm(&state, wrong).await.1["rule"], "sms_code");
+    }
+    for _ in 0..5 {
+        assert_eq!(confirm(&state, wrong).await.1["rule"], "sms_locked");
+    }
+    // A new challenge: two more wrong codes make seven in the hour.
+    let (status, _) = signed(&state, &officer.identity, target, Vec::new()).await;
+    assert_eq!(status, StatusCode::OK);
+    let code = code_sent_to(&phone, applicant_phone);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..2 {
+        assert_eq!(confirm(&state, wrong).await.1["rule"], "sms_code");
+    }
+    let size = state.ledger.size();
+    let (status, value) = confirm(&state, &code).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{value}");
+    assert!(value["detail"].as_str().expect("detail").starts_with("try again in"));
+    assert_eq!(state.ledger.size(), size, "nothing written");
+    assert_eq!(account(&state.ledger, "acct-1").status, AccountStatus::Pending);
+}
+
 fn value_seq(ledger: &Ledger) -> u64 {
     ledger.size() - 1
 }

@@ -160,8 +160,8 @@ fn the_self_audit_finds_a_changed_entry_and_alerts_the_auditor() {
         let enrolment = auditor.enrolment_request(&staff.origin, &staff.administrator.identity);
         assert_eq!(admin.write_numbered(&[enrolment]).expect("enrol").0, 201);
         let co_admin = Client::new(&serve.address, staff.co_administrator.identity.clone());
-        let co_signed = auditor.co_signature(&staff.origin, &staff.co_administrator.identity);
-        assert_eq!(co_admin.write(&[co_signed]).expect("co-sign").0, 201);
+        let co_signed = auditor.co_signature_request(&staff.origin, &staff.co_administrator.identity);
+        assert_eq!(co_admin.write_numbered(&[co_signed]).expect("co-sign").0, 201);
         assert!(serve.terminate().success());
     }
     let seq = 10u64;

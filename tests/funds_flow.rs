@@ -357,20 +357,25 @@ fn delays_cancellations_returns_and_key_rotation() {
     );
     // Not before a second person co-signs the rotation.
     assert_eq!(refused_rule(&ledger, step.clone()), "key_co_signature");
+    // The rotation keeps the registration's member fields, so the
+    // co-signer restates the first registration's digests, and gives the
+    // member's phone for the node to check, as at enrolment.
+    let mut restated =
+        caseledger_verify::record::KeyCoSigned::of(&staff.bureau_head.registration()).expect("a valid key");
+    restated.key_id = rotated.identity.public_key().key_id().to_hex();
+    let co_signature = caseledger::court::sign(
+        ORIGIN,
+        caseledger_verify::record::KIND_KEY_CO_SIGNED,
+        &restated,
+        &staff.co_administrator.identity,
+    );
+    assert_eq!(refused_rule(&ledger, co_signature.clone()), "co_signature_phone");
     ledger
-        .append_one({
-            // The rotation keeps the registration's member fields, so the
-            // co-signer restates the first registration's digests.
-            let mut restated =
-                caseledger_verify::record::KeyCoSigned::of(&staff.bureau_head.registration()).expect("a valid key");
-            restated.key_id = rotated.identity.public_key().key_id().to_hex();
-            caseledger::court::sign(
-                ORIGIN,
-                caseledger_verify::record::KIND_KEY_CO_SIGNED,
-                &restated,
-                &staff.co_administrator.identity,
-            )
-        })
+        .append(staff.committed(
+            co_signature,
+            caseledger::commitments::COMMITMENT_PHONE,
+            std::slice::from_ref(&staff.bureau_head.phone),
+        ))
         .expect("the second administrator co-signs the rotation");
     ledger.append_one(step).expect("the new key signs as the same member");
     let finance = case.approval(

@@ -101,7 +101,7 @@ fn a_key_one_administrator_registers_signs_nothing_until_a_second_person_co_sign
     // The court leader (a second person) co-signs: now it signs, once.
     let by_leader = leader.co_signature(ORIGIN, &staff.court_leader.identity);
     ledger
-        .append_one(by_leader.clone())
+        .append(staff.co_signed(&leader, &staff.court_leader.identity))
         .expect("co-signed by the court leader");
     assert_eq!(refused_rule(&ledger, by_leader), "key_co_signature", "co-signed twice");
     ledger.append_one(approved).expect("the co-signed leader approves");
@@ -270,4 +270,210 @@ fn pending_keys_and_the_last_administrator_are_not_rotated() {
     );
     assert_eq!(ledger.size(), size);
     audit_ok(&ledger);
+}
+
+/// The number a dishonest registrar enrols for `person`: their own, with
+/// the same last four digits as the one on the court's staff list.
+fn registrars_own_phone(person: &Person) -> String {
+    format!("1386666{}", &person.phone[7..])
+}
+
+/// A member key's co-signature stands only right after the node's
+/// commitment to the member's phone as the co-signer gave it, and that
+/// commitment must be the enrolment's: a registrar who enrolled the member
+/// with their own phone ending in the same digits (the mask the co-signer
+/// is shown) is caught by the second person's staff list.
+#[test]
+fn a_co_signature_needs_the_full_phone_the_member_was_enrolled_with() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 83);
+    let listed = own_leader();
+    let enrolled = Person {
+        phone: registrars_own_phone(&listed),
+        ..listed.clone()
+    };
+    assert_eq!(
+        caseledger::commitments::mask(&enrolled.phone),
+        caseledger::commitments::mask(&listed.phone)
+    );
+    ledger
+        .append(registered_alone(&staff, &enrolled))
+        .expect("the registration itself is written");
+    let before = state(&ledger);
+    let co_signature = listed.co_signature(ORIGIN, &staff.court_leader.identity);
+    // No commitment of the node right before it.
+    assert_eq!(refused_rule(&ledger, co_signature.clone()), "co_signature_phone");
+    // The node's commitment to the listed number: not the enrolment's.
+    let [committed, co_signature] =
+        <[Record; 2]>::try_from(staff.committed(co_signature, COMMITMENT_PHONE, std::slice::from_ref(&listed.phone)))
+            .expect("two records");
+    ledger.append_one(committed).expect("the node's commitment");
+    let after_commitment = state(&ledger);
+    assert_eq!(refused_rule(&ledger, co_signature), "co_signature_phone");
+    assert!(state(&ledger) == after_commitment, "the refusal changes nothing");
+    assert_eq!(before.0 + 1, after_commitment.0);
+    // Still awaiting: the key signs nothing.
+    let key = enrolled.identity.public_key().key_id();
+    assert!(ledger.keys().info(&key).expect("registered").awaits_co_signature());
+    // With the number it was enrolled with, the co-signature stands.
+    ledger
+        .append(staff.co_signed(&enrolled, &staff.court_leader.identity))
+        .expect("co-signed with the enrolled number");
+    assert!(ledger.keys().info(&key).expect("registered").is_active());
+    audit_ok(&ledger);
+}
+
+#[test]
+fn co_signatures_without_the_enrolled_phone_forced_into_storage_are_named_by_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 84);
+    ledger.close().expect("close");
+    let listed = own_leader();
+    let enrolled = Person {
+        phone: registrars_own_phone(&listed),
+        ..listed.clone()
+    };
+    let other = Person::new([85; 32], "leader-85", "另一位院长", Role::CourtLeader, "13700000085");
+    for record in registered_alone(&staff, &enrolled)
+        .into_iter()
+        .chain(registered_alone(&staff, &other))
+    {
+        force_append(dir.path(), record);
+    }
+    // One with the node's commitment to the listed (other) number, one
+    // with no commitment at all.
+    let mut last = 0;
+    for record in staff.committed(
+        listed.co_signature(ORIGIN, &staff.court_leader.identity),
+        COMMITMENT_PHONE,
+        std::slice::from_ref(&listed.phone),
+    ) {
+        last = force_append(dir.path(), record);
+    }
+    let wrong_phone = last;
+    let uncommitted = force_append(dir.path(), other.co_signature(ORIGIN, &staff.court_leader.identity));
+    let report = audit(dir.path());
+    assert!(report.first_error.is_none(), "{:?}", report.first_error);
+    let found: Vec<(u64, &str)> = report
+        .violations
+        .iter()
+        .filter(|v| !v.rule.starts_with("derived_"))
+        .map(|v| (v.seq, v.rule.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![(wrong_phone, "co_signature_phone"), (uncommitted, "co_signature_phone")]
+    );
+}
+
+/// The attack as a court would meet it, through the real service and the
+/// `admin` commands: the first administrator enrols the bureau head with
+/// their own phone ending in the same four digits; the second
+/// administrator's `co-sign`, run on the court's staff list, is refused
+/// by the node and the key stays unable to sign; run on a list with the
+/// number the member was enrolled with, it co-signs.
+#[test]
+fn admin_co_sign_refuses_an_enrolment_with_another_phone_of_the_same_last_digits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("court-data");
+    let admin_keys = dir.path().join("admin-keys");
+    let caseledger = |args: &[&std::ffi::OsStr], url: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_caseledger"));
+        command
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null());
+        if let Some(url) = url {
+            command.env("CASELEDGER_URL", url);
+        }
+        command.output().expect("run caseledger")
+    };
+    fn os<'a>(args: &'a [&'a str]) -> Vec<&'a std::ffi::OsStr> {
+        args.iter().map(std::ffi::OsStr::new).collect()
+    }
+    let made = caseledger(
+        &[
+            "init".as_ref(),
+            "--data".as_ref(),
+            data.as_os_str(),
+            "--origin".as_ref(),
+            "court.example/case-funds".as_ref(),
+            "--admin-keys".as_ref(),
+            admin_keys.as_os_str(),
+        ],
+        None,
+    );
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let made = caseledger(&os(&["keygen", "--out", "keys/head.key"]), None);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let header = "name,member_id,role,phone,public_key\n";
+    std::fs::write(
+        dir.path().join("enrolled.csv"),
+        format!("{header}赵局长,M-0301,bureau_head,13866660301,keys/head.key.pub\n"),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("staff.csv"),
+        format!("{header}赵局长,M-0301,bureau_head,13900000301,keys/head.key.pub\n"),
+    )
+    .expect("write");
+    let mut serve = Serve::start(&data, &[]);
+    let url = Some(serve.address.as_str());
+    let enrolled = caseledger(
+        &os(&[
+            "admin",
+            "--key",
+            "admin-keys/admin.key",
+            "enrol",
+            "--members",
+            "enrolled.csv",
+        ]),
+        url,
+    );
+    assert!(
+        enrolled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enrolled.stderr)
+    );
+    let administrator = caseledger_keys::files::read_private_key(&admin_keys.join("admin.key")).expect("key");
+    let reader = caseledger::service::client::Client::new(&serve.address, administrator);
+    let awaiting = |_: &Serve| {
+        let (status, member) = reader.get("/v1/members/M-0301").expect("GET");
+        assert_eq!(status, 200, "{member}");
+        member["keys"][0]["awaiting_co_signature"].as_bool().expect("a key")
+    };
+    assert!(awaiting(&serve));
+
+    let co_sign = |list: &str| {
+        caseledger(
+            &os(&[
+                "admin",
+                "--key",
+                "admin-keys/admin-2.key",
+                "co-sign",
+                "--members",
+                list,
+                "--yes",
+            ]),
+            url,
+        )
+    };
+    let refused = co_sign("staff.csv");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "co-signed: {said}");
+    assert!(
+        said.contains("co-signing M-0301") && said.contains("not the one member M-0301 was enrolled with"),
+        "{said}"
+    );
+    assert!(!said.contains("13900000301") && !said.contains("13866660301"), "{said}");
+    assert!(awaiting(&serve), "the key still awaits its co-signature");
+
+    let co_signed = co_sign("enrolled.csv");
+    assert!(
+        co_signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&co_signed.stderr)
+    );
+    assert!(!awaiting(&serve), "co-signed with the number it was enrolled with");
+    serve.terminate();
 }

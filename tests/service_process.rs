@@ -347,3 +347,96 @@ fn slow_clients_are_closed_and_cannot_hold_a_shutdown() {
     let ledger = Ledger::open(&data, Arc::new(SystemClock), Options::default()).expect("reopen after shutdown");
     assert!(ledger.corruption().is_none());
 }
+
+/// One client cannot hold every connection slot: beyond
+/// `connections_per_client_max` from one address, a connection is closed
+/// at once, unanswered, while the slots of other clients stay free; a slot
+/// given back serves again.
+#[test]
+fn one_client_holds_at_most_its_share_of_connections() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("ledger");
+    let mut serve = Serve::start(
+        &data,
+        &[
+            ("CASELEDGER_CONNECTIONS_PER_CLIENT_MAX", "2"),
+            ("CASELEDGER_HEADER_READ_TIMEOUT_MS", "600000"),
+        ],
+    );
+    let connect = || {
+        let stream = std::net::TcpStream::connect(serve.address.trim_start_matches("http://")).expect("connect");
+        // Bounds the test, not the server.
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .expect("timeout");
+        stream
+    };
+    let ask = |stream: &mut std::net::TcpStream| {
+        // A whole request: refused connections are closed unanswered.
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut first = [0u8; 12];
+        match stream.read(&mut first) {
+            Ok(12) => String::from_utf8_lossy(&first).into_owned(),
+            Ok(n) => format!("{n} bytes"),
+            Err(error) => format!("{:?}", error.kind()),
+        }
+    };
+    // Two idle connections, trickling nothing: the client's share.
+    let mut held = [connect(), connect()];
+    held[0]
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .expect("half the headers");
+    held[1]
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .expect("half the headers");
+    // A third from the same address is closed without an answer (once the
+    // server has taken both held ones: bounded retries until it refuses).
+    let refused = (0..200).find_map(|_| {
+        let answer = ask(&mut connect());
+        if answer == "HTTP/1.1 200" {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            None
+        } else {
+            Some(answer)
+        }
+    });
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|a| a == "0 bytes" || a == "ConnectionReset"),
+        "a third connection was served: {refused:?}"
+    );
+    let metrics = agent_get_text(&serve, &mut held);
+    assert!(
+        metrics.contains("caseledger_connections_refused_total{reason=\"per_client\"}"),
+        "{metrics}"
+    );
+    // One held connection given back: a new one is served again.
+    drop(held);
+    let served = (0..200).any(|_| {
+        let answer = ask(&mut connect());
+        answer == "HTTP/1.1 200" || {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            false
+        }
+    });
+    assert!(served, "a slot given back serves again");
+    assert!(serve.terminate().success());
+}
+
+/// `/metrics` read on one of the client's own held connections (a new one
+/// would be refused): the held half-request is completed first.
+fn agent_get_text(serve: &Serve, held: &mut [std::net::TcpStream; 2]) -> String {
+    use std::io::{Read as _, Write as _};
+    let _ = serve;
+    let stream = &mut held[0];
+    stream.write_all(b"\r\n").expect("finish the held request's headers");
+    // The answer to the held /healthz, then /metrics on the same connection.
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("metrics");
+    let mut text = Vec::new();
+    stream.read_to_end(&mut text).expect("read");
+    String::from_utf8_lossy(&text).into_owned()
+}

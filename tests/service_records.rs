@@ -475,8 +475,8 @@ async fn auditors_run_the_audit_on_the_live_ledger_and_export_entries() {
     );
     assert_eq!(f.state.ledger.size(), size, "nothing written");
     // The second administrator co-signs: now it reads.
-    let co_signed = auditor.co_signature(ORIGIN, &f.staff.co_administrator.identity);
-    let (status, body) = write(&f.state, &f.staff.co_administrator.identity, &[co_signed]).await;
+    let co_signed = auditor.co_signature_request(ORIGIN, &f.staff.co_administrator.identity);
+    let (status, body) = common::write_numbered(&f.state, &f.staff.co_administrator.identity, &[co_signed]).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, report) = read(&f.state, &auditor.identity, "/v1/audit").await;
     assert_eq!(status, StatusCode::OK, "{report}");
@@ -731,9 +731,10 @@ async fn guessing_verification_codes_is_rate_limited() {
 
 /// Behind the court's TLS proxy every applicant's TCP peer is the proxy:
 /// with the proxy trusted, each applicant has their own quota (read from
-/// `X-Forwarded-For` or `Forwarded`); anyone else's forwarded headers are
-/// ignored; look-ups and code entries count apart; a 429 says when to
-/// retry.
+/// the header the proxy writes, `X-Forwarded-For` here); a client's own
+/// `Forwarded`, which such a proxy passes through, is not read; anyone
+/// else's forwarded headers are ignored; look-ups and code entries count
+/// apart; a 429 says when to retry.
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_applicant_has_their_own_quota() {
     use caseledger::service::limits::{Limits, Quotas, TrustedProxies};
@@ -781,8 +782,23 @@ async fn behind_a_trusted_proxy_each_applicant_has_their_own_quota() {
     let body = refused.into_body().collect().await.expect("body").to_bytes();
     let problem: serde_json::Value = serde_json::from_slice(&body).expect("problem");
     assert_eq!(problem["detail"], format!("try again in {wait} s"));
-    // Applicant B through the same proxy (RFC 7239 form): their own quota.
-    let b = Some(("forwarded", "for=\"[2001:db8::5]:5000\";proto=https"));
+    // A again, writing a `Forwarded` of their own that the proxy passes
+    // through: still A.
+    let mut again = Request::builder()
+        .uri(format!("/v1/verify/{:032x}", 4))
+        .header("forwarded", "for=198.51.100.77")
+        .header("x-forwarded-for", "203.0.113.7")
+        .body(Body::empty())
+        .expect("request");
+    again.extensions_mut().insert(axum::extract::ConnectInfo(
+        "10.0.0.1:443".parse::<std::net::SocketAddr>().expect("peer"),
+    ));
+    assert_eq!(
+        app(state.clone()).oneshot(again).await.expect("response").status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Applicant B through the same proxy (with a port): their own quota.
+    let b = Some(("x-forwarded-for", "[2001:db8::5]:5000"));
     assert_eq!(lookup(10, "10.0.0.2", b).await.status(), StatusCode::NOT_FOUND);
     // A's code entries count apart from A's look-ups (404: no such account).
     let entry = ask("POST", "/v1/accounts/acct-x/confirm".into(), "10.0.0.1", a).await;
@@ -1618,8 +1634,8 @@ async fn an_officer_enrolled_through_the_service_cannot_be_filed_as_an_applicant
     let (status, value) = common::write_numbered(&f.state, admin, &[(record, phone)]).await;
     assert_eq!(status, StatusCode::CREATED, "{value}");
     assert_eq!(value["written"], 2);
-    let co_signed = officer.co_signature(ORIGIN, &f.staff.co_administrator.identity);
-    let (status, value) = write(&f.state, &f.staff.co_administrator.identity, &[co_signed]).await;
+    let co_signed = officer.co_signature_request(ORIGIN, &f.staff.co_administrator.identity);
+    let (status, value) = common::write_numbered(&f.state, &f.staff.co_administrator.identity, &[co_signed]).await;
     assert_eq!(status, StatusCode::CREATED, "{value}");
     // The officer's phone as an applicant's: refused, nothing written.
     let case = CaseRecords::new(&f.staff, &officer, "(2022)苏02执10号");

@@ -144,6 +144,11 @@ fn the_applicants_bundle_carries_the_time_stamp_and_verify_bundle_checks_it_with
     let (code, printed) = verify_bundle(&bundle, Some(&other_tsa.join("ca.crt")));
     assert_eq!(code, Some(1), "{printed}");
     assert!(printed.contains("openssl ts -verify refused"), "{printed}");
+    assert!(
+        !printed.contains("OK"),
+        "nothing is said to hold before a refusal: {printed}"
+    );
+    assert!(printed.starts_with("FAILED"), "{printed}");
 
     // The ledger moves on; the stamp of the first checkpoint put on a
     // bundle of the second is refused, by the library and the CLI.

@@ -163,8 +163,7 @@ pub(super) async fn confirm(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<AccountConfirmResponse>, ApiError> {
-    let target = format!("account/{id}");
-    let code = challenges::entered_code(&state, (&extensions, &headers), &target, &body, "/v1/accounts/confirm")?;
+    let code = challenges::entered_code(&state, (&extensions, &headers), &body, "/v1/accounts/confirm")?;
     let account = account(&state, &id)?;
     waiting(&account)?;
     let challenge = challenges::check(&state, &private_key(&id), &code, "ask the court to send a new one")?;

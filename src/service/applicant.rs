@@ -46,7 +46,7 @@ pub(super) async fn verify_code(
     let client = state.limits.client(&extensions, &headers);
     state
         .limits
-        .check(super::limits::Purpose::Lookup, client, None, "/v1/verify")?;
+        .check(super::limits::Purpose::Lookup, client, "/v1/verify")?;
     let code = canonical(&code).map_err(|error| match error {
         CodeError::Check => ApiError::BadCode("code-mistyped", error.to_string()),
         CodeError::Length | CodeError::Symbol => ApiError::BadCode("code-malformed", error.to_string()),

@@ -118,10 +118,13 @@ fn private_key(key: &str) -> String {
 
 /// The challenge at `key` if `code` is its code, unexpired, with fewer
 /// than [`CODE_ATTEMPTS_MAX`] wrong tries; a wrong code counts against it,
-/// under a lock, so that concurrent guesses are counted one by one. `again`
-/// tells the caller how to get a new code.
+/// under a lock, so that concurrent guesses are counted one by one, and
+/// against the hourly quota of wrong codes for `key` from anywhere
+/// ([`super::limits::Limits::target_open`]). `again` tells the caller how
+/// to get a new code.
 pub(super) fn check(state: &AppState, key: &str, code: &str, again: &str) -> Result<PrivateChallenge, ApiError> {
     let _one_at_a_time = state.code_checks.lock().unwrap_or_else(|p| p.into_inner());
+    state.limits.target_open(key)?;
     let Some(bytes) = state.ledger.private_get(&private_key(key))? else {
         return Err(refuse("sms_confirmation", "no code was sent for this"));
     };
@@ -136,6 +139,7 @@ pub(super) fn check(state: &AppState, key: &str, code: &str, again: &str) -> Res
     if code_mac(&state.commitment_key, &challenge.request_id, code) != challenge.code_mac {
         challenge.attempts += 1;
         challenge.store(state, key)?;
+        state.limits.wrong_code(key);
         metrics::counter!("caseledger_sms_wrong_codes_total").increment(1);
         let left = CODE_ATTEMPTS_MAX.saturating_sub(challenge.attempts);
         return Err(refuse(
@@ -234,21 +238,18 @@ pub struct CodeEntry {
     pub code: String,
 }
 
-/// The code an applicant entered at the keyless `route` for `target` (the
-/// account or phone): rate-limited per client and per target (the
-/// brute-force guard of every keyless endpoint, besides the tries of one
-/// challenge), decoded, 6 digits.
+/// The code an applicant entered at the keyless `route`: rate-limited per
+/// client (the brute-force guard of every keyless endpoint, besides the
+/// tries of one challenge and the wrong codes per target that [`check`]
+/// counts), decoded, 6 digits.
 pub(super) fn entered_code(
     state: &AppState,
     (extensions, headers): (&axum::http::Extensions, &axum::http::HeaderMap),
-    target: &str,
     body: &[u8],
     route: &'static str,
 ) -> Result<String, ApiError> {
     let client = state.limits.client(extensions, headers);
-    state
-        .limits
-        .check(super::limits::Purpose::CodeEntry, client, Some(target), route)?;
+    state.limits.check(super::limits::Purpose::CodeEntry, client, route)?;
     let entry: CodeEntry =
         serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed request: {e}")))?;
     if entry.code.len() != 6 || !entry.code.bytes().all(|b| b.is_ascii_digit()) {

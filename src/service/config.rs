@@ -41,8 +41,12 @@ pub struct Config {
     pub header_read_timeout_ms: u64,
     /// Connections served at once; more are closed as they come.
     pub connections_max: usize,
+    /// Connections served at once from one client (an IPv4 address or
+    /// an IPv6 /64); the trusted proxies are not counted as one client.
+    pub connections_per_client_max: usize,
     /// On SIGTERM or SIGINT, requests under way have this long to finish;
-    /// then every connection is closed and the ledger is closed.
+    /// then every connection is closed and the ledger is closed (the
+    /// process exits within about 1.5 s more, whatever is still running).
     pub shutdown_grace_ms: u64,
     /// Checkpoint policy of the ledger.
     pub checkpoint_every_entries: u64,
@@ -77,14 +81,22 @@ pub struct Config {
     /// is wrong (default 12368, the courts' litigation service hotline).
     pub applicant_hotline: String,
     /// Addresses or CIDR blocks of the court's reverse proxies (TLS
-    /// terminators): from these, the client is read from `Forwarded` or
-    /// `X-Forwarded-For`. Empty: the TCP peer is the client.
+    /// terminators): from these, the client is read from the header named
+    /// by `forwarded_header`. Empty: the TCP peer is the client.
     pub trusted_proxies: Vec<String>,
+    /// The one header the trusted proxies write the client's address in:
+    /// `x-forwarded-for` (nginx `$proxy_add_x_forwarded_for`, HAProxy
+    /// `option forwardfor`) or `forwarded` (RFC 7239). The other header is
+    /// ignored: a proxy passes the client's own copy of it through.
+    pub forwarded_header: String,
     /// Verification-code look-ups per client (IPv4 address or IPv6 /64) a minute.
     pub verify_lookups_per_minute: u32,
     /// SMS codes entered (account and phone confirmations) per client a minute.
     pub code_entries_per_minute: u32,
-    /// SMS codes entered for one account or phone an hour, from anywhere.
+    /// Wrong SMS codes for one account, phone or approval step an hour,
+    /// from anywhere; beyond it, codes for it wait (429). Only codes judged
+    /// against a live challenge count, so a stranger cannot spend it
+    /// without spending the challenges' own five tries.
     pub code_entries_per_target_per_hour: u32,
     /// Sends per notification before the dead letter (and no sooner than
     /// `sms_retry_for_ms` after it was queued).
@@ -147,6 +159,7 @@ impl Default for Config {
             request_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
             connections_max: 1024,
+            connections_per_client_max: 64,
             shutdown_grace_ms: 10_000,
             checkpoint_every_entries: 1024,
             checkpoint_every_ms: 10_000,
@@ -165,6 +178,7 @@ impl Default for Config {
             applicant_code_ttl_days: super::APPLICANT_CODE_TTL_DAYS,
             applicant_hotline: super::APPLICANT_HOTLINE.into(),
             trusted_proxies: Vec::new(),
+            forwarded_header: "x-forwarded-for".into(),
             verify_lookups_per_minute: super::VERIFY_PER_IP_PER_MINUTE,
             code_entries_per_minute: 10,
             code_entries_per_target_per_hour: 20,

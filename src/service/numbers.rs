@@ -15,6 +15,7 @@
 use caseledger_verify::entry::Record;
 use caseledger_verify::funds::model::*;
 
+use super::challenges::refuse;
 use super::problem::ApiError;
 use super::AppState;
 use crate::commitments::{commitment, mask, COMMITMENT_ACCOUNT, COMMITMENT_PHONE};
@@ -91,6 +92,9 @@ pub(super) fn commit(
     record: &Record,
     numbers: &[String],
 ) -> Result<Option<Committed>, ApiError> {
+    if record.kind == caseledger_verify::record::KIND_KEY_CO_SIGNED {
+        return co_signature_phone(state, who, index, record, numbers);
+    }
     let Some((purpose, masks)) = numbers_of(record) else {
         if numbers.is_empty() {
             return Ok(None);
@@ -135,31 +139,7 @@ pub(super) fn commit(
         }
     }
 
-    let cells = std::num::NonZeroU32::new(numbers.len() as u32).expect("at least one number");
-    match state.numbers_limiter.check_key_n(&who.to_owned(), cells) {
-        Ok(Ok(())) => {}
-        Ok(Err(until)) => {
-            use governor::clock::Clock as _;
-            metrics::counter!("caseledger_rate_limited_total", "route" => "numbers").increment(1);
-            return Err(ApiError::rate_limited(
-                until.wait_time_from(state.numbers_limiter.clock().now()),
-            ));
-        }
-        // More numbers in one request than the hour allows.
-        Err(_) => {
-            metrics::counter!("caseledger_rate_limited_total", "route" => "numbers").increment(1);
-            return Err(ApiError::rate_limited(std::time::Duration::from_secs(3600)));
-        }
-    }
-    let record_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&record.payload));
-    let payload = NumbersCommitted {
-        request_id: super::challenges::random_request_id("numbers"),
-        record_sha256,
-        commitments: numbers
-            .iter()
-            .map(|n| commitment(&state.commitment_key, purpose, n))
-            .collect(),
-    };
+    spend_number_quota(state, who, numbers.len())?;
     tracing::info!(
         by = who,
         kind = caseledger_verify::record::kind_name(record.kind),
@@ -190,8 +170,118 @@ pub(super) fn commit(
         }
         _ => Vec::new(),
     };
-    let record = state
-        .ledger
-        .sign_as_node(KIND_NUMBERS_COMMITTED, serde_json::to_vec(&payload).expect("json"))?;
+    let commitments = numbers
+        .iter()
+        .map(|n| commitment(&state.commitment_key, purpose, n))
+        .collect();
+    let record = numbers_committed(state, record, commitments)?;
     Ok(Some(Committed { record, contacts }))
+}
+
+/// `count` numbers of `who`'s hourly quota ([`NUMBERS_PER_MEMBER_PER_HOUR`]):
+/// each number given in clear is one more try against the court's
+/// commitments.
+fn spend_number_quota(state: &AppState, who: &str, count: usize) -> Result<(), ApiError> {
+    let cells = std::num::NonZeroU32::new(u32::try_from(count).unwrap_or(u32::MAX)).expect("at least one number");
+    match state.numbers_limiter.check_key_n(&who.to_owned(), cells) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(until)) => {
+            use governor::clock::Clock as _;
+            metrics::counter!("caseledger_rate_limited_total", "route" => "numbers").increment(1);
+            Err(ApiError::rate_limited(
+                until.wait_time_from(state.numbers_limiter.clock().now()),
+            ))
+        }
+        // More numbers in one request than the hour allows.
+        Err(_) => {
+            metrics::counter!("caseledger_rate_limited_total", "route" => "numbers").increment(1);
+            Err(ApiError::rate_limited(std::time::Duration::from_secs(3600)))
+        }
+    }
+}
+
+/// The node's `numbers_committed` of `commitments` for `record`, to go
+/// right before it.
+fn numbers_committed(state: &AppState, record: &Record, commitments: Vec<String>) -> Result<Record, ApiError> {
+    let payload = NumbersCommitted {
+        request_id: super::challenges::random_request_id("numbers"),
+        record_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&record.payload)),
+        commitments,
+    };
+    Ok(state
+        .ledger
+        .sign_as_node(KIND_NUMBERS_COMMITTED, serde_json::to_vec(&payload).expect("json"))?)
+}
+
+/// A co-signature of a member's key: the co-signer's request gives the
+/// member's phone number from the staff list in clear; the node refuses
+/// it unless it opens the commitment the enrolment holds (rule
+/// `co_signature_phone`), so a registrar who enrolled the member with
+/// another phone ending in the same digits is caught before the key may
+/// sign. The node's `numbers_committed` of that number goes right before
+/// the co-signature (the rules require it), and the number becomes the
+/// member's contact.
+fn co_signature_phone(
+    state: &AppState,
+    who: &str,
+    index: usize,
+    record: &Record,
+    numbers: &[String],
+) -> Result<Option<Committed>, ApiError> {
+    let keys = state.ledger.keys();
+    let member = serde_json::from_slice::<caseledger_verify::record::KeyCoSigned>(&record.payload)
+        .ok()
+        .and_then(|co_signed| caseledger_keys::KeyId::from_hex(&co_signed.key_id).ok())
+        .and_then(|id| keys.info(&id))
+        .filter(|info| info.awaits_co_signature())
+        .and_then(|info| info.member.clone());
+    let Some(member) = member else {
+        // Not a member's key awaiting its co-signature: the rules judge it.
+        return if numbers.is_empty() {
+            Ok(None)
+        } else {
+            Err(ApiError::BadRequest(format!(
+                "record {index}: a number is given with a co-signature only for a member's key awaiting it (the member's phone)"
+            )))
+        };
+    };
+    let phone = match numbers {
+        // The rules refuse it (`co_signature_phone`) unless they refuse
+        // it for a reason of their own first (`key_co_signature`).
+        [] => return Ok(None),
+        [phone] => phone,
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "record {index}: give one number with a co-signature: member {}'s phone from the staff list",
+                member.member_id
+            )))
+        }
+    };
+    if !well_formed(COMMITMENT_PHONE, phone) {
+        return Err(ApiError::BadRequest(format!(
+            "record {index}: a phone number must be a mainland mobile number of 11 digits"
+        )));
+    }
+    spend_number_quota(state, who, 1)?;
+    let given = commitment(&state.commitment_key, COMMITMENT_PHONE, phone);
+    if given != member.phone_commitment {
+        metrics::counter!("caseledger_contact_mismatch_total", "purpose" => "co_signature").increment(1);
+        tracing::error!(
+            by = who,
+            member_id = member.member_id,
+            "a co-signer's phone number for a member is not the one the member was enrolled with; co-signature refused"
+        );
+        return Err(refuse(
+            "co_signature_phone",
+            &format!(
+                "record {index}: the phone number given is not the one member {} was enrolled with (the enrolment shows {}): codes would go to another phone; not co-signed",
+                member.member_id, member.phone_masked
+            ),
+        ));
+    }
+    let record = numbers_committed(state, record, vec![given])?;
+    Ok(Some(Committed {
+        record,
+        contacts: vec![(super::sms::member_recipient(&member.member_id), phone.clone())],
+    }))
 }

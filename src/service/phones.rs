@@ -149,14 +149,7 @@ pub(super) async fn confirm(
     body: axum::body::Bytes,
 ) -> Result<Json<PhoneConfirmResponse>, ApiError> {
     let case_number = caseledger_verify::funds::normal_case_number(&case_number);
-    let target = format!("phone/{case_number}/{applicant_id}");
-    let code = challenges::entered_code(
-        &state,
-        (&extensions, &headers),
-        &target,
-        &body,
-        "/v1/cases/phone-confirm",
-    )?;
+    let code = challenges::entered_code(&state, (&extensions, &headers), &body, "/v1/cases/phone-confirm")?;
     unconfirmed(&state, &case_number, &applicant_id)?;
     let key = private_key(&case_number, &applicant_id);
     let challenge = challenges::check(&state, &key, &code, "ask the court to send a new one")?;

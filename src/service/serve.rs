@@ -540,7 +540,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     )?))
     .with_reports(report_settings(&config))
     .with_limits(super::limits::Limits::new(
-        super::limits::TrustedProxies::parse(&config.trusted_proxies).map_err(anyhow::Error::msg)?,
+        super::limits::TrustedProxies::parse(&config.trusted_proxies)
+            .map_err(anyhow::Error::msg)?
+            .reading(super::limits::ForwardedHeader::parse(&config.forwarded_header).map_err(anyhow::Error::msg)?),
         super::limits::Quotas {
             lookups_per_minute: config.verify_lookups_per_minute,
             code_entries_per_minute: config.code_entries_per_minute,
@@ -598,7 +600,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let address = listener.local_addr()?;
         let authority = config.authority.clone().unwrap_or_else(|| address.to_string());
         let served = state.clone().with_authority(&authority);
-        let shutdown = shutdown_signal().context("installing the SIGINT and SIGTERM handlers")?;
+        let signal = shutdown_signal().context("installing the SIGINT and SIGTERM handlers")?;
+        // The background workers stop with the signal, during the grace
+        // period, not after it.
+        let stop_on_signal = Arc::clone(&stop);
+        let shutdown = async move {
+            signal.await;
+            stop_on_signal.store(true, std::sync::atomic::Ordering::SeqCst);
+        };
         println!("caseledger listening on http://{address}");
         println!("try: curl http://{address}/v1/checkpoint   (API description: http://{address}/v1/openapi.json)");
         use std::io::Write as _;
@@ -607,27 +616,29 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms.max(100)),
             lifetime: None,
             connections_max: config.connections_max.max(1),
+            per_client_max: config.connections_per_client_max.max(1),
             shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
         };
-        super::connections::serve_connections(listener, super::app(served), limits, shutdown)
+        let proxies = served.limits.proxies.clone();
+        super::connections::serve_connections(listener, super::app(served), limits, &proxies, shutdown)
             .await
             .context("serving")
     })?;
-    runtime.shutdown_timeout(Duration::from_secs(5));
+    // The grace period is over: what is still running is not waited for
+    // long (a write cut here was never acknowledged; the ledger is
+    // crash-safe).
+    runtime.shutdown_timeout(Duration::from_millis(500));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    if deliverer.join().is_err() {
-        tracing::error!("the delivery worker panicked");
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    join_by(deadline, deliverer, "the delivery worker");
+    if let Some(thread) = self_audit {
+        join_by(deadline, thread, "the self-audit");
     }
-    if self_audit.is_some_and(|thread| thread.join().is_err()) {
-        tracing::error!("the self-audit panicked");
-    }
-    if timestamps.is_some_and(|thread| thread.join().is_err()) {
-        tracing::error!("the time-stamp requester panicked");
+    if let Some(thread) = timestamps {
+        join_by(deadline, thread, "the time-stamp requester");
     }
     for thread in witnesses {
-        if thread.join().is_err() {
-            tracing::error!("a witness submitter panicked");
-        }
+        join_by(deadline, thread, "a witness submitter");
     }
     match Arc::try_unwrap(state.ledger) {
         Ok(ledger) => ledger.close()?,
@@ -636,6 +647,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("ledger closed");
     Ok(())
+}
+
+/// Joins `thread` if it ends by `deadline` (it was told to stop); else
+/// leaves it to end with the process (an SMS send or an audit under way
+/// does not hold the shutdown past its grace period).
+fn join_by(deadline: std::time::Instant, thread: std::thread::JoinHandle<()>, what: &str) {
+    while !thread.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if !thread.is_finished() {
+        tracing::warn!("{what} is still running at exit");
+    } else if thread.join().is_err() {
+        tracing::error!("{what} panicked");
+    }
 }
 
 /// The applicant page's hotline: 3 to 20 digits, spaces, `+` and `-`

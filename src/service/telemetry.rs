@@ -17,7 +17,7 @@ const COUNTERS: [(&str, &str); 15] = [
     ("caseledger_appended_entries_total", "Entries written to the ledger."),
     (
         "caseledger_connections_refused_total",
-        "Connections closed at once because connections_max were open.",
+        "Connections closed at once: reason full (connections_max were open) or per_client (connections_per_client_max from one client).",
     ),
     (
         "caseledger_contact_mismatch_total",
@@ -104,7 +104,11 @@ const GAUGES: [(&str, &str); 13] = [
 pub fn register() {
     for (name, help) in COUNTERS {
         metrics::describe_counter!(name, help);
-        if !name.ends_with("rate_limited_total") && name != "caseledger_http_requests_total" {
+        if name == "caseledger_connections_refused_total" {
+            for reason in ["full", "per_client"] {
+                metrics::counter!(name, "reason" => reason).absolute(0);
+            }
+        } else if !name.ends_with("rate_limited_total") && name != "caseledger_http_requests_total" {
             metrics::counter!(name).absolute(0);
         }
     }

@@ -93,7 +93,10 @@ pub(super) async fn write_records(
             || !numbers.is_empty()
             || matches!(
                 r.kind,
-                KIND_CASE_OPENED | KIND_ACCOUNT_REGISTERED | caseledger_verify::record::KIND_KEY_REGISTERED
+                KIND_CASE_OPENED
+                    | KIND_ACCOUNT_REGISTERED
+                    | caseledger_verify::record::KIND_KEY_REGISTERED
+                    | caseledger_verify::record::KIND_KEY_CO_SIGNED
             )
     });
     let mut contacts = Vec::new();

@@ -94,6 +94,7 @@ pub const LIMITS: crate::service::connections::ConnectionLimits = crate::service
     header_read_timeout: HEADER_READ_TIMEOUT,
     lifetime: Some(Duration::from_secs(30)),
     connections_max: CONNECTIONS_MAX,
+    per_client_max: 64,
     shutdown_grace: Duration::from_secs(5),
 };
 
@@ -114,8 +115,14 @@ pub fn serve(witness: Witness, listen: std::net::SocketAddr) -> anyhow::Result<(
         println!("its key: {}", witness.cosigner().witness());
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        crate::service::connections::serve_connections(listener, router(Arc::new(witness)), LIMITS, shutdown)
-            .await
-            .context("serving")
+        crate::service::connections::serve_connections(
+            listener,
+            router(Arc::new(witness)),
+            LIMITS,
+            &crate::service::limits::TrustedProxies::default(),
+            shutdown,
+        )
+        .await
+        .context("serving")
     })
 }

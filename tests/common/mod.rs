@@ -742,7 +742,7 @@ pub fn set_up_staff(address: &str, staff: &caseledger::court::Staff) {
         .expect("enrolments");
     assert_eq!(status, 201, "{body}");
     let (status, body) = Client::new(address, staff.co_administrator.identity.clone())
-        .write(&setup.co_administrator)
+        .write_numbered(&setup.co_administrator)
         .expect("co-signatures");
     assert_eq!(status, 201, "{body}");
     let (status, body) = Client::new(address, staff.court_leader.identity.clone())

@@ -119,7 +119,11 @@ fn admit_read(
         }
         admitted?
     } else {
-        registry.admit(seq, record)?
+        let admitted = registry.admit(seq, record)?;
+        // Judged once the registry has found the co-signature states the
+        // registration; the caller puts the registry back on a refusal.
+        funds::checked_co_signature(state, seq, record, payload_sha256, registry)?;
+        admitted
     };
     if !crate::record::is_known_kind(record.kind) {
         return Err(RuleError::Rule {

@@ -176,6 +176,52 @@ pub fn completed_enrolment(
     }))
 }
 
+/// A member key's co-signature (`key_co_signed`) as the rules must see
+/// it: the co-signer gave the member's phone number in clear in the
+/// request, and the node's `numbers_committed` right before it commits to
+/// that number with the same commitment as the member's enrolment (rule
+/// `co_signature_phone`). So the second person has checked the full
+/// number, not only its last digits, against the one the codes go to: an
+/// administrator who enrols a member with their own phone ending in the
+/// same four digits is caught by the co-signer's staff list. Keys that are
+/// not a member's have no phone, and nothing is taken.
+pub fn checked_co_signature(
+    view: &mut Overlay,
+    seq: u64,
+    record: &Record,
+    payload_sha256: &str,
+    registry: &crate::registry::Registry,
+) -> Result<(), RuleError> {
+    if record.kind != crate::record::KIND_KEY_CO_SIGNED {
+        return Ok(());
+    }
+    let Some(member) = serde_json::from_slice::<crate::record::KeyCoSigned>(&record.payload)
+        .ok()
+        .and_then(|co_signed| caseledger_keys::KeyId::from_hex(&co_signed.key_id).ok())
+        .and_then(|id| registry.info(&id))
+        .and_then(|info| info.member.as_ref())
+    else {
+        return Ok(()); // not a member's key (the registry judged the rest)
+    };
+    let mut objects = Objects { view };
+    let given = take_committed_numbers(&mut objects, seq, payload_sha256, 1).map_err(|_| {
+        rule(
+            "co_signature_phone",
+            "a member key's co-signature must come right after the node's commitment to the member's phone number as the co-signer gave it",
+        )
+    })?;
+    if given.first() != Some(&member.phone_commitment) {
+        return Err(rule(
+            "co_signature_phone",
+            format!(
+                "the phone number the co-signer gave is not the one member {} was enrolled with (same last digits or not): the enrolment sends codes to another phone",
+                member.member_id
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn parse<T: DeserializeOwned>(record: &Record) -> Result<T, RuleError> {
     if !crate::record::is_json_object(&record.payload) {
         return Err(rule("payload", "a payload is a JSON object"));
