@@ -567,7 +567,11 @@ async fn auditors_run_the_audit_on_the_live_ledger_and_export_entries() {
     let report = caseledger_verify::export::audit_export(text.lines(), f.state.ledger.node_key());
     assert!(report.ok, "{:?} {:?}", report.first_error, report.violations);
     assert_eq!(report.entries, f.state.ledger.size());
+    // Beyond the end there is nothing (404); a limit beyond the document's
+    // 64-bit signed integer is refused.
     let (status, _) = export(&format!("/v1/export?from={}", f.state.ledger.size() + 1)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = export("/v1/export?limit=9223372036854775808").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
@@ -1430,7 +1434,7 @@ async fn an_applicant_gets_a_verification_code_by_sms_and_only_the_applicant() {
     let (status, value) = send(&f.state, "GET", &format!("/v1/verify/{slipped}"), &[], Vec::new()).await;
     assert_eq!(
         (status, problem(&value)),
-        (StatusCode::BAD_REQUEST, "urn:caseledger:problem:code-mistyped"),
+        (StatusCode::NOT_FOUND, "urn:caseledger:problem:code-mistyped"),
         "{value}"
     );
     let (status, value) = send(&f.state, "GET", "/v1/verify/ABC", &[], Vec::new()).await;

@@ -164,7 +164,6 @@ async fn bad_requests_are_problem_documents() {
     let f = fixture();
     for uri in [
         "/v1/proofs/inclusion?seq=50&size=42",
-        "/v1/proofs/inclusion?seq=1&size=99",
         "/v1/proofs/inclusion?seq=-1&size=5",
         "/v1/proofs/inclusion?seq=1",
         "/v1/proofs/inclusion?seq=1&size=5&extra=1",
@@ -175,6 +174,19 @@ async fn bad_requests_are_problem_documents() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
         assert_eq!(content_type, "application/problem+json", "{uri}");
         assert_eq!(problem_type(&body), "urn:caseledger:problem:bad-request", "{uri}");
+    }
+    // A tree the ledger has not grown to is not there: 404.
+    for uri in [
+        "/v1/proofs/inclusion?seq=1&size=99",
+        "/v1/proofs/consistency?first=1&second=99",
+    ] {
+        let (status, content_type, body) = get(&f.state, uri).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (StatusCode::NOT_FOUND, "application/problem+json"),
+            "{uri}"
+        );
+        assert!(String::from_utf8_lossy(&body).contains("no tree of size 99"), "{uri}");
     }
     let (status, content_type, body) = get(&f.state, "/v1/no-such-thing").await;
     assert_eq!(

@@ -28,7 +28,7 @@ pub struct VerifyResponse {
 /// any case, spaces and hyphens ignored). No account, no key. A mistyped
 /// code (its check symbol) is told apart from an unknown one, and a
 /// revoked or expired one says so.
-#[utoipa::path(get, path = "/v1/verify/{code}", params(("code" = String, Path)), responses(
+#[utoipa::path(get, path = "/v1/verify/{code}", params(("code" = String, Path, pattern = r"^[ -]*(?:[0-9A-TV-Za-tv-z][ -]*){17}$|^[ -]*(?:[0-9A-Fa-f][ -]*){32}$", description = "The code as printed in the SMS: 17 symbols of Crockford's base32, any case, spaces and hyphens ignored (or a first-format code of 32 hex digits). One whose check symbol does not match is 404 `code-mistyped`.")), responses(
     (status = OK, body = VerifyResponse),
     (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
     (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),

@@ -44,6 +44,7 @@ pub struct ChallengeResponse {
         (status = OK, body = ChallengeResponse),
         (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
         (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
+        (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
         (status = UNPROCESSABLE_ENTITY, body = Problem, content_type = "application/problem+json"),
         (status = TOO_MANY_REQUESTS, body = Problem, content_type = "application/problem+json"),
     ))]

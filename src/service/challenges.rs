@@ -235,6 +235,7 @@ mod tests {
 #[serde(deny_unknown_fields)]
 pub struct CodeEntry {
     /// The 6-digit code from the SMS.
+    #[schema(pattern = "^[0-9]{6}$")]
     pub code: String,
 }
 

@@ -84,6 +84,9 @@ impl ApiError {
             ),
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout", "The request took too long"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            // A code of the right form whose check symbol does not match
+            // names no record (404); one not of that form is a bad request.
+            ApiError::BadCode(name @ "code-mistyped", _) => (StatusCode::NOT_FOUND, name, "Not a verification code"),
             ApiError::BadCode(name, _) => (StatusCode::BAD_REQUEST, name, "Not a verification code"),
             ApiError::Gone(name, _) => (
                 StatusCode::GONE,

@@ -242,8 +242,8 @@ fn require_auditor(info: &KeyInfo) -> Result<(), ApiError> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct ExportQuery {
-    /// First sequence number (default 0: a whole export, which
-    /// `caseledger verify-export` audits).
+    /// First sequence number, at most the ledger's size (default 0: a
+    /// whole export, which `caseledger verify-export` audits).
     #[serde(default)]
     #[param(required = false)]
     from: u64,
@@ -266,6 +266,7 @@ const EXPORT_CHUNK_ENTRIES: usize = 256;
     (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
     (status = UNAUTHORIZED, body = Problem, content_type = "application/problem+json"),
     (status = FORBIDDEN, body = Problem, content_type = "application/problem+json"),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
 ))]
 pub(super) async fn export(
     State(state): State<AppState>,
@@ -288,9 +289,17 @@ pub(super) async fn export(
             Err(e) => return Err(e.into()),
         }
     }
+    if query.limit.is_some_and(|limit| i64::try_from(limit).is_err()) {
+        return Err(ApiError::BadRequest(
+            "limit is at most 9223372036854775807 (a 64-bit signed integer)".into(),
+        ));
+    }
     let size = state.ledger.size();
     if query.from > size {
-        return Err(ApiError::BadRequest(format!("from must be at most the size {size}")));
+        return Err(ApiError::NotFound(format!(
+            "no entry {}: the ledger has {size} entries",
+            query.from
+        )));
     }
     let end = query
         .limit

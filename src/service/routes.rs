@@ -218,7 +218,8 @@ async fn checkpoint(State(state): State<AppState>) -> Result<impl IntoResponse, 
 struct InclusionQuery {
     /// Sequence number (leaf index) of the entry.
     seq: u64,
-    /// Tree size to prove against (a checkpoint's size).
+    /// Tree size to prove against (a checkpoint's size), greater than `seq`.
+    #[param(minimum = 1)]
     size: u64,
 }
 
@@ -251,7 +252,15 @@ async fn inclusion_proof(
     // cache, less than the hand-over to a blocking-pool thread and back.
     let ledger = &state.ledger;
     let proof = {
-        if query.size > ledger.size() || query.seq >= query.size {
+        // A tree the ledger has not grown to is not there (yet): 404.
+        if query.size > ledger.size() {
+            return Err(ApiError::NotFound(format!(
+                "no tree of size {}: the ledger has {} entries",
+                query.size,
+                ledger.size()
+            )));
+        }
+        if query.seq >= query.size {
             return Err(ApiError::BadRequest(format!(
                 "need seq < size <= {} (got seq {} size {})",
                 ledger.size(),
@@ -275,7 +284,10 @@ async fn inclusion_proof(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ConsistencyQuery {
+    /// The earlier tree size, at most `second`.
+    #[param(minimum = 1)]
     first: u64,
+    /// The later tree size (at most the ledger's).
     second: u64,
 }
 
@@ -290,12 +302,20 @@ struct ConsistencyProof {
 #[utoipa::path(get, path = "/v1/proofs/consistency", params(ConsistencyQuery), responses(
     (status = OK, body = ConsistencyProof),
     (status = BAD_REQUEST, body = Problem, content_type = "application/problem+json"),
+    (status = NOT_FOUND, body = Problem, content_type = "application/problem+json"),
 ))]
 async fn consistency_proof(
     State(state): State<AppState>,
     query: Result<Query<ConsistencyQuery>, QueryRejection>,
 ) -> Result<Json<ConsistencyProof>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let size = state.ledger.size();
+    if query.second > size {
+        return Err(ApiError::NotFound(format!(
+            "no tree of size {}: the ledger has {size} entries",
+            query.second
+        )));
+    }
     // On the runtime thread, as the inclusion proof: O(log n) cached reads.
     let proof = state.ledger.consistency_proof(query.first, query.second)?;
     Ok(Json(ConsistencyProof {
