@@ -120,14 +120,14 @@ impl AppState {
     /// Appends one record and returns its seq once durable, without
     /// blocking a runtime thread (the ledger's writer thread leads the group).
     pub async fn append_one(&self, record: caseledger_verify::entry::Record) -> Result<u64, problem::ApiError> {
-        let kind = record.kind;
-        match self.ledger.append_async(vec![record.clone()]).await {
+        let logged = events::Logged::of(&record);
+        match self.ledger.append_async(vec![record]).await {
             Ok(appended) => {
-                events::written(std::slice::from_ref(&record), &appended);
+                events::written(std::slice::from_ref(&logged), &appended);
                 Ok(appended.seqs[0])
             }
             Err(caseledger_ledger::Error::Rejected { index, source }) => {
-                events::refused(source.check(), Some(kind));
+                events::refused(source.check(), Some(logged.kind()));
                 Err(caseledger_ledger::Error::Rejected { index, source }.into())
             }
             Err(error) => Err(error.into()),

@@ -113,14 +113,14 @@ pub(super) async fn write_records(
     };
     let (authorization, nonce) = signature.unzip();
     let approvals: Vec<Record> = records.iter().filter(|r| approval(r)).cloned().collect();
-    let logged: Vec<Record> = records.clone();
+    let logged: Vec<super::events::Logged> = records.iter().map(super::events::Logged::of).collect();
     let mut appended = match state.ledger.append_authorized(records, authorization).await {
         Err(caseledger_ledger::Error::BadRequestSignature) => {
             nonce.into_iter().for_each(|n| n.release(&state.nonces));
             return Err(bad_request_signature());
         }
         Err(caseledger_ledger::Error::Rejected { index, source }) => {
-            super::events::refused(source.check(), logged.get(index).map(|r| r.kind));
+            super::events::refused(source.check(), logged.get(index).map(super::events::Logged::kind));
             // Name the member's own record, not its place among the node's.
             let index = own
                 .as_ref()

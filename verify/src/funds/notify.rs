@@ -61,39 +61,22 @@ pub fn applicant_contact(case_number: &str, applicant_id: &str) -> String {
     format!("applicant/{case_number}/{applicant_id}")
 }
 
-/// Queues `event` for each of `applicant_ids` of `case_number`.
+/// What one notice says, for every applicant it goes to.
+pub(super) struct Notice<'a> {
+    pub event: Event,
+    pub case_number: &'a str,
+    pub amount_fen: Option<u64>,
+    pub account_masked: Option<String>,
+    /// An approval step's place in the chain.
+    pub step: Option<StepOf>,
+}
+
+/// Queues `notice` for each of `applicant_ids` of its case.
 pub(super) fn queue(
     objects: &mut Objects,
     seq: u64,
-    event: Event,
-    case_number: &str,
+    notice: &Notice,
     applicant_ids: &[String],
-    amount_fen: Option<u64>,
-    account_masked: Option<String>,
-) -> Result<(), RuleError> {
-    queue_step(
-        objects,
-        seq,
-        event,
-        case_number,
-        applicant_ids,
-        amount_fen,
-        account_masked,
-        None,
-    )
-}
-
-/// [`queue`] for an approval step's notice, with its place in the chain.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn queue_step(
-    objects: &mut Objects,
-    seq: u64,
-    event: Event,
-    case_number: &str,
-    applicant_ids: &[String],
-    amount_fen: Option<u64>,
-    account_masked: Option<String>,
-    step: Option<StepOf>,
 ) -> Result<(), RuleError> {
     let already = objects.view.changes_under(&format!("outbox/{seq:020}/"));
     for (n, applicant_id) in applicant_ids.iter().enumerate() {
@@ -101,12 +84,12 @@ pub(super) fn queue_step(
         let notification = Notification {
             id: format!("n{seq}-{n}"),
             seq,
-            event,
-            case_number: case_number.to_owned(),
-            recipient: applicant_contact(case_number, applicant_id),
-            amount_fen,
-            account_masked: account_masked.clone(),
-            step,
+            event: notice.event,
+            case_number: notice.case_number.to_owned(),
+            recipient: applicant_contact(notice.case_number, applicant_id),
+            amount_fen: notice.amount_fen,
+            account_masked: notice.account_masked.clone(),
+            step: notice.step,
         };
         objects.put(outbox_key(seq, n), &notification);
     }

@@ -381,11 +381,14 @@ fn account_registered(
     notify::queue(
         objects,
         context.seq,
-        event,
-        &state.case_number,
+        &notify::Notice {
+            event,
+            case_number: &state.case_number,
+            amount_fen: None,
+            account_masked: masked,
+            step: None,
+        },
         std::slice::from_ref(&state.applicant_id),
-        None,
-        masked,
     )?;
     objects.put(account_key(&state.account_id), &state);
     Ok(Outcome::New)
@@ -632,11 +635,14 @@ fn receipt_recorded(objects: &mut Objects, context: &Context, receipt: ReceiptRe
             notify::queue(
                 objects,
                 context.seq,
-                notify::Event::ReceiptArrived,
-                number,
+                &notify::Notice {
+                    event: notify::Event::ReceiptArrived,
+                    case_number: number,
+                    amount_fen: amount,
+                    account_masked: None,
+                    step: None,
+                },
                 &notify::applicants(&case),
-                amount,
-                None,
             )?;
             deadline_days
         }
@@ -780,11 +786,14 @@ fn receipt_claim_decided(
     notify::queue(
         objects,
         context.seq,
-        notify::Event::ReceiptArrived,
-        &claim.case_number,
+        &notify::Notice {
+            event: notify::Event::ReceiptArrived,
+            case_number: &claim.case_number,
+            amount_fen: amount,
+            account_masked: None,
+            step: None,
+        },
         &notify::applicants(&case),
-        amount,
-        None,
     )?;
     objects.put(receipt_key(&claim.bank_reference), &receipt);
     Ok(Outcome::New)
@@ -1031,15 +1040,17 @@ fn approval_signed(
     };
     let amount = Some(disbursement.amount_fen);
     let of = u32::try_from(disbursement.chain.len()).unwrap_or(u32::MAX);
-    notify::queue_step(
+    notify::queue(
         objects,
         context.seq,
-        event,
-        &disbursement.case_number,
+        &notify::Notice {
+            event,
+            case_number: &disbursement.case_number,
+            amount_fen: amount,
+            account_masked: Some(masked),
+            step: Some(notify::StepOf { step, of }),
+        },
         &[payee],
-        amount,
-        Some(masked),
-        Some(notify::StepOf { step, of }),
     )?;
     match statement.decision {
         Decision::Reject => {
@@ -1103,11 +1114,14 @@ fn disbursement_paid(objects: &mut Objects, context: &Context, paid: Disbursemen
     notify::queue(
         objects,
         context.seq,
-        notify::Event::Paid,
-        &disbursement.case_number,
+        &notify::Notice {
+            event: notify::Event::Paid,
+            case_number: &disbursement.case_number,
+            amount_fen: amount,
+            account_masked: Some(masked),
+            step: None,
+        },
         &[payee],
-        amount,
-        Some(masked),
     )?;
     objects.put(key, &disbursement);
     Ok(Outcome::New)
@@ -1172,11 +1186,14 @@ fn payment_returned(objects: &mut Objects, context: &Context, returned: PaymentR
     notify::queue(
         objects,
         context.seq,
-        event,
-        &disbursement.case_number,
+        &notify::Notice {
+            event,
+            case_number: &disbursement.case_number,
+            amount_fen: Some(disbursement.amount_fen),
+            account_masked: Some(masked),
+            step: None,
+        },
         &[payee],
-        Some(disbursement.amount_fen),
-        Some(masked),
     )?;
     objects.put(key, &disbursement);
     Ok(Outcome::New)
@@ -1271,11 +1288,14 @@ fn store_receipt_and_tell(
         notify::queue(
             objects,
             context.seq,
-            event,
-            number,
+            &notify::Notice {
+                event,
+                case_number: number,
+                amount_fen: None,
+                account_masked: None,
+                step: None,
+            },
             &notify::applicants(&case),
-            None,
-            None,
         )?;
     }
     objects.put(receipt_key(&receipt.bank_reference), &receipt);
