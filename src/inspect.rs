@@ -206,9 +206,12 @@ fn audit_folder(args: &VerifyArgs) -> anyhow::Result<caseledger_verify::audit::A
             None => Some(format!(
                 "a time-stamp is kept for size {size}, of which there is no checkpoint"
             )),
-            Some(note) => caseledger_verify::timestamp::check_of_checkpoint(&answer, &note)
-                .err()
-                .map(|e| format!("the time-stamp of the checkpoint of size {size}: {e}")),
+            Some(note) => {
+                let newest = ledger.entry(size.saturating_sub(1))?.timestamp_ms;
+                caseledger_verify::timestamp::check_of_checkpoint_after(&answer, &note, newest)
+                    .err()
+                    .map(|e| format!("the time-stamp of the checkpoint of size {size}: {e}"))
+            }
         };
         if let Some(detail) = problem {
             report.add_violation(size.saturating_sub(1), "checkpoint_timestamp", detail);
@@ -436,6 +439,15 @@ pub fn verify_bundle(args: &VerifyBundleArgs) -> anyhow::Result<ExitCode> {
             };
             // Every check runs before anything is said to hold: a refusal
             // is the only line printed.
+            if let Some(at) = report.time_stamped_ms {
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                if let Err(reason) = caseledger_verify::timestamp::check_not_future(at, now_ms) {
+                    println!("FAILED: the checkpoint's time-stamp: {reason}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
             let time_stamp = match (report.time_stamped_ms, &args.tsa_ca, &bundle.timestamp) {
                 (Some(at), Some(ca), Some(answer)) => {
                     let answer = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, answer)?;

@@ -243,3 +243,67 @@ fn a_time_stamp_not_of_its_checkpoint_is_refused_when_kept_and_named_by_verify_w
         "{report}"
     );
 }
+
+/// A stamp cannot be older than what it stamps: one whose time is before
+/// the newest entry of its checkpoint (beyond ten minutes of clock
+/// difference) is refused when kept, refused in the applicant's bundle,
+/// and named by `verify` when forced into storage. (Here the node's clock
+/// runs two days ahead of the TSA's.)
+#[test]
+fn a_time_stamp_older_than_the_entries_it_stamps_is_refused_and_named() {
+    use base64::Engine as _;
+    use std::sync::atomic::AtomicU64;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tsa_dir = dir.path().join("tsa");
+    make_tsa(&tsa_dir);
+    let tsa_url = serve_tsa(&tsa_dir);
+    let data = dir.path().join("data");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let ahead = std::sync::Arc::new(TestClock(AtomicU64::new(now_ms + 2 * 86_400_000)));
+    let (ledger, staff) = court_with_clock(&data, 195, ahead);
+    let case_number = "(2026)苏02执1951号";
+    let case = caseledger::court::CaseRecords::new(&staff, &staff.officers[0], case_number);
+    ledger
+        .append(
+            [
+                case.open(1),
+                case.account("acct-1", 1, "6222000011110001"),
+                vec![case.confirm("acct-1"), case.receipt("BANK-1", 5_000_000)],
+            ]
+            .concat(),
+        )
+        .expect("case");
+    let note = ledger.checkpoint_now().expect("checkpoint");
+    let size = ledger.size();
+    let stamp = stamp_of(&tsa_url, &note);
+    let refused = ledger.add_timestamp(size, &stamp).expect_err("older than its entries");
+    assert!(refused.to_string().contains("before the entry"), "{refused}");
+    assert_eq!(ledger.timestamp_at(size).expect("read"), None, "nothing kept");
+    let mut bundle = ledger.applicant_bundle_of(case_number, "applicant-1").expect("bundle");
+    bundle.timestamp = Some(base64::engine::general_purpose::STANDARD.encode(&stamp));
+    let refused = bundle.verify(&ledger.node_key()).expect_err("refused in the bundle");
+    assert!(refused.contains("before the entry"), "{refused}");
+    drop(ledger);
+    {
+        let db = raw_db(&data);
+        let cf = db.cf_handle("timestamps").expect("cf");
+        db.put_cf(cf, size.to_be_bytes(), &stamp).expect("put");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_caseledger"))
+        .args(["verify", "--json", "--data"])
+        .arg(&data)
+        .output()
+        .expect("caseledger");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let named: Vec<(u64, &str)> = report["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .map(|v| (v["seq"].as_u64().expect("seq"), v["rule"].as_str().expect("rule")))
+        .collect();
+    assert_eq!(named, vec![(size - 1, "checkpoint_timestamp")], "{report}");
+}

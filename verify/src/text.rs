@@ -130,6 +130,19 @@ pub fn date_cst(ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
+/// `ms` since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+pub fn utc_text(ms: u64) -> String {
+    let seconds = ms / 1000;
+    let (days, second_of_day) = (seconds / 86_400, seconds % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60
+    )
+}
+
 /// (year, month, day) of a count of days since 1970-01-01 (Howard
 /// Hinnant's civil_from_days).
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {

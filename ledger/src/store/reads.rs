@@ -215,7 +215,8 @@ impl Ledger {
         let note = self
             .checkpoint_at(size)?
             .ok_or_else(|| Error::NotFound(format!("no checkpoint of size {size}")))?;
-        caseledger_verify::timestamp::check_of_checkpoint(response, &note)
+        let newest = self.entry(size.saturating_sub(1))?.timestamp_ms;
+        caseledger_verify::timestamp::check_of_checkpoint_after(response, &note, newest)
             .map_err(|e| Error::InvalidArgument(format!("the time-stamp of checkpoint {size}: {e}")))?;
         let mut sync = rocksdb::WriteOptions::default();
         sync.set_sync(true);

@@ -127,6 +127,10 @@ impl ApplicantBundle {
                 .decode(answer)
                 .map_err(|e| format!("the checkpoint's time-stamp: {e}"))?;
             let stamped = crate::timestamp::check_of_checkpoint(&answer, &self.checkpoint)
+                .and_then(|stamped| {
+                    let newest = proven.entries.values().map(|e| e.timestamp_ms).max().unwrap_or(0);
+                    crate::timestamp::check_not_before_entries(stamped.gen_time_ms, newest).map(|()| stamped)
+                })
                 .map_err(|e| format!("the checkpoint's time-stamp: {e}"))?;
             report.time_stamped_ms = Some(stamped.gen_time_ms);
         }
