@@ -1,4 +1,4 @@
-//! The applicant bundle (docs/FORMAT.md §7b): every thread that concerns
+//! The applicant bundle (docs/FORMAT.md §7a): every thread that concerns
 //! one applicant's money, each proven complete against the thread-map root
 //! of one node-signed checkpoint, and every entry of those threads with
 //! its inclusion proof against the same checkpoint.
@@ -126,11 +126,13 @@ impl ApplicantBundle {
             let answer = BASE64
                 .decode(answer)
                 .map_err(|e| format!("the checkpoint's time-stamp: {e}"))?;
-            let stamped = crate::timestamp::check_of_checkpoint(&answer, &self.checkpoint)
-                .and_then(|stamped| {
-                    let newest = proven.entries.values().map(|e| e.timestamp_ms).max().unwrap_or(0);
-                    crate::timestamp::check_not_before_entries(stamped.gen_time_ms, newest).map(|()| stamped)
-                })
+            // The stamp is not signed by the node: besides being of this
+            // checkpoint, its time must be plausible without a clock, not
+            // before the newest entry the bundle proves in the checkpoint
+            // (FORMAT §6c). (Not after "now" is for verifiers with a clock:
+            // `timestamp::check_not_future`.)
+            let newest = proven.entries.values().map(|e| e.timestamp_ms).max().unwrap_or(0);
+            let stamped = crate::timestamp::check_of_checkpoint_after(&answer, &self.checkpoint, newest)
                 .map_err(|e| format!("the checkpoint's time-stamp: {e}"))?;
             report.time_stamped_ms = Some(stamped.gen_time_ms);
         }
