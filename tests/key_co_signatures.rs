@@ -477,3 +477,43 @@ fn admin_co_sign_refuses_an_enrolment_with_another_phone_of_the_same_last_digits
     assert!(!awaiting(&serve), "co-signed with the number it was enrolled with");
     serve.terminate();
 }
+
+/// The node compares a co-signer's number with the enrolment only for
+/// someone who may co-sign the key: anyone else (an officer, the
+/// registrar) gets the same refusal whatever number they give, so the
+/// check is no phone oracle for every member.
+#[tokio::test]
+async fn only_a_possible_co_signer_learns_whether_a_number_is_the_enrolled_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ledger, staff) = court(dir.path(), 86);
+    let pending = own_leader();
+    ledger
+        .append(registered_alone(&staff, &pending))
+        .expect("the registration itself is written");
+    let state = service_state(ledger, &staff);
+    let wrong = registrars_own_phone(&Person {
+        phone: "13700000099".into(),
+        ..pending.clone()
+    });
+    let try_with = |signer: &caseledger_keys::Identity, phone: &str| {
+        let request = (pending.co_signature(ORIGIN, signer), vec![phone.to_owned()]);
+        let (state, signer) = (state.clone(), signer.clone());
+        async move {
+            let (status, value) = write_numbered(&state, &signer, &[request]).await;
+            (status.as_u16(), value["rule"].as_str().unwrap_or_default().to_owned())
+        }
+    };
+    for (signer, status, rule) in [
+        (&staff.officers[0].identity, 403, "not_authorized"),
+        (&staff.administrator.identity, 422, "key_co_signature"),
+    ] {
+        let right = try_with(signer, &pending.phone).await;
+        let other = try_with(signer, &wrong).await;
+        assert_eq!(right, (status, rule.to_owned()));
+        assert_eq!(other, right, "the same answer whatever the number");
+    }
+    // The court leader may co-sign: told when the number is not the one.
+    let leader = &staff.court_leader.identity;
+    assert_eq!(try_with(leader, &wrong).await, (422, "co_signature_phone".to_owned()));
+    assert_eq!(try_with(leader, &pending.phone).await.0, 201);
+}

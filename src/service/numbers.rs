@@ -181,7 +181,7 @@ pub(super) fn commit(
 /// `count` numbers of `who`'s hourly quota ([`NUMBERS_PER_MEMBER_PER_HOUR`]):
 /// each number given in clear is one more try against the court's
 /// commitments.
-fn spend_number_quota(state: &AppState, who: &str, count: usize) -> Result<(), ApiError> {
+pub(super) fn spend_number_quota(state: &AppState, who: &str, count: usize) -> Result<(), ApiError> {
     let cells = std::num::NonZeroU32::new(u32::try_from(count).unwrap_or(u32::MAX)).expect("at least one number");
     match state.numbers_limiter.check_key_n(&who.to_owned(), cells) {
         Ok(Ok(())) => Ok(()),
@@ -229,13 +229,29 @@ fn co_signature_phone(
     numbers: &[String],
 ) -> Result<Option<Committed>, ApiError> {
     let keys = state.ledger.keys();
-    let member = serde_json::from_slice::<caseledger_verify::record::KeyCoSigned>(&record.payload)
+    let awaiting = serde_json::from_slice::<caseledger_verify::record::KeyCoSigned>(&record.payload)
         .ok()
         .and_then(|co_signed| caseledger_keys::KeyId::from_hex(&co_signed.key_id).ok())
         .and_then(|id| keys.info(&id))
-        .filter(|info| info.awaits_co_signature())
-        .and_then(|info| info.member.clone());
-    let Some(member) = member else {
+        .filter(|info| info.awaits_co_signature());
+    // Only someone who may co-sign this key gets the number compared: an
+    // active administrator or court leader, not the registrar's person.
+    // Anyone else is refused by the rules (`not_authorized`,
+    // `key_co_signature`) without the number being looked at, so the
+    // check is no phone oracle for every member.
+    let signer = keys.info(&record.signer).filter(|s| s.is_active());
+    let may_co_sign =
+        signer.is_some_and(|s| s.administrator || s.member.as_ref().is_some_and(|m| m.role == Role::CourtLeader));
+    let registrar_signs = awaiting
+        .and_then(|info| info.registered_by.as_deref())
+        .and_then(|hex| caseledger_keys::KeyId::from_hex(hex).ok())
+        .and_then(|id| keys.info(&id))
+        .zip(signer)
+        .is_some_and(|(registrar, signer)| registrar.person() == signer.person());
+    if awaiting.is_some_and(|info| info.member.is_some()) && (!may_co_sign || registrar_signs) {
+        return Ok(None);
+    }
+    let Some(member) = awaiting.and_then(|info| info.member.clone()) else {
         // Not a member's key awaiting its co-signature: the rules judge it.
         return if numbers.is_empty() {
             Ok(None)
