@@ -80,6 +80,18 @@ fn stamp_of(url: &str, note: &str) -> Vec<u8> {
         .read_to_vec()
         .expect("answer");
     caseledger::service::timestamps::check_response(&answer, &digest, nonce).expect("granted");
+    // The same answer with its genTime moved to 2099 (the node does not
+    // check the TSA's signature, the relying party does): the node does
+    // not keep a stamp from the future.
+    let at = answer
+        .windows(4)
+        .position(|w| w[0] == 0x18 && w[2] == b'2' && w[3] == b'0')
+        .expect("a GeneralizedTime");
+    let mut future = answer.clone();
+    future[at + 2..at + 6].copy_from_slice(b"2099");
+    let refused =
+        caseledger::service::timestamps::check_response(&future, &digest, nonce).expect_err("from the future");
+    assert!(refused.contains("future"), "{refused}");
     answer
 }
 

@@ -60,10 +60,13 @@ pub fn request_der(digest: &[u8; 32], nonce: u64) -> Vec<u8> {
 
 /// Checks a DER `TimeStampResp` (RFC 3161 §2.4.2) as
 /// [`caseledger_verify::timestamp::read_response`] reads it, and that its
-/// message imprint is `digest` and its nonce `nonce`. (The TSA's signature
-/// over it is checked by whoever relies on it: `openssl ts -verify`.)
+/// message imprint is `digest`, its nonce `nonce` and its time not ahead
+/// of this node's clock by more than the tolerance (FORMAT §6c). (The
+/// TSA's signature over it is checked by whoever relies on it: `openssl ts
+/// -verify`.)
 pub fn check_response(response: &[u8], digest: &[u8; 32], nonce: u64) -> Result<(), String> {
     let info = caseledger_verify::timestamp::read_response(response)?;
+    caseledger_verify::timestamp::check_not_future(info.gen_time_ms, super::challenges::now_ms())?;
     if &info.imprint != digest {
         return Err("the time-stamp is of another text".into());
     }
