@@ -34,24 +34,9 @@ const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 const SIGNATURE_PLACEHOLDER: &str = "sig1=:cmVwbGFjZWQgYnkgdGhlIHByb3h5:";
 const SIGNATURE_INPUT_PLACEHOLDER: &str = "sig1=(\"replaced-by-the-proxy\")";
 
-/// A venv with schemathesis, made once per build folder.
+/// The schemathesis command, from a venv made once per build folder.
 fn schemathesis() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("venv-schemathesis-4.32.5");
-    let st = venv.join("bin/st");
-    if !st.exists() {
-        let made = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 -m venv");
-        assert!(made.success(), "making the venv");
-        let installed = std::process::Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", SCHEMATHESIS])
-            .status()
-            .expect("pip");
-        assert!(installed.success(), "installing {SCHEMATHESIS}");
-    }
-    st
+    common::python_venv("venv-schemathesis-4.32.5", SCHEMATHESIS).join("bin/st")
 }
 
 /// What the proxy saw: requests signed, and of those how many `serve`

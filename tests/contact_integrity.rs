@@ -215,3 +215,45 @@ async fn a_switched_approver_number_gets_no_approval_code_and_no_reminder() {
     );
     assert!(mismatches(&f, "reminder") > before);
 }
+
+/// Recording an approver's phone is no free phone oracle for an
+/// administrator: a number that is not the enrolled one is refused, logged
+/// and counted, and every number tried spends the administrator's hourly
+/// quota of numbers given in clear, after which they wait (429).
+#[tokio::test]
+async fn recording_a_phone_is_no_free_oracle_for_an_administrator() {
+    let f = fixture().await;
+    let head = &f.staff.bureau_head;
+    let before = mismatches(&f, "contact_recorded");
+    let mut guess = 13_900_000_000u64;
+    let mut refused_at = None;
+    // The fixture recorded one number already.
+    for tried in 2..=caseledger::service::numbers::NUMBERS_PER_MEMBER_PER_HOUR + 1 {
+        guess += 1;
+        let body = serde_json::to_vec(&serde_json::json!({"member_id": head.member_id, "phone": guess.to_string()}))
+            .expect("json");
+        let headers = sign_request(
+            &f.staff.administrator.identity,
+            caseledger::service::DEFAULT_AUTHORITY,
+            "POST",
+            "/v1/contacts/members",
+            &body,
+        );
+        let (status, value) = send(&f.state, "POST", "/v1/contacts/members", &headers, body).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            refused_at = Some(tried);
+            break;
+        }
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{value}");
+    }
+    assert_eq!(
+        refused_at,
+        Some(caseledger::service::numbers::NUMBERS_PER_MEMBER_PER_HOUR + 1),
+        "the quota of numbers ends the guessing"
+    );
+    assert_eq!(
+        mismatches(&f, "contact_recorded") - before,
+        u64::from(caseledger::service::numbers::NUMBERS_PER_MEMBER_PER_HOUR - 1),
+        "each wrong number is counted"
+    );
+}

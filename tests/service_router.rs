@@ -331,22 +331,7 @@ async fn applicants_get_a_self_contained_page_to_type_their_code_into() {
 /// A Python venv with the OpenAPI validator (PyPI, pinned), made once per
 /// build folder.
 fn openapi_validator() -> std::path::PathBuf {
-    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("venv-openapi-spec-validator-0.9.0");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let made = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 -m venv");
-        assert!(made.success(), "making the venv");
-        let installed = std::process::Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "openapi-spec-validator==0.9.0"])
-            .status()
-            .expect("pip");
-        assert!(installed.success(), "installing openapi-spec-validator");
-    }
-    python
+    common::python_venv("venv-openapi-spec-validator-0.9.0", "openapi-spec-validator==0.9.0").join("bin/python")
 }
 
 /// The document validates (openapi-spec-validator), describes the RFC 9421

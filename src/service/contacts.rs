@@ -197,10 +197,12 @@ pub(super) async fn member_contact(
         .filter(|(_, i)| i.is_active())
         .find_map(|(_, i)| i.member.clone().filter(|m| m.member_id == request.member_id))
         .ok_or_else(|| ApiError::NotFound(format!("member {}", request.member_id)))?;
-    let who = info
-        .member
-        .as_ref()
-        .map_or_else(|| info.public_key.0.clone(), |m| m.member_id.clone());
+    // The same quota key as the write path's: the member id, or a genesis
+    // administrator's key id.
+    let who = match &info.member {
+        Some(member) => member.member_id.clone(),
+        None => info.public_key.key().map(|k| k.key_id().to_hex()).unwrap_or_default(),
+    };
     put_checked_phone(
         &state,
         &who,

@@ -20,7 +20,7 @@ pub mod contacts;
 mod events;
 pub mod httpsig;
 pub mod limits;
-mod numbers;
+pub mod numbers;
 mod phones;
 pub mod problem;
 pub mod providers;

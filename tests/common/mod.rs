@@ -826,3 +826,26 @@ pub fn case_with_a_notification(
         .expect("contact");
     (Arc::new(ledger), staff, first)
 }
+
+/// A Python venv with `requirement` (a pinned PyPI package) installed, made
+/// once per build folder under `CARGO_TARGET_TMPDIR` as `name`; returns its
+/// folder.
+pub fn python_venv(name: &str, requirement: &str) -> std::path::PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let marker = venv.join(".installed");
+    if !marker.exists() {
+        let made = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv");
+        assert!(made.success(), "making the venv {name}");
+        let installed = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", requirement])
+            .status()
+            .expect("pip");
+        assert!(installed.success(), "installing {requirement}");
+        std::fs::write(&marker, requirement).expect("marker");
+    }
+    venv
+}
